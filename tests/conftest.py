@@ -1,0 +1,33 @@
+"""Shared fixtures: repository paths and small configs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("CONDOR_CONFIG", "/dev/null")
+warnings.filterwarnings("ignore", message="Default WIMP parameters are changed")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def default_config(repo):
+    from lzflow.config import load_yaml
+
+    return load_yaml(repo / "config" / "config.yaml")
+
+
+@pytest.fixture(scope="session")
+def projection_detector(repo):
+    from lzflow.config import load_yaml
+    from lzflow.detector import resolve_detector
+
+    return resolve_detector(load_yaml(repo / "config" / "detector" / "lz_projection.yaml"))

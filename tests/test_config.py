@@ -1,0 +1,161 @@
+"""Configuration: schema, units and cross-field checks give one-line errors naming key and value."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+
+from lzflow.config import ConfigError, deep_merge, load_yaml, mass_label, resolve_config
+from lzflow.units import UnitError, to_canonical
+
+
+def resolved(repo, raw):
+    return resolve_config(raw, base_dir=repo)
+
+
+def test_default_config_is_the_lz_projection(repo, default_config):
+    cfg = resolved(repo, default_config)
+    assert cfg["exposure"]["fiducial_mass_t"] == pytest.approx(5.6)
+    assert cfg["exposure"]["live_time_days"] == pytest.approx(1000)
+    assert cfg["exposure"]["exposure_t_yr"] == pytest.approx(15.33, abs=0.01)
+    assert cfg["signal"]["masses_GeV"] == [10, 16.2222, 27.8256, 40, 46.4159, 66.6667, 100, 200, 1000]
+    assert sorted(cfg["backgrounds"]) == sorted(
+        ["B8", "DSN", "DetER", "DetNR", "Kr85", "Rn220", "Rn222", "atm", "hep", "pp", "vvBB"]
+    )
+    assert cfg["signal"]["sigma_ref_cm2"] == pytest.approx(1e-45)
+    det = cfg["detector"]
+    assert det["nest"]["g1"] == 0.118735
+    assert det["nest"]["g1_gas"] == 0.1018
+    assert det["nest"]["eLife_us"] == 850
+    assert det["fiducial"] == {"r_max_mm": 688.0, "z_min_mm": 20.0, "z_max_mm": 1330.0}
+
+
+def test_quick_config_is_valid(repo):
+    cfg = resolved(repo, load_yaml(repo / "config" / "quick.yaml"))
+    assert cfg["tag"] == "quick"
+
+
+@pytest.mark.parametrize(
+    "value, unit, expected",
+    [("688 mm", "mm", 688.0), ("68.8 cm", "mm", 688.0), ("0.85 ms", "us", 850.0), ("1000 d", "day", 1000.0),
+     ("5600 kg", "t", 5.6), ("10821 V/cm", "kV/cm", 10.821), ("1e-45 cm**2", "cm**2", 1e-45)],
+)
+def test_units_convert(value, unit, expected):
+    assert to_canonical(value, "k", unit) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "value, fragment",
+    [(688, "has no unit"), ("688 s", "wrong dimension"), ("688 furlongz", "not a quantity"), ("mm", "not a quantity")],
+)
+def test_units_reject(value, fragment):
+    with pytest.raises(UnitError, match=fragment):
+        to_canonical(value, "detector.fiducial.r_max", "mm")
+
+
+def test_unit_in_key_allows_bare_number():
+    assert to_canonical(850, "detector.nest.eLife_us", "us", unit_in_key=True) == 850.0
+    assert to_canonical("0.85 ms", "detector.nest.eLife_us", "us", unit_in_key=True) == pytest.approx(850.0)
+
+
+def _broken(default_config, path, value):
+    raw = copy.deepcopy(default_config)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    "path, value, fragments",
+    [
+        (("signal", "masses_GeV"), [10, -4], ["signal.masses_GeV[1]", "-4", "> 0"]),
+        (("signal", "masses_GeV"), [10, 10.0], ["signal.masses_GeV", "10", "unique"]),
+        (("exposure", "live_time"), "1000", ["exposure.live_time", "no unit"]),
+        (("exposure", "live_time"), "1000 mm", ["exposure.live_time", "wrong dimension"]),
+        (("pdf", "cs1_phd"), {"min": 80, "max": 3, "bins": 10}, ["pdf.cs1_phd", "min < max"]),
+        (("pdf", "n_samples"), 10, ["pdf.n_samples", "10", ">= 1000"]),
+        (("backgrounds", "pp"), {"counts": 191, "rel_unc": -0.1}, ["backgrounds.pp.rel_unc", "-0.1", ">= 0"]),
+        (("backgrounds", "B8"), {"counts": 1, "rel_unc": 0.1, "window_keV": [30, 1]}, ["backgrounds.B8.window_keV", "low < high"]),
+        (("tag",), "bad tag!", ["tag", "bad tag!"]),
+        (("pdf", "seeed"), 3, ["pdf.seeed", "unknown key"]),
+    ],
+)
+def test_bad_config_one_line_error(repo, default_config, path, value, fragments):
+    with pytest.raises(ConfigError) as info:
+        resolved(repo, _broken(default_config, path, value))
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_missing_background_is_named(repo, default_config):
+    raw = copy.deepcopy(default_config)
+    del raw["backgrounds"]["Kr85"]
+    with pytest.raises(ConfigError, match=r"^backgrounds\.Kr85: missing"):
+        resolved(repo, raw)
+
+
+@pytest.mark.parametrize(
+    "override, fragments",
+    [
+        ({"nest": {"g1": 1.3}}, ["detector.nest.g1", "1.3", "0 < g1 <= 1"]),
+        ({"nest": {"g1": 0.0}}, ["detector.nest.g1", "0 < g1 <= 1"]),
+        ({"fiducial": {"r_max": "800 mm"}}, ["detector.fiducial.r_max", "800", "radmax"]),
+        ({"fiducial": {"z_max": "1500 mm"}}, ["detector.fiducial.z_max", "gate"]),
+        ({"fiducial": {"r_max": "68.8"}}, ["detector.fiducial.r_max", "no unit"]),
+        ({"nest": {"radius": 728}}, ["detector.nest.radius", "no unit"]),
+        ({"nest": {"eLife_us": "850 V"}}, ["detector.nest.eLife_us", "wrong dimension"]),
+        ({"nest": {"gg1": 0.1}}, ["detector.nest.gg1", "unknown NEST detector parameter"]),
+        ({"base": "XENON1T"}, ["detector.base", "XENON1T"]),
+        ({"drift_field": "180"}, ["detector.drift_field", "no unit"]),
+        ({"yields": {"nr": [1.0, 2.0]}}, ["detector.yields.nr", "expected 12"]),
+    ],
+)
+def test_bad_detector_one_line_error(repo, default_config, override, fragments):
+    raw = copy.deepcopy(default_config)
+    raw["detector_overrides"] = override
+    with pytest.raises(ConfigError) as info:
+        resolved(repo, raw)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_g1_change_is_a_config_edit(repo, default_config):
+    raw = copy.deepcopy(default_config)
+    raw["detector_overrides"] = {"nest": {"g1": 0.05}}
+    changed = resolved(repo, raw)["detector"]
+    nominal = resolved(repo, default_config)["detector"]
+    assert changed["nest"]["g1"] == 0.05
+    assert changed["hash"] != nominal["hash"]
+    assert {k: v for k, v in changed["nest"].items() if k != "g1"} == {
+        k: v for k, v in nominal["nest"].items() if k != "g1"
+    }
+
+
+def test_deep_merge_and_mass_label():
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+    assert [mass_label(m) for m in (10, 40.0, 16.2222, 1000)] == ["10", "40", "16.2222", "1000"]
+
+
+def test_cli_reports_bad_config_without_traceback(repo, tmp_path, default_config):
+    import yaml
+
+    raw = _broken(default_config, ("signal", "masses_GeV"), [0])
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "lzflow.cli", "validate", "--config", str(path)],
+        cwd=repo, capture_output=True, text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert "signal.masses_GeV[0]" in result.stderr

@@ -1,0 +1,9 @@
+rule detector:
+    output:
+        f"{RESULTS}/detector.json",
+    params:
+        spec=as_spec(LZ["detector"]),
+    log:
+        f"logs/{LZ['tag']}/detector.log",
+    shell:
+        "lzflow detector --spec {params.spec:q} --out {output} > {log} 2>&1"
