@@ -12,6 +12,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/detector.smk"
+include: "workflow/rules/pdfs.smk"
 
 
 rule all:

@@ -15,6 +15,15 @@ except ConfigError as err:
 validate(config, "../schemas/config.schema.yaml")  # the same schema, through Snakemake (fills defaults)
 
 RESULTS = f"{LZ['results_dir']}/{LZ['tag']}"
+LOGS = f"{LZ['results_dir']}/logs/{LZ['tag']}"
+BACKGROUNDS = sorted(LZ["backgrounds"])
+MASSES = dict(zip(LZ["signal"]["mass_labels"], LZ["signal"]["masses_GeV"]))
+
+
+wildcard_constraints:
+    background="|".join(BACKGROUNDS),
+    mass=r"[0-9]+(\.[0-9]+)?",
+    interaction="NR|beta|gammaRay",
 
 
 def as_spec(data):
@@ -22,5 +31,53 @@ def as_spec(data):
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
+def response_spec(wildcards):
+    """What a response job needs: interaction, statistics, seed, analysis binning and cuts."""
+    pdf = LZ["pdf"]
+    return as_spec({
+        "interaction": wildcards.interaction,
+        "n_samples": pdf["n_samples"],
+        "seed": pdf["seed"],
+        "cs1_phd": pdf["cs1_phd"],
+        "log10_cs2_phd": pdf["log10_cs2_phd"],
+        "s2_raw_min_phd": pdf["s2_raw_min_phd"],
+    })
+
+
+def _background_interaction(name):
+    from lzflow.spectra import background_model
+
+    return background_model(name).nest_interaction
+
+
+def background_response(wildcards):
+    return f"{RESULTS}/response/{_background_interaction(wildcards.background)}.npz"
+
+
+def background_spec(wildcards):
+    """What a background PDF job needs: its normalisation and constraint, nothing else."""
+    return as_spec(dict(LZ["backgrounds"][wildcards.background], name=wildcards.background,
+                        n_samples=LZ["pdf"]["n_samples"]))
+
+
+def signal_spec(wildcards):
+    """What a signal PDF job needs: this mass, the reference cross section, halo and exposure."""
+    if wildcards.mass not in MASSES:
+        raise ValueError(f"mass {wildcards.mass} is not in signal.masses_GeV")
+    return as_spec({
+        "mass_GeV": MASSES[wildcards.mass],
+        "mass_label": wildcards.mass,
+        "sigma_ref_cm2": LZ["signal"]["sigma_ref_cm2"],
+        "halo": LZ["signal"]["halo"],
+        "exposure_t_yr": LZ["exposure"]["exposure_t_yr"],
+        "n_samples": LZ["pdf"]["n_samples"],
+    })
+
+
+def pdf_targets():
+    stems = BACKGROUNDS + [f"wimp_m{label}" for label in MASSES]
+    return [f"{RESULTS}/pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json")]
+
+
 def all_targets():
-    return [f"{RESULTS}/detector.json"]
+    return [f"{RESULTS}/detector.json"] + pdf_targets()

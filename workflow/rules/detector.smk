@@ -4,6 +4,6 @@ rule detector:
     params:
         spec=as_spec(LZ["detector"]),
     log:
-        f"logs/{LZ['tag']}/detector.log",
+        f"{LOGS}/detector.log",
     shell:
         "lzflow detector --spec {params.spec:q} --out {output} > {log} 2>&1"

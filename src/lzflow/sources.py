@@ -1,0 +1,83 @@
+"""Sources of the analysis: what each PDF is made of.
+
+A source is a recoil spectrum for the whole exposure (events/keV) and the NEST interaction type
+that turns it into (cS1, cS2): ``NR`` for WIMPs, CEvNS (B8, hep, atm, DSN) and detector
+neutrons; ``beta`` for naked β decays, 2νββ and solar ν–e scattering; ``gammaRay`` for the
+detector's Compton γ background (see :mod:`lzflow.spectra.backgrounds`).
+
+The WIMP source is normalised at the reference cross section σ_ref, so its PDF holds the expected
+events at σ_ref and the signal strength μ converts as σ = μ σ_ref.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+__all__ = ["Source", "wimp_source", "background_source", "source_name", "INTERACTIONS"]
+
+#: NEST interaction types for which a response matrix is made.
+INTERACTIONS: tuple[str, ...] = ("NR", "beta", "gammaRay")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A spectrum (events/keV for the whole exposure) and its NEST interaction type."""
+
+    name: str
+    interaction: str
+    spectrum: Callable[[np.ndarray], np.ndarray]
+    energy_range_keV: tuple[float, float]
+    metadata: Mapping[str, Any]
+
+
+def source_name(mass_label: str) -> str:
+    """File stem of a WIMP source, e.g. ``wimp_m40``."""
+    return f"wimp_m{mass_label}"
+
+
+def wimp_source(spec: Mapping[str, Any]) -> Source:
+    """WIMP source from a job spec with ``mass_GeV``, ``mass_label``, ``sigma_ref_cm2``, ``halo`` and
+    ``exposure_t_yr``: dN/dE = exposure × dR/dE(σ_ref) [events/keV]."""
+    from .spectra import HaloModel, wimp_rate
+
+    halo = HaloModel(
+        rho_GeV_cm3=spec["halo"]["rho_GeV_cm3"], v0_km_s=spec["halo"]["v0_km_s"], vesc_km_s=spec["halo"]["vesc_km_s"]
+    )
+    mass, sigma, exposure = float(spec["mass_GeV"]), float(spec["sigma_ref_cm2"]), float(spec["exposure_t_yr"])
+
+    def spectrum(energy_keV: np.ndarray) -> np.ndarray:
+        return exposure * wimp_rate(np.asarray(energy_keV, dtype=float), mass, sigma, halo)
+
+    return Source(
+        name=source_name(spec["mass_label"]),
+        interaction="NR",
+        spectrum=spectrum,
+        energy_range_keV=(0.0, np.inf),
+        metadata={"kind": "signal", "mass_GeV": mass, "sigma_ref_cm2": sigma, "exposure_t_yr": exposure,
+                  "halo": dict(spec["halo"])},
+    )
+
+
+def background_source(spec: Mapping[str, Any]) -> Source:
+    """Background source from a job spec with ``name``, ``counts``, ``window_keV`` (or None) and
+    ``rel_unc``: its shape normalised to ``counts`` events in the window."""
+    from .spectra import background_model, background_spectrum, reference_window_keV
+
+    model = background_model(spec["name"])
+    window = tuple(spec["window_keV"]) if spec.get("window_keV") else reference_window_keV(model.recoil)
+    counts = float(spec["counts"])
+
+    def spectrum(energy_keV: np.ndarray) -> np.ndarray:
+        return background_spectrum(model.name, np.asarray(energy_keV, dtype=float), counts, window)
+
+    return Source(
+        name=model.name,
+        interaction=model.nest_interaction,
+        spectrum=spectrum,
+        energy_range_keV=tuple(model.energy_range_keV),
+        metadata={"kind": "background", "recoil": model.recoil, "counts_in_window": counts,
+                  "window_keV": list(window), "rel_unc": float(spec["rel_unc"])},
+    )
