@@ -159,3 +159,15 @@ def test_cli_reports_bad_config_without_traceback(repo, tmp_path, default_config
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert "signal.masses_GeV[0]" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["B8", "hep"])
+def test_solar_cevns_counts_in_config_follow_from_the_flux(repo, default_config, name):
+    """B8/hep have ~0 events in the 6-30 keVnr table window; their config counts come from the
+    CEvNS rate with the published fluxes (physics.md §4) and must stay in step with it."""
+    from lzflow.spectra import expected_counts
+
+    cfg = resolved(repo, default_config)
+    entry = cfg["backgrounds"][name]
+    physics = expected_counts(name, cfg["exposure"]["exposure_t_yr"], tuple(entry["window_keV"]))
+    assert entry["counts"] == pytest.approx(physics, rel=0.02)

@@ -6,6 +6,7 @@ import sys
 from snakemake.utils import validate
 
 from lzflow.config import ConfigError, resolve_config
+from lzflow.provenance import stage_code_hash
 
 try:
     LZ = resolve_config(config)  # schema + units + cross-field checks: one-line errors, before any job

@@ -3,6 +3,7 @@ rule detector:
         f"{RESULTS}/detector.json",
     params:
         spec=as_spec(LZ["detector"]),
+        code=stage_code_hash("detector"),
     log:
         f"{LOGS}/detector.log",
     shell:

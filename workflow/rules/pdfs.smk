@@ -9,6 +9,7 @@ rule response:
         f"{RESULTS}/response/{{interaction}}.npz",
     params:
         spec=response_spec,
+        code=stage_code_hash("response"),
     threads: LZ["pdf"]["workers"]
     resources:
         mem_mb=4000,
@@ -28,6 +29,7 @@ rule background_pdf:
         json=f"{RESULTS}/pdfs/{{background}}.json",
     params:
         spec=background_spec,
+        code=stage_code_hash("pdf"),
     log:
         f"{LOGS}/pdf_{{background}}.log",
     shell:
@@ -42,6 +44,7 @@ rule signal_pdf:
         json=f"{RESULTS}/pdfs/wimp_m{{mass}}.json",
     params:
         spec=signal_spec,
+        code=stage_code_hash("pdf"),
     log:
         f"{LOGS}/pdf_wimp_m{{mass}}.log",
     shell:

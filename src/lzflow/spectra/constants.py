@@ -109,7 +109,8 @@ def xe_atoms_per_tonne(abundance: float = 1.0) -> float:
 
     .. math:: N = a \, \frac{10^6\ \mathrm{g}}{M_\mathrm{Xe}} N_A ,
 
-    with :math:`M_\mathrm{Xe} = 131.293` g/mol and :math:`a` the isotopic abundance (by atom number).
+    with :math:`M_\mathrm{Xe} = 131.293` g/mol and :math:`a` the isotopic abundance (atom
+    fraction).
     """
     return float(abundance * 1.0e6 / XE_MOLAR_MASS_G * AVOGADRO)
 
