@@ -15,6 +15,10 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/pdfs.smk"
 
 
+localrules:
+    all,
+
+
 rule all:
     default_target: True
     input:

@@ -1,0 +1,219 @@
+"""Execution profiles: `snakemake --profile local|slurm|htcondor` work as typed from the repository
+root, hold the settings that matter, and the HTCondor profile drives the real executor plugin
+(against an in-process stand-in for the schedd, tests/htcondor_standin.py; see docs/cluster.md for
+what that does and does not prove)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROFILES = ("local", "slurm", "htcondor")
+
+
+def _env(**extra) -> dict[str, str]:
+    env = dict(os.environ, CONDOR_CONFIG="/dev/null", **extra)
+    bindir = str(Path(sys.executable).parent)  # the env's bin/ (snakemake, lzflow) first on PATH
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _snakemake(repo, *args, env=None, timeout=600, standin=False):
+    cmd = [sys.executable, str(repo / "tests" / "htcondor_standin.py")] if standin else [sys.executable, "-m", "snakemake"]
+    return subprocess.run([*cmd, *args], cwd=repo, env=env or _env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _load_profile(repo, name: str, **environ) -> dict:
+    """Parse a profile the way Snakemake does (YTE-processed YAML)."""
+    import yte
+
+    saved = {k: os.environ.get(k) for k in environ}
+    os.environ.update(environ)
+    try:
+        with open(repo / "profiles" / name / "config.yaml") as fh:
+            return yte.process_yaml(fh, require_use_yte=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- lookup from repo root
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_is_found_from_repo_root(repo, name):
+    """Snakemake searches ./NAME (not profiles/NAME): the repo carries relative symlinks."""
+    link = repo / name
+    assert link.is_symlink(), f"./{name} must be a symlink to profiles/{name}"
+    assert not os.path.isabs(os.readlink(link)), "the symlink must be relative (clones elsewhere)"
+    assert link.resolve() == (repo / "profiles" / name).resolve()
+    assert (link / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_dry_run_shows_dag(repo, tmp_path, name):
+    result = _snakemake(repo, "--profile", name, "-n", "--configfile", "config/quick.yaml",
+                        "--config", f"results_dir={tmp_path}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "Job stats" in out and "This was a dry-run" in out
+    assert re.search(r"^detector\s+1$", out, re.M), out[-3000:]
+    assert re.search(r"^total\s+\d+$", out, re.M)
+    if name == "slurm":
+        assert re.search(r"resources:.*mem_mb=2000.*runtime=60", out)
+    if name == "htcondor":
+        assert re.search(r"resources:.*getenv=true.*htcondor_request_mem_mb=2000", out)
+
+
+# --------------------------------------------------------------------------- profile contents
+
+
+def test_workflow_profile_holds_only_universal_settings(repo):
+    """profiles/default is loaded for every run and overrides --profile keys: keep executor and
+    resource settings out of it (its default-resources would silently replace the executor's)."""
+    default = _load_profile(repo, "default")
+    assert default.get("printshellcmds") is True
+    assert default.get("rerun-incomplete") is True
+    forbidden = {"executor", "default-resources", "set-resources", "jobs", "cores", "retries",
+                 "group-components"}
+    assert not forbidden & set(default), forbidden & set(default)
+
+
+def test_local_profile(repo):
+    assert _load_profile(repo, "local") == {"cores": "all"}
+
+
+def test_htcondor_profile(repo):
+    p = _load_profile(repo, "htcondor")
+    assert p["executor"] == "htcondor"
+    assert int(p["retries"]) >= 1
+    res = p["default-resources"]
+    # the plugin ignores mem_mb/disk_mb/runtime: memory must come as htcondor_request_mem_mb
+    assert str(res["getenv"]).lower() == "true"
+    assert "attempt" in str(res["htcondor_request_mem_mb"])
+    assert "htcondor_request_disk_mb" in res and "allowed_execute_duration" in res
+    assert "attempt" in str(p["set-resources"]["response"]["htcondor_request_mem_mb"])
+    # one job dir per controller run (timestamp + pid)
+    assert re.fullmatch(r"\.snakemake/htcondor/\d{8}T\d{6}-\d+", p["htcondor-jobdir"])
+    assert int(p["group-components"]["toys"]) >= 1
+    assert _load_profile(repo, "htcondor", LZFLOW_TOYS_PER_JOB="7")["group-components"]["toys"] == 7
+
+
+def test_slurm_profile(repo):
+    p = _load_profile(repo, "slurm")
+    assert p["executor"] == "slurm"
+    assert p["slurm-status-command"] == "squeue"  # sacct hangs forever without slurmdbd
+    assert "toys" in [s.strip() for s in str(p["slurm-array-jobs"]).split(",")]
+    assert 0 < int(p["slurm-init-seconds-before-status-checks"]) <= 60
+    assert int(p["retries"]) >= 1
+    assert "attempt" in str(p["default-resources"]["mem_mb"])
+    assert "attempt" in str(p["default-resources"]["runtime"])
+    assert "attempt" in str(p["set-resources"]["response"]["mem_mb"])
+    assert int(p["group-components"]["toys"]) >= 1
+    assert "slurm_account" not in p["default-resources"]
+    # group jobs run their members one by one (slurm-jobstep --jobs 1): size the request that way
+    assert p["resources"] == {"group_slots": 1} and p["set-resource-scopes"] == {"group_slots": "local"}
+    assert p["default-resources"]["group_slots"] == 1
+    site = _load_profile(repo, "slurm", LZFLOW_SLURM_ACCOUNT="lz", LZFLOW_SLURM_PARTITION="short")
+    assert site["default-resources"]["slurm_account"] == "'lz'"
+    assert site["default-resources"]["slurm_partition"] == "'short'"
+
+
+def test_profile_option_names_exist_in_plugins():
+    """Every executor option the profiles set is a real option of the installed plugins."""
+    from snakemake_executor_plugin_htcondor import ExecutorSettings as HT
+    from snakemake_executor_plugin_slurm import ExecutorSettings as SL
+    import dataclasses
+
+    fields = {"htcondor": {f.name for f in dataclasses.fields(HT)},
+              "slurm": {f.name for f in dataclasses.fields(SL)}}
+    repo = Path(__file__).resolve().parents[1]
+    for name, known in fields.items():
+        for key in _load_profile(repo, name):
+            if key.startswith(name + "-"):
+                assert key.removeprefix(name + "-").replace("-", "_") in known, key
+
+
+# --------------------------------------------------------------------------- HTCondor, real plugin
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _remove_jobdirs(repo, records):
+    for rec in records:
+        jobdir = (repo / rec["description"]["log"]).parent
+        if jobdir.parent == repo / ".snakemake" / "htcondor":
+            shutil.rmtree(jobdir, ignore_errors=True)
+
+
+def test_htcondor_profile_runs_jobs_with_escalating_memory(repo, tmp_path):
+    """`snakemake --profile htcondor` through snakemake-executor-plugin-htcondor: the stand-in holds
+    any job requesting < 3000 MB (like a pool holding jobs over their memory), so attempt 1
+    (2000 MB) is held, fails, and the retry is a new cluster with 4000 MB that runs and succeeds."""
+    pytest.importorskip("snakemake_executor_plugin_htcondor")
+    record = tmp_path / "submits.jsonl"
+    results = tmp_path / "results"
+    target = f"{results}/quick/detector.json"
+    env = _env(LZFLOW_STANDIN_RECORD=str(record), LZFLOW_STANDIN_MIN_MEMORY_MB="3000")
+    result = _snakemake(repo, target, "--profile", "htcondor", "--configfile", "config/quick.yaml",
+                        "--config", f"results_dir={results}", "--seconds-between-status-checks", "1",
+                        "--htcondor-held-timeout", "0", env=env, standin=True)
+    records = _records(record)
+    try:
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out[-4000:]
+        assert len(records) == 2, records
+        first, second = (r["description"] for r in records)
+        assert first["request_memory"] == "2000MB" and second["request_memory"] == "4000MB"
+        assert "--attempt 1" in first["arguments"] and "--attempt 2" in second["arguments"]
+        assert "is held" in out
+        for desc in (first, second):
+            assert desc["getenv"].lower() == "true"
+            assert desc["executable"] == sys.executable
+            assert desc["request_disk"] == str(2000 * 1024)  # KiB
+            assert desc["allowed_execute_duration"] in ("3600", "7200")
+            assert "--target-jobs detector:" in desc["arguments"]
+            assert re.fullmatch(r"\.snakemake/htcondor/\d{8}T\d{6}-\d+/snakemake-rules\.log", desc["log"])
+        assert first["log"] == second["log"]  # one controller run -> one job dir
+        assert all(r["submit_dir"] == str(repo) for r in records)
+
+        # the output is the one a local run makes
+        local = tmp_path / "local"
+        ok = _snakemake(repo, f"{local}/quick/detector.json", "--cores", "1", "--configfile",
+                        "config/quick.yaml", "--config", f"results_dir={local}")
+        assert ok.returncode == 0, ok.stderr[-2000:]
+        assert json.loads(Path(target).read_text()) == json.loads((local / "quick/detector.json").read_text())
+    finally:
+        _remove_jobdirs(repo, records)
+
+
+def test_htcondor_without_getenv_cannot_run_the_job(repo, tmp_path):
+    """Control for the test above: with getenv=false (HTCondor's default) the execute point does
+    not get the submitter's PATH/env, and the job fails — so the stand-in does not leak the env."""
+    pytest.importorskip("snakemake_executor_plugin_htcondor")
+    record = tmp_path / "submits.jsonl"
+    results = tmp_path / "results"
+    target = f"{results}/quick/detector.json"
+    result = _snakemake(repo, target, "--profile", "htcondor", "--configfile", "config/quick.yaml",
+                        "--config", f"results_dir={results}", "--seconds-between-status-checks", "1",
+                        "--retries", "0", "--default-resources", "htcondor_request_mem_mb=2000",
+                        env=_env(LZFLOW_STANDIN_RECORD=str(record)), standin=True)
+    records = _records(record)
+    try:
+        assert result.returncode != 0
+        assert len(records) == 1 and records[0]["description"]["getenv"].lower() == "false"
+        assert not Path(target).exists()
+    finally:
+        _remove_jobdirs(repo, records)
