@@ -13,10 +13,12 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/pdfs.smk"
+include: "workflow/rules/stats.smk"
 
 
 localrules:
     all,
+    curve,
 
 
 rule all:

@@ -171,3 +171,31 @@ def test_solar_cevns_counts_in_config_follow_from_the_flux(repo, default_config,
     entry = cfg["backgrounds"][name]
     physics = expected_counts(name, cfg["exposure"]["exposure_t_yr"], tuple(entry["window_keV"]))
     assert entry["counts"] == pytest.approx(physics, rel=0.02)
+
+
+def test_stats_defaults_and_per_mass_override(repo, default_config):
+    raw = copy.deepcopy(default_config)
+    raw["stats"] = {"toys_per_poi": 500, "per_mass": {40: {"toys_per_poi": 5000, "poi_grid": {"n_points": 20}}}}
+    stats = resolved(repo, raw)["stats"]
+    assert stats["cl"] == 0.9 and stats["method"] == "CLs+b" and stats["test_statistic"] == "qtilde"
+    assert stats["per_mass"]["40"]["toys_per_poi"] == 5000
+    assert stats["per_mass"]["40"]["poi_grid"]["n_points"] == 20
+    assert stats["per_mass"]["40"]["poi_grid"]["max_factor"] == stats["poi_grid"]["max_factor"]
+    assert stats["per_mass"]["10"]["toys_per_poi"] == 500
+
+
+@pytest.mark.parametrize(
+    "stats, fragments",
+    [({"per_mass": {33: {"toys_per_poi": 100}}}, ["stats.per_mass.33", "not a mass"]),
+     ({"method": "Bayes"}, ["stats.method", "Bayes"]),
+     ({"cl": 1.2}, ["stats.cl", "1.2"]),
+     ({"poi_grid": {"min_factor": 3.0, "max_factor": 1.0}}, ["stats.poi_grid", "min_factor < max_factor"])],
+)
+def test_bad_stats_one_line_error(repo, default_config, stats, fragments):
+    raw = copy.deepcopy(default_config)
+    raw["stats"] = stats
+    with pytest.raises(ConfigError) as info:
+        resolved(repo, raw)
+    assert "\n" not in str(info.value)
+    for fragment in fragments:
+        assert fragment in str(info.value)

@@ -21,7 +21,15 @@ from .config import ConfigError, load_config
 from .detector import DetectorError
 from .units import UnitError
 
-USER_ERRORS = (ConfigError, DetectorError, UnitError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DetectorError, UnitError, FileNotFoundError)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from .merge import MergeError
+    from .toyjobs import ToyFileError
+    from .workspace import WorkspaceError
+
+    return USER_ERRORS + (MergeError, ToyFileError, WorkspaceError)
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,6 +135,129 @@ def cmd_pdf(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- workspace
+def cmd_workspace(args: argparse.Namespace) -> int:
+    from .io import write_json
+    from .stats.asymptotic import asymptotic_limits, discovery_potential
+    from .stats.pyhf_export import to_pyhf_workspace
+    from .workspace import build_workspace, to_hs3, workspace_model
+
+    spec = json.loads(args.spec)
+    ws = build_workspace(args.signal, args.backgrounds, spec["mass_GeV"])
+    out = Path(args.out)
+    sigma_ref = ws["sigma_ref_cm2"]
+    if ws["signal"]["empty"]:
+        ws["poi_grid"] = []
+        ws["asymptotic"] = {"no_sensitivity": True}
+        print(f"lzflow: warning: {ws['signal']['name']}: no signal events in the ROI; this mass has no sensitivity",
+              file=sys.stderr)
+    else:
+        model = workspace_model(ws)
+        threshold = spec["power_threshold"]
+        asym = {}
+        for method, key in (("CLs+b", "clsb"), ("CLs", "cls")):
+            res = asymptotic_limits(model, cl=spec["cl"], method=key, test_stat=spec["test_statistic"],
+                                    power_threshold=threshold or 0.1587)
+            asym[method] = {
+                "observed_mu": res.observed,
+                "expected_mu": {str(n): v for n, v in res.expected.items()},
+                "pcl_mu": res.pcl if threshold else res.observed,
+                "pcl_floor_mu": res.pcl_floor if threshold else None,
+            }
+        primary = asym[spec["method"]]
+        mu_disc = discovery_potential(model, z=spec["discovery_sigma"])
+        ws["asymptotic"] = {
+            "method": spec["method"], "by_method": asym,
+            "expected_sigma_cm2": {n: v * sigma_ref for n, v in primary["expected_mu"].items()},
+            "pcl_sigma_cm2": primary["pcl_mu"] * sigma_ref,
+            "discovery_sigma": spec["discovery_sigma"],
+            "discovery_mu": mu_disc,
+            "discovery_sigma_cm2": mu_disc * sigma_ref if np.isfinite(mu_disc) else None,
+        }
+        median = asym["CLs+b"]["expected_mu"]["0"]
+        grid = spec["poi_grid"]
+        ws["poi_grid"] = (median * np.linspace(grid["min_factor"], grid["max_factor"], grid["n_points"])).tolist()
+        pyhf_doc = to_pyhf_workspace(model)
+        write_json(out.with_name("workspace.pyhf.json"), pyhf_doc)
+        write_json(out.with_name("workspace.hs3.json"), to_hs3(ws))
+    if ws["signal"]["empty"]:
+        write_json(out.with_name("workspace.pyhf.json"), {"no_sensitivity": True})
+        write_json(out.with_name("workspace.hs3.json"), {"no_sensitivity": True})
+    write_json(out, ws)
+    if not ws["signal"]["empty"]:
+        a = ws["asymptotic"]
+        print(f"workspace m{spec['mass_label']}: signal {ws['signal']['expected_events']:.4g} events at "
+              f"{sigma_ref:.3g} cm2; asymptotic median {a['expected_sigma_cm2']['0']:.3g} cm2 ({spec['method']}); "
+              f"POI grid {ws['poi_grid'][0]:.3g}..{ws['poi_grid'][-1]:.3g} -> {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- toys
+def cmd_toys(args: argparse.Namespace) -> int:
+    from .toyjobs import run_toy_job, save_toy_job
+    from .workspace import read_workspace
+
+    spec = json.loads(args.spec)
+    ws = read_workspace(args.workspace)
+    if ws["signal"]["empty"]:
+        from .io import atomic_path
+
+        with atomic_path(args.out, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, no_sensitivity=np.array(True))
+        print(f"lzflow: warning: {args.workspace}: empty signal (no sensitivity); no toys run", file=sys.stderr)
+        return 0
+    result, header = run_toy_job(ws, spec)
+    save_toy_job(args.out, result, header)
+    print(f"toys run {header['run_number']}: {header['hypothesis']} POI {header['poi_index']} "
+          f"(mu {header['poi_value']:.4g}), toys {header['toy_index_range']} -> {args.out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- merge
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .io import write_json
+    from .merge import merge_limits
+    from .workspace import read_workspace
+
+    spec = json.loads(args.spec)
+    ws = read_workspace(args.workspace)
+    doc = merge_limits(ws, args.toys, spec)
+    doc["mass_label"] = spec.get("mass_label")
+    write_json(args.out, doc)
+    if doc.get("no_sensitivity"):
+        print(f"merge: {doc['warning']} -> {args.out}")
+    else:
+        lim = doc["limits"][doc["method"]]
+        print(f"merge {doc['mass_GeV']:g} GeV: median expected {lim['expected_sigma_cm2']['0']:.3g} cm2 "
+              f"(asymptotic {doc['asymptotic']['expected_sigma_cm2']['0']:.3g}), PCL {doc['upper_limit_sigma_cm2']:.3g} "
+              f"cm2 -> {args.out}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------- curve
+def cmd_curve(args: argparse.Namespace) -> int:
+    from .curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
+    from .io import read_json
+
+    docs = [read_json(p) for p in args.limits]
+    rows = curve_rows(docs)
+    write_curve_csv(args.out, rows)
+    out_dir = Path(args.out).parent
+    plot_limit_curve(rows, out_dir / "limit_curve.png", title=args.title or "")
+    for path, doc in zip(args.limits, docs):
+        plot_pvalues(doc, Path(path).with_name("pvalues.png"))
+        plot_teststat(doc, Path(path).with_name("teststat.png"))
+    for row in rows:
+        if row["no_sensitivity"]:
+            print(f"{row['mass_GeV']:>10g} GeV: no sensitivity")
+        else:
+            print(f"{row['mass_GeV']:>10g} GeV: median {row['sigma_median_cm2']:.3g} cm2 "
+                  f"[-1s {row['sigma_m1_cm2']:.3g}, +1s {row['sigma_p1_cm2']:.3g}], asymptotic "
+                  f"{row['sigma_asymptotic_median_cm2']:.3g}")
+    print(f"-> {args.out}")
+    return 0
+
+
 def _add_source(parser: argparse.ArgumentParser, spec_help: str) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", help="analysis config YAML (e.g. config/config.yaml)")
@@ -180,6 +311,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output <source>.root (the .json is written beside it)")
     p.set_defaults(func=cmd_pdf)
 
+    p = sub.add_parser("workspace", help="combine one mass's signal PDF with the background PDFs into a workspace",
+                       description="Build results/<tag>/m<mass>/workspace.json (templates, expected counts, Gaussian "
+                       "constraint widths, fixed parameters removed consistently), solve the asymptotic limits "
+                       "(CLs+b and CLs, bands, PCL, 3 sigma discovery potential), choose the POI grid around the "
+                       "asymptotic median, and export workspace.pyhf.json and workspace.hs3.json.")
+    p.add_argument("--spec", required=True, help="workspace job spec as JSON")
+    p.add_argument("--signal", required=True, help="signal PDF .root of this mass")
+    p.add_argument("--backgrounds", nargs="+", required=True, help="background PDF .root files")
+    p.add_argument("--out", required=True, help="output workspace.json")
+    p.set_defaults(func=cmd_workspace)
+
+    p = sub.add_parser("toys", help="run one toy job (a mass, a POI or B-only, a block of toys)",
+                       description="Generate and fit one block of pseudo-experiments for one mass: S+B toys at one "
+                       "POI grid point, or B-only toys evaluated on the whole grid. Each toy's random stream is "
+                       "derived from (seed, mass, POI index, hypothesis, toy index), so the merged result does not "
+                       "depend on the job split. Writes per-toy records with the run number and seeds.")
+    p.add_argument("--spec", required=True, help="toy job spec as JSON (hypothesis, poi_index, job_index, n_jobs, "
+                   "n_toys, seed, test_statistic)")
+    p.add_argument("--workspace", required=True, help="workspace.json of the mass")
+    p.add_argument("--out", required=True, help="output job<j>.npz")
+    p.set_defaults(func=cmd_toys)
+
+    p = sub.add_parser("merge", help="merge one mass's toys into limit.json (p-values, limits, bands, PCL)",
+                       description="Merge every toy file of one mass: p-value curves (CLs+b, CLb, CLs) with MC "
+                       "errors, the upper limit in mu and cm2 (CLs+b with power constraint by default, CLs too), "
+                       "expected bands from B-only experiments, asymptotic comparison, toy counts, fit failures "
+                       "per POI and hypothesis with causes. Refuses duplicate run numbers/seeds and corrupt files.")
+    p.add_argument("--spec", required=True, help="merge spec as JSON (cl, method, power_threshold, test_statistic)")
+    p.add_argument("--workspace", required=True, help="workspace.json of the mass")
+    p.add_argument("--toys", nargs="*", default=[], help="toy files of this mass")
+    p.add_argument("--out", required=True, help="output limit.json")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("curve", help="limit curve over masses: CSV and plots",
+                       description="Collect every mass's limit.json into limit_curve.csv and plot sigma_SI vs mass "
+                       "with the median and +-1/2 sigma bands, the asymptotic median and the LZ projection "
+                       "reference point; per mass, p-values vs mu and the test-statistic distributions.")
+    p.add_argument("--limits", nargs="+", required=True, help="limit.json files")
+    p.add_argument("--out", required=True, help="output limit_curve.csv (plots go beside it)")
+    p.add_argument("--title", default="", help="plot title")
+    p.set_defaults(func=cmd_curve)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return parser
@@ -194,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
+    except _user_errors() as err:
         print(f"lzflow: error: {err}", file=sys.stderr)
         return 2
 

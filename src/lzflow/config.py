@@ -35,6 +35,20 @@ __all__ = [
     "DAYS_PER_YEAR",
 ]
 
+#: Statistical procedure defaults: 90 % CL, CLs+b with a power constraint at -1 sigma (LZ).
+STATS_DEFAULTS: dict[str, Any] = {
+    "cl": 0.90,
+    "method": "CLs+b",
+    "power_threshold": 0.1587,
+    "test_statistic": "qtilde",
+    "seed": 1,
+    "poi_grid": {"n_points": 20, "min_factor": 0.02, "max_factor": 3.5},
+    "toys_per_poi": 2000,
+    "toys_bonly": 4000,
+    "jobs_per_poi": 2,
+    "discovery_sigma": 3.0,
+}
+
 #: Julian year, as pint and wimprates use it (t·yr exposure = t × days / 365.25).
 DAYS_PER_YEAR = 365.25
 
@@ -148,6 +162,11 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     dictionary, see :func:`lzflow.detector.resolve_detector`), ``exposure`` (t, days, t·yr),
     ``signal`` (masses, σ_ref in cm², halo in GeV/cm³ and km/s), ``backgrounds`` and ``pdf``.
     """
+    per_mass_keys = ((config.get("stats") or {}).get("per_mass") or {}) if isinstance(config.get("stats"), Mapping) else {}
+    if per_mass_keys and any(not isinstance(k, str) for k in per_mass_keys):
+        config = deep_merge(config, {})
+        config["stats"]["per_mass"] = {(mass_label(float(k)) if isinstance(k, (int, float)) else k): v
+                                       for k, v in per_mass_keys.items()}
     validate_schema(config)
     try:
         exposure = {
@@ -201,6 +220,27 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     if pdf["cs1_phd"]["min"] < 0:
         raise ConfigError(f"pdf.cs1_phd.min: {pdf['cs1_phd']['min']!r} must be >= 0")
 
+    stats = deep_merge(STATS_DEFAULTS, {k: v for k, v in (config.get("stats") or {}).items() if k != "per_mass"})
+    per_mass_raw = (config.get("stats") or {}).get("per_mass") or {}
+    unknown = [k for k in per_mass_raw if k not in labels]
+    if unknown:
+        raise ConfigError(f"stats.per_mass.{unknown[0]}: not a mass of signal.masses_GeV; expected one of "
+                          f"{', '.join(labels)}")
+    per_mass = {}
+    for label in labels:
+        entry = deep_merge({k: stats[k] for k in ("poi_grid", "toys_per_poi", "toys_bonly", "jobs_per_poi")},
+                           per_mass_raw.get(label, {}))
+        grid = entry["poi_grid"]
+        if not grid["min_factor"] < grid["max_factor"]:
+            raise ConfigError(f"stats.poi_grid: min_factor {grid['min_factor']} >= max_factor {grid['max_factor']} "
+                              f"(mass {label}); expected min_factor < max_factor")
+        for key in ("toys_per_poi", "toys_bonly"):
+            if entry["jobs_per_poi"] > entry[key]:
+                raise ConfigError(f"stats.jobs_per_poi: {entry['jobs_per_poi']} exceeds {key} {entry[key]} "
+                                  f"(mass {label}); expected at most one job per toy")
+        per_mass[label] = entry
+    stats["per_mass"] = per_mass
+
     detector_path = Path(base_dir) / config["detector"]
     detector_raw = deep_merge(load_yaml(detector_path), config.get("detector_overrides") or {})
     try:
@@ -217,6 +257,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         "signal": {"masses_GeV": masses, "mass_labels": labels, "sigma_ref_cm2": sigma_ref, "halo": halo},
         "backgrounds": backgrounds,
         "pdf": pdf,
+        "stats": stats,
     }
 
 

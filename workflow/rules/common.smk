@@ -25,6 +25,8 @@ wildcard_constraints:
     background="|".join(BACKGROUNDS),
     mass=r"[0-9]+(\.[0-9]+)?",
     interaction="NR|beta|gammaRay",
+    poi=r"[0-9]+",
+    job=r"[0-9]+",
 
 
 def as_spec(data):
@@ -75,10 +77,57 @@ def signal_spec(wildcards):
     })
 
 
+STATS = LZ["stats"]
+
+
+def _mass_stats(wildcards):
+    if wildcards.mass not in MASSES:
+        raise ValueError(f"mass {wildcards.mass} is not in signal.masses_GeV")
+    return STATS["per_mass"][wildcards.mass]
+
+
+def workspace_spec(wildcards):
+    """What a workspace job needs: this mass, its POI-grid settings and the statistical procedure."""
+    return as_spec({
+        "mass_GeV": MASSES[wildcards.mass], "mass_label": wildcards.mass,
+        "poi_grid": _mass_stats(wildcards)["poi_grid"],
+        **{k: STATS[k] for k in ("cl", "method", "power_threshold", "test_statistic", "discovery_sigma")},
+    })
+
+
+def toys_sb_spec(wildcards):
+    ms = _mass_stats(wildcards)
+    return as_spec({"hypothesis": "sb", "poi_index": int(wildcards.poi), "job_index": int(wildcards.job),
+                    "n_jobs": ms["jobs_per_poi"], "n_toys": ms["toys_per_poi"], "seed": STATS["seed"],
+                    "test_statistic": STATS["test_statistic"]})
+
+
+def toys_b_spec(wildcards):
+    ms = _mass_stats(wildcards)
+    return as_spec({"hypothesis": "b", "job_index": int(wildcards.job), "n_jobs": ms["jobs_per_poi"],
+                    "n_toys": ms["toys_bonly"], "seed": STATS["seed"], "test_statistic": STATS["test_statistic"]})
+
+
+def toy_files(wildcards):
+    """Every toy file of one mass: S+B per POI x job and B-only per job."""
+    ms = _mass_stats(wildcards)
+    base = f"{RESULTS}/m{wildcards.mass}/toys"
+    jobs = range(ms["jobs_per_poi"])
+    return [f"{base}/poi{k}/job{j}.npz" for k in range(ms["poi_grid"]["n_points"]) for j in jobs] + [
+        f"{base}/bonly/job{j}.npz" for j in jobs
+    ]
+
+
+def merge_spec(wildcards):
+    _mass_stats(wildcards)
+    return as_spec({"mass_label": wildcards.mass,
+                    **{k: STATS[k] for k in ("cl", "method", "power_threshold", "test_statistic")}})
+
+
 def pdf_targets():
     stems = BACKGROUNDS + [f"wimp_m{label}" for label in MASSES]
     return [f"{RESULTS}/pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json")]
 
 
 def all_targets():
-    return [f"{RESULTS}/detector.json"] + pdf_targets()
+    return [f"{RESULTS}/detector.json", f"{RESULTS}/limit_curve.csv"] + pdf_targets()

@@ -1,0 +1,140 @@
+"""Toy stage: one job = one mass, one hypothesis/POI, one block of toy indices.
+
+Run numbers and seeds are functions of *values*, never of list positions or scheduler job ids:
+
+* ``mass_key = round(mass_GeV × 10⁴)`` (:func:`lzflow.stats.toys.mass_key`);
+* hypothesis index h = 0 (S+B at POI grid point k) or 1 (B-only, evaluated on the whole grid);
+* each toy's random stream is keyed by ``SeedSequence([base_seed, mass_key, poi_index, h])`` and the
+  toy index (:mod:`lzflow.stats.toys`), so the merged result does not depend on how the toys are
+  split into jobs;
+* ``run_number = ((mass_key × 10 + h) × 1000 + poi_index) × 10000 + job_index`` — unique over a
+  configuration as long as POI indices stay below 1000 and job indices below 10000 (checked).
+
+Each job writes ``toys/poi<k>/job<j>.npz`` (S+B) or ``toys/bonly/job<j>.npz`` (B-only) atomically:
+the per-toy records of :class:`lzflow.stats.toys.ToyResult` (μ̂, NLLs, q, fit statuses and
+strategies, auxiliary observables, toy index) plus a JSON header with the run number, seeds, lzflow
+version and the workspace hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import __version__
+from .io import atomic_path
+
+__all__ = ["run_number", "toy_block", "run_toy_job", "save_toy_job", "load_toy_job", "ToyFileError",
+           "workspace_digest"]
+
+MAX_POI = 1000
+MAX_JOBS = 10000
+
+
+class ToyFileError(ValueError):
+    """A toy file is missing, corrupt or inconsistent with the others."""
+
+
+def run_number(mass_key: int, hypothesis_index: int, poi_index: int, job_index: int) -> int:
+    """Run number derived from values (see module docstring)."""
+    if not (0 <= poi_index < MAX_POI and 0 <= job_index < MAX_JOBS and hypothesis_index in (0, 1)):
+        raise ValueError(f"run number out of range: poi {poi_index}, job {job_index}, hypothesis {hypothesis_index}")
+    return ((int(mass_key) * 10 + hypothesis_index) * MAX_POI + poi_index) * MAX_JOBS + job_index
+
+
+def toy_block(n_toys: int, n_jobs: int, job_index: int) -> np.ndarray:
+    """Toy indices of job ``job_index`` when ``n_toys`` toys are split into ``n_jobs`` contiguous blocks."""
+    if not 0 <= job_index < n_jobs:
+        raise ValueError(f"job index {job_index} not in [0, {n_jobs})")
+    lo = (n_toys * job_index) // n_jobs
+    hi = (n_toys * (job_index + 1)) // n_jobs
+    return np.arange(lo, hi, dtype=np.int64)
+
+
+def workspace_digest(ws: Mapping[str, Any]) -> str:
+    """SHA-256 (16 hex digits) of a workspace document's canonical JSON."""
+    return hashlib.sha256(json.dumps(ws, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
+    """Run one toy job; returns (ToyResult, header dict).
+
+    spec: ``hypothesis`` ("sb" | "b"), ``poi_index`` (S+B only), ``job_index``, ``n_jobs``,
+    ``n_toys``, ``seed``, ``test_statistic``.
+    """
+    from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key, run_toys
+    from .workspace import workspace_model
+
+    model = workspace_model(ws)
+    grid = np.asarray(ws["poi_grid"], dtype=np.float64)
+    hypothesis = spec["hypothesis"]
+    h = HYPOTHESES[hypothesis]
+    key = mass_key(ws["mass_GeV"])
+    indices = toy_block(int(spec["n_toys"]), int(spec["n_jobs"]), int(spec["job_index"]))
+    if hypothesis == "sb":
+        poi_index = int(spec["poi_index"])
+        mu = float(grid[poi_index])
+        result = run_toys(model, mu, poi_index, indices, int(spec["seed"]), key, "sb",
+                          test_stat=spec["test_statistic"], n_threads=1)
+    else:
+        poi_index = BONLY_POI_INDEX
+        mu = 0.0
+        result = run_toys(model, float(grid[0]), poi_index, indices, int(spec["seed"]), key, "b",
+                          mu_test=grid, test_stat=spec["test_statistic"], n_threads=1)
+    header = {
+        "format": "lzflow-toys-1",
+        "lzflow_version": __version__,
+        "mass_GeV": float(ws["mass_GeV"]),
+        "mass_key": key,
+        "hypothesis": hypothesis,
+        "poi_index": poi_index,
+        "poi_value": mu,
+        "poi_grid": grid.tolist(),
+        "job_index": int(spec["job_index"]),
+        "n_jobs": int(spec["n_jobs"]),
+        "n_toys_total": int(spec["n_toys"]),
+        "toy_index_range": [int(indices[0]), int(indices[-1]) + 1] if indices.size else [0, 0],
+        "run_number": run_number(key, h, poi_index, int(spec["job_index"])),
+        "seed_entropy": [int(spec["seed"]), key, poi_index, h],
+        "test_statistic": spec["test_statistic"],
+        "workspace_digest": workspace_digest(ws),
+    }
+    return result, header
+
+
+def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
+    """Write the per-toy records and the header to ``path`` (.npz) atomically."""
+    arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
+    arrays["mu_test"] = np.asarray(result.mu_test)
+    arrays["gen_params"] = np.asarray(result.gen_params)
+    arrays["header"] = np.frombuffer(json.dumps(dict(header), sort_keys=True).encode(), dtype=np.uint8)
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+
+def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a toy file; a missing, truncated or corrupt file raises ToyFileError naming it."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise ToyFileError(f"{path}: toy file missing") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        raise ToyFileError(f"{path}: corrupt toy file ({type(err).__name__}: {err})") from None
+    if "header" not in arrays or "q" not in arrays:
+        raise ToyFileError(f"{path}: corrupt toy file (no header or q)")
+    try:
+        header = json.loads(arrays.pop("header").tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ToyFileError(f"{path}: corrupt toy file header") from None
+    n = arrays["toy_index"].shape[0]
+    if arrays["q"].shape[0] != n or not np.all(np.diff(arrays["toy_index"]) > 0):
+        raise ToyFileError(f"{path}: inconsistent toy records")
+    return arrays, header

@@ -1,0 +1,186 @@
+"""Workspace stage: one mass's likelihood ingredients, checked, in one file, plus exports.
+
+``results/<tag>/m<mass>/workspace.json`` holds the signal template of that mass (expected events
+at σ_ref per (cS1, log10 cS2) bin) and the 11 background templates (expected events at nominal
+normalisation) with their Gaussian constraint widths σ_b = rel_unc_b × N_b (N_b the expected count
+in the ROI; e.g. pp: N = 542.16, rel 2 % → σ = 10.8). Backgrounds with ``rel_unc = 0`` are fixed
+and are removed from every fit consistently (see :mod:`lzflow.stats.model`).
+
+Templates are stored 2D, ``[i_cS1][i_log10cS2]``; flattening for fits and exports is C order
+(cS1 slow, log10 cS2 fast), the order :meth:`numpy.ndarray.ravel` uses.
+
+Exports: a pyhf JSON workspace (:func:`lzflow.stats.pyhf_export.to_pyhf_workspace`) and an HS3
+(HEP Statistics Serialization Standard) document with a native two-axis ``histfactory_dist``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .io import read_json, write_json
+
+__all__ = [
+    "WorkspaceError",
+    "build_workspace",
+    "read_pdf",
+    "workspace_model",
+    "read_workspace",
+    "to_hs3",
+    "FORMAT",
+]
+
+FORMAT = "lzflow-workspace-1"
+
+
+class WorkspaceError(ValueError):
+    """Inputs of a workspace are missing, inconsistent or unphysical."""
+
+
+def read_pdf(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
+    """Read a PDF written by the pdf stage: (values (n_cS1, n_log10cS2), [edges_x, edges_y], sidecar)."""
+    import uproot
+
+    root_path = Path(root_path)
+    meta = read_json(root_path.with_suffix(".json"))
+    with uproot.open(root_path) as handle:
+        hist = handle[meta["source"]]
+        values = np.asarray(hist.values(flow=False), dtype=np.float64)
+        edges = [np.asarray(axis.edges(), dtype=np.float64) for axis in hist.axes]
+    return values, edges, meta
+
+
+def _check_template(name: str, values: np.ndarray) -> None:
+    if not np.all(np.isfinite(values)):
+        raise WorkspaceError(f"{name}: template has NaN or infinite bins")
+    if np.any(values < 0):
+        raise WorkspaceError(f"{name}: template has negative bins (min {values.min():.3g})")
+
+
+def build_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path],
+                    mass_GeV: float) -> dict[str, Any]:
+    """Combine one mass's signal PDF with the background PDFs into a workspace document.
+
+    Raises WorkspaceError for mismatched binnings, NaN/negative bins, duplicate sources or a
+    non-empty signal PDF with zero content; an empty signal (no events in the ROI) is kept and
+    flagged ``signal.empty = true`` so that later stages report "no sensitivity".
+    """
+    sig_values, edges, sig_meta = read_pdf(signal_pdf)
+    _check_template(sig_meta["source"], sig_values)
+    empty = bool(sig_meta.get("empty", False))
+    if not empty and not sig_values.sum() > 0:
+        raise WorkspaceError(f"{signal_pdf}: signal template is all zero but not flagged empty")
+    backgrounds = []
+    for path in sorted(background_pdfs, key=lambda p: Path(p).stem):
+        values, b_edges, meta = read_pdf(path)
+        if any(not np.array_equal(a, b) for a, b in zip(edges, b_edges)):
+            raise WorkspaceError(f"{path}: binning differs from the signal PDF {signal_pdf}")
+        _check_template(meta["source"], values)
+        rel = float(meta.get("rel_unc", 0.0))
+        total = float(values.sum())
+        backgrounds.append({
+            "name": meta["source"],
+            "expected_events": total,
+            "rel_unc": rel,
+            "sigma_events": rel * total,
+            "fixed": rel == 0.0,
+            "template": values.tolist(),
+        })
+    names = [b["name"] for b in backgrounds]
+    if len(set(names)) != len(names):
+        raise WorkspaceError(f"duplicate background sources: {names}")
+    if not backgrounds:
+        raise WorkspaceError("no background PDFs given")
+    return {
+        "format": FORMAT,
+        "lzflow_version": __version__,
+        "mass_GeV": float(mass_GeV),
+        "sigma_ref_cm2": float(sig_meta["sigma_ref_cm2"]),
+        "detector_hash": sig_meta.get("detector_hash"),
+        "axes": [{"name": "cS1", "unit": "phd", "edges": edges[0].tolist()},
+                 {"name": "log10cS2", "unit": "log10(phd)", "edges": edges[1].tolist()}],
+        "flattening": "C order: cS1 slow, log10cS2 fast (numpy ravel)",
+        "signal": {
+            "name": sig_meta["source"],
+            "expected_events": float(sig_values.sum()),
+            "empty": empty,
+            "template": sig_values.tolist(),
+        },
+        "backgrounds": backgrounds,
+    }
+
+
+def read_workspace(path: str | Path) -> dict[str, Any]:
+    """Read and check a workspace document (format tag, shapes)."""
+    ws = read_json(path)
+    if not isinstance(ws, dict) or ws.get("format") != FORMAT:
+        raise WorkspaceError(f"{path}: not an lzflow workspace (format {ws.get('format') if isinstance(ws, dict) else None!r})")
+    return ws
+
+
+def workspace_model(ws: Mapping[str, Any]):
+    """The :class:`lzflow.stats.model.BinnedModel` of a workspace document."""
+    from .stats.model import BinnedModel
+
+    return BinnedModel.from_templates(
+        signal=np.asarray(ws["signal"]["template"], dtype=np.float64),
+        backgrounds=[np.asarray(b["template"], dtype=np.float64) for b in ws["backgrounds"]],
+        names=[b["name"] for b in ws["backgrounds"]],
+        rel_unc=[b["rel_unc"] for b in ws["backgrounds"]],
+        signal_name=ws["signal"]["name"],
+    )
+
+
+def _hs3_axes(ws: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # HS3 regular axes need min/max/nbins; lzflow's PDF axes are regular.
+    return [{"name": ax["name"], "min": ax["edges"][0], "max": ax["edges"][-1], "nbins": len(ax["edges"]) - 1}
+            for ax in ws["axes"]]
+
+
+def to_hs3(ws: Mapping[str, Any], observed: np.ndarray | None = None) -> dict[str, Any]:
+    """HS3 document: one ``histfactory_dist`` over (cS1, log10cS2) with the signal scaled by the
+    ``normfactor`` μ and each constrained background given an exactly linear Gaussian rate
+    constraint, written as a ``histosys`` with hi/lo = template × (1 ± rel_unc) on a unit-Gaussian
+    nuisance parameter ``alpha_<name>`` (fixed backgrounds carry no modifier). Contents are
+    flattened in C order. ``observed`` defaults to the background-only Asimov data set.
+    """
+    model = workspace_model(ws)
+    axes = _hs3_axes(ws)
+    samples = [{
+        "name": ws["signal"]["name"],
+        "data": {"contents": model.signal.tolist()},
+        "modifiers": [{"type": "normfactor", "name": "mu"}],
+    }]
+    parameters = [{"name": "mu", "value": 1.0}]
+    domain_axes = [{"name": "mu", "min": 0.0, "max": 1e6}]
+    for template, bkg in zip(model.backgrounds, ws["backgrounds"]):
+        modifiers = []
+        if not bkg["fixed"]:
+            nuisance = f"alpha_{bkg['name']}"
+            modifiers.append({
+                "type": "histosys",
+                "name": nuisance,
+                "constraint": "Gauss",
+                "data": {"hi": {"contents": (template * (1 + bkg["rel_unc"])).tolist()},
+                         "lo": {"contents": (template * (1 - bkg["rel_unc"])).tolist()}},
+            })
+            parameters.append({"name": nuisance, "value": 0.0})
+            domain_axes.append({"name": nuisance, "min": -1.0 / bkg["rel_unc"], "max": 5.0 / bkg["rel_unc"]})
+        samples.append({"name": bkg["name"], "data": {"contents": template.tolist()}, "modifiers": modifiers})
+    data = model.expected(0.0) if observed is None else np.asarray(observed, dtype=np.float64).ravel()
+    dist_name = f"model_{ws['signal']['name']}"
+    return {
+        "metadata": {"hs3_version": "0.2", "packages": [{"name": "lzflow", "version": __version__}],
+                     "description": f"lzflow workspace, WIMP mass {ws['mass_GeV']} GeV, sigma_ref "
+                                    f"{ws['sigma_ref_cm2']} cm2; contents flattened in C order"},
+        "distributions": [{"name": dist_name, "type": "histfactory_dist", "axes": axes, "samples": samples}],
+        "data": [{"name": "asimov_background_only", "type": "binned", "axes": axes, "contents": data.tolist()}],
+        "likelihoods": [{"name": "likelihood", "distributions": [dist_name], "data": ["asimov_background_only"]}],
+        "domains": [{"name": "default_domain", "type": "product_domain", "axes": domain_axes}],
+        "parameter_points": [{"name": "default_values", "parameters": parameters}],
+        "analyses": [{"name": "upper_limit", "likelihood": "likelihood", "parameters_of_interest": ["mu"],
+                      "domains": ["default_domain"]}],
+    }
