@@ -1,0 +1,70 @@
+"""Statistics core of lzflow: binned likelihood, batched fits, toys, limits.
+
+Conventions follow ``shared/reference/statistics.md``: the test statistics of Cowan, Cranmer,
+Gross, Vitells (arXiv:1007.1727) with q = 2ΔNLL, CLs+b / CLs p-values, the power-constrained
+limit of arXiv:1105.3166, Asimov asymptotics. Everything works on numpy arrays; file formats,
+workflow and CLI live elsewhere.
+
+Modules (one concern each):
+
+* :mod:`~lzflow.stats.model` — :class:`BinnedModel` (templates, constraints, NLL);
+* :mod:`~lzflow.stats.fit` — :class:`BatchedFitter`: projected Newton vectorised over toys;
+* :mod:`~lzflow.stats.minuit` — iminuit reference fits (same outputs);
+* :mod:`~lzflow.stats.teststat` — q̃_μ, q_μ, q₀;
+* :mod:`~lzflow.stats.toys` — reproducible toy generation + fits (:func:`run_toys`);
+* :mod:`~lzflow.stats.hypotest` — toy p-values, inversion, bands, PCL (:func:`toy_limits`);
+* :mod:`~lzflow.stats.asymptotic` — Asimov limits, p-value formulae, discovery potential;
+* :mod:`~lzflow.stats.pyhf_export` — pyhf JSON workspace;
+* :mod:`~lzflow.stats.synthetic` — synthetic LZ-like models for tests and benchmarks.
+"""
+
+from .asymptotic import (
+    AsymptoticLimits,
+    asymptotic_limits,
+    discovery_potential,
+    pvalues_asymptotic,
+    qtilde_cdf,
+)
+from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, fit_batch
+from .hypotest import (
+    BANDS,
+    POWER_THRESHOLD,
+    Crossing,
+    PValues,
+    ToyLimits,
+    DiscoveryToys,
+    crossing,
+    discovery_potential_toys,
+    expected_bands,
+    limits_from_curves,
+    observed_q,
+    power_constrained,
+    pvalue_curves,
+    pvalues_from_toys,
+    refine_grid,
+    toy_limits,
+)
+from .minuit import fit_minuit
+from .model import BinnedModel, ModelError
+from .pyhf_export import to_pyhf_workspace
+from .teststat import evaluate_test_statistic
+from .toys import (
+    BONLY_POI_INDEX,
+    HYPOTHESES,
+    ToyResult,
+    generate_toys,
+    generation_point,
+    mass_key,
+    run_toys,
+    toy_generator,
+)
+
+__all__ = [
+    "AsymptoticLimits", "asymptotic_limits", "discovery_potential", "pvalues_asymptotic",
+    "qtilde_cdf", "BatchedFitter", "FitConfig", "FitResult", "FitStatus", "Strategy",
+    "fit_batch", "BANDS", "POWER_THRESHOLD", "Crossing", "PValues", "ToyLimits", "crossing",
+    "expected_bands", "limits_from_curves", "observed_q", "power_constrained", "pvalue_curves",
+    "pvalues_from_toys", "refine_grid", "toy_limits", "DiscoveryToys", "discovery_potential_toys", "fit_minuit", "BinnedModel", "ModelError",
+    "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyResult",
+    "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator",
+]

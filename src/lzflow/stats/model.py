@@ -1,0 +1,265 @@
+"""Binned extended likelihood with Gaussian-constrained background normalisations.
+
+Model
+-----
+For bins ``i`` (the 2D analysis space flattened in C order, last axis fastest) and
+backgrounds ``b``::
+
+    ν_i(μ, θ) = μ s_i + Σ_b θ_b B_bi
+
+* ``s``   — signal template, expected events at the reference cross section (μ = 1), so μ is a
+  cross-section multiplier;
+* ``B_b`` — background templates, expected events at nominal normalisation;
+* ``θ_b`` — background normalisation **multipliers** (nominal 1). An expected count is
+  ``θ_b × B_b.sum()``.
+
+Likelihood (arXiv:1007.1727, Eq. 2 with Gaussian auxiliary measurements)::
+
+    L(μ, θ) = Π_i Pois(n_i | ν_i) × Π_b Gauss(a_b | θ_b, r_b)
+
+with ``r_b = rel_unc_b`` the relative width, i.e. on the count scale the constraint is
+Gauss(a_b N_b | θ_b N_b, r_b N_b) with ``N_b`` the nominal count (pp: N = 542.16, r = 2 % →
+σ = 10.8 events). The auxiliary ("global") observables ``a_b`` are stored on the multiplier scale
+(nominal value 1).
+
+Negative log-likelihood used everywhere in :mod:`lzflow.stats` (constants ``ln n_i!`` and the
+Gaussian normalisation dropped, identically in every fit)::
+
+    NLL(μ, θ; n, a) = Σ_i [ν_i − n_i ln ν_i] + Σ_{b: r_b>0} (a_b − θ_b)² / (2 r_b²)
+
+with the convention ``0 · ln 0 = 0`` (bins with ν_i = n_i = 0 contribute 0); a bin with
+``n_i > 0`` and ``ν_i ≤ 0`` makes the NLL ``+inf``.
+
+Fixed backgrounds
+-----------------
+``rel_unc_b == 0`` means the normalisation is *fixed* at nominal (θ_b ≡ 1): the parameter is
+removed from every fit (conditional and unconditional alike), so the number of free parameters
+differs only by μ between the two fits. It has no constraint term and no auxiliary observable.
+
+Parameter vector
+----------------
+Full parameter vectors are laid out as ``[μ, θ_1, …, θ_B]`` (length ``1 + n_bkg``); fixed
+backgrounds sit at 1.0. Bounds: μ ≥ 0 (unless a fit asks otherwise), θ_b ≥ 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["BinnedModel", "ModelError"]
+
+
+class ModelError(ValueError):
+    """The model's arrays are inconsistent or unphysical."""
+
+
+def _as_readonly(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True)
+class BinnedModel:
+    """Signal + backgrounds binned model (see the module docstring for the maths).
+
+    Parameters
+    ----------
+    signal:
+        ``(n_bins,)`` expected signal events at μ = 1.
+    backgrounds:
+        ``(n_bkg, n_bins)`` expected background events at nominal normalisation.
+    names:
+        ``n_bkg`` background names (unique).
+    rel_unc:
+        ``(n_bkg,)`` relative Gaussian constraint widths; 0 ⇒ normalisation fixed.
+    signal_name:
+        Name of the signal sample (used in exports only).
+
+    Multi-dimensional templates are accepted and flattened in C order (``ravel()``, last axis
+    fastest); ``bin_shape`` keeps the original shape.
+    """
+
+    signal: np.ndarray
+    backgrounds: np.ndarray
+    names: tuple[str, ...]
+    rel_unc: np.ndarray
+    signal_name: str = "signal"
+    bin_shape: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        sig = np.asarray(self.signal, dtype=np.float64)
+        bkg = np.asarray(self.backgrounds, dtype=np.float64)
+        shape = tuple(self.bin_shape) or sig.shape
+        if sig.ndim == 0:
+            raise ModelError("signal must be an array of bins, got a scalar")
+        if bkg.ndim == sig.ndim:  # a single background given without the leading axis
+            bkg = bkg[None, ...]
+        if bkg.ndim != sig.ndim + 1 or bkg.shape[1:] != sig.shape:
+            raise ModelError(
+                f"backgrounds must have shape (n_bkg, *signal.shape) = (n_bkg, {sig.shape}), "
+                f"got {bkg.shape}"
+            )
+        sig = sig.ravel()
+        bkg = bkg.reshape(bkg.shape[0], -1)
+        names = tuple(str(n) for n in self.names)
+        rel = np.atleast_1d(np.asarray(self.rel_unc, dtype=np.float64))
+        n_bkg = bkg.shape[0]
+        if sig.size == 0:
+            raise ModelError("the model has no bins")
+        if n_bkg == 0:
+            raise ModelError("the model needs at least one background")
+        if len(names) != n_bkg:
+            raise ModelError(f"{len(names)} background names for {n_bkg} background templates")
+        if len(set(names)) != n_bkg:
+            raise ModelError(f"background names must be unique, got {names}")
+        if self.signal_name in names or self.signal_name == "mu":
+            raise ModelError(f"signal name {self.signal_name!r} clashes with a background name")
+        if rel.shape != (n_bkg,):
+            raise ModelError(f"rel_unc must have shape ({n_bkg},), got {rel.shape}")
+        for label, arr in (("signal", sig), ("backgrounds", bkg), ("rel_unc", rel)):
+            if not np.all(np.isfinite(arr)):
+                raise ModelError(f"{label} contains NaN or infinite values")
+            if np.any(arr < 0):
+                raise ModelError(f"{label} contains negative values (min {arr.min():.3g})")
+        if int(np.prod(shape)) != sig.size:
+            raise ModelError(f"bin_shape {shape} does not match {sig.size} bins")
+        object.__setattr__(self, "signal", _as_readonly(sig))
+        object.__setattr__(self, "backgrounds", _as_readonly(bkg))
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "rel_unc", _as_readonly(rel))
+        object.__setattr__(self, "bin_shape", shape)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_bins(self) -> int:
+        return int(self.signal.size)
+
+    @property
+    def n_bkg(self) -> int:
+        return int(self.backgrounds.shape[0])
+
+    @property
+    def n_par(self) -> int:
+        """Length of the full parameter vector ``[μ, θ_1..θ_B]``."""
+        return 1 + self.n_bkg
+
+    @property
+    def par_names(self) -> tuple[str, ...]:
+        return ("mu",) + self.names
+
+    @property
+    def constrained(self) -> np.ndarray:
+        """Boolean mask of backgrounds whose normalisation floats (``rel_unc > 0``)."""
+        return self.rel_unc > 0
+
+    @property
+    def free_bkg(self) -> np.ndarray:
+        """Indices of the floating backgrounds."""
+        return np.flatnonzero(self.constrained)
+
+    @property
+    def n_free_bkg(self) -> int:
+        return int(self.constrained.sum())
+
+    @property
+    def signal_is_empty(self) -> bool:
+        """True when the signal template has no positive bin: there is no sensitivity to μ."""
+        return not bool(np.any(self.signal > 0))
+
+    @property
+    def signal_total(self) -> float:
+        return float(self.signal.sum())
+
+    @property
+    def nominal_counts(self) -> np.ndarray:
+        """``(n_bkg,)`` nominal expected counts ``N_b``."""
+        return self.backgrounds.sum(axis=1)
+
+    @property
+    def sigma_counts(self) -> np.ndarray:
+        """``(n_bkg,)`` constraint widths on the count scale, ``r_b N_b``."""
+        return self.rel_unc * self.nominal_counts
+
+    def nominal_theta(self) -> np.ndarray:
+        return np.ones(self.n_bkg)
+
+    # ------------------------------------------------------------------ maths
+    def expected(self, mu: float | np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
+        """ν = μ s + Σ_b θ_b B_b; broadcasts over leading axes of ``mu``/``theta``."""
+        mu = np.asarray(mu, dtype=np.float64)
+        theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
+        return mu[..., None] * self.signal + theta @ self.backgrounds
+
+    def full_params(self, mu: float | np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
+        """Stack ``[μ, θ]`` into full parameter vectors (broadcasting over leading axes)."""
+        mu = np.asarray(mu, dtype=np.float64)
+        theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
+        shape = np.broadcast_shapes(mu.shape, theta.shape[:-1])
+        out = np.empty(shape + (self.n_par,))
+        out[..., 0] = mu
+        out[..., 1:] = theta
+        return out
+
+    def nll(
+        self,
+        params: np.ndarray,
+        counts: np.ndarray,
+        aux: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Reference (dense, unoptimised) NLL, see the module docstring.
+
+        params: ``(..., n_par)`` full parameter vectors; counts: ``(..., n_bins)``;
+        aux: ``(..., n_bkg)`` auxiliary observables on the multiplier scale (default nominal 1).
+        Only constrained backgrounds contribute a constraint term.
+        """
+        params = np.asarray(params, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.float64)
+        aux = np.ones(self.n_bkg) if aux is None else np.asarray(aux, dtype=np.float64)
+        nu = self.expected(params[..., 0], params[..., 1:])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logterm = np.where(counts > 0, counts * np.log(np.where(counts > 0, nu, 1.0)), 0.0)
+        bad = np.any((counts > 0) & ~(nu > 0), axis=-1)
+        c = self.constrained
+        rel = np.where(c, self.rel_unc, 1.0)
+        cons = np.where(c, 0.5 * ((aux - params[..., 1:]) / rel) ** 2, 0.0).sum(axis=-1)
+        out = nu.sum(axis=-1) - logterm.sum(axis=-1) + cons
+        return np.where(bad, np.inf, out)
+
+    def asimov(
+        self, mu: float, theta: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Asimov dataset at (μ, θ): counts = ν (not rounded), aux = θ (arXiv:1007.1727 §5)."""
+        theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
+        return self.expected(mu, theta), theta.copy()
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_templates(
+        cls,
+        signal: np.ndarray,
+        backgrounds: Sequence[np.ndarray] | np.ndarray,
+        names: Sequence[str],
+        rel_unc: Sequence[float] | np.ndarray,
+        signal_name: str = "signal",
+    ) -> "BinnedModel":
+        """Build from (possibly multi-dimensional) templates; they are flattened in C order."""
+        sig = np.asarray(signal, dtype=np.float64)
+        bkg = np.stack([np.asarray(b, dtype=np.float64) for b in backgrounds])
+        return cls(sig, bkg, tuple(names), np.asarray(rel_unc, float), signal_name, sig.shape)
+
+    def with_signal(self, signal: np.ndarray) -> "BinnedModel":
+        """Same backgrounds, another signal template (e.g. another WIMP mass)."""
+        return BinnedModel(
+            np.asarray(signal, float).ravel(), self.backgrounds, self.names, self.rel_unc,
+            self.signal_name, self.bin_shape,
+        )
+
+    def with_rel_unc(self, rel_unc: np.ndarray) -> "BinnedModel":
+        return BinnedModel(
+            self.signal, self.backgrounds, self.names, np.asarray(rel_unc, float),
+            self.signal_name, self.bin_shape,
+        )
