@@ -126,7 +126,7 @@ def cmd_pdf(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         meta = make_pdf(response, source.name, source.spectrum, out.parent, n_samples=spec.get("n_samples"),
-                        full_range_keV=source.energy_range_keV if np.isfinite(source.energy_range_keV[1]) else None,
+                        full_range_keV=source.energy_range_keV,
                         source_metadata=dict(source.metadata))
     for warning in caught:
         print(f"lzflow: warning: {warning.message}", file=sys.stderr)

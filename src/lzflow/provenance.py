@@ -19,7 +19,7 @@ _PACKAGE = Path(__file__).resolve().parent
 #: Source files (relative to the package, globs allowed) each stage's output depends on.
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "detector": ("detector.py", "units.py"),
-    "response": ("response.py", "detector.py"),
+    "response": ("response.py", "detector.py", "spectra/*.py"),  # spectra shape the allocation
     "pdf": ("pdfs.py", "response.py", "sources.py", "spectra/*.py"),
     "workspace": ("workspace.py", "stats/model.py", "stats/pyhf_export.py"),
     "toys": ("toys.py", "stats/*.py"),

@@ -31,6 +31,9 @@ from .io import atomic_path
 __all__ = ["run_number", "toy_block", "run_toy_job", "save_toy_job", "load_toy_job", "ToyFileError",
            "workspace_digest"]
 
+#: Toys are generated and fitted in canonical blocks of this many toy indices; it must be the same
+#: for every job of a configuration for the merged result to be bit-identical under any job split.
+TOY_BLOCK = 256
 MAX_POI = 1000
 MAX_JOBS = 10000
 
@@ -79,12 +82,12 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
         poi_index = int(spec["poi_index"])
         mu = float(grid[poi_index])
         result = run_toys(model, mu, poi_index, indices, int(spec["seed"]), key, "sb",
-                          test_stat=spec["test_statistic"], n_threads=1)
+                          test_stat=spec["test_statistic"], n_threads=1, block_size=TOY_BLOCK)
     else:
         poi_index = BONLY_POI_INDEX
         mu = 0.0
         result = run_toys(model, float(grid[0]), poi_index, indices, int(spec["seed"]), key, "b",
-                          mu_test=grid, test_stat=spec["test_statistic"], n_threads=1)
+                          mu_test=grid, test_stat=spec["test_statistic"], n_threads=1, block_size=TOY_BLOCK)
     header = {
         "format": "lzflow-toys-1",
         "lzflow_version": __version__,
@@ -101,6 +104,7 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
         "run_number": run_number(key, h, poi_index, int(spec["job_index"])),
         "seed_entropy": [int(spec["seed"]), key, poi_index, h],
         "test_statistic": spec["test_statistic"],
+        "toy_block": TOY_BLOCK,
         "workspace_digest": workspace_digest(ws),
     }
     return result, header

@@ -79,7 +79,9 @@ def build_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path
         if any(not np.array_equal(a, b) for a, b in zip(edges, b_edges)):
             raise WorkspaceError(f"{path}: binning differs from the signal PDF {signal_pdf}")
         _check_template(meta["source"], values)
-        rel = float(meta.get("rel_unc", 0.0))
+        if "rel_unc" not in meta.get("source_metadata", {}):
+            raise WorkspaceError(f"{path}: background PDF without rel_unc in its source metadata")
+        rel = float(meta["source_metadata"]["rel_unc"])
         total = float(values.sum())
         backgrounds.append({
             "name": meta["source"],

@@ -171,7 +171,9 @@ def pvalues_asymptotic(
     return clsb, clb, cls
 
 
-def qtilde_cdf(q: np.ndarray, mu_over_sigma: float, mu_prime_over_sigma: float = None) -> np.ndarray:
+def qtilde_cdf(
+    q: np.ndarray, mu_over_sigma: float, mu_prime_over_sigma: float | None = None
+) -> np.ndarray:
     """Asymptotic CDF F(q̃_μ | μ') of q̃_μ (Eq. 66), with μ/σ and μ'/σ given.
 
     Default μ' = μ (the S+B distribution, Eq. 67's integrand). Includes the atom at q̃ = 0.

@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Toy throughput: lzflow batched Newton vs per-toy iminuit vs pyhf (numpy backend).
+
+Model: :func:`lzflow.stats.synthetic.lz_like_model` — 40×40 (cS1, log10 cS2) bins, 1 signal
+(10 events at μ = 1) + 11 Gaussian-constrained backgrounds (≈ 993 events, many nearly empty
+bins). A *toy* = its unconditional + conditional fit (q̃_μ at μ = 1, S+B toys generated at
+(1, θ̂̂(1)) of the Asimov background-only data).
+
+Paths:
+
+* ``batched``     — :func:`lzflow.stats.run_toys`, end to end: generation + both fits, in chunks
+                    of ``--chunk`` toys (memory bounded: only q and statuses are kept), with
+                    worker threads in one process and (``--procs``) with worker processes;
+* ``fit-only``    — the same fits on pre-generated toys (fitting only, threads);
+* ``iminuit``     — :func:`lzflow.stats.fit_minuit` (Migrad + analytic gradient), toy by toy;
+* ``pyhf``        — ``pyhf.infer.mle.fit`` + ``fixed_poi_fit`` on the exported workspace.
+
+The iminuit and pyhf paths fit the same toys as the batched path (``generate_toys``), and the
+q̃ values are compared. Timings use ``time.perf_counter``; the machine may be shared, so each
+measurement is the best of ``--repeat`` runs.
+
+    python benchmarks/bench_toys.py                      # defaults: 200k batched toys
+    python benchmarks/bench_toys.py --n-toys 1000000     # bounded memory (see peak RSS)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_batched(model, n_toys: int, chunk: int, threads: int | None, block: int, repeat: int,
+                  procs: int = 1):
+    from lzflow.stats import run_toys
+
+    if procs > 1:  # start the worker processes outside the timing
+        run_toys(model, 1.0, 0, np.arange(2 * block * procs), 1, 1, block_size=block,
+                 n_procs=procs)
+    best = np.inf
+    q_sum = n_fail = 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        q_sum = 0.0
+        n_fail = 0
+        for start in range(0, n_toys, chunk):
+            idx = np.arange(start, min(start + chunk, n_toys))
+            r = run_toys(model, 1.0, 0, idx, 1234, 400000, block_size=block, n_threads=threads,
+                         n_procs=procs)
+            q_sum += float(np.nansum(r.q))
+            n_fail += int(np.sum(r.status_uncond != 0) + np.sum(r.status_cond != 0))
+            del r
+        best = min(best, time.perf_counter() - t0)
+    return best, q_sum / n_toys, n_fail
+
+
+def bench_batched_fit(model, counts, aux, gen, threads: int | None, block: int, repeat: int):
+    from lzflow.stats import BatchedFitter, FitConfig
+
+    f = BatchedFitter(model, FitConfig(block_size=block, n_threads=threads))
+    slope = f.profile_slope(gen)
+    data = f.prepare(counts, aux)
+    init = np.broadcast_to(gen, (data.n, gen.size))
+    best = np.inf
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ru = f.fit(data, init=init, fisher_at=gen)
+        rc = f.fit(data, mu_fixed=1.0, init=ru.params + (1.0 - ru.params[:, :1]) * slope)
+        best = min(best, time.perf_counter() - t0)
+        out = (ru, rc)
+    return best, out
+
+
+def bench_minuit(model, counts, aux, gen):
+    from lzflow.stats import fit_minuit
+
+    init = np.broadcast_to(gen, (counts.shape[0], gen.size))
+    t0 = time.perf_counter()
+    ru = fit_minuit(model, counts, aux, init=init)
+    rc = fit_minuit(model, counts, aux, mu_fixed=1.0, init=ru.params)
+    return time.perf_counter() - t0, (ru, rc)
+
+
+def bench_pyhf(model, counts, aux, gen):
+    import pyhf
+
+    from lzflow.stats.pyhf_export import pyhf_data, to_pyhf_workspace
+
+    pyhf.set_backend("numpy", "scipy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ws = pyhf.Workspace(to_pyhf_workspace(model))
+        pm = ws.model()
+    nll_u, nll_c, mu_hat = [], [], []
+    t0 = time.perf_counter()
+    for c, a in zip(counts, aux):
+        data = pyhf_data(model, pm, c, a)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pu, fu = pyhf.infer.mle.fit(data, pm, return_fitted_val=True)
+            pc, fc = pyhf.infer.mle.fixed_poi_fit(1.0, data, pm, return_fitted_val=True)
+        nll_u.append(float(fu) / 2.0)
+        nll_c.append(float(fc) / 2.0)
+        mu_hat.append(float(pu[pm.config.poi_index]))
+    dt = time.perf_counter() - t0
+    return dt, np.array(nll_u), np.array(nll_c), np.array(mu_hat)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-toys", type=int, default=200_000, help="batched toys (end to end)")
+    ap.add_argument("--n-fit", type=int, default=16384, help="pre-generated toys for fit-only")
+    ap.add_argument("--n-minuit", type=int, default=200, help="toys for the iminuit path")
+    ap.add_argument("--n-pyhf", type=int, default=5, help="toys for pyhf (0 = skip)")
+    ap.add_argument("--chunk", type=int, default=65536, help="toys per run_toys call")
+    ap.add_argument("--block", type=int, default=512, help="toys per fitted block")
+    ap.add_argument("--threads", type=int, default=None, help="worker threads (default: cores)")
+    ap.add_argument("--procs", type=int, default=None,
+                    help="also time run_toys(n_procs=N) (default: cores; 1 = skip)")
+    ap.add_argument("--repeat", type=int, default=2, help="best of N for batched timings")
+    ap.add_argument("--json", type=str, default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    from lzflow.stats import evaluate_test_statistic, generate_toys, generation_point
+    from lzflow.stats._threads import available_cores
+    from lzflow.stats.synthetic import lz_like_model
+
+    if args.procs is None:
+        args.procs = available_cores()
+    model = lz_like_model()
+    gen, _ = generation_point(model, 1.0)
+    print(f"model: {model.n_bins} bins, {model.n_bkg} backgrounds "
+          f"({model.n_free_bkg} constrained), background {model.backgrounds.sum():.1f} events, "
+          f"signal {model.signal_total:.1f} events at mu=1; cores={available_cores()}, "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
+    rows = []
+    extra: dict = {}
+    t_b, q_mean, n_fail = bench_batched(model, args.n_toys, args.chunk, args.threads, args.block,
+                                        args.repeat)
+    nthr = args.threads or available_cores()
+    rows.append((f"batched, {nthr} threads", args.n_toys, t_b))
+    # one core: wall time and CPU time of a single-threaded run (robust on a shared machine)
+    n1 = min(args.n_toys, 65536)
+    c0 = time.process_time()
+    t_1, _, _ = bench_batched(model, n1, args.chunk, 1, args.block, 1)
+    cpu_1 = time.process_time() - c0
+    rows.append(("batched, 1 thread", n1, t_1))
+    if args.procs > 1:
+        t_p, q_mean_p, n_fail_p = bench_batched(model, args.n_toys, args.chunk, 1, args.block,
+                                                args.repeat, args.procs)
+        rows.append((f"batched, {args.procs} processes", args.n_toys, t_p))
+        assert abs(q_mean_p - q_mean) < 1e-9 and n_fail_p == n_fail  # identical toys and fits
+    n_fit = max(args.n_fit, args.n_minuit, args.n_pyhf)
+    counts, aux = generate_toys(model, gen, np.arange(n_fit), 99, 400000, 0, "sb")
+    counts = counts.astype(np.int32)
+    t_f, (ru, rc) = bench_batched_fit(model, counts, aux, gen, args.threads, args.block,
+                                      args.repeat)
+    rows.append((f"batched fit-only, {nthr} thr", n_fit, t_f))
+    q_b = evaluate_test_statistic("qtilde", rc.nll, ru.nll, ru.mu, 1.0)
+    if args.n_minuit:
+        k = args.n_minuit
+        t_m, (mu, mc) = bench_minuit(model, counts[:k], aux[:k], gen)
+        rows.append(("iminuit (per toy)", k, t_m))
+        q_m = evaluate_test_statistic("qtilde", mc.nll, mu.nll, mu.mu, 1.0)
+        extra["max_abs_dq_minuit"] = float(np.max(np.abs(q_m - q_b[:k])))
+    if args.n_pyhf:
+        k = args.n_pyhf
+        t_p, nu, nc, muh = bench_pyhf(model, counts[:k], aux[:k], gen)
+        rows.append(("pyhf numpy (per toy)", k, t_p))
+        q_p = evaluate_test_statistic("qtilde", nc, nu, muh, 1.0)
+        extra["max_abs_dq_pyhf"] = float(np.max(np.abs(q_p - q_b[:k])))
+    base = rows[0][1] / rows[0][2]
+    print(f"\n{'path':<26}{'toys':>10}{'seconds':>10}{'toys/s':>12}{'batched/this':>14}")
+    for name, n, t in rows:
+        rate = n / t
+        print(f"{name:<26}{n:>10d}{t:>10.2f}{rate:>12.1f}{base / rate:>14.1f}")
+    print(f"\nbatched, 1 thread: {1e6 * cpu_1 / n1:.1f} CPU-µs per toy "
+          f"(= {n1 / cpu_1:.0f} toys/s per fully available core)")
+    extra["cpu_us_per_toy_1thread"] = 1e6 * cpu_1 / n1
+    print(f"batched: mean q~ = {q_mean:.4f}, failed fits = {n_fail}; "
+          f"fit-only failures = {int(np.sum(ru.status != 0) + np.sum(rc.status != 0))}")
+    for k, v in extra.items():
+        print(f"{k} = {v:.2e}")
+    print(f"peak RSS = {_peak_rss_mb():.0f} MB")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"rows": [{"path": n, "toys": k, "seconds": t, "toys_per_s": k / t}
+                                for n, k, t in rows], **extra,
+                       "peak_rss_mb": _peak_rss_mb()}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

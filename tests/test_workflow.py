@@ -1,0 +1,156 @@
+"""The real Snakemake workflow on the quick config, end to end, and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
+
+
+def snakemake(repo: Path, *args: str, check: bool = True, extra_config: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    configs = ["config/quick.yaml"] + ([str(extra_config)] if extra_config else [])
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *configs, *args]
+    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake dry run as {rule: count}."""
+    table = output.split("Job stats:")[1].split("\n\n")[0].splitlines()
+    counts = {}
+    for line in table:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def quick_run(repo, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    snakemake(repo, "--config", f"results_dir={results}")
+    return results / "quick"
+
+
+def test_pdfs_written_and_readable(quick_run):
+    import uproot
+
+    from lzflow.spectra import BACKGROUND_NAMES
+
+    for stem in list(BACKGROUND_NAMES) + ["wimp_m10", "wimp_m40"]:
+        meta = json.loads((quick_run / "pdfs" / f"{stem}.json").read_text())
+        with uproot.open(quick_run / "pdfs" / f"{stem}.root") as handle:
+            hist = handle[stem]
+            assert hist.classname == "TH2D"
+            values = hist.values()
+        assert values.shape == (20, 20)
+        assert np.all(values >= 0)
+        assert values.sum() == pytest.approx(meta["expected_events"], rel=1e-9)
+        for key in ("efficiency", "n_samples", "n_samples_effective", "seed", "detector_hash"):
+            assert key in meta
+        assert meta["detector_hash"] == json.loads((quick_run / "detector.json").read_text())["hash"]
+        assert meta["n_samples_effective"] >= 0.9 * meta["n_samples"]
+    # the pp background reproduces the old workspace's a0 = 542.16 events within 10 %
+    pp = json.loads((quick_run / "pdfs" / "pp.json").read_text())
+    assert pp["expected_events"] == pytest.approx(542.16, rel=0.10)
+
+
+def test_workspace_and_exports(quick_run):
+    import pyhf
+
+    ws = json.loads((quick_run / "m40" / "workspace.json").read_text())
+    assert [b["name"] for b in ws["backgrounds"]] == sorted(b["name"] for b in ws["backgrounds"])
+    assert len(ws["backgrounds"]) == 11
+    pp = next(b for b in ws["backgrounds"] if b["name"] == "pp")
+    assert pp["sigma_events"] == pytest.approx(0.02 * pp["expected_events"])
+    spec = json.loads((quick_run / "m40" / "workspace.pyhf.json").read_text())
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model()
+    data = workspace.data(model)
+    assert model.config.poi_name == "mu"
+    bestfit = pyhf.infer.mle.fit(data, model)
+    assert bestfit[model.config.poi_index] == pytest.approx(0.0, abs=1e-3)  # B-only Asimov data
+    hs3 = json.loads((quick_run / "m40" / "workspace.hs3.json").read_text())
+    dist = hs3["distributions"][0]
+    assert dist["type"] == "histfactory_dist" and len(dist["axes"]) == 2
+    assert len(dist["samples"]) == 12
+    assert len(hs3["data"][0]["contents"]) == 400
+
+
+def test_limits_and_curve(quick_run):
+    for mass in ("10", "40"):
+        doc = json.loads((quick_run / f"m{mass}" / "limit.json").read_text())
+        lim = doc["limits"]["CLs+b"]
+        exp = lim["expected_sigma_cm2"]
+        assert exp["-1"] <= exp["0"] <= exp["1"]
+        # toy median and asymptotic median agree to ~30 % on this large-background model
+        assert exp["0"] == pytest.approx(doc["asymptotic"]["expected_sigma_cm2"]["0"], rel=0.3)
+        assert doc["upper_limit_sigma_cm2"] >= lim["pcl_floor_mu"] * doc["sigma_ref_cm2"] * (1 - 1e-12)
+        assert len(set(doc["toys"]["run_numbers"])) == len(doc["toys"]["run_numbers"])
+        assert doc["toys"]["sb_per_poi"] == [300] * len(doc["poi_grid"])
+        assert doc["failures"]["bonly"]["n_toys"] == 600
+    # 40 GeV median within +-25 % of LZ's 1.4e-48 cm2 even at the quick config's statistics
+    doc40 = json.loads((quick_run / "m40" / "limit.json").read_text())
+    assert doc40["median_expected_sigma_cm2"] == pytest.approx(1.4e-48, rel=0.25)
+    lines = (quick_run / "limit_curve.csv").read_text().splitlines()
+    assert lines[0].startswith("mass_GeV,sigma_median_cm2")
+    assert len(lines) == 3
+    for png in ("limit_curve.png", "m40/pvalues.png", "m40/teststat.png"):
+        assert (quick_run / png).stat().st_size > 10_000
+
+
+def test_merge_refuses_duplicates_and_corruption(quick_run, tmp_path):
+    from lzflow.merge import MergeError, merge_limits
+    from lzflow.toyjobs import ToyFileError
+    from lzflow.workspace import read_workspace
+
+    ws = read_workspace(quick_run / "m40" / "workspace.json")
+    spec = {"cl": 0.9, "method": "CLs+b", "power_threshold": 0.1587, "test_statistic": "qtilde"}
+    files = sorted((quick_run / "m40" / "toys").rglob("*.npz"))
+    dup = tmp_path / "copy.npz"
+    shutil.copy(files[0], dup)
+    with pytest.raises(MergeError, match="duplicate run number"):
+        merge_limits(ws, files + [dup], spec)
+    broken = tmp_path / "job0.npz"
+    broken.write_bytes(files[0].read_bytes()[:500])
+    with pytest.raises(ToyFileError, match=str(broken)):
+        merge_limits(ws, files[1:] + [broken], spec)
+    with pytest.raises(MergeError, match="missing"):
+        merge_limits(ws, files[1:], spec)
+
+
+def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
+    """Changing the number of toy jobs per POI reruns the toys but the merged limit is bit-identical."""
+    results = quick_run.parent  # in place: Snakemake's metadata for these outputs is needed (last test)
+    before = (results / "quick" / "m40" / "limit.json").read_bytes()
+    import yaml
+
+    from lzflow.config import load_yaml
+
+    stats = dict(load_yaml(repo / "config" / "quick.yaml")["stats"], jobs_per_poi=3)
+    extra = tmp_path / "split.yaml"
+    extra.write_text(yaml.safe_dump({"stats": stats}))
+    dry = snakemake(repo, "-n", "--config", f"results_dir={results}", extra_config=extra)
+    output = dry.stdout + dry.stderr
+    assert "Job stats" in output, output[-3000:]
+    scheduled = job_counts(output)
+    assert set(scheduled) == {"toys", "toys_bonly", "merge", "curve", "all"}, scheduled
+    assert scheduled["merge"] == 2
+    snakemake(repo, "--config", f"results_dir={results}", extra_config=extra)
+    assert (results / "quick" / "m40" / "toys" / "poi0" / "job2.npz").exists()
+    after = (results / "quick" / "m40" / "limit.json").read_bytes()
+    assert json.loads(after)["toys"]["run_numbers"] != json.loads(before)["toys"]["run_numbers"]
+    strip = lambda doc: {k: v for k, v in json.loads(doc).items() if k != "toys"}  # noqa: E731
+    assert strip(after) == strip(before)
+    assert json.loads(after)["toys"]["sb_per_poi"] == json.loads(before)["toys"]["sb_per_poi"]
