@@ -106,6 +106,7 @@ def test_htcondor_profile(repo):
     # one job dir per controller run (timestamp + pid)
     assert re.fullmatch(r"\.snakemake/htcondor/\d{8}T\d{6}-\d+", p["htcondor-jobdir"])
     assert int(p["group-components"]["toys"]) >= 1
+    assert sorted(p["groups"]) == ["toys=toys", "toys_bonly=toys"]  # both toy rules bundled on HTCondor
     assert _load_profile(repo, "htcondor", LZFLOW_TOYS_PER_JOB="7")["group-components"]["toys"] == 7
 
 
@@ -113,17 +114,14 @@ def test_slurm_profile(repo):
     p = _load_profile(repo, "slurm")
     assert p["executor"] == "slurm"
     assert p["slurm-status-command"] == "squeue"  # sacct hangs forever without slurmdbd
-    assert "toys" in [s.strip() for s in str(p["slurm-array-jobs"]).split(",")]
+    assert {"toys", "toys_bonly"} <= {s.strip() for s in str(p["slurm-array-jobs"]).split(",")}
+    assert "groups" not in p and "group-components" not in p  # arrays, not groups, on Slurm
     assert 0 < int(p["slurm-init-seconds-before-status-checks"]) <= 60
     assert int(p["retries"]) >= 1
     assert "attempt" in str(p["default-resources"]["mem_mb"])
     assert "attempt" in str(p["default-resources"]["runtime"])
     assert "attempt" in str(p["set-resources"]["response"]["mem_mb"])
-    assert int(p["group-components"]["toys"]) >= 1
     assert "slurm_account" not in p["default-resources"]
-    # group jobs run their members one by one (slurm-jobstep --jobs 1): size the request that way
-    assert p["resources"] == {"group_slots": 1} and p["set-resource-scopes"] == {"group_slots": "local"}
-    assert p["default-resources"]["group_slots"] == 1
     site = _load_profile(repo, "slurm", LZFLOW_SLURM_ACCOUNT="lz", LZFLOW_SLURM_PARTITION="short")
     assert site["default-resources"]["slurm_account"] == "'lz'"
     assert site["default-resources"]["slurm_partition"] == "'short'"

@@ -27,8 +27,6 @@ rule toys:
     params:
         spec=toys_sb_spec,
         code=stage_code_hash("toys"),
-    group:
-        "toys"
     resources:
         mem_mb=1000,
         runtime=30,
@@ -46,8 +44,6 @@ rule toys_bonly:
     params:
         spec=toys_b_spec,
         code=stage_code_hash("toys"),
-    group:
-        "toys"
     resources:
         mem_mb=1000,
         runtime=30,
