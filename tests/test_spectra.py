@@ -33,7 +33,6 @@ from lzflow.spectra.constants import xe_atoms_per_tonne
 from lzflow.spectra.neutrino import (
     NEUTRINO_SOURCES,
     cevns_cross_section,
-    cevns_rate,
     neutrino_spectrum,
     nu_e_cross_section,
     nu_e_rate,

@@ -130,6 +130,76 @@ def test_merge_refuses_duplicates_and_corruption(quick_run, tmp_path):
         merge_limits(ws, files[1:], spec)
 
 
+def _dry_run_with(repo, quick_run, tmp_path, override: dict) -> dict[str, int]:
+    import yaml
+
+    from lzflow.config import deep_merge, load_yaml
+
+    raw = deep_merge(load_yaml(repo / "config" / "quick.yaml"), override)
+    extra = tmp_path / "changed.yaml"
+    extra.write_text(yaml.safe_dump(raw))
+    result = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
+    output = result.stdout + result.stderr
+    return job_counts(output) if "Job stats:" in output else {}
+
+
+def test_nothing_to_do_after_a_run(repo, quick_run, tmp_path):
+    assert _dry_run_with(repo, quick_run, tmp_path, {}) == {}
+
+
+def test_changing_one_mass_reruns_only_that_mass(repo, quick_run, tmp_path):
+    jobs = _dry_run_with(repo, quick_run, tmp_path, {"stats": {"per_mass": {"40": {"toys_per_poi": 200}}}})
+    assert jobs == {"toys": 8 * 2, "merge": 1, "curve": 1, "all": 1}
+
+
+def test_adding_a_mass_runs_only_its_chain(repo, quick_run, tmp_path):
+    jobs = _dry_run_with(repo, quick_run, tmp_path, {"signal": {"masses_GeV": [10, 40, 100]}})
+    assert jobs == {"signal_pdf": 1, "workspace": 1, "toys": 16, "toys_bonly": 2, "merge": 1, "curve": 1, "all": 1}
+
+
+def test_changing_a_background_reruns_its_pdf_and_downstream(repo, quick_run, tmp_path):
+    jobs = _dry_run_with(repo, quick_run, tmp_path, {"backgrounds": {"pp": {"counts": 200.0}}})
+    assert jobs == {"background_pdf": 1, "workspace": 2, "toys": 32, "toys_bonly": 4, "merge": 2, "curve": 1,
+                    "all": 1}
+
+
+def test_changing_the_detector_reruns_everything(repo, quick_run, tmp_path):
+    jobs = _dry_run_with(repo, quick_run, tmp_path, {"detector_overrides": {"nest": {"g1": 0.1}}})
+    assert jobs["detector"] == 1 and jobs["response"] == 3 and jobs["background_pdf"] == 11
+    assert jobs["merge"] == 2
+
+
+def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
+    """A 2 GeV WIMP leaves no event in the ROI: an explicit empty PDF, a 'no sensitivity' limit, a
+    curve row that says so — never a crash or a silent zero."""
+    from lzflow.cli import main
+
+    spec = {"mass_GeV": 2.0, "mass_label": "2", "sigma_ref_cm2": 1e-45, "exposure_t_yr": 15.33,
+            "halo": {"rho_GeV_cm3": 0.3, "v0_km_s": 238.0, "vesc_km_s": 544.0}, "n_samples": 200000}
+    pdf = tmp_path / "pdfs" / "wimp_m2.root"
+    assert main(["pdf", "--spec", json.dumps(spec), "--response", str(quick_run / "response" / "NR.npz"),
+                 "--out", str(pdf)]) == 0
+    meta = json.loads(pdf.with_suffix(".json").read_text())
+    assert meta["empty"] is True and meta["expected_events"] == 0 and "warning" in meta
+    backgrounds = sorted(str(p) for p in (quick_run / "pdfs").glob("*.root") if not p.name.startswith("wimp"))
+    ws_spec = {"mass_GeV": 2.0, "mass_label": "2", "poi_grid": {"n_points": 5, "min_factor": 0.1, "max_factor": 3},
+               "cl": 0.9, "method": "CLs+b", "power_threshold": 0.1587, "test_statistic": "qtilde",
+               "discovery_sigma": 3.0}
+    ws = tmp_path / "m2" / "workspace.json"
+    assert main(["workspace", "--spec", json.dumps(ws_spec), "--signal", str(pdf), "--backgrounds", *backgrounds,
+                 "--out", str(ws)]) == 0
+    assert json.loads(ws.read_text())["signal"]["empty"] is True
+    limit = tmp_path / "m2" / "limit.json"
+    merge_spec = {"cl": 0.9, "method": "CLs+b", "power_threshold": 0.1587, "test_statistic": "qtilde"}
+    assert main(["merge", "--spec", json.dumps(merge_spec), "--workspace", str(ws), "--out", str(limit)]) == 0
+    doc = json.loads(limit.read_text())
+    assert doc["no_sensitivity"] is True
+    csv_path = tmp_path / "limit_curve.csv"
+    assert main(["curve", "--limits", str(limit), str(quick_run / "m40" / "limit.json"), "--out", str(csv_path)]) == 0
+    rows = csv_path.read_text().splitlines()
+    assert rows[1].startswith("2.0,,") and rows[1].endswith("True")
+
+
 def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     """Changing the number of toy jobs per POI reruns the toys but the merged limit is bit-identical."""
     results = quick_run.parent  # in place: Snakemake's metadata for these outputs is needed (last test)

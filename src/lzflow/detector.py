@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .units import UnitError, to_canonical
+from .units import to_canonical
 
 __all__ = [
     "NEST_PARAMETERS",

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import __version__
-from .toyjobs import ToyFileError, load_toy_job, workspace_digest
+from .toyjobs import load_toy_job, workspace_digest
 
 __all__ = ["collect_toys", "merge_limits", "MergeError"]
 
@@ -109,7 +109,6 @@ def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: M
 
     cl = float(spec["cl"])
     alpha = 1.0 - cl
-    method = "cls" if spec["method"] == "CLs" else "clsb"
     threshold = spec.get("power_threshold")
     sigma_ref = float(ws["sigma_ref_cm2"])
     doc: dict[str, Any] = {

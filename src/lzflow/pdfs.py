@@ -23,13 +23,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from .io import atomic_path
 
 from .response import (
     AnalysisSpace,
@@ -160,24 +160,6 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
     return meta
 
 
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; ``os.replace`` it onto ``path`` on success,
-    delete it on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_pdf(directory: str | Path, source: str, histogram: Any, metadata: Mapping[str, Any]) -> tuple[Path, Path]:
     """Write ``<directory>/<source>.root`` (TH2D ``source``) and ``<directory>/<source>.json``.
 
@@ -197,7 +179,7 @@ def write_pdf(directory: str | Path, source: str, histogram: Any, metadata: Mapp
     text = json.dumps(dict(metadata), indent=1, sort_keys=True, allow_nan=False) + "\n"  # fail before writing
     directory = Path(directory)
     root_path, json_path = directory / f"{source}.root", directory / f"{source}.json"
-    with _atomic_path(json_path) as tmp_json, _atomic_path(root_path) as tmp_root:
+    with atomic_path(json_path) as tmp_json, atomic_path(root_path, suffix=".root") as tmp_root:
         with uproot.recreate(tmp_root) as f:
             f[source] = histogram
         tmp_json.write_text(text)

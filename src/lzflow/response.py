@@ -97,14 +97,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .io import atomic_path
 
 __all__ = [
     "AnalysisSpace",
@@ -1111,23 +1111,9 @@ def fold_spectrum(response: ResponseMatrix, spectrum: Callable[[np.ndarray], np.
 # I/O
 # --------------------------------------------------------------------------------------------
 def _atomic_write(path: Path, write: Callable[[Any], None], binary: bool = True) -> None:
-    """Write via a temporary file in the same directory, then ``os.replace`` (atomic on POSIX);
-    on any error the temporary file is removed and ``path`` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write through ``write(handle)`` to a temporary file, then rename it onto ``path``."""
+    with atomic_path(path, suffix=path.suffix) as tmp, open(tmp, "wb" if binary else "w") as handle:
+        write(handle)
 
 
 def save_response(response: ResponseMatrix, path: str | Path) -> Path:

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import __version__
-from .io import read_json, write_json
+from .io import read_json
 
 __all__ = [
     "WorkspaceError",
