@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time run_toys(n_procs=N) (default: cores; 1 = skip)")
     ap.add_argument("--repeat", type=int, default=2, help="best of N for batched timings")
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
+    ap.add_argument("--workspace", type=str, default=None,
+                    help="benchmark an exported lzflow workspace.json (e.g. results/lz_projection/m40/workspace.json) "
+                         "instead of the synthetic model; its signal is rescaled so that mu = 1 is the asymptotic "
+                         "median limit")
     args = ap.parse_args(argv)
 
     from lzflow.stats import evaluate_test_statistic, generate_toys, generation_point
@@ -138,7 +142,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.procs is None:
         args.procs = available_cores()
-    model = lz_like_model()
+    if args.workspace:
+        from lzflow.workspace import read_workspace, workspace_model
+
+        ws = read_workspace(args.workspace)
+        model = workspace_model(ws)
+        median = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"]
+        model = model.with_signal(model.signal * median)
+        print(f"workspace {args.workspace}: {ws['mass_GeV']:g} GeV, mu=1 <-> {median * ws['sigma_ref_cm2']:.3g} cm2")
+    else:
+        model = lz_like_model()
     gen, _ = generation_point(model, 1.0)
     print(f"model: {model.n_bins} bins, {model.n_bkg} backgrounds "
           f"({model.n_free_bkg} constrained), background {model.backgrounds.sum():.1f} events, "

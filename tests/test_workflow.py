@@ -200,6 +200,63 @@ def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
     assert rows[1].startswith("2.0,,") and rows[1].endswith("True")
 
 
+def test_run_numbers_unique_over_the_default_dag(repo):
+    """Every toy job of the default configuration gets its own run number (and seed key)."""
+    from lzflow.config import load_config
+    from lzflow.stats.toys import mass_key
+    from lzflow.toyjobs import run_number
+
+    cfg = load_config(repo / "config" / "config.yaml")
+    runs, seeds = [], set()
+    for label, mass in zip(cfg["signal"]["mass_labels"], cfg["signal"]["masses_GeV"]):
+        ms = cfg["stats"]["per_mass"][label]
+        key = mass_key(mass)
+        for job in range(ms["jobs_per_poi"]):
+            runs.append(run_number(key, 1, 0, job))
+            for poi in range(ms["poi_grid"]["n_points"]):
+                runs.append(run_number(key, 0, poi, job))
+        seeds.add((key, 1, 0))
+        seeds.update((key, 0, poi) for poi in range(ms["poi_grid"]["n_points"]))
+    assert len(runs) == len(set(runs)) == 9 * 21 * 2
+    assert len(seeds) == 9 * 21
+
+
+def test_rulegraph_and_summary(repo, quick_run):
+    graph = snakemake(repo, "--rulegraph", "mermaid-js", "--config", f"results_dir={quick_run.parent}")
+    for edge in ("detector", "response", "signal_pdf", "workspace", "toys", "merge", "curve"):
+        assert edge in graph.stdout
+    summary = snakemake(repo, "--summary", "--config", f"results_dir={quick_run.parent}")
+    lines = [l for l in summary.stdout.splitlines() if "limit.json" in l]
+    assert len(lines) == 2 and all("ok" in l for l in lines)
+
+
+def test_killed_toy_job_leaves_nothing_valid(quick_run, tmp_path):
+    """SIGKILL a toy job mid-way: no output file appears; a rerun gives the reference result."""
+    import signal
+    import time
+
+    from lzflow.toyjobs import load_toy_job
+
+    spec = json.dumps({"hypothesis": "sb", "poi_index": 3, "job_index": 0, "n_jobs": 1, "n_toys": 40000,
+                       "seed": 11, "test_statistic": "qtilde"})
+    ws = str(quick_run / "m40" / "workspace.json")
+    out = tmp_path / "poi3" / "job0.npz"
+    cmd = [sys.executable, "-m", "lzflow.cli", "toys", "--spec", spec, "--workspace", ws, "--out", str(out)]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.5)
+    assert proc.poll() is None, "the job finished before it could be killed; make it longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert [p.name for p in out.parent.glob("*.npz")] == [] if out.parent.exists() else True
+    subprocess.run(cmd, env=ENV, check=True, capture_output=True)
+    reference = tmp_path / "reference.npz"
+    subprocess.run(cmd[:-1] + [str(reference)], env=ENV, check=True, capture_output=True)
+    (a, ha), (b, hb) = load_toy_job(out), load_toy_job(reference)
+    assert ha == hb
+    assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+
+
 def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     """Changing the number of toy jobs per POI reruns the toys but the merged limit is bit-identical."""
     results = quick_run.parent  # in place: Snakemake's metadata for these outputs is needed (last test)

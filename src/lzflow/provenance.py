@@ -21,9 +21,9 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "detector": ("detector.py", "units.py"),
     "response": ("response.py", "detector.py", "spectra/*.py"),  # spectra shape the allocation
     "pdf": ("pdfs.py", "response.py", "sources.py", "spectra/*.py"),
-    "workspace": ("workspace.py", "stats/model.py", "stats/pyhf_export.py"),
-    "toys": ("toys.py", "stats/*.py"),
-    "merge": ("merge.py", "stats/*.py"),
+    "workspace": ("workspace.py", "stats/*.py"),
+    "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
+    "merge": ("merge.py", "toyjobs.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py",),
 }
 
