@@ -19,6 +19,7 @@ include: "workflow/rules/stats.smk"
 localrules:
     all,
     curve,
+    errors,
 
 
 rule all:

@@ -149,18 +149,19 @@ def test_nothing_to_do_after_a_run(repo, quick_run, tmp_path):
 
 def test_changing_one_mass_reruns_only_that_mass(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"stats": {"per_mass": {"40": {"toys_per_poi": 200}}}})
-    assert jobs == {"toys": 8 * 2, "merge": 1, "curve": 1, "all": 1}
+    assert jobs == {"toys": 8 * 2, "merge": 1, "curve": 1, "errors": 1, "all": 1}
 
 
 def test_adding_a_mass_runs_only_its_chain(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"signal": {"masses_GeV": [10, 40, 100]}})
-    assert jobs == {"signal_pdf": 1, "workspace": 1, "toys": 16, "toys_bonly": 2, "merge": 1, "curve": 1, "all": 1}
+    assert jobs == {"signal_pdf": 1, "workspace": 1, "toys": 16, "toys_bonly": 2, "merge": 1, "curve": 1,
+                    "errors": 1, "all": 1}
 
 
 def test_changing_a_background_reruns_its_pdf_and_downstream(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"backgrounds": {"pp": {"counts": 200.0}}})
     assert jobs == {"background_pdf": 1, "workspace": 2, "toys": 32, "toys_bonly": 4, "merge": 2, "curve": 1,
-                    "all": 1}
+                    "errors": 1, "all": 1}
 
 
 def test_changing_the_detector_reruns_everything(repo, quick_run, tmp_path):
@@ -257,6 +258,26 @@ def test_killed_toy_job_leaves_nothing_valid(quick_run, tmp_path):
     assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
+def test_error_summary_and_replay(repo, quick_run):
+    from lzflow.cli import main
+    from lzflow.errors import replay_toy, summarise_errors
+    from lzflow.workspace import read_workspace
+
+    summary = json.loads((quick_run / "fit_errors.json").read_text())
+    assert summary["toys"] == 2 * (8 * 300 + 600)
+    doc = json.loads((quick_run / "m40" / "limit.json").read_text())
+    failed_in_limit = sum(f["uncond"]["failed"] + f["cond"]["failed"] for f in doc["failures"]["sb"].values())
+    rows40 = [r for r in summary["table"] if r["mass_GeV"] == 40 and r["hypothesis"] == "sb"]
+    assert sum(v for r in rows40 for k, v in r.items() if ":final:" in k) == failed_in_limit
+    assert summary == json.loads(json.dumps(summarise_errors(sorted((quick_run).rglob("job*.npz")))))
+    ws = read_workspace(quick_run / "m40" / "workspace.json")
+    for toy_file, index in (("toys/poi2/job1.npz", 200), ("toys/bonly/job0.npz", 7)):
+        result = replay_toy(ws, quick_run / "m40" / toy_file, index)
+        assert result["identical"], result
+    assert main(["errors", "--workspace", str(quick_run / "m40" / "workspace.json"), "--replay",
+                 str(quick_run / "m40" / "toys" / "poi0" / "job0.npz"), "3"]) == 0
+
+
 def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     """Changing the number of toy jobs per POI reruns the toys but the merged limit is bit-identical."""
     results = quick_run.parent  # in place: Snakemake's metadata for these outputs is needed (last test)
@@ -272,7 +293,7 @@ def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     output = dry.stdout + dry.stderr
     assert "Job stats" in output, output[-3000:]
     scheduled = job_counts(output)
-    assert set(scheduled) == {"toys", "toys_bonly", "merge", "curve", "all"}, scheduled
+    assert set(scheduled) == {"toys", "toys_bonly", "merge", "curve", "errors", "all"}, scheduled
     assert scheduled["merge"] == 2
     snakemake(repo, "--config", f"results_dir={results}", extra_config=extra)
     assert (results / "quick" / "m40" / "toys" / "poi0" / "job2.npz").exists()

@@ -258,6 +258,31 @@ def cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- errors
+def cmd_errors(args: argparse.Namespace) -> int:
+    from .errors import errors_markdown, replay_toy, summarise_errors
+    from .io import atomic_path, write_json
+    from .workspace import read_workspace
+
+    if args.replay:
+        if not args.workspace:
+            raise ConfigError("--replay needs --workspace (the workspace.json the toy file was made from)")
+        path, index = args.replay
+        result = replay_toy(read_workspace(args.workspace), path, int(index))
+        print(json.dumps(result, indent=1))
+        return 0 if result["identical"] else 1
+    summary = summarise_errors(args.toys)
+    if args.out:
+        write_json(args.out, summary)
+        with atomic_path(Path(args.out).with_suffix(".md")) as tmp:
+            tmp.write_text(errors_markdown(summary))
+    print(errors_markdown(summary), end="")
+    for toy in summary["toys_to_replay"][:10]:
+        print(f"replay: lzflow errors --workspace <workspace.json> --replay {toy['file']} {toy['toy_index']}"
+              f"   # run {toy['run_number']}: {', '.join(toy['causes'])}")
+    return 0
+
+
 def _add_source(parser: argparse.ArgumentParser, spec_help: str) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", help="analysis config YAML (e.g. config/config.yaml)")
@@ -352,6 +377,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output limit_curve.csv (plots go beside it)")
     p.add_argument("--title", default="", help="plot title")
     p.set_defaults(func=cmd_curve)
+
+    p = sub.add_parser("errors", help="count failed or suspicious fits over toy files; replay one toy",
+                       description="Count failed or suspicious fits over toy files per mass, hypothesis, POI and "
+                       "cause (final failure, retried, NaN q, mu-hat at the boundary) and list the toys (file, run "
+                       "number, toy index) to replay. With --replay FILE INDEX, regenerate that toy from its seed, "
+                       "refit it and compare with the stored record (exit 1 if they differ).")
+    p.add_argument("--toys", nargs="*", default=[], help="toy files (job*.npz)")
+    p.add_argument("--out", help="write the summary as JSON (and a .md table beside it)")
+    p.add_argument("--replay", nargs=2, metavar=("TOY_FILE", "TOY_INDEX"), help="replay one toy")
+    p.add_argument("--workspace", help="workspace.json (for --replay)")
+    p.set_defaults(func=cmd_errors)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

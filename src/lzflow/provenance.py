@@ -25,6 +25,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py",),
+    "errors": ("errors.py", "toyjobs.py"),
 }
 
 

@@ -110,8 +110,13 @@ def toys_b_spec(wildcards):
 
 def toy_files(wildcards):
     """Every toy file of one mass: S+B per POI x job and B-only per job."""
-    ms = _mass_stats(wildcards)
-    base = f"{RESULTS}/m{wildcards.mass}/toys"
+    _mass_stats(wildcards)
+    return toy_files_of(wildcards.mass)
+
+
+def toy_files_of(mass):
+    ms = STATS["per_mass"][mass]
+    base = f"{RESULTS}/m{mass}/toys"
     jobs = range(ms["jobs_per_poi"])
     return [f"{base}/poi{k}/job{j}.npz" for k in range(ms["poi_grid"]["n_points"]) for j in jobs] + [
         f"{base}/bonly/job{j}.npz" for j in jobs
@@ -130,4 +135,4 @@ def pdf_targets():
 
 
 def all_targets():
-    return [f"{RESULTS}/detector.json", f"{RESULTS}/limit_curve.csv"] + pdf_targets()
+    return [f"{RESULTS}/detector.json", f"{RESULTS}/limit_curve.csv", f"{RESULTS}/fit_errors.json"] + pdf_targets()

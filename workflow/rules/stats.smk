@@ -82,3 +82,17 @@ rule curve:
         f"{LOGS}/curve.log",
     shell:
         "lzflow curve --limits {input} --out {output.csv} --title {params.title:q} > {log} 2>&1"
+
+
+rule errors:
+    input:
+        [toy for mass in MASSES for toy in toy_files_of(mass)],
+    output:
+        f"{RESULTS}/fit_errors.json",
+        f"{RESULTS}/fit_errors.md",
+    params:
+        code=stage_code_hash("errors"),
+    log:
+        f"{LOGS}/errors.log",
+    shell:
+        "lzflow errors --toys {input} --out {output[0]} > {log} 2>&1"

@@ -1,0 +1,120 @@
+"""Fit-error diagnostics: count failed or suspicious fits over toy files and replay single toys.
+
+For every toy file (one job: mass, hypothesis, POI, block of toys) each toy carries the final
+status of its unconditional and conditional fits, the cause of the first failure when a retry was
+needed, and q. :func:`summarise_errors` counts, per (mass, hypothesis, POI, fit, cause):
+
+* ``final:<STATUS>`` — fits that failed in every strategy (the toy is kept, its q may be NaN);
+* ``retried:<STATUS>`` — fits whose first strategy failed and a retry succeeded;
+* ``nan_q`` — toys whose test statistic is NaN (left out of p-values, counted in ``limit.json``);
+* ``mu_hat_at_bound`` — unconditional fits with μ̂ on the μ ≥ 0 boundary (expected for about half
+  the background-only toys; listed because the old analysis lost days to fits near the boundary);
+
+and lists the offending toys by (file, run number, toy index) so one can be replayed with
+:func:`replay_toy`, which regenerates the toy from its seed and refits it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from .toyjobs import load_toy_job
+
+__all__ = ["summarise_errors", "replay_toy", "errors_markdown"]
+
+
+def summarise_errors(paths: Iterable[str | Path], max_listed: int = 50) -> dict[str, Any]:
+    """Counts of failed/suspicious fits per mass, hypothesis, POI and cause, plus the first toys."""
+    from .stats.fit import FitStatus
+
+    rows: dict[tuple, dict[str, int]] = {}
+    listed: list[dict[str, Any]] = []
+    n_files = 0
+    for path in sorted(map(str, paths)):
+        arrays, header = load_toy_job(path)
+        n_files += 1
+        key = (header["mass_GeV"], header["hypothesis"], header["poi_index"])
+        row = rows.setdefault(key, {"toys": 0})
+        row["toys"] += int(arrays["toy_index"].size)
+        flagged: dict[int, list[str]] = {}
+        for fit in ("uncond", "cond"):
+            status = arrays[f"status_{fit}"].reshape(arrays["toy_index"].size, -1)
+            first = arrays[f"first_failure_{fit}"].reshape(arrays["toy_index"].size, -1)
+            for code in FitStatus:
+                if code == FitStatus.CONVERGED:
+                    continue
+                for label, values in (("final", status), ("retried", first)):
+                    hit = np.any(values == code, axis=1)
+                    if label == "retried":
+                        hit &= ~np.any(status == code, axis=1)
+                    if hit.any():
+                        cause = f"{fit}:{label}:{code.name}"
+                        row[cause] = row.get(cause, 0) + int(hit.sum())
+                        for i in np.flatnonzero(hit):
+                            flagged.setdefault(int(i), []).append(cause)
+        nan_q = np.any(np.isnan(arrays["q"]), axis=1)
+        if nan_q.any():
+            row["nan_q"] = row.get("nan_q", 0) + int(nan_q.sum())
+            for i in np.flatnonzero(nan_q):
+                flagged.setdefault(int(i), []).append("nan_q")
+        row["mu_hat_at_bound"] = row.get("mu_hat_at_bound", 0) + int(np.sum(arrays["mu_hat"] <= 0.0))
+        for i, causes in sorted(flagged.items()):
+            if len(listed) < max_listed:
+                listed.append({"file": path, "run_number": header["run_number"],
+                               "toy_index": int(arrays["toy_index"][i]), "causes": causes})
+    table = [dict(zip(("mass_GeV", "hypothesis", "poi_index"), key), **counts)
+             for key, counts in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))]
+    total_toys = sum(r["toys"] for r in table)
+    failed = sum(v for r in table for k, v in r.items() if ":final:" in k)
+    return {"files": n_files, "toys": total_toys, "failed_fits": failed,
+            "retried_fits": sum(v for r in table for k, v in r.items() if ":retried:" in k),
+            "nan_q": sum(r.get("nan_q", 0) for r in table), "table": table, "toys_to_replay": listed}
+
+
+def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> dict[str, Any]:
+    """Regenerate toy ``toy_index`` of ``toy_file`` from its seed, refit it, and compare with the stored
+    record. Returns both records and ``identical`` (bit equality of q, μ̂, NLLs, statuses, aux)."""
+    from .stats.toys import run_toys
+    from .toyjobs import TOY_BLOCK
+
+    arrays, header = load_toy_job(toy_file)
+    where = np.flatnonzero(arrays["toy_index"] == toy_index)
+    if where.size != 1:
+        raise ValueError(f"{toy_file}: no toy with index {toy_index}")
+    i = int(where[0])
+    from .workspace import workspace_model
+
+    model = workspace_model(ws)
+    grid = np.asarray(header["poi_grid"], dtype=np.float64)
+    if header["hypothesis"] == "sb":
+        res = run_toys(model, header["poi_value"], header["poi_index"], [toy_index], header["seed_entropy"][0],
+                       header["mass_key"], "sb", test_stat=header["test_statistic"], n_threads=1,
+                       block_size=header.get("toy_block", TOY_BLOCK))
+    else:
+        res = run_toys(model, float(grid[0]), header["poi_index"], [toy_index], header["seed_entropy"][0],
+                       header["mass_key"], "b", mu_test=grid, test_stat=header["test_statistic"], n_threads=1,
+                       block_size=header.get("toy_block", TOY_BLOCK))
+    keys = ("q", "mu_hat", "nll_uncond", "nll_cond", "status_uncond", "status_cond", "aux", "n_events")
+    stored = {k: np.asarray(arrays[k][i]) for k in keys}
+    replayed = {k: np.asarray(getattr(res, k)[0]) for k in keys}
+    identical = all(np.array_equal(stored[k], replayed[k], equal_nan=True) for k in keys)
+    return {"run_number": header["run_number"], "toy_index": toy_index, "identical": identical,
+            "stored": {k: v.tolist() for k, v in stored.items()},
+            "replayed": {k: v.tolist() for k, v in replayed.items()}}
+
+
+def errors_markdown(summary: Mapping[str, Any]) -> str:
+    """The error summary as a Markdown table (for reports)."""
+    causes = sorted({k for r in summary["table"] for k in r if k not in ("mass_GeV", "hypothesis", "poi_index", "toys")})
+    head = "| mass [GeV] | hypothesis | POI | toys | " + " | ".join(causes) + " |"
+    lines = [head, "|" + "---|" * (4 + len(causes))]
+    for r in summary["table"]:
+        lines.append(f"| {r['mass_GeV']:g} | {r['hypothesis']} | {r['poi_index']} | {r['toys']} | "
+                     + " | ".join(str(r.get(c, 0)) for c in causes) + " |")
+    lines.append("")
+    lines.append(f"{summary['toys']} toys in {summary['files']} files: {summary['failed_fits']} fits failed in every "
+                 f"strategy, {summary['retried_fits']} needed a retry, {summary['nan_q']} toys with NaN q.")
+    return "\n".join(lines) + "\n"
