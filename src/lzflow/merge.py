@@ -102,8 +102,7 @@ def _finite_or_none(x: float) -> float | None:
 def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any]) -> dict[str, Any]:
     """The limit document of one mass (see the module docstring); ``spec`` holds cl, method,
     power_threshold, test_statistic."""
-    from .stats.hypotest import (BANDS, Ensemble, crossing, expected_bands, limits_from_curves, observed_q,
-                                 power_constrained, pvalue_curves, pvalues_from_toys)
+    from .stats.hypotest import BANDS, Ensemble, invert_toys, observed_q, pvalue_table
     from .stats.toys import observed_asimov
     from .workspace import workspace_model
 
@@ -132,36 +131,26 @@ def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: M
     b_ens = [Ensemble(b["q"][:, k]) for k in range(mus.size)]
     counts, aux = observed_asimov(model)
     q_obs, _ = observed_q(model, counts, aux, mus, spec["test_statistic"])
-    pv = [pvalues_from_toys(q_obs[k], sb_ens[k], b_ens[k]) for k in range(mus.size)]
-    table = {name: [float(getattr(x, name)) for x in pv] for name in ("clsb", "clsb_err", "clb", "clb_err", "cls", "cls_err")}
-    floor = 0.5 / max(min(e.n for e in sb_ens), 1)
-
-    def invert(which: str):
-        return crossing(mus, np.asarray(table[which]), alpha, np.asarray(table[which + "_err"]), "loglinear",
-                        p_floor=floor)
-
-    def limits_b(which: str) -> np.ndarray:
-        return limits_from_curves(mus, pvalue_curves(b["q"], sb_ens, b_ens, which), alpha, p_floor=floor)[0]
+    table = pvalue_table(q_obs, sb_ens, b_ens)
+    threshold_or_default = threshold if threshold else 0.1587
 
     def summary(which: str) -> dict[str, Any]:
-        obs = invert(which)
-        lim_b = limits_b(which)
-        exp, exp_err = expected_bands(lim_b)
-        pcl_floor = float(np.quantile(lim_b, threshold)) if threshold else None
-        pcl = power_constrained(obs.mu, pcl_floor) if threshold else obs.mu
+        inv = invert_toys(mus, table, b["q"], sb_ens, b_ens, alpha, which, threshold_or_default)
+        obs = inv.observed
+        pcl = inv.pcl if threshold else obs.mu
         return {
             "observed_mu": _finite_or_none(obs.mu), "observed_mu_err": _finite_or_none(obs.error),
             "observed_status": obs.status,
-            "pcl_mu": _finite_or_none(pcl), "pcl_floor_mu": pcl_floor,
-            "expected_mu": {str(n): _finite_or_none(exp[n]) for n in BANDS},
-            "expected_mu_err": {str(n): _finite_or_none(exp_err[n]) for n in BANDS},
-            "expected_sigma_cm2": {str(n): _finite_or_none(exp[n] * sigma_ref) for n in BANDS},
+            "pcl_mu": _finite_or_none(pcl), "pcl_floor_mu": inv.pcl_floor if threshold else None,
+            "expected_mu": {str(n): _finite_or_none(inv.expected[n]) for n in BANDS},
+            "expected_mu_err": {str(n): _finite_or_none(inv.expected_err[n]) for n in BANDS},
+            "expected_sigma_cm2": {str(n): _finite_or_none(inv.expected[n] * sigma_ref) for n in BANDS},
             "observed_sigma_cm2": _finite_or_none(obs.mu * sigma_ref),
             "pcl_sigma_cm2": _finite_or_none(pcl * sigma_ref),
-            "fraction_above_grid": float(np.mean(~np.isfinite(lim_b))),
+            "experiments_outside_grid": inv.outside,
         }
 
-    doc["pvalues"] = table
+    doc["pvalues"] = {k: v.tolist() for k, v in table.items()}
     doc["q_obs"] = [float(x) for x in q_obs]
     doc["toys"] = {
         "sb_per_poi": [int(sb[k]["toy_index"].size) for k in range(mus.size)],

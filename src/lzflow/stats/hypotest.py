@@ -65,6 +65,9 @@ __all__ = [
     "power_constrained",
     "refine_grid",
     "observed_q",
+    "pvalue_table",
+    "Inversion",
+    "invert_toys",
     "ToyLimits",
     "toy_limits",
     "DiscoveryToys",
@@ -372,6 +375,44 @@ class ToyLimits:
         }
 
 
+def pvalue_table(q_obs: np.ndarray, sb: Sequence[Ensemble], b: Sequence[Ensemble]) -> dict[str, np.ndarray]:
+    """CLs+b, CLb, CLs and their MC errors of the observed q at every grid point."""
+    pv = [pvalues_from_toys(q_obs[k], sb[k], b[k]) for k in range(len(sb))]
+    return {name: np.array([float(getattr(x, name)) for x in pv])
+            for name in ("clsb", "clsb_err", "clb", "clb_err", "cls", "cls_err")}
+
+
+@dataclass
+class Inversion:
+    """Observed limit, B-only experiments' limits, their bands and the PCL floor for one method."""
+
+    observed: Crossing
+    limits_b: np.ndarray
+    outside: dict[str, int]
+    expected: dict[int, float]
+    expected_err: dict[int, float]
+    pcl_floor: float
+    p_floor: float
+
+    @property
+    def pcl(self) -> float:
+        return power_constrained(self.observed.mu, self.pcl_floor)
+
+
+def invert_toys(mus: np.ndarray, table: dict[str, np.ndarray], q_b: np.ndarray, sb: Sequence[Ensemble],
+                b: Sequence[Ensemble], alpha: float, method: str = "clsb",
+                power_threshold: float = POWER_THRESHOLD, interpolation: str = "loglinear") -> Inversion:
+    """Invert the observed p-value curve (``table`` from :func:`pvalue_table`) and every B-only
+    experiment's curve (its q on the grid, ``q_b`` (n_b, n_mu)) at ``alpha`` (module docstring)."""
+    floor = 0.5 / max(min(e.n for e in sb), 1)
+    observed = crossing(mus, table[method], alpha, table[method + "_err"], interpolation, p_floor=floor)
+    limits_b, codes = limits_from_curves(mus, pvalue_curves(q_b, sb, b, method), alpha, p_floor=floor)
+    expected, expected_err = expected_bands(limits_b)
+    pcl_floor = float(np.quantile(limits_b, power_threshold)) if limits_b.size else float("nan")
+    return Inversion(observed, limits_b, {"below_grid": int(np.sum(codes == 1)), "above_grid": int(np.sum(codes == 2))},
+                     expected, expected_err, pcl_floor, floor)
+
+
 def toy_limits(
     model: BinnedModel,
     mu_grid: Sequence[float],
@@ -421,19 +462,10 @@ def toy_limits(
     sb_ens = [Ensemble(r.q[:, 0]) for r in sb_res]
     b_ens = [Ensemble(b_res.q[:, k]) for k in range(mus.size)]
     q_obs, _info = observed_q(model, obs[0], obs[1], mus, test_stat, config)
-    pv = [pvalues_from_toys(q_obs[k], sb_ens[k], b_ens[k]) for k in range(mus.size)]
-    table = {
-        name: np.array([float(getattr(x, name)) for x in pv])
-        for name in ("clsb", "clsb_err", "clb", "clb_err", "cls", "cls_err")
-    }
-    p_obs = table[method]
-    p_err = table[method + "_err"]
-    floor = 0.5 / max(min(e.n for e in sb_ens), 1)
-    c = crossing(mus, p_obs, alpha, p_err, interpolation, p_floor=floor)
-    curves = pvalue_curves(b_res.q, sb_ens, b_ens, method)
-    limits_b, codes = limits_from_curves(mus, curves, alpha, p_floor=floor)
-    outside = {"below_grid": int(np.sum(codes == 1)), "above_grid": int(np.sum(codes == 2))}
-    exp, exp_err = expected_bands(limits_b)
+    table = pvalue_table(q_obs, sb_ens, b_ens)
+    inv = invert_toys(mus, table, b_res.q, sb_ens, b_ens, alpha, method, power_threshold, interpolation)
+    c, limits_b, outside, floor = inv.observed, inv.limits_b, inv.outside, inv.p_floor
+    exp, exp_err = inv.expected, inv.expected_err
     if n_boot > 0:
         rng = np.random.default_rng([int(base_seed), int(mass_key), 999])
         boots = np.empty((n_boot, len(BANDS)))
@@ -448,7 +480,7 @@ def toy_limits(
         with np.errstate(invalid="ignore"):
             sd = np.nanstd(np.where(np.isfinite(boots), boots, np.nan), axis=0)
         exp_err = {n: float(s) for n, s in zip(BANDS, sd)}
-    pcl_floor = float(np.quantile(limits_b, power_threshold)) if limits_b.size else float("nan")
+    pcl_floor = inv.pcl_floor
     failures = [r.failure_summary() for r in sb_res] + [b_res.failure_summary()]
     n_excl = {f"sb{k}": e.n_excluded for k, e in enumerate(sb_ens)}
     n_excl.update({f"b@{k}": e.n_excluded for k, e in enumerate(b_ens)})
