@@ -42,15 +42,12 @@ class WorkspaceError(ValueError):
 
 def read_pdf(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
     """Read a PDF written by the pdf stage: (values (n_cS1, n_log10cS2), [edges_x, edges_y], sidecar)."""
-    import uproot
+    from .pdfs import read_pdf as read_pdf_files
 
     root_path = Path(root_path)
-    meta = read_json(root_path.with_suffix(".json"))
-    with uproot.open(root_path) as handle:
-        hist = handle[meta["source"]]
-        values = np.asarray(hist.values(flow=False), dtype=np.float64)
-        edges = [np.asarray(axis.edges(), dtype=np.float64) for axis in hist.axes]
-    return values, edges, meta
+    hist, meta = read_pdf_files(root_path.parent, root_path.stem)
+    return (np.asarray(hist.values(), dtype=np.float64),
+            [np.asarray(axis.edges, dtype=np.float64) for axis in hist.axes], meta)
 
 
 def _check_template(name: str, values: np.ndarray) -> None:

@@ -5,6 +5,7 @@ import sys
 
 from snakemake.utils import validate
 
+from lzflow.cli import response_spec_from_config
 from lzflow.config import ConfigError, resolve_config
 from lzflow.provenance import stage_code_hash
 
@@ -36,15 +37,7 @@ def as_spec(data):
 
 def response_spec(wildcards):
     """What a response job needs: interaction, statistics, seed, analysis binning and cuts."""
-    pdf = LZ["pdf"]
-    return as_spec({
-        "interaction": wildcards.interaction,
-        "n_samples": pdf["n_samples"],
-        "seed": pdf["seed"],
-        "cs1_phd": pdf["cs1_phd"],
-        "log10_cs2_phd": pdf["log10_cs2_phd"],
-        "s2_raw_min_phd": pdf["s2_raw_min_phd"],
-    })
+    return as_spec(response_spec_from_config(LZ, wildcards.interaction))
 
 
 def _background_interaction(name):

@@ -623,14 +623,17 @@ class _Eval:
         """Boolean mask over entries belonging to rows with ``keep`` True."""
         return keep[self.e_row]
 
+    def _entries_of(self, keep: np.ndarray) -> tuple:
+        """Sparse entries of the kept rows, with row indices renumbered to the kept order."""
+        if not self.has_entries:
+            return (self.e_row, self.e_n, self.Xe, self.Pe, self.ce)
+        em = self.entry_mask(keep)
+        remap = np.cumsum(keep) - 1
+        return (remap[self.e_row[em]], self.e_n[em], self.Xe[em], self.Pe[em], self.ce[em])
+
     def subset(self, keep: np.ndarray) -> "_Eval":
         """Rows where the boolean ``keep`` is True (order preserved)."""
-        if self.has_entries:
-            em = self.entry_mask(keep)
-            remap = np.cumsum(keep) - 1
-            e = (remap[self.e_row[em]], self.e_n[em], self.Xe[em], self.Pe[em], self.ce[em])
-        else:
-            e = (self.e_row, self.e_n, self.Xe, self.Pe, self.ce)
+        e = self._entries_of(keep)
         return _Eval(self.lay, self.nD[keep], *e, self.aux_c[keep], self.XDa, self.const, self.bufs)
 
     def compact(self, keep: np.ndarray) -> "_Eval":
@@ -638,12 +641,7 @@ class _Eval:
         k = int(keep.sum())
         slot = 1 if self.nd_slot == 0 else 0
         nD = np.compress(keep, self.nD, axis=0, out=self.bufs.nd[slot][:k])
-        if self.has_entries:
-            em = self.entry_mask(keep)
-            remap = np.cumsum(keep) - 1
-            e = (remap[self.e_row[em]], self.e_n[em], self.Xe[em], self.Pe[em], self.ce[em])
-        else:
-            e = (self.e_row, self.e_n, self.Xe, self.Pe, self.ce)
+        e = self._entries_of(keep)
         return _Eval(self.lay, nD, *e, self.aux_c[keep], self.XDa, self.const, self.bufs, slot)
 
     def nu(self, y: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
