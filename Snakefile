@@ -2,6 +2,8 @@
 #   snakemake --cores all                      # default analysis (config/config.yaml)
 #   snakemake --cores 2 --configfile config/quick.yaml
 #   snakemake -n                               # show the job graph
+#   snakemake --cores all --configfile config/config.yaml config/studies/g1.yaml   # a study
+#   snakemake --report results/lz_projection/snakemake_report.html   # Snakemake's report (lzflow's: report.html)
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -10,16 +12,22 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/pdfs.smk"
 include: "workflow/rules/stats.smk"
+include: "workflow/rules/studies.smk"
 
 
 localrules:
     all,
     curve,
     errors,
+    study,
+    report,
 
 
 rule all:

@@ -14,11 +14,12 @@ cmd=${1:-start}
 case "$cmd" in
   start)
     if [ ! -f "$TOOL" ]; then echo "slurm.sh: $TOOL not found" >&2; exit 2; fi
-    if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null || ! command -v sbatch > /dev/null; then
+    if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null || ! command -v sbatch > /dev/null \
+        || ! command -v rsync > /dev/null; then
       if [ "$(id -u)" != 0 ]; then echo "slurm.sh: slurm not installed and not root" >&2; exit 2; fi
       export DEBIAN_FRONTEND=noninteractive
       apt-get update -qq
-      apt-get install -y -qq --no-install-recommends slurm-wlm munge slurm-client > /dev/null
+      apt-get install -y -qq --no-install-recommends slurm-wlm munge slurm-client rsync > /dev/null
     fi
     if sinfo -h -o %T 2> /dev/null | grep -q idle; then echo "slurm.sh: cluster already up"; sinfo; exit 0; fi
     bash "$TOOL" start

@@ -149,19 +149,19 @@ def test_nothing_to_do_after_a_run(repo, quick_run, tmp_path):
 
 def test_changing_one_mass_reruns_only_that_mass(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"stats": {"per_mass": {"40": {"toys_per_poi": 200}}}})
-    assert jobs == {"toys": 8 * 2, "merge": 1, "curve": 1, "errors": 1, "all": 1}
+    assert jobs == {"toys": 8 * 2, "merge": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
 
 
 def test_adding_a_mass_runs_only_its_chain(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"signal": {"masses_GeV": [10, 40, 100]}})
     assert jobs == {"signal_pdf": 1, "workspace": 1, "toys": 16, "toys_bonly": 2, "merge": 1, "curve": 1,
-                    "errors": 1, "all": 1}
+                    "errors": 1, "report": 1, "all": 1}
 
 
 def test_changing_a_background_reruns_its_pdf_and_downstream(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"backgrounds": {"pp": {"counts": 200.0}}})
     assert jobs == {"background_pdf": 1, "workspace": 2, "toys": 32, "toys_bonly": 4, "merge": 2, "curve": 1,
-                    "errors": 1, "all": 1}
+                    "errors": 1, "report": 1, "all": 1}
 
 
 def test_changing_the_detector_reruns_everything(repo, quick_run, tmp_path):
@@ -278,6 +278,107 @@ def test_error_summary_and_replay(repo, quick_run):
                  str(quick_run / "m40" / "toys" / "poi0" / "job0.npz"), "3"]) == 0
 
 
+def test_report_page_and_snakemake_report(repo, quick_run, tmp_path):
+    """lzflow's one-page report and Snakemake's --report, both self-contained, with what the issue lists."""
+    page = (quick_run / "report.html").read_text()
+    for section in ("Limit curve", "p-value scans and test statistics", "Studies", "Fit errors", "Provenance",
+                    "Seeds and run numbers", "Code hashes per stage", "nestpy"):
+        assert section in page, section
+    assert page.count("data:image/png;base64,") == 1 + 2 * 2  # curve + (p-values, q) per mass
+    doc = json.loads((quick_run / "m40" / "limit.json").read_text())
+    runs = doc["toys"]["run_numbers"]
+    assert f"{min(runs)} … {max(runs)}" in page
+    detector = json.loads((quick_run / "detector.json").read_text())
+    assert detector["hash"][:16] in page and "0.118735" in page
+    assert 'src="http' not in page and "<link" not in page  # nothing external
+    out = tmp_path / "snakemake_report.html"
+    snakemake(repo, "--config", f"results_dir={quick_run.parent}", "--report", str(out))
+    html = out.read_text()
+    for caption in ("p-value scan of one mass", "Test-statistic distributions", "Median expected 90 % CL",
+                    "Fit-error summary", "one-page report"):
+        assert caption in html, caption
+
+
+def _study_config(tmp_path, studies) -> Path:
+    import yaml
+
+    from lzflow.config import deep_merge, load_yaml
+
+    raw = deep_merge(load_yaml(Path(__file__).resolve().parents[1] / "config" / "quick.yaml"), {"studies": studies})
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _study_table(path: Path) -> dict[tuple[str, float], dict[str, str]]:
+    import csv
+
+    return {(r["variant"], float(r["mass_GeV"])): r for r in csv.DictReader(path.read_text().splitlines())}
+
+
+def test_n_toys_study_reuses_pdfs_and_workspaces(repo, quick_run, tmp_path):
+    """An n_toys study schedules only its S+B toys, merges and the table: no PDF, workspace or B-only toy;
+    a value equal to the baseline's is the baseline."""
+    extra = _study_config(tmp_path, {"n_toys": {"parameter": "stats.toys_per_poi", "values": [100, 300],
+                                                "masses_GeV": [40]}})
+    dry = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
+    assert job_counts(dry.stdout + dry.stderr) == {"toys": 8 * 2, "merge": 1, "study": 1, "report": 1, "all": 1}
+    snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
+    study = quick_run / "studies" / "n_toys"
+    assert not (study / "100" / "pdfs").exists() and not (study / "100" / "m40" / "workspace.json").exists()
+    assert not (study / "300").exists()
+    table = _study_table(study / "table.csv")
+    base, same, fewer = table[("baseline", 40.0)], table[("300", 40.0)], table[("100", 40.0)]
+    assert same["sigma_median_cm2"] == base["sigma_median_cm2"] and float(same["change_median_pct"]) == 0.0
+    assert fewer["n_toys"] == "100" and fewer["sigma_median_cm2"] != base["sigma_median_cm2"]
+    assert float(fewer["change_asymptotic_pct"]) == 0.0  # same workspace, same asymptotics
+    assert float(fewer["toy_jobs_wall_s"]) > 0
+    assert "| 40 | 100 | 100 |" in (study / "table.md").read_text()
+    assert (study / "overlay.png").stat().st_size > 10_000
+    page = (quick_run / "report.html").read_text()
+    assert "n_toys: stats.toys_per_poi" in page
+
+
+def test_g1_study_hurts_light_wimps_most(repo, quick_run, tmp_path):
+    """Physics check: lowering g1 from 0.1187 to 0.05 raises the S1 threshold in keVnr, which costs a 10 GeV
+    WIMP far more sensitivity than a 40 GeV one (a new detector, responses and PDFs for the variant)."""
+    extra = _study_config(tmp_path, {"g1": {"parameter": "detector.g1", "values": [0.05], "masses_GeV": [10, 40]}})
+    snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
+    variant = quick_run / "studies" / "g1" / "0.05"
+    assert json.loads((variant / "detector.json").read_text())["nest"]["g1"] == 0.05
+    table = _study_table(quick_run / "studies" / "g1" / "table.csv")
+    for column in ("change_median_pct", "change_asymptotic_pct"):
+        at10, at40 = float(table[("0.05", 10.0)][column]), float(table[("0.05", 40.0)][column])
+        assert at10 > 100.0, (column, at10)
+        assert 0.0 < at40 < at10 / 2, (column, at40, at10)
+
+
+def test_interpolation_study_runs_the_unbinned_likelihood(repo, quick_run, tmp_path):
+    """An interpolation-order study through Snakemake: unbinned toys from the baseline's workspace, toy files
+    that say which likelihood made them and replay bit for bit, and a row in the study table."""
+    from lzflow.errors import replay_toy
+    from lzflow.toyjobs import load_toy_job
+    from lzflow.workspace import read_workspace
+
+    extra = _study_config(tmp_path, {"interp": {
+        "parameter": "stats.interpolation_order", "values": [1], "masses_GeV": [40],
+        "set": {"stats.likelihood": "unbinned", "stats.template_rebin": 1, "stats.toys_per_poi": 100,
+                "stats.toys_bonly": 200}}})
+    dry = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
+    assert job_counts(dry.stdout + dry.stderr) == {"toys": 16, "toys_bonly": 2, "merge": 1, "study": 1,
+                                                   "report": 1, "all": 1}
+    snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
+    variant = quick_run / "studies" / "interp" / "1" / "m40"
+    arrays, header = load_toy_job(variant / "toys" / "poi3" / "job0.npz")
+    assert header["likelihood"] == {"likelihood": "unbinned", "interpolation_order": 1,
+                                    "interpolation_floor": 1e-3, "template_rebin": 1}
+    assert np.all(arrays["status_uncond"] == 0)  # the floor leaves no infeasible toy
+    ws = read_workspace(quick_run / "m40" / "workspace.json")
+    assert replay_toy(ws, variant / "toys" / "poi3" / "job0.npz", 5)["identical"]
+    row = _study_table(quick_run / "studies" / "interp" / "table.csv")[("1", 40.0)]
+    assert row["n_toys"] == "100" and float(row["sigma_median_cm2"]) > 0
+
+
 def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     """Changing the number of toy jobs per POI reruns the toys but the merged limit is bit-identical."""
     results = quick_run.parent  # in place: Snakemake's metadata for these outputs is needed (last test)
@@ -293,7 +394,7 @@ def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     output = dry.stdout + dry.stderr
     assert "Job stats" in output, output[-3000:]
     scheduled = job_counts(output)
-    assert set(scheduled) == {"toys", "toys_bonly", "merge", "curve", "errors", "all"}, scheduled
+    assert set(scheduled) == {"toys", "toys_bonly", "merge", "curve", "errors", "report", "all"}, scheduled
     assert scheduled["merge"] == 2
     snakemake(repo, "--config", f"results_dir={results}", extra_config=extra)
     assert (results / "quick" / "m40" / "toys" / "poi0" / "job2.npz").exists()

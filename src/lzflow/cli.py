@@ -38,13 +38,23 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    from .config import deep_merge, load_yaml
+    from .studies import expand_studies
+
+    raw: dict[str, Any] = {}
+    for path in args.config:  # later files override earlier ones, as with snakemake --configfile A B
+        raw = deep_merge(raw, load_yaml(path))
+    baseline, studies = expand_studies(raw)
+    cfg = baseline.config
     det = cfg["detector"]
     print(
-        f"{args.config}: OK — tag {cfg['tag']}, detector {det['name']} (g1 {det['nest']['g1']:g}, "
+        f"{' + '.join(args.config)}: OK — tag {cfg['tag']}, detector {det['name']} (g1 {det['nest']['g1']:g}, "
         f"hash {det['hash'][:12]}), exposure {cfg['exposure']['exposure_t_yr']:.2f} t·yr, "
         f"{len(cfg['signal']['masses_GeV'])} masses, {len(cfg['backgrounds'])} backgrounds"
     )
+    for study in studies:
+        print(f"  study {study.name}: {study.parameter} = {[v.value for v in study.variants]} "
+              f"(baseline {study.baseline_value}) at {', '.join(study.masses)} GeV")
     return 0
 
 
@@ -68,14 +78,6 @@ def cmd_detector(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------- response
-def response_spec_from_config(cfg: dict[str, Any], interaction: str) -> dict[str, Any]:
-    """The response job's slice of a resolved config (what the Snakemake rule passes as --spec)."""
-    pdf = cfg["pdf"]
-    return {"interaction": interaction, "n_samples": pdf["n_samples"], "seed": pdf["seed"],
-            "cs1_phd": pdf["cs1_phd"], "log10_cs2_phd": pdf["log10_cs2_phd"],
-            "s2_raw_min_phd": pdf["s2_raw_min_phd"]}
-
-
 def analysis_space(spec: dict[str, Any]):
     from .response import AnalysisSpace
 
@@ -93,7 +95,9 @@ def cmd_response(args: argparse.Namespace) -> int:
     if args.spec:
         spec = json.loads(args.spec)
     else:
-        spec = response_spec_from_config(_load(args), args.interaction)
+        from .jobspecs import response_spec
+
+        spec = response_spec(_load(args), args.interaction)
     detector = read_json(args.detector)
     detector.pop("derived", None)
     detector.pop("lzflow_version", None)
@@ -228,10 +232,20 @@ def cmd_merge(args: argparse.Namespace) -> int:
         print(f"merge: {doc['warning']} -> {args.out}")
     else:
         lim = doc["limits"][doc["method"]]
-        print(f"merge {doc['mass_GeV']:g} GeV: median expected {lim['expected_sigma_cm2']['0']:.3g} cm2 "
-              f"(asymptotic {doc['asymptotic']['expected_sigma_cm2']['0']:.3g}), PCL {doc['upper_limit_sigma_cm2']:.3g} "
+        median = lim["expected_sigma_cm2"]["0"]
+        print(f"merge {doc['mass_GeV']:g} GeV: median expected {_g(median)} cm2 "
+              f"(asymptotic {_g(doc['asymptotic']['expected_sigma_cm2']['0'])}), PCL {_g(doc['upper_limit_sigma_cm2'])} "
               f"cm2 -> {args.out}")
+        if median is None:
+            grid = doc["poi_grid"]
+            print(f"lzflow: warning: the median expected limit is outside the POI grid [{grid[0]:.3g}, {grid[-1]:.3g}] "
+                  f"(in units of sigma_ref); widen stats.poi_grid (min_factor/max_factor)", file=sys.stderr)
     return 0
+
+
+def _g(x: float | None) -> str:
+    """A number for a log line; None (e.g. a limit outside the POI grid) as 'n/a'."""
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 # -------------------------------------------------------------------------------------------- curve
@@ -283,6 +297,60 @@ def cmd_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- study
+def cmd_study(args: argparse.Namespace) -> int:
+    from .io import atomic_path, read_json
+    from .studies import plot_study_overlay, read_benchmarks, study_markdown, study_rows, write_study_table
+
+    spec = json.loads(args.spec)
+    masses = spec["masses"]
+    limits = iter(args.limits)
+    benchmarks = iter(args.benchmarks or [])
+    entries = []
+    for v in spec["variants"]:
+        entry = {"label": v["label"], "value": v["value"], "limits": {}, "timing": {}}
+        for mass, n_bench in zip(masses, v.get("n_benchmarks", [0] * len(masses))):
+            entry["limits"][mass] = read_json(next(limits))
+            files = [next(benchmarks) for _ in range(n_bench)]
+            entry["timing"][mass] = read_benchmarks(files) if files else (None, None)
+        entries.append(entry)
+    if next(limits, None) is not None or next(benchmarks, None) is not None:
+        raise ValueError("lzflow study: more --limits/--benchmarks files than the spec's variants x masses")
+    base, variants = entries[0], entries[1:]
+    study = {k: spec[k] for k in ("name", "parameter", "baseline_value", "description")}
+    study["baseline_timing"] = base["timing"]
+    rows = study_rows(study, base["limits"], variants)
+    out = Path(args.out)
+    write_study_table(out, rows)
+    markdown = study_markdown(study, rows)
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown)
+    plot_study_overlay(study, rows, out.with_name("overlay.png"))
+    print(markdown, end="")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    from .provenance import STAGE_MODULES, stage_code_hash
+    from .report import build_report, write_report
+
+    spec = json.loads(Path(args.spec[1:]).read_text()) if args.spec.startswith("@") else json.loads(args.spec)
+    names = spec.get("studies", [])
+    if not len(names) == len(args.study_tables or []) == len(args.study_overlays or []):
+        raise ValueError(f"lzflow report: {len(names)} studies in the spec but {len(args.study_tables or [])} tables "
+                         f"and {len(args.study_overlays or [])} overlays")
+    studies = [{"name": n, "table": t, "overlay": o} for n, t, o in zip(names, args.study_tables, args.study_overlays)]
+    page = build_report(config=spec["config"], curve_csv=args.curve, curve_png=args.curve_plot,
+                        limit_paths=args.limits, pvalue_pngs=args.pvalues, teststat_pngs=args.teststat,
+                        errors_json=args.errors, detector_json=args.detector, studies=studies,
+                        code_hashes={stage: stage_code_hash(stage) for stage in STAGE_MODULES},
+                        title=spec.get("title", ""))
+    write_report(args.out, page)
+    print(f"report: {len(args.limits)} masses, {len(studies)} studies, {len(page) / 1e6:.1f} MB -> {args.out}")
+    return 0
+
+
 def _add_source(parser: argparse.ArgumentParser, spec_help: str) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", help="analysis config YAML (e.g. config/config.yaml)")
@@ -301,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a config (schema, units, cross-field checks) and summarise it",
                        description="Validate an analysis config: JSON schema, units and cross-field checks. "
                        "Prints a one-line summary, or a one-line error naming the key, value and expectation.")
-    p.add_argument("--config", required=True, help="analysis config YAML")
+    p.add_argument("--config", required=True, nargs="+",
+                   help="analysis config YAML(s); later files override earlier ones (e.g. a config/studies/ file)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("detector", help="resolve the detector into detector.json (NEST parameters + derived)",
@@ -388,6 +457,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", nargs=2, metavar=("TOY_FILE", "TOY_INDEX"), help="replay one toy")
     p.add_argument("--workspace", help="workspace.json (for --replay)")
     p.set_defaults(func=cmd_errors)
+
+    p = sub.add_parser("study", help="one study's table (CSV + Markdown) and overlay plot from its variants' limits",
+                       description="Tabulate the median expected limit per mass for the baseline and each value of a "
+                       "study, with the %% change from the baseline and the toy run time (from Snakemake benchmark "
+                       "files), and plot the variants' limit curves over the baseline band. The spec (JSON) is "
+                       "written by the workflow.")
+    p.add_argument("--spec", required=True, help="study spec (JSON): name, parameter, baseline_value, masses, "
+                   "variants [{label, value, n_benchmarks per mass}] (the baseline first)")
+    p.add_argument("--limits", nargs="+", required=True, help="limit.json per variant and mass (variant-major)")
+    p.add_argument("--benchmarks", nargs="*", default=[], help="toy jobs' benchmark .tsv files, in the same order")
+    p.add_argument("--out", required=True, help="output table.csv (table.md and overlay.png go beside it)")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("report", help="self-contained HTML report: curve, p-values, studies, fit errors, provenance",
+                       description="Write one self-contained HTML page (images embedded) with the limit curve and "
+                       "its table, per-mass p-value scans and test-statistic distributions, the study tables and "
+                       "overlays, the fit-error summary and the provenance (resolved config, detector parameters, "
+                       "software versions, code hashes, seeds and run numbers).")
+    p.add_argument("--spec", required=True, help="JSON (or @file): {config: resolved config, studies: [names], title}")
+    p.add_argument("--curve", required=True, help="limit_curve.csv")
+    p.add_argument("--curve-plot", required=True, help="limit_curve.png")
+    p.add_argument("--limits", nargs="+", required=True, help="limit.json per mass")
+    p.add_argument("--pvalues", nargs="+", required=True, help="pvalues.png per mass (same order as --limits)")
+    p.add_argument("--teststat", nargs="+", required=True, help="teststat.png per mass (same order as --limits)")
+    p.add_argument("--study-tables", nargs="*", default=[], help="table.csv per study (spec order)")
+    p.add_argument("--study-overlays", nargs="*", default=[], help="overlay.png per study (spec order)")
+    p.add_argument("--errors", required=True, help="fit_errors.json")
+    p.add_argument("--detector", required=True, help="detector.json")
+    p.add_argument("--out", required=True, help="output report.html")
+    p.set_defaults(func=cmd_report)
 
     for register in _EXTRA_COMMANDS:
         register(sub)

@@ -47,6 +47,10 @@ STATS_DEFAULTS: dict[str, Any] = {
     "toys_bonly": 4000,
     "jobs_per_poi": 2,
     "discovery_sigma": 3.0,
+    "likelihood": "binned",
+    "interpolation_order": 0,
+    "interpolation_floor": 1e-3,
+    "template_rebin": 1,
 }
 
 #: Julian year, as pint and wimprates use it (t·yr exposure = t × days / 365.25).
@@ -240,6 +244,11 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
                                   f"(mass {label}); expected at most one job per toy")
         per_mass[label] = entry
     stats["per_mass"] = per_mass
+    if stats["likelihood"] == "unbinned":
+        for axis in ("cs1_phd", "log10_cs2_phd"):
+            if pdf[axis]["bins"] % stats["template_rebin"]:
+                raise ConfigError(f"stats.template_rebin: {stats['template_rebin']} does not divide pdf.{axis}.bins "
+                                  f"{pdf[axis]['bins']}; expected a divisor of both axes' bin counts")
 
     detector_path = Path(base_dir) / config["detector"]
     detector_raw = deep_merge(load_yaml(detector_path), config.get("detector_overrides") or {})

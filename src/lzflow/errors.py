@@ -77,26 +77,24 @@ def summarise_errors(paths: Iterable[str | Path], max_listed: int = 50) -> dict[
 def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> dict[str, Any]:
     """Regenerate toy ``toy_index`` of ``toy_file`` from its seed, refit it, and compare with the stored
     record. Returns both records and ``identical`` (bit equality of q, μ̂, NLLs, statuses, aux)."""
-    from .stats.toys import run_toys
-    from .toyjobs import TOY_BLOCK
+    from .toyjobs import TOY_BLOCK, generate_and_fit, likelihood_settings
 
     arrays, header = load_toy_job(toy_file)
     where = np.flatnonzero(arrays["toy_index"] == toy_index)
     if where.size != 1:
         raise ValueError(f"{toy_file}: no toy with index {toy_index}")
     i = int(where[0])
-    from .workspace import workspace_model
-
-    model = workspace_model(ws)
     grid = np.asarray(header["poi_grid"], dtype=np.float64)
+    likelihood = likelihood_settings(header.get("likelihood", {}))
+    block = header.get("toy_block", TOY_BLOCK)
+    index = np.array([toy_index], dtype=np.int64)
+    seed, key = header["seed_entropy"][0], header["mass_key"]
     if header["hypothesis"] == "sb":
-        res = run_toys(model, header["poi_value"], header["poi_index"], [toy_index], header["seed_entropy"][0],
-                       header["mass_key"], "sb", test_stat=header["test_statistic"], n_threads=1,
-                       block_size=header.get("toy_block", TOY_BLOCK))
+        res = generate_and_fit(ws, likelihood, header["poi_value"], header["poi_index"], index, seed, key, "sb",
+                               None, header["test_statistic"], block)
     else:
-        res = run_toys(model, float(grid[0]), header["poi_index"], [toy_index], header["seed_entropy"][0],
-                       header["mass_key"], "b", mu_test=grid, test_stat=header["test_statistic"], n_threads=1,
-                       block_size=header.get("toy_block", TOY_BLOCK))
+        res = generate_and_fit(ws, likelihood, float(grid[0]), header["poi_index"], index, seed, key, "b", grid,
+                               header["test_statistic"], block)
     keys = ("q", "mu_hat", "nll_uncond", "nll_cond", "status_uncond", "status_cond", "aux", "n_events")
     stored = {k: np.asarray(arrays[k][i]) for k in keys}
     replayed = {k: np.asarray(getattr(res, k)[0]) for k in keys}

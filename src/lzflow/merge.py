@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import __version__
+from .progress import progress
 from .toyjobs import load_toy_job, workspace_digest
 
 __all__ = ["collect_toys", "merge_limits", "MergeError"]
@@ -36,7 +37,7 @@ def collect_toys(paths: Iterable[str | Path], ws: Mapping[str, Any]) -> tuple[di
     by_run: dict[int, str] = {}
     parts: dict[tuple[str, int], list[tuple[dict, dict, str]]] = {}
     headers = []
-    for path in sorted(map(str, paths)):
+    for path in progress(sorted(map(str, paths)), desc="reading toy files", unit="file"):
         arrays, header = load_toy_job(path)
         run = header["run_number"]
         if run in by_run:

@@ -26,6 +26,8 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py",),
     "errors": ("errors.py", "toyjobs.py"),
+    "studies": ("studies.py", "jobspecs.py", "curve.py"),
+    "report": ("report.py",),
 }
 
 

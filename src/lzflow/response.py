@@ -104,6 +104,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .progress import progress
 from .io import atomic_path
 
 __all__ = [
@@ -806,7 +807,8 @@ def simulate_direct(detector: Mapping[str, Any], interaction: str, energies_keV:
     cs1, y, ok = np.empty(E.size), np.empty(E.size), np.zeros(E.size, dtype=bool)
     runner = _Runner(n_workers, (dict(detector), builder, space, {}, int(seed)), mp_context)
     try:
-        for _, _, _, start, (a, b, c) in runner.map_unordered(tasks):
+        for _, _, _, start, (a, b, c) in progress(runner.map_unordered(tasks), total=len(tasks),
+                                                  desc=f"NEST {t} direct", unit="chunk"):
             cs1[start:start + a.size], y[start:start + a.size], ok[start:start + a.size] = a, b, c
     finally:
         runner.close()
@@ -920,7 +922,8 @@ def build_responses(detector: Mapping[str, Any], interactions: Sequence[str] = I
                    for t in types}
         pilot_k = {t: np.zeros(len(edges[t]) - 1, dtype=np.int64) for t in types}
         tasks = [task for t in types for task in _chunk_tasks(t, _STAGE_PILOT, pilot_n[t], PILOT_CHUNK_SIZE)]
-        for t, _, _, j0, k in runner.map_unordered(tasks):
+        for t, _, _, j0, k in progress(runner.map_unordered(tasks), total=len(tasks), desc="NEST pilot A",
+                                        unit="chunk"):
             pilot_k[t][j0:j0 + len(k)] += k
         # stage B: the other half distributed like the allocation planned from stage A, i.e. where
         # the plan is sensitive to ε (threshold and cS1-edge regions included)
@@ -931,7 +934,8 @@ def build_responses(detector: Mapping[str, Any], interactions: Sequence[str] = I
             n_b[t] = plan_allocation(eps_a, P, 1.0, below=below, above=above, loss_budget=loss_budget,
                                      n_total=int(n_pilot) - n_a, min_per_bin=0).n_sim
         tasks = [task for t in types for task in _chunk_tasks(t, _STAGE_PILOT_B, n_b[t], PILOT_CHUNK_SIZE)]
-        for t, _, _, j0, k in runner.map_unordered(tasks):
+        for t, _, _, j0, k in progress(runner.map_unordered(tasks), total=len(tasks), desc="NEST pilot B",
+                                        unit="chunk"):
             pilot_k[t][j0:j0 + len(k)] += k
         for t in types:
             pilot_n[t] = pilot_n[t] + n_b[t]
@@ -946,7 +950,8 @@ def build_responses(detector: Mapping[str, Any], interactions: Sequence[str] = I
         # 3. main simulation
         counts = {t: np.zeros((len(edges[t]) - 1, *space.shape), dtype=np.int64) for t in types}
         tasks = [task for t in types for task in _chunk_tasks(t, _STAGE_MAIN, plans[t].n_sim, chunk_size)]
-        for t, _, _, j0, block in runner.map_unordered(tasks):
+        for t, _, _, j0, block in progress(runner.map_unordered(tasks), total=len(tasks),
+                                           desc=f"NEST {'+'.join(types)}", unit="chunk"):
             counts[t][j0:j0 + block.shape[0]] += block
     finally:
         runner.close()

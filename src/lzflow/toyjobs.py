@@ -28,7 +28,7 @@ import numpy as np
 from . import __version__
 from .io import atomic_path
 
-__all__ = ["run_number", "toy_block", "run_toy_job", "save_toy_job", "load_toy_job", "ToyFileError",
+__all__ = ["run_number", "toy_block", "run_toy_job", "generate_and_fit", "likelihood_settings", "save_toy_job", "load_toy_job", "ToyFileError",
            "workspace_digest"]
 
 #: Toys are generated and fitted in canonical blocks of this many toy indices; it must be the same
@@ -63,31 +63,60 @@ def workspace_digest(ws: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ws, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
+def likelihood_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The likelihood of a toy job: binned (default) or unbinned with interpolation order and template rebin."""
+    kind = spec.get("likelihood", "binned")
+    if kind == "binned":
+        return {"likelihood": "binned"}
+    if kind != "unbinned":
+        raise ValueError(f"likelihood: {kind!r}; expected 'binned' or 'unbinned'")
+    return {"likelihood": "unbinned", "interpolation_order": int(spec.get("interpolation_order", 0)),
+            "interpolation_floor": float(spec.get("interpolation_floor", 0.0)),
+            "template_rebin": int(spec.get("template_rebin", 1))}
+
+
+def generate_and_fit(ws: Mapping[str, Any], likelihood: Mapping[str, Any], mu: float, poi_index: int,
+                     toy_indices: np.ndarray, seed: int, key: int, hypothesis: str, mu_test: np.ndarray | None,
+                     test_statistic: str, block: int = TOY_BLOCK):
+    """Toys ``toy_indices`` of one ensemble with the job's likelihood (one thread, canonical blocks)."""
+    if likelihood["likelihood"] == "unbinned":
+        from .stats.unbinned import run_unbinned_toys
+
+        return run_unbinned_toys(ws, likelihood["interpolation_order"], likelihood["template_rebin"], mu, poi_index,
+                                 toy_indices, seed, key, hypothesis, mu_test=mu_test, test_stat=test_statistic,
+                                 block_size=block, n_threads=1, floor=likelihood["interpolation_floor"])
+    from .stats.toys import run_toys
+    from .workspace import workspace_model
+
+    return run_toys(workspace_model(ws), mu, poi_index, toy_indices, seed, key, hypothesis, mu_test=mu_test,
+                    test_stat=test_statistic, n_threads=1, block_size=block)
+
+
 def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
     """Run one toy job; returns (ToyResult, header dict).
 
     spec: ``hypothesis`` ("sb" | "b"), ``poi_index`` (S+B only), ``job_index``, ``n_jobs``,
-    ``n_toys``, ``seed``, ``test_statistic``.
+    ``n_toys``, ``seed``, ``test_statistic``; optionally ``likelihood`` ("binned" | "unbinned") with
+    ``interpolation_order`` (0–3) and ``template_rebin`` (:mod:`lzflow.stats.unbinned`).
     """
-    from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key, run_toys
-    from .workspace import workspace_model
+    from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key
 
-    model = workspace_model(ws)
     grid = np.asarray(ws["poi_grid"], dtype=np.float64)
     hypothesis = spec["hypothesis"]
     h = HYPOTHESES[hypothesis]
     key = mass_key(ws["mass_GeV"])
+    likelihood = likelihood_settings(spec)
     indices = toy_block(int(spec["n_toys"]), int(spec["n_jobs"]), int(spec["job_index"]))
     if hypothesis == "sb":
         poi_index = int(spec["poi_index"])
         mu = float(grid[poi_index])
-        result = run_toys(model, mu, poi_index, indices, int(spec["seed"]), key, "sb",
-                          test_stat=spec["test_statistic"], n_threads=1, block_size=TOY_BLOCK)
+        result = generate_and_fit(ws, likelihood, mu, poi_index, indices, int(spec["seed"]), key, "sb", None,
+                                  spec["test_statistic"])
     else:
         poi_index = BONLY_POI_INDEX
         mu = 0.0
-        result = run_toys(model, float(grid[0]), poi_index, indices, int(spec["seed"]), key, "b",
-                          mu_test=grid, test_stat=spec["test_statistic"], n_threads=1, block_size=TOY_BLOCK)
+        result = generate_and_fit(ws, likelihood, float(grid[0]), poi_index, indices, int(spec["seed"]), key, "b",
+                                  grid, spec["test_statistic"])
     header = {
         "format": "lzflow-toys-1",
         "lzflow_version": __version__,
@@ -107,6 +136,8 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
         "toy_block": TOY_BLOCK,
         "workspace_digest": workspace_digest(ws),
     }
+    if likelihood["likelihood"] != "binned":  # binned headers stay as they were (bit-identical files)
+        header["likelihood"] = likelihood
     return result, header
 
 

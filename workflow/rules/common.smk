@@ -1,28 +1,44 @@
 # Config-derived constants and helpers shared by all rules. The science lives in the lzflow
 # package; rules only call its console script with a JSON job spec holding what the job needs.
-import json
+#
+# Analysis trees: the baseline in RESULTS, and one tree per study value in
+# RESULTS/studies/<study>/<value> (lzflow.studies). Every rule's paths carry the {variant} wildcard
+# ("" for the baseline, "/studies/<study>/<value>" otherwise); inputs are looked up through the
+# variant, which reads each upstream artefact from the tree that owns it (a study reuses every output
+# it does not change).
+import re
 import sys
 
 from snakemake.utils import validate
 
-from lzflow.cli import response_spec_from_config
-from lzflow.config import ConfigError, resolve_config
+from lzflow import jobspecs
+from lzflow.config import ConfigError
+from lzflow.jobspecs import as_spec
 from lzflow.provenance import stage_code_hash
+from lzflow.studies import expand_studies
 
 try:
-    LZ = resolve_config(config)  # schema + units + cross-field checks: one-line errors, before any job
+    # schema + units + cross-field checks of the baseline and of every study value: one-line errors,
+    # before any job
+    BASELINE, STUDIES = expand_studies(config)
 except ConfigError as err:
     sys.stderr.write(f"lzflow: config error: {err}\n")
     sys.exit(2)
 validate(config, "../schemas/config.schema.yaml")  # the same schema, through Snakemake (fills defaults)
 
+LZ = BASELINE.config
 RESULTS = f"{LZ['results_dir']}/{LZ['tag']}"
 LOGS = f"{LZ['results_dir']}/logs/{LZ['tag']}"
+BENCHMARKS = f"{LZ['results_dir']}/benchmarks/{LZ['tag']}"
 BACKGROUNDS = sorted(LZ["backgrounds"])
 MASSES = dict(zip(LZ["signal"]["mass_labels"], LZ["signal"]["masses_GeV"]))
+VARIANTS = {v.suffix: v for v in [BASELINE] + [v for s in STUDIES for v in s.variants]}
+STUDY_BY_NAME = {s.name: s for s in STUDIES}
 
 
 wildcard_constraints:
+    variant="(?:" + "|".join(re.escape(suffix) for suffix in VARIANTS) + ")",  # never "" (= unconstrained)
+    study="|".join(re.escape(name) for name in STUDY_BY_NAME) or "(?!)",
     background="|".join(BACKGROUNDS),
     mass=r"[0-9]+(\.[0-9]+)?",
     interaction="NR|beta|gammaRay",
@@ -30,102 +46,142 @@ wildcard_constraints:
     job=r"[0-9]+",
 
 
-def as_spec(data):
-    """A job spec as compact, key-sorted JSON (stable text, so Snakemake's params trigger is exact)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+def variant_of(wildcards):
+    return VARIANTS[wildcards.variant]
+
+
+def cfg_of(wildcards):
+    """The resolved configuration of the job's analysis tree."""
+    return variant_of(wildcards).config
+
+
+def upstream(rel):
+    """Input function: artefact ``rel`` (formatted with the wildcards) of the job's tree, from its owner."""
+
+    def path(wildcards):
+        return variant_of(wildcards).path(RESULTS, rel.format(**dict(wildcards.items())))
+
+    return path
+
+
+def detector_spec(wildcards):
+    return as_spec(jobspecs.detector_spec(cfg_of(wildcards)))
 
 
 def response_spec(wildcards):
     """What a response job needs: interaction, statistics, seed, analysis binning and cuts."""
-    return as_spec(response_spec_from_config(LZ, wildcards.interaction))
-
-
-def _background_interaction(name):
-    from lzflow.spectra import background_model
-
-    return background_model(name).nest_interaction
+    return as_spec(jobspecs.response_spec(cfg_of(wildcards), wildcards.interaction))
 
 
 def background_response(wildcards):
-    return f"{RESULTS}/response/{_background_interaction(wildcards.background)}.npz"
+    interaction = jobspecs.background_interaction(wildcards.background)
+    return variant_of(wildcards).path(RESULTS, f"response/{interaction}.npz")
 
 
 def background_spec(wildcards):
     """What a background PDF job needs: its normalisation and constraint, nothing else."""
-    return as_spec(dict(LZ["backgrounds"][wildcards.background], name=wildcards.background,
-                        n_samples=LZ["pdf"]["n_samples"]))
+    return as_spec(jobspecs.background_spec(cfg_of(wildcards), wildcards.background))
 
 
 def signal_spec(wildcards):
     """What a signal PDF job needs: this mass, the reference cross section, halo and exposure."""
-    if wildcards.mass not in MASSES:
-        raise ValueError(f"mass {wildcards.mass} is not in signal.masses_GeV")
-    return as_spec({
-        "mass_GeV": MASSES[wildcards.mass],
-        "mass_label": wildcards.mass,
-        "sigma_ref_cm2": LZ["signal"]["sigma_ref_cm2"],
-        "halo": LZ["signal"]["halo"],
-        "exposure_t_yr": LZ["exposure"]["exposure_t_yr"],
-        "n_samples": LZ["pdf"]["n_samples"],
-    })
+    return as_spec(jobspecs.signal_spec(cfg_of(wildcards), wildcards.mass))
 
 
-STATS = LZ["stats"]
-
-
-def _mass_stats(wildcards):
-    if wildcards.mass not in MASSES:
-        raise ValueError(f"mass {wildcards.mass} is not in signal.masses_GeV")
-    return STATS["per_mass"][wildcards.mass]
+def workspace_backgrounds(wildcards):
+    v = variant_of(wildcards)
+    return [v.path(RESULTS, f"pdfs/{name}.root") for name in sorted(v.config["backgrounds"])]
 
 
 def workspace_spec(wildcards):
     """What a workspace job needs: this mass, its POI-grid settings and the statistical procedure."""
-    return as_spec({
-        "mass_GeV": MASSES[wildcards.mass], "mass_label": wildcards.mass,
-        "poi_grid": _mass_stats(wildcards)["poi_grid"],
-        **{k: STATS[k] for k in ("cl", "method", "power_threshold", "test_statistic", "discovery_sigma")},
-    })
+    return as_spec(jobspecs.workspace_spec(cfg_of(wildcards), wildcards.mass))
 
 
 def toys_sb_spec(wildcards):
-    ms = _mass_stats(wildcards)
-    return as_spec({"hypothesis": "sb", "poi_index": int(wildcards.poi), "job_index": int(wildcards.job),
-                    "n_jobs": ms["jobs_per_poi"], "n_toys": ms["toys_per_poi"], "seed": STATS["seed"],
-                    "test_statistic": STATS["test_statistic"]})
+    return as_spec(jobspecs.toys_sb_spec(cfg_of(wildcards), wildcards.mass, wildcards.poi, wildcards.job))
 
 
 def toys_b_spec(wildcards):
-    ms = _mass_stats(wildcards)
-    return as_spec({"hypothesis": "b", "job_index": int(wildcards.job), "n_jobs": ms["jobs_per_poi"],
-                    "n_toys": ms["toys_bonly"], "seed": STATS["seed"], "test_statistic": STATS["test_statistic"]})
+    return as_spec(jobspecs.toys_b_spec(cfg_of(wildcards), wildcards.mass, wildcards.job))
 
 
 def toy_files(wildcards):
-    """Every toy file of one mass: S+B per POI x job and B-only per job."""
-    _mass_stats(wildcards)
-    return toy_files_of(wildcards.mass)
+    """Every toy file of one mass of the job's tree: S+B per POI x job and B-only per job."""
+    return toy_files_of(variant_of(wildcards), wildcards.mass)
 
 
-def toy_files_of(mass):
-    ms = STATS["per_mass"][mass]
-    base = f"{RESULTS}/m{mass}/toys"
-    jobs = range(ms["jobs_per_poi"])
-    return [f"{base}/poi{k}/job{j}.npz" for k in range(ms["poi_grid"]["n_points"]) for j in jobs] + [
-        f"{base}/bonly/job{j}.npz" for j in jobs
-    ]
+def toy_files_of(variant, mass):
+    names = jobspecs.toy_file_names(variant.config, mass)
+    return [variant.path(RESULTS, f"m{mass}/{name}") for name in names]
 
 
 def merge_spec(wildcards):
-    _mass_stats(wildcards)
-    return as_spec({"mass_label": wildcards.mass,
-                    **{k: STATS[k] for k in ("cl", "method", "power_threshold", "test_statistic")}})
+    return as_spec(jobspecs.merge_spec(cfg_of(wildcards), wildcards.mass))
 
 
+def limit_files(variant, masses=None):
+    return [variant.path(RESULTS, f"m{mass}/limit.json") for mass in (masses or variant.mass_labels)]
+
+
+# ----------------------------------------------------------------------------- studies
+def _study_variants(wildcards):
+    study = STUDY_BY_NAME[wildcards.study]
+    return study, [BASELINE] + study.variants
+
+
+def _toy_benchmarks(variant, mass):
+    """Snakemake benchmark files of one mass's toy jobs, where the jobs that made the toys wrote them."""
+    return [f"{BENCHMARKS}{variant.owner[f'm{mass}/{name}']}/m{mass}/{_bench_name(name)}"
+            for name in jobspecs.toy_file_names(variant.config, mass)]
+
+
+def study_inputs(wildcards):
+    """Limits per (variant, mass) in study order, then the toy jobs' benchmark files (for run times)."""
+    study, variants = _study_variants(wildcards)
+    return {
+        "limits": [v.path(RESULTS, f"m{m}/limit.json") for v in variants for m in study.masses],
+        "benchmarks": [b for v in variants for m in study.masses for b in _toy_benchmarks(v, m)],
+    }
+
+
+def study_spec(wildcards):
+    """The study's layout: parameter, values and masses, and how many benchmark files each (variant, mass) has."""
+    study, variants = _study_variants(wildcards)
+    return as_spec({
+        "name": study.name, "parameter": study.parameter, "baseline_value": study.baseline_value,
+        "description": study.description, "masses": study.masses,
+        "variants": [{"label": v.label, "value": v.value,
+                      "n_benchmarks": [len(_toy_benchmarks(v, m)) for m in study.masses]} for v in variants],
+    })
+
+
+def _bench_name(toy_name):
+    """toys/poi3/job1.npz -> toys_poi3_job1.tsv; toys/bonly/job0.npz -> toys_bonly_job0.tsv"""
+    return toy_name[: -len(".npz")].replace("/", "_") + ".tsv"
+
+
+def report_spec(wildcards):
+    """The report's provenance: the resolved baseline configuration, and the study names in input order."""
+    return as_spec({"title": f"lzflow {LZ['tag']}: projected sensitivity", "config": LZ,
+                    "studies": [s.name for s in STUDIES]})
+
+
+# ----------------------------------------------------------------------------- targets
 def pdf_targets():
     stems = BACKGROUNDS + [f"wimp_m{label}" for label in MASSES]
     return [f"{RESULTS}/pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json")]
 
 
+def study_targets(names=("table.csv", "table.md", "overlay.png")):
+    return [f"{RESULTS}/studies/{s.name}/{name}" for s in STUDIES for name in names]
+
+
+def workspace_background_jsons(wildcards):
+    v = variant_of(wildcards)
+    return [v.path(RESULTS, f"pdfs/{name}.json") for name in sorted(v.config["backgrounds"])]
+
+
 def all_targets():
-    return [f"{RESULTS}/detector.json", f"{RESULTS}/limit_curve.csv", f"{RESULTS}/fit_errors.json"] + pdf_targets()
+    return ([f"{RESULTS}/detector.json", f"{RESULTS}/limit_curve.csv", f"{RESULTS}/fit_errors.json",
+             f"{RESULTS}/report.html"] + pdf_targets() + study_targets())

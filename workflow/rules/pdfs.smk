@@ -4,9 +4,9 @@
 
 rule response:
     input:
-        detector=f"{RESULTS}/detector.json",
+        detector=upstream("detector.json"),
     output:
-        f"{RESULTS}/response/{{interaction}}.npz",
+        f"{RESULTS}{{variant}}/response/{{interaction}}.npz",
     params:
         spec=response_spec,
         code=stage_code_hash("response"),
@@ -15,7 +15,9 @@ rule response:
         mem_mb=4000,
         runtime=60,
     log:
-        f"{LOGS}/response_{{interaction}}.log",
+        f"{LOGS}{{variant}}/response_{{interaction}}.log",
+    benchmark:
+        f"{BENCHMARKS}{{variant}}/response_{{interaction}}.tsv"
     shell:
         "lzflow response --detector {input.detector} --spec {params.spec:q} --workers {threads} "
         "--out {output} > {log} 2>&1"
@@ -25,27 +27,31 @@ rule background_pdf:
     input:
         response=background_response,
     output:
-        root=f"{RESULTS}/pdfs/{{background}}.root",
-        json=f"{RESULTS}/pdfs/{{background}}.json",
+        root=f"{RESULTS}{{variant}}/pdfs/{{background}}.root",
+        json=f"{RESULTS}{{variant}}/pdfs/{{background}}.json",
     params:
         spec=background_spec,
         code=stage_code_hash("pdf"),
     log:
-        f"{LOGS}/pdf_{{background}}.log",
+        f"{LOGS}{{variant}}/pdf_{{background}}.log",
+    benchmark:
+        f"{BENCHMARKS}{{variant}}/pdf_{{background}}.tsv"
     shell:
         "lzflow pdf --response {input.response} --spec {params.spec:q} --out {output.root} > {log} 2>&1"
 
 
 rule signal_pdf:
     input:
-        response=f"{RESULTS}/response/NR.npz",
+        response=upstream("response/NR.npz"),
     output:
-        root=f"{RESULTS}/pdfs/wimp_m{{mass}}.root",
-        json=f"{RESULTS}/pdfs/wimp_m{{mass}}.json",
+        root=f"{RESULTS}{{variant}}/pdfs/wimp_m{{mass}}.root",
+        json=f"{RESULTS}{{variant}}/pdfs/wimp_m{{mass}}.json",
     params:
         spec=signal_spec,
         code=stage_code_hash("pdf"),
     log:
-        f"{LOGS}/pdf_wimp_m{{mass}}.log",
+        f"{LOGS}{{variant}}/pdf_wimp_m{{mass}}.log",
+    benchmark:
+        f"{BENCHMARKS}{{variant}}/pdf_wimp_m{{mass}}.tsv"
     shell:
         "lzflow pdf --response {input.response} --spec {params.spec:q} --out {output.root} > {log} 2>&1"

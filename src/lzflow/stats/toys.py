@@ -42,6 +42,7 @@ from ._rng import PoissonInverse, ensemble_key, poisson_inverse_scalar, uniforms
 from ._threads import available_cores, blas_threads
 from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData
 from .model import BinnedModel
+from ..progress import progress
 from .teststat import mu_lower_bound, evaluate_test_statistic
 
 __all__ = [
@@ -489,13 +490,18 @@ def run_toys(
 
     nt = available_cores() if n_threads is None else max(1, int(n_threads))
     items = list(zip(blk_ids.tolist(), groups))
-    with blas_threads(1):
+    bar = progress(total=n, desc=f"toys {hypothesis} poi{poi_index}", unit="toy")
+    with blas_threads(1), bar:
+        def work_and_count(item: tuple[int, np.ndarray]) -> None:
+            work(item)
+            bar.update(item[1].size)
+
         if min(nt, len(items)) > 1:
             with ThreadPoolExecutor(min(nt, len(items))) as pool:
-                list(pool.map(work, items))
+                list(pool.map(work_and_count, items))
         else:
             for it in items:
-                work(it)
+                work_and_count(it)
     return res
 
 

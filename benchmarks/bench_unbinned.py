@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Toy throughput and accuracy: binned vs unbinned likelihood (interpolation orders 0–3).
+
+Workspace: ``--workspace`` (default ``results/lz_projection/m40/workspace.json``). A *toy* =
+generation + unconditional fit + conditional fit at the tested μ (q̃_μ), S+B toys generated at
+(μ, θ̂̂(μ)) of the Asimov background-only data; μ defaults to the workspace's asymptotic median
+expected CLs+b limit.
+
+Paths (one row each):
+
+* ``binned``                 — :func:`lzflow.stats.run_toys` (full-resolution binned model);
+* ``unbinned o=N r=R``       — :func:`lzflow.stats.unbinned.run_unbinned_toys`, events drawn
+                               from the full-resolution templates, fitted with densities of
+                               order N from templates rebinned by R per axis;
+* ``iminuit`` (same row)     — :func:`lzflow.stats.unbinned.fit_minuit_events` on the first
+                               ``--n-minuit`` toys of that row (same events, same NLL): toys/s
+                               (preparation + both fits) and max |Δq̃| against the batched fits.
+
+Rates are the best of ``--repeat`` runs (the machine may be shared). "gen+prep" is the part of
+the unbinned time spent drawing the events and evaluating the densities at them. Toys whose
+events fall where every clipped density is 0 (floor 0, orders ≥ 2) are INFEASIBLE: counted,
+never dropped, and left out of |Δq̃|.
+
+    python benchmarks/bench_unbinned.py
+    python benchmarks/bench_unbinned.py --n-toys 4096 --floor 1e-3 --json benchmarks/out/unbinned.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+
+def _best(fn, repeat: int):
+    best, out = np.inf, None
+    for _ in range(max(1, repeat)):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workspace", default="results/lz_projection/m40/workspace.json")
+    ap.add_argument("--n-toys", type=int, default=1024, help="toys per path")
+    ap.add_argument("--n-minuit", type=int, default=8, help="toys refitted with iminuit")
+    ap.add_argument("--mu", type=float, default=None, help="tested/generated μ")
+    ap.add_argument("--orders", default="0,1,2,3")
+    ap.add_argument("--rebins", default="1,2")
+    ap.add_argument("--edge", default="mirror", choices=("mirror", "shift"))
+    ap.add_argument("--floor", type=float, default=0.0)
+    ap.add_argument("--block", type=int, default=256, help="toys per block")
+    ap.add_argument("--threads", type=int, default=None, help="worker threads (default: cores)")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    from lzflow.stats import FitConfig, evaluate_test_statistic, run_toys
+    from lzflow.stats._threads import available_cores, blas_threads
+    from lzflow.stats.toys import generation_point, mass_key
+    from lzflow.stats.unbinned import (
+        UnbinnedFitter,
+        UnbinnedModel,
+        fit_minuit_events,
+        generate_unbinned_toys,
+        run_unbinned_toys,
+    )
+    from lzflow.workspace import read_workspace, workspace_model
+
+    ws = read_workspace(args.workspace)
+    mu = args.mu
+    if mu is None:
+        mu = float(ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"])
+    mk = mass_key(ws["mass_GeV"])
+    binned = workspace_model(ws)
+    n, seed, poi = args.n_toys, 2024, 1
+    idx = np.arange(n)
+    nthr = args.threads or available_cores()
+    print(f"workspace {args.workspace}: {ws['mass_GeV']:g} GeV, {binned.bin_shape} bins, "
+          f"{binned.n_bkg} backgrounds, {binned.backgrounds.sum():.0f} bkg + "
+          f"{mu * binned.signal_total:.1f} signal events at mu={mu:.4g}; {nthr} threads, "
+          f"block {args.block}, edge={args.edge}, floor={args.floor:g}")
+
+    rows: list[dict] = []
+    t_b, rb = _best(lambda: run_toys(binned, mu, poi, idx, seed, mk, n_threads=args.threads,
+                                     block_size=512), args.repeat)
+    rows.append(dict(path="binned", toys_per_s=n / t_b, n_toys=n,
+                     failed=int(np.sum(rb.status_uncond != 0) + np.sum(rb.status_cond != 0)),
+                     median_q=float(np.median(rb.q[:, 0])), mean_mu_hat=float(np.mean(rb.mu_hat)),
+                     frac_q_gt_2p71=float(np.mean(rb.q[:, 0] > 2.706))))
+    gen, _ = generation_point(binned, mu)
+    for rebin in (int(r) for r in args.rebins.split(",")):
+        for order in (int(o) for o in args.orders.split(",")):
+            t0 = time.perf_counter()
+            model = UnbinnedModel.from_workspace(ws, order, rebin, args.edge, args.floor)
+            t_build = time.perf_counter() - t0
+
+            def run():
+                return run_unbinned_toys(model, order, rebin, mu, poi, idx, seed, mk,
+                                         block_size=args.block, n_threads=args.threads,
+                                         edge=args.edge, floor=args.floor)
+
+            t_u, ru = _best(run, args.repeat)
+            fitter = UnbinnedFitter(model, FitConfig(n_threads=1))
+
+            def gen_prep():
+                with blas_threads(1):
+                    for s in range(0, n, args.block):
+                        fitter.prepare(generate_unbinned_toys(
+                            model, gen, idx[s : s + args.block], seed, mk, poi, "sb"))
+
+            t_g, _ = _best(gen_prep, 1)
+            # iminuit on the first toys (same events: the generator is split invariant)
+            k = min(args.n_minuit, n)
+            row = dict(path=f"unbinned o={order} r={rebin}", toys_per_s=n / t_u, n_toys=n,
+                       build_s=t_build, gen_prep_toys_per_s=n / t_g,
+                       infeasible=int(np.sum(ru.status_uncond == 4)),
+                       failed=int(np.sum((ru.status_uncond != 0) & (ru.status_uncond != 4))
+                                  + np.sum((ru.status_cond != 0) & (ru.status_cond != 4))),
+                       retried=int(np.sum(ru.first_failure_uncond != 0)
+                                   + np.sum(ru.first_failure_cond != 0)),
+                       median_q=float(np.nanmedian(ru.q[:, 0])),
+                       mean_mu_hat=float(np.nanmean(ru.mu_hat)),
+                       frac_q_gt_2p71=float(np.nanmean(ru.q[:, 0] > 2.706)),
+                       clipped_frac_max=float(np.max(model.densities.clipped_integral
+                                                     / np.maximum(model.densities.norm, 1e-300))))
+            if k:
+                def minuit():
+                    data = fitter.prepare(generate_unbinned_toys(model, gen, idx[:k], seed, mk,
+                                                                 poi, "sb"))
+                    init = np.broadcast_to(gen, (k, gen.size))
+                    return (fit_minuit_events(fitter, data, init=init),
+                            fit_minuit_events(fitter, data, mu_fixed=mu, init=init))
+
+                t_m, (mu_r, mc_r) = _best(minuit, 1)
+                q_m = evaluate_test_statistic("qtilde", mc_r.nll, mu_r.nll, mu_r.mu, mu)
+                ok = np.isfinite(q_m) & np.isfinite(ru.q[:k, 0])
+                row.update(minuit_toys_per_s=k / t_m, n_minuit=k,
+                           max_abs_dq_minuit=float(np.max(np.abs(q_m[ok] - ru.q[:k, 0][ok])))
+                           if ok.any() else float("nan"),
+                           max_abs_dmu_minuit=float(np.max(np.abs(mu_r.mu[ok] - ru.mu_hat[:k][ok])))
+                           if ok.any() else float("nan"))
+            rows.append(row)
+            print(f"  done {row['path']}: {row['toys_per_s']:.0f} toys/s", file=sys.stderr)
+
+    base = rows[0]["toys_per_s"]
+    print(f"\n{'path':<20}{'toys/s':>9}{'binned/this':>12}{'gen+prep/s':>11}{'iminuit/s':>10}"
+          f"{'max|dq~|':>10}{'max|dmu|':>10}{'infeas.':>8}{'failed':>7}{'mean mu^':>10}"
+          f"{'P(q~>2.71)':>11}{'clip':>8}")
+    for r in rows:
+        print(f"{r['path']:<20}{r['toys_per_s']:>9.0f}{base / r['toys_per_s']:>12.1f}"
+              f"{r.get('gen_prep_toys_per_s', float('nan')):>11.0f}"
+              f"{r.get('minuit_toys_per_s', float('nan')):>10.1f}"
+              f"{r.get('max_abs_dq_minuit', float('nan')):>10.1e}"
+              f"{r.get('max_abs_dmu_minuit', float('nan')):>10.1e}"
+              f"{r.get('infeasible', 0):>8d}{r['failed']:>7d}{r['mean_mu_hat']:>10.2e}"
+              f"{r['frac_q_gt_2p71']:>11.3f}{r.get('clipped_frac_max', 0.0):>8.1e}")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"\nmu = {mu:.4g} (generated and tested); peak RSS = {peak:.0f} MB; "
+          f"clip = max over templates of the mass added back by clipping P < 0 (relative)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(dict(workspace=args.workspace, mu=mu, threads=nthr, block=args.block,
+                           edge=args.edge, floor=args.floor, rows=rows), fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

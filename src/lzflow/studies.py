@@ -1,0 +1,445 @@
+"""Studies: one configuration block per systematic question, one results tree per variation.
+
+A study names one parameter and the values it takes; every value is a *variant* of the baseline
+analysis (the configuration without the ``studies`` block)::
+
+    studies:
+      g1:
+        parameter: detector.g1          # dotted path; detector.<key> edits the detector YAML
+        values: [0.05, 0.118, 0.13]
+        masses_GeV: [10, 40]            # optional subset of signal.masses_GeV (default: all)
+        set: {stats.likelihood: unbinned}   # optional fixed edits shared by every value
+        description: light collection efficiency
+
+Parameters are dotted paths into the configuration: ``detector.<key>`` (a key of the detector YAML's
+``nest:`` section, or a top-level detector key such as ``drift_field``), ``exposure.live_time``,
+``pdf.n_samples``, ``stats.toys_per_poi``, ``stats.poi_grid.n_points``, ``stats.interpolation_order``,
+``backgrounds.pp.rel_unc`` and so on — anything the schema allows except ``tag``, ``results_dir``,
+``signal.masses_GeV`` (use ``masses_GeV`` of the study) and ``studies``. Every variant is validated
+like a configuration of its own, so a bad value fails before any job with a one-line error naming
+the study, the value and what was expected. Per-mass ``stats.per_mass`` overrides still win over a
+global ``stats.*`` value.
+
+Results trees. The baseline lives in ``<results_dir>/<tag>/``; variant ``v`` of study ``s`` in
+``<results_dir>/<tag>/studies/<s>/<v>/`` with the same layout (logs and benchmarks mirror it). A
+variant *reuses* every upstream output whose content would be identical: each artefact gets a key,
+the digest of its job spec (:mod:`lzflow.jobspecs`) and of the keys of its inputs, and the first
+variant (baseline first) with that key owns the file; the others read it from there. An n_toys
+study therefore makes no PDFs and no workspaces; a g1 study remakes everything from the detector
+down; a value equal to the baseline's reuses the baseline's limits outright.
+
+Toy seeds and run numbers are functions of (seed, mass, POI, job) only, so the variants of a study
+draw the *same* random numbers as the baseline wherever their generation models agree (common random
+numbers): differences between variants are then much less noisy than two independent toy sets.
+
+Outputs per study (``<results_dir>/<tag>/studies/<s>/``): ``table.csv`` and ``table.md`` (limit per
+mass per variant with the % change from the baseline, toy run time from Snakemake's benchmark files)
+and ``overlay.png`` (limit curves of the variants over the baseline band, with the ratio).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from . import jobspecs as js
+from .config import ConfigError, deep_merge, load_yaml, mass_label, resolve_config
+
+__all__ = [
+    "Study",
+    "Variant",
+    "expand_studies",
+    "value_label",
+    "artefact_keys",
+    "study_rows",
+    "write_study_table",
+    "study_markdown",
+    "plot_study_overlay",
+]
+
+FORBIDDEN_PARAMETERS = ("tag", "results_dir", "signal.masses_GeV", "signal.mass_labels", "studies")
+STUDY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One analysis tree: the baseline (``study is None``) or one value of a study."""
+
+    study: str | None
+    label: str
+    value: Any
+    suffix: str  #: path below <results_dir>/<tag>: "" or "/studies/<study>/<label>"
+    config: dict  #: resolved configuration (lzflow.config.resolve_config)
+    keys: dict = field(default_factory=dict)  #: artefact (relative path) -> content key
+    owner: dict = field(default_factory=dict)  #: artefact -> suffix of the variant that makes it
+
+    @property
+    def mass_labels(self) -> list[str]:
+        return list(self.config["signal"]["mass_labels"])
+
+    def path(self, results: str, rel: str) -> str:
+        """Where this variant reads artefact ``rel`` (its own tree, or the tree that owns it)."""
+        return f"{results}{self.owner.get(rel, self.suffix)}/{rel}"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    parameter: str
+    baseline_value: Any
+    description: str
+    masses: list[str]  #: mass labels
+    variants: list[Variant]
+
+
+def value_label(value: Any) -> str:
+    """Directory name of a study value: ``0.05`` → ``0.05``, ``'500 d'`` → ``500_d``."""
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    text = re.sub(r"[^A-Za-z0-9.+-]+", "_", text.strip()).strip("_")
+    return text or "empty"
+
+
+def _get(raw: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node: Any = raw
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _nested(path: Sequence[str], value: Any) -> dict[str, Any]:
+    out: Any = value
+    for key in reversed(path):
+        out = {key: out}
+    return out
+
+
+def _detector_path(raw: Mapping[str, Any], key_path: list[str], where: str, base_dir: str | Path) -> list[str]:
+    """``detector.g1`` → ``detector_overrides.nest.g1`` (or a top-level detector key)."""
+    detector = load_yaml(Path(base_dir) / raw["detector"])
+    if key_path and key_path[0] in (detector.get("nest") or {}):
+        return ["detector_overrides", "nest", *key_path]
+    if key_path and key_path[0] in detector:
+        return ["detector_overrides", *key_path]
+    raise ConfigError(f"{where}: detector.{'.'.join(key_path)} is not a parameter of {raw['detector']}; "
+                      f"expected detector.<key> with a key of its nest: section (e.g. detector.g1) or a top-level key")
+
+
+def _edit_path(raw: Mapping[str, Any], parameter: Any, where: str, base_dir: str | Path) -> list[str]:
+    if not isinstance(parameter, str) or not re.fullmatch(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*", parameter):
+        raise ConfigError(f"{where}: {parameter!r}; expected a dotted parameter path such as detector.g1 or "
+                          f"stats.toys_per_poi")
+    if any(parameter == f or parameter.startswith(f + ".") for f in FORBIDDEN_PARAMETERS):
+        raise ConfigError(f"{where}: {parameter!r} cannot be studied; expected a detector, exposure, pdf, stats, "
+                          f"signal.halo or backgrounds parameter (use masses_GeV to choose masses)")
+    parts = parameter.split(".")
+    if parts[0] == "detector":
+        return _detector_path(raw, parts[1:], where, base_dir)
+    return parts
+
+
+def _baseline_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k != "studies"}
+
+
+def _variant_raw(baseline: Mapping[str, Any], edits: Sequence[tuple[list[str], Any]],
+                 masses: Sequence[float]) -> dict[str, Any]:
+    raw = deep_merge(baseline, {})
+    for path, value in edits:
+        raw = deep_merge(raw, _nested(path, value))
+    raw["signal"]["masses_GeV"] = list(masses)
+    per_mass = (raw.get("stats") or {}).get("per_mass")
+    if per_mass:
+        keep = {mass_label(float(m)) for m in masses}
+        raw["stats"]["per_mass"] = {k: v for k, v in per_mass.items() if mass_label(float(k)) in keep}
+    return raw
+
+
+def _study_masses(spec: Mapping[str, Any], baseline_masses: Sequence[float], where: str) -> list[float]:
+    chosen = spec.get("masses_GeV")
+    if chosen is None:
+        return list(baseline_masses)
+    if not isinstance(chosen, list) or not chosen:
+        raise ConfigError(f"{where}.masses_GeV: {chosen!r}; expected a non-empty list of masses")
+    labels = {mass_label(float(m)): float(m) for m in baseline_masses}
+    out = []
+    for m in chosen:
+        if not isinstance(m, (int, float)) or mass_label(float(m)) not in labels:
+            raise ConfigError(f"{where}.masses_GeV: {m!r} is not a mass of signal.masses_GeV; expected one of "
+                              f"{', '.join(labels)}")
+        out.append(labels[mass_label(float(m))])
+    return out
+
+
+def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[Variant, list[Study]]:
+    """The baseline variant and every study's variants, validated, with artefact keys and owners.
+
+    ``raw`` is the configuration as loaded (with its optional ``studies`` block).
+    """
+    studies_raw = raw.get("studies") or {}
+    if not isinstance(studies_raw, Mapping):
+        raise ConfigError(f"studies: {studies_raw!r}; expected a mapping of study name to {{parameter, values}}")
+    base_raw = _baseline_raw(raw)
+    base_cfg = resolve_config(base_raw, base_dir)
+    baseline = Variant(None, "baseline", None, "", base_cfg, artefact_keys(base_cfg))
+    studies = []
+    for name, spec in studies_raw.items():
+        where = f"studies.{name}"
+        if not isinstance(name, str) or not STUDY_NAME.match(name):
+            raise ConfigError(f"{where}: bad study name {name!r}; expected letters, digits, '_', '.', '-'")
+        if not isinstance(spec, Mapping) or "parameter" not in spec or "values" not in spec:
+            raise ConfigError(f"{where}: {spec!r}; expected a mapping with 'parameter' and 'values'")
+        unknown = sorted(set(spec) - {"parameter", "values", "masses_GeV", "set", "description"})
+        if unknown:
+            raise ConfigError(f"{where}.{unknown[0]}: unexpected key; expected parameter, values, masses_GeV, set, "
+                              f"description")
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.values: {values!r}; expected a non-empty list")
+        path = _edit_path(base_raw, spec["parameter"], f"{where}.parameter", base_dir)
+        fixed = []
+        for key, value in (spec.get("set") or {}).items():
+            fixed.append((_edit_path(base_raw, key, f"{where}.set", base_dir), value))
+        masses = _study_masses(spec, base_cfg["signal"]["masses_GeV"], where)
+        labels = [value_label(v) for v in values]
+        if len(set(labels)) != len(labels):
+            dup = next(l for l in labels if labels.count(l) > 1)
+            raise ConfigError(f"{where}.values: two values share the directory name {dup!r}; expected distinct values")
+        variants = []
+        for i, (value, label) in enumerate(zip(values, labels)):
+            vraw = _variant_raw(base_raw, [*fixed, (path, value)], masses)
+            try:
+                cfg = resolve_config(vraw, base_dir)
+            except ConfigError as err:
+                raise ConfigError(f"{where}.values[{i}] = {value!r}: {err}") from None
+            variants.append(Variant(name, label, value, f"/studies/{name}/{label}", cfg, artefact_keys(cfg)))
+        baseline_value = _baseline_value(base_raw, path, base_dir)
+        if fixed:  # the baseline differs from every variant in the 'set' edits too: say how
+            shared = ", ".join(f"{key}={_baseline_value(base_raw, path_, base_dir)}"
+                               for key, (path_, _) in zip(spec["set"], fixed))
+            baseline_value = f"{baseline_value} ({shared})"
+        studies.append(Study(name, spec["parameter"], baseline_value, str(spec.get("description", "")),
+                             [mass_label(m) for m in masses], variants))
+    _assign_owners(baseline, [v for s in studies for v in s.variants])
+    return baseline, studies
+
+
+def _baseline_value(base_raw: Mapping[str, Any], path: list[str], base_dir: str | Path) -> Any:
+    """The baseline's value at an edit path (from the config, the detector YAML or the defaults)."""
+    value = _get(base_raw, path)
+    if value is None and path[0] == "detector_overrides":
+        value = _get(load_yaml(Path(base_dir) / base_raw["detector"]), path[1:])
+    if value is None and path[0] == "stats":
+        from .config import STATS_DEFAULTS
+
+        value = _get(STATS_DEFAULTS, path[1:])
+    return value
+
+
+def artefact_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
+    """Content key of every artefact of an analysis tree (relative path → digest).
+
+    The key of an artefact digests its job spec and the keys of its inputs, so equal keys mean
+    equal files: detector → response per interaction → background and signal PDFs → workspace per
+    mass → each toy job → limit per mass.
+    """
+    keys: dict[str, str] = {}
+    det = keys["detector.json"] = js.spec_digest("detector", js.detector_spec(cfg))
+    resp = {}
+    for inter in js.INTERACTIONS:
+        resp[inter] = keys[f"response/{inter}.npz"] = js.spec_digest("response", det, js.response_spec(cfg, inter))
+    bkg = {}
+    for name in sorted(cfg["backgrounds"]):
+        k = js.spec_digest("pdf", resp[js.background_interaction(name)], js.background_spec(cfg, name))
+        bkg[name] = keys[f"pdfs/{name}.root"] = keys[f"pdfs/{name}.json"] = k
+    for label in cfg["signal"]["mass_labels"]:
+        sig = js.spec_digest("pdf", resp["NR"], js.signal_spec(cfg, label))
+        keys[f"pdfs/wimp_m{label}.root"] = keys[f"pdfs/wimp_m{label}.json"] = sig
+        ws = js.spec_digest("workspace", sig, [bkg[n] for n in sorted(bkg)], js.workspace_spec(cfg, label))
+        for ext in ("json", "pyhf.json", "hs3.json"):
+            keys[f"m{label}/workspace.{ext}"] = ws
+        toys = []
+        for name, spec in js.toy_jobs(cfg, label):
+            toys.append(js.spec_digest("toys", ws, spec))
+            keys[f"m{label}/{name}"] = toys[-1]
+        keys[f"m{label}/limit.json"] = js.spec_digest("merge", ws, toys, js.merge_spec(cfg, label))
+    return keys
+
+
+def _assign_owners(baseline: Variant, variants: Sequence[Variant]) -> None:
+    """Each artefact is made by the first variant (baseline first) with its key."""
+    first: dict[str, str] = {}
+    for v in (baseline, *variants):
+        for rel, key in v.keys.items():
+            v.owner[rel] = first.setdefault(key, v.suffix)
+
+
+# ----------------------------------------------------------------------------- outputs
+TABLE_COLUMNS = ["study", "parameter", "variant", "value", "mass_GeV", "sigma_median_cm2", "sigma_median_err_cm2",
+                 "change_median_pct", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_asymptotic_median_cm2",
+                 "change_asymptotic_pct", "n_toys", "toy_jobs_wall_s", "toy_jobs_cpu_s"]
+
+
+def _median(doc: Mapping[str, Any]) -> tuple[float | None, float | None, float | None, float | None, float | None]:
+    if doc.get("no_sensitivity"):
+        return None, None, None, None, None
+    lim = doc["limits"][doc["method"]]
+    exp = lim["expected_sigma_cm2"]
+    scale = doc["sigma_ref_cm2"]
+    err = (lim.get("expected_mu_err") or {}).get("0")
+    asym = ((doc.get("asymptotic") or {}).get("expected_sigma_cm2") or {}).get("0")
+    return exp["0"], (err * scale if err is not None else None), exp["-1"], exp["1"], asym
+
+
+def _n_toys(doc: Mapping[str, Any]) -> int | None:
+    """S+B toys per POI (the smallest, if they differ)."""
+    per_poi = (doc.get("toys") or {}).get("sb_per_poi")
+    return min(per_poi) if per_poi else None
+
+
+def _pct(x: float | None, ref: float | None) -> float | None:
+    if x is None or ref is None or not ref:
+        return None
+    return 100.0 * (x / ref - 1.0)
+
+
+def read_benchmarks(paths: Sequence[str | Path]) -> tuple[float | None, float | None]:
+    """Sum of wall-clock and CPU seconds over Snakemake benchmark files (None if any is missing)."""
+    wall = cpu = 0.0
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            return None, None
+        rows = list(csv.DictReader(p.read_text().splitlines(), delimiter="\t"))
+        if not rows:
+            return None, None
+        wall += float(rows[-1]["s"])
+        try:
+            cpu += float(rows[-1].get("cpu_time") or "nan")
+        except ValueError:
+            cpu = math.nan
+    return wall, (cpu if math.isfinite(cpu) else None)
+
+
+def study_rows(study: Mapping[str, Any], baseline: Mapping[str, Mapping[str, Any]],
+               variants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows: the baseline, then each variant, per mass, with the % change from the baseline.
+
+    ``baseline``: mass label → limit document. ``variants``: ``{"label", "value", "limits": {mass
+    label → limit document}, "timing": {mass label → (wall, cpu)}}`` in study order.
+    """
+    rows = []
+    base = {label: _median(doc) for label, doc in baseline.items()}
+    entries = [{"label": "baseline", "value": study.get("baseline_value"), "limits": baseline,
+                "timing": study.get("baseline_timing") or {}}, *variants]
+    for entry in entries:
+        for label, doc in entry["limits"].items():
+            med, err, m1, p1, asym = _median(doc)
+            wall, cpu = (entry.get("timing") or {}).get(label, (None, None))
+            rows.append({
+                "study": study["name"], "parameter": study["parameter"], "variant": entry["label"],
+                "value": entry["value"], "mass_GeV": doc["mass_GeV"], "sigma_median_cm2": med,
+                "sigma_median_err_cm2": err, "change_median_pct": _pct(med, base[label][0]),
+                "sigma_m1_cm2": m1, "sigma_p1_cm2": p1, "sigma_asymptotic_median_cm2": asym,
+                "change_asymptotic_pct": _pct(asym, base[label][4]),
+                "n_toys": _n_toys(doc), "toy_jobs_wall_s": wall, "toy_jobs_cpu_s": cpu,
+            })
+    return rows
+
+
+def write_study_table(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    from .io import atomic_path
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in TABLE_COLUMNS})
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
+def _fmt(x: Any, kind: str = "g") -> str:
+    if x is None:
+        return "–"
+    if kind == "pct":
+        return f"{x:+.1f} %"
+    if kind == "e":
+        return f"{x:.3g}"
+    if kind == "s":
+        return f"{x:.1f}"
+    return str(x)
+
+
+def study_markdown(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The study table as Markdown, one block per mass."""
+    lines = [f"### Study `{study['name']}`: {study['parameter']}", ""]
+    if study.get("description"):
+        lines += [study["description"], ""]
+    lines += ["| mass [GeV] | variant | value | median σ [cm²] | ± (toys) | change | asymptotic σ [cm²] | change | "
+              "−1σ … +1σ [cm²] | toys | toy jobs [s] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mass in sorted({r["mass_GeV"] for r in rows}):
+        for r in (r for r in rows if r["mass_GeV"] == mass):
+            band = (f"{_fmt(r['sigma_m1_cm2'], 'e')} … {_fmt(r['sigma_p1_cm2'], 'e')}"
+                    if r["sigma_m1_cm2"] is not None else "–")
+            change = "" if r["variant"] == "baseline" else _fmt(r["change_median_pct"], "pct")
+            achange = "" if r["variant"] == "baseline" else _fmt(r["change_asymptotic_pct"], "pct")
+            lines.append(f"| {mass:g} | {r['variant']} | {_fmt(r['value'])} | {_fmt(r['sigma_median_cm2'], 'e')} | "
+                         f"{_fmt(r['sigma_median_err_cm2'], 'e')} | {change} | "
+                         f"{_fmt(r['sigma_asymptotic_median_cm2'], 'e')} | {achange} | {band} | "
+                         f"{_fmt(r['n_toys'])} | {_fmt(r['toy_jobs_wall_s'], 's')} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Median expected limit vs mass for each variant over the baseline's ±1σ band; ratio panel below."""
+    import numpy as np
+
+    from .curve import _figure, _save
+
+    plt = _figure()
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    base = sorted((r for r in rows if r["variant"] == "baseline" and r["sigma_median_cm2"]), key=lambda r: r["mass_GeV"])
+    bm = np.array([r["mass_GeV"] for r in base])
+    bmed = np.array([r["sigma_median_cm2"] for r in base])
+    if base:
+        ax.fill_between(bm, [r["sigma_m1_cm2"] for r in base], [r["sigma_p1_cm2"] for r in base], color="#55cc55",
+                        alpha=0.5, label=r"baseline $\pm1\sigma$", step=None)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(variants):
+        sel = sorted((r for r in rows if r["variant"] == name and r["sigma_median_cm2"]), key=lambda r: r["mass_GeV"])
+        if not sel:
+            continue
+        m = np.array([r["mass_GeV"] for r in sel])
+        med = np.array([r["sigma_median_cm2"] for r in sel])
+        err = np.array([r["sigma_median_err_cm2"] or 0.0 for r in sel])
+        is_base = name == "baseline"
+        label = f"baseline ({_fmt(study.get('baseline_value'))})" if is_base else f"{study['parameter']} = {sel[0]['value']}"
+        style = dict(color="k", ls="--", marker="o") if is_base else dict(color=colours[i % len(colours)], marker="s")
+        ax.errorbar(m, med, yerr=err, label=label, capsize=3, **style)
+        ref = np.interp(m, bm, bmed) if base else med
+        rax.errorbar(m, med / ref, yerr=err / ref, capsize=3, **style)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel(r"median expected $\sigma_{SI}$ [cm$^2$]")
+    ax.set_title(f"study {study['name']}: {study['parameter']}", fontsize=14)
+    ax.legend(fontsize=10)
+    rax.axhline(1.0, color="grey", lw=1)
+    rax.set_ylabel("/ baseline")
+    rax.set_xlabel("WIMP mass [GeV]")
+    _save(fig, path)
+    plt.close(fig)
