@@ -146,3 +146,25 @@ def test_study_rows_percent_change_and_markdown():
     assert by[("0.05", 10)]["toy_jobs_wall_s"] == 12.0 and by[("baseline", 10)]["toy_jobs_wall_s"] is None
     md = study_markdown(study, rows)
     assert "| 10 | 0.05 | 0.05 | 3e-47 |" in md and "+200.0 %" in md and "+50.0 %" in md
+
+
+def test_exposure_study_scales_signal_and_backgrounds(repo, quick_raw):
+    """Background counts are quoted for the baseline's exposure: half the live time halves them too."""
+    base, (study,) = expand_studies(_with_studies(quick_raw, {
+        "exposure": {"parameter": "exposure.live_time", "values": ["500 d", "1000 d"]}}), repo)
+    half, same = study.variants
+    assert half.label == "500_d"
+    assert half.config["exposure"]["exposure_t_yr"] == pytest.approx(base.config["exposure"]["exposure_t_yr"] / 2)
+    for name, entry in base.config["backgrounds"].items():
+        assert half.config["backgrounds"][name]["counts"] == pytest.approx(entry["counts"] / 2)
+    assert _owners(half, "pdfs/") == {half.suffix} and _owners(half, "response/") == {""}
+    assert set(same.owner.values()) == {""}  # 1000 d is the baseline
+
+
+def test_background_study_remakes_only_that_pdf(repo, quick_raw):
+    _, (study,) = expand_studies(_with_studies(quick_raw, {
+        "pp_unc": {"parameter": "backgrounds.pp.rel_unc", "values": [0.10]}}), repo)
+    (v,) = study.variants
+    assert v.owner["pdfs/pp.root"] == v.suffix
+    assert {v.owner[f"pdfs/{n}.root"] for n in v.config["backgrounds"] if n != "pp"} == {""}
+    assert v.owner["pdfs/wimp_m40.root"] == "" and v.owner["m40/workspace.json"] == v.suffix

@@ -190,6 +190,18 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         if not value > 0:
             raise ConfigError(f"exposure.{key.rsplit('_', 1)[0]}: {value!r} must be > 0")
     exposure["exposure_t_yr"] = exposure["fiducial_mass_t"] * exposure["live_time_days"] / DAYS_PER_YEAR
+    quoted = config["exposure"].get("backgrounds_quoted_for")
+    try:
+        quoted_t_yr = (to_canonical(quoted, "exposure.backgrounds_quoted_for", "t*yr") if quoted is not None
+                       else exposure["exposure_t_yr"])
+    except UnitError as err:
+        raise ConfigError(str(err)) from None
+    if not quoted_t_yr > 0:
+        raise ConfigError(f"exposure.backgrounds_quoted_for: {quoted!r} must be > 0")
+    # background counts are quoted for this exposure; they scale with the analysed one (factor exactly 1
+    # when not given)
+    background_scale = exposure["exposure_t_yr"] / quoted_t_yr if quoted is not None else 1.0
+    exposure["backgrounds_quoted_for_t_yr"] = quoted_t_yr
     if not sigma_ref > 0:
         raise ConfigError(f"signal.sigma_ref: {config['signal']['sigma_ref']!r} must be > 0")
     for key, value in halo.items():
@@ -212,7 +224,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         if not math.isfinite(entry["counts"]):
             raise ConfigError(f"backgrounds.{name}.counts: {entry['counts']!r}; expected a finite number")
         backgrounds[name] = {
-            "counts": float(entry["counts"]),
+            "counts": float(entry["counts"]) * background_scale,
             "window_keV": [float(w) for w in window] if window is not None else None,
             "rel_unc": float(entry["rel_unc"]),
         }

@@ -18,7 +18,8 @@ Parameters are dotted paths into the configuration: ``detector.<key>`` (a key of
 ``signal.masses_GeV`` (use ``masses_GeV`` of the study) and ``studies``. Every variant is validated
 like a configuration of its own, so a bad value fails before any job with a one-line error naming
 the study, the value and what was expected. Per-mass ``stats.per_mass`` overrides still win over a
-global ``stats.*`` value.
+global ``stats.*`` value. Background counts are quoted for the baseline's exposure
+(``exposure.backgrounds_quoted_for``), so an exposure study scales the backgrounds with the signal.
 
 Results trees. The baseline lives in ``<results_dir>/<tag>/``; variant ``v`` of study ``s`` in
 ``<results_dir>/<tag>/studies/<s>/<v>/`` with the same layout (logs and benchmarks mirror it). A
@@ -154,8 +155,11 @@ def _baseline_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _variant_raw(baseline: Mapping[str, Any], edits: Sequence[tuple[list[str], Any]],
-                 masses: Sequence[float]) -> dict[str, Any]:
+                 masses: Sequence[float], baseline_exposure_t_yr: float) -> dict[str, Any]:
     raw = deep_merge(baseline, {})
+    # background counts are quoted for the baseline's exposure: a variant with another exposure (an
+    # exposure study) scales them; every other variant gets a factor of exactly 1
+    raw["exposure"].setdefault("backgrounds_quoted_for", f"{baseline_exposure_t_yr!r} t*yr")
     for path, value in edits:
         raw = deep_merge(raw, _nested(path, value))
     raw["signal"]["masses_GeV"] = list(masses)
@@ -218,7 +222,7 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
             raise ConfigError(f"{where}.values: two values share the directory name {dup!r}; expected distinct values")
         variants = []
         for i, (value, label) in enumerate(zip(values, labels)):
-            vraw = _variant_raw(base_raw, [*fixed, (path, value)], masses)
+            vraw = _variant_raw(base_raw, [*fixed, (path, value)], masses, base_cfg["exposure"]["exposure_t_yr"])
             try:
                 cfg = resolve_config(vraw, base_dir)
             except ConfigError as err:
