@@ -32,15 +32,16 @@ from lzflow.stats.unbinned import (
     run_unbinned_toys,
 )
 
-WS40 = Path(__file__).resolve().parents[1] / "results" / "lz_projection" / "m40" / "workspace.json"
+#: the default analysis' 40 GeV workspace (real NEST templates), committed (tests/data/README.md)
+WS40 = Path(__file__).resolve().parent / "data" / "workspace_m40.json.gz"
 MU40 = 0.003  # ≈ the expected 90% CL limit at 40 GeV (≈ 11 signal events)
 
 
 @pytest.fixture(scope="module")
 def ws40() -> dict:
-    if not WS40.exists():
-        pytest.skip(f"{WS40} not built (run the lz_projection workflow first)")
-    return json.loads(WS40.read_text())
+    import gzip
+
+    return json.loads(gzip.decompress(WS40.read_bytes()))
 
 
 def _equal(a: ToyResult, b: ToyResult) -> bool:
