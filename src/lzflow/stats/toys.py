@@ -473,24 +473,37 @@ def run_toys(
         data, aux = sampler.draw(base_seed, mass_key, poi_index, hyp, toys)
         ru, conds = _fit_block(fitter, data, gen, mus, test_stat, slope)
         pos = toy_indices[rows] - blk * bs  # position of each requested toy in the block
-        res.aux[rows] = aux[pos]
-        res.n_events[rows] = data.total[pos]
-        res.mu_hat[rows] = ru.params[pos, 0]
-        res.params_uncond[rows] = ru.params[pos]
-        res.nll_uncond[rows] = ru.nll[pos]
-        res.status_uncond[rows] = ru.status[pos]
-        res.first_failure_uncond[rows] = ru.first_failure[pos]
-        res.strategy_uncond[rows] = ru.strategy[pos]
-        ncond = np.stack([rc.nll[pos] for rc in conds], axis=1)
-        res.nll_cond[rows] = ncond
-        res.status_cond[rows] = np.stack([rc.status[pos] for rc in conds], axis=1)
-        res.first_failure_cond[rows] = np.stack([rc.first_failure[pos] for rc in conds], axis=1)
-        res.strategy_cond[rows] = np.stack([rc.strategy[pos] for rc in conds], axis=1)
-        res.q[rows] = evaluate_test_statistic(test_stat, ncond, ru.nll[pos], ru.params[pos, 0], mus)
+        store_block(res, rows, pos, aux, data.total, ru, conds)
 
+    run_blocks(work, list(zip(blk_ids.tolist(), groups)), n_threads, n, f"toys {hypothesis} poi{poi_index}")
+    return res
+
+
+def store_block(res: "ToyResult", rows: np.ndarray, pos: np.ndarray, aux: np.ndarray, n_events: np.ndarray,
+                ru: FitResult, conds: Sequence[FitResult]) -> None:
+    """Write the records of the requested toys of one fitted block: rows ``rows`` of ``res`` take
+    positions ``pos`` of the block (its aux, event counts, unconditional and conditional fits, q)."""
+    res.aux[rows] = aux[pos]
+    res.n_events[rows] = n_events[pos]
+    res.mu_hat[rows] = ru.params[pos, 0]
+    res.params_uncond[rows] = ru.params[pos]
+    res.nll_uncond[rows] = ru.nll[pos]
+    res.status_uncond[rows] = ru.status[pos]
+    res.first_failure_uncond[rows] = ru.first_failure[pos]
+    res.strategy_uncond[rows] = ru.strategy[pos]
+    ncond = np.stack([rc.nll[pos] for rc in conds], axis=1)
+    res.nll_cond[rows] = ncond
+    res.status_cond[rows] = np.stack([rc.status[pos] for rc in conds], axis=1)
+    res.first_failure_cond[rows] = np.stack([rc.first_failure[pos] for rc in conds], axis=1)
+    res.strategy_cond[rows] = np.stack([rc.strategy[pos] for rc in conds], axis=1)
+    res.q[rows] = evaluate_test_statistic(res.test_stat, ncond, ru.nll[pos], ru.params[pos, 0], res.mu_test)
+
+
+def run_blocks(work, items: list[tuple[int, np.ndarray]], n_threads: int | None, n_toys: int, desc: str) -> None:
+    """``work((block, rows))`` for every block, over threads (BLAS single-threaded inside), with a
+    progress bar on terminals (:mod:`lzflow.progress`)."""
     nt = available_cores() if n_threads is None else max(1, int(n_threads))
-    items = list(zip(blk_ids.tolist(), groups))
-    bar = progress(total=n, desc=f"toys {hypothesis} poi{poi_index}", unit="toy")
+    bar = progress(total=n_toys, desc=desc, unit="toy")
     with blas_threads(1), bar:
         def work_and_count(item: tuple[int, np.ndarray]) -> None:
             work(item)
@@ -500,9 +513,8 @@ def run_toys(
             with ThreadPoolExecutor(min(nt, len(items))) as pool:
                 list(pool.map(work_and_count, items))
         else:
-            for it in items:
-                work_and_count(it)
-    return res
+            for item in items:
+                work_and_count(item)
 
 
 # ----------------------------------------------------------------------------- process pool

@@ -81,15 +81,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy.special import ndtri
 
-from ..progress import progress
 from ._linalg import newton_direction, reuse_direction
 from ._rng import ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
 from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
-from .teststat import evaluate_test_statistic, mu_lower_bound
-from .toys import HYPOTHESES, ToyResult, generation_point
+from .teststat import mu_lower_bound
+from .toys import HYPOTHESES, ToyResult, generation_point, run_blocks, store_block
 
 __all__ = [
     "UnbinnedModel",
@@ -1036,33 +1035,8 @@ def run_unbinned_toys(
         ev = sampler.draw_key(key, toys)
         n_events, ru, conds = fit_block(ev)
         pos = toy_indices[rows] - blk * bs
-        res.aux[rows] = ev.aux[pos]
-        res.n_events[rows] = n_events[pos]
-        res.mu_hat[rows] = ru.params[pos, 0]
-        res.params_uncond[rows] = ru.params[pos]
-        res.nll_uncond[rows] = ru.nll[pos]
-        res.status_uncond[rows] = ru.status[pos]
-        res.first_failure_uncond[rows] = ru.first_failure[pos]
-        res.strategy_uncond[rows] = ru.strategy[pos]
-        ncond = np.stack([rc.nll[pos] for rc in conds], axis=1)
-        res.nll_cond[rows] = ncond
-        res.status_cond[rows] = np.stack([rc.status[pos] for rc in conds], axis=1)
-        res.first_failure_cond[rows] = np.stack([rc.first_failure[pos] for rc in conds], axis=1)
-        res.strategy_cond[rows] = np.stack([rc.strategy[pos] for rc in conds], axis=1)
-        res.q[rows] = evaluate_test_statistic(test_stat, ncond, ru.nll[pos], ru.params[pos, 0], mus)
+        store_block(res, rows, pos, ev.aux, n_events, ru, conds)
 
-    nt = available_cores() if n_threads is None else max(1, int(n_threads))
-    items = list(zip(blk_ids.tolist(), groups))
-    bar = progress(total=n, desc=f"unbinned toys {hypothesis} poi{poi_index}", unit="toy")
-    with blas_threads(1), bar:
-        def work_and_count(item: tuple[int, np.ndarray]) -> None:
-            work(item)
-            bar.update(item[1].size)
-
-        if min(nt, len(items)) > 1:
-            with ThreadPoolExecutor(min(nt, len(items))) as pool:
-                list(pool.map(work_and_count, items))
-        else:
-            for it in items:
-                work_and_count(it)
+    run_blocks(work, list(zip(blk_ids.tolist(), groups)), n_threads, n,
+               f"unbinned toys {hypothesis} poi{poi_index}")
     return res
