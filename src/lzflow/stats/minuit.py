@@ -14,7 +14,49 @@ from iminuit import Minuit
 from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData, Strategy
 from .model import BinnedModel
 
-__all__ = ["fit_minuit", "fit_minuit_prepared"]
+__all__ = ["fit_minuit", "fit_minuit_prepared", "migrad_into"]
+
+
+def migrad_into(res: FitResult, t: int, nll, grad, y0: np.ndarray, lb: np.ndarray, step: np.ndarray,
+                cols: np.ndarray, names: list[str], n_par: int, mu_fixed: float | None, tol: float) -> None:
+    """Minimise ``nll`` (free parameters ``cols``, lower bounds ``lb``) with Migrad from ``y0`` and write
+    row ``t`` of ``res``: full parameters, NLL, status (MINUIT_FAILED unless Migrad reports a valid
+    minimum after strategy 1, then 2), iterations, projected-gradient norm, EDM and at-bound flags."""
+    # Migrad's bound transform has zero slope exactly at a limit: start strictly inside,
+    # and inside the domain (ν > 0 where n > 0)
+    y0 = np.where(np.isfinite(lb) & (y0 <= lb + 0.1 * step), lb + 0.1 * step, y0)
+    if not np.isfinite(nll(y0)) or nll(y0) >= 1e300:
+        y0 = np.maximum(y0, 0.05)
+    mn = Minuit(nll, y0, grad=grad, name=names)
+    mn.errordef = Minuit.LIKELIHOOD
+    mn.tol = tol
+    mn.print_level = 0
+    mn.limits = [(None if not np.isfinite(v) else float(v), None) for v in lb]
+    for j in range(cols.size):
+        mn.errors[j] = float(step[j])
+    mn.strategy = 1
+    mn.migrad()
+    if not mn.valid:
+        mn.strategy = 2
+        mn.migrad()
+    y = np.array(mn.values)
+    full = np.ones(n_par)
+    full[cols] = y
+    if mu_fixed is not None:
+        full[0] = mu_fixed
+    res.params[t] = full
+    res.nll[t] = nll(y)
+    res.status[t] = FitStatus.CONVERGED if mn.valid else FitStatus.MINUIT_FAILED
+    res.strategy[t] = Strategy.MINUIT
+    res.n_iter[t] = mn.nfcn
+    g = grad(y)
+    at = y <= lb + 1e-9 * np.maximum(1.0, np.abs(lb) if np.all(np.isfinite(lb)) else 1.0)
+    gp = np.where(at & (g > 0), 0.0, g)
+    res.grad_norm[t] = float(np.sqrt(gp @ gp))
+    res.edm[t] = float(mn.fmin.edm)
+    ab = np.zeros(n_par, dtype=bool)
+    ab[cols] = at
+    res.at_bound[t] = ab
 
 
 def _one_toy_problem(fitter: BatchedFitter, data: PreparedData, t: int, cols: np.ndarray,
@@ -86,41 +128,7 @@ def fit_minuit_prepared(
         except np.linalg.LinAlgError:
             step = np.full(cols.size, 0.1)
         step = np.where(np.isfinite(step) & (step > 0), step, 0.1)
-        # Migrad's bound transform has zero slope exactly at a limit: start strictly inside,
-        # and inside the domain (ν > 0 where n > 0)
-        y0 = np.where(np.isfinite(lb) & (y0 <= lb + 0.1 * step), lb + 0.1 * step, y0)
-        if not np.isfinite(nll(y0)) or nll(y0) >= 1e300:
-            y0 = np.maximum(y0, 0.05)
-        mn = Minuit(nll, y0, grad=grad, name=[m.par_names[c] for c in cols])
-        mn.errordef = Minuit.LIKELIHOOD
-        mn.tol = tol
-        mn.print_level = 0
-        mn.limits = [(None if not np.isfinite(l) else float(l), None) for l in lb]
-        for j in range(cols.size):
-            mn.errors[j] = float(step[j])
-        mn.strategy = 1
-        mn.migrad()
-        if not mn.valid:
-            mn.strategy = 2
-            mn.migrad()
-        y = np.array(mn.values)
-        full = np.ones(m.n_par)
-        full[cols] = y
-        if mu_fixed is not None:
-            full[0] = mu_fixed
-        res.params[t] = full
-        res.nll[t] = nll(y)
-        res.status[t] = FitStatus.CONVERGED if mn.valid else FitStatus.MINUIT_FAILED
-        res.strategy[t] = Strategy.MINUIT
-        res.n_iter[t] = mn.nfcn
-        g = grad(y)
-        at = y <= lb + 1e-9 * np.maximum(1.0, np.abs(lb) if np.all(np.isfinite(lb)) else 1.0)
-        gp = np.where(at & (g > 0), 0.0, g)
-        res.grad_norm[t] = float(np.sqrt(gp @ gp))
-        res.edm[t] = float(mn.fmin.edm)
-        ab = np.zeros(m.n_par, dtype=bool)
-        ab[cols] = at
-        res.at_bound[t] = ab
+        migrad_into(res, t, nll, grad, y0, lb, step, cols, [m.par_names[c] for c in cols], m.n_par, mu_fixed, tol)
     return res
 
 

@@ -826,7 +826,7 @@ def fit_minuit_events(
 ) -> FitResult:
     """Reference fits of the same unbinned NLL with iminuit Migrad (analytic gradient), one toy
     at a time; conventions and outputs as :func:`lzflow.stats.minuit.fit_minuit_prepared`."""
-    from iminuit import Minuit
+    from .minuit import migrad_into
 
     m = fitter.model
     res = FitResult.empty(data.n, m.n_par)
@@ -876,39 +876,7 @@ def fit_minuit_events(
         except np.linalg.LinAlgError:
             step = np.full(cols.size, 0.1)
         step = np.where(np.isfinite(step) & (step > 0), step, 0.1)
-        y0 = np.where(np.isfinite(lb) & (y0 <= lb + 0.1 * step), lb + 0.1 * step, y0)
-        if nll(y0) >= 1e300:
-            y0 = np.maximum(y0, 0.05)
-        mn = Minuit(nll, y0, grad=grad, name=[m.par_names[j] for j in cols])
-        mn.errordef = Minuit.LIKELIHOOD
-        mn.tol = tol
-        mn.print_level = 0
-        mn.limits = [(None if not np.isfinite(v) else float(v), None) for v in lb]
-        for j in range(cols.size):
-            mn.errors[j] = float(step[j])
-        mn.strategy = 1
-        mn.migrad()
-        if not mn.valid:
-            mn.strategy = 2
-            mn.migrad()
-        y = np.array(mn.values)
-        full = np.ones(m.n_par)
-        full[cols] = y
-        if mu_fixed is not None:
-            full[0] = mu_fixed
-        res.params[t] = full
-        res.nll[t] = nll(y)
-        res.status[t] = FitStatus.CONVERGED if mn.valid else FitStatus.MINUIT_FAILED
-        res.strategy[t] = Strategy.MINUIT
-        res.n_iter[t] = mn.nfcn
-        g = grad(y)
-        at = y <= np.where(np.isfinite(lb), lb, -np.inf) + 1e-9
-        gp = np.where(at & (g > 0), 0.0, g)
-        res.grad_norm[t] = float(np.sqrt(gp @ gp))
-        res.edm[t] = float(mn.fmin.edm)
-        ab = np.zeros(m.n_par, dtype=bool)
-        ab[cols] = at
-        res.at_bound[t] = ab
+        migrad_into(res, t, nll, grad, y0, lb, step, cols, [m.par_names[j] for j in cols], m.n_par, mu_fixed, tol)
     return res
 
 
