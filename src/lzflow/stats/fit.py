@@ -258,6 +258,36 @@ class PreparedData:
         )
 
 
+def fit_in_blocks(fitter, data, res: FitResult, init: np.ndarray | None, mu_fixed: float | None,
+                  mu_lower: float | None, fisher_at: np.ndarray | None, block_size: int) -> FitResult:
+    """Fit ``data`` in blocks of ``block_size`` toys (``fitter._fit_block``), spread over the fitter's
+    threads with single-threaded BLAS, into ``res``. ``init``: full start vectors (default
+    ``fitter.default_init``); μ is set to ``mu_fixed`` for conditional fits. Shared by the binned and
+    the unbinned fitter (:mod:`lzflow.stats.unbinned`)."""
+    n_par = fitter.model.n_par
+    if init is None:
+        init = fitter.default_init(data, mu_fixed)
+    init = np.array(init, dtype=np.float64, copy=True)
+    if init.shape != (data.n, n_par):
+        raise ValueError(f"init must have shape ({data.n}, {n_par})")
+    if mu_fixed is not None:
+        init[:, 0] = mu_fixed
+    blocks = [np.arange(s, min(s + block_size, data.n)) for s in range(0, data.n, block_size)]
+
+    def work(idx: np.ndarray) -> None:
+        sub = data if idx.size == data.n else data.slice(int(idx[0]), int(idx[-1]) + 1)
+        res.put(idx, fitter._fit_block(sub, mu_fixed, init[idx], mu_lower, fisher_at))
+
+    n_threads = min(fitter.n_threads, len(blocks))
+    if n_threads > 1:
+        with blas_threads(1), ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(work, blocks))
+    else:
+        for idx in blocks:
+            work(idx)
+    return res
+
+
 class BatchedFitter:
     """Vectorised projected-Newton fitter for a :class:`BinnedModel`.
 
@@ -427,28 +457,7 @@ class BatchedFitter:
             data = self.prepare(data, aux)
         cfg = self.config
         res = FitResult.empty(data.n, self.model.n_par)
-        if init is None:
-            init = self.default_init(data, mu_fixed)
-        init = np.array(init, dtype=np.float64, copy=True)
-        if init.shape != (data.n, self.model.n_par):
-            raise ValueError(f"init must have shape ({data.n}, {self.model.n_par})")
-        if mu_fixed is not None:
-            init[:, 0] = mu_fixed
-        bs = max(1, int(cfg.block_size))
-        blocks = [np.arange(s, min(s + bs, data.n)) for s in range(0, data.n, bs)]
-
-        def work(idx: np.ndarray) -> None:
-            sub = data if idx.size == data.n else data.slice(int(idx[0]), int(idx[-1]) + 1)
-            res.put(idx, self._fit_block(sub, mu_fixed, init[idx], mu_lower, fisher_at))
-
-        n_threads = min(self.n_threads, len(blocks))
-        if n_threads > 1:
-            with blas_threads(1), ThreadPoolExecutor(n_threads) as pool:
-                list(pool.map(work, blocks))
-        else:
-            for idx in blocks:
-                work(idx)
-        return res
+        return fit_in_blocks(self, data, res, init, mu_fixed, mu_lower, fisher_at, max(1, int(cfg.block_size)))
 
     # ------------------------------------------------------------------ block fit
     def _fit_block(

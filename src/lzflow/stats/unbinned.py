@@ -74,7 +74,6 @@ record.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -84,7 +83,7 @@ from scipy.special import ndtri
 from ._linalg import newton_direction, reuse_direction
 from ._rng import ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy
+from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, fit_in_blocks
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
 from .teststat import mu_lower_bound
@@ -718,28 +717,8 @@ class UnbinnedFitter:
         toys are spread over threads."""
         cfg = self.config
         res = FitResult.empty(data.n, self.model.n_par)
-        if init is None:
-            init = self.default_init(data, mu_fixed)
-        init = np.array(init, dtype=np.float64, copy=True)
-        if init.shape != (data.n, self.model.n_par):
-            raise ValueError(f"init must have shape ({data.n}, {self.model.n_par})")
-        if mu_fixed is not None:
-            init[:, 0] = mu_fixed
         bs = min(max(1, int(cfg.block_size)), sub_block_size(data.V.shape[1], data.V.shape[2]))
-        blocks = [np.arange(s, min(s + bs, data.n)) for s in range(0, data.n, bs)]
-
-        def work(idx: np.ndarray) -> None:
-            sub = data if idx.size == data.n else data.slice(int(idx[0]), int(idx[-1]) + 1)
-            res.put(idx, self._fit_block(sub, mu_fixed, init[idx], mu_lower, fisher_at))
-
-        nt = min(self.n_threads, len(blocks))
-        if nt > 1:
-            with blas_threads(1), ThreadPoolExecutor(nt) as pool:
-                list(pool.map(work, blocks))
-        else:
-            for idx in blocks:
-                work(idx)
-        return res
+        return fit_in_blocks(self, data, res, init, mu_fixed, mu_lower, fisher_at, bs)
 
     def _fit_block(self, data: EventData, mu_fixed: float | None, init: np.ndarray,
                    mu_lower: float | None, fisher_at: np.ndarray | None) -> FitResult:
