@@ -13,14 +13,12 @@ Plots (matplotlib with the mplhep style):
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .io import atomic_path
+from .io import atomic_path, write_csv
 
 __all__ = ["curve_rows", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
            "LZ_REFERENCE"]
@@ -53,13 +51,7 @@ def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def write_curve_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+    write_csv(path, rows, COLUMNS)
 
 
 def _figure():

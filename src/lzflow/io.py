@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_json", "read_json"]
+__all__ = ["atomic_path", "write_json", "read_json", "write_csv"]
 
 
 @contextmanager
@@ -65,3 +65,17 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: corrupt JSON ({err.msg} at line {err.lineno})") from None
+
+
+def write_csv(path: str | Path, rows: Any, columns: list[str]) -> None:
+    """Write ``rows`` (mappings) as CSV with the given columns, ``None`` as an empty cell, atomically."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue())

@@ -41,7 +41,6 @@ and ``overlay.png`` (limit curves of the variants over the baseline band, with t
 from __future__ import annotations
 
 import csv
-import io
 import math
 import re
 from dataclasses import dataclass, field
@@ -363,15 +362,9 @@ def study_rows(study: Mapping[str, Any], baseline: Mapping[str, Mapping[str, Any
 
 
 def write_study_table(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    from .io import atomic_path
+    from .io import write_csv
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=TABLE_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in TABLE_COLUMNS})
-    with atomic_path(path) as tmp:
-        tmp.write_text(buffer.getvalue())
+    write_csv(path, rows, TABLE_COLUMNS)
 
 
 def _fmt(x: Any, kind: str = "g") -> str:

@@ -17,11 +17,27 @@ from .model import BinnedModel
 __all__ = ["fit_minuit", "fit_minuit_prepared", "migrad_into"]
 
 
-def migrad_into(res: FitResult, t: int, nll, grad, y0: np.ndarray, lb: np.ndarray, step: np.ndarray,
-                cols: np.ndarray, names: list[str], n_par: int, mu_fixed: float | None, tol: float) -> None:
-    """Minimise ``nll`` (free parameters ``cols``, lower bounds ``lb``) with Migrad from ``y0`` and write
-    row ``t`` of ``res``: full parameters, NLL, status (MINUIT_FAILED unless Migrad reports a valid
-    minimum after strategy 1, then 2), iterations, projected-gradient norm, EDM and at-bound flags."""
+def migrad_into(res: FitResult, t: int, nll, grad, fitter, init: np.ndarray, lb: np.ndarray,
+                cols: np.ndarray, mu_fixed: float | None, tol: float) -> None:
+    """Minimise ``nll`` (free parameters ``cols``, lower bounds ``lb``) with Migrad from the full start
+    vector ``init`` and write row ``t`` of ``res``: full parameters, NLL, status (MINUIT_FAILED unless
+    Migrad reports a valid minimum after strategy 1, then 2), iterations, projected-gradient norm, EDM
+    and at-bound flags. Initial steps: 1σ from ``fitter.expected_information`` at the start (binned
+    or unbinned fitter)."""
+    m = fitter.model
+    n_par = m.n_par
+    names = [m.par_names[c] for c in cols]
+    y0 = np.maximum(np.asarray(init, float)[cols], np.where(np.isfinite(lb), lb, -np.inf))
+    full0 = np.ones(n_par)
+    full0[cols] = np.maximum(y0, 0.0)
+    if mu_fixed is not None:
+        full0[0] = mu_fixed
+    try:
+        info = fitter.expected_information(full0, mu_free=mu_fixed is None)
+        step = np.sqrt(np.clip(np.diag(np.linalg.inv(info)), 1e-16, None))
+    except np.linalg.LinAlgError:
+        step = np.full(cols.size, 0.1)
+    step = np.where(np.isfinite(step) & (step > 0), step, 0.1)
     # Migrad's bound transform has zero slope exactly at a limit: start strictly inside,
     # and inside the domain (ν > 0 where n > 0)
     y0 = np.where(np.isfinite(lb) & (y0 <= lb + 0.1 * step), lb + 0.1 * step, y0)
@@ -116,19 +132,7 @@ def fit_minuit_prepared(
             nu = Xn @ y + cn
             return tvec - (nn / nu) @ Xn + prec * (y - a)
 
-        # initial steps: 1σ from the expected information at the start (clipped inside bounds)
-        y0 = np.maximum(np.asarray(init[t], float)[cols], np.where(np.isfinite(lb), lb, -np.inf))
-        full0 = np.ones(m.n_par)
-        full0[cols] = np.maximum(y0, 0.0)
-        if mu_fixed is not None:
-            full0[0] = mu_fixed
-        try:
-            info = fitter.expected_information(full0, mu_free=mu_fixed is None)
-            step = np.sqrt(np.clip(np.diag(np.linalg.inv(info)), 1e-16, None))
-        except np.linalg.LinAlgError:
-            step = np.full(cols.size, 0.1)
-        step = np.where(np.isfinite(step) & (step > 0), step, 0.1)
-        migrad_into(res, t, nll, grad, y0, lb, step, cols, [m.par_names[c] for c in cols], m.n_par, mu_fixed, tol)
+        migrad_into(res, t, nll, grad, fitter, init[t], lb, cols, mu_fixed, tol)
     return res
 
 

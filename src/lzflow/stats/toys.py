@@ -351,11 +351,12 @@ class ToyResult:
         )
 
 
-def _fit_block(
+def fit_toy_block(
     fitter: BatchedFitter, data: PreparedData, gen: np.ndarray, mu_test: np.ndarray,
     test_stat: str, slope: np.ndarray,
 ) -> tuple[FitResult, list[FitResult]]:
-    """Unconditional fit + conditional fits at each tested μ for one block of toys."""
+    """Unconditional fit + conditional fits at each tested μ for one block of toys (any fitter with
+    the :meth:`BatchedFitter.fit` interface: binned, or :class:`lzflow.stats.unbinned.UnbinnedFitter`)."""
     n = data.n
     init = np.broadcast_to(gen, (n, gen.size))
     lower = mu_lower_bound(test_stat)
@@ -471,7 +472,7 @@ def run_toys(
         blk, rows = item
         toys = np.arange(blk * bs, (blk + 1) * bs, dtype=np.int64)
         data, aux = sampler.draw(base_seed, mass_key, poi_index, hyp, toys)
-        ru, conds = _fit_block(fitter, data, gen, mus, test_stat, slope)
+        ru, conds = fit_toy_block(fitter, data, gen, mus, test_stat, slope)
         pos = toy_indices[rows] - blk * bs  # position of each requested toy in the block
         store_block(res, rows, pos, aux, data.total, ru, conds)
 

@@ -87,7 +87,7 @@ from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, fit_i
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
 from .teststat import mu_lower_bound
-from .toys import HYPOTHESES, ToyResult, generation_point, run_blocks, store_block
+from .toys import HYPOTHESES, ToyResult, fit_toy_block, generation_point, run_blocks, store_block
 
 __all__ = [
     "UnbinnedModel",
@@ -844,47 +844,11 @@ def fit_minuit_events(
             with np.errstate(divide="ignore", invalid="ignore"):
                 return prob.tvec - X @ (1.0 / nu) + prob.prec * (y - a)
 
-        y0 = np.maximum(np.asarray(init[t], float)[cols], np.where(np.isfinite(lb), lb, -np.inf))
-        full0 = np.ones(m.n_par)
-        full0[cols] = np.maximum(y0, 0.0)
-        if mu_fixed is not None:
-            full0[0] = mu_fixed
-        try:
-            info = fitter.expected_information(full0, mu_free=mu_fixed is None)
-            step = np.sqrt(np.clip(np.diag(np.linalg.inv(info)), 1e-16, None))
-        except np.linalg.LinAlgError:
-            step = np.full(cols.size, 0.1)
-        step = np.where(np.isfinite(step) & (step > 0), step, 0.1)
-        migrad_into(res, t, nll, grad, y0, lb, step, cols, [m.par_names[j] for j in cols], m.n_par, mu_fixed, tol)
+        migrad_into(res, t, nll, grad, fitter, init[t], lb, cols, mu_fixed, tol)
     return res
 
 
 # ----------------------------------------------------------------------------- toys end to end
-def _fit_block_toys(fitter: UnbinnedFitter, data: EventData, gen: np.ndarray,
-                    mu_test: np.ndarray, test_stat: str, slope: np.ndarray
-                    ) -> tuple[FitResult, list[FitResult]]:
-    """Unconditional + conditional fits of one block (as :func:`lzflow.stats.toys._fit_block`)."""
-    n = data.n
-    lower = mu_lower_bound(test_stat)
-    start = np.array(np.broadcast_to(gen, (n, gen.size)))
-    if lower is not None:
-        start[:, 0] = np.maximum(start[:, 0], lower)
-    ru = fitter.fit(data, mu_fixed=None, init=start, mu_lower=lower, fisher_at=gen)
-    conds: list[FitResult] = []
-    prev_params, prev_mu = ru.params, ru.params[:, 0]
-    bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
-    for mu in mu_test:
-        ci = prev_params + (mu - prev_mu)[:, None] * slope
-        ci[:, 1:] = np.maximum(ci[:, 1:], 0.0)
-        ci[bad_prev] = gen
-        ci[:, 0] = mu
-        rc = fitter.fit(data, mu_fixed=float(mu), init=ci)
-        conds.append(rc)
-        prev_params, prev_mu = rc.params, np.full(n, float(mu))
-        bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
-    return ru, conds
-
-
 def run_unbinned_toys(
     ws: Mapping[str, Any] | UnbinnedModel,
     order: int,
@@ -970,7 +934,7 @@ def run_unbinned_toys(
         parts = []
         for s0 in range(0, ev.n, sb):
             data = fitter.prepare(ev.take(np.arange(s0, min(s0 + sb, ev.n))))
-            parts.append((data.n_events, *_fit_block_toys(fitter, data, gen, mus, test_stat, slope)))
+            parts.append((data.n_events, *fit_toy_block(fitter, data, gen, mus, test_stat, slope)))
         ne = np.concatenate([p[0] for p in parts])
         ru = FitResult.concat([p[1] for p in parts])
         conds = [FitResult.concat([p[2][j] for p in parts]) for j in range(mus.size)]
