@@ -276,6 +276,9 @@ def test_error_summary_and_replay(repo, quick_run):
         assert result["identical"], result
     assert main(["errors", "--workspace", str(quick_run / "m40" / "workspace.json"), "--replay",
                  str(quick_run / "m40" / "toys" / "poi0" / "job0.npz"), "3"]) == 0
+    # a toy index the file does not hold is a one-line user error (exit 2), not a traceback
+    assert main(["errors", "--workspace", str(quick_run / "m40" / "workspace.json"), "--replay",
+                 str(quick_run / "m40" / "toys" / "poi0" / "job0.npz"), "99999"]) == 2
 
 
 def test_report_page_and_snakemake_report(repo, quick_run, tmp_path):

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .toyjobs import load_toy_job
+from .toyjobs import ToyFileError, load_toy_job
 
 __all__ = ["summarise_errors", "replay_toy", "errors_markdown"]
 
@@ -82,7 +82,9 @@ def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> d
     arrays, header = load_toy_job(toy_file)
     where = np.flatnonzero(arrays["toy_index"] == toy_index)
     if where.size != 1:
-        raise ValueError(f"{toy_file}: no toy with index {toy_index}")
+        have = arrays["toy_index"]
+        raise ToyFileError(f"{toy_file}: no toy with index {toy_index}; expected one of "
+                           f"{int(have.min())}..{int(have.max())}" if have.size else f"{toy_file}: no toys")
     i = int(where[0])
     grid = np.asarray(header["poi_grid"], dtype=np.float64)
     likelihood = likelihood_settings(header.get("likelihood", {}))

@@ -274,6 +274,24 @@ class ToyResult:
         "first_failure_cond", "strategy_cond", "q",
     )
 
+    @classmethod
+    def empty(cls, hypothesis: str, poi_index: int, base_seed: int, mass_key: int, test_stat: str,
+              gen_params: np.ndarray, mu_test: np.ndarray, toy_indices: np.ndarray, n_bkg: int) -> "ToyResult":
+        """Records for ``toy_indices`` before any fit: NaN values, NOT_RUN statuses, aux at nominal."""
+        n, n_mu = toy_indices.size, mu_test.size
+        return cls(
+            hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
+            mass_key=int(mass_key), test_stat=test_stat, gen_params=gen_params, mu_test=mu_test,
+            toy_index=toy_indices.copy(), aux=np.ones((n, n_bkg)), n_events=np.zeros(n),
+            mu_hat=np.full(n, np.nan), params_uncond=np.full((n, 1 + n_bkg), np.nan),
+            nll_uncond=np.full(n, np.nan), status_uncond=np.full(n, FitStatus.NOT_RUN, np.int8),
+            first_failure_uncond=np.zeros(n, np.int8), strategy_uncond=np.zeros(n, np.int8),
+            nll_cond=np.full((n, n_mu), np.nan),
+            status_cond=np.full((n, n_mu), FitStatus.NOT_RUN, np.int8),
+            first_failure_cond=np.zeros((n, n_mu), np.int8),
+            strategy_cond=np.zeros((n, n_mu), np.int8), q=np.full((n, n_mu), np.nan),
+        )
+
     @property
     def n(self) -> int:
         return int(self.toy_index.size)
@@ -448,20 +466,8 @@ def run_toys(
         )
     slope = fitter.profile_slope(gen)
     sampler = ToySampler(fitter, gen, stream)
-    n_mu = mus.size
-    nb = model.n_bkg
-    res = ToyResult(
-        hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
-        mass_key=int(mass_key), test_stat=test_stat, gen_params=gen, mu_test=mus,
-        toy_index=toy_indices.copy(), aux=np.ones((n, nb)), n_events=np.zeros(n),
-        mu_hat=np.full(n, np.nan), params_uncond=np.full((n, 1 + nb), np.nan),
-        nll_uncond=np.full(n, np.nan), status_uncond=np.full(n, FitStatus.NOT_RUN, np.int8),
-        first_failure_uncond=np.zeros(n, np.int8), strategy_uncond=np.zeros(n, np.int8),
-        nll_cond=np.full((n, n_mu), np.nan),
-        status_cond=np.full((n, n_mu), FitStatus.NOT_RUN, np.int8),
-        first_failure_cond=np.zeros((n, n_mu), np.int8),
-        strategy_cond=np.zeros((n, n_mu), np.int8), q=np.full((n, n_mu), np.nan),
-    )
+    res = ToyResult.empty(hypothesis, poi_index, base_seed, mass_key, test_stat, gen, mus, toy_indices,
+                          model.n_bkg)
     hyp = HYPOTHESES[hypothesis]
     block_of = toy_indices // bs
     order = np.argsort(block_of, kind="stable")

@@ -908,19 +908,9 @@ def run_unbinned_toys(
         mus = np.atleast_1d(np.asarray(mu_test, dtype=np.float64))
     slope = fitter._binned.profile_slope(gen)
     sampler = UnbinnedToySampler(model, gen)
-    n, n_mu, nb = toy_indices.size, mus.size, model.n_bkg
-    res = ToyResult(
-        hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
-        mass_key=int(mass_key), test_stat=test_stat, gen_params=gen, mu_test=mus,
-        toy_index=toy_indices.copy(), aux=np.ones((n, nb)), n_events=np.zeros(n),
-        mu_hat=np.full(n, np.nan), params_uncond=np.full((n, 1 + nb), np.nan),
-        nll_uncond=np.full(n, np.nan), status_uncond=np.full(n, FitStatus.NOT_RUN, np.int8),
-        first_failure_uncond=np.zeros(n, np.int8), strategy_uncond=np.zeros(n, np.int8),
-        nll_cond=np.full((n, n_mu), np.nan),
-        status_cond=np.full((n, n_mu), FitStatus.NOT_RUN, np.int8),
-        first_failure_cond=np.zeros((n, n_mu), np.int8),
-        strategy_cond=np.zeros((n, n_mu), np.int8), q=np.full((n, n_mu), np.nan),
-    )
+    n = toy_indices.size
+    res = ToyResult.empty(hypothesis, poi_index, base_seed, mass_key, test_stat, gen, mus, toy_indices,
+                          model.n_bkg)
     key = ensemble_key(base_seed, mass_key, poi_index, HYPOTHESES[hypothesis])
     bs = max(1, int(block_size))
     block_of = toy_indices // bs
