@@ -220,12 +220,16 @@ def cmd_toys(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------- merge
 def cmd_merge(args: argparse.Namespace) -> int:
     from .io import write_json
-    from .merge import merge_limits
+    from .merge import merge_limits, merge_mass
     from .workspace import read_workspace
 
     spec = json.loads(args.spec)
     ws = read_workspace(args.workspace)
-    doc = merge_limits(ws, args.toys, spec)
+    if args.errors_out:
+        doc, errors = merge_mass(ws, args.toys, spec)
+        write_json(args.errors_out, errors)
+    else:
+        doc = merge_limits(ws, args.toys, spec)
     doc["mass_label"] = spec.get("mass_label")
     write_json(args.out, doc)
     if doc.get("no_sensitivity"):
@@ -274,8 +278,8 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- errors
 def cmd_errors(args: argparse.Namespace) -> int:
-    from .errors import errors_markdown, replay_toy, summarise_errors
-    from .io import atomic_path, write_json
+    from .errors import combine_summaries, errors_markdown, replay_toy, summarise_errors
+    from .io import atomic_path, read_json, write_json
     from .workspace import read_workspace
 
     if args.replay:
@@ -285,7 +289,12 @@ def cmd_errors(args: argparse.Namespace) -> int:
         result = replay_toy(read_workspace(args.workspace), path, int(index))
         print(json.dumps(result, indent=1))
         return 0 if result["identical"] else 1
-    summary = summarise_errors(args.toys)
+    if args.toys and args.summaries:
+        raise ConfigError("errors: give --toys or --summaries, not both")
+    if args.summaries:
+        summary = combine_summaries(read_json(p) for p in sorted(args.summaries))
+    else:
+        summary = summarise_errors(args.toys)
     if args.out:
         write_json(args.out, summary)
         with atomic_path(Path(args.out).with_suffix(".md")) as tmp:
@@ -436,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", required=True, help="workspace.json of the mass")
     p.add_argument("--toys", nargs="*", default=[], help="toy files of this mass")
     p.add_argument("--out", required=True, help="output limit.json")
+    p.add_argument("--errors-out", help="also write the fit-error summary of these toys (as 'lzflow errors --out')")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("curve", help="limit curve over masses: CSV and plots",
@@ -453,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "number, toy index) to replay. With --replay FILE INDEX, regenerate that toy from its seed, "
                        "refit it and compare with the stored record (exit 1 if they differ).")
     p.add_argument("--toys", nargs="*", default=[], help="toy files (job*.npz)")
+    p.add_argument("--summaries", nargs="*", default=[],
+                   help="per-mass summaries (m<mass>/fit_errors.json from 'lzflow merge --errors-out') to combine "
+                   "instead of reading toy files")
     p.add_argument("--out", help="write the summary as JSON (and a .md table beside it)")
     p.add_argument("--replay", nargs=2, metavar=("TOY_FILE", "TOY_INDEX"), help="replay one toy")
     p.add_argument("--workspace", help="workspace.json (for --replay)")

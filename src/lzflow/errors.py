@@ -12,6 +12,11 @@ needed, and q. :func:`summarise_errors` counts, per (mass, hypothesis, POI, fit,
 
 and lists the offending toys by (file, run number, toy index) so one can be replayed with
 :func:`replay_toy`, which regenerates the toy from its seed and refits it.
+
+In the workflow each merge job summarises its own mass from the toys it has already read
+(:func:`summarise_loaded`, ``m<mass>/fit_errors.json``) and the ``errors`` rule combines those
+(:func:`combine_summaries`): the same document as :func:`summarise_errors` over every toy file,
+without a job that depends on every toy file of the analysis.
 """
 
 from __future__ import annotations
@@ -23,55 +28,90 @@ import numpy as np
 
 from .toyjobs import ToyFileError, load_toy_job
 
-__all__ = ["summarise_errors", "replay_toy", "errors_markdown"]
+__all__ = ["summarise_errors", "summarise_loaded", "combine_summaries", "replay_toy", "errors_markdown"]
 
 
 def summarise_errors(paths: Iterable[str | Path], max_listed: int = 50) -> dict[str, Any]:
-    """Counts of failed/suspicious fits per mass, hypothesis, POI and cause, plus the first toys."""
-    from .stats.fit import FitStatus
+    """Counts of failed/suspicious fits per mass, hypothesis, POI and cause, plus the first toys.
 
+    Files are read one at a time, in sorted path order (the order of the listed toys)."""
+    return summarise_loaded(((path, *load_toy_job(path)) for path in sorted(map(str, paths))), max_listed)
+
+
+def summarise_loaded(files: Iterable[tuple[str, Mapping[str, np.ndarray], Mapping[str, Any]]],
+                     max_listed: int = 50) -> dict[str, Any]:
+    """:func:`summarise_errors` of toy files already read: (path, arrays, header) in listing order."""
     rows: dict[tuple, dict[str, int]] = {}
     listed: list[dict[str, Any]] = []
     n_files = 0
-    for path in sorted(map(str, paths)):
-        arrays, header = load_toy_job(path)
+    for path, arrays, header in files:
         n_files += 1
         key = (header["mass_GeV"], header["hypothesis"], header["poi_index"])
         row = rows.setdefault(key, {"toys": 0})
-        row["toys"] += int(arrays["toy_index"].size)
-        flagged: dict[int, list[str]] = {}
-        for fit in ("uncond", "cond"):
-            status = arrays[f"status_{fit}"].reshape(arrays["toy_index"].size, -1)
-            first = arrays[f"first_failure_{fit}"].reshape(arrays["toy_index"].size, -1)
-            for code in FitStatus:
-                if code == FitStatus.CONVERGED:
-                    continue
-                for label, values in (("final", status), ("retried", first)):
-                    hit = np.any(values == code, axis=1)
-                    if label == "retried":
-                        hit &= ~np.any(status == code, axis=1)
-                    if hit.any():
-                        cause = f"{fit}:{label}:{code.name}"
-                        row[cause] = row.get(cause, 0) + int(hit.sum())
-                        for i in np.flatnonzero(hit):
-                            flagged.setdefault(int(i), []).append(cause)
-        nan_q = np.any(np.isnan(arrays["q"]), axis=1)
-        if nan_q.any():
-            row["nan_q"] = row.get("nan_q", 0) + int(nan_q.sum())
-            for i in np.flatnonzero(nan_q):
-                flagged.setdefault(int(i), []).append("nan_q")
-        row["mu_hat_at_bound"] = row.get("mu_hat_at_bound", 0) + int(np.sum(arrays["mu_hat"] <= 0.0))
-        for i, causes in sorted(flagged.items()):
+        for i, causes in _count_file(arrays, row):
             if len(listed) < max_listed:
-                listed.append({"file": path, "run_number": header["run_number"],
+                listed.append({"file": str(path), "run_number": header["run_number"],
                                "toy_index": int(arrays["toy_index"][i]), "causes": causes})
+    return _summary(rows, n_files, listed)
+
+
+def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int]) -> list[tuple[int, list[str]]]:
+    """Add one file's counts to ``row``; return its flagged toys (position in file, causes)."""
+    from .stats.fit import FitStatus
+
+    n = arrays["toy_index"].size
+    row["toys"] += int(n)
+    flagged: dict[int, list[str]] = {}
+    for fit in ("uncond", "cond"):
+        status = arrays[f"status_{fit}"].reshape(n, -1)
+        first = arrays[f"first_failure_{fit}"].reshape(n, -1)
+        for code in FitStatus:
+            if code == FitStatus.CONVERGED:
+                continue
+            for label, values in (("final", status), ("retried", first)):
+                hit = np.any(values == code, axis=1)
+                if label == "retried":
+                    hit &= ~np.any(status == code, axis=1)
+                if hit.any():
+                    cause = f"{fit}:{label}:{code.name}"
+                    row[cause] = row.get(cause, 0) + int(hit.sum())
+                    for i in np.flatnonzero(hit):
+                        flagged.setdefault(int(i), []).append(cause)
+    nan_q = np.any(np.isnan(arrays["q"]), axis=1)
+    if nan_q.any():
+        row["nan_q"] = row.get("nan_q", 0) + int(nan_q.sum())
+        for i in np.flatnonzero(nan_q):
+            flagged.setdefault(int(i), []).append("nan_q")
+    row["mu_hat_at_bound"] = row.get("mu_hat_at_bound", 0) + int(np.sum(arrays["mu_hat"] <= 0.0))
+    return sorted(flagged.items())
+
+
+def _summary(rows: Mapping[tuple, Mapping[str, int]], n_files: int, listed: list[dict[str, Any]]) -> dict[str, Any]:
     table = [dict(zip(("mass_GeV", "hypothesis", "poi_index"), key), **counts)
              for key, counts in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2]))]
-    total_toys = sum(r["toys"] for r in table)
-    failed = sum(v for r in table for k, v in r.items() if ":final:" in k)
-    return {"files": n_files, "toys": total_toys, "failed_fits": failed,
+    return {"files": n_files, "toys": sum(r["toys"] for r in table),
+            "failed_fits": sum(v for r in table for k, v in r.items() if ":final:" in k),
             "retried_fits": sum(v for r in table for k, v in r.items() if ":retried:" in k),
             "nan_q": sum(r.get("nan_q", 0) for r in table), "table": table, "toys_to_replay": listed}
+
+
+def combine_summaries(summaries: Iterable[Mapping[str, Any]], max_listed: int = 50) -> dict[str, Any]:
+    """One summary from summaries of disjoint sets of toy files (e.g. the per-mass ones that merge writes).
+
+    Given the per-mass summaries in the sorted order of their paths (``.../m<mass>/fit_errors.json``),
+    this equals :func:`summarise_errors` over all the toy files at once (the listed toys included)."""
+    rows: dict[tuple, dict[str, int]] = {}
+    listed: list[dict[str, Any]] = []
+    n_files = 0
+    for summary in summaries:
+        n_files += int(summary["files"])
+        for entry in summary["table"]:
+            key = (entry["mass_GeV"], entry["hypothesis"], entry["poi_index"])
+            if key in rows:
+                raise ValueError(f"mass {key[0]:g} GeV, {key[1]} POI {key[2]} appears in two summaries")
+            rows[key] = {k: v for k, v in entry.items() if k not in ("mass_GeV", "hypothesis", "poi_index")}
+        listed.extend(summary["toys_to_replay"][: max(0, max_listed - len(listed))])
+    return _summary(rows, n_files, listed)
 
 
 def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ power-threshold quantile) and :mod:`lzflow.stats.asymptotic` for the asymptotic 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,22 +23,29 @@ from . import __version__
 from .progress import progress
 from .toyjobs import load_toy_job, workspace_digest
 
-__all__ = ["collect_toys", "merge_limits", "MergeError"]
+__all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "MergeError"]
+
+LoadedToyFile = tuple[str, dict[str, np.ndarray], dict[str, Any]]
 
 
 class MergeError(ValueError):
     """The set of toy files is inconsistent."""
 
 
-def collect_toys(paths: Iterable[str | Path], ws: Mapping[str, Any]) -> tuple[dict[int, dict], dict | None, list]:
-    """Read and check toy files; return ({poi_index: S+B records}, B-only records, headers)."""
+def load_toy_files(paths: Iterable[str | Path]) -> list[LoadedToyFile]:
+    """Read toy files in sorted path order: [(path, arrays, header)]; a corrupt one raises naming it."""
+    return [(path, *load_toy_job(path))
+            for path in progress(sorted(map(str, paths)), desc="reading toy files", unit="file")]
+
+
+def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple[dict[int, dict], dict | None, list]:
+    """Check toy files (:func:`load_toy_files`); return ({poi_index: S+B records}, B-only records, headers)."""
     digest = workspace_digest(ws)
     grid = list(ws["poi_grid"])
     by_run: dict[int, str] = {}
     parts: dict[tuple[str, int], list[tuple[dict, dict, str]]] = {}
     headers = []
-    for path in progress(sorted(map(str, paths)), desc="reading toy files", unit="file"):
-        arrays, header = load_toy_job(path)
+    for path, arrays, header in files:
         run = header["run_number"]
         if run in by_run:
             raise MergeError(f"{path}: duplicate run number {run} (also in {by_run[run]})")
@@ -103,6 +110,21 @@ def _finite_or_none(x: float) -> float | None:
 def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any]) -> dict[str, Any]:
     """The limit document of one mass (see the module docstring); ``spec`` holds cl, method,
     power_threshold, test_statistic."""
+    return _limit_document(ws, lambda: load_toy_files(toy_paths), spec)
+
+
+def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path],
+               spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`merge_limits` and the fit-error summary of the same toys
+    (:func:`lzflow.errors.summarise_loaded`), reading each toy file once."""
+    from .errors import summarise_loaded
+
+    files = load_toy_files(toy_paths)
+    return _limit_document(ws, lambda: files, spec), summarise_loaded(files)
+
+
+def _limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]],
+                    spec: Mapping[str, Any]) -> dict[str, Any]:
     from .stats.hypotest import BANDS, Ensemble, invert_toys, observed_q, pvalue_table
     from .stats.toys import observed_asimov
     from .workspace import workspace_model
@@ -122,7 +144,7 @@ def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: M
         return doc
     model = workspace_model(ws)
     mus = np.asarray(ws["poi_grid"], dtype=np.float64)
-    sb, b, headers = collect_toys(toy_paths, ws)
+    sb, b, headers = collect_toys(toy_files(), ws)
     missing = [k for k in range(mus.size) if k not in sb]
     if missing:
         raise MergeError(f"S+B toys missing for POI indices {missing}")

@@ -1,0 +1,87 @@
+"""Fit-error summaries: per-mass summaries (written by merge) combine into the all-files summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lzflow.cli import main
+from lzflow.errors import combine_summaries, errors_markdown, summarise_errors, summarise_loaded
+from lzflow.merge import load_toy_files
+from lzflow.stats.fit import FitStatus
+
+
+def _write_toy_file(path: Path, mass: float, hypothesis: str, poi: int, run: int, first_toy: int, n: int,
+                    rng: np.random.Generator) -> None:
+    """A toy file with the fields the error summary reads, and injected failures, retries and NaN q."""
+    status = {f: np.zeros(n, dtype=np.int8) for f in ("uncond", "cond")}
+    first = {f: np.zeros(n, dtype=np.int8) for f in ("uncond", "cond")}
+    for fit in ("uncond", "cond"):
+        failed = rng.random(n) < 0.15
+        status[fit][failed] = rng.choice([FitStatus.MAX_ITER, FitStatus.LINE_SEARCH], failed.sum())
+        retried = ~failed & (rng.random(n) < 0.15)
+        first[fit][retried] = FitStatus.NON_FINITE
+        first[fit][failed] = status[fit][failed]
+    q = rng.exponential(size=(n, 1))
+    q[rng.random(n) < 0.1] = np.nan
+    header = {"mass_GeV": mass, "hypothesis": hypothesis, "poi_index": poi, "run_number": run}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, toy_index=np.arange(first_toy, first_toy + n), q=q, mu_hat=rng.normal(size=n),
+             status_uncond=status["uncond"], status_cond=status["cond"], first_failure_uncond=first["uncond"],
+             first_failure_cond=first["cond"],
+             header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+
+
+@pytest.fixture
+def toy_tree(tmp_path):
+    """Toy files of three masses (labels 9, 10, 100: string order differs from numeric order)."""
+    rng = np.random.default_rng(5)
+    run = 0
+    for mass in (9.0, 10.0, 100.0):
+        for poi in range(3):
+            for job in range(2):
+                run += 1
+                _write_toy_file(tmp_path / f"m{mass:g}" / "toys" / f"poi{poi}" / f"job{job}.npz", mass, "sb", poi,
+                                run, 40 * job, 40, rng)
+        run += 1
+        _write_toy_file(tmp_path / f"m{mass:g}" / "toys" / "bonly" / "job0.npz", mass, "b", -1, run, 0, 50, rng)
+    return tmp_path
+
+
+@pytest.mark.parametrize("max_listed", [3, 50, 1000])
+def test_per_mass_summaries_combine_to_the_all_files_summary(toy_tree, max_listed):
+    everything = summarise_errors(toy_tree.rglob("job*.npz"), max_listed=max_listed)
+    assert everything["failed_fits"] > 0 and everything["retried_fits"] > 0 and everything["nan_q"] > 0
+    per_mass = {}
+    for mass_dir in toy_tree.glob("m*"):
+        files = load_toy_files(mass_dir.rglob("job*.npz"))
+        per_mass[str(mass_dir / "fit_errors.json")] = json.loads(json.dumps(summarise_loaded(files, max_listed)))
+    combined = combine_summaries((per_mass[p] for p in sorted(per_mass)), max_listed=max_listed)
+    assert json.dumps(combined, sort_keys=True) == json.dumps(everything, sort_keys=True)
+    assert errors_markdown(combined) == errors_markdown(everything)
+    assert len(combined["toys_to_replay"]) == min(max_listed, sum(len(s["toys_to_replay"]) for s in per_mass.values()))
+    assert combined["files"] == 3 * 7 and combined["toys"] == 3 * (6 * 40 + 50)
+
+
+def test_combining_overlapping_summaries_is_refused(toy_tree):
+    summary = summarise_errors((toy_tree / "m10").rglob("job*.npz"))
+    with pytest.raises(ValueError, match="mass 10 GeV, b POI -1 appears in two summaries"):
+        combine_summaries([summary, summary])
+
+
+def test_errors_cli_combines_summaries(toy_tree, tmp_path, capsys):
+    summaries = []
+    for mass_dir in toy_tree.glob("m*"):
+        path = mass_dir / "fit_errors.json"
+        path.write_text(json.dumps(summarise_errors(mass_dir.rglob("job*.npz"))))
+        summaries.append(str(path))
+    out = tmp_path / "out" / "fit_errors.json"
+    out.parent.mkdir()
+    assert main(["errors", "--summaries", *summaries, "--out", str(out)]) == 0
+    assert json.loads(out.read_text()) == json.loads(json.dumps(summarise_errors(toy_tree.rglob("job*.npz"))))
+    assert out.with_suffix(".md").read_text() == errors_markdown(json.loads(out.read_text()))
+    assert main(["errors", "--summaries", *summaries, "--toys", str(next(toy_tree.rglob("job*.npz")))]) == 2
+    assert "give --toys or --summaries, not both" in capsys.readouterr().err
