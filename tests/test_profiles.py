@@ -93,7 +93,23 @@ def test_local_profile(repo):
     assert _load_profile(repo, "local") == {"cores": "all"}
 
 
-def test_htcondor_profile(repo):
+@pytest.fixture(scope="module")
+def workflow_rules(repo) -> set[str]:
+    out = _snakemake(repo, "--list-rules", "--configfile", "config/quick.yaml")
+    assert out.returncode == 0, out.stderr[-2000:]
+    return set(out.stdout.split())
+
+
+def _assert_twins_match(set_resources: dict, rules: set[str]):
+    """Every rule with set resources: its *_study twin (same job for a study's tree) gets the same."""
+    assert set(set_resources) <= rules, set(set_resources) - rules
+    for name, values in set_resources.items():
+        twin = f"{name}_study"
+        if twin in rules:
+            assert set_resources.get(twin) == values, f"set-resources: {twin} differs from {name}"
+
+
+def test_htcondor_profile(repo, workflow_rules):
     p = _load_profile(repo, "htcondor")
     assert p["executor"] == "htcondor"
     assert int(p["retries"]) >= 1
@@ -106,15 +122,21 @@ def test_htcondor_profile(repo):
     # one job dir per controller run (timestamp + pid)
     assert re.fullmatch(r"\.snakemake/htcondor/\d{8}T\d{6}-\d+", p["htcondor-jobdir"])
     assert int(p["group-components"]["toys"]) >= 1
-    assert sorted(p["groups"]) == ["toys=toys", "toys_bonly=toys"]  # both toy rules bundled on HTCondor
+    # every toy rule (baseline and study twins) bundled on HTCondor
+    toy_rules = {r for r in workflow_rules if r.startswith("toys")}
+    assert toy_rules == {"toys", "toys_bonly", "toys_study", "toys_bonly_study"}
+    assert sorted(p["groups"]) == sorted(f"{r}=toys" for r in toy_rules)
+    _assert_twins_match(p["set-resources"], workflow_rules)
     assert _load_profile(repo, "htcondor", LZFLOW_TOYS_PER_JOB="7")["group-components"]["toys"] == 7
 
 
-def test_slurm_profile(repo):
+def test_slurm_profile(repo, workflow_rules):
     p = _load_profile(repo, "slurm")
     assert p["executor"] == "slurm"
     assert p["slurm-status-command"] == "squeue"  # sacct hangs forever without slurmdbd
-    assert {"toys", "toys_bonly"} <= {s.strip() for s in str(p["slurm-array-jobs"]).split(",")}
+    toy_rules = {r for r in workflow_rules if r.startswith("toys")}
+    assert {s.strip() for s in str(p["slurm-array-jobs"]).split(",")} == toy_rules  # study twins too
+    _assert_twins_match(p["set-resources"], workflow_rules)
     assert "groups" not in p and "group-components" not in p  # arrays, not groups, on Slurm
     assert 0 < int(p["slurm-init-seconds-before-status-checks"]) <= 60
     assert int(p["retries"]) >= 1

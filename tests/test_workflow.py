@@ -325,7 +325,8 @@ def test_n_toys_study_reuses_pdfs_and_workspaces(repo, quick_run, tmp_path):
     extra = _study_config(tmp_path, {"n_toys": {"parameter": "stats.toys_per_poi", "values": [100, 300],
                                                 "masses_GeV": [40]}})
     dry = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
-    assert job_counts(dry.stdout + dry.stderr) == {"toys": 8 * 2, "merge": 1, "study": 1, "report": 1, "all": 1}
+    assert job_counts(dry.stdout + dry.stderr) == {"toys_study": 8 * 2, "merge_study": 1, "study": 1, "report": 1,
+                                                "all": 1}
     snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
     study = quick_run / "studies" / "n_toys"
     assert not (study / "100" / "pdfs").exists() and not (study / "100" / "m40" / "workspace.json").exists()
@@ -368,8 +369,8 @@ def test_interpolation_study_runs_the_unbinned_likelihood(repo, quick_run, tmp_p
         "set": {"stats.likelihood": "unbinned", "stats.template_rebin": 1, "stats.toys_per_poi": 100,
                 "stats.toys_bonly": 200}}})
     dry = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
-    assert job_counts(dry.stdout + dry.stderr) == {"toys": 16, "toys_bonly": 2, "merge": 1, "study": 1,
-                                                   "report": 1, "all": 1}
+    assert job_counts(dry.stdout + dry.stderr) == {"toys_study": 16, "toys_bonly_study": 2, "merge_study": 1,
+                                                   "study": 1, "report": 1, "all": 1}
     snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
     variant = quick_run / "studies" / "interp" / "1" / "m40"
     arrays, header = load_toy_job(variant / "toys" / "poi3" / "job0.npz")

@@ -2,10 +2,11 @@
 # package; rules only call its console script with a JSON job spec holding what the job needs.
 #
 # Analysis trees: the baseline in RESULTS, and one tree per study value in
-# RESULTS/studies/<study>/<value> (lzflow.studies). Every rule's paths carry the {variant} wildcard
-# ("" for the baseline, "/studies/<study>/<value>" otherwise); inputs are looked up through the
-# variant, which reads each upstream artefact from the tree that owns it (a study reuses every output
-# it does not change).
+# RESULTS/studies/<study>/<value> (lzflow.studies). Each rule makes the baseline's artefacts with
+# plain paths; its `<rule>_study` twin (`use rule ... with:`) makes a study value's, with the
+# wildcard {variant} = "<study>/<value>", and reads each input from the tree that owns it (a study
+# reuses every output it does not change). Keeping the baseline's paths free of a leading wildcard
+# lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
 import re
 import sys
 
@@ -30,14 +31,19 @@ LZ = BASELINE.config
 RESULTS = f"{LZ['results_dir']}/{LZ['tag']}"
 LOGS = f"{LZ['results_dir']}/logs/{LZ['tag']}"
 BENCHMARKS = f"{LZ['results_dir']}/benchmarks/{LZ['tag']}"
+# the same trees for the *_study rules: {variant} is "<study>/<value>"
+STUDY_RESULTS = f"{RESULTS}/studies/{{variant}}"
+STUDY_LOGS = f"{LOGS}/studies/{{variant}}"
+STUDY_BENCHMARKS = f"{BENCHMARKS}/studies/{{variant}}"
 BACKGROUNDS = sorted(LZ["backgrounds"])
 MASSES = dict(zip(LZ["signal"]["mass_labels"], LZ["signal"]["masses_GeV"]))
 VARIANTS = {v.suffix: v for v in [BASELINE] + [v for s in STUDIES for v in s.variants]}
+STUDY_VARIANTS = {v.suffix[len("/studies/"):]: v for s in STUDIES for v in s.variants}
 STUDY_BY_NAME = {s.name: s for s in STUDIES}
 
 
 wildcard_constraints:
-    variant="(?:" + "|".join(re.escape(suffix) for suffix in VARIANTS) + ")",  # never "" (= unconstrained)
+    variant="|".join(re.escape(name) for name in STUDY_VARIANTS) or "(?!)",
     study="|".join(re.escape(name) for name in STUDY_BY_NAME) or "(?!)",
     background="|".join(BACKGROUNDS),
     mass=r"[0-9]+(\.[0-9]+)?",
@@ -47,7 +53,9 @@ wildcard_constraints:
 
 
 def variant_of(wildcards):
-    return VARIANTS[wildcards.variant]
+    """The analysis tree of a job: a study value's (*_study rules) or the baseline's."""
+    name = wildcards.get("variant")
+    return BASELINE if name is None else STUDY_VARIANTS[name]
 
 
 def cfg_of(wildcards):
@@ -56,12 +64,8 @@ def cfg_of(wildcards):
 
 
 def upstream(rel):
-    """Input: artefact ``rel`` (formatted with the wildcards) of the job's tree, from its owner.
-
-    Without studies every tree owns its artefacts, and a plain pattern spares Snakemake an input
-    function call per job (DAG building of >= 10,000 toy jobs stays within its time budget)."""
-    if not STUDIES:
-        return f"{RESULTS}{{variant}}/{rel}"
+    """Input of a *_study rule: artefact ``rel`` (formatted with the wildcards) of the job's tree,
+    from the tree that owns it (the baseline's, another value's or its own)."""
 
     def path(wildcards):
         return variant_of(wildcards).path(RESULTS, rel.format(**dict(wildcards.items())))

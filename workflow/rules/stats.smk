@@ -1,34 +1,51 @@
 # Per mass: workspace -> toy jobs (S+B per POI x job, B-only per job) -> merge; then the curve.
+# Each per-mass rule has a *_study twin that makes a study value's tree (see common.smk).
 
 
 rule workspace:
     input:
-        signal=upstream("pdfs/wimp_m{mass}.root"),
+        signal=f"{RESULTS}/pdfs/wimp_m{{mass}}.root",
         backgrounds=workspace_backgrounds,
         # read beside each .root by lzflow workspace; declared so that storage plugins stage them
-        signal_json=upstream("pdfs/wimp_m{mass}.json"),
+        signal_json=f"{RESULTS}/pdfs/wimp_m{{mass}}.json",
         backgrounds_json=workspace_background_jsons,
     output:
-        f"{RESULTS}{{variant}}/m{{mass}}/workspace.json",
-        f"{RESULTS}{{variant}}/m{{mass}}/workspace.pyhf.json",
-        f"{RESULTS}{{variant}}/m{{mass}}/workspace.hs3.json",
+        f"{RESULTS}/m{{mass}}/workspace.json",
+        f"{RESULTS}/m{{mass}}/workspace.pyhf.json",
+        f"{RESULTS}/m{{mass}}/workspace.hs3.json",
     params:
         spec=workspace_spec,
         code=stage_code_hash("workspace"),
     log:
-        f"{LOGS}{{variant}}/workspace_m{{mass}}.log",
+        f"{LOGS}/workspace_m{{mass}}.log",
     benchmark:
-        f"{BENCHMARKS}{{variant}}/m{{mass}}/workspace.tsv"
+        f"{BENCHMARKS}/m{{mass}}/workspace.tsv"
     shell:
         "lzflow workspace --spec {params.spec:q} --signal {input.signal} --backgrounds {input.backgrounds} "
         "--out {output[0]} > {log} 2>&1"
 
 
+use rule workspace as workspace_study with:
+    input:
+        signal=upstream("pdfs/wimp_m{mass}.root"),
+        backgrounds=workspace_backgrounds,
+        signal_json=upstream("pdfs/wimp_m{mass}.json"),
+        backgrounds_json=workspace_background_jsons,
+    output:
+        f"{STUDY_RESULTS}/m{{mass}}/workspace.json",
+        f"{STUDY_RESULTS}/m{{mass}}/workspace.pyhf.json",
+        f"{STUDY_RESULTS}/m{{mass}}/workspace.hs3.json",
+    log:
+        f"{STUDY_LOGS}/workspace_m{{mass}}.log",
+    benchmark:
+        f"{STUDY_BENCHMARKS}/m{{mass}}/workspace.tsv"
+
+
 rule toys:
     input:
-        upstream("m{mass}/workspace.json"),
+        f"{RESULTS}/m{{mass}}/workspace.json",
     output:
-        f"{RESULTS}{{variant}}/m{{mass}}/toys/poi{{poi}}/job{{job}}.npz",
+        f"{RESULTS}/m{{mass}}/toys/poi{{poi}}/job{{job}}.npz",
     params:
         spec=toys_sb_spec,
         code=stage_code_hash("toys"),
@@ -36,18 +53,29 @@ rule toys:
         mem_mb=1000,
         runtime=30,
     log:
-        f"{LOGS}{{variant}}/m{{mass}}/toys_poi{{poi}}_job{{job}}.log",
+        f"{LOGS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.log",
     benchmark:
-        f"{BENCHMARKS}{{variant}}/m{{mass}}/toys_poi{{poi}}_job{{job}}.tsv"
+        f"{BENCHMARKS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.tsv"
     shell:
         "lzflow toys --spec {params.spec:q} --workspace {input} --out {output} > {log} 2>&1"
 
 
-rule toys_bonly:
+use rule toys as toys_study with:
     input:
         upstream("m{mass}/workspace.json"),
     output:
-        f"{RESULTS}{{variant}}/m{{mass}}/toys/bonly/job{{job}}.npz",
+        f"{STUDY_RESULTS}/m{{mass}}/toys/poi{{poi}}/job{{job}}.npz",
+    log:
+        f"{STUDY_LOGS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.log",
+    benchmark:
+        f"{STUDY_BENCHMARKS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.tsv"
+
+
+rule toys_bonly:
+    input:
+        f"{RESULTS}/m{{mass}}/workspace.json",
+    output:
+        f"{RESULTS}/m{{mass}}/toys/bonly/job{{job}}.npz",
     params:
         spec=toys_b_spec,
         code=stage_code_hash("toys"),
@@ -55,29 +83,54 @@ rule toys_bonly:
         mem_mb=1000,
         runtime=30,
     log:
-        f"{LOGS}{{variant}}/m{{mass}}/toys_bonly_job{{job}}.log",
+        f"{LOGS}/m{{mass}}/toys_bonly_job{{job}}.log",
     benchmark:
-        f"{BENCHMARKS}{{variant}}/m{{mass}}/toys_bonly_job{{job}}.tsv"
+        f"{BENCHMARKS}/m{{mass}}/toys_bonly_job{{job}}.tsv"
     shell:
         "lzflow toys --spec {params.spec:q} --workspace {input} --out {output} > {log} 2>&1"
 
 
+use rule toys_bonly as toys_bonly_study with:
+    input:
+        upstream("m{mass}/workspace.json"),
+    output:
+        f"{STUDY_RESULTS}/m{{mass}}/toys/bonly/job{{job}}.npz",
+    log:
+        f"{STUDY_LOGS}/m{{mass}}/toys_bonly_job{{job}}.log",
+    benchmark:
+        f"{STUDY_BENCHMARKS}/m{{mass}}/toys_bonly_job{{job}}.tsv"
+
+
 rule merge:
     input:
-        workspace=upstream("m{mass}/workspace.json"),
+        workspace=f"{RESULTS}/m{{mass}}/workspace.json",
         toys=toy_files,
     output:
-        f"{RESULTS}{{variant}}/m{{mass}}/limit.json",
+        limit=f"{RESULTS}/m{{mass}}/limit.json",
+        errors=f"{RESULTS}/m{{mass}}/fit_errors.json",
     params:
         spec=merge_spec,
         code=stage_code_hash("merge"),
     log:
-        f"{LOGS}{{variant}}/merge_m{{mass}}.log",
+        f"{LOGS}/merge_m{{mass}}.log",
     benchmark:
-        f"{BENCHMARKS}{{variant}}/m{{mass}}/merge.tsv"
+        f"{BENCHMARKS}/m{{mass}}/merge.tsv"
     shell:
         "lzflow merge --spec {params.spec:q} --workspace {input.workspace} --toys {input.toys} "
-        "--out {output} > {log} 2>&1"
+        "--out {output.limit} --errors-out {output.errors} > {log} 2>&1"
+
+
+use rule merge as merge_study with:
+    input:
+        workspace=upstream("m{mass}/workspace.json"),
+        toys=toy_files,
+    output:
+        limit=f"{STUDY_RESULTS}/m{{mass}}/limit.json",
+        errors=f"{STUDY_RESULTS}/m{{mass}}/fit_errors.json",
+    log:
+        f"{STUDY_LOGS}/merge_m{{mass}}.log",
+    benchmark:
+        f"{STUDY_BENCHMARKS}/m{{mass}}/merge.tsv"
 
 
 rule curve:
@@ -99,9 +152,11 @@ rule curve:
         "lzflow curve --limits {input} --out {output.csv} --title {params.title:q} > {log} 2>&1"
 
 
+# Per-mass fit-error summaries (written by merge from the toys it reads) -> one table. Depending on
+# the summaries, not on every toy file, keeps this job from adding ~10^4 inputs to the DAG.
 rule errors:
     input:
-        [toy for mass in MASSES for toy in toy_files_of(BASELINE, mass)],
+        [f"{RESULTS}/m{mass}/fit_errors.json" for mass in MASSES],
     output:
         f"{RESULTS}/fit_errors.json",
         report(f"{RESULTS}/fit_errors.md", caption="../report/fit_errors.rst", category="Fit errors"),
@@ -110,4 +165,4 @@ rule errors:
     log:
         f"{LOGS}/errors.log",
     shell:
-        "lzflow errors --toys {input} --out {output[0]} > {log} 2>&1"
+        "lzflow errors --summaries {input} --out {output[0]} > {log} 2>&1"
