@@ -131,3 +131,17 @@ def test_empty_signal_fits():
     rc = fit_batch(m0, c, a, mu_fixed=1.0)
     assert ru.converged.all() and rc.converged.all()
     np.testing.assert_allclose(rc.nll, ru.nll, atol=1e-9)  # μ has no effect: q = 0
+
+
+def test_failed_line_search_is_recorded_and_rescued():
+    """No step can meet an absurd sufficient-decrease constant: every fit ends LINE_SEARCH (kept,
+    finite NLL) without fallbacks, and iminuit rescues every one with them."""
+    m = simple_model(n_bins=30, n_bkg=3, background_events=100)
+    c, a = generate_toys(m, m.full_params(1.0), np.arange(40), 4, 1, 0, "sb")
+    init = np.tile(m.full_params(3.0), (40, 1))
+    r = BatchedFitter(m, FitConfig(armijo=1e6, retry=False, minuit_fallback=False, n_threads=1)).fit(c, a, init=init)
+    assert r.n == 40 and np.all(r.status == FitStatus.LINE_SEARCH) and np.all(np.isfinite(r.nll))
+    rescued = BatchedFitter(m, FitConfig(armijo=1e6, n_threads=1)).fit(c, a, init=init)
+    assert np.all(rescued.first_failure == FitStatus.LINE_SEARCH) and np.all(rescued.status == FitStatus.CONVERGED)
+    assert np.all(rescued.strategy == Strategy.MINUIT)
+    np.testing.assert_allclose(rescued.nll, fit_batch(m, c, a).nll, atol=1e-6)

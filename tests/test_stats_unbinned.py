@@ -348,3 +348,19 @@ def test_model_consistent_toys_are_unbiased(ws40):
     assert abs(np.mean(ru.mu) - MU40) < 0.3 * MU40, np.mean(ru.mu)
     assert 0.3 <= np.mean(q == 0) <= 0.7
     assert np.mean(q > 2.71) <= 0.15
+
+
+def test_failed_line_search_is_recorded_and_rescued(ws40):
+    """The shared backtracking of the unbinned fitter: with an absurd sufficient-decrease constant
+    every fit ends LINE_SEARCH (kept, finite NLL) without fallbacks; iminuit rescues them all."""
+    m = UnbinnedModel.from_workspace(ws40, 1, 2)
+    gen, _ = generation_point(m.truth, MU40)
+    fitter = UnbinnedFitter(m, FitConfig(n_threads=1))
+    data = fitter.prepare(generate_unbinned_toys(m, gen, np.arange(8), 1, 2, 3, "sb"))
+    ref = fitter.fit(data)
+    failing = UnbinnedFitter(m, FitConfig(n_threads=1, armijo=1e6, retry=False, minuit_fallback=False))
+    r = failing.fit(data)
+    assert r.n == 8 and np.all(r.status == FitStatus.LINE_SEARCH) and np.all(np.isfinite(r.nll))
+    rescued = UnbinnedFitter(m, FitConfig(n_threads=1, armijo=1e6)).fit(data)
+    assert np.all(rescued.first_failure == FitStatus.LINE_SEARCH) and rescued.converged.all()
+    np.testing.assert_allclose(rescued.nll, ref.nll, rtol=0, atol=1e-6)

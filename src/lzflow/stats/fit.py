@@ -887,11 +887,8 @@ def _newton(
                 if not st.active.size:
                     break
         st.free = free
-        if step_cap is not None:  # retry strategy: limit the relative change of each parameter
-            lim = step_cap * np.maximum(np.abs(st.y), 1.0)
-            ad = np.abs(d)
-            fac = np.min(np.where(ad > lim, lim / np.where(ad > lim, ad, 1.0), 1.0), axis=1)
-            d = d * fac[:, None]
+        if step_cap is not None:
+            d = _cap_step(d, st.y, step_cap)
         # ---- line search along the projection arc (candidate ν goes into the spare buffer)
         cand = np.maximum(st.y + d, lb)
         nuDc, nuec = st.ev.nu(cand, out=st.spare[: st.active.size])
@@ -901,34 +898,23 @@ def _newton(
             fail = ~ok
             sub = st.ev.subset(fail)
             ids = np.flatnonzero(fail)
-            y_s, d_s, g_s, f_s, dec_s = st.y[fail], d[fail], g[fail], st.f[fail], dec[fail]
-            t = 1.0
-            pending = np.ones(ids.size, dtype=bool)
             entry_ids = np.flatnonzero(st.ev.entry_mask(fail))
-            for _ in range(cfg.max_backtrack):
-                t *= 0.5
-                c_s = np.maximum(y_s + t * d_s, lb)
-                nD_s, ne_s = sub.nu(c_s)
-                f_c = sub.nll(c_s, nD_s, ne_s)
-                ok_s = pending & _armijo(f_c, f_s, g_s, c_s - y_s, dec_s, cfg)
-                if ok_s.any():
-                    rows = ids[ok_s]
-                    cand[rows], fc[rows], nuDc[rows] = c_s[ok_s], f_c[ok_s], nD_s[ok_s]
-                    if sub.has_entries:
-                        e_ok = sub.entry_mask(ok_s)
-                        nuec[entry_ids[e_ok]] = ne_s[e_ok]
-                    ok[rows] = True
-                    pending &= ~ok_s
-                if not pending.any():
-                    break
+
+            def evaluate(c_s):
+                nu_s = sub.nu(c_s)
+                return sub.nll(c_s, *nu_s), nu_s
+
+            def accept(ok_s, c_s, f_c, nu_s):
+                rows = ids[ok_s]
+                cand[rows], fc[rows], nuDc[rows] = c_s[ok_s], f_c[ok_s], nu_s[0][ok_s]
+                if sub.has_entries:
+                    e_ok = sub.entry_mask(ok_s)
+                    nuec[entry_ids[e_ok]] = nu_s[1][e_ok]
+                ok[rows] = True
+
+            _backtrack(st.y[fail], d[fail], g[fail], st.f[fail], dec[fail], lb, cfg, evaluate, accept)
         if not ok.all():
-            # no decrease: at the rounding-noise level the point is the minimum, else a failure
-            noise = ~ok & (dec < 1e-6)
-            if noise.any():
-                finish(noise, FitStatus.CONVERGED, dec, g)
-            hard = ~ok & ~noise
-            if hard.any():
-                finish(hard, FitStatus.LINE_SEARCH, dec, g)
+            _end_failed_search(ok, dec, g, finish)
             n_iter[st.active[~ok]] += 1
             cand, fc, nuDc, g, nuec = st.keep(ok, cand, fc, nuDc, g, entries=(nuec,))
         st.spare = st.nuD  # the old state's ν array (≥ k rows) holds the next candidate
@@ -945,6 +931,47 @@ def _newton(
         "grad_norm": np.sqrt(np.einsum("ti,ti->t", gp, gp)), "dec": dec_out,
         "at_bound": at_bound,
     }
+
+
+def _cap_step(d: np.ndarray, y: np.ndarray, step_cap: float) -> np.ndarray:
+    """Retry strategy: scale each row's step so that no parameter moves by more than
+    ``step_cap · max(|y|, 1)``."""
+    lim = step_cap * np.maximum(np.abs(y), 1.0)
+    ad = np.abs(d)
+    fac = np.min(np.where(ad > lim, lim / np.where(ad > lim, ad, 1.0), 1.0), axis=1)
+    return d * fac[:, None]
+
+
+def _backtrack(y, d, g, f, dec, lb, cfg: FitConfig, evaluate, accept) -> None:
+    """Backtracking along the projection arc for the rows whose full step failed :func:`_armijo`.
+
+    Candidates are ``max(y + t d, lb)`` with t = 1/2, 1/4, … (at most ``cfg.max_backtrack``
+    halvings). ``evaluate(c) -> (nll, payload)`` computes the NLL (and whatever the fitter keeps,
+    e.g. the expected counts) at the candidates; ``accept(ok, c, nll, payload)`` takes the rows
+    (mask ``ok``) that passed at this t. Shared by the binned and the unbinned fitter."""
+    pending = np.ones(y.shape[0], dtype=bool)
+    t = 1.0
+    for _ in range(cfg.max_backtrack):
+        t *= 0.5
+        c = np.maximum(y + t * d, lb)
+        f_c, payload = evaluate(c)
+        ok = pending & _armijo(f_c, f, g, c - y, dec, cfg)
+        if ok.any():
+            accept(ok, c, f_c, payload)
+            pending &= ~ok
+        if not pending.any():
+            break
+
+
+def _end_failed_search(ok: np.ndarray, dec: np.ndarray, g: np.ndarray, finish) -> None:
+    """Rows (``~ok``) where no step decreased the NLL: at the rounding-noise level (Newton
+    decrement < 1e-6) the point is the minimum (CONVERGED), otherwise LINE_SEARCH."""
+    noise = ~ok & (dec < 1e-6)
+    if noise.any():
+        finish(noise, FitStatus.CONVERGED, dec, g)
+    hard = ~ok & ~noise
+    if hard.any():
+        finish(hard, FitStatus.LINE_SEARCH, dec, g)
 
 
 def _armijo(fc, f0, g, step, dec, cfg: FitConfig) -> np.ndarray:

@@ -83,7 +83,8 @@ from scipy.special import ndtri
 from ._linalg import newton_direction, reuse_direction
 from ._rng import ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, fit_in_blocks
+from .fit import (BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, _armijo, _backtrack, _cap_step,
+                  _end_failed_search, fit_in_blocks)
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
 from .teststat import mu_lower_bound
@@ -472,13 +473,6 @@ def sub_block_size(n_par: int, e_max: int) -> int:
     return max(4, int(_SUB_BLOCK_BYTES // max(8 * n_par * max(e_max, 1), 1)))
 
 
-def _armijo(fc, f0, g, step, dec, cfg: FitConfig) -> np.ndarray:
-    slope = np.einsum("ti,ti->t", g, step)
-    ok = np.isfinite(fc) & (fc <= f0 + cfg.armijo * slope)
-    ok |= np.isfinite(fc) & (dec < 1e-6) & (fc <= f0 + 1e-12 * np.maximum(1.0, np.abs(f0)))
-    return ok
-
-
 def _newton_events(prob: _Problem, y0: np.ndarray, lb: np.ndarray, cfg: FitConfig,
                    max_iter: int, step_cap: float | None, fisher: np.ndarray | None,
                    mu_start: float) -> dict:
@@ -574,10 +568,7 @@ def _newton_events(prob: _Problem, y0: np.ndarray, lb: np.ndarray, cfg: FitConfi
             if not active.size:
                 break
         if step_cap is not None:
-            lim = step_cap * np.maximum(np.abs(st_y), 1.0)
-            ad = np.abs(d)
-            fac = np.min(np.where(ad > lim, lim / np.where(ad > lim, ad, 1.0), 1.0), axis=1)
-            d = d * fac[:, None]
+            d = _cap_step(d, st_y, step_cap)
         # ---- line search along the projection arc
         cand = np.maximum(st_y + d, lb)
         nuc = pr.nu(cand)
@@ -586,29 +577,19 @@ def _newton_events(prob: _Problem, y0: np.ndarray, lb: np.ndarray, cfg: FitConfi
         if not ok.all():
             fail = np.flatnonzero(~ok)
             sub = pr.take(~ok)
-            y_s, d_s, g_s, f_s, dec_s = st_y[fail], d[fail], g[fail], st_f[fail], dec[fail]
-            pending = np.ones(fail.size, dtype=bool)
-            t = 1.0
-            for _ in range(cfg.max_backtrack):
-                t *= 0.5
-                c_s = np.maximum(y_s + t * d_s, lb)
+
+            def evaluate(c_s):
                 nu_s = sub.nu(c_s)
-                f_c = sub.nll(c_s, nu_s)
-                ok_s = pending & _armijo(f_c, f_s, g_s, c_s - y_s, dec_s, cfg)
-                if ok_s.any():
-                    rows = fail[ok_s]
-                    cand[rows], fc[rows], nuc[rows] = c_s[ok_s], f_c[ok_s], nu_s[ok_s]
-                    ok[rows] = True
-                    pending &= ~ok_s
-                if not pending.any():
-                    break
+                return sub.nll(c_s, nu_s), nu_s
+
+            def accept(ok_s, c_s, f_c, nu_s):
+                rows = fail[ok_s]
+                cand[rows], fc[rows], nuc[rows] = c_s[ok_s], f_c[ok_s], nu_s[ok_s]
+                ok[rows] = True
+
+            _backtrack(st_y[fail], d[fail], g[fail], st_f[fail], dec[fail], lb, cfg, evaluate, accept)
         if not ok.all():
-            noise = ~ok & (dec < 1e-6)
-            if noise.any():
-                finish(noise, FitStatus.CONVERGED, dec, g)
-            hard = ~ok & ~noise
-            if hard.any():
-                finish(hard, FitStatus.LINE_SEARCH, dec, g)
+            _end_failed_search(ok, dec, g, finish)
             n_iter[active[~ok]] += 1
             active, cand, fc, nuc = active[ok], cand[ok], fc[ok], nuc[ok]
             L, scale, exact, n_chord = L[..., ok], scale[:, ok], exact[ok], n_chord[ok]
