@@ -174,6 +174,26 @@ class FitResult:
         for f in fields(self):
             getattr(self, f.name)[idx] = getattr(other, f.name)
 
+    def store_newton(self, idx: np.ndarray, out: dict, cols: np.ndarray, mu_fixed: float | None,
+                     strategy: "Strategy") -> None:
+        """Store the rows ``idx`` of a projected-Newton run (``out``: fitted columns ``cols``; μ set
+        to ``mu_fixed`` when fixed, parameters left out of the fit at 1; EDM = decrement / 2)."""
+        n_par = self.params.shape[1]
+        full = np.ones((idx.size, n_par))
+        full[:, cols] = out["y"]
+        if mu_fixed is not None:
+            full[:, 0] = mu_fixed
+        self.params[idx] = full
+        self.nll[idx] = out["nll"]
+        self.status[idx] = out["status"]
+        self.strategy[idx] = strategy
+        self.n_iter[idx] = out["n_iter"]
+        self.grad_norm[idx] = out["grad_norm"]
+        self.edm[idx] = 0.5 * out["dec"]
+        at_bound = np.zeros((idx.size, n_par), dtype=bool)
+        at_bound[:, cols] = out["at_bound"]
+        self.at_bound[idx] = at_bound
+
     @classmethod
     def concat(cls, parts: Iterable["FitResult"]) -> "FitResult":
         parts = list(parts)
@@ -511,7 +531,7 @@ class BatchedFitter:
             fisher = self.expected_information(fa, mu_free=mu_fixed is None)
         out = _newton(self, lay, sub, offset, y0, lb, cfg, cfg.max_iter, step_cap=None,
                       fisher=fisher)
-        self._store(res, todo, out, lay, mu_fixed, Strategy.NEWTON)
+        res.store_newton(todo, out, lay.cols, mu_fixed, Strategy.NEWTON)
         failed = todo[out["status"] != FitStatus.CONVERGED]
         if failed.size:
             res.first_failure[failed] = out["status"][out["status"] != FitStatus.CONVERGED]
@@ -521,7 +541,7 @@ class BatchedFitter:
             start = np.maximum(start, np.where(np.isfinite(lb), lb, -np.inf))
             out2 = _newton(self, lay, sub2, offset, start, lb, cfg, 4 * cfg.max_iter, step_cap=0.5)
             prev_iter = res.n_iter[failed].copy()
-            self._store(res, failed, out2, lay, mu_fixed, Strategy.NEWTON_RETRY)
+            res.store_newton(failed, out2, lay.cols, mu_fixed, Strategy.NEWTON_RETRY)
             res.n_iter[failed] += prev_iter
             failed = failed[out2["status"] != FitStatus.CONVERGED]
         if failed.size and cfg.minuit_fallback:
@@ -538,26 +558,6 @@ class BatchedFitter:
                 res.first_failure[i] = keep_first
                 res.n_iter[i] += prev_iter
         return res
-
-    def _store(
-        self, res: FitResult, idx: np.ndarray, out: dict, lay: _Layout, mu_fixed: float | None,
-        strategy: Strategy,
-    ) -> None:
-        m = self.model
-        full = np.ones((idx.size, m.n_par))
-        full[:, lay.cols] = out["y"]
-        if mu_fixed is not None:
-            full[:, 0] = mu_fixed
-        res.params[idx] = full
-        res.nll[idx] = out["nll"]
-        res.status[idx] = out["status"]
-        res.strategy[idx] = strategy
-        res.n_iter[idx] = out["n_iter"]
-        res.grad_norm[idx] = out["grad_norm"]
-        res.edm[idx] = 0.5 * out["dec"]
-        ab = np.zeros((idx.size, m.n_par), dtype=bool)
-        ab[:, lay.cols] = out["at_bound"]
-        res.at_bound[idx] = ab
 
 
 # ----------------------------------------------------------------------------- the Newton core

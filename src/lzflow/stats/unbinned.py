@@ -737,7 +737,7 @@ class UnbinnedFitter:
             fisher = self.expected_information(fa, mu_free=mu_fixed is None)
         mu_start = 0.5 / m.totals[0] if m.totals[0] > 0 else 0.0
         out = _newton_events(pr, y0, lb, cfg, cfg.max_iter, None, fisher, mu_start)
-        self._store(res, ids, out, cols, mu_fixed, Strategy.NEWTON)
+        res.store_newton(ids, out, cols, mu_fixed, Strategy.NEWTON)
         failed = ids[out["status"] != FitStatus.CONVERGED]
         if failed.size:
             res.first_failure[failed] = out["status"][out["status"] != FitStatus.CONVERGED]
@@ -748,7 +748,7 @@ class UnbinnedFitter:
             out2 = _newton_events(self._problem(sub, mu_fixed), start, lb, cfg, 4 * cfg.max_iter,
                                   0.5, None, mu_start)
             prev = res.n_iter[failed].copy()
-            self._store(res, failed, out2, cols, mu_fixed, Strategy.NEWTON_RETRY)
+            res.store_newton(failed, out2, cols, mu_fixed, Strategy.NEWTON_RETRY)
             res.n_iter[failed] += prev
             failed = failed[out2["status"] != FitStatus.CONVERGED]
         if failed.size and cfg.minuit_fallback:
@@ -760,23 +760,6 @@ class UnbinnedFitter:
                 res.first_failure[i] = keep_first
                 res.n_iter[i] += prev
         return res
-
-    def _store(self, res: FitResult, idx: np.ndarray, out: dict, cols: np.ndarray,
-               mu_fixed: float | None, strategy: Strategy) -> None:
-        full = np.ones((idx.size, self.model.n_par))
-        full[:, cols] = out["y"]
-        if mu_fixed is not None:
-            full[:, 0] = mu_fixed
-        res.params[idx] = full
-        res.nll[idx] = out["nll"]
-        res.status[idx] = out["status"]
-        res.strategy[idx] = strategy
-        res.n_iter[idx] = out["n_iter"]
-        res.grad_norm[idx] = out["grad_norm"]
-        res.edm[idx] = 0.5 * out["dec"]
-        ab = np.zeros((idx.size, self.model.n_par), dtype=bool)
-        ab[:, cols] = out["at_bound"]
-        res.at_bound[idx] = ab
 
 
 # ----------------------------------------------------------------------------- iminuit
