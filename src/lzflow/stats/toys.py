@@ -437,12 +437,7 @@ def run_toys(
         ``n_procs=1``.
     Returns a :class:`ToyResult` (records ordered like ``toy_indices``).
     """
-    if hypothesis not in HYPOTHESES:
-        raise ValueError(f"hypothesis must be one of {tuple(HYPOTHESES)}, got {hypothesis!r}")
-    mu_lower_bound(test_stat)  # validates the name
-    toy_indices = np.asarray(toy_indices, dtype=np.int64).ravel()
-    if toy_indices.size and toy_indices.min() < 0:
-        raise ValueError("toy indices must be non-negative")
+    toy_indices = checked_toy_request(hypothesis, test_stat, toy_indices)
     cfg = config or FitConfig()
     fitter = BatchedFitter(model, FitConfig(**{**cfg.__dict__, "n_threads": 1}))
     mu_gen = float(mu) if hypothesis == "sb" else 0.0
@@ -451,12 +446,7 @@ def run_toys(
             gen, _ = generation_point(model, mu_gen, observed, fitter)
     else:
         gen = np.asarray(gen_params, dtype=np.float64).copy()
-    if test_stat == "q0":
-        mus = np.zeros(1)
-    elif mu_test is None:
-        mus = np.array([float(mu)])
-    else:
-        mus = np.atleast_1d(np.asarray(mu_test, dtype=np.float64))
+    mus = tested_mus(mu, mu_test, test_stat)
     n = toy_indices.size
     bs = max(1, int(block_size))
     if n_procs > 1 and n > bs:
@@ -469,10 +459,6 @@ def run_toys(
     res = ToyResult.empty(hypothesis, poi_index, base_seed, mass_key, test_stat, gen, mus, toy_indices,
                           model.n_bkg)
     hyp = HYPOTHESES[hypothesis]
-    block_of = toy_indices // bs
-    order = np.argsort(block_of, kind="stable")
-    blk_ids, starts = np.unique(block_of[order], return_index=True)
-    groups = np.split(order, starts[1:]) if n else []
 
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
@@ -482,8 +468,39 @@ def run_toys(
         pos = toy_indices[rows] - blk * bs  # position of each requested toy in the block
         store_block(res, rows, pos, aux, data.total, ru, conds)
 
-    run_blocks(work, list(zip(blk_ids.tolist(), groups)), n_threads, n, f"toys {hypothesis} poi{poi_index}")
+    run_blocks(work, canonical_blocks(toy_indices, bs), n_threads, n, f"toys {hypothesis} poi{poi_index}")
     return res
+
+
+def checked_toy_request(hypothesis: str, test_stat: str, toy_indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Validate a toy request (hypothesis, test-statistic name, non-negative indices); the indices
+    as a flat int64 array."""
+    if hypothesis not in HYPOTHESES:
+        raise ValueError(f"hypothesis must be one of {tuple(HYPOTHESES)}, got {hypothesis!r}")
+    mu_lower_bound(test_stat)  # validates the name
+    toy_indices = np.asarray(toy_indices, dtype=np.int64).ravel()
+    if toy_indices.size and toy_indices.min() < 0:
+        raise ValueError("toy indices must be non-negative")
+    return toy_indices
+
+
+def tested_mus(mu: float, mu_test: float | Sequence[float] | np.ndarray | None, test_stat: str) -> np.ndarray:
+    """The POI values at which q is evaluated: [0] for q0, else ``mu_test`` (default [mu])."""
+    if test_stat == "q0":
+        return np.zeros(1)
+    if mu_test is None:
+        return np.array([float(mu)])
+    return np.atleast_1d(np.asarray(mu_test, dtype=np.float64))
+
+
+def canonical_blocks(toy_indices: np.ndarray, block_size: int) -> list[tuple[int, np.ndarray]]:
+    """Group requested toys by canonical block ``[k·block_size, (k+1)·block_size)``:
+    [(k, rows of ``toy_indices`` in block k)], blocks ascending, rows in request order."""
+    block_of = toy_indices // block_size
+    order = np.argsort(block_of, kind="stable")
+    blk_ids, starts = np.unique(block_of[order], return_index=True)
+    groups = np.split(order, starts[1:]) if toy_indices.size else []
+    return list(zip(blk_ids.tolist(), groups))
 
 
 def store_block(res: "ToyResult", rows: np.ndarray, pos: np.ndarray, aux: np.ndarray, n_events: np.ndarray,

@@ -87,8 +87,8 @@ from .fit import (BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, _arm
                   _end_failed_search, fit_in_blocks)
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
-from .teststat import mu_lower_bound
-from .toys import HYPOTHESES, ToyResult, fit_toy_block, generation_point, run_blocks, store_block
+from .toys import (HYPOTHESES, ToyResult, canonical_blocks, checked_toy_request, fit_toy_block, generation_point,
+                   run_blocks, store_block, tested_mus)
 
 __all__ = [
     "UnbinnedModel",
@@ -843,9 +843,7 @@ def run_unbinned_toys(
     index, spread over ``n_threads`` threads with single-threaded BLAS: records are bit-identical
     for any split of the indices (same ``block_size``, machine and BLAS).
     """
-    if hypothesis not in HYPOTHESES:
-        raise ValueError(f"hypothesis must be one of {tuple(HYPOTHESES)}, got {hypothesis!r}")
-    mu_lower_bound(test_stat)
+    toy_indices = checked_toy_request(hypothesis, test_stat, toy_indices)
     if isinstance(ws, UnbinnedModel):
         model = ws
         if (model.order, model.template_rebin, model.edge, model.floor) != (
@@ -853,9 +851,6 @@ def run_unbinned_toys(
             raise ValueError("the given UnbinnedModel does not match order/template_rebin/edge/floor")
     else:
         model = UnbinnedModel.from_workspace(ws, order, template_rebin, edge, floor)
-    toy_indices = np.asarray(toy_indices, dtype=np.int64).ravel()
-    if toy_indices.size and toy_indices.min() < 0:
-        raise ValueError("toy indices must be non-negative")
     cfg = config or FitConfig()
     fitter = UnbinnedFitter(model, FitConfig(**{**cfg.__dict__, "n_threads": 1}))
     mu_gen = float(mu) if hypothesis == "sb" else 0.0
@@ -864,12 +859,7 @@ def run_unbinned_toys(
             gen, _ = generation_point(model.truth, mu_gen, None, fitter._binned)
     else:
         gen = np.asarray(gen_params, dtype=np.float64).copy()
-    if test_stat == "q0":
-        mus = np.zeros(1)
-    elif mu_test is None:
-        mus = np.array([float(mu)])
-    else:
-        mus = np.atleast_1d(np.asarray(mu_test, dtype=np.float64))
+    mus = tested_mus(mu, mu_test, test_stat)
     slope = fitter._binned.profile_slope(gen)
     sampler = UnbinnedToySampler(model, gen)
     n = toy_indices.size
@@ -877,10 +867,6 @@ def run_unbinned_toys(
                           model.n_bkg)
     key = ensemble_key(base_seed, mass_key, poi_index, HYPOTHESES[hypothesis])
     bs = max(1, int(block_size))
-    block_of = toy_indices // bs
-    order_ = np.argsort(block_of, kind="stable")
-    blk_ids, starts = np.unique(block_of[order_], return_index=True)
-    groups = np.split(order_, starts[1:]) if n else []
 
     def fit_block(ev: EventToys) -> tuple[EventData, FitResult, list[FitResult]]:
         """Prepare and fit the toys of a canonical block in sub-blocks (small work arrays)."""
@@ -902,6 +888,6 @@ def run_unbinned_toys(
         pos = toy_indices[rows] - blk * bs
         store_block(res, rows, pos, ev.aux, n_events, ru, conds)
 
-    run_blocks(work, list(zip(blk_ids.tolist(), groups)), n_threads, n,
+    run_blocks(work, canonical_blocks(toy_indices, bs), n_threads, n,
                f"unbinned toys {hypothesis} poi{poi_index}")
     return res
