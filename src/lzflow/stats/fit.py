@@ -232,7 +232,6 @@ class _Layout:
     ju: np.ndarray
     tvec: np.ndarray  # (p,) Σ_i x_i
     prec: np.ndarray  # (p,) constraint precisions (0 for μ)
-    lb: np.ndarray  # (p,) lower bounds
 
     @property
     def p(self) -> int:
@@ -343,7 +342,6 @@ class BatchedFitter:
         X = self._templates[cols].T  # (n_bins, p)
         XD = X[self.dense_bins]
         iu, ju = np.triu_indices(cols.size)
-        lb = np.zeros(cols.size)
         return _Layout(
             cols=cols,
             XDt=np.ascontiguousarray(XD.T),
@@ -351,7 +349,7 @@ class BatchedFitter:
             PD=np.ascontiguousarray(XD[:, iu] * XD[:, ju]),
             PD32=(np.ascontiguousarray(XD[:, iu] * XD[:, ju], dtype=np.float32)
                   if self.config.hessian_float32 else None),
-            iu=iu, ju=ju, tvec=X.sum(axis=0), prec=self._full_prec[cols], lb=lb,
+            iu=iu, ju=ju, tvec=X.sum(axis=0), prec=self._full_prec[cols],
         )
 
     def prepare(self, counts: np.ndarray, aux: np.ndarray | None = None) -> PreparedData:
@@ -492,9 +490,7 @@ class BatchedFitter:
         offset = self._fixed_template.copy()
         if mu_fixed is not None:
             offset = offset + mu_fixed * m.signal
-        lb = lay.lb.copy()
-        if mu_fixed is None:
-            lb[0] = -np.inf if mu_lower is None else float(mu_lower)
+        lb = lower_bounds(lay.cols.size, mu_fixed, mu_lower)
         # invalid input: never fitted, reported as NON_FINITE
         bad_in = ~data.valid
         res.status[bad_in] = FitStatus.NON_FINITE
@@ -931,6 +927,26 @@ def _newton(
         "grad_norm": np.sqrt(np.einsum("ti,ti->t", gp, gp)), "dec": dec_out,
         "at_bound": at_bound,
     }
+
+
+def lower_bounds(n_cols: int, mu_fixed: float | None, mu_lower: float | None) -> np.ndarray:
+    """Lower bounds of the fitted parameters (μ first when free, then the free θ): θ ≥ 0 (rates
+    cannot be negative); μ ≥ ``mu_lower`` (``None``: unbounded, e.g. for q_μ without the bound)."""
+    lb = np.zeros(n_cols)
+    if mu_fixed is None:
+        lb[0] = -np.inf if mu_lower is None else float(mu_lower)
+    return lb
+
+
+def fittable_toys(res: FitResult, valid: np.ndarray):
+    """Indices of the toys to fit one at a time (reference fits); toys with non-finite auxiliary
+    values are marked NON_FINITE in ``res`` (kept, never fitted)."""
+    for t in range(valid.size):
+        if valid[t]:
+            yield t
+        else:
+            res.status[t] = FitStatus.NON_FINITE
+            res.first_failure[t] = FitStatus.NON_FINITE
 
 
 def _cap_step(d: np.ndarray, y: np.ndarray, step_cap: float) -> np.ndarray:

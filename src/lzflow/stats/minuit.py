@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from iminuit import Minuit
 
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData, Strategy
+from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData, Strategy, fittable_toys, lower_bounds
 from .model import BinnedModel
 
 __all__ = ["fit_minuit", "fit_minuit_prepared", "migrad_into"]
@@ -109,14 +109,8 @@ def fit_minuit_prepared(
     if mu_fixed is not None:
         offset = offset + mu_fixed * m.signal
     prec = fitter._full_prec[cols]
-    lb = np.zeros(cols.size)
-    if mu_fixed is None:
-        lb[0] = -np.inf if mu_lower is None else float(mu_lower)
-    for t in range(data.n):
-        if not data.valid[t]:
-            res.status[t] = FitStatus.NON_FINITE
-            res.first_failure[t] = FitStatus.NON_FINITE
-            continue
+    lb = lower_bounds(cols.size, mu_fixed, mu_lower)
+    for t in fittable_toys(res, data.valid):
         Xn, cn, nn, tvec, const = _one_toy_problem(fitter, data, t, cols, offset)
         a = np.zeros(cols.size)
         bk = cols > 0

@@ -84,7 +84,7 @@ from ._linalg import newton_direction, reuse_direction
 from ._rng import ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
 from .fit import (BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, _armijo, _backtrack, _cap_step,
-                  _end_failed_search, fit_in_blocks)
+                  _end_failed_search, fit_in_blocks, fittable_toys, lower_bounds)
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
 from .toys import (HYPOTHESES, ToyResult, canonical_blocks, checked_toy_request, fit_toy_block, generation_point,
@@ -708,9 +708,7 @@ class UnbinnedFitter:
         res = FitResult.empty(data.n, m.n_par)
         key = "uncond" if mu_fixed is None else "cond"
         cols = self._cols[key]
-        lb = np.zeros(cols.size)
-        if mu_fixed is None:
-            lb[0] = -np.inf if mu_lower is None else float(mu_lower)
+        lb = lower_bounds(cols.size, mu_fixed, mu_lower)
         bad_in = ~data.valid
         res.status[bad_in] = FitStatus.NON_FINITE
         res.first_failure[bad_in] = FitStatus.NON_FINITE
@@ -777,14 +775,8 @@ def fit_minuit_events(
         init = fitter.default_init(data, mu_fixed)
     key = "uncond" if mu_fixed is None else "cond"
     cols = fitter._cols[key]
-    lb = np.zeros(cols.size)
-    if mu_fixed is None:
-        lb[0] = -np.inf if mu_lower is None else float(mu_lower)
-    for t in range(data.n):
-        if not data.valid[t]:
-            res.status[t] = FitStatus.NON_FINITE
-            res.first_failure[t] = FitStatus.NON_FINITE
-            continue
+    lb = lower_bounds(cols.size, mu_fixed, mu_lower)
+    for t in fittable_toys(res, data.valid):
         prob = fitter._problem(data.subset(np.array([t])), mu_fixed)
         ne = int(data.n_events[t])
         X = prob.X[0, :, :ne]
