@@ -19,6 +19,23 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
+def load_profile():
+    """Parse ``<directory>/config.yaml`` of a profile the way Snakemake does (YTE-processed YAML),
+    with extra environment variables set while it is read."""
+
+    def load(directory: Path, **environ: str) -> dict:
+        import yte
+
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in environ.items():
+                mp.setenv(key, value)
+            with open(Path(directory) / "config.yaml") as fh:
+                return yte.process_yaml(fh, require_use_yte=True)
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def default_config(repo):
     from lzflow.config import load_yaml
 

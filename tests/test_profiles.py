@@ -30,21 +30,10 @@ def _snakemake(repo, *args, env=None, timeout=600, standin=False):
     return subprocess.run([*cmd, *args], cwd=repo, env=env or _env(), capture_output=True, text=True, timeout=timeout)
 
 
-def _load_profile(repo, name: str, **environ) -> dict:
-    """Parse a profile the way Snakemake does (YTE-processed YAML)."""
-    import yte
-
-    saved = {k: os.environ.get(k) for k in environ}
-    os.environ.update(environ)
-    try:
-        with open(repo / "profiles" / name / "config.yaml") as fh:
-            return yte.process_yaml(fh, require_use_yte=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+@pytest.fixture(scope="module")
+def profile(repo, load_profile):
+    """profile(name, **environ): profiles/<name>/config.yaml as Snakemake reads it."""
+    return lambda name, **environ: load_profile(repo / "profiles" / name, **environ)
 
 
 # --------------------------------------------------------------------------- lookup from repo root
@@ -78,10 +67,10 @@ def test_profile_dry_run_shows_dag(repo, tmp_path, name):
 # --------------------------------------------------------------------------- profile contents
 
 
-def test_workflow_profile_holds_only_universal_settings(repo):
+def test_workflow_profile_holds_only_universal_settings(repo, profile):
     """profiles/default is loaded for every run and overrides --profile keys: keep executor and
     resource settings out of it (its default-resources would silently replace the executor's)."""
-    default = _load_profile(repo, "default")
+    default = profile("default")
     assert default.get("printshellcmds") is True
     assert default.get("rerun-incomplete") is True
     forbidden = {"executor", "default-resources", "set-resources", "jobs", "cores", "retries",
@@ -89,8 +78,8 @@ def test_workflow_profile_holds_only_universal_settings(repo):
     assert not forbidden & set(default), forbidden & set(default)
 
 
-def test_local_profile(repo):
-    assert _load_profile(repo, "local") == {"cores": "all"}
+def test_local_profile(repo, profile):
+    assert profile("local") == {"cores": "all"}
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +98,8 @@ def _assert_twins_match(set_resources: dict, rules: set[str]):
             assert set_resources.get(twin) == values, f"set-resources: {twin} differs from {name}"
 
 
-def test_htcondor_profile(repo, workflow_rules):
-    p = _load_profile(repo, "htcondor")
+def test_htcondor_profile(repo, workflow_rules, profile):
+    p = profile("htcondor")
     assert p["executor"] == "htcondor"
     assert int(p["retries"]) >= 1
     res = p["default-resources"]
@@ -127,11 +116,11 @@ def test_htcondor_profile(repo, workflow_rules):
     assert toy_rules == {"toys", "toys_bonly", "toys_study", "toys_bonly_study"}
     assert sorted(p["groups"]) == sorted(f"{r}=toys" for r in toy_rules)
     _assert_twins_match(p["set-resources"], workflow_rules)
-    assert _load_profile(repo, "htcondor", LZFLOW_TOYS_PER_JOB="7")["group-components"]["toys"] == 7
+    assert profile("htcondor", LZFLOW_TOYS_PER_JOB="7")["group-components"]["toys"] == 7
 
 
-def test_slurm_profile(repo, workflow_rules):
-    p = _load_profile(repo, "slurm")
+def test_slurm_profile(repo, workflow_rules, profile):
+    p = profile("slurm")
     assert p["executor"] == "slurm"
     assert p["slurm-status-command"] == "squeue"  # sacct hangs forever without slurmdbd
     toy_rules = {r for r in workflow_rules if r.startswith("toys")}
@@ -144,12 +133,12 @@ def test_slurm_profile(repo, workflow_rules):
     assert "attempt" in str(p["default-resources"]["runtime"])
     assert "attempt" in str(p["set-resources"]["response"]["mem_mb"])
     assert "slurm_account" not in p["default-resources"]
-    site = _load_profile(repo, "slurm", LZFLOW_SLURM_ACCOUNT="lz", LZFLOW_SLURM_PARTITION="short")
+    site = profile("slurm", LZFLOW_SLURM_ACCOUNT="lz", LZFLOW_SLURM_PARTITION="short")
     assert site["default-resources"]["slurm_account"] == "'lz'"
     assert site["default-resources"]["slurm_partition"] == "'short'"
 
 
-def test_profile_option_names_exist_in_plugins():
+def test_profile_option_names_exist_in_plugins(profile):
     """Every executor option the profiles set is a real option of the installed plugins."""
     from snakemake_executor_plugin_htcondor import ExecutorSettings as HT
     from snakemake_executor_plugin_slurm import ExecutorSettings as SL
@@ -159,7 +148,7 @@ def test_profile_option_names_exist_in_plugins():
               "slurm": {f.name for f in dataclasses.fields(SL)}}
     repo = Path(__file__).resolve().parents[1]
     for name, known in fields.items():
-        for key in _load_profile(repo, name):
+        for key in profile(name):
             if key.startswith(name + "-"):
                 assert key.removeprefix(name + "-").replace("-", "_") in known, key
 

@@ -54,22 +54,6 @@ def _snakemake(workdir: Path, *args, env=None, timeout=600):
     return result
 
 
-def _load_profile(directory: Path, **environ) -> dict:
-    import yte
-
-    saved = {k: os.environ.get(k) for k in environ}
-    os.environ.update(environ)
-    try:
-        with open(directory / "config.yaml") as fh:
-            return yte.process_yaml(fh, require_use_yte=True)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture(scope="module")
 def workdir(repo, tmp_path_factory) -> Path:
     """The workflow (Snakefile, rules, config, profiles and their ./NAME links) in a temporary
@@ -111,19 +95,19 @@ def test_scratch_profile_is_found_from_repo_root(repo, name):
 
 
 @pytest.mark.parametrize("name,base", SCRATCH_PROFILES.items())
-def test_scratch_profile_is_its_base_profile_plus_staging(repo, name, base):
+def test_scratch_profile_is_its_base_profile_plus_staging(repo, name, base, load_profile):
     """slurm-scratch = slurm + the staging keys (and local-scratch = local + them): no drift."""
-    scratch = _load_profile(repo / "profiles" / name)
-    plain = _load_profile(repo / "profiles" / base)
+    scratch = load_profile(repo / "profiles" / name)
+    plain = load_profile(repo / "profiles" / base)
     assert {k: v for k, v in scratch.items() if k not in STAGING_KEYS} == plain
     assert scratch["default-storage-provider"] == "fs"
     # unset prefix must be None: Snakemake would turn a profile value "" into the profile directory
     assert scratch["default-storage-prefix"] is None
-    assert _load_profile(repo / "profiles" / name, LZFLOW_STORAGE_PREFIX="/shared/lz")[
+    assert load_profile(repo / "profiles" / name, LZFLOW_STORAGE_PREFIX="/shared/lz")[
         "default-storage-prefix"] == "/shared/lz"
     local = scratch["local-storage-prefix"]
     assert os.path.isabs(local) and re.search(r"lzflow-storage-\d+$", local)  # one per controller
-    site = _load_profile(repo / "profiles" / name, LZFLOW_SCRATCH="/scratch/me")
+    site = load_profile(repo / "profiles" / name, LZFLOW_SCRATCH="/scratch/me")
     assert site["local-storage-prefix"] == "/scratch/me"
     if name == "local-scratch":
         assert "shared-fs-usage" not in scratch  # local execution refuses a restricted one
@@ -144,8 +128,8 @@ def test_scratch_profile_dry_run_maps_every_file_to_storage(workdir, tmp_path, n
     assert not (tmp_path / "shared").exists() and not (workdir / "results").exists()
 
 
-def test_slurm_scratch_keeps_data_off_the_shared_filesystem(repo):
-    p = _load_profile(repo / "profiles" / "slurm-scratch")
+def test_slurm_scratch_keeps_data_off_the_shared_filesystem(repo, load_profile):
+    p = load_profile(repo / "profiles" / "slurm-scratch")
     usage = set(p["shared-fs-usage"])
     assert {"input-output", "storage-local-copies"}.isdisjoint(usage)  # data goes through the plugin
     assert {"persistence", "software-deployment", "sources"} <= usage  # .snakemake/, env, Snakefile
@@ -155,7 +139,7 @@ def test_slurm_scratch_keeps_data_off_the_shared_filesystem(repo):
         return base64.b64decode(value[len("base64//"):]).decode()
 
     assert decoded(p["remote-job-local-storage-prefix"]) == "/tmp/lzflow-$SLURM_JOB_ID"
-    site = _load_profile(repo / "profiles" / "slurm-scratch", LZFLOW_NODE_SCRATCH="$TMPDIR/lz")
+    site = load_profile(repo / "profiles" / "slurm-scratch", LZFLOW_NODE_SCRATCH="$TMPDIR/lz")
     assert decoded(site["remote-job-local-storage-prefix"]) == "$TMPDIR/lz"
 
 
