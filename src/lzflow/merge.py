@@ -125,6 +125,8 @@ def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path],
 
 def _limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]],
                     spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The limit document; ``toy_files()`` supplies the read toy files, and is not called for a
+    mass whose signal has no events in the ROI (no limit, nothing to merge)."""
     from .stats.hypotest import BANDS, Ensemble, invert_toys, observed_q, pvalue_table
     from .stats.toys import observed_asimov
     from .workspace import workspace_model
