@@ -48,7 +48,6 @@ STUDY_LOGS = f"{LOGS}/studies/{{variant}}"
 STUDY_BENCHMARKS = f"{BENCHMARKS}/studies/{{variant}}"
 BACKGROUNDS = sorted(LZ["backgrounds"])
 MASSES = dict(zip(LZ["signal"]["mass_labels"], LZ["signal"]["masses_GeV"]))
-VARIANTS = {v.suffix: v for v in [BASELINE] + [v for s in STUDIES for v in s.variants]}
 STUDY_VARIANTS = {v.suffix[len("/studies/"):]: v for s in STUDIES for v in s.variants}
 STUDY_BY_NAME = {s.name: s for s in STUDIES}
 
@@ -128,12 +127,8 @@ def toys_b_spec(wildcards):
 
 def toy_files(wildcards):
     """Every toy file of one mass of the job's tree: S+B per POI x job and B-only per job."""
-    return toy_files_of(variant_of(wildcards), wildcards.mass)
-
-
-def toy_files_of(variant, mass):
-    names = jobspecs.toy_file_names(variant.config, mass)
-    return [variant.path(RESULTS, f"m{mass}/{name}") for name in names]
+    variant, mass = variant_of(wildcards), wildcards.mass
+    return [variant.path(RESULTS, f"m{mass}/{name}") for name in jobspecs.toy_file_names(variant.config, mass)]
 
 
 def merge_spec(wildcards):
