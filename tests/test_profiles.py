@@ -146,7 +146,6 @@ def test_profile_option_names_exist_in_plugins(profile):
 
     fields = {"htcondor": {f.name for f in dataclasses.fields(HT)},
               "slurm": {f.name for f in dataclasses.fields(SL)}}
-    repo = Path(__file__).resolve().parents[1]
     for name, known in fields.items():
         for key in profile(name):
             if key.startswith(name + "-"):
