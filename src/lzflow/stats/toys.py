@@ -38,6 +38,7 @@ import numpy as np
 
 from scipy.special import ndtri
 
+from ..masskey import mass_key
 from ._rng import PoissonInverse, ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
 from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData
@@ -65,12 +66,6 @@ HYPOTHESES = {"sb": 0, "b": 1}
 BONLY_POI_INDEX = 0
 
 
-def mass_key(mass_gev: float) -> int:
-    """Integer seed component of a WIMP mass: ``round(mass_GeV × 10⁴)`` (0.1 MeV resolution)."""
-    key = int(round(float(mass_gev) * 1e4))
-    if key < 0:
-        raise ValueError("mass must be non-negative")
-    return key
 
 
 def toy_generator(
