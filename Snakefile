@@ -9,7 +9,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# No `configfile:` here: Snakemake would merge it under every --configfile, silently completing a
+# user's config from the default one. The configuration is loaded in workflow/rules/common.smk
+# (lzflow.workflow_gate): the --configfile stack, or config/config.yaml when none is given.
 
 
 report: "workflow/report/workflow.rst"

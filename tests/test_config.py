@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lzflow.config import ConfigError, deep_merge, load_yaml, mass_label, resolve_config
+from lzflow.config import ConfigError, deep_merge, load_config_file, load_yaml, mass_label, resolve_config
 from lzflow.units import UnitError, to_canonical
 
 
@@ -34,7 +34,7 @@ def test_default_config_is_the_lz_projection(repo, default_config):
 
 
 def test_quick_config_is_valid(repo):
-    cfg = resolved(repo, load_yaml(repo / "config" / "quick.yaml"))
+    cfg = resolved(repo, load_config_file(repo / "config" / "quick.yaml"))
     assert cfg["tag"] == "quick"
 
 
@@ -73,13 +73,13 @@ def _broken(default_config, path, value):
 @pytest.mark.parametrize(
     "path, value, fragments",
     [
-        (("signal", "masses_GeV"), [10, -4], ["signal.masses_GeV[1]", "-4", "> 0"]),
+        (("signal", "masses_GeV"), [10, -4], ["signal.masses_GeV[1]", "-4", "0.1 <= masses_GeV"]),
         (("signal", "masses_GeV"), [10, 10.0], ["signal.masses_GeV", "10", "unique"]),
         (("exposure", "live_time"), "1000", ["exposure.live_time", "no unit"]),
         (("exposure", "live_time"), "1000 mm", ["exposure.live_time", "wrong dimension"]),
         (("pdf", "cs1_phd"), {"min": 80, "max": 3, "bins": 10}, ["pdf.cs1_phd", "min < max"]),
-        (("pdf", "n_samples"), 10, ["pdf.n_samples", "10", ">= 1000"]),
-        (("backgrounds", "pp"), {"counts": 191, "rel_unc": -0.1}, ["backgrounds.pp.rel_unc", "-0.1", ">= 0"]),
+        (("pdf", "n_samples"), 10, ["pdf.n_samples", "10", "1000 <= n_samples"]),
+        (("backgrounds", "pp"), {"counts": 191, "rel_unc": -0.1}, ["backgrounds.pp.rel_unc", "-0.1", "0 <= rel_unc"]),
         (("backgrounds", "B8"), {"counts": 1, "rel_unc": 0.1, "window_keV": [30, 1]}, ["backgrounds.B8.window_keV", "low < high"]),
         (("tag",), "bad tag!", ["tag", "bad tag!"]),
         (("pdf", "seeed"), 3, ["pdf.seeed", "unknown key"]),
@@ -104,17 +104,17 @@ def test_missing_background_is_named(repo, default_config):
 @pytest.mark.parametrize(
     "override, fragments",
     [
-        ({"nest": {"g1": 1.3}}, ["detector.nest.g1", "1.3", "0 < g1 <= 1"]),
-        ({"nest": {"g1": 0.0}}, ["detector.nest.g1", "0 < g1 <= 1"]),
-        ({"fiducial": {"r_max": "800 mm"}}, ["detector.fiducial.r_max", "800", "radmax"]),
-        ({"fiducial": {"z_max": "1500 mm"}}, ["detector.fiducial.z_max", "gate"]),
-        ({"fiducial": {"r_max": "68.8"}}, ["detector.fiducial.r_max", "no unit"]),
-        ({"nest": {"radius": 728}}, ["detector.nest.radius", "no unit"]),
-        ({"nest": {"eLife_us": "850 V"}}, ["detector.nest.eLife_us", "wrong dimension"]),
-        ({"nest": {"gg1": 0.1}}, ["detector.nest.gg1", "unknown NEST detector parameter"]),
-        ({"base": "XENON1T"}, ["detector.base", "XENON1T"]),
-        ({"drift_field": "180"}, ["detector.drift_field", "no unit"]),
-        ({"yields": {"nr": [1.0, 2.0]}}, ["detector.yields.nr", "expected 12"]),
+        ({"nest": {"g1": 1.3}}, ["detector_overrides.nest.g1", "1.3", "0 < g1 <= 1"]),
+        ({"nest": {"g1": 0.0}}, ["detector_overrides.nest.g1", "0 < g1 <= 1"]),
+        ({"fiducial": {"r_max": "800 mm"}}, ["detector_overrides.fiducial.r_max", "800", "radmax"]),
+        ({"fiducial": {"z_max": "1500 mm"}}, ["detector_overrides.fiducial.z_max", "gate"]),
+        ({"fiducial": {"r_max": "68.8"}}, ["detector_overrides.fiducial.r_max", "no unit"]),
+        ({"nest": {"radius": 728}}, ["detector_overrides.nest.radius", "no unit"]),
+        ({"nest": {"eLife_us": "850 V"}}, ["detector_overrides.nest.eLife_us", "wrong dimension"]),
+        ({"nest": {"gg1": 0.1}}, ["detector_overrides.nest.gg1", "unknown key", "did you mean g1?"]),
+        ({"base": "XENON1T"}, ["detector_overrides.base", "XENON1T"]),
+        ({"drift_field": "180"}, ["detector_overrides.drift_field", "no unit"]),
+        ({"yields": {"nr": [1.0, 2.0]}}, ["detector_overrides.yields.nr", "12 numbers"]),
     ],
 )
 def test_bad_detector_one_line_error(repo, default_config, override, fragments):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from lzflow.config import ConfigError, deep_merge, load_yaml
+from lzflow.config import ConfigError, deep_merge, load_config_file, load_yaml
 from lzflow.studies import expand_studies, study_markdown, study_rows, value_label
 
 
 @pytest.fixture(scope="module")
 def quick_raw(repo):
-    return load_yaml(repo / "config" / "quick.yaml")
+    return load_config_file(repo / "config" / "quick.yaml")
 
 
 def _with_studies(raw, studies):
@@ -102,7 +102,7 @@ def test_studies_share_outputs_across_studies(repo, quick_raw):
     ({"s": {"parameter": "stats.toys_per_poi", "values": []}}, "studies.s.values: []; expected a non-empty list"),
     ({"s": {"parameter": "stats.toys_per_poi", "values": [5]}}, "studies.s.values[0] = 5: stats.toys_per_poi"),
     ({"s": {"parameter": "stats.nonsense", "values": [5]}}, "studies.s.values[0] = 5: stats"),
-    ({"s": {"parameter": "detector.g1", "values": [2.0]}}, "studies.s.values[0] = 2.0: detector.nest.g1"),
+    ({"s": {"parameter": "detector.g1", "values": [2.0]}}, "studies.s.values[0] = 2.0: detector_overrides.nest.g1"),
     ({"s": {"parameter": "exposure.live_time", "values": ["1000"]}}, "studies.s.values[0] = '1000': exposure.live_time"),
     ({"s": {"parameter": "stats.toys_per_poi", "values": [100], "masses_GeV": [33]}},
      "studies.s.masses_GeV: 33 is not a mass of signal.masses_GeV"),

@@ -133,9 +133,9 @@ def test_merge_refuses_duplicates_and_corruption(quick_run, tmp_path):
 def _dry_run_with(repo, quick_run, tmp_path, override: dict) -> dict[str, int]:
     import yaml
 
-    from lzflow.config import deep_merge, load_yaml
+    from lzflow.config import deep_merge, load_config_file
 
-    raw = deep_merge(load_yaml(repo / "config" / "quick.yaml"), override)
+    raw = deep_merge(load_config_file(repo / "config" / "quick.yaml"), override)
     extra = tmp_path / "changed.yaml"
     extra.write_text(yaml.safe_dump(raw))
     result = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
@@ -305,9 +305,9 @@ def test_report_page_and_snakemake_report(repo, quick_run, tmp_path):
 def _study_config(tmp_path, studies) -> Path:
     import yaml
 
-    from lzflow.config import deep_merge, load_yaml
+    from lzflow.config import deep_merge, load_config_file
 
-    raw = deep_merge(load_yaml(Path(__file__).resolve().parents[1] / "config" / "quick.yaml"), {"studies": studies})
+    raw = deep_merge(load_config_file(Path(__file__).resolve().parents[1] / "config" / "quick.yaml"), {"studies": studies})
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -389,9 +389,9 @@ def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     before = (results / "quick" / "m40" / "limit.json").read_bytes()
     import yaml
 
-    from lzflow.config import load_yaml
+    from lzflow.config import load_config_file
 
-    stats = dict(load_yaml(repo / "config" / "quick.yaml")["stats"], jobs_per_poi=3)
+    stats = dict(load_config_file(repo / "config" / "quick.yaml")["stats"], jobs_per_poi=3)
     extra = tmp_path / "split.yaml"
     extra.write_text(yaml.safe_dump({"stats": stats}))
     dry = snakemake(repo, "-n", "--config", f"results_dir={results}", extra_config=extra)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from .config import ConfigError, load_config
+from .exceptions import one_line
 from .detector import DetectorError
 from .units import UnitError
 
@@ -38,13 +39,11 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import deep_merge, load_yaml
+    from .config import load_config_stack
     from .studies import expand_studies
 
-    raw: dict[str, Any] = {}
-    for path in args.config:  # later files override earlier ones, as with snakemake --configfile A B
-        raw = deep_merge(raw, load_yaml(path))
-    baseline, studies = expand_studies(raw)
+    # later files overlay earlier ones, each with its base: chain, exactly as snakemake --configfile A B
+    baseline, studies = expand_studies(load_config_stack(args.config))
     cfg = baseline.config
     det = cfg["detector"]
     print(
@@ -515,8 +514,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"lzflow: config error: {one_line(err)}", file=sys.stderr)
+        return 2
     except _user_errors() as err:
-        print(f"lzflow: error: {err}", file=sys.stderr)
+        print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

@@ -20,10 +20,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .exceptions import unknown_key_message
 from .units import to_canonical
 
 __all__ = [
     "NEST_PARAMETERS",
+    "DETECTOR_KEYS",
+    "check_detector_keys",
     "NEST_PRESETS",
     "DEFAULT_YIELDS",
     "DetectorError",
@@ -102,8 +105,37 @@ DEFAULT_YIELDS: dict[str, list[float]] = {
     "widths": [0.4, 0.4, 0.04, 0.5, 0.19, 2.25, -0.001, 0.046452, 0.45, 0.205, -0.2, 0.0, 0.0],
 }
 _YIELD_LENGTHS = {"er": 10, "nr": 12, "widths": 13}
+_FIDUCIAL_KEYS = ("r_max", "z_min", "z_max")
+#: Highest drift field accepted (100 kV/cm, far above any liquid-xenon TPC; NEST's yield models are
+#: fitted to data below ~4 kV/cm).
+MAX_DRIFT_FIELD_V_CM = 1e5
+#: Keys of a detector YAML (and of ``detector_overrides``), with the mappings nested under them.
+DETECTOR_KEYS: dict[str, tuple[str, ...] | None] = {
+    "name": None, "base": None, "nest": tuple(NEST_PARAMETERS), "drift_field": None,
+    "fiducial": _FIDUCIAL_KEYS, "yields": tuple(_YIELD_LENGTHS), "s1_mode": None, "s2_mode": None,
+}
+#: A key written one level too high is pointed to where it belongs (e.g. ``g1`` → ``nest.g1``).
+_KEY_HINTS = {**{k: f"nest.{k}" for k in NEST_PARAMETERS}, **{k: f"fiducial.{k}" for k in _FIDUCIAL_KEYS},
+              **{k: f"yields.{k}" for k in _YIELD_LENGTHS}}
 _S1_MODES = ("Full", "Parametric", "Hybrid")
 _S2_MODES = ("Full", "Parametric")
+
+
+def check_detector_keys(raw: Any, prefix: str = "detector") -> None:
+    """Refuse unknown keys (with a "did you mean") and non-mapping sections of a detector mapping."""
+    if not isinstance(raw, Mapping):
+        raise DetectorError(f"{prefix}: {raw!r} is not a mapping; expected keys such as nest, fiducial, drift_field")
+    for key, value in raw.items():
+        if key not in DETECTOR_KEYS:
+            raise DetectorError(unknown_key_message(prefix, key, DETECTOR_KEYS, _KEY_HINTS))
+        allowed = DETECTOR_KEYS[key]
+        if allowed is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise DetectorError(f"{prefix}.{key}: {value!r} is not a mapping; expected keys {', '.join(allowed)}")
+        for sub in value:
+            if sub not in allowed:
+                raise DetectorError(unknown_key_message(f"{prefix}.{key}", sub, allowed))
 
 
 def _preset_instance(name: str):
@@ -208,8 +240,9 @@ def _check_detector(det: dict[str, Any], prefix: str) -> None:
             f"region; expected cathode ({nest['cathode']} mm) <= z_min < z_max <= gate ({nest['gate']} mm)"
         )
     field = det["drift_field_V_cm"]
-    if field is not None and field <= 0:
-        raise DetectorError(f"{prefix}.drift_field: {field} V/cm must be > 0")
+    if field is not None and not 0 < field <= MAX_DRIFT_FIELD_V_CM:
+        raise DetectorError(f"{prefix}.drift_field: {field:g} V/cm is out of range; expected 0 < field <= "
+                            f"{MAX_DRIFT_FIELD_V_CM:g} V/cm")
 
 
 def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[str, Any]:
@@ -224,6 +257,7 @@ def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[s
     DetectorError, UnitError
         One-line messages naming the key, the value and what was expected.
     """
+    check_detector_keys(raw, prefix)
     base = raw.get("base", "custom")
     nest_raw = raw.get("nest", {}) or {}
     if base == "custom":
@@ -245,10 +279,13 @@ def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[s
     for key, values in (raw.get("yields") or {}).items():
         if key not in _YIELD_LENGTHS:
             raise DetectorError(f"{prefix}.yields.{key}: unknown vector; expected one of er, nr, widths")
-        if len(values) != _YIELD_LENGTHS[key]:
+        if not isinstance(values, list) or len(values) != _YIELD_LENGTHS[key]:
             raise DetectorError(
-                f"{prefix}.yields.{key}: has {len(values)} entries; expected {_YIELD_LENGTHS[key]}"
+                f"{prefix}.yields.{key}: {values!r} is not a list of {_YIELD_LENGTHS[key]} numbers; expected "
+                f"{_YIELD_LENGTHS[key]} entries"
             )
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise DetectorError(f"{prefix}.yields.{key}: {values!r}; expected {_YIELD_LENGTHS[key]} finite numbers")
         yields[key] = [float(v) for v in values]
 
     field_raw = raw.get("drift_field", "nest_map" if base != "custom" else None)
@@ -266,10 +303,10 @@ def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[s
     fid_raw = raw.get("fiducial")
     if not fid_raw:
         raise DetectorError(f"{prefix}.fiducial: missing; expected r_max, z_min, z_max with length units")
-    fiducial = {
-        f"{name}_mm": to_canonical(fid_raw.get(name), f"{prefix}.fiducial.{name}", "mm")
-        for name in ("r_max", "z_min", "z_max")
-    }
+    missing = [name for name in _FIDUCIAL_KEYS if name not in fid_raw]
+    if missing:
+        raise DetectorError(f"{prefix}.fiducial.{missing[0]}: missing; expected a length such as '688 mm'")
+    fiducial = {f"{name}_mm": to_canonical(fid_raw[name], f"{prefix}.fiducial.{name}", "mm") for name in _FIDUCIAL_KEYS}
     s1_mode = raw.get("s1_mode", "Hybrid")
     s2_mode = raw.get("s2_mode", "Full")
     if s1_mode not in _S1_MODES:

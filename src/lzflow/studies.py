@@ -63,7 +63,9 @@ __all__ = [
 ]
 
 FORBIDDEN_PARAMETERS = ("tag", "results_dir", "signal.masses_GeV", "signal.mass_labels", "studies")
-STUDY_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: study names and value labels are directory names: one safe path component, never '.' or '..'
+STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+VALUE_LABEL = re.compile(r"^[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -165,8 +167,13 @@ def _variant_raw(baseline: Mapping[str, Any], edits: Sequence[tuple[list[str], A
     per_mass = (raw.get("stats") or {}).get("per_mass")
     if per_mass:
         keep = {mass_label(float(m)) for m in masses}
-        raw["stats"]["per_mass"] = {k: v for k, v in per_mass.items() if mass_label(float(k)) in keep}
+        raw["stats"]["per_mass"] = {k: v for k, v in per_mass.items() if _per_mass_label(k) in keep}
     return raw
+
+
+def _per_mass_label(key: Any) -> str:
+    """The mass label of a ``stats.per_mass`` key (a number, or a name that resolve_config checks)."""
+    return mass_label(float(key)) if isinstance(key, (int, float)) else str(key)
 
 
 def _study_masses(spec: Mapping[str, Any], baseline_masses: Sequence[float], where: str) -> list[float]:
@@ -200,7 +207,8 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
     for name, spec in studies_raw.items():
         where = f"studies.{name}"
         if not isinstance(name, str) or not STUDY_NAME.match(name):
-            raise ConfigError(f"{where}: bad study name {name!r}; expected letters, digits, '_', '.', '-'")
+            raise ConfigError(f"{where}: bad study name {name!r}; expected letters, digits, '_', '.', '-', starting "
+                              f"with a letter, digit or '_' (it becomes a directory name)")
         if not isinstance(spec, Mapping) or "parameter" not in spec or "values" not in spec:
             raise ConfigError(f"{where}: {spec!r}; expected a mapping with 'parameter' and 'values'")
         unknown = sorted(set(spec) - {"parameter", "values", "masses_GeV", "set", "description"})
@@ -216,6 +224,10 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
             fixed.append((_edit_path(base_raw, key, f"{where}.set", base_dir), value))
         masses = _study_masses(spec, base_cfg["signal"]["masses_GeV"], where)
         labels = [value_label(v) for v in values]
+        for i, (value, label) in enumerate(zip(values, labels)):
+            if not VALUE_LABEL.match(label):
+                raise ConfigError(f"{where}.values[{i}]: {value!r} would be the directory name {label!r}; expected a "
+                                  f"value whose name is a plain directory name (not '.', '..', at most 64 characters)")
         if len(set(labels)) != len(labels):
             dup = next(l for l in labels if labels.count(l) > 1)
             raise ConfigError(f"{where}.values: two values share the directory name {dup!r}; expected distinct values")

@@ -10,6 +10,7 @@ what was expected.
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from numbers import Real
@@ -65,15 +66,21 @@ def to_canonical(value: object, key: str, unit: str, *, unit_in_key: bool = Fals
         raise UnitError(f"{key}: {value!r} is not a quantity; expected a value in {unit}, e.g. '1 {unit}'")
     if isinstance(value, Real):
         if unit_in_key:
-            return float(value)
+            return _finite(float(value), value, key, unit)
         raise UnitError(f"{key}: {value!r} has no unit; expected a quantity in {unit}, e.g. '{value} {unit}'")
     if not isinstance(value, str):
         raise UnitError(f"{key}: {value!r} is not a quantity; expected a string like '1 {unit}'")
     quantity = parse_quantity(value, key)
     try:
-        return float(quantity.to(unit).magnitude)
+        return _finite(float(quantity.to(unit).magnitude), value, key, unit)
     except pint.errors.DimensionalityError:
         raise UnitError(
             f"{key}: {value!r} has unit '{quantity.units:~}' of the wrong dimension; expected a quantity "
             f"convertible to {unit}"
         ) from None
+
+
+def _finite(number: float, value: object, key: str, unit: str) -> float:
+    if not math.isfinite(number):
+        raise UnitError(f"{key}: {value!r} is not finite; expected a finite quantity in {unit}")
+    return number

@@ -9,15 +9,11 @@
 # lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
 import gc
 import re
-import sys
-
-from snakemake.utils import validate
 
 from lzflow import jobspecs
-from lzflow.config import ConfigError
 from lzflow.jobspecs import as_spec
 from lzflow.provenance import stage_code_hash
-from lzflow.studies import expand_studies
+from lzflow.workflow_gate import workflow_config
 
 # Garbage collection: a large DAG keeps ~65 container objects per job alive to the end of the run
 # (0.84 M for 10,479 jobs) while allocating many more, and CPython's default collector (thresholds
@@ -29,14 +25,13 @@ from lzflow.studies import expand_studies
 gc.freeze()
 gc.set_threshold(50_000, 20, 10)
 
-try:
-    # schema + units + cross-field checks of the baseline and of every study value: one-line errors,
-    # before any job
-    BASELINE, STUDIES = expand_studies(config)
-except ConfigError as err:
-    sys.stderr.write(f"lzflow: config error: {err}\n")
-    sys.exit(2)
-validate(config, "../schemas/config.schema.yaml")  # the same schema, through Snakemake (fills defaults)
+# The configuration: the --configfile stack (config/config.yaml when none is given) and --config
+# overrides, loaded as `lzflow validate` loads it (each file with its `base:` chain; nothing merged
+# in silently), then schema + units + cross-field checks of the baseline and of every study value:
+# one-line errors, before any job. Snakemake's own `config` is replaced by it (for its report).
+RAW_CONFIG, BASELINE, STUDIES = workflow_config(workflow.config_settings.configfiles, workflow.config_settings.config)
+config.clear()
+config.update(RAW_CONFIG)
 
 LZ = BASELINE.config
 RESULTS = f"{LZ['results_dir']}/{LZ['tag']}"

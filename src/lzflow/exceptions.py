@@ -1,0 +1,40 @@
+"""User-facing errors: each is one line naming the key (or file), the value and what was expected.
+
+The console script prints them as ``lzflow: config error: <message>`` (configuration, before any
+job runs) or ``lzflow: error: <message>`` (a stage's inputs) and exits with status 2; they never
+reach the user as a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+__all__ = ["ConfigError", "one_line", "unknown_key_message"]
+
+
+class ConfigError(ValueError):
+    """A user mistake in a configuration file: one line naming key, value and expectation."""
+
+
+def one_line(message: object) -> str:
+    """``message`` as a single line (newlines and runs of blanks folded to one space)."""
+    return " ".join(str(message).split())
+
+
+def unknown_key_message(where: str, key: object, allowed: Iterable[str], hint: dict[str, str] | None = None) -> str:
+    """``<where>.<key>: unknown key; did you mean <x>? expected one of …``.
+
+    ``hint`` maps keys that belong elsewhere to where they belong (e.g. a NEST parameter written
+    at the top of ``detector_overrides`` → ``nest.<key>``); otherwise the suggestion is the
+    closest allowed key by spelling (:func:`difflib.get_close_matches`), if any is close.
+    """
+    allowed = sorted(str(a) for a in allowed)
+    name = f"{where}.{key}" if where else str(key)
+    suggestion = (hint or {}).get(str(key))
+    if suggestion is None:
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        suggestion = close[0] if close else None
+    did_you_mean = f"did you mean {suggestion}? " if suggestion else ""
+    expected = f"expected one of {', '.join(allowed)}" if allowed else "no keys are allowed here"
+    return f"{name}: unknown key; {did_you_mean}{expected}"
