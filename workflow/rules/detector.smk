@@ -9,7 +9,7 @@ rule detector:
     benchmark:
         f"{BENCHMARKS}/detector.tsv"
     shell:
-        "lzflow detector --spec {params.spec:q} --out {output} > {log} 2>&1"
+        "lzflow detector --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule detector as detector_study with:

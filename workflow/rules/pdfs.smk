@@ -19,8 +19,8 @@ rule response:
     benchmark:
         f"{BENCHMARKS}/response_{{interaction}}.tsv"
     shell:
-        "lzflow response --detector {input.detector} --spec {params.spec:q} --workers {threads} "
-        "--out {output} > {log} 2>&1"
+        "lzflow response --detector {input.detector:q} --spec {params.spec:q} --workers {threads} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 use rule response as response_study with:
@@ -48,7 +48,7 @@ rule background_pdf:
     benchmark:
         f"{BENCHMARKS}/pdf_{{background}}.tsv"
     shell:
-        "lzflow pdf --response {input.response} --spec {params.spec:q} --out {output.root} > {log} 2>&1"
+        "lzflow pdf --response {input.response:q} --spec {params.spec:q} --out {output.root:q} > {log:q} 2>&1"
 
 
 use rule background_pdf as background_pdf_study with:
@@ -75,7 +75,7 @@ rule signal_pdf:
     benchmark:
         f"{BENCHMARKS}/pdf_wimp_m{{mass}}.tsv"
     shell:
-        "lzflow pdf --response {input.response} --spec {params.spec:q} --out {output.root} > {log} 2>&1"
+        "lzflow pdf --response {input.response:q} --spec {params.spec:q} --out {output.root:q} > {log:q} 2>&1"
 
 
 use rule signal_pdf as signal_pdf_study with:

@@ -21,8 +21,8 @@ rule workspace:
     benchmark:
         f"{BENCHMARKS}/m{{mass}}/workspace.tsv"
     shell:
-        "lzflow workspace --spec {params.spec:q} --signal {input.signal} --backgrounds {input.backgrounds} "
-        "--out {output[0]} > {log} 2>&1"
+        "lzflow workspace --spec {params.spec:q} --signal {input.signal:q} --backgrounds {input.backgrounds:q} "
+        "--out {output[0]:q} > {log:q} 2>&1"
 
 
 use rule workspace as workspace_study with:
@@ -57,7 +57,7 @@ rule toys:
     benchmark:
         f"{BENCHMARKS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.tsv"
     shell:
-        "lzflow toys --spec {params.spec:q} --workspace {input} --out {output} > {log} 2>&1"
+        "lzflow toys --spec {params.spec:q} --workspace {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule toys as toys_study with:
@@ -87,7 +87,7 @@ rule toys_bonly:
     benchmark:
         f"{BENCHMARKS}/m{{mass}}/toys_bonly_job{{job}}.tsv"
     shell:
-        "lzflow toys --spec {params.spec:q} --workspace {input} --out {output} > {log} 2>&1"
+        "lzflow toys --spec {params.spec:q} --workspace {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule toys_bonly as toys_bonly_study with:
@@ -116,8 +116,8 @@ rule merge:
     benchmark:
         f"{BENCHMARKS}/m{{mass}}/merge.tsv"
     shell:
-        "lzflow merge --spec {params.spec:q} --workspace {input.workspace} --toys {input.toys} "
-        "--out {output.limit} --errors-out {output.errors} > {log} 2>&1"
+        "lzflow merge --spec {params.spec:q} --workspace {input.workspace:q} --toys {input.toys:q} "
+        "--out {output.limit:q} --errors-out {output.errors:q} > {log:q} 2>&1"
 
 
 use rule merge as merge_study with:
@@ -149,7 +149,7 @@ rule curve:
     log:
         f"{LOGS}/curve.log",
     shell:
-        "lzflow curve --limits {input} --out {output.csv} --title {params.title:q} > {log} 2>&1"
+        "lzflow curve --limits {input:q} --out {output.csv:q} --title {params.title:q} > {log:q} 2>&1"
 
 
 # Per-mass fit-error summaries (written by merge from the toys it reads) -> one table. Depending on
@@ -165,4 +165,4 @@ rule errors:
     log:
         f"{LOGS}/errors.log",
     shell:
-        "lzflow errors --summaries {input} --out {output[0]} > {log} 2>&1"
+        "lzflow errors --summaries {input:q} --out {output[0]:q} > {log:q} 2>&1"

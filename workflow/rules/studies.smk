@@ -17,8 +17,8 @@ rule study:
     log:
         f"{LOGS}/studies/{{study}}.log",
     shell:
-        "lzflow study --spec {params.spec:q} --limits {input.limits} --benchmarks {input.benchmarks} "
-        "--out {output.csv} > {log} 2>&1"
+        "lzflow study --spec {params.spec:q} --limits {input.limits:q} --benchmarks {input.benchmarks:q} "
+        "--out {output.csv:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -40,7 +40,7 @@ rule report:
     log:
         f"{LOGS}/report.log",
     shell:
-        "lzflow report --spec {params.spec:q} --curve {input.curve} --curve-plot {input.curve_plot} "
-        "--limits {input.limits} --pvalues {input.pvalues} --teststat {input.teststat} --errors {input.errors} "
-        "--detector {input.detector} --study-tables {input.study_tables} --study-overlays {input.study_overlays} "
-        "--out {output} > {log} 2>&1"
+        "lzflow report --spec {params.spec:q} --curve {input.curve:q} --curve-plot {input.curve_plot:q} "
+        "--limits {input.limits:q} --pvalues {input.pvalues:q} --teststat {input.teststat:q} --errors {input.errors:q} "
+        "--detector {input.detector:q} --study-tables {input.study_tables:q} --study-overlays {input.study_overlays:q} "
+        "--out {output:q} > {log:q} 2>&1"
