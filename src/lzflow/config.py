@@ -44,6 +44,7 @@ __all__ = [
     "load_config",
     "check_finite",
     "validate_schema",
+    "validate_raw",
     "resolve_config",
     "deep_merge",
     "mass_label",
@@ -233,11 +234,21 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def validate_schema(config: Mapping[str, Any]) -> None:
-    """Validate against the JSON schema; raise ConfigError (one line) on the first problem."""
+@lru_cache(maxsize=1)
+def _validator_class():
+    """Draft 2020-12, except that an integer must be written as one (JSON schema would take 1.5e6
+    for an integer; a count written as a float is a typo worth a line)."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(_schema())
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)
+
+
+def validate_schema(config: Mapping[str, Any]) -> None:
+    """Validate against the JSON schema; raise ConfigError (one line) on the first problem."""
+    validator = _validator_class()(_schema())
     errors = sorted(validator.iter_errors(config),
                     key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)), e.validator))
     if not errors:
@@ -253,7 +264,7 @@ def validate_schema(config: Mapping[str, Any]) -> None:
         allowed = sorted(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
         raise ConfigError(unknown_key_message(where if error.absolute_path else "", extra[0], allowed))
-    if error.validator == "propertyNames":
+    if "propertyNames" in error.schema_path:
         raise ConfigError(f"{prefix}{error.instance!r}: bad name; expected letters, digits, '_', '.', '-', "
                           f"starting with a letter, digit or '_' (it becomes a directory name)")
     if error.validator == "pattern" and where in ("tag", "results_dir"):
@@ -262,6 +273,20 @@ def validate_schema(config: Mapping[str, Any]) -> None:
                           f"{', /' if where == 'results_dir' else ''} (not starting with '.' or '-')")
     problem = "is out of range" if error.validator in _RANGE_VALIDATORS else "is invalid"
     raise ConfigError(f"{where}: {_shown(error.instance)} {problem}; expected {_expectation(error)}")
+
+
+def validate_raw(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Finite numbers and the schema, on a raw (stacked) configuration; returns it with
+    ``stats.per_mass`` keys as mass labels (YAML reads ``40:`` as a number)."""
+    check_finite(config)
+    stats_raw = config.get("stats")
+    per_mass_keys = stats_raw.get("per_mass") if isinstance(stats_raw, Mapping) else None
+    if isinstance(per_mass_keys, Mapping) and any(not isinstance(k, str) for k in per_mass_keys):
+        config = {**config, "stats": {**stats_raw, "per_mass": {
+            (mass_label(float(k)) if isinstance(k, (int, float)) and not isinstance(k, bool) else str(k)): v
+            for k, v in per_mass_keys.items()}}}
+    validate_schema(config)
+    return config
 
 
 def _quantity(raw: Any, key: str, unit: str) -> float:
@@ -408,14 +433,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     dictionary, see :func:`lzflow.detector.resolve_detector`), ``exposure`` (t, days, t·yr),
     ``signal`` (masses, σ_ref in cm², halo in GeV/cm³ and km/s), ``backgrounds``, ``pdf`` and ``stats``.
     """
-    check_finite(config)
-    stats_raw = config.get("stats")
-    per_mass_keys = (stats_raw.get("per_mass") or {}) if isinstance(stats_raw, Mapping) else {}
-    if isinstance(per_mass_keys, Mapping) and any(not isinstance(k, str) for k in per_mass_keys):
-        config = deep_merge(config, {})
-        config["stats"]["per_mass"] = {(mass_label(float(k)) if isinstance(k, (int, float)) else k): v
-                                       for k, v in per_mass_keys.items()}
-    validate_schema(config)
+    config = validate_raw(config)
     if config["tag"] in RESERVED_TAGS:
         raise ConfigError(f"tag: {config['tag']!r} is the name of a results subtree; expected another name")
     results_dir = config.get("results_dir", "results")

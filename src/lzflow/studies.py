@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import jobspecs as js
-from .config import ConfigError, deep_merge, load_yaml, mass_label, resolve_config
+from .config import ConfigError, deep_merge, load_yaml, mass_label, resolve_config, validate_raw
 
 __all__ = [
     "Study",
@@ -197,9 +197,8 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
 
     ``raw`` is the configuration as loaded (with its optional ``studies`` block).
     """
+    raw = validate_raw(raw)  # the studies block's structure too, with the schema's messages
     studies_raw = raw.get("studies") or {}
-    if not isinstance(studies_raw, Mapping):
-        raise ConfigError(f"studies: {studies_raw!r}; expected a mapping of study name to {{parameter, values}}")
     base_raw = _baseline_raw(raw)
     base_cfg = resolve_config(base_raw, base_dir)
     baseline = Variant(None, "baseline", None, "", base_cfg, artefact_keys(base_cfg))

@@ -60,25 +60,15 @@ def config_error_exit(err: Exception) -> NoReturn:
 
 def check_command_line(argv: Sequence[str] | None = None) -> None:
     """Refuse bad ``--configfile`` files before Snakemake reads them (see the module docstring)."""
-    from .config import check_finite, load_config_stack, validate_schema
+    from .config import load_config_stack, validate_raw
 
     files = configfiles_from_argv(sys.argv[1:] if argv is None else argv)
     if not files:
         return
     try:
-        raw = load_config_stack(files)
-        check_finite(raw)
-        validate_schema(_with_label_keys(raw))
+        validate_raw(load_config_stack(files))
     except ConfigError as err:
         config_error_exit(err)
-
-
-def _with_label_keys(raw: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``stats.per_mass`` keys as strings (YAML reads ``40:`` as a number; the schema wants names)."""
-    stats = raw.get("stats")
-    if not isinstance(stats, Mapping) or not isinstance(stats.get("per_mass"), Mapping):
-        return raw
-    return {**raw, "stats": {**stats, "per_mass": {str(k): v for k, v in stats["per_mass"].items()}}}
 
 
 def workflow_config(configfiles: Sequence[str | Path], cli_config: Mapping[str, Any] | None = None):
