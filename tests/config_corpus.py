@@ -405,6 +405,9 @@ stacked("base_too_deep", "base",
         "chain of more than 8")
 stacked("base_partial_config", "base", {"config.yaml": f"base: {REPO / 'config' / 'config.yaml'}\ntag: t\n"
                                                        "pdf: {n_samples: 1}\n"}, ["config.yaml"], "pdf.n_samples", "1")
+bad("missing_n_samples", "base", {}, "pdf.n_samples", "missing", drop=("pdf.n_samples",))
+bad("missing_tag", "base", {}, "tag", "missing", drop=("tag",))
+bad("missing_results_detector", "base", {}, "detector", "missing", drop=("detector",))
 stacked("no_base_partial_config", "base", {"config.yaml": "tag: mine\nsignal: {masses_GeV: [10]}\n"}, ["config.yaml"],
         "missing", "required")
 

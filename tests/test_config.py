@@ -199,3 +199,19 @@ def test_bad_stats_one_line_error(repo, default_config, stats, fragments):
     assert "\n" not in str(info.value)
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+def test_rule_shell_placeholders_are_quoted(repo):
+    """Every {input}/{output}/{log} in a rule's shell command is quoted (:q), so a path from the
+    config can never be split or interpreted by the shell (issue 17: results_dir with ';' ran a
+    command in a real run before)."""
+    import re
+
+    placeholder = re.compile(r"\{(input|output|log)(\.[A-Za-z_]+|\[[0-9]+\])?(:[a-z]+)?\}")
+    found = []
+    for path in [repo / "Snakefile", *sorted((repo / "workflow" / "rules").glob("*.smk"))]:
+        for match in placeholder.finditer(path.read_text()):
+            found.append((path.name, match.group(0)))
+    assert len(found) >= 40
+    unquoted = [f for f in found if not f[1].endswith(":q}")]
+    assert not unquoted, unquoted
