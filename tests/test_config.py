@@ -215,3 +215,29 @@ def test_rule_shell_placeholders_are_quoted(repo):
     assert len(found) >= 40
     unquoted = [f for f in found if not f[1].endswith(":q}")]
     assert not unquoted, unquoted
+
+
+def test_docs_list_every_bound(repo):
+    """docs/configuration.md states every upper bound the schema and lzflow.config enforce."""
+    from lzflow import config as cfg
+    from lzflow.config import _schema
+
+    doc = (repo / "docs" / "configuration.md").read_text()
+    text = doc.replace(",", "")
+
+    def maxima(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("maximum", "exclusiveMaximum", "maxItems"):
+                    yield value
+                else:
+                    yield from maxima(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from maxima(value)
+
+    bounds = set(maxima(_schema())) - {1}
+    bounds |= {hi for _, hi, _ in cfg.QUANTITY_BOUNDS.values()}
+    bounds |= {cfg.MAX_TOY_JOBS, cfg.MAX_TOYS_PER_MASS, cfg.MAX_BINS, cfg.MAX_BASE_DEPTH}
+    missing = [b for b in sorted(bounds) if f"{b:g}" not in text and str(b) not in text]
+    assert not missing, f"bounds not in docs/configuration.md: {missing}"
