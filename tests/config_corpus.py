@@ -368,7 +368,7 @@ bad("study_parameter_detector_unknown", "studies", {"studies": {"s": {"parameter
     "studies.s.parameter", "detector.gg1")
 bad("study_parameter_not_string", "studies", {"studies": {"s": {"parameter": 5, "values": [1]}}},
     "studies.s.parameter", "5")
-bad("study_values_empty", "studies", g1_study([]), "studies.s.values", "at least 1")
+bad("study_values_empty", "studies", g1_study([]), "studies.s.values", "at least 1 item")
 bad("study_values_scalar", "studies", g1_study(0.1), "studies.s.values", "0.1", "array")
 bad("study_values_duplicate", "studies", g1_study([0.05, 0.05]), "studies.s.values", "0.05", "distinct")
 bad("study_value_out_of_range", "studies", g1_study([2.0]), "studies.s.values[0] = 2.0", "g1", "0 < g1 <= 1")

@@ -99,7 +99,7 @@ def test_studies_share_outputs_across_studies(repo, quick_raw):
     ({"s": {"parameter": "detector.nonsense", "values": [1]}}, "studies.s.parameter: detector.nonsense is not a parameter"),
     ({"s": {"parameter": "tag", "values": ["x"]}}, "studies.s.parameter: 'tag' cannot be studied"),
     ({"s": {"parameter": "signal.masses_GeV", "values": [[10]]}}, "'signal.masses_GeV' cannot be studied"),
-    ({"s": {"parameter": "stats.toys_per_poi", "values": []}}, "studies.s.values: [] is out of range; expected at least 1 item"),
+    ({"s": {"parameter": "stats.toys_per_poi", "values": []}}, "studies.s.values: [] is out of range; expected at least 1 item(s)"),
     ({"s": {"parameter": "stats.toys_per_poi", "values": [5]}}, "studies.s.values[0] = 5: stats.toys_per_poi"),
     ({"s": {"parameter": "stats.nonsense", "values": [5]}}, "studies.s.values[0] = 5: stats"),
     ({"s": {"parameter": "detector.g1", "values": [2.0]}}, "studies.s.values[0] = 2.0: detector_overrides.nest.g1"),

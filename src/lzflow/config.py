@@ -212,19 +212,13 @@ def _expectation(error) -> str:
     if validator in _RANGE_VALIDATORS[:4]:
         name = next((str(p) for p in reversed(error.absolute_path) if isinstance(p, str)), "value")
         return _range_text(schema, name) or one_line(error.message)
-    if validator == "minItems":
-        return f"at least {value} item{'s' if value != 1 else ''}"
-    if validator == "maxItems":
-        return f"at most {value} items"
-    if validator == "minLength":
-        return f"at least {value} characters"
-    if validator == "maxLength":
-        return f"at most {value} characters"
-    if validator == "pattern":
-        return f"a string matching {value}"
+    if validator in _EXPECTED:
+        return _EXPECTED[validator].format(value)
     return one_line(error.message)
 
 
+_EXPECTED = {"minItems": "at least {} item(s)", "maxItems": "at most {} items", "minLength": "at least {} characters",
+             "maxLength": "at most {} characters", "pattern": "a string matching {}"}
 _RANGE_VALIDATORS = ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems",
                      "minLength", "maxLength")
 
