@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import norm
+from scipy.stats import binomtest, norm
 
 from lzflow.stats import (
     asymptotic_limits,
@@ -29,7 +29,10 @@ def test_pvalues_from_toys_conventions():
     assert pv.clsb == pytest.approx(4 / 7)  # q ≥ q_obs, +inf included
     assert pv.clb == pytest.approx(4 / 5)
     assert pv.cls == pytest.approx((4 / 7) / (4 / 5))
-    assert pv.clsb_err == pytest.approx(np.sqrt((4 / 7) * (3 / 7) / 7))
+    # error: half the 68.27 % Clopper–Pearson interval (scipy's exact binomial interval)
+    ci = binomtest(4, 7).proportion_ci(confidence_level=norm.cdf(1) - norm.cdf(-1), method="exact")
+    assert (pv.clsb_lo, pv.clsb_hi) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high, rel=1e-9))
+    assert pv.clsb_err == pytest.approx(0.5 * (ci.high - ci.low), rel=1e-9)
     assert pvalues_from_toys(0.0, q_sb, q_b).clsb == 1.0
     assert Ensemble(q_sb).n_excluded == 1
 

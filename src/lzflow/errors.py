@@ -6,15 +6,19 @@ needed, and q. :func:`summarise_errors` counts, per (mass, hypothesis, POI, fit,
 
 * ``final:<STATUS>`` — fits that failed in every strategy (the toy is kept, its q may be NaN);
 * ``retried:<STATUS>`` — fits whose first strategy failed and a retry succeeded;
-* ``nan_q`` — toys whose test statistic is NaN (left out of p-values, counted in ``limit.json``);
+* ``nan_q`` — toys whose test statistic is NaN;
+* ``excluded`` — toys left out of the p-values at one or more tested μ because a fit that their q
+  depends on failed in every strategy or q is NaN (:func:`lzflow.stats.hypotest.toy_quality`;
+  ``limit.json`` counts them per ensemble and cause under ``excluded``);
 * ``mu_hat_at_bound`` — unconditional fits with μ̂ on the μ ≥ 0 boundary (expected for about half
   the background-only toys; listed because the old analysis lost days to fits near the boundary);
 
 and lists the offending toys by (file, run number, toy index) so one can be replayed with
 :func:`replay_toy`, which regenerates the toy from its seed and refits it.
 
-In the workflow each merge job summarises its own mass from the toys it has already read
-(:func:`summarise_loaded`, ``m<mass>/fit_errors.json``) and the ``errors`` rule combines those
+In the workflow each merge job summarises its own mass from the toys it has already read and the
+toys it ran itself to extend the POI grid (rows with hypothesis ``sb`` at the new POI indices and
+``b-grid-extension``; not counted as files) (:func:`summarise_loaded`, ``m<mass>/fit_errors.json``) and the ``errors`` rule combines those
 (:func:`combine_summaries`): the same document as :func:`summarise_errors` over every toy file,
 without a job that depends on every toy file of the analysis.
 """
@@ -45,19 +49,21 @@ def summarise_loaded(files: Iterable[tuple[str, Mapping[str, np.ndarray], Mappin
     listed: list[dict[str, Any]] = []
     n_files = 0
     for path, arrays, header in files:
-        n_files += 1
+        n_files += "source" not in header  # entries made by merge itself are not files
         key = (header["mass_GeV"], header["hypothesis"], header["poi_index"])
         row = rows.setdefault(key, {"toys": 0})
-        for i, causes in _count_file(arrays, row):
+        for i, causes in _count_file(arrays, row, header.get("test_statistic", "qtilde")):
             if len(listed) < max_listed:
                 listed.append({"file": str(path), "run_number": header["run_number"],
                                "toy_index": int(arrays["toy_index"][i]), "causes": causes})
     return _summary(rows, n_files, listed)
 
 
-def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int]) -> list[tuple[int, list[str]]]:
+def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
+                test_stat: str = "qtilde") -> list[tuple[int, list[str]]]:
     """Add one file's counts to ``row``; return its flagged toys (position in file, causes)."""
     from .stats.fit import FitStatus
+    from .stats.hypotest import toy_quality
 
     n = arrays["toy_index"].size
     row["toys"] += int(n)
@@ -82,6 +88,11 @@ def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int]) -> list[t
         row["nan_q"] = row.get("nan_q", 0) + int(nan_q.sum())
         for i in np.flatnonzero(nan_q):
             flagged.setdefault(int(i), []).append("nan_q")
+    if "mu_test" not in arrays:  # (files of other writers) every conditional fit counts as used
+        arrays = {**arrays, "mu_test": np.full(arrays["q"].reshape(n, -1).shape[1], np.inf)}
+    excluded = np.any(toy_quality(arrays, test_stat) != 0, axis=1)
+    if excluded.any():
+        row["excluded"] = row.get("excluded", 0) + int(excluded.sum())
     row["mu_hat_at_bound"] = row.get("mu_hat_at_bound", 0) + int(np.sum(arrays["mu_hat"] <= 0.0))
     return sorted(flagged.items())
 
@@ -92,7 +103,8 @@ def _summary(rows: Mapping[tuple, Mapping[str, int]], n_files: int, listed: list
     return {"files": n_files, "toys": sum(r["toys"] for r in table),
             "failed_fits": sum(v for r in table for k, v in r.items() if ":final:" in k),
             "retried_fits": sum(v for r in table for k, v in r.items() if ":retried:" in k),
-            "nan_q": sum(r.get("nan_q", 0) for r in table), "table": table, "toys_to_replay": listed}
+            "nan_q": sum(r.get("nan_q", 0) for r in table),
+            "excluded_toys": sum(r.get("excluded", 0) for r in table), "table": table, "toys_to_replay": listed}
 
 
 def combine_summaries(summaries: Iterable[Mapping[str, Any]], max_listed: int = 50) -> dict[str, Any]:
@@ -156,5 +168,6 @@ def errors_markdown(summary: Mapping[str, Any]) -> str:
                      + " | ".join(str(r.get(c, 0)) for c in causes) + " |")
     lines.append("")
     lines.append(f"{summary['toys']} toys in {summary['files']} files: {summary['failed_fits']} fits failed in every "
-                 f"strategy, {summary['retried_fits']} needed a retry, {summary['nan_q']} toys with NaN q.")
+                 f"strategy, {summary['retried_fits']} needed a retry, {summary['nan_q']} toys with NaN q, "
+                 f"{summary.get('excluded_toys', 0)} toys left out of the p-values.")
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ power-threshold quantile) and :mod:`lzflow.stats.asymptotic` for the asymptotic 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -23,7 +24,8 @@ from . import __version__
 from .progress import progress
 from .toyjobs import load_toy_job, workspace_digest
 
-__all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "MergeError"]
+__all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "limit_document", "json_safe",
+           "MergeError"]
 
 LoadedToyFile = tuple[str, dict[str, np.ndarray], dict[str, Any]]
 
@@ -88,8 +90,8 @@ def _failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"n_toys": int(records["toy_index"].size)}
     for label in ("uncond", "cond"):
-        status = records[f"status_{label}"]
-        first = records[f"first_failure_{label}"]
+        status = np.asarray(records[f"status_{label}"])
+        first = np.asarray(records[f"first_failure_{label}"])
         out[label] = {
             "n_fits": int(status.size),
             "failed": int(np.sum(status != FitStatus.CONVERGED)),
@@ -103,32 +105,103 @@ def _failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return out
 
 
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+def _finite_or_none(x: float | None) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def json_safe(doc: Any) -> tuple[Any, list[str]]:
+    """``doc`` with every non-finite float (NaN, ±inf) replaced by ``None``, and the JSON paths of
+    the replaced values (so that a null that was a NaN is flagged, never silent)."""
+    paths: list[str] = []
+
+    def walk(x: Any, path: str) -> Any:
+        if isinstance(x, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(x)]
+        if isinstance(x, np.ndarray):
+            return walk(x.tolist(), path)
+        if isinstance(x, (float, np.floating)):
+            if not np.isfinite(x):
+                paths.append(f"{path} ({x})")
+                return None
+            return float(x)
+        if isinstance(x, np.integer):
+            return int(x)
+        if isinstance(x, np.bool_):
+            return bool(x)
+        return x
+
+    return walk(doc, ""), paths
 
 
 def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any]) -> dict[str, Any]:
     """The limit document of one mass (see the module docstring); ``spec`` holds cl, method,
-    power_threshold, test_statistic."""
-    return _limit_document(ws, lambda: load_toy_files(toy_paths), spec)
+    power_threshold, test_statistic (optionally n_boot, max_refine_rounds)."""
+    return limit_document(ws, lambda: load_toy_files(toy_paths), spec)[0]
 
 
 def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path],
                spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`merge_limits` and the fit-error summary of the same toys
-    (:func:`lzflow.errors.summarise_loaded`), reading each toy file once."""
+    (:func:`lzflow.errors.summarise_loaded`), reading each toy file once; the summary includes
+    the toys merge ran itself to extend the POI grid."""
     from .errors import summarise_loaded
 
     files = load_toy_files(toy_paths)
-    return _limit_document(ws, lambda: files, spec), summarise_loaded(files)
+    doc, extra = limit_document(ws, lambda: files, spec)
+    return doc, summarise_loaded([*files, *extra])
 
 
-def _limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]],
-                    spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The limit document; ``toy_files()`` supplies the read toy files, and is not called for a
-    mass whose signal has no events in the ROI (no limit, nothing to merge)."""
-    from .stats.hypotest import BANDS, Ensemble, invert_toys, observed_q, pvalue_table
-    from .stats.toys import observed_asimov
+EXCLUSION_POLICY = ("a toy's q is used only if its unconditional fit converged, the conditional fit it depends on "
+                    "converged (or was infeasible: q = +inf), and q is not NaN; p-values are fractions of the used "
+                    "toys (n_used); a B-only experiment with an unused q anywhere on the grid is left out of the bands")
+
+
+def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Seed, test statistic, toy block and likelihood shared by every toy file of the mass."""
+    from .toyjobs import TOY_BLOCK, likelihood_settings
+
+    def one(name: str, get: Callable[[Mapping[str, Any]], Any]) -> Any:
+        values = {json.dumps(get(h), sort_keys=True) for h in headers}
+        if len(values) != 1:
+            raise MergeError(f"toy files disagree on {name}: {sorted(values)}; rerun the toys of this mass")
+        return get(headers[0])
+
+    return {"seed": int(one("the seed", lambda h: h["seed_entropy"][0])),
+            "test_statistic": one("the test statistic", lambda h: h["test_statistic"]),
+            "toy_block": int(one("the toy block", lambda h: h.get("toy_block", TOY_BLOCK))),
+            "likelihood": likelihood_settings(one("the likelihood", lambda h: h.get("likelihood", {})))}
+
+
+def _records(result: Any) -> dict[str, np.ndarray]:
+    """A :class:`lzflow.stats.toys.ToyResult` as toy-file arrays."""
+    arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
+    arrays["mu_test"] = np.asarray(result.mu_test)
+    return arrays
+
+
+def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]],
+                   spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[LoadedToyFile]]:
+    """The limit document, and the records of the toys merge ran to extend the POI grid (as
+    (label, arrays, header) entries for the fit-error summary). ``toy_files()`` supplies the
+    read toy files, and is not called for a mass whose signal has no events in the ROI (no
+    limit, nothing to merge).
+
+    Toys whose fits failed (every strategy) or whose q is NaN are left out and counted
+    (``excluded``, per ensemble, with causes; module :mod:`lzflow.stats.hypotest`). When a
+    reported quantile or the observed limit sits on a grid edge, POI points are added beyond it
+    (:func:`lzflow.stats.hypotest.refine_toy_grid`): S+B toys there with new POI indices after
+    the configured ones, and the B-only toys regenerated from their seeds (checked against their
+    files) and evaluated there; deterministic, so the same config gives the same document. The
+    MC errors are bootstrap errors over all toys (``n_boot`` replicates, default
+    :data:`lzflow.stats.hypotest.N_BOOT`). Non-finite numbers become null and are listed in
+    ``non_finite_to_null``.
+    """
+    from .stats.hypotest import (BANDS, N_BOOT, ToyGrid, bootstrap_errors, cause_counts, invert_toys,
+                                 observed_q, pcl_with_status, pvalue_table, refine_toy_grid, toy_grid)
+    from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov
+    from .toyjobs import generate_and_fit
     from .workspace import workspace_model
 
     cl = float(spec["cl"])
@@ -143,7 +216,7 @@ def _limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedTo
     }
     if ws["signal"]["empty"]:
         doc.update(no_sensitivity=True, warning=f"{ws['signal']['name']}: no signal events in the ROI; no limit")
-        return doc
+        return doc, []
     model = workspace_model(ws)
     mus = np.asarray(ws["poi_grid"], dtype=np.float64)
     sb, b, headers = collect_toys(toy_files(), ws)
@@ -152,34 +225,124 @@ def _limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedTo
         raise MergeError(f"S+B toys missing for POI indices {missing}")
     if b is None:
         raise MergeError("B-only toys missing")
-    sb_ens = [Ensemble(sb[k]["q"][:, 0]) for k in range(mus.size)]
-    b_ens = [Ensemble(b["q"][:, k]) for k in range(mus.size)]
+    settings = _toy_settings(headers)
+    test_stat = settings["test_statistic"]
+    if test_stat != spec["test_statistic"]:
+        raise MergeError(f"toys use test statistic {test_stat!r}, the merge spec {spec['test_statistic']!r}; "
+                         f"rerun the toys")
     counts, aux = observed_asimov(model)
-    q_obs, _ = observed_q(model, counts, aux, mus, spec["test_statistic"])
-    table = pvalue_table(q_obs, sb_ens, b_ens)
+    q_obs, _ = observed_q(model, counts, aux, mus, test_stat)
+    grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
+    warnings: list[str] = []
+    usable = np.array([e.n > 0 for e in grid.sb]) & np.array([e.n > 0 for e in grid.b])
+    if not usable.all():
+        dropped = [int(k) for k in np.flatnonzero(~usable)]
+        warnings.append(f"POI indices {dropped}: no usable S+B or B-only toy there (every fit failed); "
+                        f"those points are left out")
+        if usable.sum() < 2:
+            raise MergeError(f"fewer than two POI points with usable toys (POI indices {dropped} have none); "
+                             f"see fit_errors.json")
+        grid = grid.subset(usable)
+
+    key = mass_key(ws["mass_GeV"])
+    n_sb_new = max(int(h["n_toys_total"]) for h in headers if h["hypothesis"] == "sb")
+    b_index = np.asarray(b["toy_index"])
+    extra: list[LoadedToyFile] = []
+    refined: dict[str, Any] = {"sb": {}, "bonly": []}
+
+    def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
+        like, block, seed = settings["likelihood"], settings["toy_block"], settings["seed"]
+        sb_new = [generate_and_fit(ws, like, float(mu), int(k), np.arange(n_sb_new), seed, key, "sb", None,
+                                   test_stat, block) for mu, k in zip(mu_new, idx_new)]
+        b_new = generate_and_fit(ws, like, float(mu_new[0]), BONLY_POI_INDEX, b_index, seed, key, "b", mu_new,
+                                 test_stat, block)
+        if not (np.array_equal(b_new.aux, b["aux"]) and np.array_equal(b_new.n_events, b["n_events"])
+                and np.allclose(b_new.nll_uncond, b["nll_uncond"], rtol=1e-9, atol=1e-9, equal_nan=True)):
+            raise MergeError("the B-only toys could not be regenerated from their seeds (toy files made by other "
+                             "code?); rerun the toys of this mass")
+        q_new, _ = observed_q(model, counts, aux, mu_new, test_stat)
+        label = f"merge m{ws['mass_GeV']:g} grid extension"
+        for mu, k, r in zip(mu_new, idx_new, sb_new):
+            recs = _records(r)
+            refined["sb"][str(int(k))] = {"mu": float(mu), "failures": _failures(recs)}
+            extra.append((label, recs, {"mass_GeV": float(ws["mass_GeV"]), "hypothesis": "sb",
+                                        "poi_index": int(k), "run_number": None, "source": "merge",
+                                        "test_statistic": test_stat}))
+        recs = _records(b_new)
+        refined["bonly"].append({"mu": mu_new.tolist(), "failures": _failures(recs)})
+        extra.append((label, recs, {"mass_GeV": float(ws["mass_GeV"]), "hypothesis": "b-grid-extension",
+                                    "poi_index": int(idx_new[0]), "run_number": None, "source": "merge",
+                                    "test_statistic": test_stat}))
+        return toy_grid(mu_new, q_new, sb_new, b_new, test_stat, idx_new)
+
     threshold_or_default = threshold if threshold else 0.1587
+    methods = ("clsb", "cls")
+    grid, rounds = refine_toy_grid(grid, add_points, alpha, methods, threshold_or_default,
+                                   max_rounds=int(spec.get("max_refine_rounds", 3)))
+    table = pvalue_table(grid.q_obs, grid.sb, grid.b)
+    invs = {m: invert_toys(grid, alpha, m, threshold_or_default, table=table) for m in methods}
+    n_boot = int(spec.get("n_boot", N_BOOT))
+    boots = bootstrap_errors(grid, alpha, methods, threshold_or_default, n_boot, [settings["seed"], key, 999]) \
+        if n_boot > 1 else None
+    if rounds:
+        warnings.append(f"POI grid extended beyond its edges in {len(rounds)} round(s): "
+                        + "; ".join(f"mu {r['mu']}" for r in rounds))
 
     def summary(which: str) -> dict[str, Any]:
-        inv = invert_toys(mus, table, b["q"], sb_ens, b_ens, alpha, which, threshold_or_default)
+        inv = invs[which]
         obs = inv.observed
-        pcl = inv.pcl if threshold else obs.mu
+        if threshold:
+            pcl, pcl_status = pcl_with_status(obs, inv.pcl_floor_band)
+        else:
+            pcl, pcl_status = obs.mu, "ok" if obs.status == "ok" else obs.status
+        boot = boots[which] if boots else None
+        name = {"clsb": "CLs+b", "cls": "CLs"}[which]
+        for n, band in inv.bands.items():
+            if band.status != "ok":
+                warnings.append(f"{name} {n:+d}σ band: {band.status.replace('_', ' ')} "
+                                f"{'≤' if band.status == 'upper_bound' else '≥'} {band.bound:.4g} (grid edge)")
+        if threshold and inv.pcl_floor_band.status != "ok":
+            warnings.append(f"{name} PCL floor: {inv.pcl_floor_band.status.replace('_', ' ')} {inv.pcl_floor_band.bound:.4g}")
         return {
-            "observed_mu": _finite_or_none(obs.mu), "observed_mu_err": _finite_or_none(obs.error),
+            "observed_mu": _finite_or_none(obs.mu),
+            "observed_mu_err": _finite_or_none(boot["observed"] if boot else obs.error),
+            "observed_mu_err_propagated": _finite_or_none(obs.error),
             "observed_status": obs.status,
-            "pcl_mu": _finite_or_none(pcl), "pcl_floor_mu": inv.pcl_floor if threshold else None,
+            "pcl_mu": _finite_or_none(pcl), "pcl_status": pcl_status,
+            "pcl_mu_err": _finite_or_none(boot["pcl"]) if boot else None,
+            "pcl_floor_mu": _finite_or_none(inv.pcl_floor) if threshold else None,
+            "pcl_floor_status": inv.pcl_floor_band.status if threshold else None,
+            "pcl_floor_mu_err": _finite_or_none(boot["pcl_floor"]) if threshold and boot else None,
             "expected_mu": {str(n): _finite_or_none(inv.expected[n]) for n in BANDS},
-            "expected_mu_err": {str(n): _finite_or_none(inv.expected_err[n]) for n in BANDS},
+            "expected_mu_err": {str(n): _finite_or_none(boot["expected"][n] if boot else inv.expected_err[n])
+                                for n in BANDS},
+            "expected_mu_err_order_stats": {str(n): _finite_or_none(inv.expected_err[n]) for n in BANDS},
+            "expected_status": {str(n): inv.bands[n].status for n in BANDS},
+            "expected_bound_mu": {str(n): _finite_or_none(inv.bands[n].bound) for n in BANDS
+                                  if inv.bands[n].status != "ok"},
             "expected_sigma_cm2": {str(n): _finite_or_none(inv.expected[n] * sigma_ref) for n in BANDS},
+            "expected_bound_sigma_cm2": {str(n): _finite_or_none(inv.bands[n].bound * sigma_ref) for n in BANDS
+                                         if inv.bands[n].status != "ok"},
             "observed_sigma_cm2": _finite_or_none(obs.mu * sigma_ref),
             "pcl_sigma_cm2": _finite_or_none(pcl * sigma_ref),
             "experiments_outside_grid": inv.outside,
+            "n_experiments": inv.n_experiments,
+            "excluded_experiments": inv.excluded_experiments,
+            "error_method": (f"bootstrap ({n_boot} replicates over all S+B and B-only toys)" if boot
+                             else "order statistics (bands), propagated binomial (observed)"),
         }
 
+    doc["poi_grid"] = grid.mu.tolist()
+    doc["poi_index"] = grid.poi_index.tolist()
+    doc["poi_grid_configured"] = mus.tolist()
     doc["pvalues"] = {k: v.tolist() for k, v in table.items()}
-    doc["q_obs"] = [float(x) for x in q_obs]
+    doc["pvalue_interval"] = "68.27 % Clopper-Pearson (exact binomial); *_err = half its width, CLs propagated"
+    doc["q_obs"] = [float(x) for x in grid.q_obs]
     doc["toys"] = {
-        "sb_per_poi": [int(sb[k]["toy_index"].size) for k in range(mus.size)],
+        "sb_per_poi": [int(q.size) for q in grid.q_sb],
+        "sb_used_per_poi": [int(e.n) for e in grid.sb],
         "bonly": int(b["toy_index"].size),
+        "bonly_used_per_poi": [int(e.n) for e in grid.b],
         "run_numbers": sorted(h["run_number"] for h in headers),
         "seeds": sorted({tuple(h["seed_entropy"]) for h in headers}),
     }
@@ -189,10 +352,46 @@ def _limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedTo
     doc["upper_limit_sigma_cm2"] = primary["pcl_sigma_cm2"]
     doc["median_expected_sigma_cm2"] = primary["expected_sigma_cm2"]["0"]
     doc["failures"] = {"sb": {str(k): _failures(sb[k]) for k in range(mus.size)}, "bonly": _failures(b)}
-    doc["q_distributions"] = {
-        "sb": [np.round(np.sort(sb[k]["q"][:, 0]), 6).tolist()[:: max(1, sb[k]["q"].shape[0] // 500)]
-               for k in range(mus.size)],
-        "bonly": [np.round(np.sort(b["q"][:, k]), 6).tolist()[:: max(1, b["q"].shape[0] // 500)]
-                  for k in range(mus.size)],
+    excluded = {
+        "policy": EXCLUSION_POLICY,
+        "sb": {str(int(k)): {"n_toys": int(q.size), "n_used": int(e.n), "causes": cause_counts(c)}
+               for k, q, c, e in zip(grid.poi_index, grid.q_sb, grid.cause_sb, grid.sb)},
+        "bonly": {str(int(k)): {"n_toys": int(grid.q_b.shape[0]), "n_used": int(e.n),
+                                "causes": cause_counts(grid.cause_b[:, j])}
+                  for j, (k, e) in enumerate(zip(grid.poi_index, grid.b))},
+        "bonly_experiments": {"n_toys": int(grid.q_b.shape[0]), "n_used": int(grid.experiments.sum()),
+                              "causes": invs["clsb"].excluded_experiments},
     }
-    return doc
+    doc["excluded"] = excluded
+    for label, ens in (("S+B", excluded["sb"]), ("B-only", excluded["bonly"])):
+        for k, e in ens.items():
+            if e["n_used"] < e["n_toys"]:
+                warnings.append(f"{label} POI {k}: {e['n_toys'] - e['n_used']} of {e['n_toys']} toys left out "
+                                f"({', '.join(f'{c} {n}' for c, n in e['causes'].items())}); p-values use the "
+                                f"{e['n_used']} others")
+    if refined["sb"] or refined["bonly"]:
+        doc["refinement"] = {"rounds": rounds, "toys": refined,
+                             "note": "POI points added by merge beyond the grid edges: S+B toys with new POI "
+                                     "indices (seeds) after the configured ones, the B-only toys regenerated "
+                                     "from their seeds and evaluated there"}
+        doc["failures"]["sb"].update({k: v["failures"] for k, v in refined["sb"].items()})
+        doc["failures"]["bonly_grid_extension"] = [r["failures"] for r in refined["bonly"]]
+    q_sb_used = [q[c == 0] for q, c in zip(grid.q_sb, grid.cause_sb)]
+    q_b_used = [grid.q_b[grid.cause_b[:, j] == 0, j] for j in range(grid.mu.size)]
+
+    def sample(q: np.ndarray) -> list[float]:
+        q = np.sort(q[np.isfinite(q)])
+        return np.round(q, 6).tolist()[:: max(1, q.size // 500)]
+
+    doc["q_distributions"] = {
+        "sb": [sample(q) for q in q_sb_used], "bonly": [sample(q) for q in q_b_used],
+        "sb_n_inf": [int(np.sum(np.isinf(q))) for q in q_sb_used],
+        "bonly_n_inf": [int(np.sum(np.isinf(q))) for q in q_b_used],
+        "note": "used toys only, finite q (every ~N/500-th); +inf q (data impossible under mu) counted in *_n_inf",
+    }
+    doc["warnings"] = warnings
+    safe, replaced = json_safe(doc)
+    if replaced:
+        safe["non_finite_to_null"] = replaced[:50] + ([f"... {len(replaced) - 50} more"] if len(replaced) > 50 else [])
+        safe["warnings"].append(f"{len(replaced)} non-finite number(s) written as null (non_finite_to_null)")
+    return safe, extra

@@ -6,45 +6,83 @@ p-values (arXiv:1007.1727 §2; right-tail convention for the upper-limit statist
     CLb(μ)       = P(q_μ ≥ q_obs | μ' = 0)     from B-only toys evaluated at the same μ
     CLs          = CLs+b / CLb
 
-each with its binomial Monte-Carlo error √(p(1−p)/N) (CLs: relative errors added in
-quadrature). Toys whose q is NaN (a fit that failed in every strategy) are left out of the
-ensemble and counted in ``n_excluded``; ``+inf`` (data impossible under μ) counts as ≥ q_obs.
+``+inf`` (data impossible under μ) counts as ≥ q_obs. MC errors: a tail fraction k/N is a binomial
+proportion; its interval is the central 68.27 % **Clopper–Pearson** interval (exact, never
+undercovering; at k = 0 it is [0, 1 − 0.1587^{1/N}], not the Wald 0 ± 0), from the beta quantiles
+B(0.1587; k, N − k + 1) and B(0.8413; k + 1, N − k) (:func:`binomial_interval`; equal to scipy's
+``binomtest(k, N).proportion_ci(method="exact")``, tested). ``*_err`` is half its width; CLs's
+error is first-order propagation, δCLs² = (δCLs+b/CLb)² + (CLs δCLb/CLb)².
+CLb = 0 (q_obs beyond every B-only toy): CLs = 0/0 when CLs+b = 0 too — taken as **0**, "excluded"
+(the data are beyond every toy of both hypotheses; asymptotically CLs = Φ((μ̂ − μ)/σ)/Φ(μ̂/σ) → 0
+there for any μ above a few σ_μ), and **+inf** ("not excluded") when CLs+b > 0 (a ratio with a
+resolved numerator over a denominator below 1/N_b cannot be below α). Neither is NaN.
+
+Which toys count (exclusion policy). A toy's q at a tested μ is used only if the fits it depends
+on converged: the unconditional fit, and the conditional fit at μ where it enters q (μ̂ ≤ μ for
+q̃_μ/q_μ, μ̂ > 0 for q₀; a conditional fit that is INFEASIBLE gives q = +inf, a valid value), and
+q is not NaN. A toy whose fit failed in every strategy (retries and iminuit) is not a result: it
+is left out of every ensemble and every B-only experiment, and counted per ensemble with its
+cause (``uncond:<STATUS>``, ``cond:<STATUS>``, ``nan_q``; :func:`toy_quality`). p-values are
+fractions of the **used** toys: the denominator N of an ensemble is its number of used toys
+(reported next to the number generated). A B-only experiment with any unused q on the grid is
+left out of the bands (counted). Leaving toys out is only unbiased if failures are unrelated to
+q; callers flag ensembles that lose many.
 
 Inversion: the upper limit is the supremum of the confidence set {μ : p(μ) ≥ α}, α = 1 − CL.
 On an increasing grid, K is the largest grid point with p ≥ α and the p-value curve is
 interpolated to p = α between μ_K and μ_{K+1} **linearly in ln p** (``"loglinear"``, default;
 p = 0 is floored at 0.5/N), or with a monotone PCHIP spline in ln p (``"pchip"``, single curves).
 (Taking the *first* downward crossing instead would exclude μ values inside the confidence set
-when Monte-Carlo noise makes a curve dip below α early, and undercover.) The limit's MC uncertainty propagates the binomial errors of the two
+when Monte-Carlo noise makes a curve dip below α early, and undercover.) NaN points of a curve
+(no usable toy there) are skipped. The limit's MC uncertainty propagates the errors of the two
 bracketing p-values through the interpolation: for μ = μ₁ + Δ (ln α − a)/(b − a), a = ln p₁,
 b = ln p₂: δμ² = Δ²[((ln α − b)/(b − a)² · δp₁/p₁)² + ((ln α − a)/(b − a)² · δp₂/p₂)²].
 A p-curve that never falls below α gives +inf ("above_grid"); one below α at the first grid
-point gives that point ("below_grid"). A coarse grid biases linear interpolation (refine the grid
-near the crossing, :func:`refine_grid`).
+point gives that point ("below_grid": the limit is at most that).
 
 Expected limits: every B-only toy is one background-only experiment; its p-value curve over the
 grid (its own q_μ compared with the S+B ensembles, and for CLs with the B-only ensemble) gives its
 upper limit; the bands are the quantiles Φ(N) (2.275, 15.87, 50, 84.13, 97.725 %) of these
-limits. Their uncertainty: order-statistics (the ranks Nq ± √(Nq(1−q)) around each quantile), and
-optionally a bootstrap over all toys (``n_boot``), which also includes the S+B ensembles' noise.
-
-Power-constrained limit (Cowan, Cranmer, Gross, Vitells, arXiv:1105.3166): the power of the test
-of μ against background-only is M₀(μ) = P(μ_up ≤ μ | 0); μ_min is where it reaches π_crit, i.e.
-the π_crit-quantile of the B-only limits (π_crit = Φ(−1) ≈ 0.16 ↔ the −1σ band), and
+limits (linear interpolation between order statistics). A quantile whose order statistics include
+an experiment below (above) the grid is only an **upper (lower) bound** — "≤ lowest tested μ" —
+and is reported as such (:class:`Band`, status ``upper_bound``/``lower_bound``, value NaN), never
+as a number. For CLs+b this is unavoidable below α: as μ → 0⁺ the p-value of an experiment tends
+to P(μ̂' ≤ μ̂ | 0), uniform under B, so a fraction α of background-only experiments exclude every
+μ > 0 (limit 0) and the quantiles below α (the −2σ band at 90 % CL) have no value to resolve.
+The power-constrained limit (Cowan, Cranmer, Gross, Vitells, arXiv:1105.3166): the power of the
+test of μ against background-only is M₀(μ) = P(μ_up ≤ μ | 0); μ_min is where it reaches π_crit,
+i.e. the π_crit-quantile of the B-only limits (π_crit = Φ(−1) ≈ 0.16 ↔ the −1σ band), and
 μ_PCL = max(μ_up, μ_min).
+
+Grid edges (:func:`refine_toy_grid`): when a reported quantile that can be resolved (all of them
+for CLs; those above α for CLs+b; the PCL floor) or the observed limit sits on — or within two
+order-statistics errors of — a grid edge, POI points are added beyond that edge (μ₀/2, μ₀/4
+below; 1.5 μ_max, 2.25 μ_max above), with S+B toys at the new points and the existing B-only toys
+evaluated there, for at most :data:`MAX_REFINE_ROUNDS` rounds; what is still on an edge after that
+is flagged. New points get new POI (seed) indices beyond the existing ones, so no existing toy
+changes.
+
+MC errors of the limits (:func:`bootstrap_errors`, the default in merge): a bootstrap over all
+toys — each S+B ensemble resampled, and the B-only toys resampled as rows (they are both the CLb
+ensembles and the experiments) — repeating the whole inversion; the error is the standard
+deviation of the replicates. It includes the S+B ensembles' noise, which shifts every
+experiment's limit coherently and which the order-statistics error of a quantile (half the
+distance between the values at ranks Nq ± √(Nq(1−q)), :func:`quantile_with_error`) leaves out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from functools import cached_property
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 from scipy.optimize import brentq
+from scipy.stats import beta as beta_dist
 from scipy.stats import norm
 
-from .fit import BatchedFitter, FitConfig
+from .fit import BatchedFitter, FitConfig, FitStatus
 from .model import BinnedModel
 from .teststat import mu_lower_bound, evaluate_test_statistic
 from .toys import BONLY_POI_INDEX, ToyResult, observed_asimov, run_toys
@@ -53,8 +91,13 @@ __all__ = [
     "BANDS",
     "BAND_QUANTILES",
     "POWER_THRESHOLD",
+    "ONE_SIGMA_CL",
+    "MAX_REFINE_ROUNDS",
+    "N_BOOT",
+    "binomial_interval",
     "Ensemble",
     "PValues",
+    "cls_ratio",
     "pvalues_from_toys",
     "Crossing",
     "crossing",
@@ -62,12 +105,22 @@ __all__ = [
     "pvalue_curves",
     "quantile_with_error",
     "expected_bands",
+    "Band",
+    "band_quantiles",
     "power_constrained",
+    "pcl_with_status",
     "refine_grid",
     "observed_q",
     "pvalue_table",
+    "toy_quality",
+    "cause_counts",
+    "ToyGrid",
+    "toy_grid",
     "Inversion",
     "invert_toys",
+    "bootstrap_errors",
+    "edge_extension",
+    "refine_toy_grid",
     "ToyLimits",
     "toy_limits",
     "DiscoveryToys",
@@ -77,33 +130,95 @@ __all__ = [
 BANDS = (-2, -1, 0, 1, 2)
 BAND_QUANTILES = tuple(float(norm.cdf(n)) for n in BANDS)
 POWER_THRESHOLD = float(norm.cdf(-1.0))
+#: probability content of ±1σ: the confidence level of the p-value intervals
+ONE_SIGMA_CL = float(norm.cdf(1.0) - norm.cdf(-1.0))
+#: rounds of POI points :func:`refine_toy_grid` may add beyond a grid edge
+MAX_REFINE_ROUNDS = 3
+#: bootstrap replicates of the MC errors in merge
+N_BOOT = 200
+
+
+def binomial_interval(k: np.ndarray | float, n: np.ndarray | float,
+                      cl: float = ONE_SIGMA_CL) -> tuple[np.ndarray, np.ndarray]:
+    """Central Clopper–Pearson interval of a binomial proportion k/n at confidence ``cl``.
+
+    lo = B⁻¹((1 − cl)/2; k, n − k + 1) (0 at k = 0), hi = B⁻¹((1 + cl)/2; k + 1, n − k) (1 at
+    k = n), with B⁻¹ the beta quantile (Clopper & Pearson, Biometrika 26 (1934) 404). NaN where
+    k is NaN or n ≤ 0.
+    """
+    k, n = np.broadcast_arrays(np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64))
+    a = 0.5 * (1.0 - cl)
+    lo = np.zeros(k.shape)
+    hi = np.ones(k.shape)
+    valid = (n > 0) & ~np.isnan(k)
+    pos = valid & (k > 0)
+    lo[pos] = beta_dist.ppf(a, k[pos], n[pos] - k[pos] + 1)
+    under = valid & (k < n)
+    hi[under] = beta_dist.isf(a, k[under] + 1, n[under] - k[under])
+    lo[~valid] = np.nan
+    hi[~valid] = np.nan
+    return lo, hi
 
 
 class Ensemble:
-    """Sorted finite test-statistic values of one toy ensemble (for fast tail fractions)."""
+    """Sorted usable test-statistic values of one toy ensemble (for fast tail fractions).
 
-    def __init__(self, q: np.ndarray):
+    ``good`` (optional, same shape as ``q``) marks the toys that may be used (:func:`toy_quality`);
+    NaN values are never used. ``n`` = used toys (the denominator), ``n_total`` = all toys,
+    ``n_excluded`` = ``n_total − n``.
+    """
+
+    def __init__(self, q: np.ndarray, good: np.ndarray | None = None):
         q = np.asarray(q, dtype=np.float64).ravel()
-        nan = np.isnan(q)
-        self.n_excluded = int(nan.sum())
-        self.q = np.sort(q[~nan])
+        use = ~np.isnan(q)
+        if good is not None:
+            use &= np.asarray(good, dtype=bool).ravel()
+        self.n_total = int(q.size)
+        self.q = np.sort(q[use])
         self.n = int(self.q.size)
+        self.n_excluded = self.n_total - self.n
+
+    def count(self, q_obs: np.ndarray | float) -> np.ndarray:
+        """Number of used toys with q ≥ q_obs (NaN for NaN q_obs)."""
+        q_obs = np.asarray(q_obs, dtype=np.float64)
+        k = (self.n - np.searchsorted(self.q, q_obs, side="left")).astype(np.float64)
+        return np.where(np.isnan(q_obs), np.nan, k)
+
+    def fraction(self, q_obs: np.ndarray | float) -> np.ndarray:
+        """P(q ≥ q_obs) (NaN for NaN q_obs or an empty ensemble)."""
+        if self.n == 0:
+            return np.full(np.shape(q_obs), np.nan)
+        return self.count(q_obs) / self.n
+
+    def interval(self, q_obs: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """68.27 % Clopper–Pearson interval of P(q ≥ q_obs)."""
+        return binomial_interval(self.count(q_obs), self.n)
 
     def tail(self, q_obs: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-        """P(q ≥ q_obs) and its binomial error, for each q_obs (NaN q_obs → NaN)."""
-        q_obs = np.asarray(q_obs, dtype=np.float64)
-        if self.n == 0:
-            nanv = np.full(q_obs.shape, np.nan)
-            return nanv, nanv
-        k = self.n - np.searchsorted(self.q, q_obs, side="left")
-        p = k / self.n
-        p = np.where(np.isnan(q_obs), np.nan, p)
-        return p, np.sqrt(p * (1 - p) / self.n)
+        """P(q ≥ q_obs) and its 1σ MC error (half the Clopper–Pearson interval)."""
+        lo, hi = self.interval(q_obs)
+        return self.fraction(q_obs), 0.5 * (hi - lo)
+
+
+def cls_ratio(clsb: np.ndarray, clb: np.ndarray, clsb_err: np.ndarray | None = None,
+              clb_err: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """CLs = CLs+b/CLb with CLb = 0 resolved as in the module docstring (0/0 → 0, x/0 → +inf),
+    and its first-order error (NaN where CLb = 0) if the errors are given."""
+    clsb = np.asarray(clsb, dtype=np.float64)
+    clb = np.asarray(clb, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cls = np.where(clb > 0, clsb / clb, np.where(clsb > 0, np.inf, 0.0))
+        cls = np.where(np.isnan(clsb) | np.isnan(clb), np.nan, cls)
+        if clsb_err is None or clb_err is None:
+            return cls, None
+        err = np.where(clb > 0, np.sqrt((clsb_err / clb) ** 2 + (cls * clb_err / clb) ** 2), np.nan)
+    return cls, err
 
 
 @dataclass
 class PValues:
-    """p-values at one μ (arrays broadcast over observed values)."""
+    """p-values at one μ (arrays broadcast over observed values); ``*_lo``/``*_hi``: the
+    68.27 % Clopper–Pearson interval, ``*_err`` half its width (CLs: propagated)."""
 
     clsb: np.ndarray
     clsb_err: np.ndarray
@@ -113,6 +228,10 @@ class PValues:
     cls_err: np.ndarray
     n_sb: int
     n_b: int
+    clsb_lo: np.ndarray | None = None
+    clsb_hi: np.ndarray | None = None
+    clb_lo: np.ndarray | None = None
+    clb_hi: np.ndarray | None = None
 
     def get(self, method: str) -> tuple[np.ndarray, np.ndarray]:
         if method == "clsb":
@@ -125,22 +244,21 @@ class PValues:
 def pvalues_from_toys(
     q_obs: np.ndarray | float, q_sb: np.ndarray | Ensemble, q_b: np.ndarray | Ensemble | None = None
 ) -> PValues:
-    """CLs+b, CLb, CLs (+ binomial errors) of ``q_obs`` from S+B and B-only toys at one μ."""
+    """CLs+b, CLb, CLs (+ Clopper–Pearson intervals and errors) of ``q_obs`` from S+B and B-only
+    toys at one μ (module docstring)."""
     esb = q_sb if isinstance(q_sb, Ensemble) else Ensemble(q_sb)
     clsb, e1 = esb.tail(q_obs)
+    lo1, hi1 = esb.interval(q_obs)
     if q_b is None:
-        clb = np.ones_like(clsb)
-        e2 = np.zeros_like(clsb)
+        clb, e2, lo2, hi2 = (np.ones_like(clsb), np.zeros_like(clsb), np.ones_like(clsb), np.ones_like(clsb))
         nb = 0
     else:
         eb = q_b if isinstance(q_b, Ensemble) else Ensemble(q_b)
         clb, e2 = eb.tail(q_obs)
+        lo2, hi2 = eb.interval(q_obs)
         nb = eb.n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cls = np.where(clb > 0, clsb / clb, np.nan)
-        rel = np.sqrt(np.where(clsb > 0, (e1 / clsb) ** 2, 0.0) + np.where(clb > 0, (e2 / clb) ** 2, 0.0))
-        cls_err = cls * rel
-    return PValues(clsb, e1, clb, e2, cls, cls_err, esb.n, nb)
+    cls, cls_err = cls_ratio(clsb, clb, e1, e2)
+    return PValues(clsb, e1, clb, e2, cls, cls_err, esb.n, nb, lo1, hi1, lo2, hi2)
 
 
 @dataclass
@@ -149,7 +267,7 @@ class Crossing:
 
     mu: float
     error: float
-    status: str  # "ok", "below_grid", "above_grid", "no_sensitivity"
+    status: str  # "ok", "below_grid", "above_grid", "no_sensitivity", "undefined" (no usable point)
     bracket: tuple[int, int] | None = None
 
 
@@ -174,56 +292,73 @@ def crossing(
     method: str = "loglinear",
     p_floor: float = 1e-12,
 ) -> Crossing:
-    """Invert one p-value curve at ``alpha`` (module docstring)."""
+    """Invert one p-value curve at ``alpha`` (module docstring); NaN points are skipped."""
     mu = np.asarray(mu, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     if mu.size == 0 or not np.all(np.diff(mu) > 0):
         raise ValueError("the POI grid must be non-empty and strictly increasing")
+    if method not in ("loglinear", "pchip"):
+        raise ValueError(f"unknown interpolation method {method!r}")
     pe = np.zeros_like(p) if p_err is None else np.asarray(p_err, dtype=np.float64)
-    pc = np.maximum(np.where(np.isnan(p), 1.0, p), p_floor)
+    idx = np.flatnonzero(~np.isnan(p))
+    if idx.size == 0:
+        return Crossing(float("nan"), float("nan"), "undefined", None)
+    mu_f, pc, pe_f = mu[idx], np.maximum(p[idx], p_floor), pe[idx]
     inside = pc >= alpha
     if not inside.any():
-        return Crossing(float(mu[0]), 0.0, "below_grid", (0, 0))
+        return Crossing(float(mu_f[0]), 0.0, "below_grid", (int(idx[0]), int(idx[0])))
     if inside[-1]:
         return Crossing(float("inf"), float("nan"), "above_grid", None)
-    k = int(mu.size - 1 - np.argmax(inside[::-1])) + 1  # first point after the last p ≥ α
-    if method == "loglinear":
-        m, e = _loglinear(mu[k - 1], mu[k], pc[k - 1], pc[k], alpha, pe[k - 1], pe[k])
-        return Crossing(float(m), float(e), "ok", (k - 1, k))
-    if method == "pchip":
-        lp = np.log(pc)
-        spl = PchipInterpolator(mu, lp)
-        m = brentq(lambda x: spl(x) - np.log(alpha), mu[k - 1], mu[k])
-        _, e = _loglinear(mu[k - 1], mu[k], pc[k - 1], pc[k], alpha, pe[k - 1], pe[k])
-        return Crossing(float(m), float(e), "ok", (k - 1, k))
-    raise ValueError(f"unknown interpolation method {method!r}")
+    k = int(mu_f.size - 1 - np.argmax(inside[::-1])) + 1  # first usable point after the last p ≥ α
+    bracket = (int(idx[k - 1]), int(idx[k]))
+    m, e = _loglinear(mu_f[k - 1], mu_f[k], pc[k - 1], pc[k], alpha, pe_f[k - 1], pe_f[k])
+    if method == "pchip" and mu_f.size >= 2:
+        spl = PchipInterpolator(mu_f, np.log(pc))
+        m = brentq(lambda x: spl(x) - np.log(alpha), mu_f[k - 1], mu_f[k])
+    return Crossing(float(m), float(e), "ok", bracket)
+
+
+#: codes of :func:`limits_from_curves`
+LIMIT_OK, LIMIT_BELOW, LIMIT_ABOVE, LIMIT_UNDEFINED = 0, 1, 2, 3
 
 
 def limits_from_curves(
     mu: np.ndarray, p: np.ndarray, alpha: float, p_floor: float = 1e-12
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised log-linear inversion of many curves ``p`` ``(n, n_mu)``.
+    """Vectorised log-linear inversion of many curves ``p`` ``(n, n_mu)`` (NaN points skipped).
 
-    Returns (limits ``(n,)``, status codes ``(n,)``: 0 ok, 1 below grid, 2 above grid).
+    Returns (limits ``(n,)``, status codes ``(n,)``: 0 ok, 1 below grid (limit = the first usable
+    point, an upper bound), 2 above grid (+inf), 3 no usable point (NaN)).
     """
     mu = np.asarray(mu, dtype=np.float64)
-    p = np.maximum(np.where(np.isnan(p), 1.0, np.asarray(p, dtype=np.float64)), p_floor)
-    inside = p >= alpha
+    p = np.atleast_2d(np.asarray(p, dtype=np.float64))
     n, nm = p.shape
-    last = nm - 1 - np.argmax(inside[:, ::-1], axis=1)  # last grid point with p ≥ α
+    fin = ~np.isnan(p)
+    pc = np.maximum(np.where(fin, p, 1.0), p_floor)
+    inside = fin & (pc >= alpha)
+    any_fin = fin.any(axis=1)
     any_in = inside.any(axis=1)
-    lim = np.full(n, np.inf)
-    code = np.full(n, 2, dtype=np.int8)
-    none = ~any_in
-    lim[none] = mu[0]
-    code[none] = 1
-    ok = any_in & (last < nm - 1)
-    k = last + 1
+    last = nm - 1 - np.argmax(inside[:, ::-1], axis=1)  # last usable point with p ≥ α
+    # next usable point after each position (nm if none)
+    pos = np.where(fin, np.arange(nm), nm)
+    nxt = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, 1:],
+                          np.full((n, 1), nm)], axis=1)
+    k = nxt[np.arange(n), last]
+    lim = np.full(n, np.nan)
+    code = np.full(n, LIMIT_UNDEFINED, dtype=np.int8)
+    below = any_fin & ~any_in
+    lim[below] = mu[np.argmax(fin[below], axis=1)]
+    code[below] = LIMIT_BELOW
+    above = any_in & (k >= nm)
+    lim[above] = np.inf
+    code[above] = LIMIT_ABOVE
+    ok = any_in & (k < nm)
     rows = np.flatnonzero(ok)
-    kk = k[ok]
-    m, _ = _loglinear(mu[kk - 1], mu[kk], p[rows, kk - 1], p[rows, kk], alpha)
-    lim[ok] = m
-    code[ok] = 0
+    if rows.size:
+        lo, hi = last[ok], k[ok]
+        m, _ = _loglinear(mu[lo], mu[hi], pc[rows, lo], pc[rows, hi], alpha)
+        lim[ok] = m
+        code[ok] = LIMIT_OK
     return lim, code
 
 
@@ -234,21 +369,16 @@ def pvalue_curves(
     method: str = "clsb",
 ) -> np.ndarray:
     """p-value curves ``(n, n_mu)`` for experiments with test statistics ``q`` ``(n, n_mu)``,
-    from S+B ensembles (one per μ) and, for CLs, B-only ensembles (one per μ)."""
+    from S+B ensembles (one per μ) and, for CLs, B-only ensembles (one per μ). NaN q → NaN."""
+    if method not in ("clsb", "cls"):
+        raise ValueError(f"method must be 'clsb' or 'cls', got {method!r}")
+    if method == "cls" and b is None:
+        raise ValueError("CLs needs the B-only ensembles")
     q = np.atleast_2d(np.asarray(q, dtype=np.float64))
     out = np.empty_like(q)
     for k, e in enumerate(sb):
-        psb, _ = e.tail(q[:, k])
-        if method == "cls":
-            if b is None:
-                raise ValueError("CLs needs the B-only ensembles")
-            pb, _ = b[k].tail(q[:, k])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out[:, k] = np.where(pb > 0, psb / pb, np.nan)
-        elif method == "clsb":
-            out[:, k] = psb
-        else:
-            raise ValueError(f"method must be 'clsb' or 'cls', got {method!r}")
+        psb = e.fraction(q[:, k])
+        out[:, k] = psb if method == "clsb" else cls_ratio(psb, b[k].fraction(q[:, k]))[0]
     return out
 
 
@@ -273,16 +403,84 @@ def expected_bands(
     limits: np.ndarray, bands: Sequence[int] = BANDS
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Expected-limit bands {N: value} and order-statistics errors {N: error} from B-only
-    experiments' limits."""
+    experiments' limits (no grid-edge bookkeeping: see :func:`band_quantiles`)."""
     qs = [float(norm.cdf(n)) for n in bands]
     val, err = quantile_with_error(limits, qs)
     return ({int(n): float(v) for n, v in zip(bands, val)},
             {int(n): float(e) for n, e in zip(bands, err)})
 
 
+@dataclass
+class Band:
+    """One quantile (level) of the B-only experiments' limits.
+
+    status ``"ok"``: ``value`` is the quantile, ``error`` its order-statistics error;
+    ``"upper_bound"``/``"lower_bound"``: the order statistics it needs include experiments below
+    /above the grid, so the quantile is only known to be ≤/≥ ``bound`` (``value`` and ``error``
+    NaN); ``"unresolved"``: no usable experiment, or both edges involved.
+    """
+
+    level: float
+    value: float
+    bound: float
+    status: str
+    error: float
+
+
+def band_quantiles(limits: np.ndarray, codes: np.ndarray, levels: Sequence[float],
+                   mu_lo: float, mu_hi: float) -> list[Band]:
+    """Quantiles (numpy's linear rule, position (N−1)·level) of the experiments' limits with
+    their grid-edge status (:class:`Band`). Experiments with code 3 (no usable point) are left
+    out; below-grid ones count as ``mu_lo`` and above-grid ones as ``mu_hi`` for the bound."""
+    codes = np.asarray(codes)
+    use = codes != LIMIT_UNDEFINED
+    x = np.where(codes == LIMIT_BELOW, mu_lo, np.where(codes == LIMIT_ABOVE, mu_hi, limits))[use]
+    n = int(x.size)
+    n_lo = int(np.sum(codes[use] == LIMIT_BELOW))
+    n_hi = int(np.sum(codes[use] == LIMIT_ABOVE))
+    out = []
+    if n == 0:
+        return [Band(float(p), np.nan, np.nan, "unresolved", np.nan) for p in levels]
+    xs = np.sort(x)
+    for p in levels:
+        pos = (n - 1) * float(p)
+        i = int(np.floor(pos))
+        frac = pos - i
+        j = min(i + 1, n - 1)
+        val = float(xs[i] + frac * (xs[j] - xs[i]))
+        low = i < n_lo
+        high = i >= n - n_hi or (frac > 0 and j >= n - n_hi)
+        if low and high:
+            out.append(Band(float(p), np.nan, val, "unresolved", np.nan))
+        elif low:
+            out.append(Band(float(p), np.nan, val, "upper_bound", np.nan))
+        elif high:
+            out.append(Band(float(p), np.nan, val, "lower_bound", np.nan))
+        else:
+            _, err = quantile_with_error(xs, [p])
+            out.append(Band(float(p), val, val, "ok", float(err[0])))
+    return out
+
+
 def power_constrained(mu_up: float, mu_min: float) -> float:
     """μ_PCL = max(μ_up, μ_min) (arXiv:1105.3166)."""
     return float(max(mu_up, mu_min))
+
+
+def pcl_with_status(observed: Crossing, floor: Band) -> tuple[float, str]:
+    """μ_PCL = max(μ_up, μ_min) and whether it is a value (``"ok"``) or a bound: an observed limit
+    below the grid is ≤ its first point, a floor may be a bound (:class:`Band`)."""
+    if observed.status == "above_grid":
+        return float("inf"), "lower_bound"
+    if observed.status not in ("ok", "below_grid") or floor.status == "unresolved":
+        return float("nan"), "unresolved"
+    value = power_constrained(observed.mu, floor.bound)
+    obs_exact = observed.status == "ok"
+    if floor.status == "ok":
+        return value, "ok" if obs_exact or floor.bound >= observed.mu else "upper_bound"
+    if floor.status == "upper_bound":
+        return value, "ok" if obs_exact and observed.mu >= floor.bound else "upper_bound"
+    return value, "lower_bound"
 
 
 def refine_grid(mu: np.ndarray, p: np.ndarray, alpha: float, n_new: int = 4) -> np.ndarray:
@@ -324,18 +522,342 @@ def observed_q(
                 "status_cond": statuses}
 
 
+def pvalue_table(q_obs: np.ndarray, sb: Sequence[Ensemble], b: Sequence[Ensemble]) -> dict[str, np.ndarray]:
+    """CLs+b, CLb, CLs, their MC errors and the Clopper–Pearson intervals of CLs+b and CLb, of
+    the observed q at every grid point."""
+    pv = [pvalues_from_toys(q_obs[k], sb[k], b[k]) for k in range(len(sb))]
+    return {name: np.array([float(getattr(x, name)) for x in pv])
+            for name in ("clsb", "clsb_err", "clsb_lo", "clsb_hi", "clb", "clb_err", "clb_lo", "clb_hi",
+                         "cls", "cls_err")}
+
+
+# ----------------------------------------------------------------------------- toy bookkeeping
+_GOOD, _NAN_Q, _UNCOND, _COND = 0, 1, 2, 20
+
+
+def _cause_label(code: int) -> str:
+    if code == _NAN_Q:
+        return "nan_q"
+    if code >= _COND:
+        return f"cond:{FitStatus(code - _COND).name}"
+    return f"uncond:{FitStatus(code - _UNCOND).name}"
+
+
+def _field(records: Any, name: str) -> np.ndarray:
+    return np.asarray(records[name] if isinstance(records, Mapping) else getattr(records, name))
+
+
+def toy_quality(records: Mapping[str, np.ndarray] | ToyResult, test_stat: str) -> np.ndarray:
+    """Cause codes ``(n, n_mu)`` of the toys' q values: 0 = usable, else why not (the
+    exclusion policy of the module docstring; labels from :func:`cause_counts`).
+
+    ``records``: a :class:`ToyResult` or a toy file's arrays (q, mu_hat, mu_test, status_uncond,
+    status_cond)."""
+    q = np.atleast_2d(_field(records, "q").astype(np.float64))
+    n, n_mu = q.shape
+    mu_hat = _field(records, "mu_hat").astype(np.float64).reshape(n)
+    mu_test = _field(records, "mu_test").astype(np.float64).reshape(-1)
+    st_u = _field(records, "status_uncond").reshape(n)
+    st_c = _field(records, "status_cond").reshape(n, n_mu)
+    if test_stat == "q0":
+        used = mu_hat > 0
+        used = np.broadcast_to(used[:, None], (n, n_mu))
+    else:
+        used = ~(mu_hat[:, None] > mu_test[None, :])  # μ̂ ≤ μ, or μ̂ NaN
+    codes = np.zeros((n, n_mu), dtype=np.int16)
+    codes[np.isnan(q)] = _NAN_Q
+    cond_bad = used & (st_c != FitStatus.CONVERGED) & (st_c != FitStatus.INFEASIBLE)
+    codes[cond_bad] = (_COND + st_c[cond_bad]).astype(np.int16)
+    unc_bad = st_u != FitStatus.CONVERGED
+    codes[unc_bad] = (_UNCOND + st_u[unc_bad, None]).astype(np.int16)
+    return codes
+
+
+def cause_counts(codes: np.ndarray) -> dict[str, int]:
+    """{cause label: count} of the non-zero codes of :func:`toy_quality` (sorted by label)."""
+    codes = np.asarray(codes)
+    u, c = np.unique(codes[codes != _GOOD], return_counts=True)
+    return dict(sorted((_cause_label(int(a)), int(b)) for a, b in zip(u, c)))
+
+
+@dataclass
+class ToyGrid:
+    """Everything an inversion needs, per POI point (sorted by μ).
+
+    mu ``(n_mu,)``; q_obs ``(n_mu,)``: the observed data's q; q_sb / cause_sb: per point, the q
+    of the S+B toys generated there and their :func:`toy_quality` codes; q_b / cause_b
+    ``(n_b, n_mu)``: the B-only toys' q at every point; poi_index ``(n_mu,)``: the seed index of
+    each point's S+B ensemble.
+    """
+
+    mu: np.ndarray
+    q_obs: np.ndarray
+    q_sb: list[np.ndarray]
+    cause_sb: list[np.ndarray]
+    q_b: np.ndarray
+    cause_b: np.ndarray
+    poi_index: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.mu = np.asarray(self.mu, dtype=np.float64)
+        self.q_obs = np.asarray(self.q_obs, dtype=np.float64)
+        self.poi_index = np.asarray(self.poi_index, dtype=np.int64)
+        self.q_b = np.asarray(self.q_b, dtype=np.float64).reshape(-1, self.mu.size)
+        self.cause_b = np.asarray(self.cause_b).reshape(self.q_b.shape)
+        if self.mu.size == 0 or not np.all(np.diff(self.mu) > 0):
+            raise ValueError("the POI grid must be non-empty and strictly increasing")
+        if not (len(self.q_sb) == len(self.cause_sb) == self.q_obs.size == self.poi_index.size == self.mu.size):
+            raise ValueError("ToyGrid: one S+B ensemble, q_obs and POI index per grid point expected")
+
+    @cached_property
+    def sb(self) -> list[Ensemble]:
+        return [Ensemble(q, c == _GOOD) for q, c in zip(self.q_sb, self.cause_sb)]
+
+    @cached_property
+    def b(self) -> list[Ensemble]:
+        return [Ensemble(self.q_b[:, k], self.cause_b[:, k] == _GOOD) for k in range(self.mu.size)]
+
+    @property
+    def experiments(self) -> np.ndarray:
+        """``(n_b,)``: B-only toys usable at every point (the experiments of the bands)."""
+        return np.all(self.cause_b == _GOOD, axis=1)
+
+    def extended(self, other: "ToyGrid") -> "ToyGrid":
+        """The union of two grids of the same B-only toys (sorted by μ)."""
+        mu = np.r_[self.mu, other.mu]
+        order = np.argsort(mu, kind="stable")
+        if np.any(np.diff(mu[order]) <= 0):
+            raise ValueError("ToyGrid.extended: a POI value appears twice")
+        if other.q_b.shape[0] != self.q_b.shape[0]:
+            raise ValueError("ToyGrid.extended: different numbers of B-only toys")
+        pick = lambda a, b: [(list(a) + list(b))[i] for i in order]  # noqa: E731
+        return ToyGrid(mu[order], np.r_[self.q_obs, other.q_obs][order], pick(self.q_sb, other.q_sb),
+                       pick(self.cause_sb, other.cause_sb), np.hstack([self.q_b, other.q_b])[:, order],
+                       np.hstack([self.cause_b, other.cause_b])[:, order],
+                       np.r_[self.poi_index, other.poi_index][order])
+
+    def subset(self, keep: np.ndarray) -> "ToyGrid":
+        """The grid restricted to the points ``keep`` (boolean mask)."""
+        keep = np.asarray(keep, dtype=bool)
+        sel = np.flatnonzero(keep)
+        return ToyGrid(self.mu[keep], self.q_obs[keep], [self.q_sb[i] for i in sel],
+                       [self.cause_sb[i] for i in sel], self.q_b[:, keep], self.cause_b[:, keep],
+                       self.poi_index[keep])
+
+
+def toy_grid(mu: np.ndarray, q_obs: np.ndarray, sb: Sequence[Mapping[str, np.ndarray] | ToyResult],
+             b: Mapping[str, np.ndarray] | ToyResult, test_stat: str,
+             poi_index: Sequence[int] | None = None) -> ToyGrid:
+    """A :class:`ToyGrid` from toy records: ``sb[k]`` the S+B ensemble generated at ``mu[k]``
+    (q at that μ only), ``b`` the B-only toys evaluated at every ``mu``."""
+    cause_sb = [toy_quality(r, test_stat)[:, 0] for r in sb]
+    q_sb = [np.asarray(_field(r, "q"), dtype=np.float64)[:, 0] for r in sb]
+    idx = np.arange(len(sb)) if poi_index is None else np.asarray(poi_index)
+    return ToyGrid(np.asarray(mu, dtype=np.float64), q_obs, q_sb, cause_sb,
+                   np.asarray(_field(b, "q"), dtype=np.float64), toy_quality(b, test_stat), idx)
+
+
+@dataclass
+class Inversion:
+    """Observed limit, B-only experiments' limits, their bands and the PCL floor for one method.
+
+    limits_b / codes_b ``(n_b,)``: each B-only toy's limit and :func:`limits_from_curves` code
+    (NaN / 3 for toys left out); bands {N: :class:`Band`}; pcl_floor: the power-threshold
+    quantile (:class:`Band`); excluded_experiments: {cause: count} of the B-only toys left out.
+    """
+
+    method: str
+    observed: Crossing
+    limits_b: np.ndarray
+    codes_b: np.ndarray
+    bands: dict[int, Band]
+    pcl_floor_band: Band
+    p_floor: float
+    n_experiments: int
+    excluded_experiments: dict[str, int]
+
+    @property
+    def outside(self) -> dict[str, int]:
+        return {"below_grid": int(np.sum(self.codes_b == LIMIT_BELOW)),
+                "above_grid": int(np.sum(self.codes_b == LIMIT_ABOVE))}
+
+    @property
+    def expected(self) -> dict[int, float]:
+        return {n: b.value for n, b in self.bands.items()}
+
+    @property
+    def expected_err(self) -> dict[int, float]:
+        return {n: b.error for n, b in self.bands.items()}
+
+    @property
+    def pcl_floor(self) -> float:
+        return self.pcl_floor_band.bound
+
+    @property
+    def pcl(self) -> float:
+        return pcl_with_status(self.observed, self.pcl_floor_band)[0]
+
+    @property
+    def pcl_status(self) -> str:
+        return pcl_with_status(self.observed, self.pcl_floor_band)[1]
+
+
+def _p_floor(sb: Sequence[Ensemble]) -> float:
+    return 0.5 / max(min(e.n for e in sb), 1)
+
+
+def invert_toys(grid: ToyGrid, alpha: float, method: str = "clsb", power_threshold: float = POWER_THRESHOLD,
+                interpolation: str = "loglinear", table: Mapping[str, np.ndarray] | None = None) -> Inversion:
+    """Invert the observed p-value curve and every usable B-only experiment's curve at ``alpha``,
+    with the bands and the PCL floor (module docstring). ``table``: :func:`pvalue_table` of the
+    grid if already computed."""
+    sb, b = grid.sb, grid.b
+    floor = _p_floor(sb)
+    table = pvalue_table(grid.q_obs, sb, b) if table is None else table
+    observed = crossing(grid.mu, table[method], alpha, table[method + "_err"], interpolation, p_floor=floor)
+    rows = grid.experiments
+    lim, codes = limits_from_curves(grid.mu, pvalue_curves(grid.q_b[rows], sb, b, method), alpha, floor)
+    limits_b = np.full(rows.size, np.nan)
+    codes_b = np.full(rows.size, LIMIT_UNDEFINED, dtype=np.int8)
+    limits_b[rows], codes_b[rows] = lim, codes
+    *bands, pcl_band = band_quantiles(lim, codes, [*BAND_QUANTILES, power_threshold], grid.mu[0], grid.mu[-1])
+    bad = grid.cause_b[~rows]
+    first_bad = bad[np.arange(bad.shape[0]), np.argmax(bad != _GOOD, axis=1)] if bad.size else bad.ravel()
+    return Inversion(method, observed, limits_b, codes_b, dict(zip(BANDS, bands)), pcl_band, floor,
+                     int(np.sum(codes != LIMIT_UNDEFINED)), cause_counts(first_bad))
+
+
+def bootstrap_errors(grid: ToyGrid, alpha: float, methods: Sequence[str], power_threshold: float = POWER_THRESHOLD,
+                     n_boot: int = N_BOOT, seed: Sequence[int] | int = 0,
+                     interpolation: str = "loglinear") -> dict[str, dict[str, Any]]:
+    """Bootstrap MC errors of everything an inversion reports (module docstring).
+
+    Each replicate resamples every S+B ensemble's usable toys and the B-only toys (rows, with
+    their usability), and inverts again. Returns per method {"expected": {N: σ}, "pcl_floor": σ,
+    "observed": σ, "pcl": σ, "n_boot": n_boot}: the standard deviation over the replicates
+    where the quantity is a value (NaN if that is fewer than half of them, e.g. a bound).
+    Deterministic for a given ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    levels = [*BAND_QUANTILES, power_threshold]
+    good_sb = [q[c == _GOOD] for q, c in zip(grid.q_sb, grid.cause_sb)]
+    n_b, n_mu = grid.q_b.shape
+    res = {m: np.full((n_boot, len(levels) + 2), np.nan) for m in methods}
+    for i in range(n_boot):
+        e_sb = [Ensemble(x[rng.integers(0, x.size, x.size)]) for x in good_sb]
+        jb = rng.integers(0, n_b, n_b)
+        qb, cb = grid.q_b[jb], grid.cause_b[jb]
+        e_b = [Ensemble(qb[:, k], cb[:, k] == _GOOD) for k in range(n_mu)]
+        rows = np.all(cb == _GOOD, axis=1)
+        floor = _p_floor(e_sb)
+        clsb_obs = np.array([e.fraction(grid.q_obs[k]) for k, e in enumerate(e_sb)], dtype=np.float64)
+        clb_obs = np.array([e.fraction(grid.q_obs[k]) for k, e in enumerate(e_b)], dtype=np.float64)
+        for m in methods:
+            lim, codes = limits_from_curves(grid.mu, pvalue_curves(qb[rows], e_sb, e_b, m), alpha, floor)
+            bands = band_quantiles(lim, codes, levels, grid.mu[0], grid.mu[-1])
+            p_obs = clsb_obs if m == "clsb" else cls_ratio(clsb_obs, clb_obs)[0]
+            obs = crossing(grid.mu, p_obs, alpha, None, interpolation, p_floor=floor)
+            pcl, pcl_status = pcl_with_status(obs, bands[-1])
+            res[m][i, :len(levels)] = [bd.value for bd in bands]
+            res[m][i, -2] = obs.mu if obs.status == "ok" else np.nan
+            res[m][i, -1] = pcl if pcl_status == "ok" else np.nan
+    out: dict[str, dict[str, Any]] = {}
+    for m, r in res.items():
+        fin = np.isfinite(r)
+        enough = fin.sum(axis=0) >= max(2, n_boot / 2)
+        sd = np.full(r.shape[1], np.nan)
+        for j in np.flatnonzero(enough):
+            sd[j] = np.std(r[fin[:, j], j], ddof=1)
+        out[m] = {"expected": {n: float(s) for n, s in zip(BANDS, sd[:len(BANDS)])},
+                  "pcl_floor": float(sd[len(BANDS)]), "observed": float(sd[-2]), "pcl": float(sd[-1]),
+                  "n_boot": int(n_boot)}
+    return out
+
+
+def edge_extension(inversions: Mapping[str, Inversion], alpha: float, margin: float = 2.0
+                   ) -> tuple[bool, bool, list[str]]:
+    """Whether POI points are needed below / above the grid, and why (module docstring).
+
+    A quantile at level p of N experiments, n_lo below and n_hi above the grid, needs the
+    lower edge moved if the rank N p − margin·√(N p (1 − p)) reaches the below-grid experiments
+    (n_lo), the upper edge likewise; CLs+b quantiles at p ≤ α are not chased (unresolvable).
+    """
+    below = above = False
+    why: list[str] = []
+    for method, inv in inversions.items():
+        n, n_lo, n_hi = inv.n_experiments, inv.outside["below_grid"], inv.outside["above_grid"]
+        named = [(f"{n_sig:+d}σ", bd) for n_sig, bd in inv.bands.items()] + [("PCL floor", inv.pcl_floor_band)]
+        for name, bd in named:
+            p = bd.level
+            if method == "clsb" and p <= alpha:
+                continue
+            half = margin * np.sqrt(n * p * (1 - p))
+            if n_lo and n * p - half < n_lo + 1:
+                below = True
+                why.append(f"{method} {name}: {n_lo} of {n} experiments below the grid")
+            if n_hi and n * p + half > n - n_hi - 1:
+                above = True
+                why.append(f"{method} {name}: {n_hi} of {n} experiments above the grid")
+        if inv.observed.status == "below_grid":
+            below = True
+            why.append(f"{method} observed limit below the grid")
+        elif inv.observed.status == "above_grid":
+            above = True
+            why.append(f"{method} observed limit above the grid")
+    return below, above, why
+
+
+#: factors of the first / last grid point at which an edge extension adds POI points
+EXTEND_BELOW = (0.5, 0.25)
+EXTEND_ABOVE = (1.5, 2.25)
+
+
+def refine_toy_grid(grid: ToyGrid, add_points: Callable[[np.ndarray, np.ndarray], ToyGrid], alpha: float,
+                    methods: Sequence[str] = ("clsb", "cls"), power_threshold: float = POWER_THRESHOLD,
+                    interpolation: str = "loglinear", max_rounds: int = MAX_REFINE_ROUNDS
+                    ) -> tuple[ToyGrid, list[dict[str, Any]]]:
+    """Extend ``grid`` beyond its edges until no reported quantile (or observed limit) sits on
+    one (:func:`edge_extension`), for at most ``max_rounds`` rounds.
+
+    ``add_points(mu_new, poi_index_new)`` returns the :class:`ToyGrid` of the new points (S+B
+    toys generated there with those seed indices, the same B-only toys evaluated there, q_obs).
+    New seed indices continue after the largest existing one. Returns (grid, rounds): one
+    record per round with the points added and why.
+    """
+    rounds: list[dict[str, Any]] = []
+    for r in range(max_rounds):
+        invs = {m: invert_toys(grid, alpha, m, power_threshold, interpolation) for m in methods}
+        below, above, why = edge_extension(invs, alpha)
+        new = []
+        if below:
+            new += [grid.mu[0] * f for f in EXTEND_BELOW]
+        if above:
+            new += [grid.mu[-1] * f for f in EXTEND_ABOVE]
+        if not new:
+            break
+        mu_new = np.sort(np.asarray(new, dtype=np.float64))
+        idx_new = int(grid.poi_index.max()) + 1 + np.arange(mu_new.size)
+        part = add_points(mu_new, idx_new)
+        grid = grid.extended(part)
+        rounds.append({"round": r + 1, "mu": mu_new.tolist(), "poi_index": idx_new.tolist(), "reasons": why})
+    return grid, rounds
+
+
 @dataclass
 class ToyLimits:
     """Toy-based upper limits on μ and everything needed to report them.
 
-    observed/observed_err/observed_status: inversion of the observed p-value curve;
-    expected/expected_err: bands {N: μ_N} from B-only experiments; pcl: power-constrained
-    observed limit with floor ``pcl_floor`` (the ``power_threshold`` quantile of the B-only
-    limits); pvalues: per grid point (clsb, clsb_err, clb, clb_err, cls, cls_err); failures: fit
-    failure summaries per ensemble (hypothesis, POI index) with causes; n_excluded: toys left out
-    of p-values because their q is NaN; limits_b_outside: B-only experiments whose limit is
-    below the first / above the last grid point (then set to the first point / +inf — extend
-    the grid if these matter for a band).
+    observed/observed_err/observed_status: inversion of the observed p-value curve (error:
+    bootstrap if ``n_boot`` > 0, else propagated); expected/expected_err: bands {N: μ_N} from
+    B-only experiments (NaN where only a bound is known: expected_status / expected_bound, see
+    :class:`Band`); pcl: power-constrained observed limit (status pcl_status) with floor
+    ``pcl_floor`` (the ``power_threshold`` quantile of the B-only limits, status
+    pcl_floor_status); pvalues: per grid point (clsb, clsb_err, clb, clb_err, cls, cls_err and the
+    Clopper–Pearson bounds); failures: fit failure summaries per ensemble (hypothesis, POI index)
+    with causes; n_excluded: toys left out per ensemble (``sb<poi index>``, ``b@<grid position>``);
+    excluded: the same with causes; limits_b_outside: B-only experiments whose limit is below the
+    first / above the last grid point; refinement: the POI points added beyond the grid edges;
+    mu_grid: the final grid (configured + added points), poi_index: the seed index of each point.
     """
 
     cl: float
@@ -359,6 +881,15 @@ class ToyLimits:
     limits_b_outside: dict[str, int] = field(default_factory=dict)
     ensembles_sb: list[ToyResult] = field(default_factory=list, repr=False)
     ensemble_b: ToyResult | None = field(default=None, repr=False)
+    expected_status: dict[int, str] = field(default_factory=dict)
+    expected_bound: dict[int, float] = field(default_factory=dict)
+    pcl_status: str = "ok"
+    pcl_floor_status: str = "ok"
+    excluded: dict[str, Any] = field(default_factory=dict)
+    refinement: list[dict] = field(default_factory=list)
+    poi_index: np.ndarray | None = None
+    error_method: str = "propagated"
+    expected_err_order_stats: dict[int, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -369,48 +900,14 @@ class ToyLimits:
             "observed_status": self.observed_status,
             "expected": {str(k): v for k, v in self.expected.items()},
             "expected_err": {str(k): v for k, v in self.expected_err.items()},
-            "pcl": self.pcl, "pcl_floor": self.pcl_floor, "power_threshold": self.power_threshold,
-            "failures": self.failures, "n_excluded": self.n_excluded,
+            "expected_status": {str(k): v for k, v in self.expected_status.items()},
+            "expected_bound": {str(k): v for k, v in self.expected_bound.items()},
+            "pcl": self.pcl, "pcl_status": self.pcl_status, "pcl_floor": self.pcl_floor,
+            "pcl_floor_status": self.pcl_floor_status, "power_threshold": self.power_threshold,
+            "failures": self.failures, "n_excluded": self.n_excluded, "excluded": self.excluded,
             "no_sensitivity": self.no_sensitivity, "limits_b_outside": self.limits_b_outside,
+            "refinement": self.refinement, "error_method": self.error_method,
         }
-
-
-def pvalue_table(q_obs: np.ndarray, sb: Sequence[Ensemble], b: Sequence[Ensemble]) -> dict[str, np.ndarray]:
-    """CLs+b, CLb, CLs and their MC errors of the observed q at every grid point."""
-    pv = [pvalues_from_toys(q_obs[k], sb[k], b[k]) for k in range(len(sb))]
-    return {name: np.array([float(getattr(x, name)) for x in pv])
-            for name in ("clsb", "clsb_err", "clb", "clb_err", "cls", "cls_err")}
-
-
-@dataclass
-class Inversion:
-    """Observed limit, B-only experiments' limits, their bands and the PCL floor for one method."""
-
-    observed: Crossing
-    limits_b: np.ndarray
-    outside: dict[str, int]
-    expected: dict[int, float]
-    expected_err: dict[int, float]
-    pcl_floor: float
-    p_floor: float
-
-    @property
-    def pcl(self) -> float:
-        return power_constrained(self.observed.mu, self.pcl_floor)
-
-
-def invert_toys(mus: np.ndarray, table: dict[str, np.ndarray], q_b: np.ndarray, sb: Sequence[Ensemble],
-                b: Sequence[Ensemble], alpha: float, method: str = "clsb",
-                power_threshold: float = POWER_THRESHOLD, interpolation: str = "loglinear") -> Inversion:
-    """Invert the observed p-value curve (``table`` from :func:`pvalue_table`) and every B-only
-    experiment's curve (its q on the grid, ``q_b`` (n_b, n_mu)) at ``alpha`` (module docstring)."""
-    floor = 0.5 / max(min(e.n for e in sb), 1)
-    observed = crossing(mus, table[method], alpha, table[method + "_err"], interpolation, p_floor=floor)
-    limits_b, codes = limits_from_curves(mus, pvalue_curves(q_b, sb, b, method), alpha, p_floor=floor)
-    expected, expected_err = expected_bands(limits_b)
-    pcl_floor = float(np.quantile(limits_b, power_threshold)) if limits_b.size else float("nan")
-    return Inversion(observed, limits_b, {"below_grid": int(np.sum(codes == 1)), "above_grid": int(np.sum(codes == 2))},
-                     expected, expected_err, pcl_floor, floor)
 
 
 def toy_limits(
@@ -433,13 +930,18 @@ def toy_limits(
     stream: str = "counter",
     keep_ensembles: bool = False,
     n_procs: int = 1,
+    max_refine_rounds: int = MAX_REFINE_ROUNDS,
 ) -> ToyLimits:
-    """Toy-based observed limit, expected bands and PCL on a POI grid (module docstring).
+    """Toy-based observed limit, expected bands and PCL on a POI grid (module docstring) — the
+    procedure of ``lzflow merge``, on a model in memory.
 
     S+B toys: ``n_toys_sb`` per grid point (poi_index = grid index, hypothesis 0); B-only toys:
     ``n_toys_b`` shared across the grid (poi_index :data:`BONLY_POI_INDEX`, hypothesis 1).
-    ``observed`` = (counts, aux), default the Asimov background-only dataset.
-    ``n_boot`` > 0 adds bootstrap errors (over S+B and B-only toys) to the expected bands.
+    ``observed`` = (counts, aux), default the Asimov background-only dataset; toys are generated
+    at its θ̂̂(μ). Grid edges are extended (:func:`refine_toy_grid`, at most
+    ``max_refine_rounds`` rounds, 0 = never) with S+B toys at new seed indices len(grid), … .
+    ``n_boot`` > 0: bootstrap errors (:func:`bootstrap_errors`) for the bands, the observed
+    limit and the PCL (else order statistics and propagated binomial errors).
     """
     if test_stat == "q0":
         raise ValueError("upper limits use 'qtilde' or 'q'")
@@ -447,6 +949,8 @@ def toy_limits(
     mus = np.asarray(mu_grid, dtype=np.float64)
     if mus.size < 2 or not np.all(np.diff(mus) > 0):
         raise ValueError("mu_grid must have ≥ 2 strictly increasing values")
+    if mus[0] <= 0:
+        raise ValueError(f"mu_grid must be positive (q̃ at μ = 0 is 0 for every dataset); got {mus[0]:g}")
     if model.signal_is_empty:
         inf = float("inf")
         return ToyLimits(cl, method, test_stat, mus, np.zeros(mus.size), {}, inf, float("nan"),
@@ -459,38 +963,53 @@ def toy_limits(
               for k, mu in enumerate(mus)]
     b_res = run_toys(model, 0.0, BONLY_POI_INDEX, np.arange(n_toys_b), base_seed, mass_key, "b",
                      mu_test=mus, **kw)
-    sb_ens = [Ensemble(r.q[:, 0]) for r in sb_res]
-    b_ens = [Ensemble(b_res.q[:, k]) for k in range(mus.size)]
     q_obs, _info = observed_q(model, obs[0], obs[1], mus, test_stat, config)
-    table = pvalue_table(q_obs, sb_ens, b_ens)
-    inv = invert_toys(mus, table, b_res.q, sb_ens, b_ens, alpha, method, power_threshold, interpolation)
-    c, limits_b, outside, floor = inv.observed, inv.limits_b, inv.outside, inv.p_floor
+    grid = toy_grid(mus, q_obs, sb_res, b_res, test_stat)
+    extra: list[ToyResult] = []
+
+    def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
+        sb_new = [run_toys(model, float(mu), int(k), np.arange(n_toys_sb), base_seed, mass_key, "sb", **kw)
+                  for mu, k in zip(mu_new, idx_new)]
+        b_new = run_toys(model, 0.0, BONLY_POI_INDEX, np.arange(n_toys_b), base_seed, mass_key, "b",
+                         mu_test=mu_new, **kw)
+        if not (np.array_equal(b_new.aux, b_res.aux) and np.array_equal(b_new.n_events, b_res.n_events)):
+            raise RuntimeError("B-only toys could not be reproduced from their seeds")
+        extra.extend(sb_new + [b_new])
+        q_new, _ = observed_q(model, obs[0], obs[1], mu_new, test_stat, config)
+        return toy_grid(mu_new, q_new, sb_new, b_new, test_stat, idx_new)
+
+    grid, rounds = refine_toy_grid(grid, add_points, alpha, (method,), power_threshold, interpolation,
+                                   max_refine_rounds)
+    table = pvalue_table(grid.q_obs, grid.sb, grid.b)
+    inv = invert_toys(grid, alpha, method, power_threshold, interpolation, table)
+    c = inv.observed
     exp, exp_err = inv.expected, inv.expected_err
+    obs_err, error_method = c.error, "propagated"
+    pcl, pcl_status = pcl_with_status(c, inv.pcl_floor_band)
     if n_boot > 0:
-        rng = np.random.default_rng([int(base_seed), int(mass_key), 999])
-        boots = np.empty((n_boot, len(BANDS)))
-        qsb = [r.q[:, 0] for r in sb_res]
-        for i in range(n_boot):
-            e_sb = [Ensemble(x[rng.integers(0, x.size, x.size)]) for x in qsb]
-            jb = rng.integers(0, b_res.n, b_res.n)
-            qb = b_res.q[jb]
-            e_b = [Ensemble(qb[:, k]) for k in range(mus.size)]
-            lb, _ = limits_from_curves(mus, pvalue_curves(qb, e_sb, e_b, method), alpha, floor)
-            boots[i] = np.quantile(lb, BAND_QUANTILES)
-        with np.errstate(invalid="ignore"):
-            sd = np.nanstd(np.where(np.isfinite(boots), boots, np.nan), axis=0)
-        exp_err = {n: float(s) for n, s in zip(BANDS, sd)}
-    pcl_floor = inv.pcl_floor
+        boot = bootstrap_errors(grid, alpha, (method,), power_threshold, n_boot,
+                                [int(base_seed), int(mass_key), 999], interpolation)[method]
+        exp_err = {n: (boot["expected"][n] if inv.bands[n].status == "ok" else float("nan")) for n in BANDS}
+        obs_err, error_method = boot["observed"], f"bootstrap ({n_boot})"
     failures = [r.failure_summary() for r in sb_res] + [b_res.failure_summary()]
-    n_excl = {f"sb{k}": e.n_excluded for k, e in enumerate(sb_ens)}
+    failures += [r.failure_summary() for r in extra]
+    sb_ens, b_ens = grid.sb, grid.b
+    n_excl = {f"sb{int(k)}": e.n_excluded for k, e in zip(grid.poi_index, sb_ens)}
     n_excl.update({f"b@{k}": e.n_excluded for k, e in enumerate(b_ens)})
+    excluded = {"sb": {int(k): cause_counts(c_) for k, c_ in zip(grid.poi_index, grid.cause_sb)},
+                "experiments": inv.excluded_experiments, "n_experiments": inv.n_experiments}
     return ToyLimits(
-        cl=cl, method=method, test_stat=test_stat, mu_grid=mus, q_obs=q_obs, pvalues=table,
-        observed=c.mu, observed_err=c.error, observed_status=c.status, expected=exp,
-        expected_err=exp_err, pcl=power_constrained(c.mu, pcl_floor), pcl_floor=pcl_floor,
-        power_threshold=power_threshold, limits_b=limits_b, failures=failures, n_excluded=n_excl,
+        cl=cl, method=method, test_stat=test_stat, mu_grid=grid.mu, q_obs=grid.q_obs, pvalues=table,
+        observed=c.mu, observed_err=obs_err, observed_status=c.status, expected=exp,
+        expected_err=exp_err, pcl=pcl, pcl_floor=inv.pcl_floor,
+        power_threshold=power_threshold, limits_b=inv.limits_b, failures=failures, n_excluded=n_excl,
         ensembles_sb=sb_res if keep_ensembles else [], ensemble_b=b_res if keep_ensembles else None,
-        limits_b_outside=outside,
+        limits_b_outside=inv.outside,
+        expected_status={n: bd.status for n, bd in inv.bands.items()},
+        expected_bound={n: bd.bound for n, bd in inv.bands.items()},
+        pcl_status=pcl_status, pcl_floor_status=inv.pcl_floor_band.status, excluded=excluded,
+        refinement=rounds, poi_index=grid.poi_index, error_method=error_method,
+        expected_err_order_stats=inv.expected_err,
     )
 
 

@@ -10,7 +10,8 @@ Convention: q = 2 ΔNLL = −2 ln λ (RooStats' ProfileLikelihoodTestStat return
 
 Tiny negative values from rounding (|2ΔNLL| below ``NEG_TOL``) are set to 0; larger negative
 values mean a fit did not reach its minimum and are also clipped but counted by the callers
-through the fit statuses.
+through the fit statuses. A NaN μ̂ or unconditional NLL (a fit that failed) gives q = NaN — never
+the q = 0 of "μ̂ above μ" — and callers leave such toys out (:func:`lzflow.stats.hypotest.toy_quality`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def evaluate_test_statistic(
         q = 2.0 * (nll_cond - nll_uncond)
         q = np.where(q < 0, 0.0, q)  # rounding (or an incomplete conditional fit): clip at 0
         if name == "q0":
-            return np.where(mu_hat > 0, q, 0.0)
+            q = np.where(mu_hat > 0, q, 0.0)
+            return np.where(np.isnan(mu_hat) | np.isnan(nll_uncond), np.nan, q)
         mu = np.asarray(mu, dtype=np.float64)
-        return np.where(mu_hat <= mu, q, 0.0)
+        q = np.where(mu_hat <= mu, q, 0.0)
+        return np.where(np.isnan(mu_hat) | np.isnan(nll_uncond), np.nan, q)

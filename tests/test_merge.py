@@ -1,0 +1,198 @@
+"""Merge (issue 17): failed fits and NaN q left out and counted, never a crash; grid edges
+extended deterministically with new seed indices; bootstrap errors by default; limit.json
+always valid JSON."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from lzflow.io import write_json
+from lzflow.merge import json_safe, limit_document
+from lzflow.stats.fit import FitStatus
+from lzflow.toyjobs import run_toy_job
+
+SPEC = {"cl": 0.9, "method": "CLs+b", "power_threshold": float(norm.cdf(-1)), "test_statistic": "qtilde"}
+
+
+@pytest.fixture(scope="module")
+def ws40(repo):
+    return json.loads(gzip.decompress((repo / "tests" / "data" / "workspace_m40.json.gz").read_bytes()))
+
+
+def _grid(ws, lo_sigma: float, hi_sigma: float, n: int) -> dict:
+    """The workspace with a POI grid from lo_sigma to hi_sigma asymptotic σ_μ (CLs+b median = 1.28 σ_μ)."""
+    out = copy.deepcopy(ws)
+    sigma = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"] / norm.isf(0.1)
+    out["poi_grid"] = (np.linspace(lo_sigma, hi_sigma, n) * sigma).tolist()
+    return out
+
+
+def _arrays(result) -> dict[str, np.ndarray]:
+    arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
+    arrays["mu_test"] = np.asarray(result.mu_test)
+    arrays["gen_params"] = np.asarray(result.gen_params)
+    return arrays
+
+
+def toy_files(ws, n_sb: int, n_b: int, jobs: int = 1, seed: int = 5, **likelihood):
+    """(path, arrays, header) of every toy job of ``ws``, as merge reads them."""
+    files = []
+    base = dict(n_jobs=jobs, seed=seed, test_statistic="qtilde", **likelihood)
+    for j in range(jobs):
+        for k in range(len(ws["poi_grid"])):
+            r, h = run_toy_job(ws, dict(base, hypothesis="sb", poi_index=k, job_index=j, n_toys=n_sb))
+            files.append((f"toys/poi{k}/job{j}.npz", _arrays(r), h))
+        r, h = run_toy_job(ws, dict(base, hypothesis="b", job_index=j, n_toys=n_b))
+        files.append((f"toys/bonly/job{j}.npz", _arrays(r), h))
+    return files
+
+
+def merge(ws, files, **spec):
+    doc, extra = limit_document(ws, lambda: files, {**SPEC, **spec})
+    return doc, extra
+
+
+# ----------------------------------------------------------------------------- item 6
+def test_nan_q_from_unbinned_floor_zero_is_excluded_not_a_crash(ws40, tmp_path):
+    """stats.likelihood: unbinned with interpolation_floor: 0 (a legal config) makes toys whose
+    events no template can explain: both fits INFEASIBLE, q = NaN. Merge used to crash writing
+    limit.json ('Out of range float values are not JSON compliant')."""
+    ws = _grid(ws40, 0.3, 3.5, 4)
+    like = dict(likelihood="unbinned", interpolation_order=3, interpolation_floor=0.0, template_rebin=2)
+    files = toy_files(ws, 256, 256, **like)
+    assert any(np.isnan(a["q"]).any() for _, a, _ in files)
+    doc, _ = merge(ws, files, n_boot=20, max_refine_rounds=0)
+    write_json(tmp_path / "limit.json", doc)  # strict JSON: no NaN, no inf
+    back = json.loads((tmp_path / "limit.json").read_text())
+    ex = back["excluded"]
+    for k, (_, arrays, _) in enumerate(files[:-1]):
+        e = ex["sb"][str(k)]
+        n_nan = int(np.isnan(arrays["q"]).sum())
+        assert e["n_toys"] == 256 and e["n_used"] == 256 - n_nan > 0
+        assert sum(e["causes"].values()) == n_nan and set(e["causes"]) == {"uncond:INFEASIBLE"}
+        assert back["toys"]["sb_used_per_poi"][k] == e["n_used"]  # the p-value denominator
+    b = files[-1][1]
+    assert ex["bonly_experiments"]["n_used"] == int(np.sum(~np.isnan(b["q"]).any(axis=1)))
+    assert back["limits"]["CLs+b"]["n_experiments"] == ex["bonly_experiments"]["n_used"]
+    assert any("left out" in w for w in back["warnings"])
+    assert back["limits"]["CLs+b"]["expected_mu"]["0"] > 0
+
+
+def _break(files, n_bad: int):
+    """The first n_bad toys of every file fail in every strategy, with the finite q the old
+    code kept (q̃ = 0 from a NaN μ̂)."""
+    out = []
+    for path, arrays, header in files:
+        a = {k: v.copy() for k, v in arrays.items()}
+        a["status_uncond"][:n_bad] = FitStatus.MAX_ITER
+        a["mu_hat"][:n_bad] = np.nan
+        a["q"][:n_bad] = 0.0
+        out.append((path, a, header))
+    return out
+
+
+def test_failed_fits_are_excluded_and_counted(ws40):
+    ws = _grid(ws40, 0.02, 3.5, 6)
+    files = toy_files(ws, 256, 512)
+    clean, _ = merge(ws, files, n_boot=0, max_refine_rounds=0)
+    doc, _ = merge(ws, _break(files, 40), n_boot=0, max_refine_rounds=0)
+    for k in range(6):
+        assert doc["excluded"]["sb"][str(k)] == {"n_toys": 256, "n_used": 216, "causes": {"uncond:MAX_ITER": 40}}
+        assert doc["excluded"]["bonly"][str(k)]["n_used"] == 472
+    assert doc["excluded"]["bonly_experiments"] == {"n_toys": 512, "n_used": 472, "causes": {"uncond:MAX_ITER": 40}}
+    # the p-values are those of the good toys: recompute CLs+b at every point from them
+    for k, (_, arrays, _) in enumerate(files[:-1]):
+        good = arrays["q"][40:, 0]
+        assert doc["pvalues"]["clsb"][k] == pytest.approx(np.mean(good >= doc["q_obs"][k]))
+    # with toys that were kept as q = 0 the p-values were biased upwards; now the limits move
+    # only within their errors
+    lim, ref = doc["limits"]["CLs+b"], clean["limits"]["CLs+b"]
+    assert lim["expected_mu"]["0"] == pytest.approx(ref["expected_mu"]["0"], abs=3 * ref["expected_mu_err"]["0"])
+    assert any("MAX_ITER" in w for w in doc["warnings"])
+
+
+def test_errors_summary_counts_excluded_toys(ws40):
+    from lzflow.errors import summarise_loaded
+
+    ws = _grid(ws40, 0.02, 3.5, 4)
+    files = _break(toy_files(ws, 256, 256), 10)
+    summary = summarise_loaded(files)
+    assert summary["excluded_toys"] == 10 * len(files)
+    assert summary["files"] == len(files)
+
+
+def test_json_safe_flags_every_non_finite_number():
+    safe, paths = json_safe({"a": [1.0, float("nan")], "b": {"c": float("inf")}, "d": np.float64(2.0)})
+    assert safe == {"a": [1.0, None], "b": {"c": None}, "d": 2.0}
+    assert paths == ["a[1] (nan)", "b.c (inf)"]
+    json.dumps(safe, allow_nan=False)
+
+
+# ----------------------------------------------------------------------------- item 9b/9d
+@pytest.fixture(scope="module")
+def coarse(ws40):
+    """A grid from 0.3 σ_μ: ≈ 16 % of the CLs+b experiments are below it."""
+    ws = _grid(ws40, 0.3, 3.5, 8)
+    return ws, toy_files(ws, 256, 1024)
+
+
+def test_merge_extends_the_grid_edge_deterministically(coarse):
+    ws, files = coarse
+    plain, _ = merge(ws, files, n_boot=0, max_refine_rounds=0)
+    lim0 = plain["limits"]["CLs+b"]
+    assert lim0["expected_status"]["-1"] == "upper_bound" and lim0["pcl_floor_status"] == "upper_bound"
+    assert lim0["expected_mu"]["-1"] is None  # a bound is not a band edge
+    doc, extra = merge(ws, files, n_boot=30)
+    lim = doc["limits"]["CLs+b"]
+    rounds = doc["refinement"]["rounds"]
+    added = [mu for r in rounds for mu in r["mu"]]
+    assert rounds and min(added) < ws["poi_grid"][0]
+    assert all(mu < ws["poi_grid"][0] or mu > ws["poi_grid"][-1] for mu in added)  # only beyond the edges
+    # new seed indices after the configured ones; configured points keep theirs
+    idx = dict(zip(doc["poi_grid"], doc["poi_index"]))
+    assert [idx[mu] for mu in ws["poi_grid"]] == list(range(8))
+    assert sorted(set(doc["poi_index"]) - set(range(8))) == list(range(8, 8 + len(added)))
+    assert lim["expected_status"] == {"-2": "upper_bound", "-1": "ok", "0": "ok", "1": "ok", "2": "ok"}
+    assert lim["expected_mu"]["-2"] is None and lim["expected_bound_mu"]["-2"] == pytest.approx(doc["poi_grid"][0])
+    assert lim["pcl_floor_status"] == "ok" and lim["pcl_floor_mu"] < ws["poi_grid"][0]
+    # the resolved −1σ band is where the asymptotic one is (this mass has ~1000 background events)
+    asym = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]
+    assert lim["expected_mu"]["-1"] == pytest.approx(asym["-1"], abs=3 * lim["expected_mu_err"]["-1"] + 0.1 * asym["-1"])
+    # the median does not move: points were added beyond the edges only
+    assert lim["expected_mu"]["0"] == pytest.approx(lim0["expected_mu"]["0"], rel=1e-12)
+    # the toys merge ran are accounted for: failures per new ensemble, in the error summary too
+    for k in set(doc["poi_index"]) - set(range(8)):
+        assert doc["failures"]["sb"][str(k)]["n_toys"] == 256
+    assert len(doc["failures"]["bonly_grid_extension"]) == len(rounds)
+    assert {h["hypothesis"] for _, _, h in extra} == {"sb", "b-grid-extension"}
+    # same input → the same document, bit for bit
+    again, _ = merge(ws, files, n_boot=30)
+    assert json.dumps(again, sort_keys=True) == json.dumps(doc, sort_keys=True)
+
+
+def test_merge_result_is_independent_of_the_job_split(coarse, ws40):
+    ws, files = coarse
+    one, _ = merge(ws, files, n_boot=20)
+    split, _ = merge(ws, toy_files(ws, 256, 1024, jobs=3), n_boot=20)
+    for d in (one, split):
+        d.pop("toys")  # run numbers differ
+    assert json.dumps(one, sort_keys=True) == json.dumps(split, sort_keys=True)
+
+
+def test_merge_errors_are_bootstrap_by_default(coarse):
+    from lzflow.stats.hypotest import N_BOOT
+
+    ws, files = coarse
+    doc, _ = merge(ws, files, max_refine_rounds=0)
+    for method in ("CLs+b", "CLs"):
+        lim = doc["limits"][method]
+        assert lim["error_method"].startswith(f"bootstrap ({N_BOOT} replicates")
+        assert lim["expected_mu_err"]["0"] != lim["expected_mu_err_order_stats"]["0"]
+        assert lim["observed_mu_err"] != lim["observed_mu_err_propagated"]
+        assert lim["observed_mu_err"] > 0 and lim["pcl_mu_err"] > 0
