@@ -184,45 +184,50 @@ def test_grid_edge_is_extended_and_unresolvable_quantile_flagged():
 
 # ----------------------------------------------------------------------------- item 9d: bootstrap
 def _bootstrap_vs_scatter(n_seeds: int, n_boot: int, background: float = 300.0, n_bins: int = 20,
-                          n_sb: int = 150, n_b: int = 600) -> dict[str, float]:
+                          n_sb: int = 150, n_b: int = 600, method: str = "clsb") -> dict[str, float]:
     """Median expected and observed limits of ``n_seeds`` independent seeds: their scatter, the
     mean bootstrap errors and the mean order-statistics error of the median."""
     from lzflow.stats import asymptotic_limits
 
     m = simple_model(n_bins=n_bins, n_bkg=2, background_events=background, signal_events=10.0)
-    grid = np.linspace(0.02, 3.5, 12) * asymptotic_limits(m, method="clsb").expected[0]
+    grid = np.linspace(0.02, 3.5, 12) * asymptotic_limits(m, method=method).expected[0]
     rows = []
     for s in range(n_seeds):
         t = toy_limits(m, grid, n_sb, n_b, base_seed=1000 + s, mass_key=1, n_boot=n_boot, block_size=256,
-                       max_refine_rounds=0)
+                       max_refine_rounds=0, method=method, n_threads=1)
         rows.append((t.expected[0], t.expected_err[0], t.expected_err_order_stats[0], t.observed, t.observed_err))
     r = np.array(rows)
     return {"scatter": np.std(r[:, 0], ddof=1), "boot": np.mean(r[:, 1]), "order_stats": np.mean(r[:, 2]),
             "obs_scatter": np.std(r[:, 3], ddof=1), "obs_boot": np.mean(r[:, 4])}
 
 
-def _check_bootstrap(res: dict[str, float], tol: float) -> None:
-    # tol: a few times the scatter's own relative error 1/√(2(K−1))
-    assert res["boot"] == pytest.approx(res["scatter"], rel=tol), res
-    assert res["obs_boot"] == pytest.approx(res["obs_scatter"], rel=tol), res
+def _check_bootstrap(res: dict[str, float], low: float, high: float) -> None:
+    # [low, high]: the ratio bootstrap / scatter allowed, given the scatter's own relative error
+    # 1/√(2(K−1)) and the bootstrap's known conservatism when tail counts are small (below)
+    assert low * res["scatter"] < res["boot"] < high * res["scatter"], res
+    assert low * res["obs_scatter"] < res["obs_boot"] < high * res["obs_scatter"], res
     # the order-statistics error leaves out the S+B ensembles' noise: far too small here
     assert res["order_stats"] < 0.6 * res["scatter"], res
 
 
 def test_bootstrap_error_matches_seed_scatter():
-    """Median expected limit: bootstrap error vs the scatter of 40 independent seeds (measured:
-    0.174 vs 0.175 with 60 seeds; the order-statistics error was 0.066)."""
-    _check_bootstrap(_bootstrap_vs_scatter(n_seeds=40, n_boot=100), tol=0.35)
+    """Median expected limit (CLs+b, 300 background events, 150 S+B toys per point): bootstrap
+    error vs the scatter of 40 independent seeds (measured with 150 seeds: 0.167 vs 0.158; the
+    order-statistics error was 0.062)."""
+    _check_bootstrap(_bootstrap_vs_scatter(n_seeds=40, n_boot=100), 0.7, 1.4)
 
 
 @pytest.mark.slow
-def test_bootstrap_error_matches_seed_scatter_slow():
-    _check_bootstrap(_bootstrap_vs_scatter(n_seeds=200, n_boot=200), tol=0.15)
-    # very low counts (30 background events, 150 S+B toys per point): the bootstrap is
-    # conservative (measured 1.2–1.45 × the scatter), the order statistics ≈ 0.5 ×
-    low = _bootstrap_vs_scatter(n_seeds=100, n_boot=100, background=30.0, n_bins=10)
-    assert 0.85 * low["scatter"] < low["boot"] < 1.7 * low["scatter"], low
-    assert low["order_stats"] < 0.7 * low["scatter"], low
+@pytest.mark.parametrize("background,n_bins,method", [(300.0, 20, "clsb"), (300.0, 20, "cls"),
+                                                      (30.0, 10, "clsb"), (30.0, 10, "cls")])
+def test_bootstrap_error_matches_seed_scatter_slow(background, n_bins, method):
+    """150 seeds (σ of the scatter ≈ 6 %). Measured bootstrap/scatter of the median: 1.05, 1.20,
+    1.13, 1.20 (CLs+b/CLs at 300 and 30 background events); order statistics 0.39, 0.24, 0.40,
+    0.20. The bootstrap is conservative where the S+B tail counts at the crossing are small (CLs
+    crosses at CLs+b = α·CLb ≈ 0.05: ~8 of 150 toys): the spread of ln(k*/N) over replicates grows
+    like 1/k̂, which is convex in the sampled k̂ (Jensen)."""
+    res = _bootstrap_vs_scatter(n_seeds=150, n_boot=100, background=background, n_bins=n_bins, method=method)
+    _check_bootstrap(res, 0.85, 1.4)
 
 
 def test_bootstrap_is_deterministic():

@@ -134,11 +134,12 @@ def test_empty_signal_gives_no_sensitivity():
 
 
 def _coverage(n_pe: int, n_ens: int, seed: int) -> tuple[float, float]:
-    """Fraction of pseudo-experiments at μ_true whose 90 % CL CLs+b limit (no PCL) ≥ μ_true.
-
-    The q distribution under μ does not depend on the observed data, so the S+B ensembles at
-    (μ_k, nominal θ) are shared by all pseudo-experiments. Returns (coverage, σ_MC) with σ_MC
-    including the finite ensemble at μ_true.
+    """Calibration of the p-value inversion alone: fraction of pseudo-experiments at μ_true whose
+    90 % CL CLs+b limit (no PCL) ≥ μ_true, with ensembles AND pseudo-experiments at the nominal
+    nuisance values and the S+B ensembles at (μ_k, nominal θ) shared by all pseudo-experiments —
+    this covers by construction and is not a test of lzflow's procedure (that is
+    ``tests/test_coverage.py``: θ_true ≠ nominal, toys at each pseudo-experiment's own θ̂̂).
+    Returns (coverage, σ_MC) with σ_MC including the finite ensemble at μ_true.
     """
     m = simple_model(n_bins=8, n_bkg=2, background_events=4.0, signal_events=6.0,
                      rel_unc=(0.2, 0.3))
@@ -153,13 +154,13 @@ def _coverage(n_pe: int, n_ens: int, seed: int) -> tuple[float, float]:
     return cov, float(np.sqrt(0.9 * 0.1 / n_pe + 0.9 * 0.1 / n_ens))
 
 
-def test_coverage_ci():
+def test_inversion_calibration_ci():
     cov, sig = _coverage(n_pe=200, n_ens=2000, seed=11)
     assert abs(cov - 0.90) < 2 * sig, (cov, sig)
 
 
 @pytest.mark.slow
-def test_coverage_full():
+def test_inversion_calibration_full():
     cov, sig = _coverage(n_pe=2000, n_ens=10000, seed=21)
     assert abs(cov - 0.90) < 2 * sig, (cov, sig)
 

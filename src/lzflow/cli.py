@@ -243,6 +243,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
             grid = doc["poi_grid"]
             print(f"lzflow: warning: the median expected limit is outside the POI grid [{grid[0]:.3g}, {grid[-1]:.3g}] "
                   f"(in units of sigma_ref); widen stats.poi_grid (min_factor/max_factor)", file=sys.stderr)
+        for warning in doc.get("warnings", []):  # toys left out, grid extended, bounds, nulls
+            print(f"lzflow: warning: merge {doc['mass_GeV']:g} GeV: {warning}", file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,10 @@ Plots (matplotlib with the mplhep style):
 
 * ``limit_curve.png``: σ_SI vs WIMP mass (log-log), median expected limit with ±1σ/±2σ bands from
   toys, the asymptotic median, the power-constrained limit, and the LZ projection reference point
-  (1.4e-48 cm² at 40 GeV, arXiv:1802.06039);
+  (1.4e-48 cm² at 40 GeV, arXiv:1802.06039). A band edge that merge could only bound (e.g. the
+  CLs+b −2σ quantile: ≈ α of the background-only experiments exclude every μ > 0) is drawn as a
+  bound marker (▽ at most, △ at least), never as a band edge; the CSV has it as ``<=X``/``>=X`` in
+  ``sigma_<band>_bound`` with the band's value empty;
 * ``m<mass>/pvalues.png``: CLs+b, CLb and CLs vs μ with their MC errors and the expected band of
   B-only p-value curves — the old "nine graphs" in one;
 * ``m<mass>/teststat.png``: per POI, the test-statistic distributions of S+B and B-only toys with the
@@ -28,7 +31,23 @@ LZ_REFERENCE = (40.0, 1.4e-48)
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
            "sigma_pcl_cm2", "sigma_asymptotic_median_cm2", "sigma_discovery_3sigma_cm2", "method", "cl",
-           "no_sensitivity"]
+           "no_sensitivity", "sigma_m2_bound", "sigma_m1_bound", "sigma_median_bound", "sigma_p1_bound",
+           "sigma_p2_bound", "pcl_status"]
+
+#: CSV column of each band (N σ) and of its bound
+BAND_COLUMNS = {"-2": "sigma_m2", "-1": "sigma_m1", "0": "sigma_median", "1": "sigma_p1", "2": "sigma_p2"}
+
+
+def band_bounds(lim: Mapping[str, Any]) -> dict[str, str]:
+    """{band: "<=X" | ">=X"} for the band edges that are only bounds (cm²; merge's
+    ``expected_status``): e.g. the CLs+b −2σ quantile, where ≈ α of the background-only experiments
+    exclude every μ > 0 and the quantile is only known to be at most the lowest tested μ."""
+    out = {}
+    for n, status in (lim.get("expected_status") or {}).items():
+        bound = (lim.get("expected_bound_sigma_cm2") or {}).get(n)
+        if status in ("upper_bound", "lower_bound") and bound is not None:
+            out[n] = f"{'<=' if status == 'upper_bound' else '>='}{bound:.6g}"
+    return out
 
 
 def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -39,13 +58,17 @@ def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                "no_sensitivity": bool(doc.get("no_sensitivity", False))}
         asym = doc.get("asymptotic") or {}
         if doc.get("no_sensitivity"):
-            row.update({c: None for c in COLUMNS if c.startswith("sigma")})
+            row.update({c: None for c in COLUMNS if c.startswith("sigma") or c == "pcl_status"})
         else:
-            exp = doc["limits"][doc["method"]]["expected_sigma_cm2"]
+            lim = doc["limits"][doc["method"]]
+            exp = lim["expected_sigma_cm2"]
             row.update(sigma_median_cm2=exp["0"], sigma_m2_cm2=exp["-2"], sigma_m1_cm2=exp["-1"],
                        sigma_p1_cm2=exp["1"], sigma_p2_cm2=exp["2"], sigma_pcl_cm2=doc["upper_limit_sigma_cm2"],
                        sigma_asymptotic_median_cm2=(asym.get("expected_sigma_cm2") or {}).get("0"),
-                       sigma_discovery_3sigma_cm2=asym.get("discovery_sigma_cm2"))
+                       sigma_discovery_3sigma_cm2=asym.get("discovery_sigma_cm2"),
+                       pcl_status=lim.get("pcl_status", "ok"))
+            bounds = band_bounds(lim)
+            row.update({f"{col}_bound": bounds.get(n) for n, col in BAND_COLUMNS.items()})
         rows.append(row)
     return rows
 
@@ -77,8 +100,18 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
     if good:
         m = np.array([r["mass_GeV"] for r in good])
         col = lambda k: np.array([r[k] if r[k] is not None else np.nan for r in good], dtype=float)  # noqa: E731
-        ax.fill_between(m, col("sigma_m2_cm2"), col("sigma_p2_cm2"), color="#ffdd55", label=r"expected $\pm2\sigma$")
+        m2 = col("sigma_m2_cm2")
+        # a band edge known only as a bound is not drawn as one: the ±2σ fill stops at −1σ there and
+        # the bound is marked (▽ "at most", △ "at least")
+        ax.fill_between(m, np.where(np.isfinite(m2), m2, col("sigma_m1_cm2")), col("sigma_p2_cm2"), color="#ffdd55",
+                        label=r"expected $\pm2\sigma$")
         ax.fill_between(m, col("sigma_m1_cm2"), col("sigma_p1_cm2"), color="#55cc55", label=r"expected $\pm1\sigma$")
+        for key, marker, text in (("upper", "v", "at most"), ("lower", "^", "at least")):
+            pts = [(r["mass_GeV"], float(r[f"{c}_bound"][2:]), n) for r in good for n, c in BAND_COLUMNS.items()
+                   if r.get(f"{c}_bound") and r[f"{c}_bound"].startswith("<=" if key == "upper" else ">=")]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="#b08800", ls="none",
+                        label=f"band edge only a bound ({text}): " + ", ".join(sorted({f"{int(p[2]):+d}σ" for p in pts})))
         ax.plot(m, col("sigma_median_cm2"), "k--", label="median expected (toys)")
         ax.plot(m, col("sigma_asymptotic_median_cm2"), color="tab:blue", ls=":", label="median expected (asymptotic)")
         ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label="PCL limit (Asimov B-only data)")
@@ -100,7 +133,14 @@ def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
         mu = np.asarray(doc["poi_grid"])
         pv = doc["pvalues"]
         for name, color in (("clsb", "tab:red"), ("clb", "tab:blue"), ("cls", "tab:green")):
-            ax.errorbar(mu, pv[name], yerr=pv[name + "_err"], marker="o", color=color,
+            val = np.array([np.nan if v is None else v for v in pv[name]], dtype=float)
+            if name + "_lo" in pv:  # Clopper–Pearson interval (asymmetric)
+                lo = np.array([np.nan if v is None else v for v in pv[name + "_lo"]], dtype=float)
+                hi = np.array([np.nan if v is None else v for v in pv[name + "_hi"]], dtype=float)
+                yerr = np.clip(np.vstack([val - lo, hi - val]), 0, None)
+            else:
+                yerr = np.array([np.nan if v is None else v for v in pv[name + "_err"]], dtype=float)
+            ax.errorbar(mu, val, yerr=yerr, marker="o", color=color,
                         label={"clsb": "CLs+b", "clb": "CLb", "cls": "CLs"}[name])
         ax.axhline(1 - doc["cl"], color="k", ls="--", label=f"α = {1 - doc['cl']:.2f}")
         lim = doc["limits"][doc["method"]]
@@ -109,6 +149,9 @@ def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
             ax.axvspan(exp["-2"], exp["2"], color="#ffdd55", alpha=0.5, label=r"expected limit $\pm2\sigma$")
         if exp["-1"] is not None and exp["1"] is not None:
             ax.axvspan(exp["-1"], exp["1"], color="#55cc55", alpha=0.5, label=r"expected limit $\pm1\sigma$")
+        for n, bound in (lim.get("expected_bound_mu") or {}).items():
+            rel = "≤" if lim["expected_status"][n] == "upper_bound" else "≥"
+            ax.axvline(bound, color="#b08800", ls=":", label=f"expected {int(n):+d}σ {rel} {bound:.3g} (grid edge)")
         ax.set_yscale("log")
     ax.set_xlabel(r"signal strength $\mu$ ($\sigma$ / $\sigma_{ref}$)")
     ax.set_ylabel("p-value")

@@ -234,6 +234,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     q_obs, _ = observed_q(model, counts, aux, mus, test_stat)
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
     warnings: list[str] = []
+    notes: list[str] = []
     usable = np.array([e.n > 0 for e in grid.sb]) & np.array([e.n > 0 for e in grid.b])
     if not usable.all():
         dropped = [int(k) for k in np.flatnonzero(~usable)]
@@ -299,8 +300,13 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         name = {"clsb": "CLs+b", "cls": "CLs"}[which]
         for n, band in inv.bands.items():
             if band.status != "ok":
-                warnings.append(f"{name} {n:+d}σ band: {band.status.replace('_', ' ')} "
-                                f"{'≤' if band.status == 'upper_bound' else '≥'} {band.bound:.4g} (grid edge)")
+                text = (f"{name} {n:+d}σ band: {band.status.replace('_', ' ')} "
+                        f"{'≤' if band.status == 'upper_bound' else '≥'} {band.bound:.4g} (grid edge)")
+                if which == "clsb" and band.level <= alpha and band.status == "upper_bound":
+                    notes.append(text + f"; expected: ≈ α of background-only experiments exclude every μ > 0, so "
+                                        f"CLs+b quantiles below α = {alpha:g} have no value")
+                else:
+                    warnings.append(text)
         if threshold and inv.pcl_floor_band.status != "ok":
             warnings.append(f"{name} PCL floor: {inv.pcl_floor_band.status.replace('_', ' ')} {inv.pcl_floor_band.bound:.4g}")
         return {
@@ -390,6 +396,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         "note": "used toys only, finite q (every ~N/500-th); +inf q (data impossible under mu) counted in *_n_inf",
     }
     doc["warnings"] = warnings
+    doc["notes"] = notes
     safe, replaced = json_safe(doc)
     if replaced:
         safe["non_finite_to_null"] = replaced[:50] + ([f"... {len(replaced) - 50} more"] if len(replaced) > 50 else [])

@@ -101,20 +101,36 @@ def _read_csv(path: str | Path) -> list[dict[str, str]]:
     return list(csv.DictReader(Path(path).read_text().splitlines()))
 
 
+def _band_cell(row: Mapping[str, str], column: str) -> Any:
+    """A band edge of the curve CSV: its value, or "≤ X"/"≥ X" where merge could only bound it."""
+    bound = row.get(column + "_bound") or ""
+    if not row.get(column + "_cm2") and bound[:2] in ("<=", ">="):
+        return f"<em>{'≤' if bound[:2] == '<=' else '≥'} {float(bound[2:]):.4g}</em>"
+    return row[column + "_cm2"]
+
+
 def _curve_section(curve_csv: Path, curve_png: Path) -> str:
     rows = _read_csv(curve_csv)
     table = _table(
         ["mass [GeV]", "median [cm²]", "−2σ", "−1σ", "+1σ", "+2σ", "PCL [cm²]", "asymptotic median", "3σ discovery"],
         [[r["mass_GeV"], *(("no sensitivity",) + ("",) * 7 if r["no_sensitivity"] == "True" else
-                           (r["sigma_median_cm2"], r["sigma_m2_cm2"], r["sigma_m1_cm2"], r["sigma_p1_cm2"],
-                            r["sigma_p2_cm2"], r["sigma_pcl_cm2"], r["sigma_asymptotic_median_cm2"],
-                            r["sigma_discovery_3sigma_cm2"]))] for r in rows])
+                           (_band_cell(r, "sigma_median"), _band_cell(r, "sigma_m2"), _band_cell(r, "sigma_m1"),
+                            _band_cell(r, "sigma_p1"), _band_cell(r, "sigma_p2"),
+                            r["sigma_pcl_cm2"] if r.get("pcl_status", "ok") in ("ok", "") else
+                            f"<em>{_num(r['sigma_pcl_cm2'])} ({html.escape(r['pcl_status'].replace('_', ' '))})</em>",
+                            r["sigma_asymptotic_median_cm2"], r["sigma_discovery_3sigma_cm2"]))] for r in rows])
+    bounded = any(r.get(c + "_bound") for r in rows for c in ("sigma_m2", "sigma_m1", "sigma_median", "sigma_p1",
+                                                               "sigma_p2"))
     method = rows[0]["method"] if rows else ""
     cl = float(rows[0]["cl"]) if rows else 0.9
     return (f'<section id="curve"><h2>Limit curve</h2><p>Median expected {cl:.0%} CL upper limit on the SI '
             f"WIMP–nucleon cross section ({html.escape(method)}, toys), with the ±1σ/±2σ bands of B-only "
             f"pseudo-experiments, the asymptotic median and the power-constrained limit on Asimov data.</p>"
-            f"{_img(curve_png, 'limit curve')}{table}</section>")
+            f"{_img(curve_png, 'limit curve')}{table}"
+            + ("<p><em>≤ X</em>: the band edge is only known to be at most X (it needs background-only "
+               "experiments whose limit lies below every tested μ; for CLs+b about α of them exclude every μ &gt; 0, "
+               "so the −2σ quantile has no value to resolve). It is not drawn as a band edge.</p>" if bounded else "")
+            + "</section>")
 
 
 def _mass_section(limits: Sequence[Mapping[str, Any]], pvalue_pngs: Sequence[str | Path],
@@ -128,15 +144,36 @@ def _mass_section(limits: Sequence[Mapping[str, Any]], pvalue_pngs: Sequence[str
         lim = doc["limits"][doc["method"]]
         n_sb = (doc.get("toys") or {}).get("sb_per_poi") or []
         parts.append(
-            f"<h3>{mass:g} GeV</h3><p>median expected {lim['expected_sigma_cm2']['0']:.3g} cm² "
-            f"(asymptotic {doc['asymptotic']['expected_sigma_cm2']['0']:.3g}); {len(doc['poi_grid'])} POIs, "
+            f"<h3>{mass:g} GeV</h3><p>median expected {_num(lim['expected_sigma_cm2']['0'])} cm² "
+            f"(asymptotic {_num(doc['asymptotic']['expected_sigma_cm2']['0'])}); {len(doc['poi_grid'])} POIs"
+            f"{_grid_note(doc)}, "
             f"{min(n_sb) if n_sb else 0}–{max(n_sb) if n_sb else 0} S+B toys per POI, "
-            f"{(doc.get('toys') or {}).get('bonly', 0)} B-only toys.</p>"
+            f"{(doc.get('toys') or {}).get('bonly', 0)} B-only toys; MC errors: "
+            f"{html.escape(str(lim.get('error_method', 'order statistics')))}.</p>"
+            + _mass_notes(doc) +
             f'<div class="grid">{_figure(pv_png, f"{mass:g} GeV: CLs+b, CLb and CLs vs μ")}'
             f'{_figure(q_png, f"{mass:g} GeV: q̃ of S+B and B-only toys with the asymptotic distribution")}'
             f"</div>")
     parts.append("</section>")
     return "".join(parts)
+
+
+def _grid_note(doc: Mapping[str, Any]) -> str:
+    configured = doc.get("poi_grid_configured")
+    if not configured or len(configured) == len(doc["poi_grid"]):
+        return ""
+    return f" ({len(configured)} configured + {len(doc['poi_grid']) - len(configured)} added by merge beyond the grid edges)"
+
+
+def _mass_notes(doc: Mapping[str, Any]) -> str:
+    """Merge's warnings (toys left out, grid extended, bounds, nulls) and notes as lists; empty if none."""
+    out = ""
+    if doc.get("warnings"):
+        out += ('<p class="bad">Merge warnings:</p><ul>'
+                + "".join(f"<li>{html.escape(str(w))}</li>" for w in doc["warnings"]) + "</ul>")
+    if doc.get("notes"):
+        out += "<p>Notes:</p><ul>" + "".join(f"<li>{html.escape(str(w))}</li>" for w in doc["notes"]) + "</ul>"
+    return out
 
 
 def _studies_section(studies: Sequence[Mapping[str, Any]]) -> str:
@@ -163,7 +200,8 @@ def _studies_section(studies: Sequence[Mapping[str, Any]]) -> str:
 def _errors_section(errors: Mapping[str, Any]) -> str:
     ok = errors["failed_fits"] == 0
     head = (f'<p>{errors["toys"]:,} toys in {errors["files"]} files: <span class="{"ok" if ok else "bad"}">'
-            f'{errors["failed_fits"]} failed fits</span>, {errors["retried_fits"]} retried, {errors["nan_q"]} NaN q.'
+            f'{errors["failed_fits"]} failed fits</span>, {errors["retried_fits"]} retried, {errors["nan_q"]} NaN q, '
+            f'{errors.get("excluded_toys", 0)} toys left out of the p-values (counted per ensemble in limit.json).'
             " μ̂ at the boundary (μ̂ = 0 with q̃) is expected for about half the B-only toys and is not a failure.</p>")
     causes = sorted({k for r in errors["table"] for k in r if k not in ("mass_GeV", "hypothesis", "poi_index", "toys")})
     table = _table(["mass [GeV]", "hypothesis", "POI", "toys", *causes],

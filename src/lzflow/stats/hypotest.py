@@ -525,10 +525,17 @@ def observed_q(
 def pvalue_table(q_obs: np.ndarray, sb: Sequence[Ensemble], b: Sequence[Ensemble]) -> dict[str, np.ndarray]:
     """CLs+b, CLb, CLs, their MC errors and the Clopper–Pearson intervals of CLs+b and CLb, of
     the observed q at every grid point."""
-    pv = [pvalues_from_toys(q_obs[k], sb[k], b[k]) for k in range(len(sb))]
-    return {name: np.array([float(getattr(x, name)) for x in pv])
-            for name in ("clsb", "clsb_err", "clsb_lo", "clsb_hi", "clb", "clb_err", "clb_lo", "clb_hi",
-                         "cls", "cls_err")}
+    q_obs = np.asarray(q_obs, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    for name, ens in (("clsb", sb), ("clb", b)):
+        k = np.array([float(e.count(q_obs[j])) for j, e in enumerate(ens)])
+        n = np.array([float(e.n) for e in ens])
+        lo, hi = binomial_interval(k, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = np.where(n > 0, k / n, np.nan)
+        out[name + "_err"], out[name + "_lo"], out[name + "_hi"] = 0.5 * (hi - lo), lo, hi
+    out["cls"], out["cls_err"] = cls_ratio(out["clsb"], out["clb"], out["clsb_err"], out["clb_err"])
+    return out
 
 
 # ----------------------------------------------------------------------------- toy bookkeeping
@@ -826,7 +833,8 @@ def refine_toy_grid(grid: ToyGrid, add_points: Callable[[np.ndarray, np.ndarray]
     """
     rounds: list[dict[str, Any]] = []
     for r in range(max_rounds):
-        invs = {m: invert_toys(grid, alpha, m, power_threshold, interpolation) for m in methods}
+        table = pvalue_table(grid.q_obs, grid.sb, grid.b)
+        invs = {m: invert_toys(grid, alpha, m, power_threshold, interpolation, table) for m in methods}
         below, above, why = edge_extension(invs, alpha)
         new = []
         if below:
@@ -857,7 +865,8 @@ class ToyLimits:
     with causes; n_excluded: toys left out per ensemble (``sb<poi index>``, ``b@<grid position>``);
     excluded: the same with causes; limits_b_outside: B-only experiments whose limit is below the
     first / above the last grid point; refinement: the POI points added beyond the grid edges;
-    mu_grid: the final grid (configured + added points), poi_index: the seed index of each point.
+    mu_grid: the final grid (configured + added points), poi_index: the seed index of each point;
+    grid: the :class:`ToyGrid` (to invert it with the other method, :func:`invert_toys`).
     """
 
     cl: float
@@ -890,6 +899,7 @@ class ToyLimits:
     poi_index: np.ndarray | None = None
     error_method: str = "propagated"
     expected_err_order_stats: dict[int, float] = field(default_factory=dict)
+    grid: ToyGrid | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         return {
@@ -978,7 +988,7 @@ def toy_limits(
         q_new, _ = observed_q(model, obs[0], obs[1], mu_new, test_stat, config)
         return toy_grid(mu_new, q_new, sb_new, b_new, test_stat, idx_new)
 
-    grid, rounds = refine_toy_grid(grid, add_points, alpha, (method,), power_threshold, interpolation,
+    grid, rounds = refine_toy_grid(grid, add_points, alpha, ("clsb", "cls"), power_threshold, interpolation,
                                    max_refine_rounds)
     table = pvalue_table(grid.q_obs, grid.sb, grid.b)
     inv = invert_toys(grid, alpha, method, power_threshold, interpolation, table)
@@ -1009,7 +1019,7 @@ def toy_limits(
         expected_bound={n: bd.bound for n, bd in inv.bands.items()},
         pcl_status=pcl_status, pcl_floor_status=inv.pcl_floor_band.status, excluded=excluded,
         refinement=rounds, poi_index=grid.poi_index, error_method=error_method,
-        expected_err_order_stats=inv.expected_err,
+        expected_err_order_stats=inv.expected_err, grid=grid,
     )
 
 
