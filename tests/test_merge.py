@@ -196,3 +196,36 @@ def test_merge_errors_are_bootstrap_by_default(coarse):
         assert lim["expected_mu_err"]["0"] != lim["expected_mu_err_order_stats"]["0"]
         assert lim["observed_mu_err"] != lim["observed_mu_err_propagated"]
         assert lim["observed_mu_err"] > 0 and lim["pcl_mu_err"] > 0
+
+
+# ----------------------------------------------------------------------------- readers of limit.json
+def test_readers_show_bounds_as_bounds(coarse, tmp_path):
+    """curve (CSV, plots), report and study overlay read a limit.json whose −2σ and −1σ band
+    edges are only bounds (no grid extension): no crash, and a bound is never written as a value."""
+    from pathlib import Path
+
+    from lzflow.curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
+    from lzflow.report import _curve_section
+    from lzflow.studies import plot_study_overlay, study_rows
+
+    ws, files = coarse
+    doc, _ = merge(ws, files, n_boot=0, max_refine_rounds=0)
+    write_json(tmp_path / "limit.json", doc)
+    doc = json.loads((tmp_path / "limit.json").read_text())
+    rows = curve_rows([doc])
+    assert rows[0]["sigma_m1_cm2"] is None and rows[0]["sigma_m1_bound"].startswith("<=")
+    assert float(rows[0]["sigma_m1_bound"][2:]) == pytest.approx(ws["poi_grid"][0] * doc["sigma_ref_cm2"], rel=1e-5)
+    write_curve_csv(tmp_path / "curve.csv", rows)
+    plot_limit_curve(rows, tmp_path / "curve.png")
+    plot_pvalues(doc, tmp_path / "pv.png")
+    plot_teststat(doc, tmp_path / "ts.png")
+    html = _curve_section(Path(tmp_path / "curve.csv"), Path(tmp_path / "curve.png"))
+    import re
+
+    cells = re.findall(r"<em>([≤≥]) [0-9.e+-]+</em>", html)
+    assert sorted(cells) == sorted(["≤", "≤"] + ["≥"] * (rows[0]["sigma_p2_bound"] is not None)), html
+    table = study_rows({"name": "s", "parameter": "p", "baseline_value": 1}, {"40": doc},
+                       [{"label": "v", "value": 2, "limits": {"40": doc}}])
+    assert table[0]["sigma_m1_cm2"] is None
+    plot_study_overlay({"name": "s", "parameter": "p", "baseline_value": 1}, table, tmp_path / "overlay.png")
+    assert (tmp_path / "overlay.png").stat().st_size > 1000

@@ -198,8 +198,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     :data:`lzflow.stats.hypotest.N_BOOT`). Non-finite numbers become null and are listed in
     ``non_finite_to_null``.
     """
-    from .stats.hypotest import (BANDS, N_BOOT, ToyGrid, bootstrap_errors, cause_counts, invert_toys,
-                                 observed_q, pcl_with_status, pvalue_table, refine_toy_grid, toy_grid)
+    from .stats.hypotest import (BANDS, MAX_REFINE_ROUNDS, N_BOOT, ToyGrid, bootstrap_errors, cause_counts,
+                                 invert_toys, observed_q, pcl_with_status, pvalue_table, refine_toy_grid, toy_grid)
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov
     from .toyjobs import generate_and_fit
     from .workspace import workspace_model
@@ -279,7 +279,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     threshold_or_default = threshold if threshold else 0.1587
     methods = ("clsb", "cls")
     grid, rounds = refine_toy_grid(grid, add_points, alpha, methods, threshold_or_default,
-                                   max_rounds=int(spec.get("max_refine_rounds", 3)))
+                                   max_rounds=int(spec.get("max_refine_rounds", MAX_REFINE_ROUNDS)))
     table = pvalue_table(grid.q_obs, grid.sb, grid.b)
     invs = {m: invert_toys(grid, alpha, m, threshold_or_default, table=table) for m in methods}
     n_boot = int(spec.get("n_boot", N_BOOT))

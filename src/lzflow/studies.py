@@ -425,7 +425,8 @@ def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any
     bm = np.array([r["mass_GeV"] for r in base])
     bmed = np.array([r["sigma_median_cm2"] for r in base])
     if base:
-        ax.fill_between(bm, [r["sigma_m1_cm2"] for r in base], [r["sigma_p1_cm2"] for r in base], color="#55cc55",
+        band = lambda key: [np.nan if r[key] is None else r[key] for r in base]  # noqa: E731 (a bound: no edge)
+        ax.fill_between(bm, band("sigma_m1_cm2"), band("sigma_p1_cm2"), color="#55cc55",
                         alpha=0.5, label=r"baseline $\pm1\sigma$", step=None)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, name in enumerate(variants):

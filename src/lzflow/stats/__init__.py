@@ -12,7 +12,8 @@ Modules (one concern each):
 * :mod:`~lzflow.stats.minuit` — iminuit reference fits (same outputs);
 * :mod:`~lzflow.stats.teststat` — q̃_μ, q_μ, q₀;
 * :mod:`~lzflow.stats.toys` — reproducible toy generation + fits (:func:`run_toys`);
-* :mod:`~lzflow.stats.hypotest` — toy p-values, inversion, bands, PCL (:func:`toy_limits`);
+* :mod:`~lzflow.stats.hypotest` — toy p-values (Clopper–Pearson errors), which toys count, inversion,
+  bands and their grid-edge bounds, PCL, grid extension, bootstrap errors (:func:`toy_limits`);
 * :mod:`~lzflow.stats.asymptotic` — Asimov limits, p-value formulae, discovery potential;
 * :mod:`~lzflow.stats.pyhf_export` — pyhf JSON workspace;
 * :mod:`~lzflow.stats.synthetic` — synthetic LZ-like models for tests and benchmarks.
@@ -43,6 +44,10 @@ from .hypotest import (
     pvalues_from_toys,
     refine_grid,
     toy_limits,
+    binomial_interval,
+    bootstrap_errors,
+    refine_toy_grid,
+    toy_quality,
 )
 from .minuit import fit_minuit
 from .model import BinnedModel, ModelError
@@ -64,7 +69,8 @@ __all__ = [
     "qtilde_cdf", "BatchedFitter", "FitConfig", "FitResult", "FitStatus", "Strategy",
     "fit_batch", "BANDS", "POWER_THRESHOLD", "Crossing", "PValues", "ToyLimits", "crossing",
     "expected_bands", "limits_from_curves", "observed_q", "power_constrained", "pvalue_curves",
-    "pvalues_from_toys", "refine_grid", "toy_limits", "DiscoveryToys", "discovery_potential_toys", "fit_minuit", "BinnedModel", "ModelError",
+    "pvalues_from_toys", "refine_grid", "toy_limits", "binomial_interval", "bootstrap_errors", "refine_toy_grid",
+    "toy_quality", "DiscoveryToys", "discovery_potential_toys", "fit_minuit", "BinnedModel", "ModelError",
     "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyResult",
     "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator",
 ]
