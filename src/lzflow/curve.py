@@ -30,9 +30,9 @@ __all__ = ["curve_rows", "write_curve_csv", "plot_limit_curve", "plot_pvalues", 
 LZ_REFERENCE = (40.0, 1.4e-48)
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
-           "sigma_pcl_cm2", "sigma_asymptotic_median_cm2", "sigma_discovery_3sigma_cm2", "method", "cl",
-           "no_sensitivity", "sigma_m2_bound", "sigma_m1_bound", "sigma_median_bound", "sigma_p1_bound",
-           "sigma_p2_bound", "pcl_status"]
+           "sigma_pcl_cm2", "sigma_asymptotic_median_cm2", "sigma_discovery_3sigma_cm2", "sigma_m2_bound",
+           "sigma_m1_bound", "sigma_median_bound", "sigma_p1_bound", "sigma_p2_bound", "pcl_status", "method", "cl",
+           "no_sensitivity"]
 
 #: CSV column of each band (N σ) and of its bound
 BAND_COLUMNS = {"-2": "sigma_m2", "-1": "sigma_m1", "0": "sigma_median", "1": "sigma_p1", "2": "sigma_p2"}
