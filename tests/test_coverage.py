@@ -10,7 +10,18 @@ normalisations θ_true = 1 ± 1σ of their constraints (one up, one down) and th
 observables randomised around θ_true (a_b ~ Gauss(θ_true,b, r_b)), at a μ_true near zero and
 one near the median limit. Coverage = fraction of pseudo-experiments whose limit ≥ μ_true,
 with its binomial error √(c(1−c)/n). CLs+b must cover ≈ CL (it is built to); CLs and the PCL
-over-cover by design (≥ CL). Measured values are printed (``pytest -s``).
+over-cover by design (≥ CL). Measured values are printed (``pytest -s``); measured (90 % CL):
+
+=================  ==============  ==============  ==============
+μ_true / median    CLs+b           CLs             PCL
+=================  ==============  ==============  ==============
+CI, 200 pseudo-experiments, 150 S+B / 300 B-only toys
+0.1                0.940 ± 0.021   1.000           0.995
+1.0                0.905 ± 0.021   0.970 ± 0.021   0.905 ± 0.021
+slow, 2000 pseudo-experiments, 600 S+B / 1200 B-only toys
+0.1                0.899 ± 0.007   0.999           0.997
+1.0                0.912 ± 0.007   0.984 ± 0.007   0.912 ± 0.007
+=================  ==============  ==============  ==============
 """
 
 from __future__ import annotations
