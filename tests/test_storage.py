@@ -12,7 +12,9 @@ directory, so nothing lands in the repository) on a small target of config/quick
   is left incomplete, and a failing job leaves no output, not even half a file, in shared storage;
 - slurm-scratch on a real one-node Slurm (skipped unless `sbatch`/`sinfo` answer; start one with
   `bash .ci/slurm.sh start`): the batch jobs stage through a per-job node scratch whose $VARIABLES
-  are expanded on the node, and give the same results.
+  are expanded on the node, and give the same results;
+- without rsync (a fresh machine): both scratch profiles stop before any job with one line. The
+  staging runs need rsync and are skipped, saying how to install it, where it is missing.
 """
 
 from __future__ import annotations
@@ -84,6 +86,13 @@ def plain_run(workdir, tmp_path_factory) -> Path:
     return results
 
 
+#: real staging needs rsync on this machine; .ci/run installs it for its second pass
+needs_rsync = pytest.mark.skipif(
+    shutil.which("rsync") is None,
+    reason="rsync is not installed (snakemake-storage-plugin-fs stages files with it); install it with "
+           "`apt-get install rsync` (or `bash .ci/slurm.sh start`, which installs it with Slurm)")
+
+
 # --------------------------------------------------------------------------- the profiles
 
 
@@ -114,6 +123,7 @@ def test_scratch_profile_is_its_base_profile_plus_staging(repo, name, base, load
         assert "remote-job-local-storage-prefix" not in scratch
 
 
+@needs_rsync
 @pytest.mark.parametrize("name", SCRATCH_PROFILES)
 def test_scratch_profile_dry_run_maps_every_file_to_storage(workdir, tmp_path, name):
     """Snakemake accepts the profile (option names, values) and sends every result to the prefix."""
@@ -143,10 +153,34 @@ def test_slurm_scratch_keeps_data_off_the_shared_filesystem(repo, load_profile):
     assert decoded(site["remote-job-local-storage-prefix"]) == "$TMPDIR/lz"
 
 
-def test_storage_plugin_and_rsync_are_installed():
+def test_storage_plugin_is_installed():
     from snakemake_storage_plugin_fs import StorageProvider  # noqa: F401
 
-    assert shutil.which("rsync"), "snakemake-storage-plugin-fs copies with rsync"
+
+@pytest.mark.parametrize("name", SCRATCH_PROFILES)
+def test_scratch_profile_without_rsync_fails_up_front(workdir, tmp_path, name):
+    """A machine without rsync (a fresh one): a run with a scratch profile stops before any job with
+    one line saying what is missing and how to install it, instead of failing in the middle of
+    staging."""
+    bare_path = tmp_path / "bin"  # every command of this PATH but rsync
+    bare_path.mkdir()
+    for directory in [str(Path(sys.executable).parent), *os.environ.get("PATH", "").split(os.pathsep)]:
+        for tool in Path(directory).glob("*") if Path(directory).is_dir() else ():
+            if tool.name != "rsync" and not (bare_path / tool.name).exists():
+                (bare_path / tool.name).symlink_to(tool)
+    env = _env(LZFLOW_STORAGE_PREFIX=str(tmp_path / "shared"), LZFLOW_SCRATCH=str(tmp_path / "scratch"))
+    env["PATH"] = str(bare_path)
+    results = tmp_path / "results"
+    result = _snakemake(workdir, "--profile", name, "--configfile", "config/quick.yaml", "--config",
+                        f"results_dir={results}", "--", f"{results}/quick/detector.json", env=env)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [line for line in errors if line.startswith("lzflow: error: rsync is not installed")]
+    assert len(errors) == 1 and "apt-get install rsync" in errors[0]
+    assert "Traceback" not in result.stderr
+    # Snakemake makes the (empty) scratch directory at start-up; no job ran, nothing was staged
+    assert not (tmp_path / "shared").exists() and not results.exists() and not _files(tmp_path / "scratch")
+
 
 
 # --------------------------------------------------------------------------- helpers for runs
@@ -199,6 +233,7 @@ def _assert_nothing_half_written(workdir: Path, shared: Path, scratch: Path):
 # --------------------------------------------------------------------------- local-scratch runs
 
 
+@needs_rsync
 def test_local_scratch_run_stages_results_identical_to_a_plain_run(workdir, plain_run, tmp_path):
     """(a) outputs appear under the shared prefix, (b) equal to a plain run's, (c) nothing half-written."""
     common = ["--configfile", "config/quick.yaml", "small.yaml", "--printshellcmds"]
@@ -235,6 +270,7 @@ def test_local_scratch_run_stages_results_identical_to_a_plain_run(workdir, plai
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stderr[-3000:]
 
 
+@needs_rsync
 def test_command_line_options_without_prefix_use_results_dir_as_is(workdir, tmp_path):
     """The bare options (no profile, no --default-storage-prefix): the results location is exactly
     results_dir (here an absolute 'shared' path); the job itself wrote into --local-storage-prefix."""
@@ -249,6 +285,7 @@ def test_command_line_options_without_prefix_use_results_dir_as_is(workdir, tmp_
     _assert_nothing_half_written(workdir, shared, scratch)
 
 
+@needs_rsync
 def test_failed_job_leaves_nothing_in_shared_storage(workdir, tmp_path):
     """A job that dies after writing half its output: nothing reaches the shared location (the
     upload happens only after success) and the half-written scratch copy is deleted."""
@@ -293,6 +330,7 @@ def _cluster_up() -> str | None:
 
 
 @pytest.mark.slow
+@needs_rsync
 def test_slurm_scratch_profile_stages_batch_jobs_through_node_scratch(workdir, plain_run, tmp_path):
     """Two batch jobs (detector -> NR response): each retrieves its inputs into its own node scratch
     ($SLURM_JOB_ID expanded on the node), stores its outputs; results equal a local run's."""

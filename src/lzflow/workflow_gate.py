@@ -28,7 +28,8 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 from .exceptions import ConfigError, one_line
 
-__all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit"]
+__all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit",
+           "require_storage_tools"]
 
 _CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
 
@@ -84,3 +85,24 @@ def workflow_config(configfiles: Sequence[str | Path], cli_config: Mapping[str, 
     except ConfigError as err:
         config_error_exit(err)
     return raw, baseline, studies
+
+
+#: System tools a Snakemake storage provider needs on every machine that stages files.
+STORAGE_TOOLS = {"fs": ("rsync", "snakemake-storage-plugin-fs stages every input and output with it")}
+
+
+def require_storage_tools(provider: str | None) -> None:
+    """With ``--default-storage-provider fs`` (the ``*-scratch`` profiles), refuse to start, in one
+    line, where ``rsync`` is missing: otherwise the first job fails in the middle of staging. On a
+    cluster every job re-reads the workflow on its node, so a node without rsync says so too."""
+    import shutil
+
+    if provider not in STORAGE_TOOLS:
+        return
+    tool, why = STORAGE_TOOLS[provider]
+    if shutil.which(tool) is None:
+        sys.stderr.write(f"lzflow: error: {tool} is not installed ({why}); install it (Debian/Ubuntu: apt-get "
+                         f"install {tool}) or run without a *-scratch profile\n")
+        sys.stderr.flush()
+        sys.exit(2)
+
