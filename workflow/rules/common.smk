@@ -180,11 +180,6 @@ def report_spec(wildcards):
 
 
 # ----------------------------------------------------------------------------- targets
-def pdf_targets():
-    stems = BACKGROUNDS + [f"wimp_m{label}" for label in MASSES]
-    return [f"{RESULTS}/pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json")]
-
-
 def study_targets(names=("table.csv", "table.md", "overlay.png")):
     return [f"{RESULTS}/studies/{s.name}/{name}" for s in STUDIES for name in names]
 
@@ -194,6 +189,23 @@ def workspace_background_jsons(wildcards):
     return [v.path(RESULTS, f"pdfs/{name}.json") for name in sorted(v.config["backgrounds"])]
 
 
+def tree_targets(variant):
+    """Every artefact of one analysis tree, at the path of the tree that makes it. All of them are
+    targets of `all`, so that one deleted, lost in a failure or moved aside by merge (a corrupt toy
+    file) is made again by the next run: Snakemake does not remake a missing intermediate file
+    whose downstream outputs still exist."""
+    stems = sorted(variant.config["backgrounds"]) + [f"wimp_m{mass}" for mass in variant.mass_labels]
+    rels = ["detector.json", *(f"response/{i}.npz" for i in jobspecs.INTERACTIONS),
+            *(f"pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json"))]
+    for mass in variant.mass_labels:
+        rels += [f"m{mass}/{name}" for name in ("workspace.json", "workspace.pyhf.json", "workspace.hs3.json",
+                                                "limit.json", "fit_errors.json")]
+        rels += [f"m{mass}/{name}" for name in jobspecs.toy_file_names(variant.config, mass)]
+    return [variant.path(RESULTS, rel) for rel in rels]
+
+
 def all_targets():
-    return ([f"{RESULTS}/detector.json", f"{RESULTS}/limit_curve.csv", f"{RESULTS}/fit_errors.json",
-             f"{RESULTS}/report.html"] + pdf_targets() + study_targets())
+    trees = [BASELINE] + [v for s in STUDIES for v in s.variants]
+    per_tree = list(dict.fromkeys(path for v in trees for path in tree_targets(v)))
+    return ([f"{RESULTS}/limit_curve.csv", f"{RESULTS}/fit_errors.json", f"{RESULTS}/report.html"]
+            + per_tree + study_targets())
