@@ -24,6 +24,13 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
 
 
+# One run at a time per results tree, from any checkout (lzflow.locking): taken once the DAG is
+# built, before any job runs or any output is removed; dry runs take none.
+onstart:
+    lock_results_or_exit(RESULTS, workflow.storage_settings.default_storage_provider,
+                         workflow.storage_settings.default_storage_prefix)
+
+
 localrules:
     all,
     curve,

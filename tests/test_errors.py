@@ -16,23 +16,28 @@ from lzflow.stats.fit import FitStatus
 
 def _write_toy_file(path: Path, mass: float, hypothesis: str, poi: int, run: int, first_toy: int, n: int,
                     rng: np.random.Generator) -> None:
-    """A toy file with the fields the error summary reads, and injected failures, retries and NaN q."""
-    status = {f: np.zeros(n, dtype=np.int8) for f in ("uncond", "cond")}
-    first = {f: np.zeros(n, dtype=np.int8) for f in ("uncond", "cond")}
+    """A complete toy file (lzflow.toyjobs.save_toy_job) with injected failures, retries and NaN q."""
+    from lzflow.stats.toys import ToyResult
+    from lzflow.toyjobs import save_toy_job
+
+    result = ToyResult.empty(hypothesis, poi, 1, round(mass * 1e4), "qtilde", np.ones(3), np.array([1.0]),
+                             np.arange(first_toy, first_toy + n), 2)
     for fit in ("uncond", "cond"):
+        status = np.zeros(n, dtype=np.int8)
+        first = np.zeros(n, dtype=np.int8)
         failed = rng.random(n) < 0.15
-        status[fit][failed] = rng.choice([FitStatus.MAX_ITER, FitStatus.LINE_SEARCH], failed.sum())
+        status[failed] = rng.choice([FitStatus.MAX_ITER, FitStatus.LINE_SEARCH], failed.sum())
         retried = ~failed & (rng.random(n) < 0.15)
-        first[fit][retried] = FitStatus.NON_FINITE
-        first[fit][failed] = status[fit][failed]
-    q = rng.exponential(size=(n, 1))
-    q[rng.random(n) < 0.1] = np.nan
+        first[retried] = FitStatus.NON_FINITE
+        first[failed] = status[failed]
+        per_fit = (lambda a: a) if fit == "uncond" else (lambda a: a[:, None])  # cond: one column per μ
+        setattr(result, f"status_{fit}", per_fit(status))
+        setattr(result, f"first_failure_{fit}", per_fit(first))
+    result.q = rng.exponential(size=(n, 1))
+    result.q[rng.random(n) < 0.1] = np.nan
+    result.mu_hat = rng.normal(size=n)
     header = {"mass_GeV": mass, "hypothesis": hypothesis, "poi_index": poi, "run_number": run}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, toy_index=np.arange(first_toy, first_toy + n), q=q, mu_hat=rng.normal(size=n),
-             status_uncond=status["uncond"], status_cond=status["cond"], first_failure_uncond=first["uncond"],
-             first_failure_cond=first["cond"],
-             header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    save_toy_job(path, result, header)
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import numpy as np
 
 from . import __version__
 from .config import ConfigError, load_config
-from .exceptions import one_line
+from .exceptions import OutputError, one_line
 from .detector import DetectorError
 from .units import UnitError
 
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DetectorError, UnitError, FileNotFoundError)
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DetectorError, UnitError, FileNotFoundError, OutputError)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -222,13 +222,19 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from .merge import merge_limits, merge_mass
     from .workspace import read_workspace
 
+    from .toyjobs import CorruptToyFile, quarantine
+
     spec = json.loads(args.spec)
     ws = read_workspace(args.workspace)
-    if args.errors_out:
-        doc, errors = merge_mass(ws, args.toys, spec)
-        write_json(args.errors_out, errors)
-    else:
-        doc = merge_limits(ws, args.toys, spec)
+    try:
+        if args.errors_out:
+            doc, errors = merge_mass(ws, args.toys, spec)
+            write_json(args.errors_out, errors)
+        else:
+            doc = merge_limits(ws, args.toys, spec)
+    except CorruptToyFile as err:  # move it aside: the next run sees it missing and makes it again
+        moved = quarantine(err.path)
+        raise CorruptToyFile(err.path, f"{err.what}; moved aside to {moved.name}, the next run makes it again") from None
     doc["mass_label"] = spec.get("mass_label")
     write_json(args.out, doc)
     if doc.get("no_sensitivity"):

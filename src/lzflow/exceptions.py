@@ -10,11 +10,19 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-__all__ = ["ConfigError", "one_line", "unknown_key_message"]
+__all__ = ["ConfigError", "OutputError", "one_line", "unknown_key_message"]
 
 
 class ConfigError(ValueError):
     """A user mistake in a configuration file: one line naming key, value and expectation."""
+
+
+class OutputError(OSError):
+    """An output cannot be written (disk full, read-only file system, no permission): one line
+    naming the file and the reason. Nothing half-written is left behind (:mod:`lzflow.io`)."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def one_line(message: object) -> str:

@@ -7,6 +7,7 @@ most a ``.tmp`` file that no stage reads.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -16,25 +17,38 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .exceptions import OutputError
+
 __all__ = ["atomic_path", "write_json", "read_json", "write_csv"]
+
+
+#: errno values that mean "this output cannot be written here", reported as one line
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``, else delete it."""
+    """Yield a temporary path next to ``path``; on success move it onto ``path``, else delete it.
+
+    A full disk, a read-only file system or a missing permission raises
+    :class:`~lzflow.exceptions.OutputError` naming ``path`` (one line, no traceback)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any other file
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f"{suffix}.tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are shared like any other file
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+            raise OutputError(err.errno, f"cannot write {path}: {err.strerror}") from None
         raise
 
 

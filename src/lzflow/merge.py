@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .progress import progress
-from .toyjobs import load_toy_job, workspace_digest
+from .toyjobs import CorruptToyFile, load_toy_job, toy_file_identity, workspace_digest
 
 __all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "limit_document", "json_safe",
            "MergeError"]
@@ -40,6 +40,11 @@ def load_toy_files(paths: Iterable[str | Path]) -> list[LoadedToyFile]:
             for path in progress(sorted(map(str, paths)), desc="reading toy files", unit="file")]
 
 
+def _identity_text(identity: tuple) -> str:
+    hypothesis, poi, job = identity
+    return f"B-only job {job}" if hypothesis == "b" else f"S+B POI {poi} job {job}"
+
+
 def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple[dict[int, dict], dict | None, list]:
     """Check toy files (:func:`load_toy_files`); return ({poi_index: S+B records}, B-only records, headers)."""
     digest = workspace_digest(ws)
@@ -48,15 +53,20 @@ def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple
     parts: dict[tuple[str, int], list[tuple[dict, dict, str]]] = {}
     headers = []
     for path, arrays, header in files:
+        expected = toy_file_identity(path)
+        found = (header.get("hypothesis"), header.get("poi_index"), header.get("job_index"))
+        if expected is not None and found != expected:
+            raise CorruptToyFile(path, f"holds {_identity_text(found)}, its name stands for {_identity_text(expected)} "
+                                       f"(copied from another file?)")
         run = header["run_number"]
         if run in by_run:
             raise MergeError(f"{path}: duplicate run number {run} (also in {by_run[run]})")
         by_run[run] = path
         if header.get("workspace_digest") != digest:
-            raise MergeError(f"{path}: made from another workspace (digest {header.get('workspace_digest')}, "
-                             f"expected {digest}); rerun its toys")
+            raise CorruptToyFile(path, f"made from another workspace (digest {header.get('workspace_digest')}, "
+                                       f"expected {digest})")
         if header.get("poi_grid") != grid:
-            raise MergeError(f"{path}: POI grid differs from the workspace's; rerun its toys")
+            raise CorruptToyFile(path, "made on another POI grid than the workspace's")
         parts.setdefault((header["hypothesis"], header["poi_index"]), []).append((arrays, header, path))
         headers.append(header)
 

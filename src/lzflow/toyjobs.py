@@ -13,13 +13,17 @@ Run numbers and seeds are functions of *values*, never of list positions or sche
 Each job writes ``toys/poi<k>/job<j>.npz`` (S+B) or ``toys/bonly/job<j>.npz`` (B-only) atomically:
 the per-toy records of :class:`lzflow.stats.toys.ToyResult` (μ̂, NLLs, q, fit statuses and
 strategies, auxiliary observables, toy index) plus a JSON header with the run number, seeds, lzflow
-version and the workspace hash.
+version, the workspace hash and a SHA-256 of the header and every array (:func:`content_digest`).
+:func:`load_toy_job` checks a file whole (readable, complete, one row per toy, checksum); merge
+also checks that a file is the one its name stands for, and moves a corrupt file aside
+(:func:`quarantine`) so that the next run makes it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,7 +33,7 @@ from . import __version__
 from .io import atomic_path
 
 __all__ = ["run_number", "toy_block", "run_toy_job", "generate_and_fit", "likelihood_settings", "save_toy_job", "load_toy_job", "ToyFileError",
-           "workspace_digest"]
+           "CorruptToyFile", "content_digest", "toy_file_identity", "quarantine", "workspace_digest"]
 
 #: Toys are generated and fitted in canonical blocks of this many toy indices; it must be the same
 #: for every job of a configuration for the merged result to be bit-identical under any job split.
@@ -40,6 +44,15 @@ MAX_JOBS = 10000
 
 class ToyFileError(ValueError):
     """A toy file is missing, corrupt or inconsistent with the others."""
+
+
+class CorruptToyFile(ToyFileError):
+    """One toy file cannot be used as it is: unreadable, incomplete, edited, or not the file its
+    name says. ``lzflow merge`` moves it aside (:func:`quarantine`) so the next run makes it again."""
+
+    def __init__(self, path: str | Path, what: str):
+        super().__init__(f"corrupt toy file {path}: {what}")
+        self.path, self.what = str(path), what
 
 
 def run_number(mass_key: int, hypothesis_index: int, poi_index: int, job_index: int) -> int:
@@ -141,35 +154,90 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
     return result, header
 
 
+def _required_arrays() -> tuple[str, ...]:
+    """The arrays every toy file holds besides its header: per-toy records, then per-ensemble values."""
+    from .stats.toys import ToyResult
+
+    return (*ToyResult._PER_TOY, "mu_test", "gen_params")
+
+
+def content_digest(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> str:
+    """SHA-256 over the header (without its ``content_sha256``) and every array's name, dtype,
+    shape and bytes, in name order: any edit of a number, a shape or a header field changes it."""
+    digest = hashlib.sha256()
+    head = {k: v for k, v in header.items() if k != "content_sha256"}
+    digest.update(json.dumps(head, sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
-    """Write the per-toy records and the header to ``path`` (.npz) atomically."""
+    """Write the per-toy records and the header, with the content checksum
+    (:func:`content_digest`), to ``path`` (.npz) atomically."""
     arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
     arrays["mu_test"] = np.asarray(result.mu_test)
     arrays["gen_params"] = np.asarray(result.gen_params)
-    arrays["header"] = np.frombuffer(json.dumps(dict(header), sort_keys=True).encode(), dtype=np.uint8)
+    header = dict(header, content_sha256=content_digest(arrays, header))
+    arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
 
 
 def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a toy file; a missing, truncated or corrupt file raises ToyFileError naming it."""
-    import zipfile
-
+    """Read a toy file and check it whole: readable, every array present with one row per toy,
+    toy indices increasing, and the content checksum of the header and arrays as written. A missing
+    file raises :class:`ToyFileError`, any other problem :class:`CorruptToyFile` naming the file."""
+    if not Path(path).is_file():
+        raise ToyFileError(f"{path}: toy file missing")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise ToyFileError(f"{path}: toy file missing") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise ToyFileError(f"{path}: corrupt toy file ({type(err).__name__}: {err})") from None
-    if "header" not in arrays or "q" not in arrays:
-        raise ToyFileError(f"{path}: corrupt toy file (no header or q)")
+    except Exception as err:  # a damaged archive fails in zipfile, zlib, numpy's header parser, ...
+        raise CorruptToyFile(path, f"not a readable .npz ({type(err).__name__}: {err})") from None
+    missing = [name for name in ("header", *_required_arrays()) if name not in arrays]
+    if missing:
+        raise CorruptToyFile(path, f"array {missing[0]!r} missing")
     try:
         header = json.loads(arrays.pop("header").tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ToyFileError(f"{path}: corrupt toy file header") from None
-    n = arrays["toy_index"].shape[0]
-    if arrays["q"].shape[0] != n or not np.all(np.diff(arrays["toy_index"]) > 0):
-        raise ToyFileError(f"{path}: inconsistent toy records")
+        raise CorruptToyFile(path, "header is not JSON") from None
+    if not isinstance(header, dict) or "content_sha256" not in header:
+        raise CorruptToyFile(path, "no content checksum (written before lzflow checked toy files); rerun its toy job")
+    if content_digest(arrays, header) != header["content_sha256"]:
+        raise CorruptToyFile(path, "content checksum mismatch: the file was edited or damaged")
+    n = arrays["toy_index"].shape[0] if arrays["toy_index"].ndim == 1 else -1
+    bad = [name for name in _required_arrays()[:-2] if arrays[name].ndim == 0 or arrays[name].shape[0] != n]
+    if n < 0 or bad:
+        raise CorruptToyFile(path, f"array {(bad or ['toy_index'])[0]!r} has shape "
+                                   f"{arrays[(bad or ['toy_index'])[0]].shape}; expected one row per toy ({n})")
+    if not np.all(np.diff(arrays["toy_index"]) > 0):
+        raise CorruptToyFile(path, "toy indices are not increasing")
     return arrays, header
+
+
+def toy_file_identity(path: str | Path) -> tuple[str, int, int] | None:
+    """(hypothesis, POI index, job index) that a toy file's name stands for (``.../toys/poi3/job1.npz``
+    → ("sb", 3, 1), ``.../toys/bonly/job0.npz`` → ("b", 0, 0)), or None for another name."""
+    import re
+
+    match = re.search(r"toys/(?:poi(\d+)|(bonly))/job(\d+)\.npz$", str(path))
+    if match is None:
+        return None
+    poi, bonly, job = match.groups()
+    return ("b", 0, int(job)) if bonly else ("sb", int(poi), int(job))
+
+
+def quarantine(path: str | Path) -> Path:
+    """Move a corrupt toy file aside to ``<name>.corrupt`` (``.corrupt.1``, ... if taken); the
+    workflow then sees the toy file missing and its job is run again."""
+    path = Path(path)
+    target, k = path.with_name(path.name + ".corrupt"), 0
+    while target.exists():
+        k += 1
+        target = path.with_name(f"{path.name}.corrupt.{k}")
+    os.replace(path, target)
+    return target

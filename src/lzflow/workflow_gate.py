@@ -29,7 +29,7 @@ from typing import Any, Mapping, NoReturn, Sequence
 from .exceptions import ConfigError, one_line
 
 __all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit",
-           "require_storage_tools"]
+           "require_storage_tools", "lock_results_or_exit"]
 
 _CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
 
@@ -103,6 +103,22 @@ def require_storage_tools(provider: str | None) -> None:
     if shutil.which(tool) is None:
         sys.stderr.write(f"lzflow: error: {tool} is not installed ({why}); install it (Debian/Ubuntu: apt-get "
                          f"install {tool}) or run without a *-scratch profile\n")
+        sys.stderr.flush()
+        sys.exit(2)
+
+
+def lock_results_or_exit(results: str, storage_provider: str | None = None, storage_prefix: str | None = None) -> None:
+    """Hold the results tree's lock (:func:`lzflow.locking.hold_results_lock`) for this run, where
+    the results really are (under the storage prefix with ``--default-storage-provider fs``); if
+    another run holds it, stop with one line naming the holder and the lock file."""
+    from .exceptions import OutputError
+    from .locking import ResultsLocked, hold_results_lock
+
+    directory = Path(storage_prefix) / results if storage_provider == "fs" and storage_prefix else Path(results)
+    try:
+        hold_results_lock(directory)
+    except (ResultsLocked, OutputError) as err:
+        sys.stderr.write(f"lzflow: error: {one_line(err)}\n")
         sys.stderr.flush()
         sys.exit(2)
 

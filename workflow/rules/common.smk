@@ -13,7 +13,7 @@ import re
 from lzflow import jobspecs
 from lzflow.jobspecs import as_spec
 from lzflow.provenance import stage_code_hash
-from lzflow.workflow_gate import require_storage_tools, workflow_config
+from lzflow.workflow_gate import lock_results_or_exit, require_storage_tools, workflow_config
 
 # Garbage collection: a large DAG keeps ~65 container objects per job alive to the end of the run
 # (0.84 M for 10,479 jobs) while allocating many more, and CPython's default collector (thresholds
