@@ -24,11 +24,12 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
 
 
-# One run at a time per results tree, from any checkout (lzflow.locking): taken once the DAG is
-# built, before any job runs or any output is removed; dry runs take none.
+# One run at a time per results tree, from any checkout (lzflow.locking), and a tree that can be
+# written: checked once the DAG is built, before any job runs or any output is removed; dry runs
+# check nothing.
 onstart:
     lock_results_or_exit(RESULTS, workflow.storage_settings.default_storage_provider,
-                         workflow.storage_settings.default_storage_prefix)
+                         workflow.storage_settings.default_storage_prefix, also_writable=[LOGS, BENCHMARKS])
 
 
 localrules:

@@ -48,3 +48,23 @@ def projection_detector(repo):
     from lzflow.detector import resolve_detector
 
     return resolve_detector(load_yaml(repo / "config" / "detector" / "lz_projection.yaml"))
+
+
+def copy_workflow(repo: Path, destination: Path) -> Path:
+    """A second checkout of the workflow (Snakefile, rules, config, profiles and their ./NAME links)
+    at ``destination``: runs there keep their .snakemake/ job database and any stray file out of
+    the repository."""
+    import shutil
+
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        src = repo / name
+        if src.is_dir():
+            shutil.copytree(src, destination / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, destination / name)
+    for link in repo.iterdir():
+        if link.is_symlink() and os.readlink(link).startswith("profiles/"):
+            (destination / link.name).symlink_to(os.readlink(link))
+    return destination
+

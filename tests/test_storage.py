@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import copy_workflow
 
 SCRATCH_PROFILES = {"local-scratch": "local", "slurm-scratch": "slurm"}
 STAGING_KEYS = {"default-storage-provider", "default-storage-prefix", "local-storage-prefix",
@@ -60,17 +61,7 @@ def _snakemake(workdir: Path, *args, env=None, timeout=600):
 def workdir(repo, tmp_path_factory) -> Path:
     """The workflow (Snakefile, rules, config, profiles and their ./NAME links) in a temporary
     directory: runs there keep their .snakemake/ job database and any stray file out of the repo."""
-    dst = tmp_path_factory.mktemp("workflow") / "lzflow"
-    dst.mkdir()
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        src = repo / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst / name)
-    for link in repo.iterdir():
-        if link.is_symlink() and os.readlink(link).startswith("profiles/"):
-            (dst / link.name).symlink_to(os.readlink(link))
+    dst = copy_workflow(repo, tmp_path_factory.mktemp("workflow") / "lzflow")
     (dst / "small.yaml").write_text(SMALL)
     return dst
 

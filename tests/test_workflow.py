@@ -243,11 +243,21 @@ def test_killed_toy_job_leaves_nothing_valid(quick_run, tmp_path):
     ws = str(quick_run / "m40" / "workspace.json")
     out = tmp_path / "poi3" / "job0.npz"
     cmd = [sys.executable, "-m", "lzflow.cli", "toys", "--spec", spec, "--workspace", ws, "--out", str(out)]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2.5)
-    assert proc.poll() is None, "the job finished before it could be killed; make it longer"
+    # progress bars forced on: the first one drawn says the toys are being fitted (a fixed sleep
+    # raced with the job on a fast or a loaded machine)
+    proc = subprocess.Popen(cmd, env=dict(ENV, LZFLOW_PROGRESS="1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"%|" not in seen and time.monotonic() < deadline:
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    assert b"%|" in seen and proc.poll() is None, "the job finished before it could be killed; make it longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    proc.stderr.close()
     assert not out.exists()
     assert [p.name for p in out.parent.glob("*.npz")] == [] if out.parent.exists() else True
     subprocess.run(cmd, env=ENV, check=True, capture_output=True)

@@ -107,16 +107,41 @@ def require_storage_tools(provider: str | None) -> None:
         sys.exit(2)
 
 
-def lock_results_or_exit(results: str, storage_provider: str | None = None, storage_prefix: str | None = None) -> None:
+def check_writable(root: Path) -> None:
+    """Every existing directory below ``root`` takes a new file (a probe, removed at once); raise
+    :class:`~lzflow.exceptions.OutputError` naming the first that does not (a read-only file
+    system or mount, a full disk, no permission). Snakemake itself would fail on such a directory
+    with a traceback when it clears a job's old outputs."""
+    import os
+    import tempfile
+
+    from .exceptions import OutputError
+
+    for directory, _, _ in os.walk(root):
+        try:
+            with tempfile.TemporaryFile(dir=directory, prefix=".lzflow-probe-"):
+                pass
+        except OSError as err:
+            raise OutputError(err.errno, f"cannot write in {directory}: {err.strerror}") from None
+
+
+def lock_results_or_exit(results: str, storage_provider: str | None = None, storage_prefix: str | None = None,
+                         also_writable: Sequence[str] = ()) -> None:
     """Hold the results tree's lock (:func:`lzflow.locking.hold_results_lock`) for this run, where
-    the results really are (under the storage prefix with ``--default-storage-provider fs``); if
-    another run holds it, stop with one line naming the holder and the lock file."""
+    the results really are (under the storage prefix with ``--default-storage-provider fs``), and
+    check that the tree (and ``also_writable``: the log and benchmark trees) can be written
+    (:func:`check_writable`); otherwise stop with one line (the holder and the lock file, or the
+    directory that cannot be written)."""
     from .exceptions import OutputError
     from .locking import ResultsLocked, hold_results_lock
 
-    directory = Path(storage_prefix) / results if storage_provider == "fs" and storage_prefix else Path(results)
+    def located(path: str) -> Path:
+        return Path(storage_prefix) / path if storage_provider == "fs" and storage_prefix else Path(path)
+
     try:
-        hold_results_lock(directory)
+        hold_results_lock(located(results))
+        for tree in (results, *also_writable):
+            check_writable(located(tree))
     except (ResultsLocked, OutputError) as err:
         sys.stderr.write(f"lzflow: error: {one_line(err)}\n")
         sys.stderr.flush()
