@@ -24,6 +24,14 @@ include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
 
 
+from lzflow.runguard import lock_results_or_exit, require_storage_tools
+
+
+# Checks before any job (lzflow.runguard), each a one-line error. The node-scratch profiles stage
+# every file with rsync: say so now if it is missing (every job re-reads this file, on its node too).
+require_storage_tools(workflow.storage_settings.default_storage_provider)
+
+
 # One run at a time per results tree, from any checkout (lzflow.locking), and a tree that can be
 # written: checked once the DAG is built, before any job runs or any output is removed; dry runs
 # check nothing.

@@ -28,8 +28,7 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 from .exceptions import ConfigError, one_line
 
-__all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit",
-           "require_storage_tools", "lock_results_or_exit"]
+__all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit"]
 
 _CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
 
@@ -85,65 +84,3 @@ def workflow_config(configfiles: Sequence[str | Path], cli_config: Mapping[str, 
     except ConfigError as err:
         config_error_exit(err)
     return raw, baseline, studies
-
-
-#: System tools a Snakemake storage provider needs on every machine that stages files.
-STORAGE_TOOLS = {"fs": ("rsync", "snakemake-storage-plugin-fs stages every input and output with it")}
-
-
-def require_storage_tools(provider: str | None) -> None:
-    """With ``--default-storage-provider fs`` (the ``*-scratch`` profiles), refuse to start, in one
-    line, where ``rsync`` is missing: otherwise the first job fails in the middle of staging. On a
-    cluster every job re-reads the workflow on its node, so a node without rsync says so too."""
-    import shutil
-
-    if provider not in STORAGE_TOOLS:
-        return
-    tool, why = STORAGE_TOOLS[provider]
-    if shutil.which(tool) is None:
-        sys.stderr.write(f"lzflow: error: {tool} is not installed ({why}); install it (Debian/Ubuntu: apt-get "
-                         f"install {tool}) or run without a *-scratch profile\n")
-        sys.stderr.flush()
-        sys.exit(2)
-
-
-def check_writable(root: Path) -> None:
-    """Every existing directory below ``root`` takes a new file (a probe, removed at once); raise
-    :class:`~lzflow.exceptions.OutputError` naming the first that does not (a read-only file
-    system or mount, a full disk, no permission). Snakemake itself would fail on such a directory
-    with a traceback when it clears a job's old outputs."""
-    import os
-    import tempfile
-
-    from .exceptions import OutputError
-
-    for directory, _, _ in os.walk(root):
-        try:
-            with tempfile.TemporaryFile(dir=directory, prefix=".lzflow-probe-"):
-                pass
-        except OSError as err:
-            raise OutputError(err.errno, f"cannot write in {directory}: {err.strerror}") from None
-
-
-def lock_results_or_exit(results: str, storage_provider: str | None = None, storage_prefix: str | None = None,
-                         also_writable: Sequence[str] = ()) -> None:
-    """Hold the results tree's lock (:func:`lzflow.locking.hold_results_lock`) for this run, where
-    the results really are (under the storage prefix with ``--default-storage-provider fs``), and
-    check that the tree (and ``also_writable``: the log and benchmark trees) can be written
-    (:func:`check_writable`); otherwise stop with one line (the holder and the lock file, or the
-    directory that cannot be written)."""
-    from .exceptions import OutputError
-    from .locking import ResultsLocked, hold_results_lock
-
-    def located(path: str) -> Path:
-        return Path(storage_prefix) / path if storage_provider == "fs" and storage_prefix else Path(path)
-
-    try:
-        hold_results_lock(located(results))
-        for tree in (results, *also_writable):
-            check_writable(located(tree))
-    except (ResultsLocked, OutputError) as err:
-        sys.stderr.write(f"lzflow: error: {one_line(err)}\n")
-        sys.stderr.flush()
-        sys.exit(2)
-

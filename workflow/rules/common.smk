@@ -13,7 +13,7 @@ import re
 from lzflow import jobspecs
 from lzflow.jobspecs import as_spec
 from lzflow.provenance import stage_code_hash
-from lzflow.workflow_gate import lock_results_or_exit, require_storage_tools, workflow_config
+from lzflow.workflow_gate import workflow_config
 
 # Garbage collection: a large DAG keeps ~65 container objects per job alive to the end of the run
 # (0.84 M for 10,479 jobs) while allocating many more, and CPython's default collector (thresholds
@@ -32,8 +32,6 @@ gc.set_threshold(50_000, 20, 10)
 RAW_CONFIG, BASELINE, STUDIES = workflow_config(workflow.config_settings.configfiles, workflow.config_settings.config)
 config.clear()
 config.update(RAW_CONFIG)
-# node-scratch profiles stage files with rsync: say so before any job if it is missing
-require_storage_tools(workflow.storage_settings.default_storage_provider)
 
 LZ = BASELINE.config
 RESULTS = f"{LZ['results_dir']}/{LZ['tag']}"
