@@ -148,6 +148,18 @@ def test_storage_plugin_is_installed():
     from snakemake_storage_plugin_fs import StorageProvider  # noqa: F401
 
 
+def test_ci_runs_readme_tests_before_installing_system_tools(repo):
+    """CI sees what a newcomer sees: README's test command runs before .ci/run installs anything
+    (Slurm, rsync), and the tests that need those run again afterwards."""
+    lines = [line.strip() for line in (repo / ".ci" / "run").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    readme_command = next(i for i, line in enumerate(lines) if line.startswith("python3 -m venv"))
+    installs = [i for i, line in enumerate(lines) if "slurm.sh start" in line or "apt-get" in line or "rsync" in line]
+    assert installs and min(installs) > readme_command, lines
+    second_pass = [line for line in lines[min(installs):] if line.startswith("python -m pytest")]
+    assert second_pass and "tests/test_storage.py" in second_pass[0] and "tests/test_slurm.py" in second_pass[0]
+
+
 @pytest.mark.parametrize("name", SCRATCH_PROFILES)
 def test_scratch_profile_without_rsync_fails_up_front(workdir, tmp_path, name):
     """A machine without rsync (a fresh one): a run with a scratch profile stops before any job with
