@@ -233,8 +233,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
         else:
             doc = merge_limits(ws, args.toys, spec)
     except CorruptToyFile as err:  # move it aside: the next run sees it missing and makes it again
-        moved = quarantine(err.path)
-        raise CorruptToyFile(err.path, f"{err.what}; moved aside to {moved.name}, the next run makes it again") from None
+        try:
+            done = f"moved aside to {quarantine(err.path).name}, the next run makes it again"
+        except OSError as move:  # e.g. a read-only toy directory: still one line, and what to do
+            done = f"could not move it aside ({move.strerror}); delete it and the next run makes it again"
+        raise CorruptToyFile(err.path, f"{err.what}; {done}") from None
     doc["mass_label"] = spec.get("mass_label")
     write_json(args.out, doc)
     if doc.get("no_sensitivity"):
