@@ -197,9 +197,12 @@ def tree_targets(variant):
             *(f"pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json"))]
     for mass in variant.mass_labels:
         rels += [f"m{mass}/{name}" for name in ("workspace.json", "workspace.pyhf.json", "workspace.hs3.json",
-                                                "limit.json", "fit_errors.json")]
+                                                "limit.json")]
         rels += [f"m{mass}/{name}" for name in jobspecs.toy_file_names(variant.config, mass)]
-    return [variant.path(RESULTS, rel) for rel in rels]
+    paths = [variant.path(RESULTS, rel) for rel in rels]
+    # a mass's fit_errors.json is made with its limit.json (one merge job), in the same tree
+    return paths + [variant.path(RESULTS, f"m{mass}/limit.json").removesuffix("limit.json") + "fit_errors.json"
+                    for mass in variant.mass_labels]
 
 
 def all_targets():
