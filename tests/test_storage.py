@@ -218,7 +218,10 @@ def _out_paths(output: str) -> list[str]:
 def _assert_nothing_half_written(workdir: Path, shared: Path, scratch: Path):
     incomplete = workdir / ".snakemake" / "incomplete"
     assert not _files(incomplete), f"jobs left incomplete: {_files(incomplete)}"
-    hidden = [f for f in _files(shared) if any(part.startswith(".") for part in Path(f).parts)]
+    from lzflow.locking import LOCK_NAME  # the results lock (lzflow.locking) is no temporary file
+
+    hidden = [f for f in _files(shared) if any(part.startswith(".") for part in Path(f).parts)
+              and Path(f).name != LOCK_NAME]
     assert not hidden, f"temporary files left in shared storage: {hidden}"
     for rel in _files(shared):
         assert (shared / rel).stat().st_size > 0 or rel.endswith(".log"), rel
@@ -261,6 +264,7 @@ def test_local_scratch_run_stages_results_identical_to_a_plain_run(workdir, plai
     results = shared / "results"
     assert (results / TARGET).is_file()
     assert not (workdir / "results").exists()
+    assert (results / "quick" / ".lzflow.lock").is_file()  # the results lock, where the results really are
     # (b) the same files as the plain run, with identical contents
     assert _files(results) == _files(plain_results)
     reference = _snapshot(plain_results / "quick")
