@@ -150,6 +150,7 @@ def test_sigkill_of_toy_jobs_mid_run_then_rerun(workdir, results, reference):
     assert_like_reference(results, reference)
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_whole_run_then_unlock_and_rerun(workdir, results, reference):
     """The controller and every job killed (a power loss): nothing half-written under a valid name.
     Snakemake's own working-directory lock stays behind and it says to remove it with --unlock
