@@ -220,9 +220,8 @@ def cmd_toys(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from .io import write_json
     from .merge import merge_limits, merge_mass
-    from .workspace import read_workspace
-
     from .toyjobs import CorruptToyFile, quarantine
+    from .workspace import read_workspace
 
     spec = json.loads(args.spec)
     ws = read_workspace(args.workspace)

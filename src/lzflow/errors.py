@@ -88,8 +88,6 @@ def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
         row["nan_q"] = row.get("nan_q", 0) + int(nan_q.sum())
         for i in np.flatnonzero(nan_q):
             flagged.setdefault(int(i), []).append("nan_q")
-    if "mu_test" not in arrays:  # (files of other writers) every conditional fit counts as used
-        arrays = {**arrays, "mu_test": np.full(arrays["q"].reshape(n, -1).shape[1], np.inf)}
     excluded = np.any(toy_quality(arrays, test_stat) != 0, axis=1)
     if excluded.any():
         row["excluded"] = row.get("excluded", 0) + int(excluded.sum())

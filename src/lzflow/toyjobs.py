@@ -210,10 +210,10 @@ def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
     if content_digest(arrays, header) != header["content_sha256"]:
         raise CorruptToyFile(path, "content checksum mismatch: the file was edited or damaged")
     n = arrays["toy_index"].shape[0] if arrays["toy_index"].ndim == 1 else -1
-    bad = [name for name in _required_arrays()[:-2] if arrays[name].ndim == 0 or arrays[name].shape[0] != n]
-    if n < 0 or bad:
-        raise CorruptToyFile(path, f"array {(bad or ['toy_index'])[0]!r} has shape "
-                                   f"{arrays[(bad or ['toy_index'])[0]].shape}; expected one row per toy ({n})")
+    per_toy = _required_arrays()[:-2]  # toy_index first: a toy_index that is not 1-d is named itself
+    bad = next((name for name in per_toy if n < 0 or arrays[name].ndim == 0 or arrays[name].shape[0] != n), None)
+    if bad is not None:
+        raise CorruptToyFile(path, f"array {bad!r} has shape {arrays[bad].shape}; expected one row per toy ({n})")
     if not np.all(np.diff(arrays["toy_index"]) > 0):
         raise CorruptToyFile(path, "toy indices are not increasing")
     return arrays, header

@@ -8,6 +8,7 @@
 # reuses every output it does not change). Keeping the baseline's paths free of a leading wildcard
 # lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
 import gc
+import os
 import re
 
 from lzflow import jobspecs
@@ -200,8 +201,8 @@ def tree_targets(variant):
                                                 "limit.json")]
         rels += [f"m{mass}/{name}" for name in jobspecs.toy_file_names(variant.config, mass)]
     paths = [variant.path(RESULTS, rel) for rel in rels]
-    # a mass's fit_errors.json is made with its limit.json (one merge job), in the same tree
-    return paths + [variant.path(RESULTS, f"m{mass}/limit.json").removesuffix("limit.json") + "fit_errors.json"
+    # a mass's fit_errors.json is made by the merge job of its limit.json, in that job's tree
+    return paths + [os.path.join(os.path.dirname(variant.path(RESULTS, f"m{mass}/limit.json")), "fit_errors.json")
                     for mass in variant.mass_labels]
 
 
