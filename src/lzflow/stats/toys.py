@@ -66,8 +66,6 @@ HYPOTHESES = {"sb": 0, "b": 1}
 BONLY_POI_INDEX = 0
 
 
-
-
 def toy_generator(
     base_seed: int, mass_key: int, poi_index: int, hypothesis: int | str, toy_index: int
 ) -> np.random.Generator:
