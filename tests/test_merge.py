@@ -118,7 +118,7 @@ def test_failed_fits_are_excluded_and_counted(ws40):
 
 
 def test_errors_summary_counts_excluded_toys(ws40):
-    from lzflow.errors import summarise_loaded
+    from lzflow.fit_errors import summarise_loaded
 
     ws = _grid(ws40, 0.02, 3.5, 4)
     files = _break(toy_files(ws, 256, 256), 10)

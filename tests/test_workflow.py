@@ -270,7 +270,7 @@ def test_killed_toy_job_leaves_nothing_valid(quick_run, tmp_path):
 
 def test_error_summary_and_replay(repo, quick_run):
     from lzflow.cli import main
-    from lzflow.errors import replay_toy, summarise_errors
+    from lzflow.fit_errors import replay_toy, summarise_errors
     from lzflow.workspace import read_workspace
 
     summary = json.loads((quick_run / "fit_errors.json").read_text())
@@ -370,7 +370,7 @@ def test_g1_study_hurts_light_wimps_most(repo, quick_run, tmp_path):
 def test_interpolation_study_runs_the_unbinned_likelihood(repo, quick_run, tmp_path):
     """An interpolation-order study through Snakemake: unbinned toys from the baseline's workspace, toy files
     that say which likelihood made them and replay bit for bit, and a row in the study table."""
-    from lzflow.errors import replay_toy
+    from lzflow.fit_errors import replay_toy
     from lzflow.toyjobs import load_toy_job
     from lzflow.workspace import read_workspace
 

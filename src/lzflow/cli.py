@@ -287,7 +287,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- errors
 def cmd_errors(args: argparse.Namespace) -> int:
-    from .errors import combine_summaries, errors_markdown, replay_toy, summarise_errors
+    from .fit_errors import combine_summaries, errors_markdown, replay_toy, summarise_errors
     from .io import atomic_path, read_json, write_json
     from .workspace import read_workspace
 

@@ -154,9 +154,9 @@ def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: M
 def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path],
                spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`merge_limits` and the fit-error summary of the same toys
-    (:func:`lzflow.errors.summarise_loaded`), reading each toy file once; the summary includes
+    (:func:`lzflow.fit_errors.summarise_loaded`), reading each toy file once; the summary includes
     the toys merge ran itself to extend the POI grid."""
-    from .errors import summarise_loaded
+    from .fit_errors import summarise_loaded
 
     files = load_toy_files(toy_paths)
     doc, extra = limit_document(ws, lambda: files, spec)

@@ -25,7 +25,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py",),
-    "errors": ("errors.py", "toyjobs.py"),
+    "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("studies.py", "jobspecs.py", "curve.py"),
     "report": ("report.py",),
 }

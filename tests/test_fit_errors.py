@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lzflow.cli import main
-from lzflow.errors import combine_summaries, errors_markdown, summarise_errors, summarise_loaded
+from lzflow.fit_errors import combine_summaries, errors_markdown, summarise_errors, summarise_loaded
 from lzflow.merge import load_toy_files
 from lzflow.stats.fit import FitStatus
 
