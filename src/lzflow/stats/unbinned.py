@@ -630,6 +630,12 @@ class UnbinnedFitter:
             "cond": (1 + model.free_bkg).astype(int),
         }
 
+    @property
+    def binned_fitter(self) -> BatchedFitter:
+        """Binned fitter of the full-resolution truth model (generation point, profile slope,
+        expected information)."""
+        return self._binned
+
     # ------------------------------------------------------------------ data
     def prepare(self, toys: EventToys) -> EventData:
         """Per-event template values of every toy, padded to ``(n, n_par, E_max)``."""
