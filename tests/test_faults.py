@@ -270,8 +270,8 @@ def test_corrupt_toy_file_that_cannot_be_moved_aside(workdir, reference, tmp_pat
     in one line, with what to do (before: a traceback from the failed rename)."""
     from lzflow.cli import main
     from lzflow.config import load_config_stack
-    from lzflow.jobspecs import merge_spec
-    from lzflow.studies import expand_studies
+    from lzflow.layout import merge_spec
+    from lzflow.variants import expand_studies
 
     toys = tmp_path / "m40" / "toys"
     _mount_tmpfs(toys, "4m")

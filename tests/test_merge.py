@@ -186,7 +186,7 @@ def test_merge_result_is_independent_of_the_job_split(coarse, ws40):
 
 
 def test_merge_errors_are_bootstrap_by_default(coarse):
-    from lzflow.stats.hypotest import N_BOOT
+    from lzflow.stats.inversion import N_BOOT
 
     ws, files = coarse
     doc, _ = merge(ws, files, max_refine_rounds=0)
@@ -206,7 +206,7 @@ def test_readers_show_bounds_as_bounds(coarse, tmp_path):
 
     from lzflow.curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
     from lzflow.report import _curve_section
-    from lzflow.studies import plot_study_overlay, study_rows
+    from lzflow.study_table import plot_study_overlay, study_rows
 
     ws, files = coarse
     doc, _ = merge(ws, files, n_boot=0, max_refine_rounds=0)

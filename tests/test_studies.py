@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lzflow.config import ConfigError, deep_merge, load_config_file, load_yaml
-from lzflow.studies import expand_studies, study_markdown, study_rows, value_label
+from lzflow.study_table import study_markdown, study_rows
+from lzflow.variants import expand_studies, value_label
 
 
 @pytest.fixture(scope="module")

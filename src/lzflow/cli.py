@@ -40,7 +40,7 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_config_stack
-    from .studies import expand_studies
+    from .variants import expand_studies
 
     # later files overlay earlier ones, each with its base: chain, exactly as snakemake --configfile A B
     baseline, studies = expand_studies(load_config_stack(args.config))
@@ -94,7 +94,7 @@ def cmd_response(args: argparse.Namespace) -> int:
     if args.spec:
         spec = json.loads(args.spec)
     else:
-        from .jobspecs import response_spec
+        from .layout import response_spec
 
         spec = response_spec(_load(args), args.interaction)
     detector = read_json(args.detector)
@@ -318,7 +318,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------- study
 def cmd_study(args: argparse.Namespace) -> int:
     from .io import atomic_path, read_json
-    from .studies import plot_study_overlay, read_benchmarks, study_markdown, study_rows, write_study_table
+    from .study_table import plot_study_overlay, read_benchmarks, study_markdown, study_rows, write_study_table
 
     spec = json.loads(args.spec)
     masses = spec["masses"]
@@ -350,7 +350,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
-    from .provenance import STAGE_MODULES, stage_code_hash
+    from .layout import STAGE_MODULES, stage_code_hash
     from .report import build_report, write_report
 
     spec = json.loads(Path(args.spec[1:]).read_text()) if args.spec.startswith("@") else json.loads(args.spec)

@@ -75,7 +75,7 @@ def workflow_config(configfiles: Sequence[str | Path], cli_config: Mapping[str, 
     """(raw configuration, baseline variant, studies) of a snakemake run; a config error exits
     with one line (see the module docstring)."""
     from .config import DEFAULT_CONFIG, load_config_stack
-    from .studies import expand_studies
+    from .variants import expand_studies
 
     files = [str(f) for f in configfiles] or [DEFAULT_CONFIG]
     try:

@@ -2,18 +2,16 @@
 # package; rules only call its console script with a JSON job spec holding what the job needs.
 #
 # Analysis trees: the baseline in RESULTS, and one tree per study value in
-# RESULTS/studies/<study>/<value> (lzflow.studies). Each rule makes the baseline's artefacts with
+# RESULTS/studies/<study>/<value> (lzflow.variants). Each rule makes the baseline's artefacts with
 # plain paths; its `<rule>_study` twin (`use rule ... with:`) makes a study value's, with the
 # wildcard {variant} = "<study>/<value>", and reads each input from the tree that owns it (a study
 # reuses every output it does not change). Keeping the baseline's paths free of a leading wildcard
 # lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
 import gc
-import os
 import re
 
-from lzflow import jobspecs
-from lzflow.jobspecs import as_spec
-from lzflow.provenance import stage_code_hash
+from lzflow import layout as L
+from lzflow.layout import as_spec, stage_code_hash
 from lzflow.workflow_gate import workflow_config
 
 # Garbage collection: a large DAG keeps ~65 container objects per job alive to the end of the run
@@ -35,16 +33,14 @@ config.clear()
 config.update(RAW_CONFIG)
 
 LZ = BASELINE.config
-RESULTS = f"{LZ['results_dir']}/{LZ['tag']}"
-LOGS = f"{LZ['results_dir']}/logs/{LZ['tag']}"
-BENCHMARKS = f"{LZ['results_dir']}/benchmarks/{LZ['tag']}"
+RESULTS, LOGS, BENCHMARKS = L.analysis_dirs(LZ["results_dir"], LZ["tag"])
 # the same trees for the *_study rules: {variant} is "<study>/<value>"
-STUDY_RESULTS = f"{RESULTS}/studies/{{variant}}"
-STUDY_LOGS = f"{LOGS}/studies/{{variant}}"
-STUDY_BENCHMARKS = f"{BENCHMARKS}/studies/{{variant}}"
+STUDY_RESULTS = f"{RESULTS}/{L.STUDIES_DIR}/{{variant}}"
+STUDY_LOGS = f"{LOGS}/{L.STUDIES_DIR}/{{variant}}"
+STUDY_BENCHMARKS = f"{BENCHMARKS}/{L.STUDIES_DIR}/{{variant}}"
 BACKGROUNDS = sorted(LZ["backgrounds"])
 MASSES = dict(zip(LZ["signal"]["mass_labels"], LZ["signal"]["masses_GeV"]))
-STUDY_VARIANTS = {v.suffix[len("/studies/"):]: v for s in STUDIES for v in s.variants}
+STUDY_VARIANTS = {v.suffix[len(f"/{L.STUDIES_DIR}/"):]: v for s in STUDIES for v in s.variants}
 STUDY_BY_NAME = {s.name: s for s in STUDIES}
 
 
@@ -53,7 +49,7 @@ wildcard_constraints:
     study="|".join(re.escape(name) for name in STUDY_BY_NAME) or "(?!)",
     background="|".join(BACKGROUNDS),
     mass=r"[0-9]+(\.[0-9]+)?",
-    interaction="NR|beta|gammaRay",
+    interaction="|".join(L.INTERACTIONS),
     poi=r"[0-9]+",
     job=r"[0-9]+",
 
@@ -69,70 +65,108 @@ def cfg_of(wildcards):
     return variant_of(wildcards).config
 
 
-def upstream(rel):
-    """Input of a *_study rule: artefact ``rel`` (formatted with the wildcards) of the job's tree,
+# ----------------------------------------------------------------------------- paths (lzflow.layout)
+def out(template):
+    """Output path of a baseline rule: a layout template in the baseline's tree."""
+    return f"{RESULTS}/{template}"
+
+
+def study_out(template):
+    """Output path of a *_study rule: a layout template in the tree of study value {variant}."""
+    return f"{STUDY_RESULTS}/{template}"
+
+
+def log_path(rule):
+    return f"{LOGS}/{L.LOGS[rule]}"
+
+
+def study_log_path(rule):
+    return f"{STUDY_LOGS}/{L.LOGS[rule]}"
+
+
+def bench_path(rule):
+    return f"{BENCHMARKS}/{L.BENCHMARKS[rule]}"
+
+
+def study_bench_path(rule):
+    return f"{STUDY_BENCHMARKS}/{L.BENCHMARKS[rule]}"
+
+
+def upstream(template):
+    """Input of a *_study rule: artefact ``template`` (filled with the wildcards) of the job's tree,
     from the tree that owns it (the baseline's, another value's or its own)."""
 
     def path(wildcards):
-        return variant_of(wildcards).path(RESULTS, rel.format(**dict(wildcards.items())))
+        return variant_of(wildcards).path(RESULTS, L.fill(template, **dict(wildcards.items())))
 
     return path
 
 
+# ----------------------------------------------------------------------------- job specs (lzflow.layout)
 def detector_spec(wildcards):
-    return as_spec(jobspecs.detector_spec(cfg_of(wildcards)))
+    return as_spec(L.detector_spec(cfg_of(wildcards)))
 
 
 def response_spec(wildcards):
     """What a response job needs: interaction, statistics, seed, analysis binning and cuts."""
-    return as_spec(jobspecs.response_spec(cfg_of(wildcards), wildcards.interaction))
+    return as_spec(L.response_spec(cfg_of(wildcards), wildcards.interaction))
 
 
 def background_response(wildcards):
-    interaction = jobspecs.background_interaction(wildcards.background)
-    return variant_of(wildcards).path(RESULTS, f"response/{interaction}.npz")
+    interaction = L.background_interaction(wildcards.background)
+    return variant_of(wildcards).path(RESULTS, L.fill(L.RESPONSE, interaction=interaction))
 
 
 def background_spec(wildcards):
     """What a background PDF job needs: its normalisation and constraint, nothing else."""
-    return as_spec(jobspecs.background_spec(cfg_of(wildcards), wildcards.background))
+    return as_spec(L.background_spec(cfg_of(wildcards), wildcards.background))
 
 
 def signal_spec(wildcards):
     """What a signal PDF job needs: this mass, the reference cross section, halo and exposure."""
-    return as_spec(jobspecs.signal_spec(cfg_of(wildcards), wildcards.mass))
+    return as_spec(L.signal_spec(cfg_of(wildcards), wildcards.mass))
 
 
 def workspace_backgrounds(wildcards):
     v = variant_of(wildcards)
-    return [v.path(RESULTS, f"pdfs/{name}.root") for name in sorted(v.config["backgrounds"])]
+    return [v.path(RESULTS, L.pdf_path(name)) for name in sorted(v.config["backgrounds"])]
+
+
+def workspace_background_jsons(wildcards):
+    v = variant_of(wildcards)
+    return [v.path(RESULTS, L.pdf_meta_path(name)) for name in sorted(v.config["backgrounds"])]
 
 
 def workspace_spec(wildcards):
     """What a workspace job needs: this mass, its POI-grid settings and the statistical procedure."""
-    return as_spec(jobspecs.workspace_spec(cfg_of(wildcards), wildcards.mass))
+    return as_spec(L.workspace_spec(cfg_of(wildcards), wildcards.mass))
 
 
 def toys_sb_spec(wildcards):
-    return as_spec(jobspecs.toys_sb_spec(cfg_of(wildcards), wildcards.mass, wildcards.poi, wildcards.job))
+    return as_spec(L.toys_sb_spec(cfg_of(wildcards), wildcards.mass, wildcards.poi, wildcards.job))
 
 
 def toys_b_spec(wildcards):
-    return as_spec(jobspecs.toys_b_spec(cfg_of(wildcards), wildcards.mass, wildcards.job))
+    return as_spec(L.toys_b_spec(cfg_of(wildcards), wildcards.mass, wildcards.job))
 
 
 def toy_files(wildcards):
     """Every toy file of one mass of the job's tree: S+B per POI x job and B-only per job."""
     variant, mass = variant_of(wildcards), wildcards.mass
-    return [variant.path(RESULTS, f"m{mass}/{name}") for name in jobspecs.toy_file_names(variant.config, mass)]
+    return [variant.path(RESULTS, name) for name in L.toy_file_names(variant.config, mass)]
 
 
 def merge_spec(wildcards):
-    return as_spec(jobspecs.merge_spec(cfg_of(wildcards), wildcards.mass))
+    return as_spec(L.merge_spec(cfg_of(wildcards), wildcards.mass))
 
 
 def limit_files(variant, masses=None):
-    return [variant.path(RESULTS, f"m{mass}/limit.json") for mass in (masses or variant.mass_labels)]
+    return [variant.path(RESULTS, L.fill(L.LIMIT, mass=mass)) for mass in (masses or variant.mass_labels)]
+
+
+def per_mass(template):
+    """A per-mass layout template of the baseline, for every mass."""
+    return [out(L.fill(template, mass=mass)) for mass in MASSES]
 
 
 # ----------------------------------------------------------------------------- studies
@@ -143,15 +177,14 @@ def _study_variants(wildcards):
 
 def _toy_benchmarks(variant, mass):
     """Snakemake benchmark files of one mass's toy jobs, where the jobs that made the toys wrote them."""
-    return [f"{BENCHMARKS}{variant.owner[f'm{mass}/{name}']}/m{mass}/{_bench_name(name)}"
-            for name in jobspecs.toy_file_names(variant.config, mass)]
+    return [f"{BENCHMARKS}{variant.owner[name]}/{bench}" for name, bench, _ in L.toy_jobs(variant.config, mass)]
 
 
 def study_inputs(wildcards):
     """Limits per (variant, mass) in study order, then the toy jobs' benchmark files (for run times)."""
     study, variants = _study_variants(wildcards)
     return {
-        "limits": [v.path(RESULTS, f"m{m}/limit.json") for v in variants for m in study.masses],
+        "limits": [v.path(RESULTS, L.fill(L.LIMIT, mass=m)) for v in variants for m in study.masses],
         "benchmarks": [b for v in variants for m in study.masses for b in _toy_benchmarks(v, m)],
     }
 
@@ -167,11 +200,6 @@ def study_spec(wildcards):
     })
 
 
-def _bench_name(toy_name):
-    """toys/poi3/job1.npz -> toys_poi3_job1.tsv; toys/bonly/job0.npz -> toys_bonly_job0.tsv"""
-    return toy_name[: -len(".npz")].replace("/", "_") + ".tsv"
-
-
 def report_spec(wildcards):
     """The report's provenance: the resolved baseline configuration, and the study names in input order."""
     return as_spec({"title": f"lzflow {LZ['tag']}: projected sensitivity", "config": LZ,
@@ -179,13 +207,8 @@ def report_spec(wildcards):
 
 
 # ----------------------------------------------------------------------------- targets
-def study_targets(names=("table.csv", "table.md", "overlay.png")):
-    return [f"{RESULTS}/studies/{s.name}/{name}" for s in STUDIES for name in names]
-
-
-def workspace_background_jsons(wildcards):
-    v = variant_of(wildcards)
-    return [v.path(RESULTS, f"pdfs/{name}.json") for name in sorted(v.config["backgrounds"])]
+def study_targets(templates=(L.STUDY_TABLE, L.STUDY_TABLE_MD, L.STUDY_OVERLAY)):
+    return [out(L.fill(t, study=s.name)) for s in STUDIES for t in templates]
 
 
 def tree_targets(variant):
@@ -193,21 +216,19 @@ def tree_targets(variant):
     targets of `all`, so that one deleted, lost in a failure or moved aside by merge (a corrupt toy
     file) is made again by the next run: Snakemake does not remake a missing intermediate file
     whose downstream outputs still exist."""
-    stems = sorted(variant.config["backgrounds"]) + [f"wimp_m{mass}" for mass in variant.mass_labels]
-    rels = ["detector.json", *(f"response/{i}.npz" for i in jobspecs.INTERACTIONS),
-            *(f"pdfs/{stem}.{ext}" for stem in stems for ext in ("root", "json"))]
+    sources = sorted(variant.config["backgrounds"]) + [L.fill(L.SIGNAL_SOURCE, mass=m) for m in variant.mass_labels]
+    rels = [L.DETECTOR, *(L.fill(L.RESPONSE, interaction=i) for i in L.INTERACTIONS),
+            *(path for s in sources for path in (L.pdf_path(s), L.pdf_meta_path(s)))]
     for mass in variant.mass_labels:
-        rels += [f"m{mass}/{name}" for name in ("workspace.json", "workspace.pyhf.json", "workspace.hs3.json",
-                                                "limit.json")]
-        rels += [f"m{mass}/{name}" for name in jobspecs.toy_file_names(variant.config, mass)]
+        rels += [L.fill(t, mass=mass) for t in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.LIMIT)]
+        rels += L.toy_file_names(variant.config, mass)
     paths = [variant.path(RESULTS, rel) for rel in rels]
-    # a mass's fit_errors.json is made by the merge job of its limit.json, in that job's tree
-    return paths + [os.path.join(os.path.dirname(variant.path(RESULTS, f"m{mass}/limit.json")), "fit_errors.json")
-                    for mass in variant.mass_labels]
+    # a mass's fit-error summary is made by the merge job of its limit, in that job's tree
+    return paths + [f"{RESULTS}{variant.owner.get(L.fill(L.LIMIT, mass=m), variant.suffix)}/"
+                    f"{L.fill(L.MASS_FIT_ERRORS, mass=m)}" for m in variant.mass_labels]
 
 
 def all_targets():
     trees = [BASELINE] + [v for s in STUDIES for v in s.variants]
     per_tree = list(dict.fromkeys(path for v in trees for path in tree_targets(v)))
-    return ([f"{RESULTS}/limit_curve.csv", f"{RESULTS}/fit_errors.json", f"{RESULTS}/report.html"]
-            + per_tree + study_targets())
+    return [out(L.CURVE_CSV), out(L.FIT_ERRORS), out(L.REPORT)] + per_tree + study_targets()

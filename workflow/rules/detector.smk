@@ -1,21 +1,22 @@
+# Paths, logs and benchmark files come from lzflow.layout (out, log_path, bench_path in common.smk).
 rule detector:
     output:
-        f"{RESULTS}/detector.json",
+        out(L.DETECTOR),
     params:
         spec=detector_spec,
         code=stage_code_hash("detector"),
     log:
-        f"{LOGS}/detector.log",
+        log_path("detector"),
     benchmark:
-        f"{BENCHMARKS}/detector.tsv"
+        bench_path("detector")
     shell:
         "lzflow detector --spec {params.spec:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule detector as detector_study with:
     output:
-        f"{STUDY_RESULTS}/detector.json",
+        study_out(L.DETECTOR),
     log:
-        f"{STUDY_LOGS}/detector.log",
+        study_log_path("detector"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/detector.tsv"
+        study_bench_path("detector")

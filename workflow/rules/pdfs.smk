@@ -4,9 +4,9 @@
 
 rule response:
     input:
-        detector=f"{RESULTS}/detector.json",
+        detector=out(L.DETECTOR),
     output:
-        f"{RESULTS}/response/{{interaction}}.npz",
+        out(L.RESPONSE),
     params:
         spec=response_spec,
         code=stage_code_hash("response"),
@@ -15,9 +15,9 @@ rule response:
         mem_mb=4000,
         runtime=60,
     log:
-        f"{LOGS}/response_{{interaction}}.log",
+        log_path("response"),
     benchmark:
-        f"{BENCHMARKS}/response_{{interaction}}.tsv"
+        bench_path("response")
     shell:
         "lzflow response --detector {input.detector:q} --spec {params.spec:q} --workers {threads} "
         "--out {output:q} > {log:q} 2>&1"
@@ -25,66 +25,66 @@ rule response:
 
 use rule response as response_study with:
     input:
-        detector=upstream("detector.json"),
+        detector=upstream(L.DETECTOR),
     output:
-        f"{STUDY_RESULTS}/response/{{interaction}}.npz",
+        study_out(L.RESPONSE),
     log:
-        f"{STUDY_LOGS}/response_{{interaction}}.log",
+        study_log_path("response"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/response_{{interaction}}.tsv"
+        study_bench_path("response")
 
 
 rule background_pdf:
     input:
         response=background_response,
     output:
-        root=f"{RESULTS}/pdfs/{{background}}.root",
-        json=f"{RESULTS}/pdfs/{{background}}.json",
+        root=out(L.BACKGROUND_PDF),
+        json=out(L.BACKGROUND_PDF_META),
     params:
         spec=background_spec,
         code=stage_code_hash("pdf"),
     log:
-        f"{LOGS}/pdf_{{background}}.log",
+        log_path("background_pdf"),
     benchmark:
-        f"{BENCHMARKS}/pdf_{{background}}.tsv"
+        bench_path("background_pdf")
     shell:
         "lzflow pdf --response {input.response:q} --spec {params.spec:q} --out {output.root:q} > {log:q} 2>&1"
 
 
 use rule background_pdf as background_pdf_study with:
     output:
-        root=f"{STUDY_RESULTS}/pdfs/{{background}}.root",
-        json=f"{STUDY_RESULTS}/pdfs/{{background}}.json",
+        root=study_out(L.BACKGROUND_PDF),
+        json=study_out(L.BACKGROUND_PDF_META),
     log:
-        f"{STUDY_LOGS}/pdf_{{background}}.log",
+        study_log_path("background_pdf"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/pdf_{{background}}.tsv"
+        study_bench_path("background_pdf")
 
 
 rule signal_pdf:
     input:
-        response=f"{RESULTS}/response/NR.npz",
+        response=out(L.fill(L.RESPONSE, interaction="NR")),
     output:
-        root=f"{RESULTS}/pdfs/wimp_m{{mass}}.root",
-        json=f"{RESULTS}/pdfs/wimp_m{{mass}}.json",
+        root=out(L.SIGNAL_PDF),
+        json=out(L.SIGNAL_PDF_META),
     params:
         spec=signal_spec,
         code=stage_code_hash("pdf"),
     log:
-        f"{LOGS}/pdf_wimp_m{{mass}}.log",
+        log_path("signal_pdf"),
     benchmark:
-        f"{BENCHMARKS}/pdf_wimp_m{{mass}}.tsv"
+        bench_path("signal_pdf")
     shell:
         "lzflow pdf --response {input.response:q} --spec {params.spec:q} --out {output.root:q} > {log:q} 2>&1"
 
 
 use rule signal_pdf as signal_pdf_study with:
     input:
-        response=upstream("response/NR.npz"),
+        response=upstream(L.fill(L.RESPONSE, interaction="NR")),
     output:
-        root=f"{STUDY_RESULTS}/pdfs/wimp_m{{mass}}.root",
-        json=f"{STUDY_RESULTS}/pdfs/wimp_m{{mass}}.json",
+        root=study_out(L.SIGNAL_PDF),
+        json=study_out(L.SIGNAL_PDF_META),
     log:
-        f"{STUDY_LOGS}/pdf_wimp_m{{mass}}.log",
+        study_log_path("signal_pdf"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/pdf_wimp_m{{mass}}.tsv"
+        study_bench_path("signal_pdf")

@@ -4,22 +4,22 @@
 
 rule workspace:
     input:
-        signal=f"{RESULTS}/pdfs/wimp_m{{mass}}.root",
+        signal=out(L.SIGNAL_PDF),
         backgrounds=workspace_backgrounds,
         # read beside each .root by lzflow workspace; declared so that storage plugins stage them
-        signal_json=f"{RESULTS}/pdfs/wimp_m{{mass}}.json",
+        signal_json=out(L.SIGNAL_PDF_META),
         backgrounds_json=workspace_background_jsons,
     output:
-        f"{RESULTS}/m{{mass}}/workspace.json",
-        f"{RESULTS}/m{{mass}}/workspace.pyhf.json",
-        f"{RESULTS}/m{{mass}}/workspace.hs3.json",
+        out(L.WORKSPACE),
+        out(L.WORKSPACE_PYHF),
+        out(L.WORKSPACE_HS3),
     params:
         spec=workspace_spec,
         code=stage_code_hash("workspace"),
     log:
-        f"{LOGS}/workspace_m{{mass}}.log",
+        log_path("workspace"),
     benchmark:
-        f"{BENCHMARKS}/m{{mass}}/workspace.tsv"
+        bench_path("workspace")
     shell:
         "lzflow workspace --spec {params.spec:q} --signal {input.signal:q} --backgrounds {input.backgrounds:q} "
         "--out {output[0]:q} > {log:q} 2>&1"
@@ -27,25 +27,25 @@ rule workspace:
 
 use rule workspace as workspace_study with:
     input:
-        signal=upstream("pdfs/wimp_m{mass}.root"),
+        signal=upstream(L.SIGNAL_PDF),
         backgrounds=workspace_backgrounds,
-        signal_json=upstream("pdfs/wimp_m{mass}.json"),
+        signal_json=upstream(L.SIGNAL_PDF_META),
         backgrounds_json=workspace_background_jsons,
     output:
-        f"{STUDY_RESULTS}/m{{mass}}/workspace.json",
-        f"{STUDY_RESULTS}/m{{mass}}/workspace.pyhf.json",
-        f"{STUDY_RESULTS}/m{{mass}}/workspace.hs3.json",
+        study_out(L.WORKSPACE),
+        study_out(L.WORKSPACE_PYHF),
+        study_out(L.WORKSPACE_HS3),
     log:
-        f"{STUDY_LOGS}/workspace_m{{mass}}.log",
+        study_log_path("workspace"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/m{{mass}}/workspace.tsv"
+        study_bench_path("workspace")
 
 
 rule toys:
     input:
-        f"{RESULTS}/m{{mass}}/workspace.json",
+        out(L.WORKSPACE),
     output:
-        f"{RESULTS}/m{{mass}}/toys/poi{{poi}}/job{{job}}.npz",
+        out(L.TOYS_SB),
     params:
         spec=toys_sb_spec,
         code=stage_code_hash("toys"),
@@ -53,29 +53,29 @@ rule toys:
         mem_mb=1000,
         runtime=30,
     log:
-        f"{LOGS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.log",
+        log_path("toys"),
     benchmark:
-        f"{BENCHMARKS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.tsv"
+        bench_path("toys")
     shell:
         "lzflow toys --spec {params.spec:q} --workspace {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule toys as toys_study with:
     input:
-        upstream("m{mass}/workspace.json"),
+        upstream(L.WORKSPACE),
     output:
-        f"{STUDY_RESULTS}/m{{mass}}/toys/poi{{poi}}/job{{job}}.npz",
+        study_out(L.TOYS_SB),
     log:
-        f"{STUDY_LOGS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.log",
+        study_log_path("toys"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/m{{mass}}/toys_poi{{poi}}_job{{job}}.tsv"
+        study_bench_path("toys")
 
 
 rule toys_bonly:
     input:
-        f"{RESULTS}/m{{mass}}/workspace.json",
+        out(L.WORKSPACE),
     output:
-        f"{RESULTS}/m{{mass}}/toys/bonly/job{{job}}.npz",
+        out(L.TOYS_B),
     params:
         spec=toys_b_spec,
         code=stage_code_hash("toys"),
@@ -83,38 +83,38 @@ rule toys_bonly:
         mem_mb=1000,
         runtime=30,
     log:
-        f"{LOGS}/m{{mass}}/toys_bonly_job{{job}}.log",
+        log_path("toys_bonly"),
     benchmark:
-        f"{BENCHMARKS}/m{{mass}}/toys_bonly_job{{job}}.tsv"
+        bench_path("toys_bonly")
     shell:
         "lzflow toys --spec {params.spec:q} --workspace {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 use rule toys_bonly as toys_bonly_study with:
     input:
-        upstream("m{mass}/workspace.json"),
+        upstream(L.WORKSPACE),
     output:
-        f"{STUDY_RESULTS}/m{{mass}}/toys/bonly/job{{job}}.npz",
+        study_out(L.TOYS_B),
     log:
-        f"{STUDY_LOGS}/m{{mass}}/toys_bonly_job{{job}}.log",
+        study_log_path("toys_bonly"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/m{{mass}}/toys_bonly_job{{job}}.tsv"
+        study_bench_path("toys_bonly")
 
 
 rule merge:
     input:
-        workspace=f"{RESULTS}/m{{mass}}/workspace.json",
+        workspace=out(L.WORKSPACE),
         toys=toy_files,
     output:
-        limit=f"{RESULTS}/m{{mass}}/limit.json",
-        errors=f"{RESULTS}/m{{mass}}/fit_errors.json",
+        limit=out(L.LIMIT),
+        errors=out(L.MASS_FIT_ERRORS),
     params:
         spec=merge_spec,
         code=stage_code_hash("merge"),
     log:
-        f"{LOGS}/merge_m{{mass}}.log",
+        log_path("merge"),
     benchmark:
-        f"{BENCHMARKS}/m{{mass}}/merge.tsv"
+        bench_path("merge")
     shell:
         "lzflow merge --spec {params.spec:q} --workspace {input.workspace:q} --toys {input.toys:q} "
         "--out {output.limit:q} --errors-out {output.errors:q} > {log:q} 2>&1"
@@ -122,32 +122,32 @@ rule merge:
 
 use rule merge as merge_study with:
     input:
-        workspace=upstream("m{mass}/workspace.json"),
+        workspace=upstream(L.WORKSPACE),
         toys=toy_files,
     output:
-        limit=f"{STUDY_RESULTS}/m{{mass}}/limit.json",
-        errors=f"{STUDY_RESULTS}/m{{mass}}/fit_errors.json",
+        limit=study_out(L.LIMIT),
+        errors=study_out(L.MASS_FIT_ERRORS),
     log:
-        f"{STUDY_LOGS}/merge_m{{mass}}.log",
+        study_log_path("merge"),
     benchmark:
-        f"{STUDY_BENCHMARKS}/m{{mass}}/merge.tsv"
+        study_bench_path("merge")
 
 
 rule curve:
     input:
         limit_files(BASELINE),
     output:
-        csv=report(f"{RESULTS}/limit_curve.csv", caption="../report/limit_curve_table.rst", category="Limit curve"),
-        plot=report(f"{RESULTS}/limit_curve.png", caption="../report/limit_curve.rst", category="Limit curve"),
-        pvalues=report(expand(f"{RESULTS}/m{{mass}}/pvalues.png", mass=list(MASSES)),
-                       caption="../report/pvalues.rst", category="Per mass", subcategory="p-value scans"),
-        teststat=report(expand(f"{RESULTS}/m{{mass}}/teststat.png", mass=list(MASSES)),
-                        caption="../report/teststat.rst", category="Per mass", subcategory="test statistics"),
+        csv=report(out(L.CURVE_CSV), caption="../report/limit_curve_table.rst", category="Limit curve"),
+        plot=report(out(L.CURVE_PLOT), caption="../report/limit_curve.rst", category="Limit curve"),
+        pvalues=report(per_mass(L.PVALUES_PLOT), caption="../report/pvalues.rst", category="Per mass",
+                       subcategory="p-value scans"),
+        teststat=report(per_mass(L.TESTSTAT_PLOT), caption="../report/teststat.rst", category="Per mass",
+                        subcategory="test statistics"),
     params:
         title=f"lzflow {LZ['tag']}: {LZ['exposure']['exposure_t_yr']:.2f} t yr",
         code=stage_code_hash("curve"),
     log:
-        f"{LOGS}/curve.log",
+        log_path("curve"),
     shell:
         "lzflow curve --limits {input:q} --out {output.csv:q} --title {params.title:q} > {log:q} 2>&1"
 
@@ -156,13 +156,13 @@ rule curve:
 # the summaries, not on every toy file, keeps this job from adding ~10^4 inputs to the DAG.
 rule errors:
     input:
-        [f"{RESULTS}/m{mass}/fit_errors.json" for mass in MASSES],
+        per_mass(L.MASS_FIT_ERRORS),
     output:
-        f"{RESULTS}/fit_errors.json",
-        report(f"{RESULTS}/fit_errors.md", caption="../report/fit_errors.rst", category="Fit errors"),
+        out(L.FIT_ERRORS),
+        report(out(L.FIT_ERRORS_MD), caption="../report/fit_errors.rst", category="Fit errors"),
     params:
         code=stage_code_hash("errors"),
     log:
-        f"{LOGS}/errors.log",
+        log_path("errors"),
     shell:
         "lzflow errors --summaries {input:q} --out {output[0]:q} > {log:q} 2>&1"

@@ -6,16 +6,15 @@ rule study:
     input:
         unpack(study_inputs),
     output:
-        csv=report(f"{RESULTS}/studies/{{study}}/table.csv", caption="../report/study_table.rst", category="Studies",
-                   subcategory="{study}"),
-        md=f"{RESULTS}/studies/{{study}}/table.md",
-        plot=report(f"{RESULTS}/studies/{{study}}/overlay.png", caption="../report/study_overlay.rst",
-                    category="Studies", subcategory="{study}"),
+        csv=report(out(L.STUDY_TABLE), caption="../report/study_table.rst", category="Studies", subcategory="{study}"),
+        md=out(L.STUDY_TABLE_MD),
+        plot=report(out(L.STUDY_OVERLAY), caption="../report/study_overlay.rst", category="Studies",
+                    subcategory="{study}"),
     params:
         spec=study_spec,
         code=stage_code_hash("studies"),
     log:
-        f"{LOGS}/studies/{{study}}.log",
+        log_path("study"),
     shell:
         "lzflow study --spec {params.spec:q} --limits {input.limits:q} --benchmarks {input.benchmarks:q} "
         "--out {output.csv:q} > {log:q} 2>&1"
@@ -23,22 +22,22 @@ rule study:
 
 rule report:
     input:
-        curve=f"{RESULTS}/limit_curve.csv",
-        curve_plot=f"{RESULTS}/limit_curve.png",
+        curve=out(L.CURVE_CSV),
+        curve_plot=out(L.CURVE_PLOT),
         limits=limit_files(BASELINE),
-        pvalues=expand(f"{RESULTS}/m{{mass}}/pvalues.png", mass=list(MASSES)),
-        teststat=expand(f"{RESULTS}/m{{mass}}/teststat.png", mass=list(MASSES)),
-        errors=f"{RESULTS}/fit_errors.json",
-        detector=f"{RESULTS}/detector.json",
-        study_tables=study_targets(["table.csv"]),
-        study_overlays=study_targets(["overlay.png"]),
+        pvalues=per_mass(L.PVALUES_PLOT),
+        teststat=per_mass(L.TESTSTAT_PLOT),
+        errors=out(L.FIT_ERRORS),
+        detector=out(L.DETECTOR),
+        study_tables=study_targets([L.STUDY_TABLE]),
+        study_overlays=study_targets([L.STUDY_OVERLAY]),
     output:
-        report(f"{RESULTS}/report.html", caption="../report/report.rst", category="Report"),
+        report(out(L.REPORT), caption="../report/report.rst", category="Report"),
     params:
         spec=report_spec,
         code=stage_code_hash("report"),
     log:
-        f"{LOGS}/report.log",
+        log_path("report"),
     shell:
         "lzflow report --spec {params.spec:q} --curve {input.curve:q} --curve-plot {input.curve_plot:q} "
         "--limits {input.limits:q} --pvalues {input.pvalues:q} --teststat {input.teststat:q} --errors {input.errors:q} "

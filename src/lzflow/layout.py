@@ -1,0 +1,292 @@
+"""Layout of an analysis: where each stage writes, what each job is told, which code it runs.
+
+One place for the three things the workflow (``workflow/rules/*.smk``), the study expansion
+(:mod:`lzflow.variants`) and the report need to agree on:
+
+1. **Artefact paths**, relative to an analysis tree (``<results_dir>/<tag>`` for the baseline,
+   ``…/studies/<study>/<value>`` for a study value), as templates whose ``{fields}`` are Snakemake
+   wildcards. :func:`fill` sets some fields and keeps the others as wildcards; renaming an output is
+   one edit here. Logs and Snakemake benchmark files have templates of their own, relative to
+   ``<results_dir>/logs/<tag>`` and ``<results_dir>/benchmarks/<tag>``.
+2. **Job specifications**: the slice of a resolved configuration (:func:`lzflow.config.resolve_config`)
+   that one job needs, handed to ``lzflow <stage> --spec``. A spec holds exactly the values that
+   job's output depends on — no more, so that Snakemake's ``params`` trigger reruns a job only when
+   something it uses changes (changing one mass's toy count must not rerun the other masses), and
+   no less, so that two jobs with equal specs and equal inputs make equal outputs (which lets a
+   study value reuse an upstream output of the baseline, :func:`lzflow.variants.artefact_keys`).
+3. **Code hashes per stage**: Snakemake tracks a rule's command, params, inputs and mtimes, but not
+   the Python package the command imports. Each rule carries ``code=stage_code_hash("<stage>")`` in
+   its params, a SHA-256 over the source files of the modules that stage depends on
+   (:data:`STAGE_MODULES`): editing one of them reruns exactly the jobs of the affected stages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from .sources import INTERACTIONS  # TODO(lead): from .space once H1 lands it
+
+__all__ = [
+    "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
+    "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "TOYS_SB", "TOYS_B", "LIMIT",
+    "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "FIT_ERRORS", "FIT_ERRORS_MD",
+    "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
+    "analysis_dirs", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "toy_benchmark", "as_spec", "spec_digest", "detector_spec", "response_spec",
+    "background_interaction", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
+    "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
+    "PROCEDURE_KEYS", "LIKELIHOOD_KEYS",
+]
+
+
+# ============================================================================ 1. artefact paths
+class _KeepMissing(dict):
+    """``str.format_map`` mapping that leaves unknown fields as ``{field}`` (a wildcard)."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(template: str, **values: Any) -> str:
+    """``template`` with the given fields set and the others kept as wildcards:
+    ``fill(TOYS_SB, mass="40")`` → ``"m40/toys/poi{poi}/job{job}.npz"``."""
+    return template.format_map(_KeepMissing(values))
+
+
+#: the resolved detector (rule ``detector``)
+DETECTOR = "detector.json"
+#: NEST response matrix per interaction type (rule ``response``)
+RESPONSE = "response/{interaction}.npz"
+#: 2D PDF of a source (a ROOT TH2D) and its metadata beside it (rules ``background_pdf``, ``signal_pdf``)
+PDF = "pdfs/{source}.root"
+PDF_META = "pdfs/{source}.json"
+SIGNAL_SOURCE = "wimp_m{mass}"
+BACKGROUND_PDF = fill(PDF, source="{background}")
+BACKGROUND_PDF_META = fill(PDF_META, source="{background}")
+SIGNAL_PDF = fill(PDF, source=SIGNAL_SOURCE)
+SIGNAL_PDF_META = fill(PDF_META, source=SIGNAL_SOURCE)
+#: likelihood workspace per mass and its pyhf / HS3 exports (rule ``workspace``)
+WORKSPACE = "m{mass}/workspace.json"
+WORKSPACE_PYHF = "m{mass}/workspace.pyhf.json"
+WORKSPACE_HS3 = "m{mass}/workspace.hs3.json"
+#: toy files: S+B per POI index × job index (rule ``toys``), B-only per job (rule ``toys_bonly``)
+TOYS_SB = "m{mass}/toys/poi{poi}/job{job}.npz"
+TOYS_B = "m{mass}/toys/bonly/job{job}.npz"
+#: per mass: the limit and the fit-error summary of its toys (rule ``merge``), plots (rule ``curve``)
+LIMIT = "m{mass}/limit.json"
+MASS_FIT_ERRORS = "m{mass}/fit_errors.json"
+PVALUES_PLOT = "m{mass}/pvalues.png"
+TESTSTAT_PLOT = "m{mass}/teststat.png"
+#: the analysis: limit curve (rule ``curve``), fit errors (rule ``errors``), report (rule ``report``)
+CURVE_CSV = "limit_curve.csv"
+CURVE_PLOT = "limit_curve.png"
+FIT_ERRORS = "fit_errors.json"
+FIT_ERRORS_MD = "fit_errors.md"
+REPORT = "report.html"
+#: study trees and each study's table and overlay (rule ``study``), below the baseline's tree
+STUDIES_DIR = "studies"
+STUDY_TABLE = "studies/{study}/table.csv"
+STUDY_TABLE_MD = "studies/{study}/table.md"
+STUDY_OVERLAY = "studies/{study}/overlay.png"
+
+#: per rule: its log (relative to <results_dir>/logs/<tag>) and its Snakemake benchmark file
+#: (relative to <results_dir>/benchmarks/<tag>); the curve, errors, study and report rules are local
+#: and keep no benchmark file
+LOGS: dict[str, str] = {
+    "detector": "detector.log",
+    "response": "response_{interaction}.log",
+    "background_pdf": "pdf_{background}.log",
+    "signal_pdf": "pdf_wimp_m{mass}.log",
+    "workspace": "workspace_m{mass}.log",
+    "toys": "m{mass}/toys_poi{poi}_job{job}.log",
+    "toys_bonly": "m{mass}/toys_bonly_job{job}.log",
+    "merge": "merge_m{mass}.log",
+    "curve": "curve.log",
+    "errors": "errors.log",
+    "study": "studies/{study}.log",
+    "report": "report.log",
+}
+BENCHMARKS: dict[str, str] = {
+    "detector": "detector.tsv",
+    "response": "response_{interaction}.tsv",
+    "background_pdf": "pdf_{background}.tsv",
+    "signal_pdf": "pdf_wimp_m{mass}.tsv",
+    "workspace": "m{mass}/workspace.tsv",
+    "toys": "m{mass}/toys_poi{poi}_job{job}.tsv",
+    "toys_bonly": "m{mass}/toys_bonly_job{job}.tsv",
+    "merge": "m{mass}/merge.tsv",
+}
+
+
+def analysis_dirs(results_dir: str, tag: str) -> tuple[str, str, str]:
+    """(results, logs, benchmarks) directories of the analysis ``tag``; study trees lie below each,
+    in ``<dir>/studies/<study>/<value>``."""
+    return f"{results_dir}/{tag}", f"{results_dir}/logs/{tag}", f"{results_dir}/benchmarks/{tag}"
+
+
+def pdf_path(source: str) -> str:
+    """The PDF (ROOT file) of one source: a background name or :data:`SIGNAL_SOURCE` of a mass."""
+    return fill(PDF, source=source)
+
+
+def pdf_meta_path(source: str) -> str:
+    """The metadata (JSON) written beside a source's PDF."""
+    return fill(PDF_META, source=source)
+
+
+# ============================================================================ 2. job specifications
+#: statistics keys that change how a limit is computed (workspace and merge)
+PROCEDURE_KEYS = ("cl", "method", "power_threshold", "test_statistic")
+
+#: statistics keys that change how toys are generated and fitted
+LIKELIHOOD_KEYS = ("likelihood", "interpolation_order", "interpolation_floor", "template_rebin")
+
+
+def as_spec(data: Mapping[str, Any]) -> str:
+    """Compact, key-sorted JSON (stable text, so Snakemake's params trigger is exact)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def spec_digest(*parts: Any) -> str:
+    """SHA-256 (16 hex digits) of the canonical JSON of ``parts``."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def detector_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved detector dictionary."""
+    return dict(cfg["detector"])
+
+
+def response_spec(cfg: Mapping[str, Any], interaction: str) -> dict[str, Any]:
+    """Interaction, statistics, seed, analysis binning and cuts of one response matrix."""
+    pdf = cfg["pdf"]
+    return {"interaction": interaction, "n_samples": pdf["n_samples"], "seed": pdf["seed"],
+            "cs1_phd": pdf["cs1_phd"], "log10_cs2_phd": pdf["log10_cs2_phd"],
+            "s2_raw_min_phd": pdf["s2_raw_min_phd"]}
+
+
+def background_interaction(name: str) -> str:
+    """The NEST interaction type whose response a background is folded with."""
+    from .spectra import background_model
+
+    return background_model(name).nest_interaction
+
+
+def background_spec(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A background PDF: its normalisation and constraint, nothing else."""
+    return dict(cfg["backgrounds"][name], name=name, n_samples=cfg["pdf"]["n_samples"])
+
+
+def mass_of(cfg: Mapping[str, Any], label: str) -> float:
+    """The mass (GeV) of a mass label of the configuration."""
+    masses = dict(zip(cfg["signal"]["mass_labels"], cfg["signal"]["masses_GeV"]))
+    if label not in masses:
+        raise ValueError(f"mass {label} is not in signal.masses_GeV ({', '.join(masses)})")
+    return masses[label]
+
+
+def signal_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """A signal PDF: the mass, the reference cross section, halo and exposure."""
+    return {
+        "mass_GeV": mass_of(cfg, label),
+        "mass_label": label,
+        "sigma_ref_cm2": cfg["signal"]["sigma_ref_cm2"],
+        "halo": cfg["signal"]["halo"],
+        "exposure_t_yr": cfg["exposure"]["exposure_t_yr"],
+        "n_samples": cfg["pdf"]["n_samples"],
+    }
+
+
+def workspace_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """A workspace: the mass, its POI-grid settings and the statistical procedure."""
+    stats = cfg["stats"]
+    return {
+        "mass_GeV": mass_of(cfg, label), "mass_label": label,
+        "poi_grid": stats["per_mass"][label]["poi_grid"],
+        **{k: stats[k] for k in (*PROCEDURE_KEYS, "discovery_sigma")},
+    }
+
+
+def likelihood_spec(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """Likelihood settings of a toy job; the binned default adds nothing (binned specs stay as they were)."""
+    if stats.get("likelihood", "binned") == "binned":
+        return {}
+    return {k: stats[k] for k in LIKELIHOOD_KEYS}
+
+
+def toys_sb_spec(cfg: Mapping[str, Any], label: str, poi: int, job: int) -> dict[str, Any]:
+    """One S+B toy job: POI index, job index and split, toy count, seed, test statistic."""
+    stats = cfg["stats"]
+    ms = stats["per_mass"][label]
+    return {"hypothesis": "sb", "poi_index": int(poi), "job_index": int(job), "n_jobs": ms["jobs_per_poi"],
+            "n_toys": ms["toys_per_poi"], "seed": stats["seed"], "test_statistic": stats["test_statistic"],
+            **likelihood_spec(stats)}
+
+
+def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
+    """One B-only toy job (evaluated on the whole POI grid)."""
+    stats = cfg["stats"]
+    ms = stats["per_mass"][label]
+    return {"hypothesis": "b", "job_index": int(job), "n_jobs": ms["jobs_per_poi"], "n_toys": ms["toys_bonly"],
+            "seed": stats["seed"], "test_statistic": stats["test_statistic"], **likelihood_spec(stats)}
+
+
+def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """The merge of one mass: the statistical procedure."""
+    mass_of(cfg, label)
+    return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}}
+
+
+def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(toy file, benchmark file, job spec) of every toy job of one mass, relative to the tree's
+    results and benchmarks directories: S+B per POI × job, then B-only per job."""
+    ms = cfg["stats"]["per_mass"][label]
+    jobs = range(ms["jobs_per_poi"])
+    sb = [(fill(TOYS_SB, mass=label, poi=k, job=j), fill(BENCHMARKS["toys"], mass=label, poi=k, job=j),
+           toys_sb_spec(cfg, label, k, j)) for k in range(ms["poi_grid"]["n_points"]) for j in jobs]
+    b = [(fill(TOYS_B, mass=label, job=j), fill(BENCHMARKS["toys_bonly"], mass=label, job=j),
+          toys_b_spec(cfg, label, j)) for j in jobs]
+    return sb + b
+
+
+def toy_file_names(cfg: Mapping[str, Any], label: str) -> list[str]:
+    """Toy files of one mass, relative to the tree (see :func:`toy_jobs`)."""
+    return [name for name, _, _ in toy_jobs(cfg, label)]
+
+
+def toy_benchmark(cfg: Mapping[str, Any], label: str, toy_file: str) -> str:
+    """The benchmark file (relative to the tree's benchmarks directory) of the job that makes ``toy_file``."""
+    return next(bench for name, bench, _ in toy_jobs(cfg, label) if name == toy_file)
+
+
+# ============================================================================ 3. code per stage
+#: the package directory whose sources are hashed
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+#: Source files (relative to the package, globs allowed) each stage's output depends on.
+STAGE_MODULES: dict[str, tuple[str, ...]] = {
+    "detector": ("detector.py", "units.py"),
+    "response": ("response/*.py", "space.py", "detector.py", "spectra/*.py"),  # spectra shape the allocation
+    "pdf": ("pdfs.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
+    "workspace": ("workspace.py", "pdfs.py", "stats/*.py"),
+    "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
+    "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
+    "curve": ("curve.py",),
+    "errors": ("fit_errors.py", "toyjobs.py"),
+    "studies": ("study_table.py", "curve.py"),
+    "report": ("report.py",),
+}
+
+
+@lru_cache(maxsize=None)
+def stage_code_hash(stage: str) -> str:
+    """SHA-256 (first 16 hex digits) of the sorted source files a stage depends on."""
+    digest = hashlib.sha256()
+    for pattern in STAGE_MODULES[stage]:
+        for path in sorted(PACKAGE_DIR.glob(pattern)):
+            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

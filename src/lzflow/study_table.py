@@ -1,0 +1,171 @@
+"""Study outputs: one table (CSV + Markdown) and one overlay plot per study.
+
+Each study (:mod:`lzflow.variants`) varies one parameter; its table lists, per mass and per value,
+the median expected limit with its toy-MC error, the ±1σ band, the asymptotic median, the change
+from the baseline in per cent, the toys per POI and the toy jobs' run time (summed from
+Snakemake's benchmark files). The overlay draws each value's median limit curve over the
+baseline's ±1σ band, with the ratio to the baseline below.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+__all__ = ["TABLE_COLUMNS", "read_benchmarks", "study_rows", "write_study_table", "study_markdown",
+           "plot_study_overlay"]
+
+TABLE_COLUMNS = ["study", "parameter", "variant", "value", "mass_GeV", "sigma_median_cm2", "sigma_median_err_cm2",
+                 "change_median_pct", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_asymptotic_median_cm2",
+                 "change_asymptotic_pct", "n_toys", "toy_jobs_wall_s", "toy_jobs_cpu_s"]
+
+
+def _median(doc: Mapping[str, Any]) -> tuple[float | None, float | None, float | None, float | None, float | None]:
+    if doc.get("no_sensitivity"):
+        return None, None, None, None, None
+    lim = doc["limits"][doc["method"]]
+    exp = lim["expected_sigma_cm2"]
+    scale = doc["sigma_ref_cm2"]
+    err = (lim.get("expected_mu_err") or {}).get("0")
+    asym = ((doc.get("asymptotic") or {}).get("expected_sigma_cm2") or {}).get("0")
+    return exp["0"], (err * scale if err is not None else None), exp["-1"], exp["1"], asym
+
+
+def _n_toys(doc: Mapping[str, Any]) -> int | None:
+    """S+B toys per POI (the smallest, if they differ)."""
+    per_poi = (doc.get("toys") or {}).get("sb_per_poi")
+    return min(per_poi) if per_poi else None
+
+
+def _pct(x: float | None, ref: float | None) -> float | None:
+    if x is None or ref is None or not ref:
+        return None
+    return 100.0 * (x / ref - 1.0)
+
+
+def read_benchmarks(paths: Sequence[str | Path]) -> tuple[float | None, float | None]:
+    """Sum of wall-clock and CPU seconds over Snakemake benchmark files (None if any is missing)."""
+    wall = cpu = 0.0
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            return None, None
+        rows = list(csv.DictReader(p.read_text().splitlines(), delimiter="\t"))
+        if not rows:
+            return None, None
+        wall += float(rows[-1]["s"])
+        try:
+            cpu += float(rows[-1].get("cpu_time") or "nan")
+        except ValueError:
+            cpu = math.nan
+    return wall, (cpu if math.isfinite(cpu) else None)
+
+
+def study_rows(study: Mapping[str, Any], baseline: Mapping[str, Mapping[str, Any]],
+               variants: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Table rows: the baseline, then each variant, per mass, with the % change from the baseline.
+
+    ``baseline``: mass label → limit document. ``variants``: ``{"label", "value", "limits": {mass
+    label → limit document}, "timing": {mass label → (wall, cpu)}}`` in study order.
+    """
+    rows = []
+    base = {label: _median(doc) for label, doc in baseline.items()}
+    entries = [{"label": "baseline", "value": study.get("baseline_value"), "limits": baseline,
+                "timing": study.get("baseline_timing") or {}}, *variants]
+    for entry in entries:
+        for label, doc in entry["limits"].items():
+            med, err, m1, p1, asym = _median(doc)
+            wall, cpu = (entry.get("timing") or {}).get(label, (None, None))
+            rows.append({
+                "study": study["name"], "parameter": study["parameter"], "variant": entry["label"],
+                "value": entry["value"], "mass_GeV": doc["mass_GeV"], "sigma_median_cm2": med,
+                "sigma_median_err_cm2": err, "change_median_pct": _pct(med, base[label][0]),
+                "sigma_m1_cm2": m1, "sigma_p1_cm2": p1, "sigma_asymptotic_median_cm2": asym,
+                "change_asymptotic_pct": _pct(asym, base[label][4]),
+                "n_toys": _n_toys(doc), "toy_jobs_wall_s": wall, "toy_jobs_cpu_s": cpu,
+            })
+    return rows
+
+
+def write_study_table(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    from .io import write_csv
+
+    write_csv(path, rows, TABLE_COLUMNS)
+
+
+def _fmt(x: Any, kind: str = "g") -> str:
+    if x is None:
+        return "–"
+    if kind == "pct":
+        return f"{x:+.1f} %"
+    if kind == "e":
+        return f"{x:.3g}"
+    if kind == "s":
+        return f"{x:.1f}"
+    return str(x)
+
+
+def study_markdown(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """The study table as Markdown, one block per mass."""
+    lines = [f"### Study `{study['name']}`: {study['parameter']}", ""]
+    if study.get("description"):
+        lines += [study["description"], ""]
+    lines += ["| mass [GeV] | variant | value | median σ [cm²] | ± (toys) | change | asymptotic σ [cm²] | change | "
+              "−1σ … +1σ [cm²] | toys | toy jobs [s] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mass in sorted({r["mass_GeV"] for r in rows}):
+        for r in (r for r in rows if r["mass_GeV"] == mass):
+            band = (f"{_fmt(r['sigma_m1_cm2'], 'e')} … {_fmt(r['sigma_p1_cm2'], 'e')}"
+                    if r["sigma_m1_cm2"] is not None else "–")
+            change = "" if r["variant"] == "baseline" else _fmt(r["change_median_pct"], "pct")
+            achange = "" if r["variant"] == "baseline" else _fmt(r["change_asymptotic_pct"], "pct")
+            lines.append(f"| {mass:g} | {r['variant']} | {_fmt(r['value'])} | {_fmt(r['sigma_median_cm2'], 'e')} | "
+                         f"{_fmt(r['sigma_median_err_cm2'], 'e')} | {change} | "
+                         f"{_fmt(r['sigma_asymptotic_median_cm2'], 'e')} | {achange} | {band} | "
+                         f"{_fmt(r['n_toys'])} | {_fmt(r['toy_jobs_wall_s'], 's')} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Median expected limit vs mass for each variant over the baseline's ±1σ band; ratio panel below."""
+    import numpy as np
+
+    from .curve import _figure, _save
+
+    plt = _figure()
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    base = sorted((r for r in rows if r["variant"] == "baseline" and r["sigma_median_cm2"]), key=lambda r: r["mass_GeV"])
+    bm = np.array([r["mass_GeV"] for r in base])
+    bmed = np.array([r["sigma_median_cm2"] for r in base])
+    if base:
+        band = lambda key: [np.nan if r[key] is None else r[key] for r in base]  # noqa: E731 (a bound: no edge)
+        ax.fill_between(bm, band("sigma_m1_cm2"), band("sigma_p1_cm2"), color="#55cc55",
+                        alpha=0.5, label=r"baseline $\pm1\sigma$", step=None)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(variants):
+        sel = sorted((r for r in rows if r["variant"] == name and r["sigma_median_cm2"]), key=lambda r: r["mass_GeV"])
+        if not sel:
+            continue
+        m = np.array([r["mass_GeV"] for r in sel])
+        med = np.array([r["sigma_median_cm2"] for r in sel])
+        err = np.array([r["sigma_median_err_cm2"] or 0.0 for r in sel])
+        is_base = name == "baseline"
+        label = f"baseline ({_fmt(study.get('baseline_value'))})" if is_base else f"{study['parameter']} = {sel[0]['value']}"
+        style = dict(color="k", ls="--", marker="o") if is_base else dict(color=colours[i % len(colours)], marker="s")
+        ax.errorbar(m, med, yerr=err, label=label, capsize=3, **style)
+        ref = np.interp(m, bm, bmed) if base else med
+        rax.errorbar(m, med / ref, yerr=err / ref, capsize=3, **style)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylabel(r"median expected $\sigma_{SI}$ [cm$^2$]")
+    ax.set_title(f"study {study['name']}: {study['parameter']}", fontsize=14)
+    ax.legend(fontsize=10)
+    rax.axhline(1.0, color="grey", lw=1)
+    rax.set_ylabel("/ baseline")
+    rax.set_xlabel("WIMP mass [GeV]")
+    _save(fig, path)
+    plt.close(fig)
