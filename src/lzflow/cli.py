@@ -140,58 +140,19 @@ def cmd_pdf(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- workspace
 def cmd_workspace(args: argparse.Namespace) -> int:
-    from .io import write_json
-    from .stats.asymptotic import asymptotic_limits, discovery_potential
-    from .stats.pyhf_export import to_pyhf_workspace
-    from .workspace import build_workspace, to_hs3, workspace_model
+    from .workspace import make_workspace, write_workspace
 
     spec = json.loads(args.spec)
-    ws = build_workspace(args.signal, args.backgrounds, spec["mass_GeV"])
-    out = Path(args.out)
-    sigma_ref = ws["sigma_ref_cm2"]
+    ws, exports = make_workspace(args.signal, args.backgrounds, spec)
+    write_workspace(args.out, ws, exports)
     if ws["signal"]["empty"]:
-        ws["poi_grid"] = []
-        ws["asymptotic"] = {"no_sensitivity": True}
         print(f"lzflow: warning: {ws['signal']['name']}: no signal events in the ROI; this mass has no sensitivity",
               file=sys.stderr)
     else:
-        model = workspace_model(ws)
-        threshold = spec["power_threshold"]
-        asym = {}
-        for method, key in (("CLs+b", "clsb"), ("CLs", "cls")):
-            res = asymptotic_limits(model, cl=spec["cl"], method=key, test_stat=spec["test_statistic"],
-                                    power_threshold=threshold or 0.1587)
-            asym[method] = {
-                "observed_mu": res.observed,
-                "expected_mu": {str(n): v for n, v in res.expected.items()},
-                "pcl_mu": res.pcl if threshold else res.observed,
-                "pcl_floor_mu": res.pcl_floor if threshold else None,
-            }
-        primary = asym[spec["method"]]
-        mu_disc = discovery_potential(model, z=spec["discovery_sigma"])
-        ws["asymptotic"] = {
-            "method": spec["method"], "by_method": asym,
-            "expected_sigma_cm2": {n: v * sigma_ref for n, v in primary["expected_mu"].items()},
-            "pcl_sigma_cm2": primary["pcl_mu"] * sigma_ref,
-            "discovery_sigma": spec["discovery_sigma"],
-            "discovery_mu": mu_disc,
-            "discovery_sigma_cm2": mu_disc * sigma_ref if np.isfinite(mu_disc) else None,
-        }
-        median = asym["CLs+b"]["expected_mu"]["0"]
-        grid = spec["poi_grid"]
-        ws["poi_grid"] = (median * np.linspace(grid["min_factor"], grid["max_factor"], grid["n_points"])).tolist()
-        pyhf_doc = to_pyhf_workspace(model)
-        write_json(out.with_name("workspace.pyhf.json"), pyhf_doc)
-        write_json(out.with_name("workspace.hs3.json"), to_hs3(ws))
-    if ws["signal"]["empty"]:
-        write_json(out.with_name("workspace.pyhf.json"), {"no_sensitivity": True})
-        write_json(out.with_name("workspace.hs3.json"), {"no_sensitivity": True})
-    write_json(out, ws)
-    if not ws["signal"]["empty"]:
         a = ws["asymptotic"]
         print(f"workspace m{spec['mass_label']}: signal {ws['signal']['expected_events']:.4g} events at "
-              f"{sigma_ref:.3g} cm2; asymptotic median {a['expected_sigma_cm2']['0']:.3g} cm2 ({spec['method']}); "
-              f"POI grid {ws['poi_grid'][0]:.3g}..{ws['poi_grid'][-1]:.3g} -> {out}")
+              f"{ws['sigma_ref_cm2']:.3g} cm2; asymptotic median {a['expected_sigma_cm2']['0']:.3g} cm2 "
+              f"({spec['method']}); POI grid {ws['poi_grid'][0]:.3g}..{ws['poi_grid'][-1]:.3g} -> {args.out}")
     return 0
 
 

@@ -9,24 +9,34 @@ and are removed from every fit consistently (see :mod:`lzflow.stats.model`).
 Templates are stored 2D, ``[i_cS1][i_log10cS2]``; flattening for fits and exports is C order
 (cS1 slow, log10 cS2 fast), the order :meth:`numpy.ndarray.ravel` uses.
 
+The workspace job (:func:`make_workspace`) also solves the Asimov asymptotic limits of the mass
+(CLs+b and CLs, bands, PCL, discovery potential; :mod:`lzflow.stats.asymptotic`) and places the POI
+grid of the toys around the asymptotic CLs+b median: ``μ_k = median × linspace(min_factor,
+max_factor, n_points)``. An empty signal (no events in the ROI) gives an empty grid and
+``no_sensitivity`` documents.
+
 Exports: a pyhf JSON workspace (:func:`lzflow.stats.pyhf_export.to_pyhf_workspace`) and an HS3
 (HEP Statistics Serialization Standard) document with a native two-axis ``histfactory_dist``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, layout
 from .io import read_json
 
 __all__ = [
     "WorkspaceError",
     "build_workspace",
-    "read_pdf",
+    "make_workspace",
+    "write_workspace",
+    "asymptotic_summary",
+    "poi_grid",
+    "EXPORT_NAMES",
     "workspace_model",
     "read_workspace",
     "to_hs3",
@@ -35,17 +45,20 @@ __all__ = [
 
 FORMAT = "lzflow-workspace-1"
 
+#: the exports written beside ``workspace.json``: pyhf JSON and HS3 (names from :mod:`lzflow.layout`)
+EXPORT_NAMES = {"pyhf": PurePosixPath(layout.WORKSPACE_PYHF).name, "hs3": PurePosixPath(layout.WORKSPACE_HS3).name}
+
 
 class WorkspaceError(ValueError):
     """Inputs of a workspace are missing, inconsistent or unphysical."""
 
 
-def read_pdf(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
-    """Read a PDF written by the pdf stage: (values (n_cS1, n_log10cS2), [edges_x, edges_y], sidecar)."""
-    from .pdfs import read_pdf as read_pdf_files
+def read_template(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
+    """A PDF written by the pdf stage as arrays: (values (n_cS1, n_log10cS2), [edges_x, edges_y], sidecar)."""
+    from .pdfs import read_pdf
 
     root_path = Path(root_path)
-    hist, meta = read_pdf_files(root_path.parent, root_path.stem)
+    hist, meta = read_pdf(root_path.parent, root_path.stem)
     return (np.asarray(hist.values(), dtype=np.float64),
             [np.asarray(axis.edges, dtype=np.float64) for axis in hist.axes], meta)
 
@@ -65,14 +78,14 @@ def build_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path
     non-empty signal PDF with zero content; an empty signal (no events in the ROI) is kept and
     flagged ``signal.empty = true`` so that later stages report "no sensitivity".
     """
-    sig_values, edges, sig_meta = read_pdf(signal_pdf)
+    sig_values, edges, sig_meta = read_template(signal_pdf)
     _check_template(sig_meta["source"], sig_values)
     empty = bool(sig_meta.get("empty", False))
     if not empty and not sig_values.sum() > 0:
         raise WorkspaceError(f"{signal_pdf}: signal template is all zero but not flagged empty")
     backgrounds = []
     for path in sorted(background_pdfs, key=lambda p: Path(p).stem):
-        values, b_edges, meta = read_pdf(path)
+        values, b_edges, meta = read_template(path)
         if any(not np.array_equal(a, b) for a, b in zip(edges, b_edges)):
             raise WorkspaceError(f"{path}: binning differs from the signal PDF {signal_pdf}")
         _check_template(meta["source"], values)
@@ -110,6 +123,73 @@ def build_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path
         },
         "backgrounds": backgrounds,
     }
+
+
+def asymptotic_summary(model: Any, spec: Mapping[str, Any], sigma_ref_cm2: float) -> dict[str, Any]:
+    """Asimov asymptotic limits of a workspace's model for both methods (CLs+b, CLs) and the
+    discovery potential at ``spec["discovery_sigma"]``, in μ and in cm² (σ = μ σ_ref).
+
+    ``spec``: ``cl``, ``method`` (the primary one), ``test_statistic``, ``power_threshold`` (0 or
+    null: no power constraint, the PCL is the observed limit), ``discovery_sigma``.
+    """
+    from .stats import POWER_THRESHOLD
+    from .stats.asymptotic import asymptotic_limits, discovery_potential
+
+    threshold = spec["power_threshold"]
+    by_method = {}
+    for method, key in (("CLs+b", "clsb"), ("CLs", "cls")):
+        # without a power constraint the PCL fields are not used: any threshold serves the solver
+        res = asymptotic_limits(model, cl=spec["cl"], method=key, test_stat=spec["test_statistic"],
+                                power_threshold=threshold or POWER_THRESHOLD)
+        by_method[method] = {
+            "observed_mu": res.observed,
+            "expected_mu": {str(n): v for n, v in res.expected.items()},
+            "pcl_mu": res.pcl if threshold else res.observed,
+            "pcl_floor_mu": res.pcl_floor if threshold else None,
+        }
+    primary = by_method[spec["method"]]
+    mu_disc = discovery_potential(model, z=spec["discovery_sigma"])
+    return {
+        "method": spec["method"], "by_method": by_method,
+        "expected_sigma_cm2": {n: v * sigma_ref_cm2 for n, v in primary["expected_mu"].items()},
+        "pcl_sigma_cm2": primary["pcl_mu"] * sigma_ref_cm2,
+        "discovery_sigma": spec["discovery_sigma"],
+        "discovery_mu": mu_disc,
+        "discovery_sigma_cm2": mu_disc * sigma_ref_cm2 if np.isfinite(mu_disc) else None,
+    }
+
+
+def poi_grid(median_mu: float, grid: Mapping[str, Any]) -> list[float]:
+    """The toys' POI grid: ``median_mu × linspace(min_factor, max_factor, n_points)``."""
+    return (median_mu * np.linspace(grid["min_factor"], grid["max_factor"], grid["n_points"])).tolist()
+
+
+def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path], spec: Mapping[str, Any]
+                   ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The workspace job: (workspace document with its asymptotic limits and POI grid, exports by
+    kind — see :data:`EXPORT_NAMES`). ``spec``: ``mass_GeV``, ``poi_grid`` (``n_points``,
+    ``min_factor``, ``max_factor``) and the procedure keys of :func:`asymptotic_summary`."""
+    from .stats.pyhf_export import to_pyhf_workspace
+
+    ws = build_workspace(signal_pdf, background_pdfs, spec["mass_GeV"])
+    if ws["signal"]["empty"]:
+        ws["poi_grid"] = []
+        ws["asymptotic"] = {"no_sensitivity": True}
+        return ws, {kind: {"no_sensitivity": True} for kind in EXPORT_NAMES}
+    model = workspace_model(ws)
+    ws["asymptotic"] = asymptotic_summary(model, spec, ws["sigma_ref_cm2"])
+    ws["poi_grid"] = poi_grid(ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"], spec["poi_grid"])
+    return ws, {"pyhf": to_pyhf_workspace(model), "hs3": to_hs3(ws)}
+
+
+def write_workspace(path: str | Path, ws: Mapping[str, Any], exports: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write ``workspace.json`` at ``path`` and its exports beside it (each atomically)."""
+    from .io import write_json
+
+    path = Path(path)
+    for kind, doc in exports.items():
+        write_json(path.with_name(EXPORT_NAMES[kind]), doc)
+    write_json(path, ws)
 
 
 def read_workspace(path: str | Path) -> dict[str, Any]:
