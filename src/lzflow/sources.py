@@ -16,10 +16,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["Source", "wimp_source", "background_source", "source_name", "INTERACTIONS"]
+from .space import INTERACTIONS
 
-#: NEST interaction types for which a response matrix is made.
-INTERACTIONS: tuple[str, ...] = ("NR", "beta", "gammaRay")
+__all__ = ["Source", "wimp_source", "background_source", "source_name", "INTERACTIONS"]
 
 
 @dataclass(frozen=True)
