@@ -34,7 +34,6 @@ __all__ = [
     "build_nest_detector",
     "derived_quantities",
     "detector_hash",
-    "nest_interaction",
 ]
 
 
@@ -355,16 +354,6 @@ def build_nest_detector(det: Mapping[str, Any]):
         else:
             setattr(detector, key, int(value) if spec.integer else float(value))
     return detector
-
-
-def nest_interaction(name: str):
-    """Map an interaction name (``"NR"``, ``"beta"``, ``"gammaRay"``, ...) to ``nestpy.interactions``."""
-    import nestpy
-
-    try:
-        return getattr(nestpy.interactions, name)
-    except AttributeError:
-        raise DetectorError(f"interaction: {name!r} is not a NEST interaction type") from None
 
 
 def derived_quantities(det: Mapping[str, Any]) -> dict[str, float]:
