@@ -30,39 +30,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 warnings.filterwarnings("ignore", message="Default WIMP parameters are changed")
 
-from lzflow import response as R  # noqa: E402
+from lzflow.pdfs import fold_spectrum  # noqa: E402
+from lzflow.response import build_responses  # noqa: E402
+from lzflow.response.nest import CHUNK_SIZE, STAGE_DIRECT, init_worker, run_chunk  # noqa: E402
+from lzflow.space import INTERACTIONS, AnalysisSpace, canonical_interaction  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------
-# Sources (lzflow.spectra / lzflow.sources if available, simple stand-ins otherwise)
+# Sources (lzflow.sources)
 # ------------------------------------------------------------------------------------------
 def default_sources(config_path: Path):
     """[(name, interaction, spectrum, (lo, hi))] and the resolved config."""
     from lzflow.config import load_config
+    from lzflow.sources import background_source, wimp_source
 
     cfg = load_config(config_path)
     sources = []
-    try:
-        from lzflow.sources import background_source, wimp_source
-
-        for m, label in zip(cfg["signal"]["masses_GeV"], cfg["signal"]["mass_labels"]):
-            s = wimp_source(dict(mass_GeV=m, mass_label=label, sigma_ref_cm2=cfg["signal"]["sigma_ref_cm2"],
-                                 halo=cfg["signal"]["halo"], exposure_t_yr=cfg["exposure"]["exposure_t_yr"]))
-            sources.append((s.name, s.interaction, s.spectrum, s.energy_range_keV))
-        for name, b in cfg["backgrounds"].items():
-            s = background_source(dict(name=name, **b))
-            sources.append((s.name, s.interaction, s.spectrum, s.energy_range_keV))
-    except ImportError:  # stand-ins: WIMP-like SHM shapes and flat/exponential backgrounds
-        for m in cfg["signal"]["masses_GeV"]:
-            sources.append((f"wimp_m{m:g}", "NR", lambda E, m=m: R.shm_wimp_shape(E, m), (0.0, np.inf)))
-        nr = {"B8": lambda E: np.exp(-E / 0.42), "hep": lambda E: np.exp(-E / 0.6),
-              "atm": lambda E: np.exp(-E / 25), "DSN": lambda E: np.exp(-E / 8), "DetNR": lambda E: np.exp(-E / 20)}
-        for name, f in nr.items():
-            sources.append((name, "NR", f, (0.1, 200.0)))
-        for name in ("Kr85", "Rn220", "Rn222", "pp"):
-            sources.append((name, "beta", lambda E: np.ones_like(E), (0.1, 100.0)))
-        sources.append(("vvBB", "beta", lambda E: np.asarray(E, float), (0.1, 100.0)))
-        sources.append(("DetER", "gammaRay", lambda E: np.ones_like(E), (0.1, 100.0)))
+    for m, label in zip(cfg["signal"]["masses_GeV"], cfg["signal"]["mass_labels"]):
+        s = wimp_source(dict(mass_GeV=m, mass_label=label, sigma_ref_cm2=cfg["signal"]["sigma_ref_cm2"],
+                             halo=cfg["signal"]["halo"], exposure_t_yr=cfg["exposure"]["exposure_t_yr"]))
+        sources.append((s.name, s.interaction, s.spectrum, s.energy_range_keV))
+    for name, b in cfg["backgrounds"].items():
+        s = background_source(dict(name=name, **b))
+        sources.append((s.name, s.interaction, s.spectrum, s.energy_range_keV))
     return sources, cfg
 
 
@@ -85,9 +75,9 @@ def _cpu_s() -> float:
 
 
 def _timed_chunk(task):
-    """R._run_chunk plus the CPU time it took in the worker (robust to other load on the CPUs)."""
+    """:func:`run_chunk` plus the CPU time it took in the worker (robust to other load on the CPUs)."""
     t = time.process_time()
-    out = R._run_chunk(task)
+    out = run_chunk(task)
     return out, time.process_time() - t
 
 
@@ -104,20 +94,20 @@ def main(argv: list[str] | None = None) -> int:
 
     sources, cfg = default_sources(Path(args.config))
     det = cfg["detector"]
-    space = R.AnalysisSpace.from_dict(cfg["pdf"])
-    types = sorted({R.canonical_interaction(s[1]) for s in sources}, key=R.INTERACTIONS.index)
+    space = AnalysisSpace.from_dict(cfg["pdf"])
+    types = sorted({canonical_interaction(s[1]) for s in sources}, key=INTERACTIONS.index)
     ns = float(args.n_samples)
     print(f"detector {det['name']} ({det['hash'][:12]}), {len(sources)} PDFs, n_samples = {ns:.3g}, "
           f"workers = {args.workers}, cpus = {os.cpu_count()}")
 
     # (a) lzflow: response matrices + folds -----------------------------------------------
     t0, c0 = time.perf_counter(), _cpu_s()
-    responses = R.build_responses(det, types, n_samples=ns, seed=args.seed, n_workers=args.workers, space=space)
+    responses = build_responses(det, types, n_samples=ns, seed=args.seed, n_workers=args.workers, space=space)
     t_build = time.perf_counter() - t0
     t1 = time.perf_counter()
     folds = {}
     for name, it, f, rng_keV in sources:
-        folds[name] = R.fold_spectrum(responses[R.canonical_interaction(it)], f, full_range_keV=rng_keV)
+        folds[name] = fold_spectrum(responses[canonical_interaction(it)], f, full_range_keV=rng_keV)
     t_fold = time.perf_counter() - t1
     t_lz = t_build + t_fold
     cpu_lz = _cpu_s() - c0  # the pool's workers have exited: their CPU time is included
@@ -135,14 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context("fork"), initializer=R._init_worker,
+    pool = ProcessPoolExecutor(args.workers, mp_context=mp.get_context("fork"), initializer=init_worker,
                                initargs=(dict(det), None, space, {}, args.seed + 1))
     try:
         for k, (name, it, f, (lo, hi)) in enumerate(sources):
             E = sample_spectrum(f, lo, hi, n_rate, rng)
-            t = R.canonical_interaction(it)
-            csize = min(R.CHUNK_SIZE, -(-n_rate // (2 * args.workers)))
-            tasks = [(t, 2, k * 1_000_000 + c, start, E[start:start + csize])
+            t = canonical_interaction(it)
+            csize = min(CHUNK_SIZE, -(-n_rate // (2 * args.workers)))
+            tasks = [(t, STAGE_DIRECT, k * 1_000_000 + c, start, E[start:start + csize])
                      for c, start in enumerate(range(0, n_rate, csize))]
             cs1, y, ok = np.empty(n_rate), np.empty(n_rate), np.zeros(n_rate, dtype=bool)
             ts, cpu = time.perf_counter(), 0.0

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 
 from lzflow import pdfs as P
-from lzflow import response as R
+from lzflow.response import ResponseMatrix, build_response, load_response, save_response
+from lzflow.response.allocation import energy_edges
 
 from test_response import BUILDER, DET, SPACE  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
-def _synthetic_response(seed: int = 0) -> R.ResponseMatrix:
+def _synthetic_response(seed: int = 0) -> ResponseMatrix:
     """A small hand-made matrix (no NEST): 100 energy bins 1–100 keV, active 2–50 keV."""
     rng = np.random.default_rng(seed)
-    edges = R.energy_edges(1.0, 100.0, 50)
+    edges = energy_edges(1.0, 100.0, 50)
     nE = len(edges) - 1
     c = np.sqrt(edges[1:] * edges[:-1])
     n_sim = np.where((c > 2) & (c < 50), 1000, 0).astype(np.int64)
@@ -27,7 +28,7 @@ def _synthetic_response(seed: int = 0) -> R.ResponseMatrix:
                      SPACE.cs1_bins - 1).astype(int)
         iy = np.clip(rng.normal(20, 3, k), 0, SPACE.log10cs2_bins - 1).astype(int)
         np.add.at(counts[j], (ix, iy), 1)
-    return R.ResponseMatrix(interaction="NR", energy_edges=edges, space=SPACE, counts=counts, n_sim=n_sim,
+    return ResponseMatrix(interaction="NR", energy_edges=edges, space=SPACE, counts=counts, n_sim=n_sim,
                             eps_pilot=np.where(n_sim > 0, 0.8, 1e-9),
                             metadata={"n_total": int(n_sim.sum()), "seed": seed})
 
@@ -39,7 +40,7 @@ def test_pdf_root_json_roundtrip(tmp_path):
                       source_metadata={"kind": "signal", "mass_GeV": 40.0, "sigma_ref_cm2": 1e-45})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wimp_m40.json", "wimp_m40.root"]
     h, back = P.read_pdf(tmp_path, "wimp_m40")
-    fold = R.fold_spectrum(resp, lambda E: 100 * np.exp(-E / 10), full_range_keV=(0.0, np.inf))
+    fold = P.fold_spectrum(resp, lambda E: 100 * np.exp(-E / 10), full_range_keV=(0.0, np.inf))
     np.testing.assert_array_equal(h.values(), fold.expected)
     np.testing.assert_array_equal(h.variances(), fold.variance)
     np.testing.assert_allclose(h.axes[0].edges, SPACE.cs1_edges)
@@ -74,14 +75,14 @@ def test_empty_source_is_flagged(tmp_path):
     assert back["empty"] is True and "no expected event" in back["warning"]
     assert not np.any(h.values())
     # an all-zero histogram is never written silently ...
-    fold = R.fold_spectrum(resp, lambda E: np.where(E < 1.5, 1.0, 0.0))
+    fold = P.fold_spectrum(resp, lambda E: np.where(E < 1.5, 1.0, 0.0))
     zero = P.pdf_histogram(fold, SPACE, name="z")
     with pytest.raises(ValueError, match="all-zero"):
         P.write_pdf(tmp_path, "z", zero, {"empty": False})
     with pytest.raises(ValueError, match="all-zero"):
         P.write_pdf(tmp_path, "z", zero, {})
     # ... and 'empty' cannot be claimed for a non-zero one
-    full = P.pdf_histogram(R.fold_spectrum(resp, lambda E: np.ones_like(E)), SPACE, name="f")
+    full = P.pdf_histogram(P.fold_spectrum(resp, lambda E: np.ones_like(E)), SPACE, name="f")
     with pytest.raises(ValueError, match="non-zero"):
         P.write_pdf(tmp_path, "f", full, {"empty": True})
     assert not list(tmp_path.glob("z.*")) and not list(tmp_path.glob("f.*"))
@@ -102,7 +103,7 @@ def test_atomic_writes(tmp_path, monkeypatch):
     import uproot
 
     resp = _synthetic_response()
-    fold = R.fold_spectrum(resp, lambda E: np.exp(-E / 10))
+    fold = P.fold_spectrum(resp, lambda E: np.exp(-E / 10))
     h = P.pdf_histogram(fold, SPACE, name="s")
     meta = {"empty": False, "source": "s"}
     P.write_pdf(tmp_path, "s", h, meta)
@@ -129,7 +130,7 @@ def test_atomic_writes(tmp_path, monkeypatch):
         return Half()
 
     monkeypatch.setattr(uproot, "recreate", failing_recreate)
-    h2 = P.pdf_histogram(R.fold_spectrum(resp, lambda E: np.exp(-E / 5)), SPACE, name="s")
+    h2 = P.pdf_histogram(P.fold_spectrum(resp, lambda E: np.exp(-E / 5)), SPACE, name="s")
     with pytest.raises(Boom):
         P.write_pdf(tmp_path, "s", h2, meta)
     with pytest.raises(Boom):
@@ -146,14 +147,14 @@ def test_atomic_writes(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def nr_small():
-    return R.build_response(DET, "NR", n_total=30_000, n_pilot=10_000, seed=5, n_workers=2, space=SPACE,
+    return build_response(DET, "NR", n_total=30_000, n_pilot=10_000, seed=5, n_workers=2, space=SPACE,
                             chunk_size=8192, builder=BUILDER)
 
 
 def test_pdfs_bit_reproducible(tmp_path, nr_small):
     """Same inputs and seed ⇒ bit-identical histograms (matrix rebuilt from scratch)."""
     f = lambda E: np.exp(-E / 12.0)  # noqa: E731
-    again = R.build_response(DET, "NR", n_total=30_000, n_pilot=10_000, seed=5, n_workers=1, space=SPACE,
+    again = build_response(DET, "NR", n_total=30_000, n_pilot=10_000, seed=5, n_workers=1, space=SPACE,
                              chunk_size=8192, builder=BUILDER)
     for name, resp in (("a", nr_small), ("b", again)):
         P.make_pdf(resp, name, f, tmp_path, detector=DET, n_samples=1e3, seed=5, full_range_keV=(0.0, 200.0))
@@ -167,8 +168,8 @@ def test_pdfs_bit_reproducible(tmp_path, nr_small):
 
 def test_pdf_from_response_alone(tmp_path, nr_small):
     """The PDF stage needs only the response file: detector facts and seed come from its metadata."""
-    path = R.save_response(nr_small, tmp_path / "NR.npz")
-    resp = R.load_response(path)
+    path = save_response(nr_small, tmp_path / "NR.npz")
+    resp = load_response(path)
     meta = P.make_pdf(resp, "DetNR", lambda E: 0.5 * np.exp(-E / 20.0), tmp_path / "pdfs", full_range_keV=(0.1, 200.0))
     assert meta["detector_hash"] == DET["hash"] and meta["seed"] == 5 and meta["n_samples"] is None
     assert meta["roi"]["s1_coincidence"] == int(DET["nest"]["coinLevel"])

@@ -1,10 +1,12 @@
 r"""2D PDFs of every source in (cS1, log10 cS2): fold, histogram, write (ROOT + JSON sidecar).
 
-Each PDF is a :class:`hist.Hist` with two regular axes, ``cS1`` [phd] and ``log10cS2``
-[log10 phd], and ``Weight`` storage:
+A PDF is a fold: :func:`fold_spectrum` integrates a source's recoil spectrum over each fine energy
+bin of its interaction type's response matrix (:mod:`lzflow.response`) and sums the matrix rows
+with these weights (:class:`FoldResult`). Each PDF is a :class:`hist.Hist` with two regular axes,
+``cS1`` [phd] and ``log10cS2`` [log10 phd], and ``Weight`` storage:
 
 * value = expected events per bin for the whole exposure (signal: at the reference cross section
-  ``sigma_ref_cm2``), :math:`\mu_b = \sum_j p_j c_{jb}/N_j` (:func:`lzflow.response.fold_spectrum`);
+  ``sigma_ref_cm2``), :math:`\mu_b = \sum_j p_j c_{jb}/N_j` (:func:`fold_spectrum`);
 * variance = its Monte-Carlo variance :math:`\sum_j p_j^2 c_{jb}/N_j^2`.
 
 It is written as a ``TH2D`` named after the source to ``<dir>/<source>.root`` (uproot), with a
@@ -24,23 +26,21 @@ import json
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from . import __version__
 from .io import atomic_path
-
-from .response import (
-    AnalysisSpace,
-    FoldResult,
-    ResponseMatrix,
-    build_responses,
-    canonical_interaction,
-    fold_spectrum,
-)
+from .response import ResponseMatrix, build_responses
+from .response.allocation import bin_integrals, clipped_spectrum, integrate_spectrum, kish_n_eff
+from .space import AnalysisSpace, canonical_interaction
 
 __all__ = [
+    "FoldResult",
+    "fold_spectrum",
     "RECOIL_OF",
     "pdf_histogram",
     "pdf_metadata",
@@ -54,28 +54,122 @@ __all__ = [
 RECOIL_OF: dict[str, str] = {"NR": "NR", "beta": "ER", "gammaRay": "ER"}
 
 
-def pdf_histogram(fold: FoldResult, space: AnalysisSpace, name: str = "", label: str = ""):
-    """The folded PDF as a ``hist.Hist`` (Regular axes ``cS1``, ``log10cS2``; Weight storage)."""
+@dataclass(frozen=True)
+class FoldResult:
+    """A spectrum folded through a response matrix.
+
+    expected : (n_cS1, n_log10cS2) expected events per analysis bin (× ``scale``).
+    variance : MC variance of ``expected``: Σ_j p_j² c_jb / N_j².
+    expected_total : expected events in the ROI. spectrum_total : ∫ dN/dE over the full range.
+    efficiency : ε_tot = expected_total / spectrum_total.
+    n_eff_roi : Kish effective number of in-ROI MC events. n_samples_effective : n_eff_roi / ε_tot.
+    truncation_loss : estimated fraction of the in-ROI expectation missed by truncated bins and
+        the energies outside the grid (pilot acceptance, conservative); ``inf`` when nothing
+        reaches the ROI but the bound is non-zero.
+    p : (n_E,) spectrum integral per fine energy bin (× scale).
+    """
+
+    interaction: str
+    expected: np.ndarray
+    variance: np.ndarray
+    expected_total: float
+    spectrum_total: float
+    efficiency: float
+    n_eff_roi: float
+    n_samples_effective: float
+    truncation_loss: float
+    truncation_loss_events: float
+    p: np.ndarray
+
+    @property
+    def empty(self) -> bool:
+        return not self.expected_total > 0
+
+
+def fold_spectrum(response: ResponseMatrix, spectrum: Callable[[np.ndarray], np.ndarray] | np.ndarray, *,
+                  full_range_keV: tuple[float, float] | None = None, total: float | None = None,
+                  scale: float = 1.0, order: int = 4) -> FoldResult:
+    r"""Fold a recoil spectrum through a response matrix.
+
+    Parameters
+    ----------
+    spectrum : dN/dE (vectorised callable of E in keV) or an array of per-bin integrals
+        :math:`p_j` (length n_E).
+    full_range_keV : the spectrum's own energy range (e.g. ``Source.energy_range_keV``); its
+        integral is the denominator of ε_tot and gives the mass outside the grid for the
+        truncation bound. Default: the grid range.
+    total : ∫ dN/dE over the full range, if known (skips the integration).
+    scale : multiplies the spectrum (e.g. exposure in t·yr for a rate per t·yr·keV).
+
+    The PDF is :math:`\mu_b = \sum_j p_j c_{jb}/N_j`, its variance
+    :math:`\sum_j p_j^2 c_{jb}/N_j^2`; n_eff as in :mod:`lzflow.response.allocation`.
+    """
+    edges = response.energy_edges
+    nE = response.n_energy
+    if callable(spectrum) and full_range_keV is not None:
+        spectrum = clipped_spectrum(spectrum, *map(float, full_range_keV))
+    if callable(spectrum):
+        p = bin_integrals(spectrum, edges, order) * scale
+    else:
+        p = np.asarray(spectrum, dtype=float) * scale
+        if p.shape != (nE,):
+            raise ValueError(f"fold_spectrum: per-bin array has shape {p.shape}; expected ({nE},)")
+    below = above = 0.0
+    if full_range_keV is not None and callable(spectrum):
+        lo, hi = map(float, full_range_keV)
+        if lo < edges[0]:
+            below = integrate_spectrum(spectrum, lo, min(hi, edges[0])) * scale
+        if hi > edges[-1]:
+            above = integrate_spectrum(spectrum, max(lo, edges[-1]), hi) * scale
+    spectrum_total = float(total) * scale if total is not None else below + float(p.sum()) + above
+    if np.any(p < 0):
+        raise ValueError("fold_spectrum: the spectrum is negative somewhere")
+
+    n = response.n_sim.astype(float)
+    use = n > 0
+    wgt = np.where(use, p / np.where(use, n, 1.0), 0.0)
+    flat = response.counts.reshape(nE, -1)
+    rows = np.flatnonzero(wgt > 0)
+    fc = flat[rows].astype(float)
+    expected = (wgt[rows] @ fc).reshape(response.space.shape)
+    variance = ((wgt[rows] ** 2) @ fc).reshape(response.space.shape)
+    expected_total = float(expected.sum())
+    acc = response.acceptance
+    n_eff = kish_n_eff(p, acc, response.n_sim)
+    eff = expected_total / spectrum_total if spectrum_total > 0 else 0.0
+    lost = float((p[~use] * response.eps_pilot[~use]).sum()) + below * float(response.eps_pilot[0]) \
+        + above * float(response.eps_pilot[-1])
+    loss = lost / expected_total if expected_total > 0 else (math.inf if lost > 0 else 0.0)
+    return FoldResult(
+        interaction=response.interaction, expected=expected, variance=variance, expected_total=expected_total,
+        spectrum_total=spectrum_total, efficiency=eff, n_eff_roi=n_eff,
+        n_samples_effective=(n_eff / eff if eff > 0 else 0.0), truncation_loss=loss,
+        truncation_loss_events=lost, p=p,
+    )
+
+
+def _pdf_hist(cs1: tuple[int, float, float], log10cs2: tuple[int, float, float], name: str | None = None,
+              label: str | None = None):
+    """An empty PDF ``hist.Hist``: Regular axes ``cS1`` and ``log10cS2`` given as (bins, min, max),
+    no flow bins, Weight storage."""
     import hist
 
-    nx, ny = space.shape
-    h = hist.Hist(
-        hist.axis.Regular(nx, space.cs1_min, space.cs1_max, name="cS1", label="cS1 [phd]",
-                          underflow=False, overflow=False),
-        hist.axis.Regular(ny, space.log10cs2_min, space.log10cs2_max, name="log10cS2",
-                          label="log10(cS2 [phd])", underflow=False, overflow=False),
-        storage=hist.storage.Weight(), name=name or None, label=label or None,
+    return hist.Hist(
+        hist.axis.Regular(*cs1, name="cS1", label="cS1 [phd]", underflow=False, overflow=False),
+        hist.axis.Regular(*log10cs2, name="log10cS2", label="log10(cS2 [phd])", underflow=False, overflow=False),
+        storage=hist.storage.Weight(), name=name, label=label,
     )
+
+
+def pdf_histogram(fold: FoldResult, space: AnalysisSpace, name: str = "", label: str = ""):
+    """The folded PDF as a ``hist.Hist`` (Regular axes ``cS1``, ``log10cS2``; Weight storage)."""
+    nx, ny = space.shape
+    h = _pdf_hist((nx, space.cs1_min, space.cs1_max), (ny, space.log10cs2_min, space.log10cs2_max),
+                  name=name or None, label=label or None)
     view = h.view()
     view.value = np.asarray(fold.expected, dtype=float)
     view.variance = np.asarray(fold.variance, dtype=float)
     return h
-
-
-def _lzflow_version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _finite(x: float) -> float | None:
@@ -90,7 +184,7 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
 
     ``expected_events`` is the in-ROI expectation for the whole exposure (for a signal at
     ``sigma_ref_cm2``), ``efficiency`` = ε_tot (in-ROI / all events of the spectrum over its full
-    energy range), ``n_samples_effective`` = n_eff_roi / ε_tot (module :mod:`lzflow.response`).
+    energy range), ``n_samples_effective`` = n_eff_roi / ε_tot (:mod:`lzflow.response.allocation`).
     Detector facts (hash, name, coincidence level, fiducial volume) and the seed come from
     ``detector`` / ``seed`` when given, else from the response matrix's metadata.
     """
@@ -140,7 +234,7 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
         "histogram": {"file": f"{source}.root", "object": source, "class": "TH2D",
                       "value": "expected events", "variance": "MC variance"},
         "empty": bool(empty),
-        "lzflow_version": _lzflow_version(),
+        "lzflow_version": __version__,
     }
     for key in ("sigma_ref_cm2", "mass_GeV", "exposure_t_yr"):
         if key in smeta:
@@ -193,7 +287,6 @@ def write_pdf(directory: str | Path, source: str, histogram: Any, metadata: Mapp
 def read_pdf(directory: str | Path, source: str):
     """(``hist.Hist``, metadata) read back from :func:`write_pdf`'s files (axes renamed to ``cS1``
     and ``log10cS2``)."""
-    import hist
     import uproot
 
     directory = Path(directory)
@@ -202,12 +295,7 @@ def read_pdf(directory: str | Path, source: str):
         obj = f[meta.get("histogram", {}).get("object", source)]
         values, variances = obj.values(), obj.variances()
         ex, ey = obj.axis(0).edges(), obj.axis(1).edges()
-    h = hist.Hist(
-        hist.axis.Regular(len(ex) - 1, ex[0], ex[-1], name="cS1", label="cS1 [phd]", underflow=False, overflow=False),
-        hist.axis.Regular(len(ey) - 1, ey[0], ey[-1], name="log10cS2", label="log10(cS2 [phd])",
-                          underflow=False, overflow=False),
-        storage=hist.storage.Weight(), name=source,
-    )
+    h = _pdf_hist((len(ex) - 1, ex[0], ex[-1]), (len(ey) - 1, ey[0], ey[-1]), name=source)
     h.view().value = values
     h.view().variance = variances
     return h, meta
