@@ -42,11 +42,11 @@ def _peak_rss_mb() -> float:
 
 def bench_batched(model, n_toys: int, chunk: int, threads: int | None, block: int, repeat: int,
                   procs: int = 1):
-    from lzflow.stats import run_toys
+    from lzflow.stats import ToyRequest, run_toys
 
     if procs > 1:  # start the worker processes outside the timing
-        run_toys(model, 1.0, 0, np.arange(2 * block * procs), 1, 1, block_size=block,
-                 n_procs=procs)
+        run_toys(model, ToyRequest(base_seed=1, mass_key=1, poi_index=0, hypothesis="sb", mu=1.0,
+                                   toy_indices=np.arange(2 * block * procs), block_size=block, n_procs=procs))
     best = np.inf
     q_sum = n_fail = 0
     for _ in range(repeat):
@@ -55,8 +55,8 @@ def bench_batched(model, n_toys: int, chunk: int, threads: int | None, block: in
         n_fail = 0
         for start in range(0, n_toys, chunk):
             idx = np.arange(start, min(start + chunk, n_toys))
-            r = run_toys(model, 1.0, 0, idx, 1234, 400000, block_size=block, n_threads=threads,
-                         n_procs=procs)
+            r = run_toys(model, ToyRequest(base_seed=1234, mass_key=400000, poi_index=0, hypothesis="sb", mu=1.0,
+                                           toy_indices=idx, block_size=block, n_threads=threads, n_procs=procs))
             q_sum += float(np.nansum(r.q))
             n_fail += int(np.sum(r.status_uncond != 0) + np.sum(r.status_cond != 0))
             del r

@@ -9,7 +9,7 @@ expected CLs+b limit.
 Paths (one row each):
 
 * ``binned``                 — :func:`lzflow.stats.run_toys` (full-resolution binned model);
-* ``unbinned o=N r=R``       — :func:`lzflow.stats.unbinned.run_unbinned_toys`, events drawn
+* ``unbinned o=N r=R``       — :func:`lzflow.stats.run_toys` on an ``UnbinnedModel``, events drawn
                                from the full-resolution templates, fitted with densities of
                                order N from templates rebinned by R per axis;
 * ``iminuit`` (same row)     — :func:`lzflow.stats.unbinned.fit_minuit_events` on the first
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
-    from lzflow.stats import FitConfig, evaluate_test_statistic, run_toys
+    from lzflow.stats import FitConfig, ToyRequest, evaluate_test_statistic, run_toys
     from lzflow.stats._threads import available_cores, blas_threads
     from lzflow.stats.toys import generation_point, mass_key
     from lzflow.stats.unbinned import (
@@ -70,7 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         UnbinnedModel,
         fit_minuit_events,
         generate_unbinned_toys,
-        run_unbinned_toys,
     )
     from lzflow.workspace import read_workspace, workspace_model
 
@@ -89,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
           f"block {args.block}, edge={args.edge}, floor={args.floor:g}")
 
     rows: list[dict] = []
-    t_b, rb = _best(lambda: run_toys(binned, mu, poi, idx, seed, mk, n_threads=args.threads,
-                                     block_size=512), args.repeat)
+    request = dict(base_seed=seed, mass_key=mk, poi_index=poi, hypothesis="sb", mu=mu, toy_indices=idx,
+                   n_threads=args.threads)
+    t_b, rb = _best(lambda: run_toys(binned, ToyRequest(block_size=512, **request)), args.repeat)
     rows.append(dict(path="binned", toys_per_s=n / t_b, n_toys=n,
                      failed=int(np.sum(rb.status_uncond != 0) + np.sum(rb.status_cond != 0)),
                      median_q=float(np.median(rb.q[:, 0])), mean_mu_hat=float(np.mean(rb.mu_hat)),
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             t_build = time.perf_counter() - t0
 
             def run():
-                return run_unbinned_toys(model, order, rebin, mu, poi, idx, seed, mk,
-                                         block_size=args.block, n_threads=args.threads,
-                                         edge=args.edge, floor=args.floor)
+                return run_toys(model, ToyRequest(block_size=args.block, **request))
 
             t_u, ru = _best(run, args.repeat)
             fitter = UnbinnedFitter(model, FitConfig(n_threads=1))

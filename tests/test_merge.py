@@ -34,7 +34,7 @@ def _grid(ws, lo_sigma: float, hi_sigma: float, n: int) -> dict:
 
 
 def _arrays(result) -> dict[str, np.ndarray]:
-    arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
+    arrays = {name: np.asarray(getattr(result, name)) for name in result.PER_TOY}
     arrays["mu_test"] = np.asarray(result.mu_test)
     arrays["gen_params"] = np.asarray(result.gen_params)
     return arrays

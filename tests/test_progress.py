@@ -17,8 +17,9 @@ from lzflow.progress import show_progress
 # 600 toys of the synthetic LZ-like model: long enough for tqdm to draw.
 SCRIPT = """
 from lzflow.stats.synthetic import lz_like_model
-from lzflow.stats.toys import run_toys
-run_toys(lz_like_model(), 1.0, 0, range(600), 1, 400000, "sb", n_threads=1, block_size=128)
+from lzflow.stats.toys import ToyRequest, run_toys
+run_toys(lz_like_model(), ToyRequest(base_seed=1, mass_key=400000, poi_index=0, hypothesis="sb", mu=1.0,
+                                     toy_indices=range(600), n_threads=1, block_size=128))
 print("done")
 """
 

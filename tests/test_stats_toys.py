@@ -8,6 +8,7 @@ from scipy import stats
 
 from lzflow.stats import (
     FitStatus,
+    ToyRequest,
     ToyResult,
     generate_toys,
     generation_point,
@@ -19,21 +20,25 @@ from lzflow.stats._rng import PoissonInverse, ensemble_key, uniforms_from_words,
 from lzflow.stats.synthetic import lz_like_model, simple_model
 
 
+def _toys(model, mu, poi_index, toy_indices, hypothesis="sb", **kw) -> ToyResult:
+    return run_toys(model, ToyRequest(mu=mu, poi_index=poi_index, toy_indices=toy_indices, hypothesis=hypothesis, **kw))
+
+
 def _equal(a: ToyResult, b: ToyResult) -> bool:
-    return all(np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True) for k in ToyResult._PER_TOY)
+    return all(np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True) for k in ToyResult.PER_TOY)
 
 
 @pytest.mark.parametrize("stream", ["counter", "seedsequence"])
 def test_split_invariance_bit_identical(stream):
     m = lz_like_model()
     kw = dict(base_seed=7, mass_key=mass_key(40.0), stream=stream, block_size=64)
-    full = run_toys(m, 1.0, 3, np.arange(100), **kw)
-    a = run_toys(m, 1.0, 3, np.arange(50), **kw)
-    b = run_toys(m, 1.0, 3, np.arange(50, 100), n_threads=1, **kw)
+    full = _toys(m, 1.0, 3, np.arange(100), **kw)
+    a = _toys(m, 1.0, 3, np.arange(50), **kw)
+    b = _toys(m, 1.0, 3, np.arange(50, 100), n_threads=1, **kw)
     assert _equal(full, ToyResult.concat([a, b]))
     # any split, any order, threads or not
-    c = run_toys(m, 1.0, 3, np.arange(99, 36, -1), **kw)
-    d = run_toys(m, 1.0, 3, np.arange(37), n_threads=1, **kw)
+    c = _toys(m, 1.0, 3, np.arange(99, 36, -1), **kw)
+    d = _toys(m, 1.0, 3, np.arange(37), n_threads=1, **kw)
     assert _equal(full, ToyResult.concat([c, d]))
     assert np.all(full.status_uncond == FitStatus.CONVERGED)
 
@@ -41,8 +46,8 @@ def test_split_invariance_bit_identical(stream):
 def test_process_pool_is_bit_identical():
     m = simple_model(n_bins=50, n_bkg=3, background_events=80)
     kw = dict(base_seed=2, mass_key=10, block_size=32)
-    one = run_toys(m, 1.0, 0, np.arange(150), **kw)
-    two = run_toys(m, 1.0, 0, np.arange(150), n_procs=2, **kw)
+    one = _toys(m, 1.0, 0, np.arange(150), **kw)
+    two = _toys(m, 1.0, 0, np.arange(150), n_procs=2, **kw)
     assert _equal(one, two)
 
 
@@ -50,8 +55,8 @@ def test_split_invariance_bonly_grid():
     m = simple_model(n_bins=50, n_bkg=3, background_events=80)
     grid = np.linspace(0.2, 3.0, 6)
     kw = dict(base_seed=1, mass_key=10, hypothesis="b", mu_test=grid, block_size=32)
-    full = run_toys(m, 0.0, 0, np.arange(90), **kw)
-    parts = [run_toys(m, 0.0, 0, np.arange(s, min(s + 25, 90)), **kw) for s in range(0, 90, 25)]
+    full = _toys(m, 0.0, 0, np.arange(90), **kw)
+    parts = [_toys(m, 0.0, 0, np.arange(s, min(s + 25, 90)), **kw) for s in range(0, 90, 25)]
     assert _equal(full, ToyResult.concat(parts))
     assert full.q.shape == (90, 6)
     # q̃ grows with μ for every background-only experiment with μ̂ below the grid
@@ -117,7 +122,7 @@ def test_poisson_inverse_exact_distribution():
 def test_records_and_roundtrip():
     m = simple_model(n_bins=40, n_bkg=3, background_events=100)
     obs = (m.expected(0.0) + 1.0, np.ones(m.n_bkg) * 1.02)
-    r = run_toys(m, 2.0, 1, np.arange(20), 5, 6, observed=obs, block_size=16)
+    r = _toys(m, 2.0, 1, np.arange(20), base_seed=5, mass_key=6, observed=obs, block_size=16)
     gen, _ = generation_point(m, 2.0, obs)
     np.testing.assert_allclose(r.gen_params, gen)
     assert r.gen_params[0] == 2.0
@@ -128,3 +133,19 @@ def test_records_and_roundtrip():
     assert _equal(back, r) and back.hypothesis == "sb"
     summary = r.failure_summary()
     assert summary["uncond"]["n_failed"] == 0 and summary["cond"]["n_fits"] == 20
+
+
+def test_request_is_checked_when_made():
+    ok = dict(base_seed=1, mass_key=2, poi_index=0, hypothesis="sb", toy_indices=[3, 1], mu=1.0)
+    r = ToyRequest(**ok)
+    assert r.toy_indices.dtype == np.int64 and not r.toy_indices.flags.writeable
+    np.testing.assert_array_equal(r.mu_test, [1.0])
+    np.testing.assert_array_equal(ToyRequest(**ok, test_stat="q0", mu_test=[2.0, 3.0]).mu_test, [0.0])
+    for bad, match in ((dict(hypothesis="bonly"), "hypothesis"), (dict(test_stat="qq"), "test statistic"),
+                       (dict(stream="pcg"), "stream"), (dict(toy_indices=[0, -1]), "non-negative"),
+                       (dict(block_size=0), "block_size"), (dict(n_procs=0), "n_procs"),
+                       (dict(n_threads=0), "n_threads")):
+        with pytest.raises(ValueError, match=match):
+            ToyRequest(**{**ok, **bad})
+    with pytest.raises(TypeError, match="BinnedModel or an UnbinnedModel"):
+        run_toys(object(), r)

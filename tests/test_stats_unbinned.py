@@ -22,14 +22,13 @@ from lzflow.stats.interpolate import (
     rebin,
     stencil_1d,
 )
-from lzflow.stats.toys import generate_toys, generation_point, mass_key
+from lzflow.stats.toys import ToyRequest, generate_toys, generation_point, mass_key, run_toys
 from lzflow.stats.unbinned import (
     EventToys,
     UnbinnedFitter,
     UnbinnedModel,
     fit_minuit_events,
     generate_unbinned_toys,
-    run_unbinned_toys,
 )
 
 #: the default analysis' 40 GeV workspace (real NEST templates), committed (tests/data/README.md)
@@ -279,12 +278,12 @@ def test_split_invariance_and_replay(ws40):
     toy replayed alone reproduces its record; infeasible toys are kept with their status.
     block_size 64 > the fitting sub-block (≈ 56 toys of ≈ 3100 events): both levels split."""
     m = UnbinnedModel.from_workspace(ws40, 3, 2)  # floor 0: some toys are infeasible
-    kw = dict(base_seed=11, mass_key=mass_key(40.0), block_size=64)
-    full = run_unbinned_toys(m, 3, 2, MU40, 1, np.arange(70), **kw)
-    a = run_unbinned_toys(m, 3, 2, MU40, 1, np.arange(35), n_threads=1, **kw)
-    b = run_unbinned_toys(m, 3, 2, MU40, 1, np.arange(69, 34, -1), **kw)
+    kw = dict(base_seed=11, mass_key=mass_key(40.0), block_size=64, poi_index=1, hypothesis="sb", mu=MU40)
+    full = run_toys(m, ToyRequest(toy_indices=np.arange(70), **kw))
+    a = run_toys(m, ToyRequest(toy_indices=np.arange(35), n_threads=1, **kw))
+    b = run_toys(m, ToyRequest(toy_indices=np.arange(69, 34, -1), **kw))
     assert _equal(full, ToyResult.concat([a, b]))
-    one = run_unbinned_toys(m, 3, 2, MU40, 1, [60], n_threads=1, **kw)
+    one = run_toys(m, ToyRequest(toy_indices=[60], n_threads=1, **kw))
     assert all(np.array_equal(getattr(one, k)[0], getattr(full, k)[60], equal_nan=True)
                for k in ToyResult._PER_TOY)
     assert full.n == 70 and np.all(full.n_events > 2500)
@@ -300,9 +299,9 @@ def test_physics_sanity_40gev(ws40):
     bound about half of the time and rarely far up; S+B toys at μ give q̃ = 0 about half of the
     time and P(q̃ > 2.71) near the asymptotic 5 % (½χ²₁ tail)."""
     m = UnbinnedModel.from_workspace(ws40, 1, 1)
-    kw = dict(base_seed=3, mass_key=mass_key(40.0), block_size=96)
-    b = run_unbinned_toys(m, 1, 1, MU40, 0, np.arange(96), hypothesis="b", **kw)
-    sb = run_unbinned_toys(m, 1, 1, MU40, 1, np.arange(96), hypothesis="sb", **kw)
+    kw = dict(base_seed=3, mass_key=mass_key(40.0), block_size=96, mu=MU40, toy_indices=np.arange(96))
+    b = run_toys(m, ToyRequest(poi_index=0, hypothesis="b", **kw))
+    sb = run_toys(m, ToyRequest(poi_index=1, hypothesis="sb", **kw))
     assert np.all(b.status_uncond == 0) and np.all(sb.status_cond == 0)
     at_zero = np.mean(b.mu_hat == 0.0)
     assert 0.3 <= at_zero <= 0.75, at_zero

@@ -127,7 +127,8 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]], max_listed: int = 
 def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> dict[str, Any]:
     """Regenerate toy ``toy_index`` of ``toy_file`` from its seed, refit it, and compare with the stored
     record. Returns both records and ``identical`` (bit equality of q, μ̂, NLLs, statuses, aux)."""
-    from .toyjobs import TOY_BLOCK, generate_and_fit, likelihood_settings
+    from .stats.toys import run_toys
+    from .toyjobs import job_model, job_request, likelihood_settings
 
     arrays, header = load_toy_job(toy_file)
     where = np.flatnonzero(arrays["toy_index"] == toy_index)
@@ -136,17 +137,8 @@ def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> d
         raise ToyFileError(f"{toy_file}: no toy with index {toy_index}; expected one of "
                            f"{int(have.min())}..{int(have.max())}" if have.size else f"{toy_file}: no toys")
     i = int(where[0])
-    grid = np.asarray(header["poi_grid"], dtype=np.float64)
     likelihood = likelihood_settings(header.get("likelihood", {}))
-    block = header.get("toy_block", TOY_BLOCK)
-    index = np.array([toy_index], dtype=np.int64)
-    seed, key = header["seed_entropy"][0], header["mass_key"]
-    if header["hypothesis"] == "sb":
-        res = generate_and_fit(ws, likelihood, header["poi_value"], header["poi_index"], index, seed, key, "sb",
-                               None, header["test_statistic"], block)
-    else:
-        res = generate_and_fit(ws, likelihood, float(grid[0]), header["poi_index"], index, seed, key, "b", grid,
-                               header["test_statistic"], block)
+    res = run_toys(job_model(ws, likelihood), job_request(header, np.array([toy_index], dtype=np.int64)))
     keys = ("q", "mu_hat", "nll_uncond", "nll_cond", "status_uncond", "status_cond", "aux", "n_events")
     stored = {k: np.asarray(arrays[k][i]) for k in keys}
     replayed = {k: np.asarray(getattr(res, k)[0]) for k in keys}

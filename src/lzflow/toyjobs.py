@@ -32,8 +32,9 @@ import numpy as np
 from . import __version__
 from .io import atomic_path
 
-__all__ = ["run_number", "toy_block", "run_toy_job", "generate_and_fit", "likelihood_settings", "save_toy_job", "load_toy_job", "ToyFileError",
-           "CorruptToyFile", "content_digest", "toy_file_identity", "quarantine", "workspace_digest"]
+__all__ = ["run_number", "toy_block", "run_toy_job", "job_model", "job_request", "likelihood_settings",
+           "save_toy_job", "load_toy_job", "ToyFileError", "CorruptToyFile",
+           "content_digest", "toy_file_identity", "quarantine", "workspace_digest"]
 
 #: Toys are generated and fitted in canonical blocks of this many toy indices; it must be the same
 #: for every job of a configuration for the merged result to be bit-identical under any job split.
@@ -88,21 +89,34 @@ def likelihood_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
             "template_rebin": int(spec.get("template_rebin", 1))}
 
 
-def generate_and_fit(ws: Mapping[str, Any], likelihood: Mapping[str, Any], mu: float, poi_index: int,
-                     toy_indices: np.ndarray, seed: int, key: int, hypothesis: str, mu_test: np.ndarray | None,
-                     test_statistic: str, block: int = TOY_BLOCK):
-    """Toys ``toy_indices`` of one ensemble with the job's likelihood (one thread, canonical blocks)."""
+def job_model(ws: Mapping[str, Any], likelihood: Mapping[str, Any]):
+    """The model a toy job fits (:func:`lzflow.stats.toys.run_toys`): the workspace's
+    :class:`~lzflow.stats.model.BinnedModel`, or its :class:`~lzflow.stats.unbinned.UnbinnedModel`
+    with the interpolation order, floor and template rebin of ``likelihood``
+    (:func:`likelihood_settings`)."""
     if likelihood["likelihood"] == "unbinned":
-        from .stats.unbinned import run_unbinned_toys
+        from .stats.unbinned import UnbinnedModel
 
-        return run_unbinned_toys(ws, likelihood["interpolation_order"], likelihood["template_rebin"], mu, poi_index,
-                                 toy_indices, seed, key, hypothesis, mu_test=mu_test, test_stat=test_statistic,
-                                 block_size=block, n_threads=1, floor=likelihood["interpolation_floor"])
-    from .stats.toys import run_toys
+        return UnbinnedModel.from_workspace(ws, likelihood["interpolation_order"], likelihood["template_rebin"],
+                                            floor=likelihood["interpolation_floor"])
     from .workspace import workspace_model
 
-    return run_toys(workspace_model(ws), mu, poi_index, toy_indices, seed, key, hypothesis, mu_test=mu_test,
-                    test_stat=test_statistic, n_threads=1, block_size=block)
+    return workspace_model(ws)
+
+
+def job_request(header: Mapping[str, Any], toy_indices: np.ndarray):
+    """The :class:`~lzflow.stats.request.ToyRequest` of the toys ``toy_indices`` of a toy job with
+    this header (:func:`run_toy_job`): S+B toys generated at its POI value, B-only toys evaluated
+    on the whole POI grid; one thread, canonical blocks of the header's ``toy_block``."""
+    from .stats.request import ToyRequest
+
+    seed = dict(base_seed=int(header["seed_entropy"][0]), mass_key=int(header["mass_key"]),
+                poi_index=int(header["poi_index"]), toy_indices=toy_indices,
+                test_stat=header["test_statistic"], block_size=int(header.get("toy_block", TOY_BLOCK)), n_threads=1)
+    if header["hypothesis"] == "sb":
+        return ToyRequest(hypothesis="sb", mu=float(header["poi_value"]), **seed)
+    grid = np.asarray(header["poi_grid"], dtype=np.float64)
+    return ToyRequest(hypothesis="b", mu=float(grid[0]), mu_test=grid, **seed)
 
 
 def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
@@ -112,7 +126,7 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
     ``n_toys``, ``seed``, ``test_statistic``; optionally ``likelihood`` ("binned" | "unbinned") with
     ``interpolation_order`` (0–3) and ``template_rebin`` (:mod:`lzflow.stats.unbinned`).
     """
-    from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key
+    from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key, run_toys
 
     grid = np.asarray(ws["poi_grid"], dtype=np.float64)
     hypothesis = spec["hypothesis"]
@@ -120,16 +134,8 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
     key = mass_key(ws["mass_GeV"])
     likelihood = likelihood_settings(spec)
     indices = toy_block(int(spec["n_toys"]), int(spec["n_jobs"]), int(spec["job_index"]))
-    if hypothesis == "sb":
-        poi_index = int(spec["poi_index"])
-        mu = float(grid[poi_index])
-        result = generate_and_fit(ws, likelihood, mu, poi_index, indices, int(spec["seed"]), key, "sb", None,
-                                  spec["test_statistic"])
-    else:
-        poi_index = BONLY_POI_INDEX
-        mu = 0.0
-        result = generate_and_fit(ws, likelihood, float(grid[0]), poi_index, indices, int(spec["seed"]), key, "b",
-                                  grid, spec["test_statistic"])
+    poi_index = int(spec["poi_index"]) if hypothesis == "sb" else BONLY_POI_INDEX
+    mu = float(grid[poi_index]) if hypothesis == "sb" else 0.0
     header = {
         "format": "lzflow-toys-1",
         "lzflow_version": __version__,
@@ -151,14 +157,14 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
     }
     if likelihood["likelihood"] != "binned":  # binned headers stay as they were (bit-identical files)
         header["likelihood"] = likelihood
-    return result, header
+    return run_toys(job_model(ws, likelihood), job_request(header, indices)), header
 
 
 def _required_arrays() -> tuple[str, ...]:
     """The arrays every toy file holds besides its header: per-toy records, then per-ensemble values."""
-    from .stats.toys import ToyResult
+    from .stats.toyresult import ToyResult
 
-    return (*ToyResult._PER_TOY, "mu_test", "gen_params")
+    return (*ToyResult.PER_TOY, "mu_test", "gen_params")
 
 
 def content_digest(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) -> str:
@@ -177,7 +183,7 @@ def content_digest(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) 
 def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
     """Write the per-toy records and the header, with the content checksum
     (:func:`content_digest`), to ``path`` (.npz) atomically."""
-    arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
+    arrays = {name: np.asarray(getattr(result, name)) for name in result.PER_TOY}
     arrays["mu_test"] = np.asarray(result.mu_test)
     arrays["gen_params"] = np.asarray(result.gen_params)
     header = dict(header, content_sha256=content_digest(arrays, header))

@@ -26,44 +26,55 @@ information there (:meth:`BatchedFitter.fit`, ``fisher_at``); each conditional f
 linear prediction ``θ(μ) ≈ θ̂ + (μ − μ̂) dθ/dμ`` (or from the previous tested μ). Toys are
 generated and fitted in canonical blocks of the toy index (bounded memory; bit-identical results
 for any split of the indices, see :func:`run_toys`) and blocks are spread over threads.
+
+One entry point, :func:`run_toys` ``(model, request)``: the ensemble is a
+:class:`~lzflow.stats.request.ToyRequest`; the model is binned (this module's sampler and
+:class:`BatchedFitter`) or unbinned (:mod:`lzflow.stats.unbinned`: events drawn from the
+full-resolution templates, fitted with the interpolated densities). What differs between the two
+sits behind :class:`ToyLikelihood` (:class:`BinnedToys`, :class:`UnbinnedToys`): how a block of
+toys is drawn, which fitter fits it (in sub-blocks for events), and which binned fitter gives the
+generation point.
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
-
 from scipy.special import ndtri
 
 from ..masskey import mass_key
+from ..progress import progress
+from ._processes import run_in_processes
 from ._rng import PoissonInverse, ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData
+from .fit import BatchedFitter, FitConfig, FitResult, PreparedData
 from .model import BinnedModel
-from ..progress import progress
-from .teststat import mu_lower_bound, evaluate_test_statistic
+from .request import BONLY_POI_INDEX, HYPOTHESES, STREAMS, ToyRequest
+from .teststat import evaluate_test_statistic, mu_lower_bound
+from .toyresult import ToyResult
+from .unbinned import UnbinnedFitter, UnbinnedModel, UnbinnedToySampler, sub_block_size
 
 __all__ = [
     "HYPOTHESES",
     "BONLY_POI_INDEX",
+    "STREAMS",
     "mass_key",
     "toy_generator",
     "observed_asimov",
     "generation_point",
-    "STREAMS",
     "ToySampler",
     "generate_toys",
+    "ToyRequest",
     "ToyResult",
+    "ToyLikelihood",
+    "BinnedToys",
+    "UnbinnedToys",
+    "toy_likelihood",
     "run_toys",
 ]
-
-#: hypothesis name → index used in the seed
-HYPOTHESES = {"sb": 0, "b": 1}
-#: POI index used for B-only toys shared across the POI grid
-BONLY_POI_INDEX = 0
 
 
 def toy_generator(
@@ -94,9 +105,6 @@ def generation_point(
     r = fitter.fit(np.asarray(counts)[None, :], np.asarray(aux)[None, :], mu_fixed=float(mu),
                    init=init[None, :])
     return r.params[0].copy(), r
-
-
-STREAMS = ("counter", "seedsequence")
 
 
 class ToySampler:
@@ -230,138 +238,6 @@ def generate_toys(
     return sampler.dense_counts(data), aux
 
 
-@dataclass
-class ToyResult:
-    """Per-toy records of one (hypothesis, generation point) ensemble.
-
-    ``mu_test`` (n_mu,) are the tested POI values; ``q``, ``nll_cond``, ``status_cond`` have shape
-    ``(n_toys, n_mu)``. ``params_uncond`` are the unconditional best fits [μ̂, θ̂].
-    Fit status codes are :class:`lzflow.stats.fit.FitStatus`.
-    """
-
-    hypothesis: str
-    poi_index: int
-    base_seed: int
-    mass_key: int
-    test_stat: str
-    gen_params: np.ndarray  # (1 + n_bkg,) generation point
-    mu_test: np.ndarray  # (n_mu,)
-    toy_index: np.ndarray  # (n,)
-    aux: np.ndarray  # (n, n_bkg)
-    n_events: np.ndarray  # (n,)
-    mu_hat: np.ndarray  # (n,)
-    params_uncond: np.ndarray  # (n, 1 + n_bkg)
-    nll_uncond: np.ndarray  # (n,)
-    status_uncond: np.ndarray  # (n,)
-    first_failure_uncond: np.ndarray  # (n,)
-    strategy_uncond: np.ndarray  # (n,)
-    nll_cond: np.ndarray  # (n, n_mu)
-    status_cond: np.ndarray  # (n, n_mu)
-    first_failure_cond: np.ndarray  # (n, n_mu)
-    strategy_cond: np.ndarray  # (n, n_mu)
-    q: np.ndarray  # (n, n_mu)
-
-    _PER_TOY = (
-        "toy_index", "aux", "n_events", "mu_hat", "params_uncond", "nll_uncond", "status_uncond",
-        "first_failure_uncond", "strategy_uncond", "nll_cond", "status_cond",
-        "first_failure_cond", "strategy_cond", "q",
-    )
-
-    @classmethod
-    def empty(cls, hypothesis: str, poi_index: int, base_seed: int, mass_key: int, test_stat: str,
-              gen_params: np.ndarray, mu_test: np.ndarray, toy_indices: np.ndarray, n_bkg: int) -> "ToyResult":
-        """Records for ``toy_indices`` before any fit: NaN values, NOT_RUN statuses, aux at nominal."""
-        n, n_mu = toy_indices.size, mu_test.size
-        return cls(
-            hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
-            mass_key=int(mass_key), test_stat=test_stat, gen_params=gen_params, mu_test=mu_test,
-            toy_index=toy_indices.copy(), aux=np.ones((n, n_bkg)), n_events=np.zeros(n),
-            mu_hat=np.full(n, np.nan), params_uncond=np.full((n, 1 + n_bkg), np.nan),
-            nll_uncond=np.full(n, np.nan), status_uncond=np.full(n, FitStatus.NOT_RUN, np.int8),
-            first_failure_uncond=np.zeros(n, np.int8), strategy_uncond=np.zeros(n, np.int8),
-            nll_cond=np.full((n, n_mu), np.nan),
-            status_cond=np.full((n, n_mu), FitStatus.NOT_RUN, np.int8),
-            first_failure_cond=np.zeros((n, n_mu), np.int8),
-            strategy_cond=np.zeros((n, n_mu), np.int8), q=np.full((n, n_mu), np.nan),
-        )
-
-    @property
-    def n(self) -> int:
-        return int(self.toy_index.size)
-
-    @property
-    def ok(self) -> np.ndarray:
-        """``(n, n_mu)``: both fits converged."""
-        return (self.status_uncond[:, None] == FitStatus.CONVERGED) & (
-            self.status_cond == FitStatus.CONVERGED
-        )
-
-    def failure_summary(self) -> dict:
-        """Failure counts and fractions (final status and first-failure cause) per fit type."""
-        out: dict = {"hypothesis": self.hypothesis, "poi_index": self.poi_index, "n_toys": self.n}
-        for label, st, ff, strat in (
-            ("uncond", self.status_uncond, self.first_failure_uncond, self.strategy_uncond),
-            ("cond", self.status_cond, self.first_failure_cond, self.strategy_cond),
-        ):
-            d: dict = {}
-            for s in FitStatus:
-                if s == FitStatus.CONVERGED:
-                    continue
-                k = int(np.sum(st == s))
-                if k:
-                    d[f"final_{s.name}"] = k
-                k = int(np.sum(ff == s))
-                if k:
-                    d[f"first_{s.name}"] = k
-            n_fail = int(np.sum(st != FitStatus.CONVERGED))
-            n_retried = int(np.sum(ff != FitStatus.CONVERGED))
-            d["n_fits"] = int(st.size)
-            d["n_failed"] = n_fail
-            d["n_retried"] = n_retried
-            d["fraction_failed"] = n_fail / max(st.size, 1)
-            d["fraction_retried"] = n_retried / max(st.size, 1)
-            out[label] = d
-        return out
-
-    @classmethod
-    def concat(cls, parts: Sequence["ToyResult"]) -> "ToyResult":
-        """Join results of the same ensemble (e.g. from several jobs), ordered by toy index."""
-        parts = list(parts)
-        first = parts[0]
-        for p in parts[1:]:
-            if (p.hypothesis, p.poi_index, p.base_seed, p.mass_key, p.test_stat) != (
-                first.hypothesis, first.poi_index, first.base_seed, first.mass_key, first.test_stat
-            ) or not np.array_equal(p.mu_test, first.mu_test):
-                raise ValueError("can only concatenate toys of the same ensemble")
-        kw = {f.name: getattr(first, f.name) for f in fields(cls)}
-        for name in cls._PER_TOY:
-            kw[name] = np.concatenate([getattr(p, name) for p in parts])
-        order = np.argsort(kw["toy_index"], kind="stable")
-        for name in cls._PER_TOY:
-            kw[name] = kw[name][order]
-        return cls(**kw)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat dict of arrays (for ``np.savez``); metadata as 0-d arrays."""
-        out = {name: getattr(self, name) for name in self._PER_TOY}
-        out.update(
-            hypothesis=np.array(self.hypothesis), poi_index=np.array(self.poi_index),
-            base_seed=np.array(self.base_seed), mass_key=np.array(self.mass_key),
-            test_stat=np.array(self.test_stat), gen_params=self.gen_params, mu_test=self.mu_test,
-        )
-        return out
-
-    @classmethod
-    def from_arrays(cls, d: dict) -> "ToyResult":
-        kw = {name: np.asarray(d[name]) for name in cls._PER_TOY}
-        return cls(
-            hypothesis=str(d["hypothesis"]), poi_index=int(d["poi_index"]),
-            base_seed=int(d["base_seed"]), mass_key=int(d["mass_key"]),
-            test_stat=str(d["test_stat"]), gen_params=np.asarray(d["gen_params"]),
-            mu_test=np.asarray(d["mu_test"]), **kw,
-        )
-
-
 def fit_toy_block(
     fitter: BatchedFitter, data: PreparedData, gen: np.ndarray, mu_test: np.ndarray,
     test_stat: str, slope: np.ndarray,
@@ -390,100 +266,147 @@ def fit_toy_block(
     return ru, conds
 
 
-def run_toys(
-    model: BinnedModel,
-    mu: float,
-    poi_index: int,
-    toy_indices: Sequence[int] | np.ndarray,
-    base_seed: int,
-    mass_key: int,
-    hypothesis: str = "sb",
-    mu_test: float | Sequence[float] | np.ndarray | None = None,
-    observed: tuple[np.ndarray, np.ndarray] | None = None,
-    gen_params: np.ndarray | None = None,
-    test_stat: str = "qtilde",
-    config: FitConfig | None = None,
-    block_size: int = 512,
-    n_threads: int | None = None,
-    stream: str = "counter",
-    n_procs: int = 1,
-) -> ToyResult:
-    """Generate and fit toys ``toy_indices`` of one ensemble; return per-toy records.
+# ----------------------------------------------------------------------------- likelihoods
+@dataclass
+class DrawnBlock:
+    """One canonical block of drawn toys: aux ``(n, n_bkg)``, event counts ``(n,)`` and the toys
+    in the fitter's representation, as sub-blocks fitted one after the other (made lazily)."""
 
-    hypothesis: ``"sb"`` — generated at (μ, θ̂̂(μ)); ``"b"`` — at (0, θ̂̂(0)) (``mu`` is then only
-        the default tested value).
-    mu_test: POI values at which q is evaluated (default ``[mu]``; for B-only toys pass the whole
-        grid — the unconditional fit is shared). For ``test_stat="q0"`` it is forced to [0].
-    observed: (counts, aux) used to fit θ̂̂ (default Asimov background-only).
-    gen_params: explicit generation point [μ, θ] (overrides the θ̂̂ fit).
-    block_size: toys are generated and fitted in *canonical* blocks
-        ``[k·block_size, (k+1)·block_size)`` of the toy index — always whole blocks, requested
-        or not — and BLAS runs single-threaded, so every floating-point operation on a toy is the
-        same however the indices are split over calls: results are bit-identical for the same
-        ``block_size``, ``stream``, machine and BLAS (partial blocks cost the full block).
-    stream: ``"counter"`` (vectorised) or ``"seedsequence"`` (one numpy Generator per toy), see
-        :class:`ToySampler`.
-    n_threads: worker threads over blocks in this process (default: the available cores).
-        numpy releases the GIL only inside its kernels, so threads scale imperfectly.
-    n_procs: > 1 spreads the blocks over that many worker processes (``spawn`` context, pool
-        kept for later calls); each runs single-threaded. Results are bit-identical to
-        ``n_procs=1``.
-    Returns a :class:`ToyResult` (records ordered like ``toy_indices``).
+    aux: np.ndarray
+    n_events: np.ndarray
+    sub_blocks: Iterable[Any]
+
+
+class ToyLikelihood(Protocol):
+    """What :func:`run_toys` needs of a likelihood.
+
+    ``fitter`` fits drawn toys (the :meth:`BatchedFitter.fit` interface); ``truth_fitter`` is the
+    binned fitter of the model the toys are drawn from (generation point, profile slope);
+    ``drawer(gen, request)`` returns a function drawing the toys of one canonical block at the
+    generation point ``gen``; ``label`` names the toys on progress bars.
     """
-    toy_indices = checked_toy_request(hypothesis, test_stat, toy_indices)
-    cfg = config or FitConfig()
-    fitter = BatchedFitter(model, FitConfig(**{**cfg.__dict__, "n_threads": 1}))
-    mu_gen = float(mu) if hypothesis == "sb" else 0.0
-    if gen_params is None:
+
+    label: str
+    fitter: Any
+    truth_fitter: BatchedFitter
+
+    def drawer(self, gen: np.ndarray, request: ToyRequest) -> Callable[[np.ndarray], DrawnBlock]: ...
+
+
+class BinnedToys:
+    """Binned likelihood: counts per bin (:class:`ToySampler`), each block fitted whole by the
+    :class:`BatchedFitter` of the model."""
+
+    label = "toys"
+
+    def __init__(self, model: BinnedModel, config: FitConfig):
+        self.fitter = BatchedFitter(model, config)
+        self.truth_fitter = self.fitter
+
+    def drawer(self, gen: np.ndarray, request: ToyRequest) -> Callable[[np.ndarray], DrawnBlock]:
+        sampler = ToySampler(self.fitter, gen, request.stream)
+        seed = (request.base_seed, request.mass_key, request.poi_index, request.hypothesis_index)
+
+        def draw(toys: np.ndarray) -> DrawnBlock:
+            data, aux = sampler.draw(*seed, toys)
+            return DrawnBlock(aux, data.total, [data])
+
+        return draw
+
+
+class UnbinnedToys:
+    """Unbinned likelihood (:mod:`lzflow.stats.unbinned`): events drawn from the full-resolution
+    templates (counter stream only), fitted in sub-blocks whose event arrays stay small
+    (:func:`~lzflow.stats.unbinned.sub_block_size`); generation point and profile slope from the
+    binned fitter of the truth model."""
+
+    label = "unbinned toys"
+
+    def __init__(self, model: UnbinnedModel, config: FitConfig):
+        self.model = model
+        self.fitter = UnbinnedFitter(model, config)
+        self.truth_fitter = self.fitter.binned_fitter
+
+    def drawer(self, gen: np.ndarray, request: ToyRequest) -> Callable[[np.ndarray], DrawnBlock]:
+        if request.stream != "counter":
+            raise ValueError(f"unbinned toys use the 'counter' stream only, got {request.stream!r}")
+        sampler = UnbinnedToySampler(self.model, gen)
+        key = ensemble_key(request.base_seed, request.mass_key, request.poi_index, request.hypothesis_index)
+
+        def draw(toys: np.ndarray) -> DrawnBlock:
+            events = sampler.draw_key(key, toys)
+            size = sub_block_size(self.model.n_par, int(events.n_events.max()) if events.n else 0)
+            sub_blocks = (self.fitter.prepare(events.take(np.arange(s0, min(s0 + size, events.n))))
+                          for s0 in range(0, events.n, size))
+            return DrawnBlock(events.aux, events.n_events, sub_blocks)
+
+        return draw
+
+
+def toy_likelihood(model: BinnedModel | UnbinnedModel, config: FitConfig) -> ToyLikelihood:
+    """The :class:`ToyLikelihood` of a binned or unbinned model, fitting with ``config``."""
+    if isinstance(model, UnbinnedModel):
+        return UnbinnedToys(model, config)
+    if isinstance(model, BinnedModel):
+        return BinnedToys(model, config)
+    raise TypeError(f"toys need a BinnedModel or an UnbinnedModel, got {type(model).__name__}")
+
+
+# ----------------------------------------------------------------------------- ensembles
+def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResult:
+    """Generate and fit the toys of ``request`` (:class:`~lzflow.stats.request.ToyRequest`) with
+    ``model`` — a :class:`BinnedModel`, or an :class:`~lzflow.stats.unbinned.UnbinnedModel` whose
+    toys are drawn from its full-resolution templates (:mod:`lzflow.stats.unbinned`); return the
+    per-toy records, ordered like ``request.toy_indices``.
+
+    The generation point is ``request.gen_params``, else (μ, θ̂̂(μ)) for S+B and (0, θ̂̂(0)) for
+    B-only, fitted with the binned (truth) model on ``request.observed`` (default Asimov
+    background-only). Toys are generated and fitted in *canonical* blocks
+    ``[k·block_size, (k+1)·block_size)`` of the toy index — always whole blocks, requested or
+    not — and BLAS runs single-threaded, so every floating-point operation on a toy is the same
+    however the indices are split over calls: results are bit-identical for the same
+    ``block_size``, ``stream``, machine and BLAS (partial blocks cost the full block). Blocks are
+    spread over ``request.n_threads`` threads (default: the available cores; numpy releases the
+    GIL only inside its kernels, so threads scale imperfectly) or, with ``n_procs`` > 1, over that
+    many single-threaded worker processes (:mod:`lzflow.stats._processes`; bit-identical too).
+    """
+    likelihood = toy_likelihood(model, request.fit_config)
+    if request.gen_params is None:
         with blas_threads(1):
-            gen, _ = generation_point(model, mu_gen, observed, fitter)
+            truth = likelihood.truth_fitter
+            gen, _ = generation_point(truth.model, request.mu_generation, request.observed, truth)
     else:
-        gen = np.asarray(gen_params, dtype=np.float64).copy()
-    mus = tested_mus(mu, mu_test, test_stat)
-    n = toy_indices.size
-    bs = max(1, int(block_size))
-    if n_procs > 1 and n > bs:
-        return _run_toys_processes(
-            model, mu, poi_index, toy_indices, base_seed, mass_key, hypothesis, mus, gen,
-            test_stat, cfg, bs, stream, int(n_procs),
-        )
-    slope = fitter.profile_slope(gen)
-    sampler = ToySampler(fitter, gen, stream)
-    res = ToyResult.empty(hypothesis, poi_index, base_seed, mass_key, test_stat, gen, mus, toy_indices,
-                          model.n_bkg)
-    hyp = HYPOTHESES[hypothesis]
+        gen = np.asarray(request.gen_params, dtype=np.float64).copy()
+    indices, size = request.toy_indices, request.block_size
+    if request.n_procs > 1 and indices.size > size:
+        return run_in_processes(run_toys, model, request, gen)
+    slope = likelihood.truth_fitter.profile_slope(gen)
+    draw = likelihood.drawer(gen, request)
+    res = ToyResult.empty(request.hypothesis, request.poi_index, request.base_seed, request.mass_key,
+                          request.test_stat, gen, request.mu_test, indices, model.n_bkg)
 
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
-        toys = np.arange(blk * bs, (blk + 1) * bs, dtype=np.int64)
-        data, aux = sampler.draw(base_seed, mass_key, poi_index, hyp, toys)
-        ru, conds = fit_toy_block(fitter, data, gen, mus, test_stat, slope)
-        pos = toy_indices[rows] - blk * bs  # position of each requested toy in the block
-        store_block(res, rows, pos, aux, data.total, ru, conds)
+        block = draw(np.arange(blk * size, (blk + 1) * size, dtype=np.int64))
+        ru, conds = fit_drawn_block(likelihood.fitter, block, gen, request.mu_test, request.test_stat, slope)
+        pos = indices[rows] - blk * size  # position of each requested toy in the block
+        store_block(res, rows, pos, block.aux, block.n_events, ru, conds)
 
-    run_blocks(work, canonical_blocks(toy_indices, bs), n_threads, n, f"toys {hypothesis} poi{poi_index}")
+    run_blocks(work, canonical_blocks(indices, size), request.n_threads, indices.size,
+               f"{likelihood.label} {request.hypothesis} poi{request.poi_index}")
     return res
 
 
-def checked_toy_request(hypothesis: str, test_stat: str, toy_indices: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Validate a toy request (hypothesis, test-statistic name, non-negative indices); the indices
-    as a flat int64 array."""
-    if hypothesis not in HYPOTHESES:
-        raise ValueError(f"hypothesis must be one of {tuple(HYPOTHESES)}, got {hypothesis!r}")
-    mu_lower_bound(test_stat)  # validates the name
-    toy_indices = np.asarray(toy_indices, dtype=np.int64).ravel()
-    if toy_indices.size and toy_indices.min() < 0:
-        raise ValueError("toy indices must be non-negative")
-    return toy_indices
-
-
-def tested_mus(mu: float, mu_test: float | Sequence[float] | np.ndarray | None, test_stat: str) -> np.ndarray:
-    """The POI values at which q is evaluated: [0] for q0, else ``mu_test`` (default [mu])."""
-    if test_stat == "q0":
-        return np.zeros(1)
-    if mu_test is None:
-        return np.array([float(mu)])
-    return np.atleast_1d(np.asarray(mu_test, dtype=np.float64))
+def fit_drawn_block(
+    fitter: Any, block: DrawnBlock, gen: np.ndarray, mu_test: np.ndarray, test_stat: str, slope: np.ndarray,
+) -> tuple[FitResult, list[FitResult]]:
+    """:func:`fit_toy_block` over the sub-blocks of a drawn block; the fits joined in toy order."""
+    fits = [fit_toy_block(fitter, data, gen, mu_test, test_stat, slope) for data in block.sub_blocks]
+    if len(fits) == 1:
+        return fits[0]
+    ru = FitResult.concat([uncond for uncond, _ in fits])
+    conds = [FitResult.concat([cond[j] for _, cond in fits]) for j in range(mu_test.size)]
+    return ru, conds
 
 
 def canonical_blocks(toy_indices: np.ndarray, block_size: int) -> list[tuple[int, np.ndarray]]:
@@ -532,49 +455,3 @@ def run_blocks(work, items: list[tuple[int, np.ndarray]], n_threads: int | None,
         else:
             for item in items:
                 work_and_count(item)
-
-
-# ----------------------------------------------------------------------------- process pool
-_POOLS: dict[int, object] = {}
-
-
-def _pool(n: int):
-    """A cached ``spawn`` process pool with ``n`` workers."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    if n not in _POOLS:
-        _POOLS[n] = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
-    return _POOLS[n]
-
-
-def _worker(kwargs: dict) -> ToyResult:
-    return run_toys(**kwargs)
-
-
-def _run_toys_processes(
-    model, mu, poi_index, toy_indices, base_seed, mass_key, hypothesis, mus, gen, test_stat,
-    cfg, bs, stream, n_procs,
-) -> ToyResult:
-    """Split the canonical blocks of ``toy_indices`` into ``n_procs`` groups of whole blocks,
-    run each in a worker process and reassemble the records in the requested order."""
-    blocks = toy_indices // bs
-    ub = np.unique(blocks)
-    groups = [g for g in np.array_split(ub, n_procs) if g.size]
-    rows_of = [np.flatnonzero(np.isin(blocks, g)) for g in groups]
-    common = dict(
-        model=model, mu=mu, poi_index=poi_index, base_seed=base_seed, mass_key=mass_key,
-        hypothesis=hypothesis, mu_test=mus, gen_params=gen, test_stat=test_stat, config=cfg,
-        block_size=bs, n_threads=1, stream=stream, n_procs=1,
-    )
-    jobs = [dict(common, toy_indices=toy_indices[r]) for r in rows_of]
-    parts = list(_pool(n_procs).map(_worker, jobs))
-    first = parts[0]
-    kw = {f.name: getattr(first, f.name) for f in fields(ToyResult)}
-    for name in ToyResult._PER_TOY:
-        arr = getattr(first, name)
-        out = np.empty((toy_indices.size,) + arr.shape[1:], dtype=arr.dtype)
-        for r, part in zip(rows_of, parts):
-            out[r] = getattr(part, name)
-        kw[name] = out
-    return ToyResult(**kw)

@@ -66,7 +66,7 @@ draws, from counter-based words (:mod:`lzflow.stats._rng`, key
 A Poisson total with a categorical choice of bin is the same joint distribution as independent
 Poisson counts per source and bin (the categorical draw uses a guide table, Chen & Asau 1974).
 A toy's events depend only on (seed, mass_key, poi, hypothesis, toy index);
-:func:`run_unbinned_toys` generates canonical blocks of ``block_size`` toy indices and fits them
+:func:`lzflow.stats.toys.run_toys` generates canonical blocks of ``block_size`` toy indices and fits them
 in fixed sub-blocks (BLAS single-threaded), so records are bit-identical under any split of the
 indices into calls or threads, and replaying one toy (``toy_indices=[k]``) reproduces its
 record.
@@ -82,13 +82,12 @@ from scipy.special import ndtri
 
 from ._linalg import newton_direction, reuse_direction
 from ._rng import ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
-from ._threads import available_cores, blas_threads
+from ._threads import available_cores
 from .fit import (BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, _armijo, _backtrack, _cap_step,
                   _end_failed_search, fit_in_blocks, fittable_toys, lower_bounds)
 from .interpolate import HistDensity2D, rebin
 from .model import BinnedModel
-from .toys import (HYPOTHESES, ToyResult, canonical_blocks, checked_toy_request, fit_toy_block, generation_point,
-                   run_blocks, store_block, tested_mus)
+from .request import HYPOTHESES
 
 __all__ = [
     "UnbinnedModel",
@@ -98,7 +97,6 @@ __all__ = [
     "generate_unbinned_toys",
     "UnbinnedFitter",
     "fit_minuit_events",
-    "run_unbinned_toys",
     "sub_block_size",
 ]
 
@@ -346,7 +344,7 @@ def generate_unbinned_toys(
     model: UnbinnedModel, gen_params: np.ndarray, toy_indices: Sequence[int] | np.ndarray,
     base_seed: int, mass_key: int, poi_index: int, hypothesis: str | int,
 ) -> EventToys:
-    """The toys :func:`run_unbinned_toys` fits for these seeds and generation point."""
+    """The toys :func:`lzflow.stats.toys.run_toys` fits for these seeds and generation point."""
     return UnbinnedToySampler(model, gen_params).draw(
         base_seed, mass_key, poi_index, hypothesis, np.asarray(toy_indices, dtype=np.int64))
 
@@ -807,85 +805,4 @@ def fit_minuit_events(
                 return prob.tvec - X @ (1.0 / nu) + prob.prec * (y - a)
 
         migrad_into(res, t, nll, grad, fitter, init[t], lb, cols, mu_fixed, tol)
-    return res
-
-
-# ----------------------------------------------------------------------------- toys end to end
-def run_unbinned_toys(
-    ws: Mapping[str, Any] | UnbinnedModel,
-    order: int,
-    template_rebin: int,
-    mu: float,
-    poi_index: int,
-    toy_indices: Sequence[int] | np.ndarray,
-    base_seed: int,
-    mass_key: int,
-    hypothesis: str = "sb",
-    mu_test: float | Sequence[float] | np.ndarray | None = None,
-    test_stat: str = "qtilde",
-    block_size: int = 256,
-    n_threads: int | None = None,
-    *,
-    edge: str = "mirror",
-    floor: float = 0.0,
-    config: FitConfig | None = None,
-    gen_params: np.ndarray | None = None,
-) -> ToyResult:
-    """Generate (from the full-resolution templates) and fit (with the unbinned model of
-    ``order``/``template_rebin``) the toys ``toy_indices`` of one ensemble.
-
-    ``ws``: a workspace document, or a prebuilt :class:`UnbinnedModel` (its order, rebin, edge
-    and floor must match the arguments). ``edge``/``floor``: see :class:`HistDensity2D`. Arguments and the returned :class:`ToyResult` are those of
-    :func:`lzflow.stats.toys.run_toys` (``n_events`` = number of events of each toy). Toys are
-    generated and fitted in canonical blocks ``[k·block_size, (k+1)·block_size)`` of the toy
-    index, spread over ``n_threads`` threads with single-threaded BLAS: records are bit-identical
-    for any split of the indices (same ``block_size``, machine and BLAS).
-    """
-    toy_indices = checked_toy_request(hypothesis, test_stat, toy_indices)
-    if isinstance(ws, UnbinnedModel):
-        model = ws
-        if (model.order, model.template_rebin, model.edge, model.floor) != (
-                int(order), int(template_rebin), edge, float(floor)):
-            raise ValueError("the given UnbinnedModel does not match order/template_rebin/edge/floor")
-    else:
-        model = UnbinnedModel.from_workspace(ws, order, template_rebin, edge, floor)
-    cfg = config or FitConfig()
-    fitter = UnbinnedFitter(model, FitConfig(**{**cfg.__dict__, "n_threads": 1}))
-    mu_gen = float(mu) if hypothesis == "sb" else 0.0
-    if gen_params is None:
-        with blas_threads(1):
-            gen, _ = generation_point(model.truth, mu_gen, None, fitter._binned)
-    else:
-        gen = np.asarray(gen_params, dtype=np.float64).copy()
-    mus = tested_mus(mu, mu_test, test_stat)
-    slope = fitter._binned.profile_slope(gen)
-    sampler = UnbinnedToySampler(model, gen)
-    n = toy_indices.size
-    res = ToyResult.empty(hypothesis, poi_index, base_seed, mass_key, test_stat, gen, mus, toy_indices,
-                          model.n_bkg)
-    key = ensemble_key(base_seed, mass_key, poi_index, HYPOTHESES[hypothesis])
-    bs = max(1, int(block_size))
-
-    def fit_block(ev: EventToys) -> tuple[EventData, FitResult, list[FitResult]]:
-        """Prepare and fit the toys of a canonical block in sub-blocks (small work arrays)."""
-        sb = sub_block_size(model.n_par, int(ev.n_events.max()) if ev.n else 0)
-        parts = []
-        for s0 in range(0, ev.n, sb):
-            data = fitter.prepare(ev.take(np.arange(s0, min(s0 + sb, ev.n))))
-            parts.append((data.n_events, *fit_toy_block(fitter, data, gen, mus, test_stat, slope)))
-        ne = np.concatenate([p[0] for p in parts])
-        ru = FitResult.concat([p[1] for p in parts])
-        conds = [FitResult.concat([p[2][j] for p in parts]) for j in range(mus.size)]
-        return ne, ru, conds
-
-    def work(item: tuple[int, np.ndarray]) -> None:
-        blk, rows = item
-        toys = np.arange(blk * bs, (blk + 1) * bs, dtype=np.int64)
-        ev = sampler.draw_key(key, toys)
-        n_events, ru, conds = fit_block(ev)
-        pos = toy_indices[rows] - blk * bs
-        store_block(res, rows, pos, ev.aux, n_events, ru, conds)
-
-    run_blocks(work, canonical_blocks(toy_indices, bs), n_threads, n,
-               f"unbinned toys {hypothesis} poi{poi_index}")
     return res
