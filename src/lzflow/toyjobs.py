@@ -33,7 +33,7 @@ from . import __version__
 from .io import atomic_path
 
 __all__ = ["run_number", "toy_block", "run_toy_job", "job_model", "job_request", "likelihood_settings",
-           "save_toy_job", "load_toy_job", "ToyFileError", "CorruptToyFile",
+           "save_toy_job", "write_no_sensitivity_file", "load_toy_job", "ToyFileError", "CorruptToyFile",
            "content_digest", "toy_file_identity", "quarantine", "workspace_digest"]
 
 #: Toys are generated and fitted in canonical blocks of this many toy indices; it must be the same
@@ -191,6 +191,13 @@ def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+
+
+def write_no_sensitivity_file(path: str | Path) -> None:
+    """The toy file of a mass whose signal is empty (no sensitivity; no toys are run): one array
+    ``no_sensitivity = True``, written atomically."""
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, no_sensitivity=np.array(True))
 
 
 def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
