@@ -419,7 +419,7 @@ def canonical_blocks(toy_indices: np.ndarray, block_size: int) -> list[tuple[int
     return list(zip(blk_ids.tolist(), groups))
 
 
-def store_block(res: "ToyResult", rows: np.ndarray, pos: np.ndarray, aux: np.ndarray, n_events: np.ndarray,
+def store_block(res: ToyResult, rows: np.ndarray, pos: np.ndarray, aux: np.ndarray, n_events: np.ndarray,
                 ru: FitResult, conds: Sequence[FitResult]) -> None:
     """Write the records of the requested toys of one fitted block: rows ``rows`` of ``res`` take
     positions ``pos`` of the block (its aux, event counts, unconditional and conditional fits, q)."""
@@ -439,7 +439,8 @@ def store_block(res: "ToyResult", rows: np.ndarray, pos: np.ndarray, aux: np.nda
     res.q[rows] = evaluate_test_statistic(res.test_stat, ncond, ru.nll[pos], ru.params[pos, 0], res.mu_test)
 
 
-def run_blocks(work, items: list[tuple[int, np.ndarray]], n_threads: int | None, n_toys: int, desc: str) -> None:
+def run_blocks(work: Callable[[tuple[int, np.ndarray]], None], items: list[tuple[int, np.ndarray]],
+               n_threads: int | None, n_toys: int, desc: str) -> None:
     """``work((block, rows))`` for every block, over threads (BLAS single-threaded inside), with a
     progress bar on terminals (:mod:`lzflow.progress`)."""
     nt = available_cores() if n_threads is None else max(1, int(n_threads))
