@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from lzflow.stats import asymptotic_limits, toy_limits
-from lzflow.stats.hypotest import invert_toys
+from lzflow.stats.inversion import invert_toys
 from lzflow.stats.synthetic import simple_model
 
 CL = 0.90

@@ -6,10 +6,12 @@ overlapping toy indices (the same random stream used twice), files from another 
 grid, and missing toys. Records are ordered by toy index, so the result does not depend on how
 the toys were split into jobs.
 
-Everything is computed with :mod:`lzflow.stats.hypotest` (CLs+b = P(q ≥ q_obs | μ) from S+B toys,
-CLb from B-only toys, CLs = CLs+b/CLb; log-linear inversion at α = 1 − CL with the binomial error
-propagated; expected bands = quantiles of the B-only experiments' limits; PCL floor = the
-power-threshold quantile) and :mod:`lzflow.stats.asymptotic` for the asymptotic comparison.
+Everything is computed with :mod:`lzflow.stats.inversion` (CLs+b = P(q ≥ q_obs | μ) from S+B
+toys, CLb from B-only toys, CLs = CLs+b/CLb: :mod:`~lzflow.stats.pvalues`; log-linear inversion at
+α = 1 − CL with the binomial error propagated: :mod:`~lzflow.stats.crossing`; expected bands =
+quantiles of the B-only experiments' limits, PCL floor = the power-threshold quantile:
+:mod:`~lzflow.stats.bands`) and :mod:`lzflow.stats.asymptotic` for the asymptotic comparison
+(conventions: ``docs/method.md``, "Statistics conventions").
 """
 
 from __future__ import annotations
@@ -163,11 +165,6 @@ def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path],
     return doc, summarise_loaded([*files, *extra])
 
 
-EXCLUSION_POLICY = ("a toy's q is used only if its unconditional fit converged, the conditional fit it depends on "
-                    "converged (or was infeasible: q = +inf), and q is not NaN; p-values are fractions of the used "
-                    "toys (n_used); a B-only experiment with an unused q anywhere on the grid is left out of the bands")
-
-
 def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Seed, test statistic, toy block and likelihood shared by every toy file of the mass."""
     from .toyjobs import TOY_BLOCK, likelihood_settings
@@ -199,20 +196,24 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     limit, nothing to merge).
 
     Toys whose fits failed (every strategy) or whose q is NaN are left out and counted
-    (``excluded``, per ensemble, with causes; module :mod:`lzflow.stats.hypotest`). When a
+    (``excluded``, per ensemble, with causes; module :mod:`lzflow.stats.quality`). When a
     reported quantile or the observed limit sits on a grid edge, POI points are added beyond it
-    (:func:`lzflow.stats.hypotest.refine_toy_grid`): S+B toys there with new POI indices after
+    (:func:`lzflow.stats.inversion.refine_toy_grid`): S+B toys there with new POI indices after
     the configured ones, and the B-only toys regenerated from their seeds (checked against their
     files) and evaluated there; deterministic, so the same config gives the same document. The
     MC errors are bootstrap errors over all toys (``n_boot`` replicates, default
-    :data:`lzflow.stats.hypotest.N_BOOT`). Non-finite numbers become null and are listed in
+    :data:`lzflow.stats.inversion.N_BOOT`). Non-finite numbers become null and are listed in
     ``non_finite_to_null``.
     """
-    from .stats.hypotest import (BANDS, MAX_REFINE_ROUNDS, N_BOOT, ToyGrid, bootstrap_errors, cause_counts,
-                                 invert_toys, observed_q, pcl_with_status, pvalue_table, refine_toy_grid, toy_grid)
-    from .stats.request import ToyRequest
-    from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
-    from .toyjobs import job_model
+    from .config import STATS_DEFAULTS
+    from .stats.bands import BANDS, pcl_with_status
+    from .stats.hypotest import observed_q
+    from .stats.inversion import (MAX_REFINE_ROUNDS, N_BOOT, ToyGrid, bootstrap_errors, invert_toys, refine_toy_grid,
+                                  toy_grid)
+    from .stats.pvalues import pvalue_table
+    from .stats.quality import EXCLUSION_POLICY, GOOD, cause_counts
+    from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov
+    from .toyjobs import generate_and_fit
     from .workspace import workspace_model
 
     cl = float(spec["cl"])
@@ -263,14 +264,11 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     refined: dict[str, Any] = {"sb": {}, "bonly": []}
 
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
-        toys = job_model(ws, settings["likelihood"])
-        ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat,
-                        block_size=settings["toy_block"], n_threads=1)
-        sb_new = [run_toys(toys, ToyRequest(poi_index=int(k), hypothesis="sb", mu=float(mu),
-                                            toy_indices=np.arange(n_sb_new), **ensemble))
-                  for mu, k in zip(mu_new, idx_new)]
-        b_new = run_toys(toys, ToyRequest(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(mu_new[0]),
-                                          mu_test=mu_new, toy_indices=b_index, **ensemble))
+        like, block, seed = settings["likelihood"], settings["toy_block"], settings["seed"]
+        sb_new = [generate_and_fit(ws, like, float(mu), int(k), np.arange(n_sb_new), seed, key, "sb", None,
+                                   test_stat, block) for mu, k in zip(mu_new, idx_new)]
+        b_new = generate_and_fit(ws, like, float(mu_new[0]), BONLY_POI_INDEX, b_index, seed, key, "b", mu_new,
+                                 test_stat, block)
         if not (np.array_equal(b_new.aux, b["aux"]) and np.array_equal(b_new.n_events, b["n_events"])
                 and np.allclose(b_new.nll_uncond, b["nll_uncond"], rtol=1e-9, atol=1e-9, equal_nan=True)):
             raise MergeError("the B-only toys could not be regenerated from their seeds (toy files made by other "
@@ -290,7 +288,9 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
                                     "test_statistic": test_stat}))
         return toy_grid(mu_new, q_new, sb_new, b_new, test_stat, idx_new)
 
-    threshold_or_default = threshold if threshold else 0.1587
+    # without a power constraint the PCL floor is still computed (grid edges, bootstrap) at the configured
+    # default π_crit (0.1587, Φ(−1) to four digits), not at stats.bands.POWER_THRESHOLD (exact Φ(−1))
+    threshold_or_default = threshold if threshold else STATS_DEFAULTS["power_threshold"]
     methods = ("clsb", "cls")
     grid, rounds = refine_toy_grid(grid, add_points, alpha, methods, threshold_or_default,
                                    max_rounds=int(spec.get("max_refine_rounds", MAX_REFINE_ROUNDS)))
@@ -396,8 +396,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
                                      "from their seeds and evaluated there"}
         doc["failures"]["sb"].update({k: v["failures"] for k, v in refined["sb"].items()})
         doc["failures"]["bonly_grid_extension"] = [r["failures"] for r in refined["bonly"]]
-    q_sb_used = [q[c == 0] for q, c in zip(grid.q_sb, grid.cause_sb)]
-    q_b_used = [grid.q_b[grid.cause_b[:, j] == 0, j] for j in range(grid.mu.size)]
+    q_sb_used = [q[c == GOOD] for q, c in zip(grid.q_sb, grid.cause_sb)]
+    q_b_used = [grid.q_b[grid.cause_b[:, j] == GOOD, j] for j in range(grid.mu.size)]
 
     def sample(q: np.ndarray) -> list[float]:
         q = np.sort(q[np.isfinite(q)])

@@ -26,37 +26,20 @@ from .asymptotic import (
     pvalues_asymptotic,
     qtilde_cdf,
 )
+from .bands import BANDS, POWER_THRESHOLD, expected_bands, power_constrained
+from .crossing import Crossing, crossing, limits_from_curves, refine_grid
 from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, fit_batch
-from .hypotest import (
-    BANDS,
-    POWER_THRESHOLD,
-    Crossing,
-    PValues,
-    ToyLimits,
-    DiscoveryToys,
-    crossing,
-    discovery_potential_toys,
-    expected_bands,
-    limits_from_curves,
-    observed_q,
-    power_constrained,
-    pvalue_curves,
-    pvalues_from_toys,
-    refine_grid,
-    toy_limits,
-    binomial_interval,
-    bootstrap_errors,
-    refine_toy_grid,
-    toy_quality,
-)
+from .hypotest import DiscoveryToys, ToyLimits, discovery_potential_toys, observed_q, toy_limits
+from .inversion import bootstrap_errors, refine_toy_grid
 from .minuit import fit_minuit
 from .model import BinnedModel, ModelError
+from .pvalues import PValues, binomial_interval, pvalue_curves, pvalues_from_toys
 from .pyhf_export import to_pyhf_workspace
+from .quality import toy_quality
 from .teststat import evaluate_test_statistic
 from .toys import (
     BONLY_POI_INDEX,
     HYPOTHESES,
-    ToyRequest,
     ToyResult,
     generate_toys,
     generation_point,
@@ -72,6 +55,6 @@ __all__ = [
     "expected_bands", "limits_from_curves", "observed_q", "power_constrained", "pvalue_curves",
     "pvalues_from_toys", "refine_grid", "toy_limits", "binomial_interval", "bootstrap_errors", "refine_toy_grid",
     "toy_quality", "DiscoveryToys", "discovery_potential_toys", "fit_minuit", "BinnedModel", "ModelError",
-    "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyRequest", "ToyResult",
+    "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyResult",
     "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator",
 ]

@@ -38,12 +38,12 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from .bands import BANDS, POWER_THRESHOLD, power_constrained
 from .fit import BatchedFitter, FitConfig, FitResult, FitStatus
 from .model import BinnedModel
 from .teststat import mu_lower_bound, evaluate_test_statistic
 
 __all__ = [
-    "BANDS",
     "asimov_dataset",
     "AsimovProfile",
     "pvalues_asymptotic",
@@ -53,10 +53,6 @@ __all__ = [
     "asymptotic_limits",
     "discovery_potential",
 ]
-
-#: expected-band labels (N σ)
-BANDS = (-2, -1, 0, 1, 2)
-POWER_THRESHOLD = float(norm.cdf(-1.0))
 
 
 def asimov_dataset(model: BinnedModel, mu: float, theta: np.ndarray | None = None):
@@ -202,7 +198,7 @@ class AsymptoticLimits:
     """Asymptotic upper limits on μ (cross-section multiplier).
 
     observed: limit on the observed data (default observed = Asimov B-only → equals the median);
-    expected: {N: μ_N} for N in :data:`BANDS`; pcl: observed limit power-constrained at the band
+    expected: {N: μ_N} for N in :data:`~lzflow.stats.bands.BANDS`; pcl: observed limit power-constrained at the band
     Φ⁻¹(power_threshold); sigma_median: σ at the median limit; no_sensitivity: signal empty.
     """
 
@@ -294,7 +290,7 @@ def asymptotic_limits(
     obs = _solve_increasing(pobs, guess)
     return AsymptoticLimits(
         cl=cl, method=method, test_stat=test_stat, observed=obs, expected=expected,
-        pcl=max(obs, floor), power_threshold=power_threshold, pcl_floor=floor,
+        pcl=power_constrained(obs, floor), power_threshold=power_threshold, pcl_floor=floor,
         sigma_median=prof.sigma(expected[0]) if 0 in expected else prof.sigma(band(0.0)),
         fit_failures=prof.fit_failures,
     )
