@@ -15,6 +15,7 @@ from lzflow.response import ResponseMatrix, build_response, load_response, save_
 from lzflow.response.allocation import (
     allocation_cost,
     bin_integrals,
+    clipped_spectrum,
     effective_n_samples,
     energy_edges,
     integrate_spectrum,
@@ -25,7 +26,7 @@ from lzflow.response.allocation import (
 )
 from lzflow.response.nest import simulate_direct
 from lzflow.response.reference import shm_wimp_shape
-from lzflow.space import AnalysisSpace
+from lzflow.space import INTERACTIONS, AnalysisSpace, canonical_interaction
 
 # -------------------------------------------------------------------------------------------
 # Detector (the projection detector of the default config) and a NEST builder
@@ -372,3 +373,14 @@ def test_fold_matches_direct_nest_b8_threshold():
     p = float(stats.chi2.sf(chi2, use.sum()))
     print(f"B8 cS1 projection: chi2/ndf = {chi2:.1f}/{int(use.sum())}, p = {p:.3f}")
     assert p > 1e-3
+
+
+def test_interaction_names_and_clipped_spectrum():
+    assert INTERACTIONS == ("NR", "beta", "gammaRay")
+    assert [canonical_interaction(x) for x in ("nr", "BETA", "gamma", "γ")] == ["NR", "beta", "gammaRay", "gammaRay"]
+    with pytest.raises(ValueError, match="expected one of NR, beta, gammaRay"):
+        canonical_interaction("alpha")
+    seen = []
+    f = clipped_spectrum(lambda E: (seen.append(E.copy()), 1 / E)[1], 0.0, 2.0)
+    np.testing.assert_array_equal(f(np.array([-1.0, 0.5, 2.0, 3.0])), [0.0, 2.0, 0.5, 0.0])
+    assert np.all((seen[0] > 0) & (seen[0] <= 2.0))  # never evaluated outside (nor at 0)

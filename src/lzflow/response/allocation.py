@@ -103,6 +103,7 @@ def energy_edges(lo_keV: float, hi_keV: float, bins_per_decade: int = BINS_PER_D
 
 
 def _as_spectrum(f: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """f returning a float array of E's shape, non-finite values set to 0."""
     def g(E: np.ndarray) -> np.ndarray:
         out = np.asarray(f(E), dtype=float)
         out = np.broadcast_to(out, np.shape(E))
@@ -111,7 +112,8 @@ def _as_spectrum(f: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray]
 
 
 def clipped_spectrum(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
-    """f on [lo, hi], 0 outside (f is never evaluated outside)."""
+    """f on [lo, hi], 0 outside (f is never evaluated outside): a source's spectrum on its own
+    energy range, a reference shape on its range."""
     def g(E: np.ndarray) -> np.ndarray:
         E = np.asarray(E, dtype=float)
         inside = (E >= lo) & (E <= hi)

@@ -46,8 +46,8 @@ __all__ = [
 #: Atomic mass unit (GeV) of the reference WIMP shapes, 7 digits and frozen: CODATA's
 #: :data:`lzflow.spectra.constants.AMU_GEV` (0.93149410242) would change every matrix.
 REFERENCE_AMU_GEV = 0.9314941
-#: ħc in MeV fm (197.3269804, exactly the value the reference shapes always used).
-HBARC_MEV_FM = HBARC_KEV_FM / 1e3
+# ħc in MeV fm: 197.3269804, exactly the value the reference shapes always used.
+_HBARC_MEV_FM = HBARC_KEV_FM / 1e3
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ def reference_helm_form_factor_sq(E_keV: np.ndarray, A: float = XE_MOLAR_MASS_G)
     :math:`r_n^2 = c^2 + \tfrac73\pi^2a^2 - 5s^2`, F = 3 j₁(q r_n)/(q r_n) e^{−q²s²/2}, q = √(2 m_N E).
 
     The form factor of :func:`lzflow.spectra.nuclear.helm_form_factor_sq` (which the analysis'
-    spectra use) in the reference family's frozen arithmetic: m_N = A · :data:`REFERENCEREFERENCE_AMU_GEV`,
+    spectra use) in the reference family's frozen arithmetic: m_N = A · :data:`REFERENCE_AMU_GEV`,
     F formed before squaring, no small-x series (the two agree to 6e-11 relative).
     """
     E = np.asarray(E_keV, dtype=float)
     m_N_MeV = A * REFERENCE_AMU_GEV * 1e3
-    q = np.sqrt(2.0 * m_N_MeV * E * 1e-3) / HBARC_MEV_FM  # fm^-1
+    q = np.sqrt(2.0 * m_N_MeV * E * 1e-3) / _HBARC_MEV_FM  # fm^-1
     c = 1.23 * A ** (1 / 3) - 0.60
     a, s = 0.52, 0.9
     rn = math.sqrt(c * c + 7 / 3 * math.pi ** 2 * a * a - 5 * s * s)
