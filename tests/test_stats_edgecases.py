@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import binomtest, norm
 
 from lzflow.stats import FitStatus, crossing, limits_from_curves, pvalue_curves, run_toys, toy_limits
+from lzflow.stats.request import ToyRequest
 from lzflow.stats.bands import BANDS, band_quantiles
 from lzflow.stats.inversion import bootstrap_errors, invert_toys, toy_grid
 from lzflow.stats.pvalues import Ensemble, binomial_interval, pvalues_from_toys
@@ -58,8 +59,9 @@ def test_inversion_leaves_out_failed_toys_and_counts_them():
     B-only toy with a failed fit is not an experiment of the bands."""
     m = simple_model(n_bins=20, n_bkg=2, background_events=50.0, signal_events=10.0)
     grid = np.linspace(0.1, 2.0, 8)
-    sb = [run_toys(m, mu, k, np.arange(300), 4, 1) for k, mu in enumerate(grid)]
-    b = run_toys(m, 0.0, 0, np.arange(300), 4, 1, "b", mu_test=grid)
+    kw = dict(base_seed=4, mass_key=1, toy_indices=np.arange(300))
+    sb = [run_toys(m, ToyRequest(poi_index=k, hypothesis="sb", mu=mu, **kw)) for k, mu in enumerate(grid)]
+    b = run_toys(m, ToyRequest(poi_index=0, hypothesis="b", mu=0.0, mu_test=grid, **kw))
     q_obs = np.median(b.q, axis=0)
     clean = invert_toys(toy_grid(grid, q_obs, sb, b, "qtilde"), 0.1, "clsb")
     # break 30 S+B toys at every point and 30 B-only toys the old way: status failed, q = 0
@@ -225,8 +227,10 @@ def test_bootstrap_error_matches_seed_scatter_slow(background, n_bins, method):
 def test_bootstrap_is_deterministic():
     m = simple_model(n_bins=10, n_bkg=2, background_events=30.0, signal_events=10.0)
     grid = np.linspace(0.05, 1.6, 8)
-    sb = [run_toys(m, mu, k, np.arange(100), 2, 1, block_size=128) for k, mu in enumerate(grid)]
-    b = run_toys(m, 0.0, 0, np.arange(200), 2, 1, "b", mu_test=grid, block_size=256)
+    sb = [run_toys(m, ToyRequest(base_seed=2, mass_key=1, poi_index=k, hypothesis="sb", mu=mu,
+                                 toy_indices=np.arange(100), block_size=128)) for k, mu in enumerate(grid)]
+    b = run_toys(m, ToyRequest(base_seed=2, mass_key=1, poi_index=0, hypothesis="b", mu=0.0, mu_test=grid,
+                               toy_indices=np.arange(200), block_size=256))
     tg = toy_grid(grid, np.median(b.q, axis=0), sb, b, "qtilde")
     one = bootstrap_errors(tg, 0.1, ("clsb", "cls"), n_boot=30, seed=[2, 1, 999])
     two = bootstrap_errors(tg, 0.1, ("clsb", "cls"), n_boot=30, seed=[2, 1, 999])

@@ -16,6 +16,7 @@ from lzflow.stats import (
     run_toys,
     toy_limits,
 )
+from lzflow.stats.request import ToyRequest
 from lzflow.stats.bands import expected_bands, quantile_with_error
 from lzflow.stats.pvalues import Ensemble
 from lzflow.stats.synthetic import simple_model
@@ -146,10 +147,11 @@ def _coverage(n_pe: int, n_ens: int, seed: int) -> tuple[float, float]:
                      rel_unc=(0.2, 0.3))
     mu_true = 1.0
     grid = np.unique(np.r_[np.linspace(0.1, 4.0, 27), mu_true])
-    ens = [Ensemble(run_toys(m, mu, k, np.arange(n_ens), seed, 0, gen_params=m.full_params(mu)).q[:, 0])
+    ens = [Ensemble(run_toys(m, ToyRequest(base_seed=seed, mass_key=0, poi_index=k, hypothesis="sb", mu=mu,
+                                           toy_indices=np.arange(n_ens), gen_params=m.full_params(mu))).q[:, 0])
            for k, mu in enumerate(grid)]
-    pe = run_toys(m, mu_true, 0, np.arange(n_pe), seed + 1000, 0,
-                  gen_params=m.full_params(mu_true), mu_test=grid)
+    pe = run_toys(m, ToyRequest(base_seed=seed + 1000, mass_key=0, poi_index=0, hypothesis="sb", mu=mu_true,
+                                toy_indices=np.arange(n_pe), gen_params=m.full_params(mu_true), mu_test=grid))
     lim, _ = limits_from_curves(grid, pvalue_curves(pe.q, ens), 0.10, p_floor=0.5 / n_ens)
     cov = float(np.mean(lim >= mu_true))
     return cov, float(np.sqrt(0.9 * 0.1 / n_pe + 0.9 * 0.1 / n_ens))
@@ -180,9 +182,10 @@ def test_discovery_potential_toys_vs_asimov():
 def test_qmu_unbounded_toys():
     """q_μ (Eq. 14): μ̂ may be negative; q_μ ≥ q̃_μ for μ̂ < 0 (Eq. 16 uses μ̂ = 0 there)."""
     m = simple_model(n_bins=30, n_bkg=3, background_events=100.0, signal_events=10.0)
-    kw = dict(base_seed=4, mass_key=1, hypothesis="b", mu_test=[1.0], block_size=64)
-    qt = run_toys(m, 1.0, 0, np.arange(200), test_stat="qtilde", **kw)
-    qq = run_toys(m, 1.0, 0, np.arange(200), test_stat="q", **kw)
+    kw = dict(base_seed=4, mass_key=1, poi_index=0, hypothesis="b", mu=1.0, mu_test=[1.0], block_size=64,
+              toy_indices=np.arange(200))
+    qt = run_toys(m, ToyRequest(test_stat="qtilde", **kw))
+    qq = run_toys(m, ToyRequest(test_stat="q", **kw))
     neg = qq.mu_hat < 0
     assert neg.sum() > 30 and np.all(qt.mu_hat >= 0)
     assert np.all(qq.q[neg, 0] >= qt.q[neg, 0] - 1e-9)
@@ -198,8 +201,9 @@ def test_qtilde_distribution_matches_asymptotic_formula():
     m = simple_model(n_bins=20, n_bkg=3, background_events=1000.0, signal_events=10.0)
     mu = 3.0
     a = np.sqrt(AsimovProfile(m).q_asimov(mu))  # μ/σ
-    sb = run_toys(m, mu, 0, np.arange(4000), 8, 1, block_size=1024).q[:, 0]
-    b = run_toys(m, mu, 0, np.arange(4000), 8, 1, "b", mu_test=[mu], block_size=1024).q[:, 0]
+    kw = dict(base_seed=8, mass_key=1, poi_index=0, mu=mu, toy_indices=np.arange(4000), block_size=1024)
+    sb = run_toys(m, ToyRequest(hypothesis="sb", **kw)).q[:, 0]
+    b = run_toys(m, ToyRequest(hypothesis="b", mu_test=[mu], **kw)).q[:, 0]
     for x in (0.5, 1.0, 2.0, 4.0):
         p_sb, p_b = np.mean(sb >= x), np.mean(b >= x)
         assert p_sb == pytest.approx(1 - qtilde_cdf(x, a), abs=4 * np.sqrt(p_sb * (1 - p_sb) / 4000) + 0.01)

@@ -212,8 +212,9 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
                                   toy_grid)
     from .stats.pvalues import pvalue_table
     from .stats.quality import EXCLUSION_POLICY, GOOD, cause_counts
-    from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov
-    from .toyjobs import generate_and_fit
+    from .stats.request import ToyRequest
+    from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
+    from .toyjobs import job_model
     from .workspace import workspace_model
 
     cl = float(spec["cl"])
@@ -264,11 +265,14 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     refined: dict[str, Any] = {"sb": {}, "bonly": []}
 
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
-        like, block, seed = settings["likelihood"], settings["toy_block"], settings["seed"]
-        sb_new = [generate_and_fit(ws, like, float(mu), int(k), np.arange(n_sb_new), seed, key, "sb", None,
-                                   test_stat, block) for mu, k in zip(mu_new, idx_new)]
-        b_new = generate_and_fit(ws, like, float(mu_new[0]), BONLY_POI_INDEX, b_index, seed, key, "b", mu_new,
-                                 test_stat, block)
+        toys = job_model(ws, settings["likelihood"])
+        ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat,
+                        block_size=settings["toy_block"], n_threads=1)
+        sb_new = [run_toys(toys, ToyRequest(poi_index=int(k), hypothesis="sb", mu=float(mu),
+                                            toy_indices=np.arange(n_sb_new), **ensemble))
+                  for mu, k in zip(mu_new, idx_new)]
+        b_new = run_toys(toys, ToyRequest(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(mu_new[0]),
+                                          mu_test=mu_new, toy_indices=b_index, **ensemble))
         if not (np.array_equal(b_new.aux, b["aux"]) and np.array_equal(b_new.n_events, b["n_events"])
                 and np.allclose(b_new.nll_uncond, b["nll_uncond"], rtol=1e-9, atol=1e-9, equal_nan=True)):
             raise MergeError("the B-only toys could not be regenerated from their seeds (toy files made by other "

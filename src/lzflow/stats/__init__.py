@@ -40,6 +40,7 @@ from .teststat import evaluate_test_statistic
 from .toys import (
     BONLY_POI_INDEX,
     HYPOTHESES,
+    ToyRequest,
     ToyResult,
     generate_toys,
     generation_point,
@@ -55,6 +56,6 @@ __all__ = [
     "expected_bands", "limits_from_curves", "observed_q", "power_constrained", "pvalue_curves",
     "pvalues_from_toys", "refine_grid", "toy_limits", "binomial_interval", "bootstrap_errors", "refine_toy_grid",
     "toy_quality", "DiscoveryToys", "discovery_potential_toys", "fit_minuit", "BinnedModel", "ModelError",
-    "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyResult",
+    "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyRequest", "ToyResult",
     "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator",
 ]

@@ -36,6 +36,7 @@ from .quality import cause_counts
 # transitional: lzflow.fit_errors imports toy_quality from here until it imports lzflow.stats.quality
 from .quality import toy_quality  # noqa: F401
 from .teststat import mu_lower_bound, evaluate_test_statistic
+from .request import ToyRequest
 from .toys import BONLY_POI_INDEX, ToyResult, observed_asimov, run_toys
 
 __all__ = [
@@ -192,21 +193,26 @@ def toy_limits(
                          "no_sensitivity", {n: inf for n in BANDS}, {n: float("nan") for n in BANDS},
                          inf, inf, power_threshold, np.zeros(0), [], {}, no_sensitivity=True)
     obs = observed_asimov(model) if observed is None else observed
-    kw = dict(test_stat=test_stat, config=config, block_size=block_size, n_threads=n_threads,
-              stream=stream, observed=obs, n_procs=n_procs)
-    sb_res = [run_toys(model, float(mu), k, np.arange(n_toys_sb), base_seed, mass_key, "sb", **kw)
-              for k, mu in enumerate(mus)]
-    b_res = run_toys(model, 0.0, BONLY_POI_INDEX, np.arange(n_toys_b), base_seed, mass_key, "b",
-                     mu_test=mus, **kw)
+    ensemble = dict(base_seed=base_seed, mass_key=mass_key, test_stat=test_stat, config=config,
+                    block_size=block_size, n_threads=n_threads, stream=stream, observed=obs, n_procs=n_procs)
+
+    def sb_toys(k: int, mu: float) -> ToyResult:
+        return run_toys(model, ToyRequest(poi_index=int(k), hypothesis="sb", mu=float(mu),
+                                          toy_indices=np.arange(n_toys_sb), **ensemble))
+
+    def b_toys(mu_test: np.ndarray) -> ToyResult:
+        return run_toys(model, ToyRequest(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=0.0, mu_test=mu_test,
+                                          toy_indices=np.arange(n_toys_b), **ensemble))
+
+    sb_res = [sb_toys(k, mu) for k, mu in enumerate(mus)]
+    b_res = b_toys(mus)
     q_obs, _info = observed_q(model, obs[0], obs[1], mus, test_stat, config)
     grid = toy_grid(mus, q_obs, sb_res, b_res, test_stat)
     extra: list[ToyResult] = []
 
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
-        sb_new = [run_toys(model, float(mu), int(k), np.arange(n_toys_sb), base_seed, mass_key, "sb", **kw)
-                  for mu, k in zip(mu_new, idx_new)]
-        b_new = run_toys(model, 0.0, BONLY_POI_INDEX, np.arange(n_toys_b), base_seed, mass_key, "b",
-                         mu_test=mu_new, **kw)
+        sb_new = [sb_toys(k, mu) for mu, k in zip(mu_new, idx_new)]
+        b_new = b_toys(mu_new)
         if not (np.array_equal(b_new.aux, b_res.aux) and np.array_equal(b_new.n_events, b_res.n_events)):
             raise RuntimeError("B-only toys could not be reproduced from their seeds")
         extra.extend(sb_new + [b_new])
@@ -298,13 +304,14 @@ def discovery_potential_toys(
     """
     mus = np.asarray(mu_grid, dtype=np.float64)
     obs = observed_asimov(model) if observed is None else observed
-    b = run_toys(model, 0.0, BONLY_POI_INDEX, np.arange(n_toys_b), base_seed, mass_key, "b",
-                 test_stat="q0", observed=obs, **run_kw)
+    ensemble = dict(base_seed=base_seed, mass_key=mass_key, test_stat="q0", observed=obs, **run_kw)
+    b = run_toys(model, ToyRequest(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=0.0,
+                                   toy_indices=np.arange(n_toys_b), **ensemble))
     eb = Ensemble(b.q[:, 0])
     med = np.empty(mus.size)
     for k, mu in enumerate(mus):
-        r = run_toys(model, float(mu), k, np.arange(n_toys_sb), base_seed, mass_key, "sb",
-                     test_stat="q0", observed=obs, **run_kw)
+        r = run_toys(model, ToyRequest(poi_index=k, hypothesis="sb", mu=float(mu),
+                                       toy_indices=np.arange(n_toys_sb), **ensemble))
         med[k] = np.nanmedian(r.q[:, 0])
     p0, _ = eb.tail(med)
     with np.errstate(divide="ignore"):
