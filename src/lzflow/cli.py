@@ -9,14 +9,13 @@ tracebacks.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
-from . import __version__
+from . import __version__, layout
 from .config import ConfigError, load_config
 from .exceptions import OutputError, one_line
 from .detector import DetectorError
@@ -39,6 +38,11 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
+    """check a config (schema, units, cross-field checks) and summarise it.
+
+    Validate an analysis config: JSON schema, units and cross-field checks. Prints a one-line
+    summary, or a one-line error naming the key, value and expectation.
+    """
     from .config import load_config_stack
     from .variants import expand_studies
 
@@ -59,6 +63,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------- detector
 def cmd_detector(args: argparse.Namespace) -> int:
+    """resolve the detector into detector.json (NEST parameters + derived).
+
+    Resolve the detector description (preset + overrides, units) into every NEST parameter, add
+    quantities NEST derives (g2, extraction efficiency, single-electron size, fiducial mass) and a
+    parameter hash; write results/<tag>/detector.json.
+    """
     from .detector import derived_quantities
     from .io import write_json
 
@@ -77,19 +87,17 @@ def cmd_detector(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------- response
-def analysis_space(spec: dict[str, Any]):
-    from .response import AnalysisSpace
-
-    return AnalysisSpace(
-        cs1_min=spec["cs1_phd"]["min"], cs1_max=spec["cs1_phd"]["max"], cs1_bins=spec["cs1_phd"]["bins"],
-        log10cs2_min=spec["log10_cs2_phd"]["min"], log10cs2_max=spec["log10_cs2_phd"]["max"],
-        log10cs2_bins=spec["log10_cs2_phd"]["bins"], s2_raw_min_phd=spec["s2_raw_min_phd"],
-    )
-
-
 def cmd_response(args: argparse.Namespace) -> int:
+    """simulate one NEST interaction type into a response matrix.
+
+    Run NEST (nestpy) once for an interaction type (NR, beta, gammaRay) with energies allocated over
+    a fine log grid so that every PDF folded from it reaches the configured effective n_samples;
+    histogram the ROI events per (energy bin, cS1, log10 cS2). Bit-identical for any number of
+    workers.
+    """
     from .io import read_json
     from .response import build_response, save_response
+    from .space import AnalysisSpace
 
     if args.spec:
         spec = json.loads(args.spec)
@@ -101,7 +109,7 @@ def cmd_response(args: argparse.Namespace) -> int:
     detector.pop("derived", None)
     detector.pop("lzflow_version", None)
     response = build_response(detector, spec["interaction"], n_samples=spec["n_samples"], seed=spec["seed"],
-                              n_workers=args.workers, space=analysis_space(spec))
+                              n_workers=args.workers, space=AnalysisSpace.from_dict(spec))
     save_response(response, args.out)
     print(f"response {spec['interaction']}: {int(response.n_sim.sum()):,} NEST events, "
           f"{int(response.counts.sum()):,} in the ROI -> {args.out}")
@@ -110,6 +118,13 @@ def cmd_response(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- pdf
 def cmd_pdf(args: argparse.Namespace) -> int:
+    """fold a source spectrum through its response into a 2D PDF (.root + .json).
+
+    Fold one source's recoil spectrum (a background, or the WIMP signal of one mass at sigma_ref)
+    through its interaction type's response matrix; write a TH2D of expected events per (cS1, log10
+    cS2) bin with uproot plus a JSON sidecar (expected events, efficiency, effective n_samples,
+    seed, detector hash). An empty signal is written with empty: true and a warning.
+    """
     import warnings
 
     from .pdfs import make_pdf
@@ -140,6 +155,13 @@ def cmd_pdf(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------- workspace
 def cmd_workspace(args: argparse.Namespace) -> int:
+    """combine one mass's signal PDF with the background PDFs into a workspace.
+
+    Build results/<tag>/m<mass>/workspace.json (templates, expected counts, Gaussian constraint
+    widths, fixed parameters removed consistently), solve the asymptotic limits (CLs+b and CLs,
+    bands, PCL, 3 sigma discovery potential), choose the POI grid around the asymptotic median, and
+    export workspace.pyhf.json and workspace.hs3.json.
+    """
     from .workspace import make_workspace, write_workspace
 
     spec = json.loads(args.spec)
@@ -158,16 +180,20 @@ def cmd_workspace(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------- toys
 def cmd_toys(args: argparse.Namespace) -> int:
-    from .toyjobs import run_toy_job, save_toy_job
+    """run one toy job (a mass, a POI or B-only, a block of toys).
+
+    Generate and fit one block of pseudo-experiments for one mass: S+B toys at one POI grid point,
+    or B-only toys evaluated on the whole grid. Each toy's random stream is derived from (seed,
+    mass, POI index, hypothesis, toy index), so the merged result does not depend on the job split.
+    Writes per-toy records with the run number and seeds.
+    """
+    from .toyjobs import run_toy_job, save_toy_job, write_no_sensitivity_file
     from .workspace import read_workspace
 
     spec = json.loads(args.spec)
     ws = read_workspace(args.workspace)
     if ws["signal"]["empty"]:
-        from .io import atomic_path
-
-        with atomic_path(args.out, suffix=".npz") as tmp, open(tmp, "wb") as handle:
-            np.savez(handle, no_sensitivity=np.array(True))
+        write_no_sensitivity_file(args.out)
         print(f"lzflow: warning: {args.workspace}: empty signal (no sensitivity); no toys run", file=sys.stderr)
         return 0
     result, header = run_toy_job(ws, spec)
@@ -179,6 +205,13 @@ def cmd_toys(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- merge
 def cmd_merge(args: argparse.Namespace) -> int:
+    """merge one mass's toys into limit.json (p-values, limits, bands, PCL).
+
+    Merge every toy file of one mass: p-value curves (CLs+b, CLb, CLs) with MC errors, the upper
+    limit in mu and cm2 (CLs+b with power constraint by default, CLs too), expected bands from
+    B-only experiments, asymptotic comparison, toy counts, fit failures per POI and hypothesis with
+    causes. Refuses duplicate run numbers/seeds and corrupt files.
+    """
     from .io import write_json
     from .merge import merge_limits, merge_mass
     from .toyjobs import CorruptToyFile, quarantine
@@ -224,17 +257,23 @@ def _g(x: float | None) -> str:
 
 # -------------------------------------------------------------------------------------------- curve
 def cmd_curve(args: argparse.Namespace) -> int:
+    """limit curve over masses: CSV and plots.
+
+    Collect every mass's limit.json into limit_curve.csv and plot sigma_SI vs mass with the median
+    and +-1/2 sigma bands, the asymptotic median and the LZ projection reference point; per mass,
+    p-values vs mu and the test-statistic distributions.
+    """
     from .curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
     from .io import read_json
 
     docs = [read_json(p) for p in args.limits]
     rows = curve_rows(docs)
     write_curve_csv(args.out, rows)
-    out_dir = Path(args.out).parent
-    plot_limit_curve(rows, out_dir / "limit_curve.png", title=args.title or "")
+    # the plots go where lzflow.layout puts them: the curve beside the CSV, per mass beside limit.json
+    plot_limit_curve(rows, Path(args.out).with_name(Path(layout.CURVE_PLOT).name), title=args.title or "")
     for path, doc in zip(args.limits, docs):
-        plot_pvalues(doc, Path(path).with_name("pvalues.png"))
-        plot_teststat(doc, Path(path).with_name("teststat.png"))
+        plot_pvalues(doc, Path(path).with_name(Path(layout.PVALUES_PLOT).name))
+        plot_teststat(doc, Path(path).with_name(Path(layout.TESTSTAT_PLOT).name))
     for row in rows:
         if row["no_sensitivity"]:
             print(f"{row['mass_GeV']:>10g} GeV: no sensitivity")
@@ -248,6 +287,13 @@ def cmd_curve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- errors
 def cmd_errors(args: argparse.Namespace) -> int:
+    """count failed or suspicious fits over toy files; replay one toy.
+
+    Count failed or suspicious fits over toy files per mass, hypothesis, POI and cause (final
+    failure, retried, NaN q, mu-hat at the boundary) and list the toys (file, run number, toy index)
+    to replay. With --replay FILE INDEX, regenerate that toy from its seed, refit it and compare
+    with the stored record (exit 1 if they differ).
+    """
     from .fit_errors import combine_summaries, errors_markdown, replay_toy, summarise_errors
     from .io import atomic_path, read_json, write_json
     from .workspace import read_workspace
@@ -278,39 +324,28 @@ def cmd_errors(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- study
 def cmd_study(args: argparse.Namespace) -> int:
-    from .io import atomic_path, read_json
-    from .study_table import plot_study_overlay, read_benchmarks, study_markdown, study_rows, write_study_table
+    """one study's table (CSV + Markdown) and overlay plot from its variants' limits.
 
-    spec = json.loads(args.spec)
-    masses = spec["masses"]
-    limits = iter(args.limits)
-    benchmarks = iter(args.benchmarks or [])
-    entries = []
-    for v in spec["variants"]:
-        entry = {"label": v["label"], "value": v["value"], "limits": {}, "timing": {}}
-        for mass, n_bench in zip(masses, v.get("n_benchmarks", [0] * len(masses))):
-            entry["limits"][mass] = read_json(next(limits))
-            files = [next(benchmarks) for _ in range(n_bench)]
-            entry["timing"][mass] = read_benchmarks(files) if files else (None, None)
-        entries.append(entry)
-    if next(limits, None) is not None or next(benchmarks, None) is not None:
-        raise ValueError("lzflow study: more --limits/--benchmarks files than the spec's variants x masses")
-    base, variants = entries[0], entries[1:]
-    study = {k: spec[k] for k in ("name", "parameter", "baseline_value", "description")}
-    study["baseline_timing"] = base["timing"]
-    rows = study_rows(study, base["limits"], variants)
-    out = Path(args.out)
-    write_study_table(out, rows)
-    markdown = study_markdown(study, rows)
-    with atomic_path(out.with_suffix(".md")) as tmp:
-        tmp.write_text(markdown)
-    plot_study_overlay(study, rows, out.with_name("overlay.png"))
-    print(markdown, end="")
+    Tabulate the median expected limit per mass for the baseline and each value of a study, with the
+    %% change from the baseline and the toy run time (from Snakemake benchmark files), and plot the
+    variants' limit curves over the baseline band. The spec (JSON) is written by the workflow.
+    """
+    from .study_table import study_from_files, write_study
+
+    study, rows = study_from_files(json.loads(args.spec), args.limits, args.benchmarks or [])
+    print(write_study(args.out, study, rows), end="")
     return 0
 
 
 # ------------------------------------------------------------------------------------------- report
 def cmd_report(args: argparse.Namespace) -> int:
+    """self-contained HTML report: curve, p-values, studies, fit errors, provenance.
+
+    Write one self-contained HTML page (images embedded) with the limit curve and its table,
+    per-mass p-value scans and test-statistic distributions, the study tables and overlays, the
+    fit-error summary and the provenance (resolved config, detector parameters, software versions,
+    code hashes, seeds and run numbers).
+    """
     from .layout import STAGE_MODULES, stage_code_hash
     from .report import build_report, write_report
 
@@ -330,7 +365,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_source(parser: argparse.ArgumentParser, spec_help: str) -> None:
+def _stage(sub: Any, name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """One subcommand bound to ``func``: its help line is the first line of ``func``'s docstring
+    (without the full stop), its description the rest."""
+    first, _, rest = inspect.cleandoc(func.__doc__ or "").partition("\n")
+    parser = sub.add_parser(name, help=first.rstrip("."), description=" ".join(rest.split()))
+    parser.set_defaults(func=func)
+    return parser
+
+
+def _required(parser: argparse.ArgumentParser, **options: str) -> None:
+    """Required options, ``name="help"`` each (``errors_out`` → ``--errors-out``)."""
+    for name, text in options.items():
+        parser.add_argument("--" + name.replace("_", "-"), required=True, help=text)
+
+
+def _lists(parser: argparse.ArgumentParser, required: bool, **options: str) -> None:
+    """Options taking one or more files (``required``) or any number of them, ``name="help"`` each."""
+    for name, text in options.items():
+        if required:
+            parser.add_argument("--" + name.replace("_", "-"), nargs="+", required=True, help=text)
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), nargs="*", default=[], help=text)
+
+
+def _config_or_spec(parser: argparse.ArgumentParser, spec_help: str) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", help="analysis config YAML (e.g. config/config.yaml)")
     group.add_argument("--spec", help=spec_help)
@@ -345,139 +404,70 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lzflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    p = sub.add_parser("validate", help="check a config (schema, units, cross-field checks) and summarise it",
-                       description="Validate an analysis config: JSON schema, units and cross-field checks. "
-                       "Prints a one-line summary, or a one-line error naming the key, value and expectation.")
+    p = _stage(sub, "validate", cmd_validate)
     p.add_argument("--config", required=True, nargs="+",
                    help="analysis config YAML(s); later files override earlier ones (e.g. a config/studies/ file)")
-    p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("detector", help="resolve the detector into detector.json (NEST parameters + derived)",
-                       description="Resolve the detector description (preset + overrides, units) into every NEST "
-                       "parameter, add quantities NEST derives (g2, extraction efficiency, single-electron size, "
-                       "fiducial mass) and a parameter hash; write results/<tag>/detector.json.")
-    _add_source(p, "resolved detector dictionary as JSON (what the Snakemake rule passes)")
-    p.add_argument("--out", required=True, help="output detector.json")
-    p.set_defaults(func=cmd_detector)
+    p = _stage(sub, "detector", cmd_detector)
+    _config_or_spec(p, "resolved detector dictionary as JSON (what the Snakemake rule passes)")
+    _required(p, out="output detector.json")
 
-    p = sub.add_parser("response", help="simulate one NEST interaction type into a response matrix",
-                       description="Run NEST (nestpy) once for an interaction type (NR, beta, gammaRay) with energies "
-                       "allocated over a fine log grid so that every PDF folded from it reaches the configured "
-                       "effective n_samples; histogram the ROI events per (energy bin, cS1, log10 cS2). "
-                       "Bit-identical for any number of workers.")
-    _add_source(p, "response job spec as JSON (interaction, n_samples, seed, binning, ROI)")
-    p.add_argument("--interaction", default="NR", choices=["NR", "beta", "gammaRay"],
+    p = _stage(sub, "response", cmd_response)
+    _config_or_spec(p, "response job spec as JSON (interaction, n_samples, seed, binning, ROI)")
+    p.add_argument("--interaction", default="NR", choices=list(layout.INTERACTIONS),
                    help="interaction type (with --config)")
-    p.add_argument("--detector", required=True, help="detector.json from the detector stage")
     p.add_argument("--workers", type=int, default=1, help="worker processes (does not change the result)")
-    p.add_argument("--out", required=True, help="output .npz")
-    p.set_defaults(func=cmd_response)
+    _required(p, detector="detector.json from the detector stage", out="output .npz")
 
-    p = sub.add_parser("pdf", help="fold a source spectrum through its response into a 2D PDF (.root + .json)",
-                       description="Fold one source's recoil spectrum (a background, or the WIMP signal of one mass "
-                       "at sigma_ref) through its interaction type's response matrix; write a TH2D of expected "
-                       "events per (cS1, log10 cS2) bin with uproot plus a JSON sidecar (expected events, "
-                       "efficiency, effective n_samples, seed, detector hash). An empty signal is written with "
-                       "empty: true and a warning.")
-    p.add_argument("--spec", required=True, help="source job spec as JSON (what the Snakemake rule passes)")
-    p.add_argument("--response", required=True, help="response .npz of the source's interaction type")
-    p.add_argument("--out", required=True, help="output <source>.root (the .json is written beside it)")
-    p.set_defaults(func=cmd_pdf)
+    p = _stage(sub, "pdf", cmd_pdf)
+    _required(p, spec="source job spec as JSON (what the Snakemake rule passes)",
+              response="response .npz of the source's interaction type",
+              out="output <source>.root (the .json is written beside it)")
 
-    p = sub.add_parser("workspace", help="combine one mass's signal PDF with the background PDFs into a workspace",
-                       description="Build results/<tag>/m<mass>/workspace.json (templates, expected counts, Gaussian "
-                       "constraint widths, fixed parameters removed consistently), solve the asymptotic limits "
-                       "(CLs+b and CLs, bands, PCL, 3 sigma discovery potential), choose the POI grid around the "
-                       "asymptotic median, and export workspace.pyhf.json and workspace.hs3.json.")
-    p.add_argument("--spec", required=True, help="workspace job spec as JSON")
-    p.add_argument("--signal", required=True, help="signal PDF .root of this mass")
-    p.add_argument("--backgrounds", nargs="+", required=True, help="background PDF .root files")
-    p.add_argument("--out", required=True, help="output workspace.json")
-    p.set_defaults(func=cmd_workspace)
+    p = _stage(sub, "workspace", cmd_workspace)
+    _required(p, spec="workspace job spec as JSON", signal="signal PDF .root of this mass",
+              out="output workspace.json")
+    _lists(p, True, backgrounds="background PDF .root files")
 
-    p = sub.add_parser("toys", help="run one toy job (a mass, a POI or B-only, a block of toys)",
-                       description="Generate and fit one block of pseudo-experiments for one mass: S+B toys at one "
-                       "POI grid point, or B-only toys evaluated on the whole grid. Each toy's random stream is "
-                       "derived from (seed, mass, POI index, hypothesis, toy index), so the merged result does not "
-                       "depend on the job split. Writes per-toy records with the run number and seeds.")
-    p.add_argument("--spec", required=True, help="toy job spec as JSON (hypothesis, poi_index, job_index, n_jobs, "
-                   "n_toys, seed, test_statistic)")
-    p.add_argument("--workspace", required=True, help="workspace.json of the mass")
-    p.add_argument("--out", required=True, help="output job<j>.npz")
-    p.set_defaults(func=cmd_toys)
+    p = _stage(sub, "toys", cmd_toys)
+    _required(p, spec="toy job spec as JSON (hypothesis, poi_index, job_index, n_jobs, n_toys, seed, test_statistic)",
+              workspace="workspace.json of the mass", out="output job<j>.npz")
 
-    p = sub.add_parser("merge", help="merge one mass's toys into limit.json (p-values, limits, bands, PCL)",
-                       description="Merge every toy file of one mass: p-value curves (CLs+b, CLb, CLs) with MC "
-                       "errors, the upper limit in mu and cm2 (CLs+b with power constraint by default, CLs too), "
-                       "expected bands from B-only experiments, asymptotic comparison, toy counts, fit failures "
-                       "per POI and hypothesis with causes. Refuses duplicate run numbers/seeds and corrupt files.")
-    p.add_argument("--spec", required=True, help="merge spec as JSON (cl, method, power_threshold, test_statistic)")
-    p.add_argument("--workspace", required=True, help="workspace.json of the mass")
-    p.add_argument("--toys", nargs="*", default=[], help="toy files of this mass")
-    p.add_argument("--out", required=True, help="output limit.json")
+    p = _stage(sub, "merge", cmd_merge)
+    _required(p, spec="merge spec as JSON (cl, method, power_threshold, test_statistic)",
+              workspace="workspace.json of the mass", out="output limit.json")
+    _lists(p, False, toys="toy files of this mass")
     p.add_argument("--errors-out", help="also write the fit-error summary of these toys (as 'lzflow errors --out')")
-    p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("curve", help="limit curve over masses: CSV and plots",
-                       description="Collect every mass's limit.json into limit_curve.csv and plot sigma_SI vs mass "
-                       "with the median and +-1/2 sigma bands, the asymptotic median and the LZ projection "
-                       "reference point; per mass, p-values vs mu and the test-statistic distributions.")
-    p.add_argument("--limits", nargs="+", required=True, help="limit.json files")
-    p.add_argument("--out", required=True, help="output limit_curve.csv (plots go beside it)")
+    p = _stage(sub, "curve", cmd_curve)
+    _lists(p, True, limits="limit.json files")
+    _required(p, out="output limit_curve.csv (plots go beside it)")
     p.add_argument("--title", default="", help="plot title")
-    p.set_defaults(func=cmd_curve)
 
-    p = sub.add_parser("errors", help="count failed or suspicious fits over toy files; replay one toy",
-                       description="Count failed or suspicious fits over toy files per mass, hypothesis, POI and "
-                       "cause (final failure, retried, NaN q, mu-hat at the boundary) and list the toys (file, run "
-                       "number, toy index) to replay. With --replay FILE INDEX, regenerate that toy from its seed, "
-                       "refit it and compare with the stored record (exit 1 if they differ).")
-    p.add_argument("--toys", nargs="*", default=[], help="toy files (job*.npz)")
-    p.add_argument("--summaries", nargs="*", default=[],
-                   help="per-mass summaries (m<mass>/fit_errors.json from 'lzflow merge --errors-out') to combine "
-                   "instead of reading toy files")
+    p = _stage(sub, "errors", cmd_errors)
+    _lists(p, False, toys="toy files (job*.npz)",
+           summaries="per-mass summaries (m<mass>/fit_errors.json from 'lzflow merge --errors-out') to combine "
+           "instead of reading toy files")
     p.add_argument("--out", help="write the summary as JSON (and a .md table beside it)")
     p.add_argument("--replay", nargs=2, metavar=("TOY_FILE", "TOY_INDEX"), help="replay one toy")
     p.add_argument("--workspace", help="workspace.json (for --replay)")
-    p.set_defaults(func=cmd_errors)
 
-    p = sub.add_parser("study", help="one study's table (CSV + Markdown) and overlay plot from its variants' limits",
-                       description="Tabulate the median expected limit per mass for the baseline and each value of a "
-                       "study, with the %% change from the baseline and the toy run time (from Snakemake benchmark "
-                       "files), and plot the variants' limit curves over the baseline band. The spec (JSON) is "
-                       "written by the workflow.")
-    p.add_argument("--spec", required=True, help="study spec (JSON): name, parameter, baseline_value, masses, "
-                   "variants [{label, value, n_benchmarks per mass}] (the baseline first)")
-    p.add_argument("--limits", nargs="+", required=True, help="limit.json per variant and mass (variant-major)")
-    p.add_argument("--benchmarks", nargs="*", default=[], help="toy jobs' benchmark .tsv files, in the same order")
-    p.add_argument("--out", required=True, help="output table.csv (table.md and overlay.png go beside it)")
-    p.set_defaults(func=cmd_study)
+    p = _stage(sub, "study", cmd_study)
+    _required(p, spec="study spec (JSON): name, parameter, baseline_value, masses, variants [{label, value, "
+              "n_benchmarks per mass}] (the baseline first)",
+              out="output table.csv (table.md and overlay.png go beside it)")
+    _lists(p, True, limits="limit.json per variant and mass (variant-major)")
+    _lists(p, False, benchmarks="toy jobs' benchmark .tsv files, in the same order")
 
-    p = sub.add_parser("report", help="self-contained HTML report: curve, p-values, studies, fit errors, provenance",
-                       description="Write one self-contained HTML page (images embedded) with the limit curve and "
-                       "its table, per-mass p-value scans and test-statistic distributions, the study tables and "
-                       "overlays, the fit-error summary and the provenance (resolved config, detector parameters, "
-                       "software versions, code hashes, seeds and run numbers).")
-    p.add_argument("--spec", required=True, help="JSON (or @file): {config: resolved config, studies: [names], title}")
-    p.add_argument("--curve", required=True, help="limit_curve.csv")
-    p.add_argument("--curve-plot", required=True, help="limit_curve.png")
-    p.add_argument("--limits", nargs="+", required=True, help="limit.json per mass")
-    p.add_argument("--pvalues", nargs="+", required=True, help="pvalues.png per mass (same order as --limits)")
-    p.add_argument("--teststat", nargs="+", required=True, help="teststat.png per mass (same order as --limits)")
-    p.add_argument("--study-tables", nargs="*", default=[], help="table.csv per study (spec order)")
-    p.add_argument("--study-overlays", nargs="*", default=[], help="overlay.png per study (spec order)")
-    p.add_argument("--errors", required=True, help="fit_errors.json")
-    p.add_argument("--detector", required=True, help="detector.json")
-    p.add_argument("--out", required=True, help="output report.html")
-    p.set_defaults(func=cmd_report)
-
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = _stage(sub, "report", cmd_report)
+    _required(p, spec="JSON (or @file): {config: resolved config, studies: [names], title}", curve="limit_curve.csv",
+              curve_plot="limit_curve.png", errors="fit_errors.json", detector="detector.json",
+              out="output report.html")
+    _lists(p, True, limits="limit.json per mass", pvalues="pvalues.png per mass (same order as --limits)",
+           teststat="teststat.png per mass (same order as --limits)")
+    _lists(p, False, study_tables="table.csv per study (spec order)",
+           study_overlays="overlay.png per study (spec order)")
     return parser
-
-
-#: Stage modules append a ``register(subparsers)`` function here.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-from .sources import INTERACTIONS  # TODO(lead): from .space once H1 lands it
+from .space import INTERACTIONS
 
 __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",

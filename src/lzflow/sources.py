@@ -16,9 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .space import INTERACTIONS
-
-__all__ = ["Source", "wimp_source", "background_source", "source_name", "INTERACTIONS"]
+__all__ = ["Source", "wimp_source", "background_source", "source_name"]
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from . import layout
+from .io import atomic_path, read_json
+
 __all__ = ["TABLE_COLUMNS", "read_benchmarks", "study_rows", "write_study_table", "study_markdown",
-           "plot_study_overlay"]
+           "plot_study_overlay", "study_from_files", "write_study"]
 
 TABLE_COLUMNS = ["study", "parameter", "variant", "value", "mass_GeV", "sigma_median_cm2", "sigma_median_err_cm2",
                  "change_median_pct", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_asymptotic_median_cm2",
@@ -90,6 +93,7 @@ def study_rows(study: Mapping[str, Any], baseline: Mapping[str, Mapping[str, Any
 
 
 def write_study_table(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """The table as CSV (columns :data:`TABLE_COLUMNS`), written atomically."""
     from .io import write_csv
 
     write_csv(path, rows, TABLE_COLUMNS)
@@ -169,3 +173,40 @@ def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any
     rax.set_xlabel("WIMP mass [GeV]")
     _save(fig, path)
     plt.close(fig)
+
+
+def study_from_files(spec: Mapping[str, Any], limit_paths: Sequence[str | Path],
+                     benchmark_paths: Sequence[str | Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(study, table rows) of the study job. ``spec`` (written by the workflow): ``name``,
+    ``parameter``, ``baseline_value``, ``description``, ``masses`` (labels) and ``variants``
+    (``label``, ``value``, ``n_benchmarks`` per mass), the baseline first; ``limit_paths``: one
+    ``limit.json`` per (variant, mass), variant-major; ``benchmark_paths``: the toy jobs' benchmark
+    files in the same order, ``n_benchmarks`` of them per (variant, mass)."""
+    masses = spec["masses"]
+    limits, benchmarks = iter(limit_paths), iter(benchmark_paths)
+    entries = []
+    for v in spec["variants"]:
+        entry = {"label": v["label"], "value": v["value"], "limits": {}, "timing": {}}
+        for mass, n_bench in zip(masses, v.get("n_benchmarks", [0] * len(masses))):
+            entry["limits"][mass] = read_json(next(limits))
+            files = [next(benchmarks) for _ in range(n_bench)]
+            entry["timing"][mass] = read_benchmarks(files) if files else (None, None)
+        entries.append(entry)
+    if next(limits, None) is not None or next(benchmarks, None) is not None:
+        raise ValueError("lzflow study: more --limits/--benchmarks files than the spec's variants x masses")
+    base, variants = entries[0], entries[1:]
+    study = {k: spec[k] for k in ("name", "parameter", "baseline_value", "description")}
+    study["baseline_timing"] = base["timing"]
+    return study, study_rows(study, base["limits"], variants)
+
+
+def write_study(table_csv: str | Path, study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """Write the study's table (CSV at ``table_csv``, Markdown and overlay plot beside it, names from
+    :mod:`lzflow.layout`); return the Markdown."""
+    out = Path(table_csv)
+    write_study_table(out, rows)
+    markdown = study_markdown(study, rows)
+    with atomic_path(out.with_name(Path(layout.STUDY_TABLE_MD).name)) as tmp:
+        tmp.write_text(markdown)
+    plot_study_overlay(study, rows, out.with_name(Path(layout.STUDY_OVERLAY).name))
+    return markdown
