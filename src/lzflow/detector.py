@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .exceptions import unknown_key_message
+from .exceptions import DetectorError, unknown_key_message
 from .units import to_canonical
 
 __all__ = [
@@ -35,10 +35,6 @@ __all__ = [
     "derived_quantities",
     "detector_hash",
 ]
-
-
-class DetectorError(ValueError):
-    """A detector description is inconsistent or incomplete."""
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,42 @@ from __future__ import annotations
 import difflib
 from typing import Iterable
 
-__all__ = ["ConfigError", "OutputError", "one_line", "unknown_key_message"]
+__all__ = ["ConfigError", "UnitError", "DetectorError", "WorkspaceError", "ToyFileError", "CorruptToyFile",
+           "MergeError", "OutputError", "USER_ERRORS", "one_line", "unknown_key_message"]
 
 
 class ConfigError(ValueError):
     """A user mistake in a configuration file: one line naming key, value and expectation."""
+
+
+class UnitError(ValueError):
+    """A value has no unit, an unknown unit, or a unit of the wrong dimension (:mod:`lzflow.units`)."""
+
+
+class DetectorError(ValueError):
+    """A detector description is inconsistent or incomplete (:mod:`lzflow.detector`)."""
+
+
+class WorkspaceError(ValueError):
+    """Inputs of a workspace are missing, inconsistent or unphysical (:mod:`lzflow.workspace`)."""
+
+
+class ToyFileError(ValueError):
+    """A toy file is missing, corrupt or inconsistent with the others (:mod:`lzflow.toyjobs`)."""
+
+
+class CorruptToyFile(ToyFileError):
+    """One toy file cannot be used as it is: unreadable, incomplete, edited, or not the file its
+    name says. ``lzflow merge`` moves it aside (:func:`lzflow.toyjobs.quarantine`) so the next run
+    makes it again."""
+
+    def __init__(self, path: object, what: str):
+        super().__init__(f"corrupt toy file {path}: {what}")
+        self.path, self.what = str(path), what
+
+
+class MergeError(ValueError):
+    """The set of toy files of a mass is inconsistent (:mod:`lzflow.merge`)."""
 
 
 class OutputError(OSError):
@@ -23,6 +54,11 @@ class OutputError(OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+#: what the console script reports as one line (``lzflow: error: …``, exit status 2), never a traceback
+USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, UnitError, DetectorError, WorkspaceError, ToyFileError,
+                                            MergeError, OutputError, FileNotFoundError)
 
 
 def one_line(message: object) -> str:

@@ -15,14 +15,11 @@ import re
 from functools import lru_cache
 from numbers import Real
 
+from .exceptions import UnitError
+
 __all__ = ["UnitError", "to_canonical", "parse_quantity"]
 
-
 _NUMBER_FIRST = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?(\s|$|[a-zA-Z*/])")
-
-
-class UnitError(ValueError):
-    """A value has no unit, an unknown unit, or a unit of the wrong dimension."""
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import __version__, layout
+from .exceptions import WorkspaceError
 from .io import read_json
 
 __all__ = [
@@ -48,9 +49,6 @@ FORMAT = "lzflow-workspace-1"
 #: the exports written beside ``workspace.json``: pyhf JSON and HS3 (names from :mod:`lzflow.layout`)
 EXPORT_NAMES = {"pyhf": PurePosixPath(layout.WORKSPACE_PYHF).name, "hs3": PurePosixPath(layout.WORKSPACE_HS3).name}
 
-
-class WorkspaceError(ValueError):
-    """Inputs of a workspace are missing, inconsistent or unphysical."""
 
 
 def read_template(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
