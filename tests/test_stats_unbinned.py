@@ -23,13 +23,8 @@ from lzflow.stats.interpolate import (
     stencil_1d,
 )
 from lzflow.stats.toys import ToyRequest, generate_toys, generation_point, mass_key, run_toys
-from lzflow.stats.unbinned import (
-    EventToys,
-    UnbinnedFitter,
-    UnbinnedModel,
-    fit_minuit_events,
-    generate_unbinned_toys,
-)
+from lzflow.stats.unbinned import UnbinnedFitter, fit_minuit_events
+from lzflow.stats.unbinned_model import EventToys, UnbinnedModel, generate_unbinned_toys
 
 #: the default analysis' 40 GeV workspace (real NEST templates), committed (tests/data/README.md)
 WS40 = Path(__file__).resolve().parent / "data" / "workspace_m40.json.gz"

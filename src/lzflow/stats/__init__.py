@@ -28,10 +28,10 @@ from .asymptotic import (
 )
 from .bands import BANDS, POWER_THRESHOLD, expected_bands, power_constrained
 from .crossing import Crossing, crossing, limits_from_curves, refine_grid
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, Strategy, fit_batch
+from .fit import BatchedFitter, fit_batch, fit_minuit
+from .fitresult import FitConfig, FitResult, FitStatus, Strategy
 from .hypotest import DiscoveryToys, ToyLimits, discovery_potential_toys, observed_q, toy_limits
 from .inversion import bootstrap_errors, refine_toy_grid
-from .minuit import fit_minuit
 from .model import BinnedModel, ModelError
 from .pvalues import PValues, binomial_interval, pvalue_curves, pvalues_from_toys
 from .pyhf_export import to_pyhf_workspace

@@ -1,29 +1,55 @@
 """Reference fits with iminuit (Migrad + analytic gradient), one toy at a time.
 
-Same NLL, parameters, bounds and outputs as the batched fitter (:mod:`lzflow.stats.fit`); used
-as the cross-check of the vectorised Newton fits and as their last-resort fallback.
-Only bins with n_i > 0 enter the log term; the others contribute the constant-gradient term
-Σ_i ν_i (see :mod:`lzflow.stats.model`).
+Same NLL, parameters, bounds and outputs as the batched Newton fits (:mod:`lzflow.stats.newton`);
+used as the cross-check of the vectorised fits and as their last-resort fallback. This module
+knows no likelihood: a fitter (the binned :class:`lzflow.stats.fit.BatchedFitter` or the
+unbinned :class:`lzflow.stats.unbinned.UnbinnedFitter`) hands it, per toy, the NLL and its
+gradient over the free parameters as closures (:class:`MigradProblem`, built by the fitter's
+``minuit_problem``) and Migrad minimises them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
 import numpy as np
 from iminuit import Minuit
 
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus, PreparedData, Strategy, fittable_toys, lower_bounds
-from .model import BinnedModel
+from .fitresult import FitResult, FitStatus, Strategy, fittable_toys, lower_bounds
 
-__all__ = ["fit_minuit", "fit_minuit_prepared", "migrad_into"]
+__all__ = ["MigradProblem", "MinuitFitter", "migrad_into", "fit_toys_minuit"]
 
 
-def migrad_into(res: FitResult, t: int, nll, grad, fitter, init: np.ndarray, lb: np.ndarray,
-                cols: np.ndarray, mu_fixed: float | None, tol: float) -> None:
+@dataclass(frozen=True)
+class MigradProblem:
+    """NLL of one toy and its analytic gradient, functions of the free parameters."""
+
+    nll: Callable[[np.ndarray], float]
+    grad: Callable[[np.ndarray], np.ndarray]
+
+
+class MinuitFitter(Protocol):
+    """What a fitter provides for the Migrad fits of its toys."""
+
+    model: Any  # n_par, par_names
+
+    def free_columns(self, mu_fixed: float | None) -> np.ndarray: ...
+
+    def default_init(self, data: Any, mu_fixed: float | None = None) -> np.ndarray: ...
+
+    def expected_information(self, params: np.ndarray, mu_free: bool = True) -> np.ndarray: ...
+
+    def minuit_problem(self, data: Any, t: int, mu_fixed: float | None) -> MigradProblem | None: ...
+
+
+def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
+                grad: Callable[[np.ndarray], np.ndarray], fitter: MinuitFitter, init: np.ndarray,
+                lb: np.ndarray, cols: np.ndarray, mu_fixed: float | None, tol: float) -> None:
     """Minimise ``nll`` (free parameters ``cols``, lower bounds ``lb``) with Migrad from the full start
     vector ``init`` and write row ``t`` of ``res``: full parameters, NLL, status (MINUIT_FAILED unless
     Migrad reports a valid minimum after strategy 1, then 2), iterations, projected-gradient norm, EDM
-    and at-bound flags. Initial steps: 1σ from ``fitter.expected_information`` at the start (binned
-    or unbinned fitter)."""
+    and at-bound flags. Initial steps: 1σ from ``fitter.expected_information`` at the start."""
     m = fitter.model
     n_par = m.n_par
     names = [m.par_names[c] for c in cols]
@@ -75,74 +101,26 @@ def migrad_into(res: FitResult, t: int, nll, grad, fitter, init: np.ndarray, lb:
     res.at_bound[t] = ab
 
 
-def _one_toy_problem(fitter: BatchedFitter, data: PreparedData, t: int, cols: np.ndarray,
-                     offset: np.ndarray):
-    """Dense arrays (n>0 bins only) of toy ``t`` for the free parameters ``cols``."""
-    X = fitter._templates[cols].T  # (n_bins, p)
-    nD = data.nD[t]
-    posD = np.flatnonzero(nD > 0)
-    bins = [fitter.dense_bins[posD]]
-    counts = [nD[posD]]
-    sel = data.e_toy == t
-    bins.append(fitter.sparse_bins[data.e_bin[sel]])
-    counts.append(data.e_n[sel])
-    b = np.concatenate(bins)
-    n = np.concatenate(counts)
-    return X[b], offset[b], n, X.sum(axis=0), float(offset.sum())
-
-
-def fit_minuit_prepared(
-    fitter: BatchedFitter,
-    data: PreparedData,
-    mu_fixed: float | None = None,
-    init: np.ndarray | None = None,
-    mu_lower: float | None = 0.0,
-    tol: float = 1e-6,
+def fit_toys_minuit(
+    fitter: MinuitFitter, data: Any, mu_fixed: float | None = None, init: np.ndarray | None = None,
+    mu_lower: float | None = 0.0, tol: float = 1e-6,
 ) -> FitResult:
-    """Fit each toy of ``data`` with Migrad (strategy 1, then 2 if invalid)."""
-    m = fitter.model
-    res = FitResult.empty(data.n, m.n_par)
+    """Fit each toy of ``data`` (the fitter's prepared toys: ``n``, ``valid``) with Migrad
+    (strategy 1, then 2 if invalid). ``init``: full start vectors (default
+    ``fitter.default_init``); μ fixed at ``mu_fixed`` or bounded below by ``mu_lower``. Toys
+    with invalid input are NON_FINITE; toys for which the fitter has no problem (data no
+    allowed parameter value can explain) are INFEASIBLE with NLL = +inf."""
+    res = FitResult.empty(data.n, fitter.model.n_par)
     if init is None:
         init = fitter.default_init(data, mu_fixed)
-    cols = np.r_[0, 1 + m.free_bkg].astype(int) if mu_fixed is None else (1 + m.free_bkg).astype(int)
-    offset = fitter._fixed_template.copy()
-    if mu_fixed is not None:
-        offset = offset + mu_fixed * m.signal
-    prec = fitter._full_prec[cols]
+    cols = fitter.free_columns(mu_fixed)
     lb = lower_bounds(cols.size, mu_fixed, mu_lower)
     for t in fittable_toys(res, data.valid):
-        Xn, cn, nn, tvec, const = _one_toy_problem(fitter, data, t, cols, offset)
-        a = np.zeros(cols.size)
-        bk = cols > 0
-        a[bk] = data.aux[t, cols[bk] - 1]
-
-        def nll(y: np.ndarray) -> float:
-            nu = Xn @ y + cn
-            if np.any(nu <= 0):
-                return 1e300
-            return float(y @ tvec + const - nn @ np.log(nu) + 0.5 * prec @ (y - a) ** 2)
-
-        def grad(y: np.ndarray) -> np.ndarray:
-            nu = Xn @ y + cn
-            return tvec - (nn / nu) @ Xn + prec * (y - a)
-
-        migrad_into(res, t, nll, grad, fitter, init[t], lb, cols, mu_fixed, tol)
+        problem = fitter.minuit_problem(data, t, mu_fixed)
+        if problem is None:
+            res.status[t] = res.first_failure[t] = FitStatus.INFEASIBLE
+            res.nll[t] = np.inf
+            res.params[t] = init[t]
+            continue
+        migrad_into(res, t, problem.nll, problem.grad, fitter, init[t], lb, cols, mu_fixed, tol)
     return res
-
-
-def fit_minuit(
-    model: BinnedModel,
-    counts: np.ndarray,
-    aux: np.ndarray | None = None,
-    mu_fixed: float | None = None,
-    init: np.ndarray | None = None,
-    mu_lower: float | None = 0.0,
-    tol: float = 1e-6,
-) -> FitResult:
-    """iminuit reference path: fit each row of ``counts`` ``(n, n_bins)`` separately.
-
-    Same conventions and outputs as :func:`lzflow.stats.fit.fit_batch`.
-    """
-    fitter = BatchedFitter(model, FitConfig(minuit_fallback=False))
-    data = fitter.prepare(counts, aux)
-    return fit_minuit_prepared(fitter, data, mu_fixed=mu_fixed, init=init, mu_lower=mu_lower, tol=tol)

@@ -165,6 +165,19 @@ class BinnedModel:
     def n_free_bkg(self) -> int:
         return int(self.constrained.sum())
 
+    def fit_columns(self, mu_free: bool) -> np.ndarray:
+        """Indices into the full parameter vector of the fitted parameters: μ (if free), then the
+        floating backgrounds."""
+        bkg = (1 + self.free_bkg).astype(int)
+        return np.r_[0, bkg].astype(int) if mu_free else bkg
+
+    @property
+    def constraint_precision(self) -> np.ndarray:
+        """``(n_par,)`` precisions ``1/r_b²`` of the constraint terms on the full parameter vector
+        (0 for μ and for fixed backgrounds)."""
+        rel = self.rel_unc
+        return np.r_[0.0, np.where(rel > 0, 1.0 / np.where(rel > 0, rel, 1.0) ** 2, 0.0)]
+
     @property
     def signal_is_empty(self) -> bool:
         """True when the signal template has no positive bin: there is no sensitivity to μ."""
