@@ -24,7 +24,7 @@ import numpy as np
 from .io import atomic_path, write_csv
 
 __all__ = ["curve_rows", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
-           "LZ_REFERENCE"]
+           "LZ_REFERENCE", "BAND_COLUMNS", "pyplot", "save_figure"]
 
 #: LZ projected median 90 % CL SI sensitivity (arXiv:1802.06039, PRD 101 052002): (GeV, cm²).
 LZ_REFERENCE = (40.0, 1.4e-48)
@@ -77,7 +77,8 @@ def write_curve_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None
     write_csv(path, rows, COLUMNS)
 
 
-def _figure():
+def pyplot():
+    """matplotlib.pyplot with the Agg backend and the mplhep ROOT style (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,13 +89,18 @@ def _figure():
     return plt
 
 
-def _save(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` atomically, in the format of ``path``'s suffix."""
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight")
 
 
+# transitional: lzflow.study_table imports these two names until it imports pyplot / save_figure
+_figure, _save = pyplot, save_figure
+
+
 def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> None:
-    plt = _figure()
+    plt = pyplot()
     good = [r for r in rows if not r["no_sensitivity"] and r["sigma_median_cm2"]]
     fig, ax = plt.subplots(figsize=(8, 6))
     if good:
@@ -122,12 +128,12 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
     ax.set_ylabel(r"SI WIMP-nucleon $\sigma$ [cm$^2$]")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
-    plt = _figure()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     if not doc.get("no_sensitivity"):
         mu = np.asarray(doc["poi_grid"])
@@ -157,7 +163,7 @@ def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
     ax.set_ylabel("p-value")
     ax.set_title(f"{doc['mass_GeV']:g} GeV", fontsize=14)
     ax.legend(fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -166,11 +172,11 @@ def plot_teststat(doc: Mapping[str, Any], path: str | Path, max_panels: int = 12
     f(q̃_μ|μ) ≈ ½δ(q) + χ²₁ (arXiv:1007.1727, Eq. 49) overlaid."""
     from scipy.stats import chi2
 
-    plt = _figure()
+    plt = pyplot()
     if doc.get("no_sensitivity"):
         fig, ax = plt.subplots()
         ax.text(0.5, 0.5, "no sensitivity", ha="center")
-        _save(fig, path)
+        save_figure(fig, path)
         plt.close(fig)
         return
     mus = doc["poi_grid"]
@@ -195,5 +201,5 @@ def plot_teststat(doc: Mapping[str, Any], path: str | Path, max_panels: int = 12
         ax.axis("off")
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"test statistic {doc['test_statistic']}, {doc['mass_GeV']:g} GeV", fontsize=14)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)

@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from .curve import BAND_COLUMNS
 from .io import atomic_path, read_json
 
 __all__ = ["software_versions", "build_report", "write_report"]
@@ -119,8 +120,7 @@ def _curve_section(curve_csv: Path, curve_png: Path) -> str:
                             r["sigma_pcl_cm2"] if r.get("pcl_status", "ok") in ("ok", "") else
                             f"<em>{_num(r['sigma_pcl_cm2'])} ({html.escape(r['pcl_status'].replace('_', ' '))})</em>",
                             r["sigma_asymptotic_median_cm2"], r["sigma_discovery_3sigma_cm2"]))] for r in rows])
-    bounded = any(r.get(c + "_bound") for r in rows for c in ("sigma_m2", "sigma_m1", "sigma_median", "sigma_p1",
-                                                               "sigma_p2"))
+    bounded = any(r.get(c + "_bound") for r in rows for c in BAND_COLUMNS.values())
     method = rows[0]["method"] if rows else ""
     cl = float(rows[0]["cl"]) if rows else 0.9
     return (f'<section id="curve"><h2>Limit curve</h2><p>Median expected {cl:.0%} CL upper limit on the SI '

@@ -1,9 +1,10 @@
 """Statistics core of lzflow: binned likelihood, batched fits, toys, limits.
 
-Conventions follow ``shared/reference/statistics.md``: the test statistics of Cowan, Cranmer,
-Gross, Vitells (arXiv:1007.1727) with q = 2ΔNLL, CLs+b / CLs p-values, the power-constrained
-limit of arXiv:1105.3166, Asimov asymptotics. Everything works on numpy arrays; file formats,
-workflow and CLI live elsewhere.
+Conventions (``docs/method.md``, section "Statistics conventions"): the test statistics of Cowan,
+Cranmer, Gross, Vitells (arXiv:1007.1727) with q = 2ΔNLL, CLs+b / CLs p-values with Clopper–Pearson
+MC errors, fit failures excluded and counted, the power-constrained limit of arXiv:1105.3166 at
+Φ(−1), Asimov asymptotics. Everything works on numpy arrays; file formats, workflow and CLI live
+elsewhere.
 
 Modules (one concern each):
 
@@ -12,8 +13,15 @@ Modules (one concern each):
 * :mod:`~lzflow.stats.minuit` — iminuit reference fits (same outputs);
 * :mod:`~lzflow.stats.teststat` — q̃_μ, q_μ, q₀;
 * :mod:`~lzflow.stats.toys` — reproducible toy generation + fits (:func:`run_toys`);
-* :mod:`~lzflow.stats.hypotest` — toy p-values (Clopper–Pearson errors), which toys count, inversion,
-  bands and their grid-edge bounds, PCL, grid extension, bootstrap errors (:func:`toy_limits`);
+* :mod:`~lzflow.stats.pvalues` — toy p-values CLs+b, CLb, CLs with Clopper–Pearson errors;
+* :mod:`~lzflow.stats.quality` — which toys count (failed fits excluded and counted, with causes);
+* :mod:`~lzflow.stats.crossing` — inverting p-value curves at α (log-linear in ln p);
+* :mod:`~lzflow.stats.bands` — :data:`BANDS`, :data:`POWER_THRESHOLD` (their one home), expected
+  bands and their grid-edge bounds, PCL;
+* :mod:`~lzflow.stats.inversion` — a grid of toys inverted (observed limit, bands, PCL floor),
+  bootstrap errors, grid extension;
+* :mod:`~lzflow.stats.hypotest` — runs the toys of a limit or discovery test in memory
+  (:func:`toy_limits`, :func:`discovery_potential_toys`);
 * :mod:`~lzflow.stats.asymptotic` — Asimov limits, p-value formulae, discovery potential;
 * :mod:`~lzflow.stats.pyhf_export` — pyhf JSON workspace;
 * :mod:`~lzflow.stats.synthetic` — synthetic LZ-like models for tests and benchmarks.

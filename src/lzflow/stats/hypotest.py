@@ -287,17 +287,9 @@ def _first_reach(mu: np.ndarray, zs: np.ndarray, z: float) -> float:
     return float(mu[k - 1] + (mu[k] - mu[k - 1]) * (z - z0) / (z1 - z0))
 
 
-def discovery_potential_toys(
-    model: BinnedModel,
-    mu_grid: Sequence[float],
-    n_toys_sb: int,
-    n_toys_b: int,
-    base_seed: int,
-    mass_key: int,
-    z: float = 3.0,
-    observed: tuple[np.ndarray, np.ndarray] | None = None,
-    **run_kw,
-) -> DiscoveryToys:
+def discovery_potential_toys(model: BinnedModel, mu_grid: Sequence[float], n_toys_sb: int, n_toys_b: int,
+                             base_seed: int, mass_key: int, z: float = 3.0,
+                             observed: tuple[np.ndarray, np.ndarray] | None = None, **run_kw) -> DiscoveryToys:
     """Median discovery significance from toys (q₀ of S+B toys at each μ, p₀ from B-only toys).
 
     A 3σ p-value is 1.35e-3: ``n_toys_b`` ≳ 10⁵ resolves it (cheap with the batched fitter).

@@ -6,8 +6,8 @@ A histogram with contents ``h_ij`` (expected events) on the edges ``x_0 < … < 
 ``y_0 < … < y_K`` is turned into a density *per unit area*: the node values are
 ``d_ij = h_ij / (Δx_i Δy_j)`` at the bin centres ``(ξ_i, η_j)``, as in ROOT's
 ``RooHistPdf`` (``RooDataHist::weight(…, intOrder, correctForBinSize=true)``). This is
-interpolation in *observable space*, not template morphing
-(``shared/reference/statistics.md``, "Interpolation order").
+interpolation in *observable space*, not template morphing (``docs/method.md``, section
+"Statistics conventions", "Interpolation order").
 
 Order N (ROOT: ``RooDataHist::interpolateDim`` for one axis, applied along ``y`` for each of
 the N + 1 stencil rows of ``x`` in ``RooDataHist::weightInterpolated`` — a tensor product)::

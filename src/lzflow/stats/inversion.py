@@ -36,7 +36,7 @@ from .bands import BAND_QUANTILES, BANDS, POWER_THRESHOLD, Band, band_quantiles,
 from .crossing import LIMIT_ABOVE, LIMIT_BELOW, LIMIT_UNDEFINED, Crossing, crossing, limits_from_curves
 from .pvalues import Ensemble, cls_ratio, pvalue_curves, pvalue_table
 from .quality import GOOD, cause_counts, record_field, toy_quality
-from .toys import ToyResult
+from .toyresult import ToyResult
 
 __all__ = [
     "MAX_REFINE_ROUNDS",

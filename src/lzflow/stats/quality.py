@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .fit import FitStatus
-from .toys import ToyResult
+from .toyresult import ToyResult
 
 __all__ = ["GOOD", "EXCLUSION_POLICY", "record_field", "toy_quality", "cause_counts"]
 
