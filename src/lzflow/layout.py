@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,7 +36,7 @@ __all__ = [
     "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "TOYS_SB", "TOYS_B", "LIMIT",
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
-    "analysis_dirs", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "toy_benchmark", "as_spec", "spec_digest", "detector_spec", "response_spec",
+    "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "toy_benchmark", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS",
@@ -125,6 +126,21 @@ def analysis_dirs(results_dir: str, tag: str) -> tuple[str, str, str]:
     """(results, logs, benchmarks) directories of the analysis ``tag``; study trees lie below each,
     in ``<dir>/studies/<study>/<value>``."""
     return f"{results_dir}/{tag}", f"{results_dir}/logs/{tag}", f"{results_dir}/benchmarks/{tag}"
+
+
+#: what a field of a template matches when a path is read back (:func:`within_mass_pattern`)
+FIELD_PATTERNS = {"poi": r"\d+", "job": r"\d+", "mass": r"[0-9]+(?:\.[0-9]+)?"}
+
+
+def within_mass_pattern(template: str) -> re.Pattern[str]:
+    """Regex matching a path that ends with a per-mass ``template`` below its mass directory
+    (``TOYS_SB`` → ``…/toys/poi<k>/job<j>.npz``), its fields as named groups: how a file's name
+    is read back as the job it stands for (:func:`lzflow.toyjobs.toy_file_identity`)."""
+    below = template.split("/", 1)[1]
+    parts = re.split(r"\{(\w+)\}", below)
+    regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{FIELD_PATTERNS.get(part, '[^/]+')})"
+                    for i, part in enumerate(parts))
+    return re.compile(f"(?:^|/){regex}$")
 
 
 def pdf_path(source: str) -> str:

@@ -10,7 +10,8 @@ Run numbers and seeds are functions of *values*, never of list positions or sche
 * ``run_number = ((mass_key × 10 + h) × 1000 + poi_index) × 10000 + job_index`` — unique over a
   configuration as long as POI indices stay below 1000 and job indices below 10000 (checked).
 
-Each job writes ``toys/poi<k>/job<j>.npz`` (S+B) or ``toys/bonly/job<j>.npz`` (B-only) atomically:
+Each job writes ``m<mass>/toys/poi<k>/job<j>.npz`` (S+B) or ``m<mass>/toys/bonly/job<j>.npz`` (B-only;
+:data:`lzflow.layout.TOYS_SB`, :data:`~lzflow.layout.TOYS_B`) atomically:
 the per-toy records of :class:`lzflow.stats.toys.ToyResult` (μ̂, NLLs, q, fit statuses and
 strategies, auxiliary observables, toy index) plus a JSON header with the run number, seeds, lzflow
 version, the workspace hash and a SHA-256 of the header and every array (:func:`content_digest`).
@@ -30,6 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import __version__
+from .exceptions import CorruptToyFile, ToyFileError
 from .io import atomic_path
 
 __all__ = ["run_number", "toy_block", "run_toy_job", "job_model", "job_request", "likelihood_settings",
@@ -41,19 +43,6 @@ __all__ = ["run_number", "toy_block", "run_toy_job", "job_model", "job_request",
 TOY_BLOCK = 256
 MAX_POI = 1000
 MAX_JOBS = 10000
-
-
-class ToyFileError(ValueError):
-    """A toy file is missing, corrupt or inconsistent with the others."""
-
-
-class CorruptToyFile(ToyFileError):
-    """One toy file cannot be used as it is: unreadable, incomplete, edited, or not the file its
-    name says. ``lzflow merge`` moves it aside (:func:`quarantine`) so the next run makes it again."""
-
-    def __init__(self, path: str | Path, what: str):
-        super().__init__(f"corrupt toy file {path}: {what}")
-        self.path, self.what = str(path), what
 
 
 def run_number(mass_key: int, hypothesis_index: int, poi_index: int, job_index: int) -> int:
@@ -233,15 +222,16 @@ def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
 
 
 def toy_file_identity(path: str | Path) -> tuple[str, int, int] | None:
-    """(hypothesis, POI index, job index) that a toy file's name stands for (``.../toys/poi3/job1.npz``
-    → ("sb", 3, 1), ``.../toys/bonly/job0.npz`` → ("b", 0, 0)), or None for another name."""
-    import re
+    """(hypothesis, POI index, job index) that a toy file's name stands for, read with the toy-file
+    templates of :mod:`lzflow.layout` (``.../toys/poi3/job1.npz`` → ("sb", 3, 1),
+    ``.../toys/bonly/job0.npz`` → ("b", 0, 0)), or None for another name."""
+    from . import layout
 
-    match = re.search(r"toys/(?:poi(\d+)|(bonly))/job(\d+)\.npz$", str(path))
-    if match is None:
-        return None
-    poi, bonly, job = match.groups()
-    return ("b", 0, int(job)) if bonly else ("sb", int(poi), int(job))
+    sb = layout.within_mass_pattern(layout.TOYS_SB).search(str(path))
+    if sb:
+        return "sb", int(sb["poi"]), int(sb["job"])
+    b = layout.within_mass_pattern(layout.TOYS_B).search(str(path))
+    return ("b", 0, int(b["job"])) if b else None
 
 
 def quarantine(path: str | Path) -> Path:
