@@ -48,6 +48,7 @@ __all__ = [
     "resolve_config",
     "deep_merge",
     "mass_label",
+    "first_duplicate",
     "DAYS_PER_YEAR",
     "STATS_DEFAULTS",
     "DEFAULT_CONFIG",
@@ -309,6 +310,11 @@ def _check_results_dir(value: str) -> None:
                           f"directory of its own for lzflow's outputs, e.g. results")
 
 
+def first_duplicate(items: Sequence[Any]) -> Any | None:
+    """The first item that appears more than once in ``items`` (by position of its first copy), or None."""
+    return next((item for item in items if items.count(item) > 1), None)
+
+
 def mass_label(mass_GeV: float) -> str:
     """Canonical text of a mass for file names: ``40`` → ``"40"``, ``16.2222`` → ``"16.2222"``."""
     return f"{mass_GeV:g}" if abs(mass_GeV - float(f"{mass_GeV:g}")) < 1e-9 else repr(float(mass_GeV))
@@ -323,8 +329,8 @@ def _masses(raw_masses: Sequence[float]) -> tuple[list[float], list[str]]:
         if not MASS_LABEL.match(label):
             raise ConfigError(f"signal.masses_GeV: {m!r} has no plain decimal name ({label!r}); expected a mass "
                               f"written with at most a few decimals, e.g. 16.2222")
-    if len(set(labels)) != len(labels):
-        dup = next(l for l in labels if labels.count(l) > 1)
+    dup = first_duplicate(labels)
+    if dup is not None:
         raise ConfigError(f"signal.masses_GeV: {dup} appears twice; expected unique masses")
     keys = [mass_key(m) for m in masses]
     if len(set(keys)) != len(keys):

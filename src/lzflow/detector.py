@@ -77,17 +77,9 @@ NEST_PARAMETERS: dict[str, NestParameter] = {
     "p_bar": NestParameter(unit="bar", unit_in_key=True),
     "molarMass": NestParameter(unit="g/mol"),
     # drift time window and geometry
-    "dtCntr": NestParameter(unit="us"),
-    "dt_min": NestParameter(unit="us"),
-    "dt_max": NestParameter(unit="us"),
-    "radius": NestParameter(unit="mm"),
-    "radmax": NestParameter(unit="mm"),
-    "TopDrift": NestParameter(unit="mm"),
-    "anode": NestParameter(unit="mm"),
-    "gate": NestParameter(unit="mm"),
-    "cathode": NestParameter(unit="mm"),
-    "PosResFlat": NestParameter(unit="mm"),
-    "PosResBase": NestParameter(unit="mm"),
+    **{name: NestParameter(unit="us") for name in ("dtCntr", "dt_min", "dt_max")},
+    **{name: NestParameter(unit="mm") for name in ("radius", "radmax", "TopDrift", "anode", "gate", "cathode",
+                                                   "PosResFlat", "PosResBase")},
 }
 
 #: nestpy's shipped detector classes that a config may start from.

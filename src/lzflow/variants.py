@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import layout as L
-from .config import ConfigError, deep_merge, load_yaml, mass_label, resolve_config, validate_raw
+from .config import ConfigError, deep_merge, first_duplicate, load_yaml, mass_label, resolve_config, validate_raw
 
 __all__ = [
     "Study",
@@ -222,12 +222,13 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
             fixed.append((_edit_path(base_raw, key, f"{where}.set", base_dir), value))
         masses = _study_masses(spec, base_cfg["signal"]["masses_GeV"], where)
         labels = [value_label(v) for v in values]
-        for i, (value, label) in enumerate(zip(values, labels)):
-            if not VALUE_LABEL.match(label):
-                raise ConfigError(f"{where}.values[{i}]: {value!r} would be the directory name {label!r}; expected a "
-                                  f"value whose name is a plain directory name (not '.', '..', at most 64 characters)")
-        if len(set(labels)) != len(labels):
-            dup = next(l for l in labels if labels.count(l) > 1)
+        bad = next((i for i, label in enumerate(labels) if not VALUE_LABEL.match(label)), None)
+        if bad is not None:
+            raise ConfigError(f"{where}.values[{bad}]: {values[bad]!r} would be the directory name {labels[bad]!r}; "
+                              f"expected a value whose name is a plain directory name (not '.', '..', at most 64 "
+                              f"characters)")
+        dup = first_duplicate(labels)
+        if dup is not None:
             raise ConfigError(f"{where}.values: two values share the directory name {dup!r}; expected distinct values")
         variants = []
         for i, (value, label) in enumerate(zip(values, labels)):
