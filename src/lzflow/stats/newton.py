@@ -47,7 +47,7 @@ from .minuit import MinuitFitter, fit_toys_minuit
 __all__ = ["NewtonRows", "NewtonFitter", "NewtonRun", "minimise", "fit_block", "fit_in_blocks"]
 
 #: variables within this distance of their lower bound count as at the bound
-EPS_ACTIVE = 1e-12
+_EPS_ACTIVE = 1e-12
 #: chord steps (reusing the last Hessian factor) are taken when the decrement estimated with
 #: that factor is below this, at most _MAX_CHORD times in a row
 _CHORD_THRESHOLD = 1e-6
@@ -216,7 +216,7 @@ def minimise(
             (g,) = st.keep(~bad_g, g, ratios=True)
             if not st.active.size:
                 break
-        free = ~((st.y <= lb + EPS_ACTIVE) & (g > 0))
+        free = ~((st.y <= lb + _EPS_ACTIVE) & (g > 0))
         st.y = np.where(free, st.y, np.maximum(st.y, lb))  # snap held variables onto the bound
         gm = np.where(free, g, 0.0)
         k = st.active.size
@@ -287,7 +287,7 @@ def minimise(
         g = st.rows.grad(st.y)
         finish(np.ones(st.active.size, dtype=bool), FitStatus.MAX_ITER,
                np.full(st.active.size, np.nan), g)
-    at_bound = y <= lb + EPS_ACTIVE
+    at_bound = y <= lb + _EPS_ACTIVE
     gp = np.where(at_bound & (g_out > 0), 0.0, g_out)  # projected gradient
     return NewtonRun(y=np.maximum(y, lb), nll=f, status=status, n_iter=n_iter,
                      grad_norm=np.sqrt(np.einsum("ti,ti->t", gp, gp)), dec=dec_out,
