@@ -65,12 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from lzflow.stats import FitConfig, ToyRequest, evaluate_test_statistic, run_toys
     from lzflow.stats._threads import available_cores, blas_threads
     from lzflow.stats.toys import generation_point, mass_key
-    from lzflow.stats.unbinned import (
-        UnbinnedFitter,
-        UnbinnedModel,
-        fit_minuit_events,
-        generate_unbinned_toys,
-    )
+    from lzflow.stats.unbinned import UnbinnedFitter, fit_minuit_events
+    from lzflow.stats.unbinned_model import UnbinnedModel, generate_unbinned_toys
     from lzflow.workspace import read_workspace, workspace_model
 
     ws = read_workspace(args.workspace)

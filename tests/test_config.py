@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lzflow.config import ConfigError, deep_merge, load_config_file, load_yaml, mass_label, resolve_config
+from lzflow.config import ConfigError, deep_merge, load_config_file, mass_label, resolve_config
 from lzflow.units import UnitError, to_canonical
 
 

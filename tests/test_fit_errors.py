@@ -11,7 +11,7 @@ import pytest
 from lzflow.cli import main
 from lzflow.fit_errors import combine_summaries, errors_markdown, summarise_errors, summarise_loaded
 from lzflow.merge import load_toy_files
-from lzflow.stats.fit import FitStatus
+from lzflow.stats.fitresult import FitStatus
 
 
 def _write_toy_file(path: Path, mass: float, hypothesis: str, poi: int, run: int, first_toy: int, n: int,

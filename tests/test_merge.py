@@ -14,7 +14,7 @@ from scipy.stats import norm
 
 from lzflow.io import write_json
 from lzflow.merge import json_safe, limit_document
-from lzflow.stats.fit import FitStatus
+from lzflow.stats.fitresult import FitStatus
 from lzflow.toyjobs import run_toy_job
 
 SPEC = {"cl": 0.9, "method": "CLs+b", "power_threshold": float(norm.cdf(-1)), "test_statistic": "qtilde"}

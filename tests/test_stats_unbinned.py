@@ -40,7 +40,7 @@ def ws40() -> dict:
 
 def _equal(a: ToyResult, b: ToyResult) -> bool:
     return all(np.array_equal(getattr(a, k), getattr(b, k), equal_nan=True)
-               for k in ToyResult._PER_TOY)
+               for k in ToyResult.PER_TOY)
 
 
 # ----------------------------------------------------------------------------- interpolation
@@ -280,7 +280,7 @@ def test_split_invariance_and_replay(ws40):
     assert _equal(full, ToyResult.concat([a, b]))
     one = run_toys(m, ToyRequest(toy_indices=[60], n_threads=1, **kw))
     assert all(np.array_equal(getattr(one, k)[0], getattr(full, k)[60], equal_nan=True)
-               for k in ToyResult._PER_TOY)
+               for k in ToyResult.PER_TOY)
     assert full.n == 70 and np.all(full.n_events > 2500)
     st = full.status_uncond
     assert np.all((st == FitStatus.CONVERGED) | (st == FitStatus.INFEASIBLE))

@@ -17,19 +17,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__, layout
 from .config import ConfigError, load_config
-from .exceptions import OutputError, one_line
-from .detector import DetectorError
-from .units import UnitError
-
-USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DetectorError, UnitError, FileNotFoundError, OutputError)
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from .merge import MergeError
-    from .toyjobs import ToyFileError
-    from .workspace import WorkspaceError
-
-    return USER_ERRORS + (MergeError, ToyFileError, WorkspaceError)
+from .exceptions import USER_ERRORS, one_line
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -478,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"lzflow: config error: {one_line(err)}", file=sys.stderr)
         return 2
-    except _user_errors() as err:
+    except USER_ERRORS as err:
         print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
         return 2
 

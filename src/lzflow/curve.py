@@ -95,10 +95,6 @@ def save_figure(fig, path: str | Path) -> None:
         fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight")
 
 
-# transitional: lzflow.study_table imports these two names until it imports pyplot / save_figure
-_figure, _save = pyplot, save_figure
-
-
 def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> None:
     plt = pyplot()
     good = [r for r in rows if not r["no_sensitivity"] and r["sigma_median_cm2"]]

@@ -8,7 +8,7 @@ needed, and q. :func:`summarise_errors` counts, per (mass, hypothesis, POI, fit,
 * ``retried:<STATUS>`` — fits whose first strategy failed and a retry succeeded;
 * ``nan_q`` — toys whose test statistic is NaN;
 * ``excluded`` — toys left out of the p-values at one or more tested μ because a fit that their q
-  depends on failed in every strategy or q is NaN (:func:`lzflow.stats.hypotest.toy_quality`;
+  depends on failed in every strategy or q is NaN (:func:`lzflow.stats.quality.toy_quality`;
   ``limit.json`` counts them per ensemble and cause under ``excluded``);
 * ``mu_hat_at_bound`` — unconditional fits with μ̂ on the μ ≥ 0 boundary (expected for about half
   the background-only toys; listed because the old analysis lost days to fits near the boundary);
@@ -62,8 +62,8 @@ def summarise_loaded(files: Iterable[tuple[str, Mapping[str, np.ndarray], Mappin
 def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
                 test_stat: str = "qtilde") -> list[tuple[int, list[str]]]:
     """Add one file's counts to ``row``; return its flagged toys (position in file, causes)."""
-    from .stats.fit import FitStatus
-    from .stats.hypotest import toy_quality
+    from .stats.fitresult import FitStatus
+    from .stats.quality import GOOD, toy_quality
 
     n = arrays["toy_index"].size
     row["toys"] += int(n)
@@ -88,7 +88,7 @@ def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
         row["nan_q"] = row.get("nan_q", 0) + int(nan_q.sum())
         for i in np.flatnonzero(nan_q):
             flagged.setdefault(int(i), []).append("nan_q")
-    excluded = np.any(toy_quality(arrays, test_stat) != 0, axis=1)
+    excluded = np.any(toy_quality(arrays, test_stat) != GOOD, axis=1)
     if excluded.any():
         row["excluded"] = row.get("excluded", 0) + int(excluded.sum())
     row["mu_hat_at_bound"] = row.get("mu_hat_at_bound", 0) + int(np.sum(arrays["mu_hat"] <= 0.0))

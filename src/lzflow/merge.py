@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import __version__
+from .exceptions import MergeError
 from .progress import progress
 from .toyjobs import CorruptToyFile, load_toy_job, toy_file_identity, workspace_digest
 
@@ -30,10 +31,6 @@ __all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "limi
            "MergeError"]
 
 LoadedToyFile = tuple[str, dict[str, np.ndarray], dict[str, Any]]
-
-
-class MergeError(ValueError):
-    """The set of toy files is inconsistent."""
 
 
 def load_toy_files(paths: Iterable[str | Path]) -> list[LoadedToyFile]:
@@ -98,7 +95,7 @@ def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple
 
 def _failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Fit failures of one ensemble by final status and by the first failure's cause (retried fits)."""
-    from .stats.fit import FitStatus
+    from .stats.fitresult import FitStatus
 
     out: dict[str, Any] = {"n_toys": int(records["toy_index"].size)}
     for label in ("uncond", "cond"):
@@ -183,7 +180,7 @@ def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _records(result: Any) -> dict[str, np.ndarray]:
     """A :class:`lzflow.stats.toys.ToyResult` as toy-file arrays."""
-    arrays = {name: np.asarray(getattr(result, name)) for name in result._PER_TOY}
+    arrays = {name: np.asarray(getattr(result, name)) for name in result.PER_TOY}
     arrays["mu_test"] = np.asarray(result.mu_test)
     return arrays
 

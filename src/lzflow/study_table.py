@@ -137,9 +137,9 @@ def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any
     """Median expected limit vs mass for each variant over the baseline's ±1σ band; ratio panel below."""
     import numpy as np
 
-    from .curve import _figure, _save
+    from .curve import pyplot, save_figure
 
-    plt = _figure()
+    plt = pyplot()
     fig, (ax, rax) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     base = sorted((r for r in rows if r["variant"] == "baseline" and r["sigma_median_cm2"]), key=lambda r: r["mass_GeV"])
@@ -171,7 +171,7 @@ def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any
     rax.axhline(1.0, color="grey", lw=1)
     rax.set_ylabel("/ baseline")
     rax.set_xlabel("WIMP mass [GeV]")
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
 
 

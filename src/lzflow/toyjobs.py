@@ -84,7 +84,7 @@ def job_model(ws: Mapping[str, Any], likelihood: Mapping[str, Any]):
     with the interpolation order, floor and template rebin of ``likelihood``
     (:func:`likelihood_settings`)."""
     if likelihood["likelihood"] == "unbinned":
-        from .stats.unbinned import UnbinnedModel
+        from .stats.unbinned_model import UnbinnedModel
 
         return UnbinnedModel.from_workspace(ws, likelihood["interpolation_order"], likelihood["template_rebin"],
                                             floor=likelihood["interpolation_floor"])

@@ -50,7 +50,6 @@ FORMAT = "lzflow-workspace-1"
 EXPORT_NAMES = {"pyhf": PurePosixPath(layout.WORKSPACE_PYHF).name, "hs3": PurePosixPath(layout.WORKSPACE_HS3).name}
 
 
-
 def read_template(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
     """A PDF written by the pdf stage as arrays: (values (n_cS1, n_log10cS2), [edges_x, edges_y], sidecar)."""
     from .pdfs import read_pdf
@@ -130,15 +129,15 @@ def asymptotic_summary(model: Any, spec: Mapping[str, Any], sigma_ref_cm2: float
     ``spec``: ``cl``, ``method`` (the primary one), ``test_statistic``, ``power_threshold`` (0 or
     null: no power constraint, the PCL is the observed limit), ``discovery_sigma``.
     """
-    from .stats import POWER_THRESHOLD
+    from .config import STATS_DEFAULTS
     from .stats.asymptotic import asymptotic_limits, discovery_potential
 
     threshold = spec["power_threshold"]
     by_method = {}
     for method, key in (("CLs+b", "clsb"), ("CLs", "cls")):
-        # without a power constraint the PCL fields are not used: any threshold serves the solver
+        # without a power constraint the PCL fields are not used: the solver gets the default threshold
         res = asymptotic_limits(model, cl=spec["cl"], method=key, test_stat=spec["test_statistic"],
-                                power_threshold=threshold or POWER_THRESHOLD)
+                                power_threshold=threshold or STATS_DEFAULTS["power_threshold"])
         by_method[method] = {
             "observed_mu": res.observed,
             "expected_mu": {str(n): v for n, v in res.expected.items()},

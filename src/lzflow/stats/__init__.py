@@ -1,4 +1,4 @@
-"""Statistics core of lzflow: binned likelihood, batched fits, toys, limits.
+"""Statistics core of lzflow: binned and unbinned likelihoods, batched fits, toys, limits.
 
 Conventions (``docs/method.md``, section "Statistics conventions"): the test statistics of Cowan,
 Cranmer, Gross, Vitells (arXiv:1007.1727) with q = 2ΔNLL, CLs+b / CLs p-values with Clopper–Pearson
@@ -9,10 +9,19 @@ elsewhere.
 Modules (one concern each):
 
 * :mod:`~lzflow.stats.model` — :class:`BinnedModel` (templates, constraints, NLL);
-* :mod:`~lzflow.stats.fit` — :class:`BatchedFitter`: projected Newton vectorised over toys;
-* :mod:`~lzflow.stats.minuit` — iminuit reference fits (same outputs);
+* :mod:`~lzflow.stats.unbinned_model` — :class:`UnbinnedModel` (interpolated densities) and its
+  event toys; :mod:`~lzflow.stats.interpolate` — the RooHistPdf-like interpolated densities;
+* :mod:`~lzflow.stats.fitresult` — :class:`FitStatus`, :class:`Strategy`, :class:`FitConfig`,
+  :class:`FitResult`: what every fitter is told and returns;
+* :mod:`~lzflow.stats.newton` — the one projected-Newton engine (line search, retries, blocks);
+* :mod:`~lzflow.stats.binned_nll`, :mod:`~lzflow.stats.fit` — the binned problem and
+  :class:`BatchedFitter`; :mod:`~lzflow.stats.unbinned` — the unbinned problem and fitter;
+* :mod:`~lzflow.stats.minuit` — iminuit (Migrad on the closures a fitter hands it): the
+  reference and last-resort fits;
 * :mod:`~lzflow.stats.teststat` — q̃_μ, q_μ, q₀;
-* :mod:`~lzflow.stats.toys` — reproducible toy generation + fits (:func:`run_toys`);
+* :mod:`~lzflow.stats.request` — :class:`ToyRequest` (seeds, indices, hypothesis, tested μ);
+* :mod:`~lzflow.stats.toys` — reproducible toy generation + fits, binned or unbinned
+  (:func:`run_toys`); :mod:`~lzflow.stats.toyresult` — their per-toy records;
 * :mod:`~lzflow.stats.pvalues` — toy p-values CLs+b, CLb, CLs with Clopper–Pearson errors;
 * :mod:`~lzflow.stats.quality` — which toys count (failed fits excluded and counted, with causes);
 * :mod:`~lzflow.stats.crossing` — inverting p-value curves at α (log-linear in ln p);

@@ -39,7 +39,8 @@ from scipy.optimize import brentq
 from scipy.stats import norm
 
 from .bands import BANDS, POWER_THRESHOLD, power_constrained
-from .fit import BatchedFitter, FitConfig, FitResult, FitStatus
+from .fit import BatchedFitter
+from .fitresult import FitConfig, FitResult, FitStatus
 from .model import BinnedModel
 from .teststat import mu_lower_bound, evaluate_test_statistic
 

@@ -24,7 +24,6 @@ import numpy as np
 from ._threads import available_cores
 from .binned_nll import BinnedRows, PreparedData, make_layout
 from .fitresult import FitConfig, FitResult
-from .fitresult import FitStatus, Strategy  # noqa: F401  (re-exported until asymptotic, hypotest, toys, merge, fit_errors import them from fitresult)
 from .minuit import MigradProblem, fit_toys_minuit
 from .model import BinnedModel
 from .newton import fit_in_blocks

@@ -28,13 +28,12 @@ import numpy as np
 from scipy.stats import norm
 
 from .bands import BANDS, POWER_THRESHOLD, pcl_with_status
-from .fit import BatchedFitter, FitConfig
+from .fit import BatchedFitter
+from .fitresult import FitConfig
 from .inversion import MAX_REFINE_ROUNDS, ToyGrid, bootstrap_errors, invert_toys, refine_toy_grid, toy_grid
 from .model import BinnedModel
 from .pvalues import Ensemble, pvalue_table
 from .quality import cause_counts
-# transitional: lzflow.fit_errors imports toy_quality from here until it imports lzflow.stats.quality
-from .quality import toy_quality  # noqa: F401
 from .teststat import mu_lower_bound, evaluate_test_statistic
 from .request import ToyRequest
 from .toys import BONLY_POI_INDEX, ToyResult, observed_asimov, run_toys

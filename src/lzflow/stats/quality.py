@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .fit import FitStatus
+from .fitresult import FitStatus
 from .toyresult import ToyResult
 
 __all__ = ["GOOD", "EXCLUSION_POLICY", "record_field", "toy_quality", "cause_counts"]

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .fit import FitConfig
+from .fitresult import FitConfig
 from .teststat import TEST_STATISTICS
 
 __all__ = ["HYPOTHESES", "BONLY_POI_INDEX", "STREAMS", "ToyRequest"]

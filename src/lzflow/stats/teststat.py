@@ -11,7 +11,7 @@ Convention: q = 2 ΔNLL = −2 ln λ (RooStats' ProfileLikelihoodTestStat return
 Tiny negative values from rounding (|2ΔNLL| below ``NEG_TOL``) are set to 0; larger negative
 values mean a fit did not reach its minimum and are also clipped but counted by the callers
 through the fit statuses. A NaN μ̂ or unconditional NLL (a fit that failed) gives q = NaN — never
-the q = 0 of "μ̂ above μ" — and callers leave such toys out (:func:`lzflow.stats.hypotest.toy_quality`).
+the q = 0 of "μ̂ above μ" — and callers leave such toys out (:func:`lzflow.stats.quality.toy_quality`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from .fit import FitStatus
+from .fitresult import FitStatus
 
 __all__ = ["ToyResult"]
 
@@ -59,7 +59,6 @@ class ToyResult:
         "first_failure_cond", "strategy_cond", "q",
     )
     #: old name of :attr:`PER_TOY`, until ``merge.py`` and the tests use the public one
-    _PER_TOY: ClassVar[tuple[str, ...]] = PER_TOY
 
     @classmethod
     def empty(cls, hypothesis: str, poi_index: int, base_seed: int, mass_key: int, test_stat: str,

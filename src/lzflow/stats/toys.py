@@ -50,12 +50,15 @@ from ..progress import progress
 from ._processes import run_in_processes
 from ._rng import PoissonInverse, ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
 from ._threads import available_cores, blas_threads
-from .fit import BatchedFitter, FitConfig, FitResult, PreparedData
+from .binned_nll import PreparedData
+from .fit import BatchedFitter
+from .fitresult import FitConfig, FitResult
 from .model import BinnedModel
 from .request import BONLY_POI_INDEX, HYPOTHESES, STREAMS, ToyRequest
 from .teststat import evaluate_test_statistic, mu_lower_bound
 from .toyresult import ToyResult
-from .unbinned import UnbinnedFitter, UnbinnedModel, UnbinnedToySampler, sub_block_size
+from .unbinned import UnbinnedFitter, sub_block_size
+from .unbinned_model import UnbinnedModel, UnbinnedToySampler
 
 __all__ = [
     "HYPOTHESES",

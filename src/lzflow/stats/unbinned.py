@@ -39,8 +39,6 @@ from .fitresult import FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .newton import fit_in_blocks
 from .unbinned_model import EventData, EventToys, UnbinnedModel
-# re-exported until stats.toys and benchmarks/bench_unbinned.py import them from unbinned_model
-from .unbinned_model import UnbinnedToySampler, generate_unbinned_toys  # noqa: F401
 
 __all__ = ["EventRows", "UnbinnedFitter", "fit_minuit_events", "sub_block_size"]
 
