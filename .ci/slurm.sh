@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-node Slurm cluster for tests/test_slurm.py (CI and local).
+# One-node Slurm cluster for tests/infra/test_slurm.py (CI and local).
 #   bash .ci/slurm.sh start    # install slurm + munge if missing (apt, needs root), start the cluster
 #   bash .ci/slurm.sh stop     # stop it
 #   bash .ci/slurm.sh status   # sinfo

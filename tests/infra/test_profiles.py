@@ -1,6 +1,6 @@
 """Execution profiles: `snakemake --profile local|slurm|htcondor` work as typed from the repository
 root, hold the settings that matter, and the HTCondor profile drives the real executor plugin
-(against an in-process stand-in for the schedd, tests/htcondor_standin.py; see docs/cluster.md for
+(against an in-process stand-in for the schedd, tests/infra/htcondor_standin.py; see docs/cluster.md for
 what that does and does not prove)."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _env(**extra) -> dict[str, str]:
 
 
 def _snakemake(repo, *args, env=None, timeout=600, standin=False):
-    cmd = [sys.executable, str(repo / "tests" / "htcondor_standin.py")] if standin else [sys.executable, "-m", "snakemake"]
+    cmd = [sys.executable, str(repo / "tests" / "infra" / "htcondor_standin.py")] if standin else [sys.executable, "-m", "snakemake"]
     return subprocess.run([*cmd, *args], cwd=repo, env=env or _env(), capture_output=True, text=True, timeout=timeout)
 
 

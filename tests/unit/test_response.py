@@ -63,7 +63,7 @@ def _detector_and_builder():
         from lzflow.config import load_yaml
         from lzflow.detector import build_nest_detector, resolve_detector
 
-        repo = Path(__file__).resolve().parents[1]
+        repo = Path(__file__).resolve().parents[2]
         det = resolve_detector(load_yaml(repo / "config" / "detector" / "lz_projection.yaml"))
         return det, build_nest_detector
     except Exception:  # pragma: no cover - before lzflow.detector existed

@@ -1,4 +1,4 @@
-"""The malformed-config corpus (tests/config_corpus.py): every case is refused by both
+"""The malformed-config corpus (tests/workflow/config_corpus.py): every case is refused by both
 ``lzflow validate --config FILE...`` and ``snakemake -n --configfile FILE...`` with one line
 ``lzflow: config error: …`` naming the key, the value and what was expected; no traceback;
 nothing written or executed outside the results directory; the legal edge cases are accepted.
@@ -21,7 +21,7 @@ import pytest
 
 from config_corpus import CASES, MARKER, Case
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ERROR_PREFIX = "lzflow: config error: "
 
 

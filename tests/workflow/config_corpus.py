@@ -11,7 +11,7 @@ Classes: types, ranges, units, unknown keys, nesting, non-finite, huge, paths, s
 metacharacters, unicode, YAML bombs and hostile YAML, garbage files, bad studies, per-mass
 overrides, base chains, overlays, cross-field checks, and legal edge cases.
 
-Run ``python tests/config_corpus.py DIR`` to write every case into ``DIR/<case>/``.
+Run ``python tests/workflow/config_corpus.py DIR`` to write every case into ``DIR/<case>/``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 DETECTOR = "config/detector/lz_projection.yaml"
 #: a file that shell metacharacters in a config would create if they ever reached a shell

@@ -16,7 +16,7 @@ from lzflow.toyjobs import (MAX_JOBS, MAX_POI, CorruptToyFile, ToyFileError, loa
                             run_toy_job, save_toy_job, toy_block, toy_file_identity, workspace_digest,
                             write_no_sensitivity_file)
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,7 @@ def _coverage(n_pe: int, n_ens: int, seed: int) -> tuple[float, float]:
     90 % CL CLs+b limit (no PCL) ≥ μ_true, with ensembles AND pseudo-experiments at the nominal
     nuisance values and the S+B ensembles at (μ_k, nominal θ) shared by all pseudo-experiments —
     this covers by construction and is not a test of lzflow's procedure (that is
-    ``tests/test_coverage.py``: θ_true ≠ nominal, toys at each pseudo-experiment's own θ̂̂).
+    ``tests/unit/test_coverage.py``: θ_true ≠ nominal, toys at each pseudo-experiment's own θ̂̂).
     Returns (coverage, σ_MC) with σ_MC including the finite ensemble at μ_true.
     """
     m = simple_model(n_bins=8, n_bkg=2, background_events=4.0, signal_events=6.0,

@@ -16,7 +16,7 @@ from lzflow.pdfs import write_pdf
 from lzflow.workspace import (EXPORT_NAMES, FORMAT, WorkspaceError, build_workspace, make_workspace, poi_grid,
                               read_workspace, to_hs3, workspace_model, write_workspace)
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 SPEC = {"mass_GeV": 40.0, "mass_label": "40", "cl": 0.9, "method": "CLs+b", "power_threshold": 0.1587,
         "test_statistic": "qtilde", "discovery_sigma": 3.0,
         "poi_grid": {"n_points": 5, "min_factor": 0.1, "max_factor": 3.0}}

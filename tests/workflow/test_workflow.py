@@ -317,7 +317,7 @@ def _study_config(tmp_path, studies) -> Path:
 
     from lzflow.config import deep_merge, load_config_file
 
-    raw = deep_merge(load_config_file(Path(__file__).resolve().parents[1] / "config" / "quick.yaml"), {"studies": studies})
+    raw = deep_merge(load_config_file(Path(__file__).resolve().parents[2] / "config" / "quick.yaml"), {"studies": studies})
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -157,7 +157,7 @@ def test_ci_runs_readme_tests_before_installing_system_tools(repo):
     installs = [i for i, line in enumerate(lines) if "slurm.sh start" in line or "apt-get" in line or "rsync" in line]
     assert installs and min(installs) > readme_command, lines
     second_pass = [line for line in lines[min(installs):] if line.startswith("python -m pytest")]
-    assert second_pass and "tests/test_storage.py" in second_pass[0] and "tests/test_slurm.py" in second_pass[0]
+    assert second_pass and "tests/infra/test_storage.py" in second_pass[0] and "tests/infra/test_slurm.py" in second_pass[0]
 
 
 @pytest.mark.parametrize("name", SCRATCH_PROFILES)

@@ -18,7 +18,7 @@ This module replaces only ``htcondor2.Schedd``. Its ``submit()``:
   * If $LZFLOW_STANDIN_MIN_MEMORY_MB is set, a job whose request_memory is below it is not run
     but put on hold ("over memory limit"), like a pool that holds jobs exceeding their request.
 
-Use:  python tests/htcondor_standin.py <snakemake arguments>   (runs snakemake.cli.main)
+Use:  python tests/infra/htcondor_standin.py <snakemake arguments>   (runs snakemake.cli.main)
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from lzflow.stats.unbinned import UnbinnedFitter, fit_minuit_events
 from lzflow.stats.unbinned_model import EventToys, UnbinnedModel, generate_unbinned_toys
 
 #: the default analysis' 40 GeV workspace (real NEST templates), committed (tests/data/README.md)
-WS40 = Path(__file__).resolve().parent / "data" / "workspace_m40.json.gz"
+WS40 = Path(__file__).resolve().parents[1] / "data" / "workspace_m40.json.gz"
 MU40 = 0.003  # ≈ the expected 90% CL limit at 40 GeV (≈ 11 signal events)
 
 
