@@ -15,13 +15,8 @@ from lzflow.stats import (
     ToyResult,
     evaluate_test_statistic,
 )
-from lzflow.stats.interpolate import (
-    EDGE_MODES,
-    HistDensity2D,
-    bin_centres,
-    rebin,
-    stencil_1d,
-)
+from lzflow.stats.interpolate import HistDensity2D
+from lzflow.stats.stencil import EDGE_MODES, bin_centres, rebin, stencil_1d
 from lzflow.stats.toys import ToyRequest, generate_toys, generation_point, mass_key, run_toys
 from lzflow.stats.unbinned import UnbinnedFitter, fit_minuit_events
 from lzflow.stats.unbinned_model import EventToys, UnbinnedModel, generate_unbinned_toys

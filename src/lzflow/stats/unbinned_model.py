@@ -54,7 +54,8 @@ import numpy as np
 from scipy.special import ndtri
 
 from ._rng import ensemble_key, poisson_inverse_scalar, uniforms_from_words, words
-from .interpolate import HistDensity2D, rebin
+from .interpolate import HistDensity2D
+from .stencil import rebin
 from .model import BinnedModel
 from .request import HYPOTHESES
 
