@@ -179,7 +179,7 @@ def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _records(result: Any) -> dict[str, np.ndarray]:
-    """A :class:`lzflow.stats.toys.ToyResult` as toy-file arrays."""
+    """A :class:`lzflow.stats.toyresult.ToyResult` as toy-file arrays."""
     arrays = {name: np.asarray(getattr(result, name)) for name in result.PER_TOY}
     arrays["mu_test"] = np.asarray(result.mu_test)
     return arrays

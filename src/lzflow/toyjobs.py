@@ -12,7 +12,7 @@ Run numbers and seeds are functions of *values*, never of list positions or sche
 
 Each job writes ``m<mass>/toys/poi<k>/job<j>.npz`` (S+B) or ``m<mass>/toys/bonly/job<j>.npz`` (B-only;
 :data:`lzflow.layout.TOYS_SB`, :data:`~lzflow.layout.TOYS_B`) atomically:
-the per-toy records of :class:`lzflow.stats.toys.ToyResult` (μ̂, NLLs, q, fit statuses and
+the per-toy records of :class:`lzflow.stats.toyresult.ToyResult` (μ̂, NLLs, q, fit statuses and
 strategies, auxiliary observables, toy index) plus a JSON header with the run number, seeds, lzflow
 version, the workspace hash and a SHA-256 of the header and every array (:func:`content_digest`).
 :func:`load_toy_job` checks a file whole (readable, complete, one row per toy, checksum); merge
@@ -80,7 +80,7 @@ def likelihood_settings(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def job_model(ws: Mapping[str, Any], likelihood: Mapping[str, Any]):
     """The model a toy job fits (:func:`lzflow.stats.toys.run_toys`): the workspace's
-    :class:`~lzflow.stats.model.BinnedModel`, or its :class:`~lzflow.stats.unbinned.UnbinnedModel`
+    :class:`~lzflow.stats.model.BinnedModel`, or its :class:`~lzflow.stats.unbinned_model.UnbinnedModel`
     with the interpolation order, floor and template rebin of ``likelihood``
     (:func:`likelihood_settings`)."""
     if likelihood["likelihood"] == "unbinned":

@@ -12,7 +12,7 @@ bands (counted). Leaving toys out is only unbiased if failures are unrelated to 
 ensembles that lose many.
 
 Cause codes: :data:`GOOD` (0) usable, 1 NaN q, 2 + status of a failed unconditional fit,
-20 + status of a failed conditional fit (:class:`~lzflow.stats.fit.FitStatus`).
+20 + status of a failed conditional fit (:class:`~lzflow.stats.fitresult.FitStatus`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The records are what :func:`lzflow.stats.toys.run_toys` returns and what a toy j
 (:mod:`lzflow.toyjobs`): for every toy its index, auxiliary observables, event count, the
 unconditional fit (μ̂, parameters, NLL, status, first-failure cause, strategy) and, at each
 tested μ, the conditional fit and the test statistic q. Fit status codes are
-:class:`lzflow.stats.fit.FitStatus`. Results of one ensemble made by several calls or jobs are
+:class:`lzflow.stats.fitresult.FitStatus`. Results of one ensemble made by several calls or jobs are
 joined with :meth:`ToyResult.concat`; :meth:`ToyResult.to_arrays` / :meth:`ToyResult.from_arrays`
 convert to and from flat arrays (``np.savez``).
 """
@@ -27,7 +27,7 @@ class ToyResult:
 
     ``mu_test`` (n_mu,) are the tested POI values; ``q``, ``nll_cond``, ``status_cond`` have shape
     ``(n_toys, n_mu)``. ``params_uncond`` are the unconditional best fits [μ̂, θ̂].
-    Fit status codes are :class:`lzflow.stats.fit.FitStatus`.
+    Fit status codes are :class:`lzflow.stats.fitresult.FitStatus`.
     """
 
     hypothesis: str

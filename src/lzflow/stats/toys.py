@@ -358,7 +358,7 @@ def toy_likelihood(model: BinnedModel | UnbinnedModel, config: FitConfig) -> Toy
 # ----------------------------------------------------------------------------- ensembles
 def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResult:
     """Generate and fit the toys of ``request`` (:class:`~lzflow.stats.request.ToyRequest`) with
-    ``model`` — a :class:`BinnedModel`, or an :class:`~lzflow.stats.unbinned.UnbinnedModel` whose
+    ``model`` — a :class:`BinnedModel`, or an :class:`~lzflow.stats.unbinned_model.UnbinnedModel` whose
     toys are drawn from its full-resolution templates (:mod:`lzflow.stats.unbinned`); return the
     per-toy records, ordered like ``request.toy_indices``.
 
