@@ -201,7 +201,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     causes. Refuses duplicate run numbers/seeds and corrupt files.
     """
     from .io import write_json
-    from .merge import merge_limits, merge_mass
+    from .merge import limit_summary, merge_limits, merge_mass
     from .toyjobs import CorruptToyFile, quarantine
     from .workspace import read_workspace
 
@@ -221,26 +221,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
         raise CorruptToyFile(err.path, f"{err.what}; {done}") from None
     doc["mass_label"] = spec.get("mass_label")
     write_json(args.out, doc)
-    if doc.get("no_sensitivity"):
-        print(f"merge: {doc['warning']} -> {args.out}")
-    else:
-        lim = doc["limits"][doc["method"]]
-        median = lim["expected_sigma_cm2"]["0"]
-        print(f"merge {doc['mass_GeV']:g} GeV: median expected {_g(median)} cm2 "
-              f"(asymptotic {_g(doc['asymptotic']['expected_sigma_cm2']['0'])}), PCL {_g(doc['upper_limit_sigma_cm2'])} "
-              f"cm2 -> {args.out}")
-        if median is None:
-            grid = doc["poi_grid"]
-            print(f"lzflow: warning: the median expected limit is outside the POI grid [{grid[0]:.3g}, {grid[-1]:.3g}] "
-                  f"(in units of sigma_ref); widen stats.poi_grid (min_factor/max_factor)", file=sys.stderr)
-        for warning in doc.get("warnings", []):  # toys left out, grid extended, bounds, nulls
-            print(f"lzflow: warning: merge {doc['mass_GeV']:g} GeV: {warning}", file=sys.stderr)
+    summary, warnings = limit_summary(doc)
+    print(f"{summary} -> {args.out}")
+    for warning in warnings:
+        print(f"lzflow: warning: {warning}", file=sys.stderr)
     return 0
-
-
-def _g(x: float | None) -> str:
-    """A number for a log line; None (e.g. a limit outside the POI grid) as 'n/a'."""
-    return "n/a" if x is None else f"{x:.3g}"
 
 
 # -------------------------------------------------------------------------------------------- curve
@@ -253,12 +238,17 @@ def cmd_curve(args: argparse.Namespace) -> int:
     """
     from .curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
     from .io import read_json
+    from .references import compare_with_reference, load_reference, write_comparison
 
     docs = [read_json(p) for p in args.limits]
     rows = curve_rows(docs)
     write_curve_csv(args.out, rows)
+    reference = load_reference(args.reference) if args.reference else None
     # the plots go where lzflow.layout puts them: the curve beside the CSV, per mass beside limit.json
-    plot_limit_curve(rows, Path(args.out).with_name(Path(layout.CURVE_PLOT).name), title=args.title or "")
+    plot_limit_curve(rows, Path(args.out).with_name(Path(layout.CURVE_PLOT).name), title=args.title or "",
+                     reference=reference)
+    if reference is not None:
+        write_comparison(Path(args.out).with_name(layout.REFERENCE_COMPARISON), compare_with_reference(rows, reference))
     for path, doc in zip(args.limits, docs):
         plot_pvalues(doc, Path(path).with_name(Path(layout.PVALUES_PLOT).name))
         plot_teststat(doc, Path(path).with_name(Path(layout.TESTSTAT_PLOT).name))
@@ -269,6 +259,27 @@ def cmd_curve(args: argparse.Namespace) -> int:
             print(f"{row['mass_GeV']:>10g} GeV: median {row['sigma_median_cm2']:.3g} cm2 "
                   f"[-1s {row['sigma_m1_cm2']:.3g}, +1s {row['sigma_p1_cm2']:.3g}], asymptotic "
                   f"{row['sigma_asymptotic_median_cm2']:.3g}")
+    print(f"-> {args.out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """compare a limit curve with a published reference: ratio per mass (CSV).
+
+    Read a limit_curve.csv and write, per mass with a median expected limit, lzflow's median, the
+    named published reference there (log-log interpolation of the digitised curve), their ratio, and
+    the number the paper quotes at that mass if any. References ship with lzflow (lzflow.references).
+    """
+    from .curve import read_curve_csv
+    from .references import compare_with_reference, load_reference, write_comparison
+
+    reference = load_reference(args.reference)
+    table = compare_with_reference(read_curve_csv(args.curve), reference)
+    write_comparison(args.out, table)
+    print(f"{reference.label}: {reference.source}")
+    for row in table:
+        ratio = "n/a (outside the reference)" if row["ratio"] is None else f"{row['ratio']:.3f}"
+        print(f"{row['mass_GeV']:>10g} GeV: lzflow {row['lzflow_cm2']:.3g} cm2, lzflow/reference {ratio}")
     print(f"-> {args.out}")
     return 0
 
@@ -431,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     _lists(p, True, limits="limit.json files")
     _required(p, out="output limit_curve.csv (plots go beside it)")
     p.add_argument("--title", default="", help="plot title")
+    p.add_argument("--reference", help="a shipped published reference (lzflow.references) to draw and compare with")
+
+    p = _stage(sub, "compare", cmd_compare)
+    _required(p, curve="limit_curve.csv", reference="a shipped published reference, e.g. lz_projection_2018",
+              out="output CSV (mass_GeV, lzflow_cm2, reference_cm2, ratio, published_cm2, ratio_published)")
 
     p = _stage(sub, "errors", cmd_errors)
     _lists(p, False, toys="toy files (job*.npz)",

@@ -24,10 +24,7 @@ import numpy as np
 from .io import atomic_path, write_csv
 
 __all__ = ["curve_rows", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
-           "LZ_REFERENCE", "BAND_COLUMNS", "pyplot", "save_figure"]
-
-#: LZ projected median 90 % CL SI sensitivity (arXiv:1802.06039, PRD 101 052002): (GeV, cm²).
-LZ_REFERENCE = (40.0, 1.4e-48)
+           "BAND_COLUMNS", "pyplot", "save_figure", "read_curve_csv"]
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
            "sigma_pcl_cm2", "sigma_asymptotic_median_cm2", "sigma_discovery_3sigma_cm2", "sigma_m2_bound",
@@ -95,10 +92,36 @@ def save_figure(fig, path: str | Path) -> None:
         fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight")
 
 
-def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> None:
+def read_curve_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``limit_curve.csv`` (:func:`write_curve_csv`): numbers as floats, empty cells as
+    None, ``no_sensitivity`` as a bool."""
+    import csv
+
+    rows = []
+    for raw in csv.DictReader(Path(path).read_text().splitlines()):
+        row: dict[str, Any] = {}
+        for key, text in raw.items():
+            if key == "no_sensitivity":
+                row[key] = text == "True"
+            elif key.endswith(("_cm2", "_GeV")) or key == "cl":
+                row[key] = float(text) if text else None
+            else:
+                row[key] = text or None
+        rows.append(row)
+    return rows
+
+
+def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
+                     reference: Any = None) -> None:
+    """The limit curve: median expected limit with its ±1σ/±2σ bands, the asymptotic median and the
+    PCL limit. With a ``reference`` (:class:`lzflow.references.Reference`): its curve and quoted
+    numbers, and a panel below with the ratio of lzflow's median to it."""
     plt = pyplot()
     good = [r for r in rows if not r["no_sensitivity"] and r["sigma_median_cm2"]]
-    fig, ax = plt.subplots(figsize=(8, 6))
+    if reference is None:
+        fig, ax = plt.subplots(figsize=(8, 6))
+    else:
+        fig, (ax, rax) = plt.subplots(2, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     if good:
         m = np.array([r["mass_GeV"] for r in good])
         col = lambda k: np.array([r[k] if r[k] is not None else np.nan for r in good], dtype=float)  # noqa: E731
@@ -117,15 +140,35 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
         ax.plot(m, col("sigma_median_cm2"), "k--", label="median expected (toys)")
         ax.plot(m, col("sigma_asymptotic_median_cm2"), color="tab:blue", ls=":", label="median expected (asymptotic)")
         ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label="PCL limit (Asimov B-only data)")
-    ax.plot(*LZ_REFERENCE, marker="*", ms=14, color="tab:purple", ls="none", label="LZ projection (40 GeV)")
+    if reference is not None:
+        _draw_reference(ax, rax, good, reference)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("WIMP mass [GeV]")
+    (ax if reference is None else rax).set_xlabel("WIMP mass [GeV]")
     ax.set_ylabel(r"SI WIMP-nucleon $\sigma$ [cm$^2$]")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=11)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def _draw_reference(ax: Any, rax: Any, good: Sequence[Mapping[str, Any]], reference: Any) -> None:
+    """The reference curve and its quoted numbers on ``ax``; lzflow / reference on ``rax``."""
+    from .references import reference_at
+
+    ax.plot(reference.mass_GeV, reference.sigma_cm2, color="tab:purple", ls="-.", label=reference.label)
+    if reference.points:
+        ax.plot(*zip(*reference.points), marker="*", ms=14, color="tab:purple", ls="none",
+                label="published (journal version)")
+    m = np.array([r["mass_GeV"] for r in good])
+    ratio = np.array([r["sigma_median_cm2"] for r in good], dtype=float) / reference_at(reference, m)
+    rax.axhline(1.0, color="grey", lw=1)
+    rax.plot(m, ratio, "ko--")
+    for mass, sigma in reference.points:
+        match = [r["sigma_median_cm2"] for r in good if r["mass_GeV"] == mass]
+        if match:
+            rax.plot([mass], [match[0] / sigma], marker="*", ms=12, color="tab:purple", ls="none")
+    rax.set_ylabel("lzflow / reference")
 
 
 def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:

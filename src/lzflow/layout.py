@@ -34,7 +34,7 @@ from .space import INTERACTIONS
 __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
     "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "TOYS_SB", "TOYS_B", "LIMIT",
-    "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "FIT_ERRORS", "FIT_ERRORS_MD",
+    "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "toy_benchmark", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
@@ -84,6 +84,8 @@ TESTSTAT_PLOT = "m{mass}/teststat.png"
 #: the analysis: limit curve (rule ``curve``), fit errors (rule ``errors``), report (rule ``report``)
 CURVE_CSV = "limit_curve.csv"
 CURVE_PLOT = "limit_curve.png"
+#: the curve against the configured published reference (rule ``curve``; lzflow.references)
+REFERENCE_COMPARISON = "reference_comparison.csv"
 FIT_ERRORS = "fit_errors.json"
 FIT_ERRORS_MD = "fit_errors.md"
 REPORT = "report.html"
@@ -290,7 +292,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "workspace": ("workspace.py", "pdfs.py", "stats/*.py"),
     "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
-    "curve": ("curve.py",),
+    "curve": ("curve.py", "references.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
     "report": ("report.py",),

@@ -28,7 +28,7 @@ from .progress import progress
 from .toyjobs import CorruptToyFile, load_toy_job, toy_file_identity, workspace_digest
 
 __all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "limit_document", "json_safe",
-           "MergeError"]
+           "limit_summary", "MergeError"]
 
 LoadedToyFile = tuple[str, dict[str, np.ndarray], dict[str, Any]]
 
@@ -417,3 +417,26 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         safe["non_finite_to_null"] = replaced[:50] + ([f"... {len(replaced) - 50} more"] if len(replaced) > 50 else [])
         safe["warnings"].append(f"{len(replaced)} non-finite number(s) written as null (non_finite_to_null)")
     return safe, extra
+
+
+def _g(x: float | None) -> str:
+    """A number for a log line; None (e.g. a limit outside the POI grid) as 'n/a'."""
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def limit_summary(doc: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """(one summary line, warnings) of a limit document, for the merge job's log: the median
+    expected, asymptotic and PCL limits; a median outside the POI grid; toys left out, grid
+    extensions, bounds (the document's ``warnings``)."""
+    if doc.get("no_sensitivity"):
+        return f"merge: {doc['warning']}", []
+    median = doc["limits"][doc["method"]]["expected_sigma_cm2"]["0"]
+    line = (f"merge {doc['mass_GeV']:g} GeV: median expected {_g(median)} cm2 (asymptotic "
+            f"{_g(doc['asymptotic']['expected_sigma_cm2']['0'])}), PCL {_g(doc['upper_limit_sigma_cm2'])} cm2")
+    warnings = []
+    if median is None:
+        grid = doc["poi_grid"]
+        warnings.append(f"the median expected limit is outside the POI grid [{grid[0]:.3g}, {grid[-1]:.3g}] (in units "
+                        f"of sigma_ref); widen stats.poi_grid (min_factor/max_factor)")
+    warnings += [f"merge {doc['mass_GeV']:g} GeV: {w}" for w in doc.get("warnings", [])]
+    return line, warnings
