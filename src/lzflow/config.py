@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from .detector import DetectorError, check_detector_keys, resolve_detector
 from .exceptions import ConfigError, one_line, unknown_key_message
+from .physics_config import check_nest_yields, resolve_halo
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
@@ -88,6 +89,7 @@ QUANTITY_BOUNDS: dict[str, tuple[float, float, str]] = {
     "signal.halo.rho": (0.0, 100.0, "GeV/cm**3"),
     "signal.halo.v0": (0.0, 2000.0, "km/s"),
     "signal.halo.vesc": (0.0, 3000.0, "km/s"),
+    "signal.halo.v_earth": (0.0, 2000.0, "km/s"),
 }
 #: Most toy jobs one configuration may ask for (Snakemake needs minutes to build a larger DAG).
 MAX_TOY_JOBS = 100_000
@@ -357,7 +359,7 @@ def _background(name: str, entry: Mapping[str, Any], scale: float) -> dict[str, 
         raise ConfigError(f"backgrounds.{name}.window_keV: {window!r}: {one_line(err)}") from None
     return {"counts": float(entry["counts"]) * scale,
             "window_keV": [float(w) for w in window] if window is not None else None,
-            "rel_unc": float(entry["rel_unc"])}
+            "rel_unc": float(entry["rel_unc"]), "nest_yields": check_nest_yields(name, entry["nest_yields"])}
 
 
 def _stats(config: Mapping[str, Any], labels: list[str], pdf: Mapping[str, Any]) -> dict[str, Any]:
@@ -431,7 +433,8 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
 
     The resolved mapping holds ``tag``, ``results_dir``, ``detector`` (the resolved detector
     dictionary, see :func:`lzflow.detector.resolve_detector`), ``exposure`` (t, days, t·yr),
-    ``signal`` (masses, σ_ref in cm², halo in GeV/cm³ and km/s), ``backgrounds``, ``pdf`` and ``stats``.
+    ``signal`` (masses, σ_ref in cm², halo in GeV/cm³ and km/s, :func:`lzflow.physics_config.resolve_halo`),
+    ``backgrounds`` (with each one's NEST yield model), ``pdf`` and ``stats``.
     """
     config = validate_raw(config)
     if config["tag"] in RESERVED_TAGS:
@@ -453,11 +456,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
 
     signal = config["signal"]
     sigma_ref = _quantity(signal["sigma_ref"], "signal.sigma_ref", "cm**2")
-    halo = {"rho_GeV_cm3": _quantity(signal["halo"]["rho"], "signal.halo.rho", "GeV/cm**3"),
-            "v0_km_s": _quantity(signal["halo"]["v0"], "signal.halo.v0", "km/s"),
-            "vesc_km_s": _quantity(signal["halo"]["vesc"], "signal.halo.vesc", "km/s")}
-    if not halo["vesc_km_s"] > halo["v0_km_s"]:
-        raise ConfigError(f"signal.halo.vesc: {halo['vesc_km_s']} km/s; expected vesc > v0 ({halo['v0_km_s']} km/s)")
+    halo = resolve_halo(signal["halo"], _quantity)  # preset or every value written out
     masses, labels = _masses(signal["masses_GeV"])
 
     backgrounds = {name: _background(name, entry, background_scale)

@@ -186,15 +186,14 @@ def response_spec(cfg: Mapping[str, Any], interaction: str) -> dict[str, Any]:
             "s2_raw_min_phd": pdf["s2_raw_min_phd"]}
 
 
-def background_interaction(name: str) -> str:
-    """The NEST interaction type whose response a background is folded with."""
-    from .spectra import background_model
-
-    return background_model(name).nest_interaction
+def background_interaction(cfg: Mapping[str, Any], name: str) -> str:
+    """The NEST interaction type whose response a background is folded with: its configured yield
+    model (``backgrounds.<name>.nest_yields``)."""
+    return cfg["backgrounds"][name]["nest_yields"]
 
 
 def background_spec(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """A background PDF: its normalisation and constraint, nothing else."""
+    """A background PDF: its normalisation, constraint and yield model, nothing else."""
     return dict(cfg["backgrounds"][name], name=name, n_samples=cfg["pdf"]["n_samples"])
 
 

@@ -1,9 +1,9 @@
 """Sources of the analysis: what each PDF is made of.
 
 A source is a recoil spectrum for the whole exposure (events/keV) and the NEST interaction type
-that turns it into (cS1, cS2): ``NR`` for WIMPs, CEvNS (B8, hep, atm, DSN) and detector
-neutrons; ``beta`` for naked β decays, 2νββ and solar ν–e scattering; ``gammaRay`` for the
-detector's Compton γ background (see :mod:`lzflow.spectra.backgrounds`).
+that turns it into (cS1, cS2): ``NR`` for WIMPs; for a background, its configured yield model
+(``backgrounds.<name>.nest_yields``: ``NR`` for CEvNS and detector neutrons, ``beta`` or
+``gammaRay`` for ER sources; see :mod:`lzflow.spectra.backgrounds`).
 
 The WIMP source is normalised at the reference cross section σ_ref, so its PDF holds the expected
 events at σ_ref and the signal strength μ converts as σ = μ σ_ref.
@@ -36,13 +36,16 @@ def source_name(mass_label: str) -> str:
 
 
 def wimp_source(spec: Mapping[str, Any]) -> Source:
-    """WIMP source from a job spec with ``mass_GeV``, ``mass_label``, ``sigma_ref_cm2``, ``halo`` and
-    ``exposure_t_yr``: dN/dE = exposure × dR/dE(σ_ref) [events/keV]."""
+    """WIMP source from a job spec with ``mass_GeV``, ``mass_label``, ``sigma_ref_cm2``, ``halo``
+    (resolved, :func:`lzflow.physics_config.resolve_halo`) and ``exposure_t_yr``:
+    dN/dE = exposure × dR/dE(σ_ref) [events/keV]."""
     from .spectra import HaloModel, wimp_rate
 
-    halo = HaloModel(
-        rho_GeV_cm3=spec["halo"]["rho_GeV_cm3"], v0_km_s=spec["halo"]["v0_km_s"], vesc_km_s=spec["halo"]["vesc_km_s"]
-    )
+    h = spec["halo"]
+    if h["v_earth_model"] not in ("fixed", "computed"):
+        raise ValueError(f"halo.v_earth_model: {h['v_earth_model']!r}; expected fixed or computed")
+    halo = HaloModel(rho_GeV_cm3=h["rho_GeV_cm3"], v0_km_s=h["v0_km_s"], vesc_km_s=h["vesc_km_s"],
+                     v_earth_fixed_km_s=h["v_earth_km_s"] if h["v_earth_model"] == "fixed" else None)
     mass, sigma, exposure = float(spec["mass_GeV"]), float(spec["sigma_ref_cm2"]), float(spec["exposure_t_yr"])
 
     def spectrum(energy_keV: np.ndarray) -> np.ndarray:
@@ -59,11 +62,15 @@ def wimp_source(spec: Mapping[str, Any]) -> Source:
 
 
 def background_source(spec: Mapping[str, Any]) -> Source:
-    """Background source from a job spec with ``name``, ``counts``, ``window_keV`` (or None) and
-    ``rel_unc``: its shape normalised to ``counts`` events in the window."""
+    """Background source from a job spec with ``name``, ``counts``, ``window_keV`` (or None),
+    ``rel_unc`` and ``nest_yields``: its shape normalised to ``counts`` events in the window,
+    folded with the ``nest_yields`` interaction (one of the source's yield models)."""
     from .spectra import background_model, background_spectrum, reference_window_keV
 
     model = background_model(spec["name"])
+    if spec["nest_yields"] not in model.yield_models:
+        raise ValueError(f"{model.name}: nest_yields {spec['nest_yields']!r}; expected one of "
+                         f"{', '.join(model.yield_models)}")
     window = tuple(spec["window_keV"]) if spec.get("window_keV") else reference_window_keV(model.recoil)
     counts = float(spec["counts"])
 
@@ -72,7 +79,7 @@ def background_source(spec: Mapping[str, Any]) -> Source:
 
     return Source(
         name=model.name,
-        interaction=model.nest_interaction,
+        interaction=spec["nest_yields"],
         spectrum=spectrum,
         energy_range_keV=tuple(model.energy_range_keV),
         metadata={"kind": "background", "recoil": model.recoil, "counts_in_window": counts,

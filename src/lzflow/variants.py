@@ -276,7 +276,7 @@ def artefact_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
             "response", det, L.response_spec(cfg, inter))
     bkg = {}
     for name in sorted(cfg["backgrounds"]):
-        k = L.spec_digest("pdf", resp[L.background_interaction(name)], L.background_spec(cfg, name))
+        k = L.spec_digest("pdf", resp[L.background_interaction(cfg, name)], L.background_spec(cfg, name))
         bkg[name] = keys[L.pdf_path(name)] = keys[L.pdf_meta_path(name)] = k
     for label in cfg["signal"]["mass_labels"]:
         sig = L.spec_digest("pdf", resp["NR"], L.signal_spec(cfg, label))

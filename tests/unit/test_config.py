@@ -31,6 +31,13 @@ def test_default_config_is_the_lz_projection(repo, default_config):
     assert det["nest"]["g1_gas"] == 0.1018
     assert det["nest"]["eLife_us"] == 850
     assert det["fiducial"] == {"r_max_mm": 688.0, "z_min_mm": 20.0, "z_max_mm": 1330.0}
+    # the projection's halo (issue 11; was Baxter et al.'s 238 km/s before): every value resolved
+    assert cfg["signal"]["halo"] == {"preset": "standard_2018", "rho_GeV_cm3": 0.3, "v0_km_s": 220.0,
+                                     "vesc_km_s": 544.0, "v_earth_model": "fixed", "v_earth_km_s": 232.0}
+    # DetER's Compton scatters use beta yields; every background states its yield model
+    assert {k: v["nest_yields"] for k, v in cfg["backgrounds"].items()} == {
+        **{k: "NR" for k in ("B8", "DSN", "DetNR", "atm", "hep")},
+        **{k: "beta" for k in ("DetER", "Kr85", "Rn220", "Rn222", "pp", "vvBB")}}
 
 
 def test_quick_config_is_valid(repo):
@@ -79,8 +86,8 @@ def _broken(default_config, path, value):
         (("exposure", "live_time"), "1000 mm", ["exposure.live_time", "wrong dimension"]),
         (("pdf", "cs1_phd"), {"min": 80, "max": 3, "bins": 10}, ["pdf.cs1_phd", "min < max"]),
         (("pdf", "n_samples"), 10, ["pdf.n_samples", "10", "1000 <= n_samples"]),
-        (("backgrounds", "pp"), {"counts": 191, "rel_unc": -0.1}, ["backgrounds.pp.rel_unc", "-0.1", "0 <= rel_unc"]),
-        (("backgrounds", "B8"), {"counts": 1, "rel_unc": 0.1, "window_keV": [30, 1]}, ["backgrounds.B8.window_keV", "low < high"]),
+        (("backgrounds", "pp"), {"counts": 191, "rel_unc": -0.1, "nest_yields": "beta"}, ["backgrounds.pp.rel_unc", "-0.1", "0 <= rel_unc"]),
+        (("backgrounds", "B8"), {"counts": 1, "rel_unc": 0.1, "window_keV": [30, 1], "nest_yields": "NR"}, ["backgrounds.B8.window_keV", "low < high"]),
         (("tag",), "bad tag!", ["tag", "bad tag!"]),
         (("pdf", "seeed"), 3, ["pdf.seeed", "unknown key"]),
     ],
@@ -241,3 +248,71 @@ def test_docs_list_every_bound(repo):
     bounds |= {cfg.MAX_TOY_JOBS, cfg.MAX_TOYS_PER_MASS, cfg.MAX_BINS, cfg.MAX_BASE_DEPTH}
     missing = [b for b in sorted(bounds) if f"{b:g}" not in text and str(b) not in text]
     assert not missing, f"bounds not in docs/configuration.md: {missing}"
+
+
+def _with_halo(default_config, halo):
+    raw = copy.deepcopy(default_config)
+    raw["signal"]["halo"] = halo
+    return raw
+
+
+def test_halo_presets_resolve(repo, default_config):
+    b21 = resolved(repo, _with_halo(default_config, {"preset": "baxter_2021"}))["signal"]["halo"]
+    assert b21["preset"] == "baxter_2021" and (b21["v0_km_s"], b21["v_earth_model"]) == (238.0, "computed")
+    assert b21["v_earth_km_s"] == pytest.approx(252.1289, abs=1e-4)
+    # a preset's own value may be written beside it; all four written out, no preset: a custom halo
+    same = {"preset": "standard_2018", "v0": "220 km/s", "v_earth": "232000 m/s"}
+    assert resolved(repo, _with_halo(default_config, same))["signal"]["halo"]["v_earth_km_s"] == 232.0
+    custom = {"rho": "0.4 GeV/cm**3", "v0": "230 km/s", "vesc": "550 km/s", "v_earth": "computed"}
+    h = resolved(repo, _with_halo(default_config, custom))["signal"]["halo"]
+    assert h["preset"] is None and h["v_earth_model"] == "computed" and h["rho_GeV_cm3"] == 0.4
+
+
+@pytest.mark.parametrize("halo, fragments", [
+    ({"preset": "shm_2010"}, ["signal.halo.preset", "'shm_2010'", "standard_2018, baxter_2021"]),
+    ({"preset": "standard_2018", "v0": "238 km/s"}, ["signal.halo.v0", "'238 km/s'", "conflicts with preset "
+                                                     "standard_2018", "expected 220 km/s"]),
+    ({"preset": "baxter_2021", "v_earth": "232 km/s"}, ["signal.halo.v_earth", "expected computed"]),
+    ({"preset": "standard_2018", "v_earth": "-232 km/s"}, ["signal.halo.v_earth", "0 km/s < value <= 2000 km/s"]),
+    ({"preset": "standard_2018", "v_earth": "232 m"}, ["signal.halo.v_earth", "wrong dimension"]),
+    ({"rho": "0.3 GeV/cm**3", "v0": "220 km/s", "vesc": "544 km/s"}, ["signal.halo.v_earth: missing", "preset"]),
+])
+def test_bad_halo_one_line_error(repo, default_config, halo, fragments):
+    with pytest.raises(ConfigError) as info:
+        resolved(repo, _with_halo(default_config, halo))
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize("name, value, fragments", [
+    ("DetNR", "beta", ["backgrounds.DetNR.nest_yields", "'beta'", "expected NR", "nuclear-recoil"]),
+    ("DetER", "NR", ["backgrounds.DetER.nest_yields", "'NR'", "expected beta or gammaRay"]),
+    ("DetER", "gamma", ["backgrounds.DetER.nest_yields", "'gamma'", "beta, gammaRay, NR"]),
+])
+def test_bad_nest_yields_one_line_error(repo, default_config, name, value, fragments):
+    raw = copy.deepcopy(default_config)
+    raw["backgrounds"][name]["nest_yields"] = value
+    with pytest.raises(ConfigError) as info:
+        resolved(repo, raw)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_nest_yields_choose_the_response_of_a_background(repo, default_config):
+    """The yield model is in the background's job spec and picks its response matrix; changing
+    DetER's changes DetER's PDF key only (the other PDFs and every response keep theirs)."""
+    from lzflow import layout as L
+    from lzflow.variants import artefact_keys
+
+    cfg = resolved(repo, default_config)
+    raw = copy.deepcopy(default_config)
+    raw["backgrounds"]["DetER"]["nest_yields"] = "gammaRay"
+    gam = resolved(repo, raw)
+    assert L.background_interaction(cfg, "DetER") == "beta" and L.background_interaction(gam, "DetER") == "gammaRay"
+    assert L.background_spec(gam, "DetER")["nest_yields"] == "gammaRay"
+    a, b = artefact_keys(cfg), artefact_keys(gam)
+    changed = {k for k in a if a[k] != b[k]}
+    assert {L.pdf_path("DetER"), L.pdf_meta_path("DetER")} <= changed
+    assert not any(k.startswith("response/") or k.startswith("pdfs/") and "DetER" not in k for k in changed)

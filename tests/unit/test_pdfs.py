@@ -91,7 +91,7 @@ def test_empty_source_is_flagged(tmp_path):
 def test_real_2gev_wimp_is_empty(tmp_path, nr_small):
     sources = pytest.importorskip("lzflow.sources")
     spec = dict(mass_GeV=2.0, mass_label="2", sigma_ref_cm2=1e-45,
-                halo={"rho_GeV_cm3": 0.3, "v0_km_s": 238.0, "vesc_km_s": 544.0}, exposure_t_yr=15.33)
+                halo={"rho_GeV_cm3": 0.3, "v0_km_s": 238.0, "vesc_km_s": 544.0, "v_earth_model": "fixed", "v_earth_km_s": 232.0}, exposure_t_yr=15.33)
     src = sources.wimp_source(spec)
     with pytest.warns(RuntimeWarning):
         meta = P.make_pdfs(DET, [src], tmp_path, n_samples=1e3, seed=1, responses={"NR": nr_small})["wimp_m2"]

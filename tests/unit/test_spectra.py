@@ -90,8 +90,8 @@ def test_background_model_fields(name):
     assert isinstance(m, BackgroundModel) and m.name == name
     nr = {"B8", "DSN", "DetNR", "atm", "hep"}
     assert m.recoil == ("NR" if name in nr else "ER")
-    expected_nest = "NR" if name in nr else ("gammaRay" if name == "DetER" else "beta")
-    assert m.nest_interaction == expected_nest
+    # the yield model is configuration (backgrounds.<name>.nest_yields), among those of the recoil type
+    assert m.yield_models == (("NR",) if name in nr else ("beta", "gammaRay"))
     lo, hi = m.energy_range_keV
     assert 0 < lo < hi
     has_abs = name in ("B8", "hep", "DSN", "atm", "pp", "vvBB")
@@ -421,3 +421,49 @@ def test_vvbb_rate_vs_lz_table():
         lambda t: vvbb_rate(np.array([t]), method="primakoff_rosen")[0], 1.5, 6.5
     )[0]
     assert pr < n
+
+
+# ------------------------------------------------------------------------------------------------
+# Halo presets (signal.halo.preset)
+# ------------------------------------------------------------------------------------------------
+def test_halo_presets_documented_values():
+    from lzflow.spectra.wimp import HALO_PRESETS, halo_preset
+
+    s18 = halo_preset("standard_2018")
+    assert (s18.rho_GeV_cm3, s18.v0_km_s, s18.vesc_km_s, s18.v_earth_km_s) == (0.3, 220.0, 544.0, 232.0)
+    # baxter_2021 is exactly the previous default (computed Earth velocity): numbers bit-identical
+    b21 = halo_preset("baxter_2021")
+    assert b21 == HaloModel() and b21.v_earth_fixed_km_s is None
+    E = np.geomspace(0.5, 80.0, 40)
+    assert np.array_equal(wimp_rate(E, 40.0, 1e-45, b21), wimp_rate(E, 40.0, 1e-45))
+    assert set(HALO_PRESETS) == {"standard_2018", "baxter_2021"}
+    with pytest.raises(ValueError, match="unknown halo preset 'shm'"):
+        halo_preset("shm")
+    with pytest.raises(ValueError, match="v_earth_fixed_km_s"):
+        HaloModel(v_earth_fixed_km_s=0.0)
+
+
+@pytest.mark.parametrize("mass", [10.0, 40.0, 1000.0])
+def test_standard_2018_matches_wimprates_with_fixed_earth_speed(mass, monkeypatch):
+    """wimprates with v0 220, vesc 544, rho 0.3 and its Earth speed fixed at 232 km/s (its
+    ``v_earth`` replaced: both its speed distribution and its v_max call it)."""
+    import dataclasses
+
+    import numericalunits as nu
+    from lzflow.spectra.wimp import halo_preset
+
+    monkeypatch.setattr(wimprates.halo, "v_earth", lambda t=None, v_0=None: 232.0 * nu.km / nu.s)
+    model = wimprates.StandardHaloModel(v_0=220.0 * nu.km / nu.s, v_esc=544.0 * nu.km / nu.s,
+                                        rho_dm=0.3 * nu.GeV / nu.c0**2 / nu.cm**3)
+    E = np.geomspace(1.0, 100.0, 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = np.asarray(wimprates.rate_wimp_std(E, mass, 1e-45, halo_model=model), dtype=float)
+    h = halo_preset("standard_2018")
+    use = (ref > 0) & (E < 0.99 * _endpoint_keV(mass, h))
+    assert use.sum() >= 5
+    ours = wimp_rate(E, mass, 1e-45, dataclasses.replace(h, normalisation="wimprates"))
+    np.testing.assert_allclose(ours[use], ref[use], rtol=1e-3)
+    # the older halo gives fewer low-mass events (slower WIMPs): ~0.56x at 5 keV for 10 GeV
+    ratio = wimp_rate(np.array([5.0]), 10.0, 1e-45, h)[0] / wimp_rate(np.array([5.0]), 10.0, 1e-45)[0]
+    assert 0.5 < ratio < 0.62

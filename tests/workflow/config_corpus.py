@@ -434,7 +434,28 @@ stacked("overlay_missing", "overlays", {"config.yaml": _full}, ["config.yaml", "
 bad("cross_axis_order", "cross-field", {"pdf.cs1_phd": {"min": 80, "max": 3, "bins": 10}}, "pdf.cs1_phd", "min < max")
 bad("cross_log_axis_order", "cross-field", {"pdf.log10_cs2_phd": {"min": 5, "max": 5, "bins": 10}},
     "pdf.log10_cs2_phd", "min < max")
-bad("cross_vesc_below_v0", "cross-field", {"signal.halo.vesc": "200 km/s"}, "signal.halo.vesc", "vesc > v0")
+bad("cross_vesc_below_v0", "cross-field", {"signal.halo": {"rho": "0.3 GeV/cm**3", "v0": "220 km/s", "vesc": "200 km/s",
+                                                          "v_earth": "232 km/s"}}, "signal.halo.vesc", "vesc > v0")
+# halo presets (signal.halo.preset): unknown, a key that contradicts the preset, a bad Earth speed,
+# a halo with neither a preset nor every value
+bad("halo_unknown_preset", "cross-field", {"signal.halo.preset": "shm_2010"}, "signal.halo.preset", "'shm_2010'",
+    "standard_2018, baxter_2021")
+bad("halo_conflicts_preset", "cross-field", {"signal.halo.v0": "238 km/s"}, "signal.halo.v0", "'238 km/s'",
+    "conflicts with preset standard_2018", "expected 220 km/s")
+bad("halo_earth_speed_negative", "cross-field", {"signal.halo.v_earth": "-232 km/s"}, "signal.halo.v_earth",
+    "0 km/s < value <= 2000 km/s")
+bad("halo_earth_speed_unit", "units", {"signal.halo.v_earth": "232"}, "signal.halo.v_earth", "no unit")
+bad("halo_no_preset_incomplete", "cross-field", {"signal.halo": {"rho": "0.3 GeV/cm**3", "v0": "220 km/s",
+                                                                 "vesc": "544 km/s"}},
+    "signal.halo.v_earth", "missing", "preset")
+# NEST yield models: unknown, NR yields for an ER source, ER yields for an NR source, missing
+bad("yields_unknown_model", "cross-field", {"backgrounds.DetER.nest_yields": "compton"}, "backgrounds.DetER.nest_yields",
+    "'compton'", "beta, gammaRay, NR")
+bad("yields_nr_for_er_source", "cross-field", {"backgrounds.DetER.nest_yields": "NR"}, "backgrounds.DetER.nest_yields",
+    "'NR'", "expected beta or gammaRay")
+bad("yields_er_for_nr_source", "cross-field", {"backgrounds.DetNR.nest_yields": "gammaRay"},
+    "backgrounds.DetNR.nest_yields", "'gammaRay'", "expected NR")
+bad("yields_missing", "cross-field", {}, "backgrounds.pp.nest_yields", "missing", drop=("backgrounds.pp.nest_yields",))
 bad("cross_window_reversed", "cross-field", {"backgrounds.B8.window_keV": [30, 1]}, "backgrounds.B8.window_keV",
     "low < high")
 bad("cross_window_no_rate", "cross-field", {"backgrounds.B8.window_keV": [200, 300]}, "backgrounds.B8.window_keV",

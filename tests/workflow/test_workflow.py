@@ -176,7 +176,7 @@ def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
     from lzflow.cli import main
 
     spec = {"mass_GeV": 2.0, "mass_label": "2", "sigma_ref_cm2": 1e-45, "exposure_t_yr": 15.33,
-            "halo": {"rho_GeV_cm3": 0.3, "v0_km_s": 238.0, "vesc_km_s": 544.0}, "n_samples": 200000}
+            "halo": {"rho_GeV_cm3": 0.3, "v0_km_s": 238.0, "vesc_km_s": 544.0, "v_earth_model": "fixed", "v_earth_km_s": 232.0}, "n_samples": 200000}
     pdf = tmp_path / "pdfs" / "wimp_m2.root"
     assert main(["pdf", "--spec", json.dumps(spec), "--response", str(quick_run / "response" / "NR.npz"),
                  "--out", str(pdf)]) == 0

@@ -113,7 +113,7 @@ def response_spec(wildcards):
 
 
 def background_response(wildcards):
-    interaction = L.background_interaction(wildcards.background)
+    interaction = L.background_interaction(cfg_of(wildcards), wildcards.background)
     return variant_of(wildcards).path(RESULTS, L.fill(L.RESPONSE, interaction=interaction))
 
 

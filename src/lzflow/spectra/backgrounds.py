@@ -8,26 +8,30 @@ source's physics shape, so the detector model decides what lands in the (S1, S2)
 interest. Sources with (almost) nothing in the reference window (⁸B, hep CEvNS) must be given
 another window, e.g. (1, 30) keVnr.
 
-=======  ====  ========  ==================================================================
-name     type  NEST      shape
-=======  ====  ========  ==================================================================
-B8       NR    NR        ⁸B CEvNS (:mod:`.neutrino`)
-DSN      NR    NR        diffuse supernova ν CEvNS
-DetER    ER    gammaRay  flat: Compton scatters of detector γ rays (NEST γ model)
-DetNR    NR    NR        exp(−E/20 keV): neutron single scatters (no public spectrum; assumed)
-Kr85     ER    beta      ⁸⁵Kr unique-first-forbidden β, Q = 687 keV
-Rn220    ER    beta      ²¹²Pb "naked" β (ground-state branch, Q = 570 keV)
-Rn222    ER    beta      ²¹⁴Pb "naked" β (ground-state branch, Q = 1019 keV)
-atm      NR    NR        atmospheric ν CEvNS
-hep      NR    NR        hep ν CEvNS
-pp       ER    beta      solar ν–e scattering: pp + ⁷Be (384, 862 keV) + ¹³N, P_ee = 0.55
-vvBB     ER    beta      ¹³⁶Xe 2νββ summed electrons
-=======  ====  ========  ==================================================================
+=======  ====  ==================================================================
+name     type  shape
+=======  ====  ==================================================================
+B8       NR    ⁸B CEvNS (:mod:`.neutrino`)
+DSN      NR    diffuse supernova ν CEvNS
+DetER    ER    flat: Compton scatters of detector γ rays
+DetNR    NR    exp(−E/20 keV): neutron single scatters (no public spectrum; assumed)
+Kr85     ER    ⁸⁵Kr unique-first-forbidden β, Q = 687 keV
+Rn220    ER    ²¹²Pb "naked" β (ground-state branch, Q = 570 keV)
+Rn222    ER    ²¹⁴Pb "naked" β (ground-state branch, Q = 1019 keV)
+atm      NR    atmospheric ν CEvNS
+hep      NR    hep ν CEvNS
+pp       ER    solar ν–e scattering: pp + ⁷Be (384, 862 keV) + ¹³N, P_ee = 0.55
+vvBB     ER    ¹³⁶Xe 2νββ summed electrons
+=======  ====  ==================================================================
+
+The NEST yield model of each source is configuration (``backgrounds.<name>.nest_yields``), among
+:data:`YIELD_MODELS` of its recoil type: ``beta`` or ``gammaRay`` for ER, ``NR`` for NR. NEST's
+``gammaRay`` yields describe photo-absorption of a γ; a low-energy Compton scatter (DetER) leaves a
+recoiling electron, whose yields are β-like (NEST documentation; physics.md §4).
 
 Choices to note: the ²¹⁴Pb/²¹²Pb spectra use only the ground-state endpoints (the excited-state
 branches have lower endpoints but are equally flat below 20 keV); ³⁹Ar (2.5 counts in the LZ
-table) is not a separate source and may be folded into Kr85 via configuration; DetER uses NEST's
-``gammaRay`` yields because detector backgrounds are Compton-scattered γ rays.
+table) is not a separate source and may be folded into Kr85 via configuration.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from .neutrino import cevns_rate, nu_e_rate
 __all__ = [
     "BACKGROUND_NAMES",
     "BackgroundModel",
+    "YIELD_MODELS",
     "background_model",
     "background_spectrum",
     "expected_counts",
@@ -69,6 +74,9 @@ NR_RANGE_KEV: tuple[float, float] = (0.1, 200.0)
 #: Assumed e-folding energy of the detector-neutron NR spectrum (keV); no public LZ spectrum.
 DETNR_SCALE_KEV = 20.0
 
+#: NEST yield models (interaction types) a source of each recoil type may be folded with.
+YIELD_MODELS: dict[str, tuple[str, ...]] = {"ER": ("beta", "gammaRay"), "NR": ("NR",)}
+
 _REFERENCE_WINDOWS: dict[str, tuple[float, float]] = {"ER": (1.5, 6.5), "NR": (6.0, 30.0)}
 _SHELL_STEPS = tuple(sorted(b for _, b, _ in XE_SHELLS_KEV))
 
@@ -90,8 +98,8 @@ class BackgroundModel:
     ----------
     name : one of :data:`BACKGROUND_NAMES`.
     recoil : ``"ER"`` or ``"NR"``.
-    nest_interaction : name of the ``nestpy.interactions`` member used for its yields
-        (``"NR"``, ``"beta"`` or ``"gammaRay"``).
+    yield_models : the ``nestpy.interactions`` members its yields may come from (the choice is
+        configuration): ``("beta", "gammaRay")`` for ER, ``("NR",)`` for NR.
     energy_range_keV : (lo, hi) over which the shape is defined; ``shape`` is 0 outside.
     shape : E_keV → unnormalised dR/dE (≥ 0, finite); for sources with an absolute rate it *is*
         that rate (events / (t·yr·keV)) restricted to ``energy_range_keV``.
@@ -106,7 +114,7 @@ class BackgroundModel:
 
     name: str
     recoil: Literal["ER", "NR"]
-    nest_interaction: Literal["NR", "beta", "gammaRay"]
+    yield_models: tuple[str, ...]
     energy_range_keV: tuple[float, float]
     shape: Callable[[np.ndarray], np.ndarray]
     absolute_rate: Callable[[np.ndarray], np.ndarray] | None
@@ -132,7 +140,7 @@ def _exponential(E_keV: np.ndarray, scale_keV: float = DETNR_SCALE_KEV) -> np.nd
     return np.exp(-np.asarray(E_keV, dtype=float) / scale_keV)
 
 
-def _make(name: str, recoil: Literal["ER", "NR"], nest: Literal["NR", "beta", "gammaRay"],
+def _make(name: str, recoil: Literal["ER", "NR"],
           rng: tuple[float, float], physics: Callable[[np.ndarray], np.ndarray],
           absolute: bool, description: str, breakpoints: tuple[float, ...] = (),
           lz_counts: float | None = None) -> BackgroundModel:
@@ -140,7 +148,7 @@ def _make(name: str, recoil: Literal["ER", "NR"], nest: Literal["NR", "beta", "g
     return BackgroundModel(
         name=name,
         recoil=recoil,
-        nest_interaction=nest,
+        yield_models=YIELD_MODELS[recoil],
         energy_range_keV=rng,
         shape=partial(_restricted, physics, lo, hi),
         absolute_rate=physics if absolute else None,
@@ -153,32 +161,32 @@ def _make(name: str, recoil: Literal["ER", "NR"], nest: Literal["NR", "beta", "g
 _REGISTRY: dict[str, BackgroundModel] = {
     m.name: m
     for m in (
-        _make("B8", "NR", "NR", (0.1, 5.0), partial(cevns_rate, sources="B8"), True,
+        _make("B8", "NR", (0.1, 5.0), partial(cevns_rate, sources="B8"), True,
               "8B solar-neutrino CEvNS, flux 5.16e6 /cm2/s (kinematic end ~5 keVnr)"),
-        _make("DSN", "NR", "NR", NR_RANGE_KEV, partial(cevns_rate, sources="DSN"), True,
+        _make("DSN", "NR", NR_RANGE_KEV, partial(cevns_rate, sources="DSN"), True,
               "diffuse supernova neutrino background CEvNS, flux 85.7 /cm2/s", lz_counts=0.05),
-        _make("DetER", "ER", "gammaRay", ER_RANGE_KEV, _flat, False,
+        _make("DetER", "ER", ER_RANGE_KEV, _flat, False,
               "detector/surface/lab gamma-ray Compton scatters, flat in energy", lz_counts=54.0),
-        _make("DetNR", "NR", "NR", NR_RANGE_KEV, _exponential, False,
+        _make("DetNR", "NR", NR_RANGE_KEV, _exponential, False,
               f"detector neutron single scatters, exp(-E/{DETNR_SCALE_KEV:g} keV) (assumed shape)",
               lz_counts=0.52),
-        _make("Kr85", "ER", "beta", ER_RANGE_KEV,
+        _make("Kr85", "ER", ER_RANGE_KEV,
               partial(normalised_beta_spectrum, emitter="Kr85"), False,
               "85Kr unique-first-forbidden beta, Q = 687 keV", lz_counts=24.5),
-        _make("Rn220", "ER", "beta", ER_RANGE_KEV,
+        _make("Rn220", "ER", ER_RANGE_KEV,
               partial(normalised_beta_spectrum, emitter="Pb212"), False,
               "212Pb naked beta (220Rn chain), Q = 570 keV", lz_counts=111.0),
-        _make("Rn222", "ER", "beta", ER_RANGE_KEV,
+        _make("Rn222", "ER", ER_RANGE_KEV,
               partial(normalised_beta_spectrum, emitter="Pb214"), False,
               "214Pb naked beta (222Rn chain), Q = 1019 keV", lz_counts=681.0),
-        _make("atm", "NR", "NR", NR_RANGE_KEV, partial(cevns_rate, sources="atm"), True,
+        _make("atm", "NR", NR_RANGE_KEV, partial(cevns_rate, sources="atm"), True,
               "atmospheric-neutrino CEvNS, flux 10.7 /cm2/s", lz_counts=0.46),
-        _make("hep", "NR", "NR", (0.1, 6.2), partial(cevns_rate, sources="hep"), True,
+        _make("hep", "NR", (0.1, 6.2), partial(cevns_rate, sources="hep"), True,
               "hep solar-neutrino CEvNS, flux 7.98e3 /cm2/s (kinematic end ~6 keVnr)"),
-        _make("pp", "ER", "beta", ER_RANGE_KEV, nu_e_rate, True,
+        _make("pp", "ER", ER_RANGE_KEV, nu_e_rate, True,
               "solar nu-e scattering: pp + 7Be + 13N, P_ee = 0.55, atomic-shell steps",
               breakpoints=_SHELL_STEPS, lz_counts=191.0),
-        _make("vvBB", "ER", "beta", ER_RANGE_KEV, vvbb_rate, True,
+        _make("vvBB", "ER", ER_RANGE_KEV, vvbb_rate, True,
               "136Xe 2nu-double-beta, T1/2 = 2.165e21 yr, Q = 2458 keV", lz_counts=67.0),
     )
 }

@@ -45,6 +45,22 @@ McCabe, arXiv:1312.1355 (also Lee, Lisanti & Safdi, arXiv:1307.5323), :math:`t_1
 ``wimprates`` uses for ``t=None``: the date on which :math:`|\vec v_E|` (= 252.1 km/s) is
 representative of the annual average. Rates are therefore *time-averaged* in the wimprates sense.
 
+Fixed Earth speed: ``HaloModel(v_earth_fixed_km_s=232.0)`` replaces the computed speed by a fixed
+mean Earth speed in the galactic frame (the convention of the pre-2021 standard halo, Lewin & Smith
+and the LZ projection era); only the speed enters the rate, so nothing else changes.
+
+Presets (:data:`HALO_PRESETS`, chosen in the configuration as ``signal.halo.preset``):
+
+- ``standard_2018``: the standard halo of the LZ projection (arXiv:1802.06039) and the LZ TDR
+  (arXiv:1703.09144): ρ₀ 0.3 GeV/cm³, v₀ 220 km/s, v_esc 544 km/s (Smith et al. 2007, RAVE),
+  fixed mean Earth speed 232 km/s (the annual mean of Lewin & Smith, Astropart. Phys. 6 (1996)
+  87, eq. 3.6, for v₀ = 220 km/s: v₀ + 12 km/s solar motion + the orbital projection).
+  v_E is **[R] recalled**: the projection's text was not available to check it; it is a config
+  key (``signal.halo.v_earth``), so a better-sourced value is one edit.
+- ``baxter_2021``: Baxter et al. arXiv:2105.00599 §2: ρ₀ 0.3 GeV/cm³, v₀ 238 km/s, v_esc 544 km/s,
+  Earth velocity *computed* from v₀ + solar peculiar (11.1, 12.2, 7.3) km/s + orbital 29.8 km/s at
+  the wimprates epoch (|v_E| = 252.1 km/s): the :class:`HaloModel` defaults.
+
 Target: by default the single averaged nucleus A = 131.293, :math:`m_N = A`·u (exactly what
 wimprates does); ``isotopes="natural"`` sums the nine natural isotopes instead. The two agree to
 < 1 % below ~60 keV and differ near the Helm zero (~95 keV, where the isotope sum fills the dip).
@@ -63,6 +79,8 @@ from .nuclear import XE_AVERAGE, XE_NATURAL, Nucleus, helm_form_factor_sq
 
 __all__ = [
     "HaloModel",
+    "HALO_PRESETS",
+    "halo_preset",
     "earth_velocity_km_s",
     "escape_normalisation",
     "mean_inverse_speed",
@@ -101,6 +119,8 @@ class HaloModel:
     v_lsr_km_s : LSR circular speed; ``None`` means equal to ``v0_km_s`` (wimprates convention).
     normalisation : ``"lewin_smith"`` (divide by N_esc, default, correct) or ``"wimprates"``
         (multiply by N_esc, reproduces wimprates 0.5.0 which is 3 % low).
+    v_earth_fixed_km_s : a fixed mean Earth speed (galactic frame) used instead of the computed
+        one (pre-2021 convention, e.g. 232 km/s); ``None`` (default) computes it at ``t_j2000_days``.
     """
 
     rho_GeV_cm3: float = 0.3
@@ -111,6 +131,7 @@ class HaloModel:
     t_j2000_days: float = 59.37
     v_lsr_km_s: float | None = None
     normalisation: Literal["lewin_smith", "wimprates"] = "lewin_smith"
+    v_earth_fixed_km_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.normalisation not in ("lewin_smith", "wimprates"):
@@ -119,16 +140,41 @@ class HaloModel:
             )
         if not (self.v0_km_s > 0 and self.vesc_km_s > 0 and self.rho_GeV_cm3 >= 0):
             raise ValueError("HaloModel needs v0 > 0, vesc > 0 and rho >= 0")
+        if self.v_earth_fixed_km_s is not None and not self.v_earth_fixed_km_s > 0:
+            raise ValueError(f"v_earth_fixed_km_s must be > 0, got {self.v_earth_fixed_km_s!r}")
 
     @property
     def v_earth_km_s(self) -> float:
-        """Speed of the Earth in the galactic rest frame at ``t_j2000_days``."""
+        """Speed of the Earth in the galactic rest frame: ``v_earth_fixed_km_s`` if set, else the
+        computed velocity's norm at ``t_j2000_days``."""
+        if self.v_earth_fixed_km_s is not None:
+            return float(self.v_earth_fixed_km_s)
         return float(np.linalg.norm(earth_velocity_km_s(self)))
 
     @property
     def v_max_km_s(self) -> float:
         """Largest WIMP speed in the Earth frame, v_esc + v_E."""
         return self.vesc_km_s + self.v_earth_km_s
+
+
+#: Halo presets: the values each convention fixes ("computed" Earth speed: from v0 + solar peculiar +
+#: orbital velocity, :func:`earth_velocity_km_s`). Sources in the module docstring.
+HALO_PRESETS: dict[str, dict[str, float | str]] = {
+    # LZ projection arXiv:1802.06039 / LZ TDR arXiv:1703.09144 (v_E [R] recalled, see docstring)
+    "standard_2018": {"rho_GeV_cm3": 0.3, "v0_km_s": 220.0, "vesc_km_s": 544.0, "v_earth": 232.0},
+    # Baxter et al. arXiv:2105.00599, section 2 (Earth velocity computed, |v_E| = 252.1 km/s)
+    "baxter_2021": {"rho_GeV_cm3": 0.3, "v0_km_s": 238.0, "vesc_km_s": 544.0, "v_earth": "computed"},
+}
+
+
+def halo_preset(name: str) -> HaloModel:
+    """The :class:`HaloModel` of a preset of :data:`HALO_PRESETS`; ``ValueError`` if unknown."""
+    if name not in HALO_PRESETS:
+        raise ValueError(f"unknown halo preset {name!r}; expected one of {', '.join(HALO_PRESETS)}")
+    p = HALO_PRESETS[name]
+    fixed = None if p["v_earth"] == "computed" else float(p["v_earth"])
+    return HaloModel(rho_GeV_cm3=float(p["rho_GeV_cm3"]), v0_km_s=float(p["v0_km_s"]),
+                     vesc_km_s=float(p["vesc_km_s"]), v_earth_fixed_km_s=fixed)
 
 
 def earth_velocity_km_s(halo: HaloModel = HaloModel()) -> np.ndarray:

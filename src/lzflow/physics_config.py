@@ -1,0 +1,92 @@
+"""Resolution of the physics-model choices of a configuration: the WIMP halo and each
+background's NEST yield model (called by :func:`lzflow.config.resolve_config`).
+
+**Halo** (``signal.halo``). Either a ``preset`` (:data:`lzflow.spectra.wimp.HALO_PRESETS`:
+``standard_2018`` for the LZ projection, ``baxter_2021`` for results from 2021 on), or all four of
+``rho``, ``v0``, ``vesc`` and ``v_earth`` written out. Beside a preset, a key may be written only
+with the preset's own value (to show it in the file); any other value is refused, never silently
+preferred to or overridden by the preset. ``v_earth`` is a fixed mean Earth speed in the galactic
+frame (e.g. ``232 km/s``) or ``computed`` (v0 + solar peculiar + orbital velocity,
+:func:`lzflow.spectra.wimp.earth_velocity_km_s`). The resolved halo records the preset and every
+value used, the computed Earth speed included.
+
+**Yield model** (``backgrounds.<name>.nest_yields``): the NEST interaction whose yields (and
+response matrix) a background is folded with: ``beta`` or ``gammaRay`` for an electron-recoil
+source, ``NR`` for a nuclear-recoil one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+from .exceptions import ConfigError
+
+__all__ = ["HALO_KEYS", "resolve_halo", "check_nest_yields"]
+
+#: config key → (resolved key, unit)
+HALO_KEYS: dict[str, tuple[str, str]] = {
+    "rho": ("rho_GeV_cm3", "GeV/cm**3"), "v0": ("v0_km_s", "km/s"), "vesc": ("vesc_km_s", "km/s"),
+    "v_earth": ("v_earth_km_s", "km/s"),
+}
+
+Quantity = Callable[[Any, str, str], float]
+
+
+def _value(raw: Mapping[str, Any], key: str, quantity: Quantity) -> float | str:
+    value = raw[key]
+    if key == "v_earth" and isinstance(value, str) and value.strip() == "computed":
+        return "computed"
+    return quantity(value, f"signal.halo.{key}", HALO_KEYS[key][1])
+
+
+def _text(value: float | str, unit: str) -> str:
+    return value if isinstance(value, str) else f"{value:g} {unit}"
+
+
+def resolve_halo(raw: Mapping[str, Any], quantity: Quantity) -> dict[str, Any]:
+    """The resolved halo of ``signal.halo``: ``preset`` (or None), ``rho_GeV_cm3``, ``v0_km_s``,
+    ``vesc_km_s``, ``v_earth_model`` (``fixed`` | ``computed``) and ``v_earth_km_s`` (the speed the
+    rate uses). ``quantity(raw, key, unit)`` parses a dimensioned value within its bounds."""
+    from .spectra.wimp import HALO_PRESETS, HaloModel
+
+    preset = raw.get("preset")
+    given = {key: _value(raw, key, quantity) for key in HALO_KEYS if key in raw}
+    if preset is None:
+        missing = [key for key in HALO_KEYS if key not in given]
+        if missing:
+            raise ConfigError(f"signal.halo.{missing[0]}: missing; expected it written out, or signal.halo.preset "
+                              f"(one of {', '.join(HALO_PRESETS)})")
+        values = given
+    else:
+        p = HALO_PRESETS[preset]
+        values = {key: p[resolved] if key != "v_earth" else p["v_earth"] for key, (resolved, _) in HALO_KEYS.items()}
+        for key, value in given.items():
+            want, unit = values[key], HALO_KEYS[key][1]
+            same = (value == want if isinstance(value, str) or isinstance(want, str)
+                    else math.isclose(value, float(want), rel_tol=1e-9))
+            if not same:
+                raise ConfigError(f"signal.halo.{key}: {raw[key]!r} conflicts with preset {preset} "
+                                  f"({_text(want, unit)}); expected {_text(want, unit)} or no {key} key (for another "
+                                  f"halo, drop preset and write rho, v0, vesc and v_earth)")
+    rho, v0, vesc = (float(values[k]) for k in ("rho", "v0", "vesc"))
+    if not vesc > v0:
+        raise ConfigError(f"signal.halo.vesc: {vesc:g} km/s; expected vesc > v0 ({v0:g} km/s)")
+    computed = values["v_earth"] == "computed"
+    v_earth = (HaloModel(rho_GeV_cm3=rho, v0_km_s=v0, vesc_km_s=vesc).v_earth_km_s if computed
+               else float(values["v_earth"]))
+    return {"preset": preset, "rho_GeV_cm3": rho, "v0_km_s": v0, "vesc_km_s": vesc,
+            "v_earth_model": "computed" if computed else "fixed", "v_earth_km_s": v_earth}
+
+
+def check_nest_yields(name: str, value: str) -> str:
+    """``value`` if it is a yield model for background ``name``'s recoil type; else a ConfigError."""
+    from .spectra.backgrounds import background_model
+
+    model = background_model(name)
+    recoil, allowed = model.recoil, model.yield_models
+    if value not in allowed:
+        kind = "an electron-recoil" if recoil == "ER" else "a nuclear-recoil"
+        raise ConfigError(f"backgrounds.{name}.nest_yields: {value!r}; expected {' or '.join(allowed)} "
+                          f"({name} is {kind} source)")
+    return value
