@@ -31,6 +31,8 @@ def test_default_config_is_the_lz_projection(repo, default_config):
     assert det["nest"]["g1_gas"] == 0.1018
     assert det["nest"]["eLife_us"] == 850
     assert det["fiducial"] == {"r_max_mm": 688.0, "z_min_mm": 20.0, "z_max_mm": 1330.0}
+    # the projection's drift field (G3's drift window implies 310 V/cm; G3's own 180 was the old value)
+    assert det["drift_field_V_cm"] == 310.0
     # the projection's halo (issue 11; was Baxter et al.'s 238 km/s before): every value resolved
     assert cfg["signal"]["halo"] == {"preset": "standard_2018", "rho_GeV_cm3": 0.3, "v0_km_s": 220.0,
                                      "vesc_km_s": 544.0, "v_earth_model": "fixed", "v_earth_km_s": 232.0}

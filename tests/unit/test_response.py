@@ -285,7 +285,10 @@ def test_fold_bookkeeping(nr_response):
     assert fold3.n_samples_effective == pytest.approx(fold.n_samples_effective)
     # metadata
     assert r.metadata["detector_hash"] == DET["hash"] and r.metadata["seed"] == 11
-    assert max(r.metadata["reference_truncation_loss"]) < 1e-4
+    # 300k events, 60k pilot: at 310 V/cm (the projection's field) the steepest reference shape,
+    # exp(-E/0.42 keV) on [0, 5] keV, loses 2.8e-4 (below the old bound 1e-4 at 180 V/cm);
+    # at pdf.n_samples 1e6 every PDF of the default config loses < 1e-5 (measured, issue 11)
+    assert max(r.metadata["reference_truncation_loss"]) < 5e-4
 
 
 # -------------------------------------------------------------------------------------------
