@@ -477,6 +477,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     return {
         "tag": config["tag"],
         "results_dir": results_dir,
+        "reference": config.get("reference"),
         "detector_file": str(config["detector"]),
         "detector": detector,
         "exposure": exposure,

@@ -133,6 +133,21 @@ def _curve_section(curve_csv: Path, curve_png: Path) -> str:
             + "</section>")
 
 
+def _comparison_section(comparison_csv: Path, name: str | None) -> str:
+    """lzflow's median against the published reference, per mass (lzflow.references)."""
+    from .references import load_reference
+
+    reference = load_reference(name) if name else None
+    rows = _read_csv(comparison_csv)
+    table = _table(["mass [GeV]", "lzflow median [cm²]", "reference [cm²]", "lzflow / reference",
+                    "published number [cm²]", "lzflow / published"],
+                   [[r["mass_GeV"], r["lzflow_cm2"], r["reference_cm2"], r["ratio"], r["published_cm2"],
+                     r["ratio_published"]] for r in rows])
+    source = f"<p>Reference: {html.escape(reference.source)}</p>" if reference else ""
+    return (f'<section id="reference"><h2>Against the published reference</h2>{source}{table}'
+            "<p>Ratio &gt; 1: lzflow's median expected limit is weaker than the reference.</p></section>")
+
+
 def _mass_section(limits: Sequence[Mapping[str, Any]], pvalue_pngs: Sequence[str | Path],
                   teststat_pngs: Sequence[str | Path]) -> str:
     parts = ['<section id="masses"><h2>Per mass: p-value scans and test statistics</h2>']
@@ -249,15 +264,16 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
                  limit_paths: Sequence[str | Path], pvalue_pngs: Sequence[str | Path],
                  teststat_pngs: Sequence[str | Path], errors_json: str | Path, detector_json: str | Path,
                  studies: Sequence[Mapping[str, Any]] = (), code_hashes: Mapping[str, str] | None = None,
-                 title: str = "") -> str:
+                 title: str = "", reference_comparison: str | Path | None = None) -> str:
     """The report page as one HTML string (see the module docstring for its sections).
 
     Every file is passed explicitly (the workflow declares them as inputs, so storage plugins stage
     them); a missing one is an error, never a silently empty section. ``pvalue_pngs`` and
     ``teststat_pngs`` follow ``limit_paths``; ``studies``: ``[{"name", "table" (table.csv), "overlay"
-    (overlay.png)}]``.
+    (overlay.png)}]``; ``reference_comparison``: the curve against the configured published
+    reference (``reference_comparison.csv`` of ``lzflow curve --reference``), if any.
     """
-    for path in [curve_csv, curve_png, *limit_paths, *pvalue_pngs, *teststat_pngs, errors_json, detector_json,
+    for path in [curve_csv, curve_png, *([reference_comparison] if reference_comparison else []), *limit_paths, *pvalue_pngs, *teststat_pngs, errors_json, detector_json,
                  *(s[k] for s in studies for k in ("table", "overlay"))]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"lzflow report: input {path} is missing")
@@ -278,6 +294,7 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
         f"{exposure['live_time_days']:g} d = {exposure['exposure_t_yr']:.2f} t·yr; {len(limits)} masses; "
         f"{config['stats']['method']} at {config['stats']['cl']:.0%} CL</div></header><nav>{nav}</nav><main>"
         + _curve_section(curve_csv, Path(curve_png))
+        + (_comparison_section(Path(reference_comparison), config.get("reference")) if reference_comparison else "")
         + _mass_section(limits, pvalue_pngs, teststat_pngs)
         + _studies_section(studies)
         + _errors_section(errors)

@@ -9,6 +9,7 @@
 # lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
 import gc
 import re
+import shlex
 
 from lzflow import layout as L
 from lzflow.layout import as_spec, stage_code_hash
@@ -206,6 +207,16 @@ def report_spec(wildcards):
                     "studies": [s.name for s in STUDIES]})
 
 
+def reference_option():
+    """``--reference <name>`` for the curve job when the config names a published reference (quoted)."""
+    return f"--reference {shlex.quote(LZ['reference'])}" if LZ["reference"] else ""
+
+
+def comparison_option():
+    """``--reference-comparison <csv>`` for the report job when the curve job writes one (quoted)."""
+    return f"--reference-comparison {shlex.quote(out(L.REFERENCE_COMPARISON))}" if LZ["reference"] else ""
+
+
 # ----------------------------------------------------------------------------- targets
 def study_targets(templates=(L.STUDY_TABLE, L.STUDY_TABLE_MD, L.STUDY_OVERLAY)):
     return [out(L.fill(t, study=s.name)) for s in STUDIES for t in templates]
@@ -231,4 +242,5 @@ def tree_targets(variant):
 def all_targets():
     trees = [BASELINE] + [v for s in STUDIES for v in s.variants]
     per_tree = list(dict.fromkeys(path for v in trees for path in tree_targets(v)))
-    return [out(L.CURVE_CSV), out(L.FIT_ERRORS), out(L.REPORT)] + per_tree + study_targets()
+    comparison = [out(L.REFERENCE_COMPARISON)] if LZ["reference"] else []
+    return [out(L.CURVE_CSV), *comparison, out(L.FIT_ERRORS), out(L.REPORT)] + per_tree + study_targets()

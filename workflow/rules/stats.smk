@@ -143,13 +143,16 @@ rule curve:
                        subcategory="p-value scans"),
         teststat=report(per_mass(L.TESTSTAT_PLOT), caption="../report/teststat.rst", category="Per mass",
                         subcategory="test statistics"),
+        # with a configured published reference: lzflow / reference per mass (lzflow.references)
+        **({"comparison": out(L.REFERENCE_COMPARISON)} if LZ["reference"] else {}),
     params:
         title=f"lzflow {LZ['tag']}: {LZ['exposure']['exposure_t_yr']:.2f} t yr",
+        reference=reference_option(),
         code=stage_code_hash("curve"),
     log:
         log_path("curve"),
     shell:
-        "lzflow curve --limits {input:q} --out {output.csv:q} --title {params.title:q} > {log:q} 2>&1"
+        "lzflow curve --limits {input:q} --out {output.csv:q} --title {params.title:q} {params.reference} > {log:q} 2>&1"
 
 
 # Per-mass fit-error summaries (written by merge from the toys it reads) -> one table. Depending on

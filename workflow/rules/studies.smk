@@ -31,10 +31,12 @@ rule report:
         detector=out(L.DETECTOR),
         study_tables=study_targets([L.STUDY_TABLE]),
         study_overlays=study_targets([L.STUDY_OVERLAY]),
+        comparison=[out(L.REFERENCE_COMPARISON)] if LZ["reference"] else [],
     output:
         report(out(L.REPORT), caption="../report/report.rst", category="Report"),
     params:
         spec=report_spec,
+        comparison=comparison_option(),
         code=stage_code_hash("report"),
     log:
         log_path("report"),
@@ -42,4 +44,4 @@ rule report:
         "lzflow report --spec {params.spec:q} --curve {input.curve:q} --curve-plot {input.curve_plot:q} "
         "--limits {input.limits:q} --pvalues {input.pvalues:q} --teststat {input.teststat:q} --errors {input.errors:q} "
         "--detector {input.detector:q} --study-tables {input.study_tables:q} --study-overlays {input.study_overlays:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "{params.comparison} --out {output:q} > {log:q} 2>&1"
