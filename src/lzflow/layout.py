@@ -37,7 +37,7 @@ __all__ = [
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "toy_benchmark", "as_spec", "spec_digest", "detector_spec", "response_spec",
-    "background_interaction", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
+    "background_interaction", "used_interactions", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS",
 ]
@@ -190,6 +190,13 @@ def background_interaction(cfg: Mapping[str, Any], name: str) -> str:
     """The NEST interaction type whose response a background is folded with: its configured yield
     model (``backgrounds.<name>.nest_yields``)."""
     return cfg["backgrounds"][name]["nest_yields"]
+
+
+def used_interactions(cfg: Mapping[str, Any]) -> list[str]:
+    """The NEST interaction types whose response matrix an analysis folds: ``NR`` for the WIMP signal
+    and the yield model of each background (in :data:`INTERACTIONS` order); no other is made."""
+    used = {"NR", *(background_interaction(cfg, name) for name in cfg["backgrounds"])}
+    return [inter for inter in INTERACTIONS if inter in used]
 
 
 def background_spec(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:

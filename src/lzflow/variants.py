@@ -271,7 +271,7 @@ def artefact_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
     keys: dict[str, str] = {}
     det = keys[L.DETECTOR] = L.spec_digest("detector", L.detector_spec(cfg))
     resp = {}
-    for inter in L.INTERACTIONS:
+    for inter in L.used_interactions(cfg):
         resp[inter] = keys[L.fill(L.RESPONSE, interaction=inter)] = L.spec_digest(
             "response", det, L.response_spec(cfg, inter))
     bkg = {}

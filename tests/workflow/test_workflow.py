@@ -166,8 +166,15 @@ def test_changing_a_background_reruns_its_pdf_and_downstream(repo, quick_run, tm
 
 def test_changing_the_detector_reruns_everything(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"detector_overrides": {"nest": {"g1": 0.1}}})
-    assert jobs["detector"] == 1 and jobs["response"] == 3 and jobs["background_pdf"] == 11
+    # one response matrix per interaction the analysis folds: NR (signal, CEvNS, DetNR) and beta
+    # (every ER background, DetER included); no background of the default uses gammaRay yields
+    assert jobs["detector"] == 1 and jobs["response"] == 2 and jobs["background_pdf"] == 11
     assert jobs["merge"] == 2
+
+
+def test_a_background_with_gamma_yields_makes_the_gamma_response(repo, quick_run, tmp_path):
+    jobs = _dry_run_with(repo, quick_run, tmp_path, {"backgrounds": {"DetER": {"nest_yields": "gammaRay"}}})
+    assert jobs["response"] == 1 and jobs["background_pdf"] == 1 and jobs["merge"] == 2
 
 
 def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
@@ -274,12 +281,18 @@ def test_error_summary_and_replay(repo, quick_run):
     from lzflow.workspace import read_workspace
 
     summary = json.loads((quick_run / "fit_errors.json").read_text())
-    assert summary["toys"] == 2 * (8 * 300 + 600)
+    # the merge jobs' summaries also count the toys merge ran itself to extend the POI grid (rows of
+    # the new POI indices, >= the 8 configured, and the B-only toys evaluated there)
+    extension = [r for r in summary["table"]
+                 if r["hypothesis"] == "b-grid-extension" or (r["hypothesis"] == "sb" and r["poi_index"] >= 8)]
+    from_files = json.loads(json.dumps(summarise_errors(sorted((quick_run).rglob("job*.npz")))))
+    assert from_files["toys"] == 2 * (8 * 300 + 600)
+    assert summary["toys"] == from_files["toys"] + sum(r["toys"] for r in extension)
+    assert [r for r in summary["table"] if r not in extension] == from_files["table"]
     doc = json.loads((quick_run / "m40" / "limit.json").read_text())
     failed_in_limit = sum(f["uncond"]["failed"] + f["cond"]["failed"] for f in doc["failures"]["sb"].values())
     rows40 = [r for r in summary["table"] if r["mass_GeV"] == 40 and r["hypothesis"] == "sb"]
     assert sum(v for r in rows40 for k, v in r.items() if ":final:" in k) == failed_in_limit
-    assert summary == json.loads(json.dumps(summarise_errors(sorted((quick_run).rglob("job*.npz")))))
     ws = read_workspace(quick_run / "m40" / "workspace.json")
     for toy_file, index in (("toys/poi2/job1.npz", 200), ("toys/bonly/job0.npz", 7)):
         result = replay_toy(ws, quick_run / "m40" / toy_file, index)
@@ -355,7 +368,10 @@ def test_n_toys_study_reuses_pdfs_and_workspaces(repo, quick_run, tmp_path):
 
 def test_g1_study_hurts_light_wimps_most(repo, quick_run, tmp_path):
     """Physics check: lowering g1 from 0.1187 to 0.05 raises the S1 threshold in keVnr, which costs a 10 GeV
-    WIMP far more sensitivity than a 40 GeV one (a new detector, responses and PDFs for the variant)."""
+    WIMP far more sensitivity than a 40 GeV one (a new detector, responses and PDFs for the variant).
+    Measured with the projection's halo (quick config, asymptotic): +232 % at 10 GeV, +118 % at 40 GeV
+    (with the 2021 halo the 40 GeV change was below half the 10 GeV one; the original analysis saw
+    about +75 % vs +27 % for g1 0.05 -> 0.13)."""
     extra = _study_config(tmp_path, {"g1": {"parameter": "detector.g1", "values": [0.05], "masses_GeV": [10, 40]}})
     snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
     variant = quick_run / "studies" / "g1" / "0.05"
@@ -364,7 +380,7 @@ def test_g1_study_hurts_light_wimps_most(repo, quick_run, tmp_path):
     for column in ("change_median_pct", "change_asymptotic_pct"):
         at10, at40 = float(table[("0.05", 10.0)][column]), float(table[("0.05", 40.0)][column])
         assert at10 > 100.0, (column, at10)
-        assert 0.0 < at40 < at10 / 2, (column, at40, at10)
+        assert 0.0 < at40 < 0.6 * at10, (column, at40, at10)
 
 
 def test_interpolation_study_runs_the_unbinned_likelihood(repo, quick_run, tmp_path):

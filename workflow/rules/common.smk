@@ -228,7 +228,7 @@ def tree_targets(variant):
     file) is made again by the next run: Snakemake does not remake a missing intermediate file
     whose downstream outputs still exist."""
     sources = sorted(variant.config["backgrounds"]) + [L.fill(L.SIGNAL_SOURCE, mass=m) for m in variant.mass_labels]
-    rels = [L.DETECTOR, *(L.fill(L.RESPONSE, interaction=i) for i in L.INTERACTIONS),
+    rels = [L.DETECTOR, *(L.fill(L.RESPONSE, interaction=i) for i in L.used_interactions(variant.config)),
             *(path for s in sources for path in (L.pdf_path(s), L.pdf_meta_path(s)))]
     for mass in variant.mass_labels:
         rels += [L.fill(t, mass=mass) for t in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.LIMIT)]
