@@ -216,10 +216,9 @@ class BinnedRows:
         """Drop the rows where ``keep`` is False. Counts and ν at the current point are
         compacted into work buffers (no allocation); the ratios (if ``ratios``) into ``tmp``.
 
-        NB: while trial points are held, the compacted current ν is written into the spare
-        buffer, which holds the trial ν: the compacted trial ν (taken after) is then the
-        current ν of other rows. Kept as the fitter has always done it (bit-identical toy
-        records); it only matters in blocks where some line search failed.
+        While trial points are held, their ν is compacted first: the compacted current ν is then
+        written into the spare buffer, which holds the trial ν (compacting in the other order gave
+        the surviving rows the current ν of other rows, in blocks where some line search failed).
         """
         k = int(keep.sum())
         em = self.entry_mask(keep)
@@ -231,6 +230,9 @@ class BinnedRows:
         self.n = k
         self.has_entries = self.e_row.size > 0
         self._sel = None
+        if self.trial_nu is not None:  # copies, taken before the spare buffer they live in is reused
+            nuDc, nuec = self.trial_nu
+            self.trial_nu = (nuDc[keep], nuec[em])
         nu_new = np.compress(keep, self.nuD, axis=0, out=self.spare[:k])
         self.spare, self.nuD = self.nuD, nu_new
         self.nue = self.nue[em]
@@ -239,9 +241,6 @@ class BinnedRows:
             self.r = (self.r[keep] if np.shares_memory(self.r, tmp)
                       else np.compress(keep, self.r, axis=0, out=tmp[:k]))
             self.re = self.re[em]
-        if self.trial_nu is not None:
-            nuDc, nuec = self.trial_nu
-            self.trial_nu = (nuDc[keep], nuec[em])
 
     # ------------------------------------------------------------------ NewtonRows
     def start(self, y: np.ndarray) -> np.ndarray:
