@@ -330,7 +330,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
             "observed_mu_err_propagated": _finite_or_none(obs.error),
             "observed_status": obs.status,
             "pcl_mu": _finite_or_none(pcl), "pcl_status": pcl_status,
-            "pcl_mu_err": _finite_or_none(boot["pcl"]) if boot else None,
+            # without a power constraint the "PCL" is the observed limit, and so is its error
+            "pcl_mu_err": _finite_or_none(boot["pcl"] if threshold else boot["observed"]) if boot else None,
             "pcl_floor_mu": _finite_or_none(inv.pcl_floor) if threshold else None,
             "pcl_floor_status": inv.pcl_floor_band.status if threshold else None,
             "pcl_floor_mu_err": _finite_or_none(boot["pcl_floor"]) if threshold and boot else None,

@@ -198,6 +198,18 @@ def test_merge_errors_are_bootstrap_by_default(coarse):
         assert lim["observed_mu_err"] > 0 and lim["pcl_mu_err"] > 0
 
 
+def test_without_power_constraint_the_pcl_is_the_observed_limit_with_its_error(coarse):
+    """stats.power_threshold: null: the reported PCL is the observed limit, and so is its MC error.
+    (merge used to report the bootstrap error of a power-constrained limit; the two differ only when the
+    observed limit falls below the PCL floor, which Asimov background-only data never does.)"""
+    ws, files = coarse
+    doc, _ = merge(ws, files, max_refine_rounds=0, power_threshold=None, method="CLs")
+    for method in ("CLs+b", "CLs"):
+        lim = doc["limits"][method]
+        assert lim["pcl_mu"] == lim["observed_mu"] and lim["pcl_floor_mu"] is None
+        assert lim["pcl_mu_err"] == lim["observed_mu_err"] and lim["pcl_mu_err"] > 0
+
+
 # ----------------------------------------------------------------------------- readers of limit.json
 def test_readers_show_bounds_as_bounds(coarse, tmp_path):
     """curve (CSV, plots), report and study overlay read a limit.json whose −2σ and −1σ band
