@@ -36,7 +36,7 @@ __all__ = [
     "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "TOYS_SB", "TOYS_B", "LIMIT",
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
-    "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "toy_benchmark", "as_spec", "spec_digest", "detector_spec", "response_spec",
+    "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "used_interactions", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS",
@@ -134,6 +134,7 @@ def analysis_dirs(results_dir: str, tag: str) -> tuple[str, str, str]:
 FIELD_PATTERNS = {"poi": r"\d+", "job": r"\d+", "mass": r"[0-9]+(?:\.[0-9]+)?"}
 
 
+@lru_cache(maxsize=None)
 def within_mass_pattern(template: str) -> re.Pattern[str]:
     """Regex matching a path that ends with a per-mass ``template`` below its mass directory
     (``TOYS_SB`` → ``…/toys/poi<k>/job<j>.npz``), its fields as named groups: how a file's name
@@ -279,11 +280,6 @@ def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[st
 def toy_file_names(cfg: Mapping[str, Any], label: str) -> list[str]:
     """Toy files of one mass, relative to the tree (see :func:`toy_jobs`)."""
     return [name for name, _, _ in toy_jobs(cfg, label)]
-
-
-def toy_benchmark(cfg: Mapping[str, Any], label: str, toy_file: str) -> str:
-    """The benchmark file (relative to the tree's benchmarks directory) of the job that makes ``toy_file``."""
-    return next(bench for name, bench, _ in toy_jobs(cfg, label) if name == toy_file)
 
 
 # ============================================================================ 3. code per stage
