@@ -103,10 +103,18 @@ def test_bad_config_one_line_error(repo, default_config, path, value, fragments)
         assert fragment in message
 
 
-def test_missing_background_is_named(repo, default_config):
+def test_background_subset_unknown_and_empty(repo, default_config):
+    """A config picks any subset of the registered sources; an unknown name is refused with the valid
+    names, on one line; no background at all is refused."""
     raw = copy.deepcopy(default_config)
     del raw["backgrounds"]["Kr85"]
-    with pytest.raises(ConfigError, match=r"^backgrounds\.Kr85: missing"):
+    assert "Kr85" not in resolved(repo, raw)["backgrounds"]
+    raw["backgrounds"]["Ar39"] = {"counts": 1.0, "rel_unc": 0.1, "nest_yields": "beta"}
+    with pytest.raises(ConfigError, match=r"^backgrounds\.Ar39: unknown key; .*expected one of Ar37, B8, DSN") as err:
+        resolved(repo, raw)
+    assert "\n" not in str(err.value) and "Xe127" in str(err.value)
+    raw["backgrounds"] = {}
+    with pytest.raises(ConfigError, match=r"^backgrounds: "):
         resolved(repo, raw)
 
 

@@ -477,7 +477,12 @@ bad("cross_detector_base", "cross-field", {"detector_overrides": {"base": "XENON
     "XENON1T")
 bad("cross_drift_field_huge", "cross-field", {"detector_overrides": {"drift_field": "1e9 V/cm"}},
     "detector_overrides.drift_field", "1e+09 V/cm")
-bad("cross_missing_background", "cross-field", {}, "backgrounds.Kr85", "missing", drop=("backgrounds.Kr85",))
+good("legal_background_subset", "legal", {}, drop=("backgrounds.Kr85",))  # any subset of the registered sources
+good("legal_background_ws2024_source", "legal", {"backgrounds.Xe124": {"counts": 24.4, "window_keV": [1.0, 100.0],
+                                                                    "rel_unc": 0.2, "nest_yields": "beta"}})
+bad("cross_no_background", "cross-field", {"backgrounds": {}}, "backgrounds", "{}")
+bad("yields_nr_for_line_source", "cross-field", {"backgrounds.Ar37": {"counts": 1.0, "rel_unc": 0.1, "nest_yields": "NR"}},
+    "backgrounds.Ar37.nest_yields", "expected beta or gammaRay")
 bad("cross_missing_halo", "cross-field", {}, "signal.halo", "missing", drop=("signal.halo",))
 
 # ------------------------------------------------------------------------------ legal edge cases

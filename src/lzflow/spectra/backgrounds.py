@@ -24,6 +24,21 @@ pp       ER    solar ν–e scattering: pp + ⁷Be (384, 862 keV) + ¹³N, P_ee 
 vvBB     ER    ¹³⁶Xe 2νββ summed electrons
 =======  ====  ==================================================================
 
+Further registered sources (:data:`EXTRA_BACKGROUND_NAMES`, for the LZ WS2022/WS2024-like
+analysis, docs/ws2024.md; physics and sources in :mod:`.capture`):
+
+=======  ====  ==================================================================
+Ar37     ER    ³⁷Ar electron capture: K 2.82, L 0.27, M 0.02 keV lines
+H3       ER    ³H β (Q = 18.591 keV) + ¹⁴C β, 8:1 (CH₃T calibration residue)
+Xe124    ER    ¹²⁴Xe 2νECEC: KK 64.3, KL 36.7, KM 33.0, LL 10.0, LM 5.98 keV lines
+Xe127    ER    ¹²⁷Xe EC with escaping γ: K 33.2, L 5.19, M 1.07 keV lines
+=======  ====  ==================================================================
+
+A configuration picks any subset of :data:`REGISTERED_BACKGROUNDS`; :data:`BACKGROUND_NAMES`
+stays the projection's eleven (its order and the reference family of the response matrices, in
+:mod:`lzflow.response.reference`, do not change). Lines are narrow normalised log-normals with
+exact window integrals (:attr:`BackgroundModel.integral`), see :mod:`.capture`.
+
 The NEST yield model of each source is configuration (``backgrounds.<name>.nest_yields``), among
 :data:`YIELD_MODELS` of its recoil type: ``beta`` or ``gammaRay`` for ER, ``NR`` for NR. NEST's
 ``gammaRay`` yields describe photo-absorption of a γ; a low-energy Compton scatter (DetER) leaves a
@@ -44,11 +59,14 @@ import numpy as np
 
 from ._integrate import integrate
 from .beta import normalised_beta_spectrum, vvbb_rate
+from .capture import CAPTURE_LINES, H3_Q_KEV, capture_shape, line_breakpoints, line_integral, tritium_c14_shape
 from .constants import XE_SHELLS_KEV
 from .neutrino import cevns_rate, nu_e_rate
 
 __all__ = [
     "BACKGROUND_NAMES",
+    "EXTRA_BACKGROUND_NAMES",
+    "REGISTERED_BACKGROUNDS",
     "BackgroundModel",
     "YIELD_MODELS",
     "background_model",
@@ -64,6 +82,10 @@ __all__ = [
 BACKGROUND_NAMES: tuple[str, ...] = (
     "B8", "DSN", "DetER", "DetNR", "Kr85", "Rn220", "Rn222", "atm", "hep", "pp", "vvBB",
 )
+#: Sources beyond the projection's eleven (LZ WS2022/WS2024 background model).
+EXTRA_BACKGROUND_NAMES: tuple[str, ...] = ("Ar37", "H3", "Xe124", "Xe127")
+#: Every name a configuration may use.
+REGISTERED_BACKGROUNDS: tuple[str, ...] = tuple(sorted(BACKGROUND_NAMES + EXTRA_BACKGROUND_NAMES))
 
 #: LZ projection exposure: 5.6 t fiducial × 1000 live days, in tonne·year (Julian year).
 LZ_EXPOSURE_T_YR = 5.6 * 1000.0 / 365.25
@@ -110,6 +132,8 @@ class BackgroundModel:
     lz_table_counts : count in the reference window for the 15.3 t·yr LZ projection
         (arXiv:1802.06039 as summarised in physics.md §1) — information only, configuration is
         authoritative; ``None`` where the table gives ≈ 0.
+    integral : (lo, hi) → exact ∫ shape dE, for shapes that generic quadrature resolves only
+        with care (lines); ``None``: composite Gauss–Legendre with ``breakpoints_keV``.
     """
 
     name: str
@@ -121,6 +145,7 @@ class BackgroundModel:
     description: str = ""
     breakpoints_keV: tuple[float, ...] = field(default=())
     lz_table_counts: float | None = None
+    integral: Callable[[float, float], float] | None = None
 
 
 def _restricted(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float,
@@ -143,7 +168,8 @@ def _exponential(E_keV: np.ndarray, scale_keV: float = DETNR_SCALE_KEV) -> np.nd
 def _make(name: str, recoil: Literal["ER", "NR"],
           rng: tuple[float, float], physics: Callable[[np.ndarray], np.ndarray],
           absolute: bool, description: str, breakpoints: tuple[float, ...] = (),
-          lz_counts: float | None = None) -> BackgroundModel:
+          lz_counts: float | None = None,
+          integral: Callable[[float, float], float] | None = None) -> BackgroundModel:
     lo, hi = rng
     return BackgroundModel(
         name=name,
@@ -155,7 +181,23 @@ def _make(name: str, recoil: Literal["ER", "NR"],
         description=description,
         breakpoints_keV=tuple(b for b in breakpoints if lo < b < hi),
         lz_table_counts=lz_counts,
+        integral=integral,
     )
+
+
+#: Energy range (keV) of the line sources: down to the ³⁷Ar M line (0.0175 keV).
+LINE_RANGE_KEV: tuple[float, float] = (0.01, 100.0)
+
+
+def _line(name: str, description: str) -> BackgroundModel:
+    lines = CAPTURE_LINES[name]
+    return _make(name, "ER", LINE_RANGE_KEV, capture_shape(name), False, description,
+                 breakpoints=line_breakpoints(lines), integral=partial(_clipped_line_integral, name))
+
+
+def _clipped_line_integral(name: str, lo: float, hi: float) -> float:
+    a, b = max(lo, LINE_RANGE_KEV[0]), min(hi, LINE_RANGE_KEV[1])
+    return line_integral(CAPTURE_LINES[name], a, b) if b > a else 0.0
 
 
 _REGISTRY: dict[str, BackgroundModel] = {
@@ -188,9 +230,15 @@ _REGISTRY: dict[str, BackgroundModel] = {
               breakpoints=_SHELL_STEPS, lz_counts=191.0),
         _make("vvBB", "ER", ER_RANGE_KEV, vvbb_rate, True,
               "136Xe 2nu-double-beta, T1/2 = 2.165e21 yr, Q = 2458 keV", lz_counts=67.0),
+        _line("Ar37", "37Ar electron capture lines K 2.82 / L 0.27 / M 0.02 keV (90.2/8.7/1.1 %)"),
+        _make("H3", "ER", (0.1, 160.0), tritium_c14_shape, False,
+              "tritium beta (Q = 18.591 keV) + 14C beta, 8:1 (CH3T calibration residue)",
+              breakpoints=(H3_Q_KEV,)),
+        _line("Xe124", "124Xe 2nuECEC lines KK 64.3 / KL 36.7 / KM 33.0 / LL 10.0 / LM 5.98 keV"),
+        _line("Xe127", "127Xe EC with escaping gamma: K 33.2 / L 5.19 / M 1.07 keV lines"),
     )
 }
-assert tuple(sorted(_REGISTRY)) == tuple(sorted(BACKGROUND_NAMES))
+assert tuple(sorted(_REGISTRY)) == REGISTERED_BACKGROUNDS
 
 
 def background_model(name: str) -> BackgroundModel:
@@ -199,7 +247,7 @@ def background_model(name: str) -> BackgroundModel:
         return _REGISTRY[name]
     except (KeyError, TypeError):
         raise ValueError(
-            f"unknown background {name!r}; valid names: {', '.join(BACKGROUND_NAMES)}"
+            f"unknown background {name!r}; valid names: {', '.join(REGISTERED_BACKGROUNDS)}"
         ) from None
 
 
@@ -214,6 +262,8 @@ def _window(model: BackgroundModel, window_keV: tuple[float, float] | None) -> t
 @lru_cache(maxsize=256)
 def _shape_integral(name: str, lo: float, hi: float) -> float:
     m = background_model(name)
+    if m.integral is not None:
+        return float(m.integral(lo, hi))
     return integrate(m.shape, lo, hi, breakpoints=m.breakpoints_keV)
 
 
