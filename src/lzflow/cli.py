@@ -9,13 +9,13 @@ tracebacks.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import __version__, layout
+from .cliparse import config_or_spec, lists, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
 
@@ -364,34 +364,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stage(sub: Any, name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-    """One subcommand bound to ``func``: its help line is the first line of ``func``'s docstring
-    (without the full stop), its description the rest."""
-    first, _, rest = inspect.cleandoc(func.__doc__ or "").partition("\n")
-    parser = sub.add_parser(name, help=first.rstrip("."), description=" ".join(rest.split()))
-    parser.set_defaults(func=func)
-    return parser
+# ---------------------------------------------------------------------------------------- physics
+def cmd_physics(args: argparse.Namespace) -> int:
+    """detector-level validation tables of a results tree: NR efficiency, ER leakage, background counts.
 
+    Read results/<tag>/response and pdfs and write the NR detection efficiency (E10/E50/E90),
+    the leakage of flat ER below the NR median, and each background's expected events in the ROI
+    and below the NR median, as Markdown (and JSON beside it). docs/validation.md quotes them.
+    """
+    from .io import atomic_path, write_json
+    from .validation import physics_markdown, physics_tables
 
-def _required(parser: argparse.ArgumentParser, **options: str) -> None:
-    """Required options, ``name="help"`` each (``errors_out`` → ``--errors-out``)."""
-    for name, text in options.items():
-        parser.add_argument("--" + name.replace("_", "-"), required=True, help=text)
-
-
-def _lists(parser: argparse.ArgumentParser, required: bool, **options: str) -> None:
-    """Options taking one or more files (``required``) or any number of them, ``name="help"`` each."""
-    for name, text in options.items():
-        if required:
-            parser.add_argument("--" + name.replace("_", "-"), nargs="+", required=True, help=text)
-        else:
-            parser.add_argument("--" + name.replace("_", "-"), nargs="*", default=[], help=text)
-
-
-def _config_or_spec(parser: argparse.ArgumentParser, spec_help: str) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--config", help="analysis config YAML (e.g. config/config.yaml)")
-    group.add_argument("--spec", help=spec_help)
+    tables = physics_tables(args.results, args.nr_band, args.backgrounds)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(physics_markdown(tables))
+    write_json(Path(args.out).with_suffix(".json"), tables)
+    print(f"physics tables -> {args.out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,73 +392,78 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lzflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    p = _stage(sub, "validate", cmd_validate)
+    p = stage(sub, "validate", cmd_validate)
     p.add_argument("--config", required=True, nargs="+",
                    help="analysis config YAML(s); later files override earlier ones (e.g. a config/studies/ file)")
 
-    p = _stage(sub, "detector", cmd_detector)
-    _config_or_spec(p, "resolved detector dictionary as JSON (what the Snakemake rule passes)")
-    _required(p, out="output detector.json")
+    p = stage(sub, "detector", cmd_detector)
+    config_or_spec(p, "resolved detector dictionary as JSON (what the Snakemake rule passes)")
+    required(p, out="output detector.json")
 
-    p = _stage(sub, "response", cmd_response)
-    _config_or_spec(p, "response job spec as JSON (interaction, n_samples, seed, binning, ROI)")
+    p = stage(sub, "response", cmd_response)
+    config_or_spec(p, "response job spec as JSON (interaction, n_samples, seed, binning, ROI)")
     p.add_argument("--interaction", default="NR", choices=list(layout.INTERACTIONS),
                    help="interaction type (with --config)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (does not change the result)")
-    _required(p, detector="detector.json from the detector stage", out="output .npz")
+    required(p, detector="detector.json from the detector stage", out="output .npz")
 
-    p = _stage(sub, "pdf", cmd_pdf)
-    _required(p, spec="source job spec as JSON (what the Snakemake rule passes)",
+    p = stage(sub, "pdf", cmd_pdf)
+    required(p, spec="source job spec as JSON (what the Snakemake rule passes)",
               response="response .npz of the source's interaction type",
               out="output <source>.root (the .json is written beside it)")
 
-    p = _stage(sub, "workspace", cmd_workspace)
-    _required(p, spec="workspace job spec as JSON", signal="signal PDF .root of this mass",
+    p = stage(sub, "workspace", cmd_workspace)
+    required(p, spec="workspace job spec as JSON", signal="signal PDF .root of this mass",
               out="output workspace.json")
-    _lists(p, True, backgrounds="background PDF .root files")
+    lists(p, True, backgrounds="background PDF .root files")
 
-    p = _stage(sub, "toys", cmd_toys)
-    _required(p, spec="toy job spec as JSON (hypothesis, poi_index, job_index, n_jobs, n_toys, seed, test_statistic)",
+    p = stage(sub, "toys", cmd_toys)
+    required(p, spec="toy job spec as JSON (hypothesis, poi_index, job_index, n_jobs, n_toys, seed, test_statistic)",
               workspace="workspace.json of the mass", out="output job<j>.npz")
 
-    p = _stage(sub, "merge", cmd_merge)
-    _required(p, spec="merge spec as JSON (cl, method, power_threshold, test_statistic)",
+    p = stage(sub, "merge", cmd_merge)
+    required(p, spec="merge spec as JSON (cl, method, power_threshold, test_statistic)",
               workspace="workspace.json of the mass", out="output limit.json")
-    _lists(p, False, toys="toy files of this mass")
+    lists(p, False, toys="toy files of this mass")
     p.add_argument("--errors-out", help="also write the fit-error summary of these toys (as 'lzflow errors --out')")
 
-    p = _stage(sub, "curve", cmd_curve)
-    _lists(p, True, limits="limit.json files")
-    _required(p, out="output limit_curve.csv (plots go beside it)")
+    p = stage(sub, "curve", cmd_curve)
+    lists(p, True, limits="limit.json files")
+    required(p, out="output limit_curve.csv (plots go beside it)")
     p.add_argument("--title", default="", help="plot title")
     p.add_argument("--reference", help="a shipped published reference (lzflow.references) to draw and compare with")
 
-    p = _stage(sub, "compare", cmd_compare)
-    _required(p, curve="limit_curve.csv", reference="a shipped published reference, e.g. lz_projection_2018",
+    p = stage(sub, "compare", cmd_compare)
+    required(p, curve="limit_curve.csv", reference="a shipped published reference, e.g. lz_projection_2018",
               out="output CSV (mass_GeV, lzflow_cm2, reference_cm2, ratio, published_cm2, ratio_published)")
 
-    p = _stage(sub, "errors", cmd_errors)
-    _lists(p, False, toys="toy files (job*.npz)",
+    p = stage(sub, "physics", cmd_physics)
+    required(p, results="a results tree (results/<tag>) with response/ and pdfs/", out="output .md (the .json goes beside it)")
+    p.add_argument("--nr-band", default="wimp_m40", help="the NR PDF whose median defines 50 %% NR acceptance")
+    lists(p, True, backgrounds="background sources to tabulate")
+
+    p = stage(sub, "errors", cmd_errors)
+    lists(p, False, toys="toy files (job*.npz)",
            summaries="per-mass summaries (m<mass>/fit_errors.json from 'lzflow merge --errors-out') to combine "
            "instead of reading toy files")
     p.add_argument("--out", help="write the summary as JSON (and a .md table beside it)")
     p.add_argument("--replay", nargs=2, metavar=("TOY_FILE", "TOY_INDEX"), help="replay one toy")
     p.add_argument("--workspace", help="workspace.json (for --replay)")
 
-    p = _stage(sub, "study", cmd_study)
-    _required(p, spec="study spec (JSON): name, parameter, baseline_value, masses, variants [{label, value, "
+    p = stage(sub, "study", cmd_study)
+    required(p, spec="study spec (JSON): name, parameter, baseline_value, masses, variants [{label, value, "
               "n_benchmarks per mass}] (the baseline first)",
               out="output table.csv (table.md and overlay.png go beside it)")
-    _lists(p, True, limits="limit.json per variant and mass (variant-major)")
-    _lists(p, False, benchmarks="toy jobs' benchmark .tsv files, in the same order")
+    lists(p, True, limits="limit.json per variant and mass (variant-major)")
+    lists(p, False, benchmarks="toy jobs' benchmark .tsv files, in the same order")
 
-    p = _stage(sub, "report", cmd_report)
-    _required(p, spec="JSON (or @file): {config: resolved config, studies: [names], title}", curve="limit_curve.csv",
+    p = stage(sub, "report", cmd_report)
+    required(p, spec="JSON (or @file): {config: resolved config, studies: [names], title}", curve="limit_curve.csv",
               curve_plot="limit_curve.png", errors="fit_errors.json", detector="detector.json",
               out="output report.html")
-    _lists(p, True, limits="limit.json per mass", pvalues="pvalues.png per mass (same order as --limits)",
+    lists(p, True, limits="limit.json per mass", pvalues="pvalues.png per mass (same order as --limits)",
            teststat="teststat.png per mass (same order as --limits)")
-    _lists(p, False, study_tables="table.csv per study (spec order)",
+    lists(p, False, study_tables="table.csv per study (spec order)",
            study_overlays="overlay.png per study (spec order)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
     return parser
