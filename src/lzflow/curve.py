@@ -147,19 +147,34 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
     (ax if reference is None else rax).set_xlabel("WIMP mass [GeV]")
     ax.set_ylabel(r"SI WIMP-nucleon $\sigma$ [cm$^2$]")
     ax.set_title(title, fontsize=14)
-    ax.legend(fontsize=11)
+    ax.legend(fontsize=11 if reference is None else 9)
     save_figure(fig, path)
     plt.close(fig)
 
 
 def _draw_reference(ax: Any, rax: Any, good: Sequence[Mapping[str, Any]], reference: Any) -> None:
-    """The reference curve and its quoted numbers on ``ax``; lzflow / reference on ``rax``."""
+    """The reference on ``ax``: its ±1σ/±2σ bands (lighter, hatched: lzflow's own bands are the
+    solid green/yellow ones), its median dashed, the observed limit solid, the numbers the paper
+    quotes as stars; a reference with only quoted numbers is just the stars. On ``rax``: lzflow's
+    median / the reference curve (its median, or its limit for an observed-limit reference)."""
     from .references import reference_at
 
-    ax.plot(reference.mass_GeV, reference.sigma_cm2, color="tab:purple", ls="-.", label=reference.label)
+    m_ref = reference.mass_GeV
+    short = reference.label.split(" (")[0]
+    if reference.bands:
+        ax.fill_between(m_ref, reference.bands["-2"], reference.bands["2"], facecolor="#ffdd55", alpha=0.35,
+                        edgecolor="#b08800", hatch="//", lw=0, zorder=0.5, label=rf"{short}: expected $\pm2\sigma$")
+        ax.fill_between(m_ref, reference.bands["-1"], reference.bands["1"], facecolor="#55cc55", alpha=0.35,
+                        edgecolor="#2a7a2a", hatch="\\\\", lw=0, zorder=0.6, label=rf"{short}: expected $\pm1\sigma$")
+    if not reference.points_only:
+        ax.plot(m_ref, reference.sigma_cm2, color="tab:purple", ls="--" if reference.kind == "median" else "-",
+                label=reference.label)
+    if reference.observed_cm2 is not None:
+        ax.plot(m_ref, reference.observed_cm2, color="tab:purple", ls="-", lw=1.5, label=f"{short}: observed limit")
     if reference.points:
+        what = "median" if reference.kind == "median" else "limit"
         ax.plot(*zip(*reference.points), marker="*", ms=14, color="tab:purple", ls="none",
-                label="published (journal version)")
+                label=f"{short}: {what} quoted in the paper")
     m = np.array([r["mass_GeV"] for r in good])
     ratio = np.array([r["sigma_median_cm2"] for r in good], dtype=float) / reference_at(reference, m)
     rax.axhline(1.0, color="grey", lw=1)
@@ -168,7 +183,8 @@ def _draw_reference(ax: Any, rax: Any, good: Sequence[Mapping[str, Any]], refere
         match = [r["sigma_median_cm2"] for r in good if r["mass_GeV"] == mass]
         if match:
             rax.plot([mass], [match[0] / sigma], marker="*", ms=12, color="tab:purple", ls="none")
-    rax.set_ylabel("lzflow / reference")
+    rax.set_ylabel("lzflow median / " + ("reference median" if reference.kind == "median" else "reference limit"),
+                   fontsize=11)
 
 
 def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:

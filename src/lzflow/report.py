@@ -143,9 +143,18 @@ def _comparison_section(comparison_csv: Path, name: str | None) -> str:
                     "published number [cm²]", "lzflow / published"],
                    [[r["mass_GeV"], r["lzflow_cm2"], r["reference_cm2"], r["ratio"], r["published_cm2"],
                      r["ratio_published"]] for r in rows])
-    source = f"<p>Reference: {html.escape(reference.source)}</p>" if reference else ""
+    source = ""
+    if reference:
+        what = "median expected sensitivity" if reference.kind == "median" else "observed 90 % CL limit"
+        source = (f"<p>Reference <code>{html.escape(reference.name)}</code>: {html.escape(reference.label)}, "
+                  f"{what}, {html.escape(reference.interaction)}; {html.escape(reference.citation)}.</p>"
+                  + (f"<p>Power constraint: {html.escape(reference.power_constraint)}.</p>"
+                     if reference.power_constraint else "")
+                  + f"<details><summary>Source (file header)</summary><p>{html.escape(reference.source)}</p></details>")
     return (f'<section id="reference"><h2>Against the published reference</h2>{source}{table}'
-            "<p>Ratio &gt; 1: lzflow's median expected limit is weaker than the reference.</p></section>")
+            "<p>Ratio &gt; 1: lzflow's median expected limit is weaker than the reference"
+            + (" (for an observed-limit reference, the ratio is to the observed limit)" if reference else "")
+            + ".</p></section>")
 
 
 def _mass_section(limits: Sequence[Mapping[str, Any]], pvalue_pngs: Sequence[str | Path],
