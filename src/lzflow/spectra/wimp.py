@@ -87,6 +87,7 @@ __all__ = [
     "speed_distribution",
     "wimp_rate",
     "vmin_km_s",
+    "rate_prefactor",
     "SIGMA_REF_CM2",
 ]
 
@@ -246,6 +247,20 @@ def vmin_km_s(E_keV: np.ndarray, mass_GeV: float, nucleus: Nucleus = XE_AVERAGE[
     return SPEED_OF_LIGHT_KM_S * np.sqrt(nucleus.mass_GeV * E * 1.0e-6 / (2.0 * mu**2))
 
 
+def rate_prefactor(mass_GeV: float, sigma_cm2: float, halo: HaloModel = HaloModel(), *,
+                   nucleon_mass_GeV: float = AMU_GEV) -> float:
+    r"""The factor :math:`\rho_0\sigma/(2 m_\chi \mu^2)` of an elastic WIMP rate, converted so that
+    multiplied by a dimensionless nuclear factor (:math:`A^2F^2` for SI, :math:`\frac{4\pi}{3}
+    \frac{S(q)}{2J+1}` for SD, :mod:`.spin_dependent`), a mass fraction and :math:`\eta` in s/m it
+    gives events / (tonne · year · keV). :math:`\mu` is the WIMP–nucleon reduced mass with
+    ``nucleon_mass_GeV`` (1 u for SI, as wimprates)."""
+    mu_n_kg = _reduced_mass(mass_GeV, nucleon_mass_GeV) * KG_PER_GEV
+    n_chi_m3 = halo.rho_GeV_cm3 / mass_GeV * 1.0e6
+    sigma_m2 = sigma_cm2 * 1.0e-4
+    prefactor = n_chi_m3 * sigma_m2 / (2.0 * mu_n_kg**2)
+    return prefactor * (1.0e3 * SECONDS_PER_YEAR * _KEV_IN_J)  # -> per tonne, per year, per keV
+
+
 def wimp_rate(
     E_keV: np.ndarray,
     mass_GeV: float,
@@ -276,12 +291,8 @@ def wimp_rate(
     if isotopes not in ("average", "natural"):
         raise ValueError(f"isotopes must be 'average' or 'natural', got {isotopes!r}")
     mean_mass = sum(t.abundance * t.mass_GeV for t in targets)
-    mu_n_kg = _reduced_mass(mass_GeV, AMU_GEV) * KG_PER_GEV
-    n_chi_m3 = halo.rho_GeV_cm3 / mass_GeV * 1.0e6
-    sigma_m2 = sigma_cm2 * 1.0e-4
     # SI: events / (kg s J) = n sigma A^2 F^2 eta / (2 mu_n^2)
-    prefactor = n_chi_m3 * sigma_m2 / (2.0 * mu_n_kg**2)
-    prefactor *= 1.0e3 * SECONDS_PER_YEAR * _KEV_IN_J  # -> per tonne, per year, per keV
+    prefactor = rate_prefactor(mass_GeV, sigma_cm2, halo)
     total = np.zeros_like(E, dtype=float)
     for t in targets:
         weight = t.abundance * t.mass_GeV / mean_mass  # share of detector mass in this isotope
