@@ -22,6 +22,7 @@ One place for the three things the workflow (``workflow/rules/*.smk``), the stud
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -289,11 +290,36 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 #: Source files (relative to the package, globs allowed) each stage's output depends on.
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "detector": ("detector.py", "units.py"),
-    "response": ("response/*.py", "space.py", "detector.py", "spectra/*.py"),  # spectra shape the allocation
+    # the allocation is sized for the reference family (response/reference.py): its own frozen WIMP-like
+    # shapes and the registered backgrounds' shapes, i.e. spectra/backgrounds.py and what it imports;
+    # the signal spectra (spectra/wimp.py, spectra/spin_dependent.py) never shape a response matrix
+    "response": ("response/*.py", "space.py", "detector.py", *RESPONSE_SPECTRA),
     "pdf": ("pdfs.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
     "workspace": ("workspace.py", "pdfs.py", "stats/*.py"),
     "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
+
+def spectra_imports(roots: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``spectra/`` modules ``roots`` (module names in ``spectra/``) import, themselves included,
+    following relative imports inside ``spectra/`` (read with :mod:`ast`, nothing is imported)."""
+    todo, seen = list(roots), set()
+    while todo:
+        name = todo.pop()
+        path = PACKAGE_DIR / "spectra" / f"{name}.py"
+        if name in seen or not path.is_file():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                todo.append(node.module.split(".")[0])
+    return tuple(sorted(f"spectra/{name}.py" for name in seen))
+
+
+#: The spectra modules a response matrix depends on: what :mod:`lzflow.response.reference` reads
+#: (the registered backgrounds' shapes and the constants) and what those import; not the signal
+#: spectra (``spectra/wimp.py``, ``spectra/spin_dependent.py``) nor the package's re-exports.
+RESPONSE_SPECTRA = spectra_imports(("backgrounds", "constants"))
+
     "curve": ("curve.py", "references.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
