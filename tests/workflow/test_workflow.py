@@ -208,6 +208,29 @@ def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
     assert rows[1].startswith("2.0,,") and rows[1].endswith("True")
 
 
+def test_physics_tables_of_a_results_tree(quick_run, tmp_path):
+    """lzflow physics: the NR efficiency rises through threshold (E50 of a g1 ~ 0.12 detector
+    at 3-fold S1 >= 3 phd: a few keVnr), flat ER leaks below the NR median at the per-mille level
+    (the projection assumes 0.5 %), and each background's ROI count is its PDF's total."""
+    from lzflow.cli import main
+
+    names = sorted(p.stem for p in (quick_run / "pdfs").glob("*.root") if not p.name.startswith("wimp"))
+    out = tmp_path / "physics.md"
+    assert main(["physics", "--results", str(quick_run), "--out", str(out), "--backgrounds", *names]) == 0
+    tables = json.loads(out.with_suffix(".json").read_text())
+    eff = tables["nr_efficiency"]
+    assert 2.0 < eff["E10_keV"] < eff["E50_keV"] < eff["E90_keV"] < 12.0
+    assert 3.5 < eff["E50_keV"] < 6.5
+    assert eff["at"]["20"] > 0.95 and eff["at"]["2"] < 0.1
+    leak = tables["er_leakage"]["flat_er_below_flat_nr_median"]
+    assert 5e-4 < leak < 2e-2
+    for row in tables["backgrounds"]:
+        meta = json.loads((quick_run / "pdfs" / f"{row['source']}.json").read_text())
+        assert row["roi"] == pytest.approx(meta["expected_events"], rel=1e-9)
+        assert 0.0 <= row["below_nr_median"] <= row["roi"]
+    assert "| **ER total** |" in out.read_text()
+
+
 def test_run_numbers_unique_over_the_default_dag(repo):
     """Every toy job of the default configuration gets its own run number (and seed key)."""
     from lzflow.config import load_config
