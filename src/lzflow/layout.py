@@ -287,17 +287,6 @@ def toy_file_names(cfg: Mapping[str, Any], label: str) -> list[str]:
 #: the package directory whose sources are hashed
 PACKAGE_DIR = Path(__file__).resolve().parent
 
-#: Source files (relative to the package, globs allowed) each stage's output depends on.
-STAGE_MODULES: dict[str, tuple[str, ...]] = {
-    "detector": ("detector.py", "units.py"),
-    # the allocation is sized for the reference family (response/reference.py): its own frozen WIMP-like
-    # shapes and the registered backgrounds' shapes, i.e. spectra/backgrounds.py and what it imports;
-    # the signal spectra (spectra/wimp.py, spectra/spin_dependent.py) never shape a response matrix
-    "response": ("response/*.py", "space.py", "detector.py", *RESPONSE_SPECTRA),
-    "pdf": ("pdfs.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
-    "workspace": ("workspace.py", "pdfs.py", "stats/*.py"),
-    "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
-    "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
 
 def spectra_imports(roots: tuple[str, ...]) -> tuple[str, ...]:
     """The ``spectra/`` modules ``roots`` (module names in ``spectra/``) import, themselves included,
@@ -320,6 +309,17 @@ def spectra_imports(roots: tuple[str, ...]) -> tuple[str, ...]:
 #: spectra (``spectra/wimp.py``, ``spectra/spin_dependent.py``) nor the package's re-exports.
 RESPONSE_SPECTRA = spectra_imports(("backgrounds", "constants"))
 
+#: Source files (relative to the package, globs allowed) each stage's output depends on.
+STAGE_MODULES: dict[str, tuple[str, ...]] = {
+    "detector": ("detector.py", "units.py"),
+    # the allocation is sized for the reference family (response/reference.py): its own frozen WIMP-like
+    # shapes and the registered backgrounds' shapes, i.e. spectra/backgrounds.py and what it imports;
+    # the signal spectra (spectra/wimp.py, spectra/spin_dependent.py) never shape a response matrix
+    "response": ("response/*.py", "space.py", "detector.py", *RESPONSE_SPECTRA),
+    "pdf": ("pdfs.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
+    "workspace": ("workspace.py", "pdfs.py", "stats/*.py"),
+    "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
+    "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
     "curve": ("curve.py", "references.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
