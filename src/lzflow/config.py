@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from .detector import DetectorError, check_detector_keys, resolve_detector
 from .exceptions import ConfigError, one_line, unknown_key_message
-from .physics_config import check_nest_yields, resolve_halo
+from .physics_config import check_interaction, check_nest_yields, resolve_halo
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
@@ -433,7 +433,8 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
 
     The resolved mapping holds ``tag``, ``results_dir``, ``detector`` (the resolved detector
     dictionary, see :func:`lzflow.detector.resolve_detector`), ``exposure`` (t, days, t·yr),
-    ``signal`` (masses, σ_ref in cm², halo in GeV/cm³ and km/s, :func:`lzflow.physics_config.resolve_halo`),
+    ``signal`` (masses, σ_ref in cm², the coupling ``interaction`` (SI, SD_n or SD_p: σ_ref is then per
+    nucleon, neutron or proton), halo in GeV/cm³ and km/s, :func:`lzflow.physics_config.resolve_halo`),
     ``backgrounds`` (with each one's NEST yield model), ``pdf`` and ``stats``.
     """
     config = validate_raw(config)
@@ -457,6 +458,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     signal = config["signal"]
     sigma_ref = _quantity(signal["sigma_ref"], "signal.sigma_ref", "cm**2")
     halo = resolve_halo(signal["halo"], _quantity)  # preset or every value written out
+    interaction = check_interaction(signal["interaction"])  # required: nothing filled in
     masses, labels = _masses(signal["masses_GeV"])
 
     backgrounds = {name: _background(name, entry, background_scale)
@@ -481,7 +483,8 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         "detector_file": str(config["detector"]),
         "detector": detector,
         "exposure": exposure,
-        "signal": {"masses_GeV": masses, "mass_labels": labels, "sigma_ref_cm2": sigma_ref, "halo": halo},
+        "signal": {"masses_GeV": masses, "mass_labels": labels, "sigma_ref_cm2": sigma_ref,
+                   "interaction": interaction, "halo": halo},
         "backgrounds": backgrounds,
         "pdf": pdf,
         "stats": stats,

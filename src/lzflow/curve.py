@@ -1,4 +1,5 @@
-"""Curve stage: the σ_SI limit curve over masses, its CSV and the plots.
+"""Curve stage: the limit curve over masses (σ of ``signal.interaction``: SI WIMP–nucleon, SD
+WIMP–neutron or SD WIMP–proton, the limit documents' ``interaction``), its CSV and the plots.
 
 Plots (matplotlib with the mplhep style):
 
@@ -24,12 +25,25 @@ import numpy as np
 from .io import atomic_path, write_csv
 
 __all__ = ["curve_rows", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
-           "BAND_COLUMNS", "pyplot", "save_figure", "read_curve_csv"]
+           "BAND_COLUMNS", "CROSS_SECTION_LABELS", "cross_section_label", "pyplot", "save_figure", "read_curve_csv"]
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
            "sigma_pcl_cm2", "sigma_asymptotic_median_cm2", "sigma_discovery_3sigma_cm2", "sigma_m2_bound",
            "sigma_m1_bound", "sigma_median_bound", "sigma_p1_bound", "sigma_p2_bound", "pcl_status", "method", "cl",
-           "no_sensitivity"]
+           "no_sensitivity", "interaction"]
+
+#: Axis label of the cross section each ``interaction`` (``signal.interaction``) limits
+CROSS_SECTION_LABELS = {"SI": "SI WIMP-nucleon", "SD_n": "SD WIMP-neutron", "SD_p": "SD WIMP-proton"}
+
+
+def cross_section_label(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The cross section of a curve's rows (their ``interaction``; SI when absent), e.g.
+    ``SD WIMP-neutron``; ValueError if the rows mix couplings."""
+    kinds = {r.get("interaction") or "SI" for r in rows} or {"SI"}
+    if len(kinds) > 1:
+        raise ValueError(f"limits of different couplings in one curve: {sorted(kinds)}")
+    kind = kinds.pop()
+    return CROSS_SECTION_LABELS.get(kind, kind)
 
 #: CSV column of each band (N σ) and of its bound
 BAND_COLUMNS = {"-2": "sigma_m2", "-1": "sigma_m1", "0": "sigma_median", "1": "sigma_p1", "2": "sigma_p2"}
@@ -52,7 +66,7 @@ def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for doc in sorted(limits, key=lambda d: d["mass_GeV"]):
         row = {"mass_GeV": doc["mass_GeV"], "method": doc["method"], "cl": doc["cl"],
-               "no_sensitivity": bool(doc.get("no_sensitivity", False))}
+               "no_sensitivity": bool(doc.get("no_sensitivity", False)), "interaction": doc.get("interaction", "SI")}
         asym = doc.get("asymptotic") or {}
         if doc.get("no_sensitivity"):
             row.update({c: None for c in COLUMNS if c.startswith("sigma") or c == "pcl_status"})
@@ -145,7 +159,7 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
     ax.set_xscale("log")
     ax.set_yscale("log")
     (ax if reference is None else rax).set_xlabel("WIMP mass [GeV]")
-    ax.set_ylabel(r"SI WIMP-nucleon $\sigma$ [cm$^2$]")
+    ax.set_ylabel(cross_section_label(rows) + r" $\sigma$ [cm$^2$]")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=11 if reference is None else 9)
     save_figure(fig, path)

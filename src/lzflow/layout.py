@@ -38,7 +38,7 @@ __all__ = [
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
-    "background_interaction", "used_interactions", "background_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
+    "background_interaction", "used_interactions", "background_spec", "interaction_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS",
 ]
@@ -214,8 +214,15 @@ def mass_of(cfg: Mapping[str, Any], label: str) -> float:
     return masses[label]
 
 
+def interaction_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The WIMP coupling (``signal.interaction``) of a signal PDF or merge job; SI, the default, adds
+    nothing (SI specs stay as they were, so existing SI results are not rerun)."""
+    interaction = cfg["signal"].get("interaction", "SI")
+    return {} if interaction == "SI" else {"interaction": interaction}
+
+
 def signal_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
-    """A signal PDF: the mass, the reference cross section, halo and exposure."""
+    """A signal PDF: the mass, the reference cross section, halo, exposure and coupling."""
     return {
         "mass_GeV": mass_of(cfg, label),
         "mass_label": label,
@@ -223,6 +230,7 @@ def signal_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
         "halo": cfg["signal"]["halo"],
         "exposure_t_yr": cfg["exposure"]["exposure_t_yr"],
         "n_samples": cfg["pdf"]["n_samples"],
+        **interaction_spec(cfg),
     }
 
 
@@ -261,9 +269,9 @@ def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
 
 
 def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
-    """The merge of one mass: the statistical procedure."""
+    """The merge of one mass: the statistical procedure and which cross section the limit is on."""
     mass_of(cfg, label)
-    return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}}
+    return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}, **interaction_spec(cfg)}
 
 
 def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -220,6 +220,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     sigma_ref = float(ws["sigma_ref_cm2"])
     doc: dict[str, Any] = {
         "format": "lzflow-limit-1", "lzflow_version": __version__, "mass_GeV": ws["mass_GeV"], "cl": cl,
+        # which cross section sigma_* are (signal.interaction; the merge spec omits SI, layout.interaction_spec)
+        "interaction": spec.get("interaction", "SI"),
         "method": spec["method"], "test_statistic": spec["test_statistic"], "power_threshold": threshold,
         "sigma_ref_cm2": sigma_ref, "signal_expected_events_at_sigma_ref": ws["signal"]["expected_events"],
         "asymptotic": ws.get("asymptotic"), "poi_grid": ws["poi_grid"],

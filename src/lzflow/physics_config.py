@@ -10,6 +10,10 @@ frame (e.g. ``232 km/s``) or ``computed`` (v0 + solar peculiar + orbital velocit
 :func:`lzflow.spectra.wimp.earth_velocity_km_s`). The resolved halo records the preset and every
 value used, the computed Earth speed included.
 
+**Coupling** (``signal.interaction``, required): ``SI``, ``SD_n`` or ``SD_p``
+(:data:`lzflow.spectra.spin_dependent.SIGNAL_INTERACTIONS`); ``signal.sigma_ref`` is then the
+WIMP–nucleon, WIMP–neutron or WIMP–proton cross section. Every coupling folds with the NR response.
+
 **Yield model** (``backgrounds.<name>.nest_yields``): the NEST interaction whose yields (and
 response matrix) a background is folded with: ``beta`` or ``gammaRay`` for an electron-recoil
 source, ``NR`` for a nuclear-recoil one.
@@ -22,7 +26,7 @@ from typing import Any, Callable, Mapping
 
 from .exceptions import ConfigError
 
-__all__ = ["HALO_KEYS", "resolve_halo", "check_nest_yields"]
+__all__ = ["HALO_KEYS", "resolve_halo", "check_interaction", "check_nest_yields"]
 
 #: config key → (resolved key, unit)
 HALO_KEYS: dict[str, tuple[str, str]] = {
@@ -77,6 +81,15 @@ def resolve_halo(raw: Mapping[str, Any], quantity: Quantity) -> dict[str, Any]:
                else float(values["v_earth"]))
     return {"preset": preset, "rho_GeV_cm3": rho, "v0_km_s": v0, "vesc_km_s": vesc,
             "v_earth_model": "computed" if computed else "fixed", "v_earth_km_s": v_earth}
+
+
+def check_interaction(value: Any) -> str:
+    """``value`` if it is a WIMP coupling lzflow computes (``signal.interaction``); else a ConfigError."""
+    from .spectra.spin_dependent import SIGNAL_INTERACTIONS
+
+    if value not in SIGNAL_INTERACTIONS:
+        raise ConfigError(f"signal.interaction: {value!r} is invalid; expected one of {', '.join(SIGNAL_INTERACTIONS)}")
+    return value
 
 
 def check_nest_yields(name: str, value: str) -> str:

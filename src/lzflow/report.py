@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .curve import BAND_COLUMNS
+from .curve import BAND_COLUMNS, cross_section_label
 from .io import atomic_path, read_json
 
 __all__ = ["software_versions", "build_report", "write_report"]
@@ -123,8 +123,9 @@ def _curve_section(curve_csv: Path, curve_png: Path) -> str:
     bounded = any(r.get(c + "_bound") for r in rows for c in BAND_COLUMNS.values())
     method = rows[0]["method"] if rows else ""
     cl = float(rows[0]["cl"]) if rows else 0.9
-    return (f'<section id="curve"><h2>Limit curve</h2><p>Median expected {cl:.0%} CL upper limit on the SI '
-            f"WIMP–nucleon cross section ({html.escape(method)}, toys), with the ±1σ/±2σ bands of B-only "
+    what = cross_section_label(rows).replace("WIMP-", "WIMP–")  # SI WIMP–nucleon, SD WIMP–neutron/proton
+    return (f'<section id="curve"><h2>Limit curve</h2><p>Median expected {cl:.0%} CL upper limit on the '
+            f"{html.escape(what)} cross section ({html.escape(method)}, toys), with the ±1σ/±2σ bands of B-only "
             f"pseudo-experiments, the asymptotic median and the power-constrained limit on Asimov data.</p>"
             f"{_img(curve_png, 'limit curve')}{table}"
             + ("<p><em>≤ X</em>: the band edge is only known to be at most X (it needs background-only "

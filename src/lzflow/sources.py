@@ -1,12 +1,15 @@
 """Sources of the analysis: what each PDF is made of.
 
 A source is a recoil spectrum for the whole exposure (events/keV) and the NEST interaction type
-that turns it into (cS1, cS2): ``NR`` for WIMPs; for a background, its configured yield model
+that turns it into (cS1, cS2): ``NR`` for WIMPs, whatever their coupling (``signal.interaction``:
+``SI``, ``SD_n`` or ``SD_p``, :func:`lzflow.spectra.spin_dependent.signal_rate`; every coupling is
+folded with the same NR response matrix); for a background, its configured yield model
 (``backgrounds.<name>.nest_yields``: ``NR`` for CEvNS and detector neutrons, ``beta`` or
 ``gammaRay`` for ER sources; see :mod:`lzflow.spectra.backgrounds`).
 
-The WIMP source is normalised at the reference cross section σ_ref, so its PDF holds the expected
-events at σ_ref and the signal strength μ converts as σ = μ σ_ref.
+The WIMP source is normalised at the reference cross section σ_ref (per nucleon for SI, per
+neutron for SD_n, per proton for SD_p), so its PDF holds the expected events at σ_ref and the
+signal strength μ converts as σ = μ σ_ref.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ def source_name(mass_label: str) -> str:
 
 def wimp_source(spec: Mapping[str, Any]) -> Source:
     """WIMP source from a job spec with ``mass_GeV``, ``mass_label``, ``sigma_ref_cm2``, ``halo``
-    (resolved, :func:`lzflow.physics_config.resolve_halo`) and ``exposure_t_yr``:
+    (resolved, :func:`lzflow.physics_config.resolve_halo`), ``exposure_t_yr`` and ``interaction``
+    (``SI`` when absent: an SI spec has no such key, :func:`lzflow.layout.signal_spec`):
     dN/dE = exposure × dR/dE(σ_ref) [events/keV]."""
-    from .spectra import HaloModel, wimp_rate
+    from .spectra import HaloModel
+    from .spectra.spin_dependent import SIGNAL_INTERACTIONS, signal_rate
 
     h = spec["halo"]
     if h["v_earth_model"] not in ("fixed", "computed"):
@@ -47,9 +52,12 @@ def wimp_source(spec: Mapping[str, Any]) -> Source:
     halo = HaloModel(rho_GeV_cm3=h["rho_GeV_cm3"], v0_km_s=h["v0_km_s"], vesc_km_s=h["vesc_km_s"],
                      v_earth_fixed_km_s=h["v_earth_km_s"] if h["v_earth_model"] == "fixed" else None)
     mass, sigma, exposure = float(spec["mass_GeV"]), float(spec["sigma_ref_cm2"]), float(spec["exposure_t_yr"])
+    coupling = spec.get("interaction", "SI")
+    if coupling not in SIGNAL_INTERACTIONS:
+        raise ValueError(f"interaction: {coupling!r}; expected one of {', '.join(SIGNAL_INTERACTIONS)}")
 
     def spectrum(energy_keV: np.ndarray) -> np.ndarray:
-        return exposure * wimp_rate(np.asarray(energy_keV, dtype=float), mass, sigma, halo)
+        return exposure * signal_rate(np.asarray(energy_keV, dtype=float), mass, sigma, halo, coupling)
 
     return Source(
         name=source_name(spec["mass_label"]),
@@ -57,7 +65,7 @@ def wimp_source(spec: Mapping[str, Any]) -> Source:
         spectrum=spectrum,
         energy_range_keV=(0.0, np.inf),
         metadata={"kind": "signal", "mass_GeV": mass, "sigma_ref_cm2": sigma, "exposure_t_yr": exposure,
-                  "halo": dict(spec["halo"])},
+                  "halo": dict(spec["halo"]), **({} if coupling == "SI" else {"interaction": coupling})},
     )
 
 

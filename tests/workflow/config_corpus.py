@@ -448,6 +448,12 @@ bad("halo_earth_speed_unit", "units", {"signal.halo.v_earth": "232"}, "signal.ha
 bad("halo_no_preset_incomplete", "cross-field", {"signal.halo": {"rho": "0.3 GeV/cm**3", "v0": "220 km/s",
                                                                  "vesc": "544 km/s"}},
     "signal.halo.v_earth", "missing", "preset")
+# WIMP coupling (signal.interaction): unknown, lower case, not a string
+bad("interaction_unknown", "cross-field", {"signal.interaction": "SD"}, "signal.interaction", "'SD'",
+    "expected one of SI, SD_n, SD_p")
+bad("interaction_lower_case", "cross-field", {"signal.interaction": "sd_n"}, "signal.interaction", "'sd_n'", "SD_n")
+bad("interaction_number", "types", {"signal.interaction": 1}, "signal.interaction", "1", "SI, SD_n, SD_p")
+bad("interaction_missing", "base", {}, "signal.interaction", "missing", drop=("signal.interaction",))
 # NEST yield models: unknown, NR yields for an ER source, ER yields for an NR source, missing
 bad("yields_unknown_model", "cross-field", {"backgrounds.DetER.nest_yields": "compton"}, "backgrounds.DetER.nest_yields",
     "'compton'", "beta, gammaRay, NR")
