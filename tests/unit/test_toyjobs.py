@@ -109,3 +109,17 @@ def test_no_sensitivity_file(tmp_path):
     write_no_sensitivity_file(path)
     with np.load(path) as data:
         assert data.files == ["no_sensitivity"] and bool(data["no_sensitivity"])
+
+
+def test_a_toy_job_does_not_import_the_asymptotic_or_plotting_stack():
+    """Start-up is most of a toy job (issue 16): ``lzflow toys`` needs numpy and scipy.special, not
+    scipy.stats/optimize (asymptotics, ~1 s), matplotlib or uproot (iminuit, the fallback fitter, costs 6 ms)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lzflow.cli import build_parser; from lzflow.toyjobs import run_toy_job, save_toy_job; "
+            "from lzflow.workspace import read_workspace, workspace_model; from lzflow.stats.toys import run_toys; "
+            "from lzflow.stats.request import ToyRequest; "
+            "print(' '.join(m for m in ('scipy.stats', 'scipy.optimize', 'matplotlib', 'uproot') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

@@ -36,35 +36,60 @@ Modules (one concern each):
 * :mod:`~lzflow.stats.synthetic` — synthetic LZ-like models for tests and benchmarks.
 """
 
-from .asymptotic import (
-    AsymptoticLimits,
-    asymptotic_limits,
-    discovery_potential,
-    pvalues_asymptotic,
-    qtilde_cdf,
-)
-from .bands import BANDS, POWER_THRESHOLD, expected_bands, power_constrained
-from .crossing import Crossing, crossing, limits_from_curves, refine_grid
-from .fit import BatchedFitter, fit_batch, fit_minuit
-from .fitresult import FitConfig, FitResult, FitStatus, Strategy
-from .hypotest import DiscoveryToys, ToyLimits, discovery_potential_toys, observed_q, toy_limits
-from .inversion import bootstrap_errors, refine_toy_grid
-from .model import BinnedModel, ModelError
-from .pvalues import PValues, binomial_interval, pvalue_curves, pvalues_from_toys
-from .pyhf_export import to_pyhf_workspace
-from .quality import toy_quality
-from .teststat import evaluate_test_statistic
-from .toys import (
-    BONLY_POI_INDEX,
-    HYPOTHESES,
-    ToyRequest,
-    ToyResult,
-    generate_toys,
-    generation_point,
-    mass_key,
-    run_toys,
-    toy_generator,
-)
+from importlib import import_module
+from typing import Any
+
+#: Public name → the submodule that defines it. The package imports nothing eagerly (PEP 562):
+#: a toy job that needs only the toy machinery does not pay for scipy.stats/optimize (asymptotics),
+#: ~1 s of start-up per job on these machines (benchmarks/bench_startup.py).
+_EXPORTS: dict[str, str] = {
+    "AsymptoticLimits": "asymptotic",
+    "asymptotic_limits": "asymptotic",
+    "discovery_potential": "asymptotic",
+    "pvalues_asymptotic": "asymptotic",
+    "qtilde_cdf": "asymptotic",
+    "BANDS": "bands",
+    "POWER_THRESHOLD": "bands",
+    "expected_bands": "bands",
+    "power_constrained": "bands",
+    "Crossing": "crossing",
+    "crossing": "crossing",
+    "limits_from_curves": "crossing",
+    "refine_grid": "crossing",
+    "BatchedFitter": "fit",
+    "fit_batch": "fit",
+    "fit_minuit": "fit",
+    "FitConfig": "fitresult",
+    "FitResult": "fitresult",
+    "FitStatus": "fitresult",
+    "Strategy": "fitresult",
+    "DiscoveryToys": "hypotest",
+    "ToyLimits": "hypotest",
+    "discovery_potential_toys": "hypotest",
+    "observed_q": "hypotest",
+    "toy_limits": "hypotest",
+    "bootstrap_errors": "inversion",
+    "refine_toy_grid": "inversion",
+    "BinnedModel": "model",
+    "ModelError": "model",
+    "PValues": "pvalues",
+    "binomial_interval": "pvalues",
+    "pvalue_curves": "pvalues",
+    "pvalues_from_toys": "pvalues",
+    "to_pyhf_workspace": "pyhf_export",
+    "toy_quality": "quality",
+    "evaluate_test_statistic": "teststat",
+    "BONLY_POI_INDEX": "toys",
+    "HYPOTHESES": "toys",
+    "ToyRequest": "toys",
+    "ToyResult": "toys",
+    "generate_toys": "toys",
+    "generation_point": "toys",
+    "mass_key": "toys",
+    "run_toys": "toys",
+    "toy_generator": "toys",
+}
+
 
 __all__ = [
     "AsymptoticLimits", "asymptotic_limits", "discovery_potential", "pvalues_asymptotic",
@@ -76,3 +101,17 @@ __all__ = [
     "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyRequest", "ToyResult",
     "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
