@@ -21,8 +21,8 @@ coefficients for ¹²⁹Xe and ¹³¹Xe, 1b + 2b currents [R])
 
 with the harmonic-oscillator length b = 2.2853 fm (¹²⁹Xe) and 2.2905 fm (¹³¹Xe) (Klos 2013, the
 caption of the fit table). The two-body currents make :math:`S_{01}` and :math:`S_{11}` bands
-(min, max); ``band="central"`` (default) takes their mean, ``"min"``/``"max"`` the edges (the
-"min"/"max" of :math:`S_n` and :math:`S_p` are the combinations, not separate fits).
+(min, max); ``band="central"`` (default) takes their mean, ``"min"``/``"max"`` the edges of
+:math:`S_n` or :math:`S_p` (see :func:`structure_factor` for which fits pair up).
 **Convention used here**: "neutron-only" is :math:`a_n = 1, a_p = 0`, i.e. :math:`a_0 = 1,
 a_1 = -1`, and "proton-only" :math:`a_p = 1, a_n = 0` (:math:`a_0 = a_1 = 1`):
 
@@ -167,11 +167,6 @@ def _fit(coefficients: tuple[float, ...], u: np.ndarray) -> np.ndarray:
     return total * np.exp(-u)
 
 
-def _band(pair: tuple[tuple[float, ...], tuple[float, ...]], u: np.ndarray, band: Band) -> np.ndarray:
-    lo, hi = _fit(pair[0], u), _fit(pair[1], u)
-    return {"central": 0.5 * (lo + hi), "min": lo, "max": hi}[band]
-
-
 def _isotope_by_A(A: int) -> SDIsotope:
     for iso in XE_SD_ISOTOPES:
         if iso.nucleus.A == A:
@@ -184,8 +179,10 @@ def structure_factor(E_keV: np.ndarray, A: int, coupling: Literal["n", "p"], ban
     :math:`S_{00} + S_{01} + S_{11}`) structure factor :math:`S(q)` of ¹²⁹Xe or ¹³¹Xe at the
     momentum transfer of a recoil of ``E_keV`` (:math:`q = \sqrt{2 m_N E_R}`, :math:`u = q^2b^2/2`).
 
-    ``band``: ``"central"`` (mean of the 2b-current band of S01 and S11), ``"min"`` or ``"max"``
-    (the "min" S01 and S11 fits, resp. the "max" ones; which one is the lower S_n/S_p depends on q).
+    ``band``: ``"central"`` (mean of the 2b-current bands of S01 and S11), ``"min"`` or ``"max"``: the
+    lower/upper of the two edges of the band, (S01 min, S11 max) — the stronger isovector coupling:
+    S_n up, S_p down — and (S01 max, S11 min). The tabulated "min" fits of S01 and S11 do not belong
+    together: S01 (most negative) and S11 grow together with the 2b-current correction to a_1.
     """
     if coupling not in ("n", "p"):
         raise ValueError(f"coupling must be 'n' or 'p', got {coupling!r}")
@@ -196,7 +193,12 @@ def structure_factor(E_keV: np.ndarray, A: int, coupling: Literal["n", "p"], ban
     q_fm = np.sqrt(2.0 * iso.nucleus.mass_GeV * 1.0e6 * E) / HBARC_KEV_FM  # fm^-1
     u = 0.5 * (q_fm * iso.b_fm) ** 2
     sign = -1.0 if coupling == "n" else 1.0  # a1 = a_p - a_n = -1 (neutron-only) or +1 (proton-only)
-    return _fit(iso.s00, u) + sign * _band(iso.s01, u, band) + _band(iso.s11, u, band)
+    s00 = _fit(iso.s00, u)
+    strong = s00 + sign * _fit(iso.s01[0], u) + _fit(iso.s11[1], u)
+    weak = s00 + sign * _fit(iso.s01[1], u) + _fit(iso.s11[0], u)
+    if band == "central":
+        return 0.5 * (strong + weak)
+    return np.minimum(strong, weak) if band == "min" else np.maximum(strong, weak)
 
 
 def sd_wimp_rate(
