@@ -84,7 +84,7 @@ def cmd_response(args: argparse.Namespace) -> int:
     workers.
     """
     from .io import read_json
-    from .response import build_response, save_response
+    from .response import build_response, load_response, save_response
     from .space import AnalysisSpace
 
     if args.spec:
@@ -96,6 +96,11 @@ def cmd_response(args: argparse.Namespace) -> int:
     detector = read_json(args.detector)
     detector.pop("derived", None)
     detector.pop("lzflow_version", None)
+    if "systematic" in spec:  # detector systematics: common-random-number variation matrices (response.crn)
+        from .response.crn import variation_job
+
+        print(variation_job(detector, spec, load_response(args.nominal), args.workers, args.out))
+        return 0
     response = build_response(detector, spec["interaction"], n_samples=spec["n_samples"], seed=spec["seed"],
                               n_workers=args.workers, space=AnalysisSpace.from_dict(spec))
     save_response(response, args.out)
@@ -121,6 +126,11 @@ def cmd_pdf(args: argparse.Namespace) -> int:
 
     spec = json.loads(args.spec)
     source = wimp_source(spec) if "mass_GeV" in spec else background_source(spec)
+    if args.variations:  # detector systematics: this source's varied templates (--response: the CRN nominal)
+        from .pdfs import make_variation_pdf
+
+        print(make_variation_pdf(source, args.nominal_pdf, args.response, args.variations, args.out)["summary"])
+        return 0
     response = load_response(args.response)
     if response.interaction != source.interaction:
         raise ConfigError(f"{source.name}: needs the {source.interaction} response, got {args.response} "
@@ -153,7 +163,7 @@ def cmd_workspace(args: argparse.Namespace) -> int:
     from .workspace import make_workspace, write_workspace
 
     spec = json.loads(args.spec)
-    ws, exports = make_workspace(args.signal, args.backgrounds, spec)
+    ws, exports = make_workspace(args.signal, args.backgrounds, spec, args.variations)
     write_workspace(args.out, ws, exports)
     if ws["signal"]["empty"]:
         print(f"lzflow: warning: {ws['signal']['name']}: no signal events in the ROI; this mass has no sensitivity",
@@ -405,17 +415,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interaction", default="NR", choices=list(layout.INTERACTIONS),
                    help="interaction type (with --config)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (does not change the result)")
+    p.add_argument("--nominal", help="the nominal response .npz (variation jobs: a spec with 'systematic')")
     required(p, detector="detector.json from the detector stage", out="output .npz")
 
     p = stage(sub, "pdf", cmd_pdf)
     required(p, spec="source job spec as JSON (what the Snakemake rule passes)",
               response="response .npz of the source's interaction type",
               out="output <source>.root (the .json is written beside it)")
+    lists(p, False, variations="variation .npz files: write the source's varied templates (JSON) to --out")
+    p.add_argument("--nominal-pdf", help="the source's nominal PDF .root (with --variations)")
 
     p = stage(sub, "workspace", cmd_workspace)
     required(p, spec="workspace job spec as JSON", signal="signal PDF .root of this mass",
               out="output workspace.json")
     lists(p, True, backgrounds="background PDF .root files")
+    lists(p, False, variations="varied templates (pdfs/variations/<source>.json) of the detector systematics")
 
     p = stage(sub, "toys", cmd_toys)
     required(p, spec="toy job spec as JSON (hypothesis, poi_index, job_index, n_jobs, n_toys, seed, test_statistic)",

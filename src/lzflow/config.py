@@ -475,6 +475,11 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
 
     stats = _stats(config, labels, pdf)
     detector = _detector(config, base_dir)
+    systematics = config.get("systematics")  # detector systematics (docs/configuration.md)
+    if systematics is not None:  # (imported only then: NEST and the response package)
+        from .response.variations import resolve_systematics
+
+        systematics = resolve_systematics(systematics, detector, backgrounds, pdf["n_samples"])
 
     return {
         "tag": config["tag"],
@@ -488,4 +493,5 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         "backgrounds": backgrounds,
         "pdf": pdf,
         "stats": stats,
+        **({} if systematics is None else {"systematics": systematics}),
     }

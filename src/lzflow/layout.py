@@ -40,7 +40,9 @@ __all__ = [
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "used_interactions", "background_spec", "interaction_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
-    "PROCEDURE_KEYS", "LIKELIHOOD_KEYS",
+    "PROCEDURE_KEYS", "LIKELIHOOD_KEYS", "RESPONSE_VARIATION", "VARIATION_PDF", "VARIATION_NOMINAL", "systematics_of",
+    "response_variations", "source_systematics", "varied_sources", "variation_spec", "variation_pdf_spec",
+    "source_spec", "source_interaction",
 ]
 
 
@@ -70,6 +72,12 @@ BACKGROUND_PDF = fill(PDF, source="{background}")
 BACKGROUND_PDF_META = fill(PDF_META, source="{background}")
 SIGNAL_PDF = fill(PDF, source=SIGNAL_SOURCE)
 SIGNAL_PDF_META = fill(PDF_META, source=SIGNAL_SOURCE)
+#: detector systematics (config ``systematics``): per interaction, the common-random-number matrices of
+#: each systematic's shifts and the CRN nominal they share (``{systematic}`` = ``nominal``), rule
+#: ``response_variation``; each affected source's varied templates (rule ``variation_pdf``)
+RESPONSE_VARIATION = "response/variations/{interaction}/{systematic}.npz"
+VARIATION_NOMINAL = "nominal"
+VARIATION_PDF = "pdfs/variations/{source}.json"
 #: likelihood workspace per mass and its pyhf / HS3 exports (rule ``workspace``)
 WORKSPACE = "m{mass}/workspace.json"
 WORKSPACE_PYHF = "m{mass}/workspace.pyhf.json"
@@ -112,6 +120,8 @@ LOGS: dict[str, str] = {
     "errors": "errors.log",
     "study": "studies/{study}.log",
     "report": "report.log",
+    "response_variation": "response_{interaction}_{systematic}.log",
+    "variation_pdf": "pdf_variations_{source}.log",
 }
 BENCHMARKS: dict[str, str] = {
     "detector": "detector.tsv",
@@ -122,6 +132,8 @@ BENCHMARKS: dict[str, str] = {
     "toys": "m{mass}/toys_poi{poi}_job{job}.tsv",
     "toys_bonly": "m{mass}/toys_bonly_job{job}.tsv",
     "merge": "m{mass}/merge.tsv",
+    "response_variation": "response_{interaction}_{systematic}.tsv",
+    "variation_pdf": "pdf_variations_{source}.tsv",
 }
 
 
@@ -235,13 +247,77 @@ def signal_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
 
 
 def workspace_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
-    """A workspace: the mass, its POI-grid settings and the statistical procedure."""
+    """A workspace: the mass, its POI-grid settings, the statistical procedure and (only with a
+    ``systematics`` block) the names of the detector systematics, in order."""
     stats = cfg["stats"]
+    names = list(systematics_of(cfg))
     return {
         "mass_GeV": mass_of(cfg, label), "mass_label": label,
         "poi_grid": stats["per_mass"][label]["poi_grid"],
         **{k: stats[k] for k in (*PROCEDURE_KEYS, "discovery_sigma")},
+        **({"systematics": names} if names else {}),
     }
+
+
+# ---------------------------------------------------------------------------- detector systematics
+def systematics_of(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved systematics (name → entry, :func:`lzflow.response.variations.resolve_systematics`);
+    empty without a ``systematics`` block."""
+    return dict((cfg.get("systematics") or {}).get("parameters") or {})
+
+
+def source_interaction(cfg: Mapping[str, Any], source: str) -> str:
+    """The interaction type a source is folded with (``wimp_m<mass>``: NR)."""
+    return "NR" if source.startswith("wimp_m") else background_interaction(cfg, source)
+
+
+def source_systematics(cfg: Mapping[str, Any], source: str) -> list[str]:
+    """The systematics that vary a source (a background name or ``wimp_m<mass>``: ``signal``)."""
+    listed = "signal" if source.startswith("wimp_m") else source
+    inter = source_interaction(cfg, source)
+    return [name for name, spec in systematics_of(cfg).items()
+            if listed in spec["sources"] and inter in spec["interactions"]]
+
+
+def varied_sources(cfg: Mapping[str, Any]) -> list[str]:
+    """Every source with at least one systematic: backgrounds (sorted), then the signal per mass."""
+    sources = sorted(cfg["backgrounds"]) + [fill(SIGNAL_SOURCE, mass=m) for m in cfg["signal"]["mass_labels"]]
+    return [s for s in sources if source_systematics(cfg, s)]
+
+
+def response_variations(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(interaction, systematic) of every variation matrix: per interaction a varied source is
+    folded with, the CRN nominal (:data:`VARIATION_NOMINAL`) and each systematic acting there."""
+    pairs: dict[tuple[str, str], None] = {}
+    for inter in used_interactions(cfg):
+        names = {n for s in varied_sources(cfg) if source_interaction(cfg, s) == inter
+                 for n in source_systematics(cfg, s)}
+        if names:
+            pairs[(inter, VARIATION_NOMINAL)] = None
+            pairs.update({(inter, n): None for n in systematics_of(cfg) if n in names})
+    return list(pairs)
+
+
+def variation_spec(cfg: Mapping[str, Any], interaction: str, systematic: str) -> dict[str, Any]:
+    """A variation-matrix job: the CRN statistics and seed and (not for the nominal) the parameter's
+    physical definition; which sources it acts on is left out (it changes no matrix)."""
+    spec = {"interaction": interaction, "systematic": systematic, "seed": cfg["pdf"]["seed"],
+            "n_samples_fraction": cfg["systematics"]["n_samples_fraction"]}
+    if systematic != VARIATION_NOMINAL:
+        spec["parameter"] = {k: v for k, v in systematics_of(cfg)[systematic].items() if k != "sources"}
+    return spec
+
+
+def source_spec(cfg: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The PDF spec of a source: :func:`signal_spec` of ``wimp_m<mass>``, else :func:`background_spec`."""
+    if source.startswith("wimp_m"):
+        return signal_spec(cfg, source[len("wimp_m"):])
+    return background_spec(cfg, source)
+
+
+def variation_pdf_spec(cfg: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A source's varied templates: its PDF spec and the systematics acting on it."""
+    return {**source_spec(cfg, source), "systematics": source_systematics(cfg, source)}
 
 
 def likelihood_spec(stats: Mapping[str, Any]) -> dict[str, Any]:

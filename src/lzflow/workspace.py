@@ -42,6 +42,8 @@ __all__ = [
     "read_workspace",
     "to_hs3",
     "FORMAT",
+    "shape_systematics",
+    "shape_systematic_models",
 ]
 
 FORMAT = "lzflow-workspace-1"
@@ -161,14 +163,18 @@ def poi_grid(median_mu: float, grid: Mapping[str, Any]) -> list[float]:
     return (median_mu * np.linspace(grid["min_factor"], grid["max_factor"], grid["n_points"])).tolist()
 
 
-def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path], spec: Mapping[str, Any]
-                   ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path], spec: Mapping[str, Any],
+                   variations: Sequence[str | Path] = ()) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The workspace job: (workspace document with its asymptotic limits and POI grid, exports by
     kind — see :data:`EXPORT_NAMES`). ``spec``: ``mass_GeV``, ``poi_grid`` (``n_points``,
-    ``min_factor``, ``max_factor``) and the procedure keys of :func:`asymptotic_summary`."""
+    ``min_factor``, ``max_factor``), the procedure keys of :func:`asymptotic_summary` and, with
+    detector systematics, ``systematics`` (their names, in order); ``variations``: the varied
+    templates of the affected sources (``pdfs/variations/<source>.json``, :func:`shape_systematics`)."""
     from .stats.pyhf_export import to_pyhf_workspace
 
     ws = build_workspace(signal_pdf, background_pdfs, spec["mass_GeV"])
+    if spec.get("systematics"):
+        ws["shape_systematics"] = shape_systematics(ws, spec["systematics"], variations)
     if ws["signal"]["empty"]:
         ws["poi_grid"] = []
         ws["asymptotic"] = {"no_sensitivity": True}
@@ -198,16 +204,77 @@ def read_workspace(path: str | Path) -> dict[str, Any]:
 
 
 def workspace_model(ws: Mapping[str, Any]):
-    """The :class:`lzflow.stats.model.BinnedModel` of a workspace document."""
+    """The :class:`lzflow.stats.model.BinnedModel` of a workspace document (with its
+    ``shape_systematics``, :func:`shape_systematic_models`, when it has them)."""
     from .stats.model import BinnedModel
 
-    return BinnedModel.from_templates(
+    model = BinnedModel.from_templates(
         signal=np.asarray(ws["signal"]["template"], dtype=np.float64),
         backgrounds=[np.asarray(b["template"], dtype=np.float64) for b in ws["backgrounds"]],
         names=[b["name"] for b in ws["backgrounds"]],
         rel_unc=[b["rel_unc"] for b in ws["backgrounds"]],
         signal_name=ws["signal"]["name"],
     )
+    return model.with_shape_systematics(shape_systematic_models(ws)) if ws.get("shape_systematics") else model
+
+
+def shape_systematics(ws: Mapping[str, Any], names: Sequence[str], variations: Sequence[str | Path]
+                      ) -> list[dict[str, Any]]:
+    """``ws["shape_systematics"]`` from the varied templates of the sources (one
+    ``pdfs/variations/<source>.json`` per affected source, :func:`lzflow.pdfs.make_variation_pdf`):
+    per systematic (in ``names`` order) ``name``, ``parameter`` (``alpha_<name>``), ``physical``
+    (key, nominal, σ, unit) and ``templates`` {sample: {"-2", "-1", "1", "2": template}} for the
+    samples it acts on (templates 2D like the nominal ones; a sample left out is unaffected)."""
+    from .pdfs import VARIATIONS_FORMAT
+
+    samples = {ws["signal"]["name"]: np.asarray(ws["signal"]["template"]).shape,
+               **{b["name"]: np.asarray(b["template"]).shape for b in ws["backgrounds"]}}
+    out = {name: {"name": name, "parameter": f"alpha_{name}", "physical": None, "templates": {}} for name in names}
+    for path in variations:
+        doc = read_json(path)
+        if doc.get("format") != VARIATIONS_FORMAT or doc.get("source") not in samples:
+            raise WorkspaceError(f"{path}: not the varied templates of a sample of this workspace "
+                                 f"({', '.join(samples)})")
+        for entry in doc["systematics"]:
+            if entry["name"] not in out:
+                raise WorkspaceError(f"{path}: systematic {entry['name']!r} is not configured ({', '.join(names)})")
+            target = out[entry["name"]]
+            if target["physical"] not in (None, entry["physical"]):
+                raise WorkspaceError(f"{path}: {entry['name']} physical parameter {entry['physical']} differs from "
+                                     f"{target['physical']} of another source")
+            target["physical"] = entry["physical"]
+            shifts = {}
+            for label, shift in entry["shifts"].items():
+                values = np.asarray(shift["template"], dtype=np.float64)
+                if values.shape != samples[doc["source"]]:
+                    raise WorkspaceError(f"{path}: {entry['name']} {label} template has shape {values.shape}; "
+                                         f"expected {samples[doc['source']]}")
+                _check_template(f"{doc['source']} {entry['name']} {label}", values)
+                shifts[label] = shift["template"]
+            target["templates"][doc["source"]] = shifts
+    missing = [name for name, entry in out.items() if entry["physical"] is None]
+    if missing:
+        raise WorkspaceError(f"systematic {missing[0]}: no varied templates given; expected --variations files")
+    return [out[name] for name in names]
+
+
+def shape_systematic_models(ws: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``lzflow.stats.model.ShapeSystematic`` objects of a workspace's ``shape_systematics``: ``up``/``down``
+    = the α = ±1 templates of [signal, *backgrounds] (the nominal template for an unaffected sample),
+    flattened in C order."""
+    try:
+        from .stats.model import ShapeSystematic
+    except ImportError:
+        raise WorkspaceError("this workspace has shape_systematics, but lzflow.stats.model has no ShapeSystematic "
+                             "(the statistics side of issue 12); expected an lzflow with shape nuisance parameters"
+                             ) from None
+    nominal = [ws["signal"], *ws["backgrounds"]]
+    out = []
+    for entry in ws["shape_systematics"]:
+        rows = {label: np.stack([np.asarray(entry["templates"].get(s["name"], {}).get(label, s["template"]),
+                                            dtype=np.float64).ravel() for s in nominal]) for label in ("1", "-1")}
+        out.append(ShapeSystematic(entry["name"], up=rows["1"], down=rows["-1"]))
+    return tuple(out)
 
 
 def _hs3_axes(ws: Mapping[str, Any]) -> list[dict[str, Any]]:

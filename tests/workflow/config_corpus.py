@@ -519,6 +519,50 @@ stacked("legal_quick_with_study", "legal",
                         "studies: {g1: {parameter: detector.g1, values: [0.05], masses_GeV: [10]}}\n"},
         ["config.yaml"])
 
+# -------------------------------------------------------------------------- detector systematics (issue 12)
+_SYS = (REPO / "config" / "systematics.yaml").read_text()
+
+
+def syst(**parameters: Any) -> dict[str, Any]:
+    return {"systematics": {"n_samples_fraction": 0.05, "parameters": parameters}}
+
+
+bad("syst_unknown_parameter", "systematics", syst(g3={"sigma": 0.01}), "systematics.parameters", "g3", "g1")
+bad("syst_missing_sigma", "systematics", syst(g1={}), "systematics.parameters.g1.sigma", "missing")
+bad("syst_g1_sigma_string", "systematics", syst(g1={"sigma": "0.002"}), "systematics.parameters.g1.sigma", "number")
+bad("syst_g1_sigma_too_large", "systematics", syst(g1={"sigma": 0.05}), "systematics.parameters.g1.sigma", "0.05",
+    "0.25 x nominal")
+bad("syst_g1_sigma_negative", "systematics", syst(g1={"sigma": -0.002}), "systematics.parameters.g1.sigma",
+    "-0.002", "0 < sigma")
+bad("syst_rel_sigma_on_g1", "systematics", syst(g1={"rel_sigma": 0.02}), "systematics.parameters.g1", "rel_sigma")
+bad("syst_field_no_unit", "systematics", syst(drift_field={"sigma": 31}), "systematics.parameters.drift_field.sigma",
+    "31", "string")
+bad("syst_field_bare_string", "systematics", syst(drift_field={"sigma": "31"}),
+    "systematics.parameters.drift_field.sigma", "'31'", "unit")
+bad("syst_field_wrong_unit", "systematics", syst(drift_field={"sigma": "31 us"}),
+    "systematics.parameters.drift_field.sigma", "31 us", "V/cm")
+bad("syst_g2_too_large", "systematics", syst(g2={"rel_sigma": 0.2}), "systematics.parameters.g2.rel_sigma", "0.2",
+    "extraction efficiency")
+bad("syst_nr_on_er_source", "systematics", syst(nr_light={"rel_sigma": 0.1, "sources": ["pp"]}),
+    "systematics.parameters.nr_light.sources", "'pp'", "NR")
+bad("syst_unknown_source", "systematics", syst(g1={"sigma": 0.002, "sources": ["Ar39"]}),
+    "systematics.parameters.g1.sources", "'Ar39'", "signal")
+bad("syst_empty_parameters", "systematics", syst(), "systematics.parameters", "non-empty")
+bad("syst_fraction_zero", "systematics", {**syst(g1={"sigma": 0.002}), "systematics.n_samples_fraction": 0},
+    "systematics.n_samples_fraction", "0", "0 < n_samples_fraction")
+bad("syst_fraction_too_few_events", "systematics",
+    {**syst(g1={"sigma": 0.002}), "systematics.n_samples_fraction": 1e-5}, "systematics.n_samples_fraction",
+    "1e-05", "at least 1000")
+bad("syst_field_nest_map", "systematics", {**syst(drift_field={"sigma": "31 V/cm"}), "detector_overrides":
+    {"base": "LZ_WS2022", "drift_field": "nest_map"}}, "systematics.parameters.drift_field", "nest_map",
+    "uniform field")
+good("legal_systematics_subset_of_sources", "legal", syst(g1={"sigma": 0.002, "sources": ["signal", "pp"]}))
+stacked("legal_systematics_overlay", "legal", {"config.yaml": _full, "systematics.yaml": _SYS},
+        ["config.yaml", "systematics.yaml"])
+stacked("legal_quick_with_systematics_overlay", "legal",
+        {"config.yaml": f"base: {REPO / 'config' / 'quick.yaml'}\nresults_dir: @DIR@/results\n", "systematics.yaml": _SYS},
+        ["config.yaml", "systematics.yaml"])
+
 
 def write_corpus(directory: Path) -> list[tuple[Case, list[Path]]]:
     """Write every case into ``directory/<case name>/``; returns (case, stack paths)."""

@@ -43,6 +43,9 @@ BACKGROUNDS = sorted(LZ["backgrounds"])
 MASSES = dict(zip(LZ["signal"]["mass_labels"], LZ["signal"]["masses_GeV"]))
 STUDY_VARIANTS = {v.suffix[len(f"/{L.STUDIES_DIR}/"):]: v for s in STUDIES for v in s.variants}
 STUDY_BY_NAME = {s.name: s for s in STUDIES}
+# detector systematics (config `systematics`): the variation matrices' and varied templates' names
+SYSTEMATICS = sorted({n for v in [BASELINE, *STUDY_VARIANTS.values()] for n in L.systematics_of(v.config)})
+VARIED_SOURCES = sorted({s for v in [BASELINE, *STUDY_VARIANTS.values()] for s in L.varied_sources(v.config)})
 
 
 wildcard_constraints:
@@ -53,6 +56,8 @@ wildcard_constraints:
     interaction="|".join(L.INTERACTIONS),
     poi=r"[0-9]+",
     job=r"[0-9]+",
+    systematic="|".join(re.escape(n) for n in [L.VARIATION_NOMINAL, *SYSTEMATICS]),
+    source="|".join(re.escape(name) for name in VARIED_SOURCES) or "(?!)",
 
 
 def variant_of(wildcards):
@@ -136,6 +141,32 @@ def workspace_backgrounds(wildcards):
 def workspace_background_jsons(wildcards):
     v = variant_of(wildcards)
     return [v.path(RESULTS, L.pdf_meta_path(name)) for name in sorted(v.config["backgrounds"])]
+
+
+def variation_spec(wildcards):
+    """A variation-matrix job: CRN statistics, seed and the systematic's physical definition."""
+    return as_spec(L.variation_spec(cfg_of(wildcards), wildcards.interaction, wildcards.systematic))
+
+
+def variation_pdf_spec(wildcards):
+    return as_spec(L.variation_pdf_spec(cfg_of(wildcards), wildcards.source))
+
+
+def variation_pdf_inputs(wildcards):
+    """A source's nominal PDF, the CRN nominal matrix of its interaction and the variation matrices
+    of the systematics acting on it, each from the tree that owns it."""
+    v, source = variant_of(wildcards), wildcards.source
+    inter = L.source_interaction(v.config, source)
+    matrix = lambda name: v.path(RESULTS, L.fill(L.RESPONSE_VARIATION, interaction=inter, systematic=name))
+    return {"pdf": v.path(RESULTS, L.pdf_path(source)), "pdf_json": v.path(RESULTS, L.pdf_meta_path(source)),
+            "crn": matrix(L.VARIATION_NOMINAL), "variations": [matrix(n) for n in L.source_systematics(v.config, source)]}
+
+
+def workspace_variations(wildcards):
+    """The varied templates of this mass's workspace (none without a systematics block)."""
+    v = variant_of(wildcards)
+    sources = [*sorted(v.config["backgrounds"]), L.fill(L.SIGNAL_SOURCE, mass=wildcards.mass)]
+    return [v.path(RESULTS, L.fill(L.VARIATION_PDF, source=s)) for s in sources if L.source_systematics(v.config, s)]
 
 
 def workspace_spec(wildcards):
@@ -233,6 +264,9 @@ def tree_targets(variant):
     for mass in variant.mass_labels:
         rels += [L.fill(t, mass=mass) for t in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.LIMIT)]
         rels += L.toy_file_names(variant.config, mass)
+    if variant is BASELINE:  # detector systematics: variation matrices and varied templates
+        rels += [L.fill(L.RESPONSE_VARIATION, interaction=i, systematic=n) for i, n in L.response_variations(LZ)]
+        rels += [L.fill(L.VARIATION_PDF, source=s) for s in L.varied_sources(LZ)]
     paths = [variant.path(RESULTS, rel) for rel in rels]
     # a mass's fit-error summary is made by the merge job of its limit, in that job's tree
     return paths + [f"{RESULTS}{variant.owner.get(L.fill(L.LIMIT, mass=m), variant.suffix)}/"

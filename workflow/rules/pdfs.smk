@@ -88,3 +88,66 @@ use rule signal_pdf as signal_pdf_study with:
         study_log_path("signal_pdf"),
     benchmark:
         study_bench_path("signal_pdf")
+
+
+# Detector systematics (config `systematics`, lzflow.response.variations): per interaction, the
+# common-random-number nominal and each systematic's -2/-1/+1/+2 sigma matrices on the same events
+# (lzflow.response.crn), then one job per affected source folding its varied templates.
+rule response_variation:
+    input:
+        detector=out(L.DETECTOR),
+        nominal=out(L.RESPONSE),
+    output:
+        out(L.RESPONSE_VARIATION),
+    params:
+        spec=variation_spec,
+        code=stage_code_hash("response"),
+    threads: LZ["pdf"]["workers"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    log:
+        log_path("response_variation"),
+    benchmark:
+        bench_path("response_variation")
+    shell:
+        "lzflow response --detector {input.detector:q} --nominal {input.nominal:q} --spec {params.spec:q} "
+        "--workers {threads} --out {output:q} > {log:q} 2>&1"
+
+
+use rule response_variation as response_variation_study with:
+    input:
+        detector=upstream(L.DETECTOR),
+        nominal=upstream(L.RESPONSE),
+    output:
+        study_out(L.RESPONSE_VARIATION),
+    log:
+        study_log_path("response_variation"),
+    benchmark:
+        study_bench_path("response_variation")
+
+
+rule variation_pdf:
+    input:
+        unpack(variation_pdf_inputs),
+    output:
+        out(L.VARIATION_PDF),
+    params:
+        spec=variation_pdf_spec,
+        code=stage_code_hash("pdf"),
+    log:
+        log_path("variation_pdf"),
+    benchmark:
+        bench_path("variation_pdf")
+    shell:
+        "lzflow pdf --spec {params.spec:q} --response {input.crn:q} --nominal-pdf {input.pdf:q} "
+        "--variations {input.variations:q} --out {output:q} > {log:q} 2>&1"
+
+
+use rule variation_pdf as variation_pdf_study with:
+    output:
+        study_out(L.VARIATION_PDF),
+    log:
+        study_log_path("variation_pdf"),
+    benchmark:
+        study_bench_path("variation_pdf")

@@ -9,6 +9,7 @@ rule workspace:
         # read beside each .root by lzflow workspace; declared so that storage plugins stage them
         signal_json=out(L.SIGNAL_PDF_META),
         backgrounds_json=workspace_background_jsons,
+        variations=workspace_variations,
     output:
         out(L.WORKSPACE),
         out(L.WORKSPACE_PYHF),
@@ -22,7 +23,7 @@ rule workspace:
         bench_path("workspace")
     shell:
         "lzflow workspace --spec {params.spec:q} --signal {input.signal:q} --backgrounds {input.backgrounds:q} "
-        "--out {output[0]:q} > {log:q} 2>&1"
+        "--variations {input.variations:q} --out {output[0]:q} > {log:q} 2>&1"
 
 
 use rule workspace as workspace_study with:
@@ -31,6 +32,7 @@ use rule workspace as workspace_study with:
         backgrounds=workspace_backgrounds,
         signal_json=upstream(L.SIGNAL_PDF_META),
         backgrounds_json=workspace_background_jsons,
+        variations=workspace_variations,
     output:
         study_out(L.WORKSPACE),
         study_out(L.WORKSPACE_PYHF),
