@@ -45,7 +45,7 @@ def run_in_processes(run: Callable[[Any, ToyRequest], ToyResult], model: Any, re
     results = list(process_pool(request.n_procs).map(run, [model] * len(parts), parts))
     first = results[0]
     kw = {f.name: getattr(first, f.name) for f in fields(ToyResult)}
-    for name in ToyResult.PER_TOY:
+    for name in ToyResult.PER_TOY + ToyResult.PER_TOY_SHAPE:
         array = getattr(first, name)
         out = np.empty((indices.size,) + array.shape[1:], dtype=array.dtype)
         for rows, result in zip(rows_of, results):

@@ -15,6 +15,10 @@ backtracking along the projection arc, Newton-decrement convergence, retries, bl
 threads) and, for the iminuit fallback and reference fits, one toy's NLL and gradient as
 closures (:mod:`lzflow.stats.minuit`). Data impossible under every allowed parameter value
 (counts in bins the model cannot fill) get status INFEASIBLE and NLL = +inf.
+
+A model with shape systematics (K > 0) is fitted by the same engine with the rows of
+:mod:`lzflow.stats.morph_nll` (ν non-linear in α: exact gradient and Hessian of the code-4p
+morphing); every α is fitted in every fit and is unbounded. With K = 0 nothing of that path runs.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .binned_nll import BinnedRows, PreparedData, make_layout
 from .fitresult import FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .model import BinnedModel
+from .morph_nll import MorphLayout, MorphRows, morph_problem
 from .newton import fit_in_blocks
 
 __all__ = ["BatchedFitter", "fit_batch", "fit_minuit"]
@@ -47,6 +52,9 @@ class BatchedFitter:
         self.dense_bins = np.flatnonzero(ref > self.config.dense_threshold)
         self.sparse_bins = np.flatnonzero(~(ref > self.config.dense_threshold))
         self._free_bkg = model.free_bkg
+        K = model.n_shape
+        # auxiliary observables that must be finite: the floating backgrounds' (and every α's)
+        self._aux_used = np.r_[model.free_bkg, model.n_bkg + np.arange(K)].astype(int) if K else model.free_bkg
         self._fixed_template = model.backgrounds[np.flatnonzero(~model.constrained)].sum(axis=0)
         self._templates = np.vstack([model.signal[None, :], model.backgrounds])  # (n_par, n_bins)
         self._layouts = {
@@ -54,11 +62,16 @@ class BatchedFitter:
                                  self.sparse_bins, model.constraint_precision,
                                  self.config.hessian_float32)
             for mu_free in (True, False)
-        }
+        } if not K else None
+        self._morph = {
+            mu_free: MorphLayout(model, None if mu_free else 1.0, self.dense_bins, self.sparse_bins,
+                                 self.config.hessian_float32)
+            for mu_free in (True, False)
+        } if K else None
 
     # ------------------------------------------------------------------ data
     def prepare(self, counts: np.ndarray, aux: np.ndarray | None = None) -> PreparedData:
-        """Convert dense counts ``(n, n_bins)`` and aux ``(n, n_bkg)`` (default: nominal 1).
+        """Convert dense counts ``(n, n_bins)`` and aux ``(n, n_aux)`` (default: nominal).
 
         Rows with negative/non-finite counts or non-finite aux of a floating background are
         flagged invalid (their fits get status NON_FINITE; they are kept, never dropped).
@@ -77,7 +90,7 @@ class BatchedFitter:
             cnt = counts.astype(np.float64, copy=False)
             with np.errstate(invalid="ignore"):
                 valid = np.isfinite(cnt).all(axis=1) & ~(cnt < 0).any(axis=1)
-        valid &= np.isfinite(aux[:, self._free_bkg]).all(axis=1)
+        valid &= np.isfinite(aux[:, self._aux_used]).all(axis=1)
         if not valid.all():
             cnt = np.where(valid[:, None], cnt, 0)
         nD = np.ascontiguousarray(cnt[:, self.dense_bins], dtype=np.float64)
@@ -98,26 +111,29 @@ class BatchedFitter:
         nD = np.ascontiguousarray(nD, dtype=np.float64)
         n = nD.shape[0]
         aux = self._check_aux(aux, n)
-        valid = np.isfinite(aux[:, self._free_bkg]).all(axis=1)
+        valid = np.isfinite(aux[:, self._aux_used]).all(axis=1)
         e_n = np.asarray(e_n, dtype=np.float64)
         total = nD.sum(axis=1) + np.bincount(e_toy, weights=e_n, minlength=n)
         return PreparedData(n=n, nD=nD, e_toy=np.asarray(e_toy), e_bin=np.asarray(e_bin),
                             e_n=e_n, aux=aux, valid=valid, total=total)
 
     def _check_aux(self, aux: np.ndarray | None, n: int) -> np.ndarray:
+        m = self.model
         if aux is None:
-            return np.ones((n, self.model.n_bkg))
+            return np.ones((n, m.n_bkg)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
         aux = np.asarray(aux, dtype=np.float64)
         if aux.ndim == 1:
             aux = np.broadcast_to(aux, (n, aux.size))
-        if aux.shape != (n, self.model.n_bkg):
-            raise ValueError(f"aux must have shape ({n}, {self.model.n_bkg}), got {aux.shape}")
+        if aux.shape != (n, m.n_aux):
+            raise ValueError(f"aux must have shape ({n}, {m.n_aux}), got {aux.shape}")
         return aux
 
     def expected_information(self, params: np.ndarray, mu_free: bool = True) -> np.ndarray:
         """Expected (Fisher) information of the free parameters at full parameter vector
         ``params``: ``Σ_i x_i x_iᵀ / ν_i + P`` (bins with ν_i > 0), the expectation of the
         Hessian for data generated at ``params``."""
+        if self._morph is not None:
+            return self._morph_information(np.asarray(params, dtype=np.float64), mu_free)
         lay = self._layouts[mu_free]
         nu = self.model.expected(params[0], np.asarray(params[1:]))
         X = self._templates[lay.cols].T
@@ -131,6 +147,9 @@ class BatchedFitter:
         ``θ(μ) ≈ θ(μ₀) + (μ − μ₀) dθ/dμ``."""
         info = self.expected_information(params, mu_free=True)
         out = np.zeros(self.model.n_par)
+        if self._morph is not None:
+            out[self._morph[True].cols[1:]] = -np.linalg.solve(info[1:, 1:], info[1:, 0])
+            return out
         if info.shape[0] > 1:
             itt = info[1:, 1:]
             itm = info[1:, 0]
@@ -143,15 +162,17 @@ class BatchedFitter:
         ν > 0)."""
         m = self.model
         init = np.ones((data.n, m.n_par))
-        th = np.clip(data.aux, 0.05, None)
-        init[:, 1:] = np.where(m.constrained, th, 1.0)
+        if m.n_shape:  # α from its auxiliary observable (within ±5)
+            init[:, 1 + m.n_bkg :] = np.clip(data.aux[:, m.n_bkg :], -5.0, 5.0)
+        th = np.clip(data.aux[:, : m.n_bkg], 0.05, None)
+        init[:, 1 : 1 + m.n_bkg] = np.where(m.constrained, th, 1.0)
         if mu_fixed is not None:
             init[:, 0] = mu_fixed
         elif m.signal_is_empty:
             init[:, 0] = 0.0
         else:
             stot = m.signal_total
-            excess = (data.total - init[:, 1:] @ m.nominal_counts) / stot
+            excess = (data.total - init[:, 1 : 1 + m.n_bkg] @ m.nominal_counts) / stot
             init[:, 0] = np.maximum(excess, 0.5 / stot)
         return init
 
@@ -183,6 +204,8 @@ class BatchedFitter:
     # ------------------------------------------------------------------ problems
     def free_columns(self, mu_fixed: float | None) -> np.ndarray:
         """Indices into the full parameter vector of the fitted parameters."""
+        if self._morph is not None:
+            return self._morph[mu_fixed is None].cols
         return self._layouts[mu_fixed is None].cols
 
     def _offset(self, mu_fixed: float | None) -> np.ndarray:
@@ -194,6 +217,8 @@ class BatchedFitter:
 
     def newton_rows(self, data: PreparedData, mu_fixed: float | None) -> BinnedRows:
         """NLL, gradient and Hessians of the toys of ``data`` for the Newton engine."""
+        if self._morph is not None:
+            return MorphRows.build(self._morph[mu_fixed is None].at(mu_fixed), data)
         return BinnedRows.build(self._layouts[mu_fixed is None], data, self._offset(mu_fixed),
                                 self.dense_bins, self.sparse_bins)
 
@@ -202,12 +227,23 @@ class BatchedFitter:
         0.05 (only possible with μ < 0 allowed; none for conditional fits)."""
         if mu_fixed is not None:
             return None
+        if self._morph is not None:
+            n_theta = self._morph[True].nc - 1
+            return np.r_[0.5 / max(self.model.signal_total, 1e-300), np.full(n_theta, 0.05),
+                         np.full(self.model.n_shape, -np.inf)]
         lay = self._layouts[True]
         return np.r_[0.5 / max(self.model.signal_total, 1e-300), np.full(lay.p - 1, 0.05)]
 
     def minuit_problem(self, data: PreparedData, t: int, mu_fixed: float | None) -> MigradProblem:
         """NLL and gradient of toy ``t`` over the free parameters, for Migrad (bins with
         n_i > 0 only in the log term; the others enter through the linear term Σ_i ν_i)."""
+        if self._morph is not None:
+            counts = np.zeros(self.model.n_bins)
+            counts[self.dense_bins] = data.nD[t]
+            sel = data.e_toy == t
+            counts[self.sparse_bins[data.e_bin[sel]]] = data.e_n[sel]
+            return MigradProblem(*morph_problem(self.model, self._morph[mu_fixed is None].at(mu_fixed),
+                                                counts, data.aux[t]))
         cols = self.free_columns(mu_fixed)
         offset = self._offset(mu_fixed)
         prec = self.model.constraint_precision[cols]
@@ -233,6 +269,20 @@ class BatchedFitter:
             return tvec - (nn / nu) @ Xn + prec * (y - a)
 
         return MigradProblem(nll, grad)
+
+
+    def _morph_information(self, params: np.ndarray, mu_free: bool) -> np.ndarray:
+        """Expected information of a morphed model: Σ_i J_i J_iᵀ/ν_i + P (bins with ν_i > 0; the
+        second-derivative terms have expectation 0)."""
+        m = self.model
+        lay = self._morph[mu_free]
+        n1 = 1 + m.n_bkg
+        J = m.morph.jacobian(params[:n1], params[n1:])  # (S + K, n_bins)
+        X = J[np.r_[lay.cfree, n1 + np.arange(m.n_shape)]].T
+        nu = m.expected(params[0], params[1:])
+        pos = nu > 0
+        Xp = X[pos]
+        return (Xp / nu[pos, None]).T @ Xp + np.diag(lay.prec)
 
 
 def fit_batch(

@@ -77,8 +77,8 @@ class FitConfig:
 class FitResult:
     """Per-toy fit results; every array has the toy axis first.
 
-    params: (n, 1 + n_bkg) full parameter vectors [μ, θ] (multipliers; fixed ones at 1, and μ
-        at its fixed value for conditional fits).
+    params: (n, n_par) full parameter vectors [μ, θ(, α)] (multipliers; fixed ones at 1, and μ
+        at its fixed value for conditional fits; α of the shape systematics last).
     nll: (n,) NLL at the best fit (+inf for infeasible data, NaN if invalid input).
     status: (n,) :class:`FitStatus` of the final attempt.
     strategy: (n,) :class:`Strategy` that produced the result.
@@ -86,7 +86,7 @@ class FitResult:
     n_iter: (n,) iterations (sum over strategies).
     grad_norm: (n,) Euclidean norm of the projected gradient at the result.
     edm: (n,) ½ λ², the estimated distance to the minimum in NLL units.
-    at_bound: (n, 1 + n_bkg) parameter sits at its lower bound.
+    at_bound: (n, n_par) parameter sits at its lower bound.
     """
 
     params: np.ndarray
@@ -156,12 +156,15 @@ class FitResult:
         return out
 
 
-def lower_bounds(n_cols: int, mu_fixed: float | None, mu_lower: float | None) -> np.ndarray:
-    """Lower bounds of the fitted parameters (μ first when free, then the free θ): θ ≥ 0 (rates
-    cannot be negative); μ ≥ ``mu_lower`` (``None``: unbounded, e.g. for q_μ without the bound)."""
+def lower_bounds(n_cols: int, mu_fixed: float | None, mu_lower: float | None, n_shape: int = 0) -> np.ndarray:
+    """Lower bounds of the fitted parameters (μ first when free, then the free θ, then the
+    ``n_shape`` shape parameters α): θ ≥ 0 (rates cannot be negative); μ ≥ ``mu_lower`` (``None``:
+    unbounded, e.g. for q_μ without the bound); α unbounded (−∞; no fit has upper bounds)."""
     lb = np.zeros(n_cols)
     if mu_fixed is None:
         lb[0] = -np.inf if mu_lower is None else float(mu_lower)
+    if n_shape:
+        lb[n_cols - n_shape :] = -np.inf
     return lb
 
 

@@ -56,6 +56,8 @@ def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
     y0 = np.maximum(np.asarray(init, float)[cols], np.where(np.isfinite(lb), lb, -np.inf))
     full0 = np.ones(n_par)
     full0[cols] = np.maximum(y0, 0.0)
+    shape = cols.size - m.n_shape  # the shape parameters α (last) are unbounded
+    full0[cols[shape:]] = y0[shape:]
     if mu_fixed is not None:
         full0[0] = mu_fixed
     try:
@@ -68,7 +70,7 @@ def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
     # and inside the domain (ν > 0 where n > 0)
     y0 = np.where(np.isfinite(lb) & (y0 <= lb + 0.1 * step), lb + 0.1 * step, y0)
     if not np.isfinite(nll(y0)) or nll(y0) >= 1e300:
-        y0 = np.maximum(y0, 0.05)
+        y0 = np.r_[np.maximum(y0[:shape], 0.05), y0[shape:]]
     mn = Minuit(nll, y0, grad=grad, name=names)
     mn.errordef = Minuit.LIKELIHOOD
     mn.tol = tol
@@ -114,7 +116,7 @@ def fit_toys_minuit(
     if init is None:
         init = fitter.default_init(data, mu_fixed)
     cols = fitter.free_columns(mu_fixed)
-    lb = lower_bounds(cols.size, mu_fixed, mu_lower)
+    lb = lower_bounds(cols.size, mu_fixed, mu_lower, fitter.model.n_shape)
     for t in fittable_toys(res, data.valid):
         problem = fitter.minuit_problem(data, t, mu_fixed)
         if problem is None:

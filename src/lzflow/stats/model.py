@@ -40,6 +40,22 @@ Parameter vector
 ----------------
 Full parameter vectors are laid out as ``[μ, θ_1, …, θ_B]`` (length ``1 + n_bkg``); fixed
 backgrounds sit at 1.0. Bounds: μ ≥ 0 (unless a fit asks otherwise), θ_b ≥ 0.
+
+Shape nuisance parameters
+-------------------------
+With ``shape_systematics`` (K :class:`~lzflow.stats.morphing.ShapeSystematic` objects, templates
+of every sample at α_k = ±1) the parameter vector is ``[μ, θ_1..θ_B, α_1..α_K]`` and::
+
+    ν_i(μ, θ, α) = μ s_i(α) + Σ_b θ_b B_bi(α)
+    NLL = Σ_i [ν_i − n_i ln ν_i] + Σ_{b: r_b>0} (a_b − θ_b)²/(2 r_b²) + Σ_k (a_k − α_k)²/2
+
+with the templates morphed per bin and sample by pyhf's ``histosys`` interpolation code 4p
+(:mod:`lzflow.stats.morphing`), a unit Gaussian constraint on each α_k (nominal 0) whose
+auxiliary observable a_k (nominal 0) follows the θ ones: ``aux = [a_θ (n_bkg), a_α (K)]``. Every α
+is fitted, in the conditional and the unconditional fits alike, and is unbounded (the line search
+keeps ν_i > 0 where n_i > 0). Methods taking ``theta`` accept the nuisance vector ``[θ, α]``
+(``n_bkg + K``) or ``θ`` alone (then α = 0). With ``shape_systematics=()`` (the default) the
+model and every number computed from it are exactly those of the rate-only model.
 """
 
 from __future__ import annotations
@@ -49,7 +65,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["BinnedModel", "ModelError"]
+from .morphing import MorphBasis, ShapeSystematic
+
+__all__ = ["BinnedModel", "ModelError", "ShapeSystematic"]
 
 
 class ModelError(ValueError):
@@ -78,6 +96,8 @@ class BinnedModel:
         ``(n_bkg,)`` relative Gaussian constraint widths; 0 ⇒ normalisation fixed.
     signal_name:
         Name of the signal sample (used in exports only).
+    shape_systematics:
+        Shape nuisance parameters (module docstring, "Shape nuisance parameters"); default none.
 
     Multi-dimensional templates are accepted and flattened in C order (``ravel()``, last axis
     fastest); ``bin_shape`` keeps the original shape.
@@ -89,6 +109,7 @@ class BinnedModel:
     rel_unc: np.ndarray
     signal_name: str = "signal"
     bin_shape: tuple[int, ...] = field(default=())
+    shape_systematics: tuple[ShapeSystematic, ...] = ()
 
     def __post_init__(self) -> None:
         sig = np.asarray(self.signal, dtype=np.float64)
@@ -132,6 +153,27 @@ class BinnedModel:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "rel_unc", _as_readonly(rel))
         object.__setattr__(self, "bin_shape", shape)
+        object.__setattr__(self, "shape_systematics", self._check_systematics(sig, bkg, names))
+
+    def _check_systematics(self, sig: np.ndarray, bkg: np.ndarray, names: tuple[str, ...]) -> tuple:
+        systs = tuple(self.shape_systematics or ())
+        if not systs:
+            return ()
+        want = (1 + bkg.shape[0], sig.size)
+        seen: set[str] = set()
+        for sy in systs:
+            if not isinstance(sy, ShapeSystematic):
+                raise ModelError(f"shape_systematics must be ShapeSystematic objects, got {type(sy).__name__}")
+            if sy.up.shape != want:
+                raise ModelError(f"shape systematic {sy.name!r}: templates have shape {sy.up.shape}, "
+                                 f"the model needs (1 + n_bkg, n_bins) = {want}")
+            if sy.name in seen:
+                raise ModelError(f"shape systematic names must be unique, {sy.name!r} repeats")
+            if sy.parameter in names or sy.parameter in (self.signal_name, "mu"):
+                raise ModelError(f"shape parameter {sy.parameter!r} clashes with a sample name")
+            seen.add(sy.name)
+        object.__setattr__(self, "_morph", MorphBasis(np.vstack([sig[None, :], bkg]), systs))
+        return systs
 
     # ------------------------------------------------------------------ properties
     @property
@@ -143,13 +185,35 @@ class BinnedModel:
         return int(self.backgrounds.shape[0])
 
     @property
+    def n_shape(self) -> int:
+        """K, the number of shape nuisance parameters α."""
+        return len(self.shape_systematics)
+
+    @property
+    def shape_parameters(self) -> tuple[str, ...]:
+        """``alpha_<name>`` of each shape systematic."""
+        return tuple(s.parameter for s in self.shape_systematics)
+
+    @property
+    def morph(self) -> MorphBasis:
+        """The morphing basis (:class:`~lzflow.stats.morphing.MorphBasis`; only with K > 0)."""
+        if not self.n_shape:
+            raise ModelError("the model has no shape systematics")
+        return self.__dict__["_morph"]
+
+    @property
+    def n_aux(self) -> int:
+        """Length of an auxiliary-observable vector ``[a_θ (n_bkg), a_α (K)]``."""
+        return self.n_bkg + self.n_shape
+
+    @property
     def n_par(self) -> int:
-        """Length of the full parameter vector ``[μ, θ_1..θ_B]``."""
-        return 1 + self.n_bkg
+        """Length of the full parameter vector ``[μ, θ_1..θ_B, α_1..α_K]``."""
+        return 1 + self.n_bkg + self.n_shape
 
     @property
     def par_names(self) -> tuple[str, ...]:
-        return ("mu",) + self.names
+        return ("mu",) + self.names + self.shape_parameters
 
     @property
     def constrained(self) -> np.ndarray:
@@ -167,16 +231,19 @@ class BinnedModel:
 
     def fit_columns(self, mu_free: bool) -> np.ndarray:
         """Indices into the full parameter vector of the fitted parameters: μ (if free), then the
-        floating backgrounds."""
+        floating backgrounds, then every α."""
         bkg = (1 + self.free_bkg).astype(int)
+        if self.n_shape:
+            bkg = np.r_[bkg, 1 + self.n_bkg + np.arange(self.n_shape)].astype(int)
         return np.r_[0, bkg].astype(int) if mu_free else bkg
 
     @property
     def constraint_precision(self) -> np.ndarray:
         """``(n_par,)`` precisions ``1/r_b²`` of the constraint terms on the full parameter vector
-        (0 for μ and for fixed backgrounds)."""
+        (0 for μ and for fixed backgrounds; 1 for each α)."""
         rel = self.rel_unc
-        return np.r_[0.0, np.where(rel > 0, 1.0 / np.where(rel > 0, rel, 1.0) ** 2, 0.0)]
+        prec = np.r_[0.0, np.where(rel > 0, 1.0 / np.where(rel > 0, rel, 1.0) ** 2, 0.0)]
+        return np.r_[prec, np.ones(self.n_shape)] if self.n_shape else prec
 
     @property
     def signal_is_empty(self) -> bool:
@@ -200,17 +267,45 @@ class BinnedModel:
     def nominal_theta(self) -> np.ndarray:
         return np.ones(self.n_bkg)
 
+    def nominal_nuisance(self) -> np.ndarray:
+        """``[θ = 1 (n_bkg), α = 0 (K)]``, also the nominal auxiliary observables."""
+        return np.r_[np.ones(self.n_bkg), np.zeros(self.n_shape)]
+
+    def _nuisance(self, theta: np.ndarray | None) -> np.ndarray:
+        """``[θ, α]`` from ``theta`` given as ``[θ, α]`` or ``θ`` alone (α = 0)."""
+        if theta is None:
+            return self.nominal_nuisance()
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape[-1] == self.n_aux:
+            return theta
+        if theta.shape[-1] != self.n_bkg:
+            raise ModelError(f"nuisance vectors have length n_bkg or n_bkg + K = {self.n_bkg} or "
+                             f"{self.n_aux}, got {theta.shape[-1]}")
+        out = np.zeros(theta.shape[:-1] + (self.n_aux,))
+        out[..., : self.n_bkg] = theta
+        return out
+
     # ------------------------------------------------------------------ maths
     def expected(self, mu: float | np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
-        """ν = μ s + Σ_b θ_b B_b; broadcasts over leading axes of ``mu``/``theta``."""
+        """ν = μ s(α) + Σ_b θ_b B_b(α); broadcasts over leading axes of ``mu``/``theta``."""
         mu = np.asarray(mu, dtype=np.float64)
+        if self.n_shape:
+            nuis = self._nuisance(theta)
+            shape = np.broadcast_shapes(mu.shape, nuis.shape[:-1])
+            c = np.empty(shape + (1 + self.n_bkg,))
+            c[..., 0] = mu
+            c[..., 1:] = nuis[..., : self.n_bkg]
+            return self.morph.expected(c, nuis[..., self.n_bkg :])
         theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
         return mu[..., None] * self.signal + theta @ self.backgrounds
 
     def full_params(self, mu: float | np.ndarray, theta: np.ndarray | None = None) -> np.ndarray:
-        """Stack ``[μ, θ]`` into full parameter vectors (broadcasting over leading axes)."""
+        """Stack ``[μ, θ(, α)]`` into full parameter vectors (broadcasting over leading axes)."""
         mu = np.asarray(mu, dtype=np.float64)
-        theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
+        if self.n_shape:
+            theta = self._nuisance(theta)
+        else:
+            theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
         shape = np.broadcast_shapes(mu.shape, theta.shape[:-1])
         out = np.empty(shape + (self.n_par,))
         out[..., 0] = mu
@@ -226,26 +321,37 @@ class BinnedModel:
         """Reference (dense, unoptimised) NLL, see the module docstring.
 
         params: ``(..., n_par)`` full parameter vectors; counts: ``(..., n_bins)``;
-        aux: ``(..., n_bkg)`` auxiliary observables on the multiplier scale (default nominal 1).
-        Only constrained backgrounds contribute a constraint term.
+        aux: ``(..., n_aux)`` auxiliary observables (θ on the multiplier scale, default nominal 1;
+        then α, default 0). Only constrained backgrounds contribute a constraint term.
         """
         params = np.asarray(params, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
-        aux = np.ones(self.n_bkg) if aux is None else np.asarray(aux, dtype=np.float64)
-        nu = self.expected(params[..., 0], params[..., 1:])
+        aux = self.nominal_nuisance() if aux is None else np.asarray(aux, dtype=np.float64)
+        K = self.n_shape
+        if K:
+            aux, aux_alpha = aux[..., : self.n_bkg], aux[..., self.n_bkg :]
+            alpha, params = params[..., 1 + self.n_bkg :], params[..., : 1 + self.n_bkg]
+        nu = self.expected(params[..., 0], params[..., 1:]) if not K else \
+            self.morph.expected(params, alpha)
         with np.errstate(divide="ignore", invalid="ignore"):
             logterm = np.where(counts > 0, counts * np.log(np.where(counts > 0, nu, 1.0)), 0.0)
         bad = np.any((counts > 0) & ~(nu > 0), axis=-1)
         c = self.constrained
         rel = np.where(c, self.rel_unc, 1.0)
         cons = np.where(c, 0.5 * ((aux - params[..., 1:]) / rel) ** 2, 0.0).sum(axis=-1)
+        if K:
+            cons = cons + 0.5 * ((aux_alpha - alpha) ** 2).sum(axis=-1)
         out = nu.sum(axis=-1) - logterm.sum(axis=-1) + cons
         return np.where(bad, np.inf, out)
 
     def asimov(
         self, mu: float, theta: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Asimov dataset at (μ, θ): counts = ν (not rounded), aux = θ (arXiv:1007.1727 §5)."""
+        """Asimov dataset at (μ, θ(, α)): counts = ν (not rounded), aux = the nuisance values
+        (arXiv:1007.1727 §5; a_α = α, 0 at the nominal point)."""
+        if self.n_shape:
+            nuis = self._nuisance(theta)
+            return self.expected(mu, nuis), nuis.copy()
         theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
         return self.expected(mu, theta), theta.copy()
 
@@ -265,14 +371,34 @@ class BinnedModel:
         return cls(sig, bkg, tuple(names), np.asarray(rel_unc, float), signal_name, sig.shape)
 
     def with_signal(self, signal: np.ndarray) -> "BinnedModel":
-        """Same backgrounds, another signal template (e.g. another WIMP mass)."""
+        """Same backgrounds, another signal template (e.g. another WIMP mass). The signal rows of
+        the shape systematics keep their per-bin relative variations (exact for a rescaled
+        signal; bins where the old signal is 0 become unaffected)."""
+        new = np.asarray(signal, float).ravel()
+        systs = self.shape_systematics
+        if systs:
+            old = self.signal
+            ratio = np.where(old > 0, new / np.where(old > 0, old, 1.0), 0.0)
+
+            def row(t: np.ndarray) -> np.ndarray:
+                out = np.array(t, copy=True)
+                out[0] = np.where(old > 0, t[0] * ratio, new)
+                return out
+
+            systs = tuple(ShapeSystematic(s.name, row(s.up), row(s.down)) for s in systs)
         return BinnedModel(
-            np.asarray(signal, float).ravel(), self.backgrounds, self.names, self.rel_unc,
-            self.signal_name, self.bin_shape,
+            new, self.backgrounds, self.names, self.rel_unc, self.signal_name, self.bin_shape, systs,
         )
 
     def with_rel_unc(self, rel_unc: np.ndarray) -> "BinnedModel":
         return BinnedModel(
             self.signal, self.backgrounds, self.names, np.asarray(rel_unc, float),
-            self.signal_name, self.bin_shape,
+            self.signal_name, self.bin_shape, self.shape_systematics,
+        )
+
+    def with_shape_systematics(self, systematics: Sequence[ShapeSystematic] = ()) -> "BinnedModel":
+        """The same templates and constraints with other (default: no) shape systematics."""
+        return BinnedModel(
+            self.signal, self.backgrounds, self.names, self.rel_unc, self.signal_name,
+            self.bin_shape, tuple(systematics),
         )

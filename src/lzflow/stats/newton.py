@@ -351,7 +351,7 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
     cfg = fitter.config
     res = FitResult.empty(data.n, fitter.model.n_par)
     cols = fitter.free_columns(mu_fixed)
-    lb = lower_bounds(cols.size, mu_fixed, mu_lower)
+    lb = lower_bounds(cols.size, mu_fixed, mu_lower, fitter.model.n_shape)
     bad_in = ~data.valid
     res.status[bad_in] = FitStatus.NON_FINITE
     res.first_failure[bad_in] = FitStatus.NON_FINITE

@@ -7,6 +7,12 @@ tested μ, the conditional fit and the test statistic q. Fit status codes are
 :class:`lzflow.stats.fitresult.FitStatus`. Results of one ensemble made by several calls or jobs are
 joined with :meth:`ToyResult.concat`; :meth:`ToyResult.to_arrays` / :meth:`ToyResult.from_arrays`
 convert to and from flat arrays (``np.savez``).
+
+With K > 0 shape systematics the records carry the α's like the θ's: the auxiliary observables
+``aux = [a_θ, a_α]``, the unconditional fit's ``params_uncond = [μ̂, θ̂, α̂]``, and in addition
+``alpha_cond`` ``(n, n_mu, K)``, α̂̂ at each tested μ (:data:`ToyResult.PER_TOY_SHAPE`, listed by
+:attr:`ToyResult.per_toy`). For K = 0 ``alpha_cond`` is empty and the arrays are exactly those of
+a rate-only model (:data:`ToyResult.PER_TOY`).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ class ToyResult:
     """Per-toy records of one (hypothesis, generation point) ensemble.
 
     ``mu_test`` (n_mu,) are the tested POI values; ``q``, ``nll_cond``, ``status_cond`` have shape
-    ``(n_toys, n_mu)``. ``params_uncond`` are the unconditional best fits [μ̂, θ̂].
+    ``(n_toys, n_mu)``. ``params_uncond`` are the unconditional best fits [μ̂, θ̂(, α̂)];
+    ``alpha_cond`` ``(n_toys, n_mu, K)`` the conditional α̂̂ (K = 0: empty).
     Fit status codes are :class:`lzflow.stats.fitresult.FitStatus`.
     """
 
@@ -35,13 +42,13 @@ class ToyResult:
     base_seed: int
     mass_key: int
     test_stat: str
-    gen_params: np.ndarray  # (1 + n_bkg,) generation point
+    gen_params: np.ndarray  # (n_par,) generation point
     mu_test: np.ndarray  # (n_mu,)
     toy_index: np.ndarray  # (n,)
-    aux: np.ndarray  # (n, n_bkg)
+    aux: np.ndarray  # (n, n_bkg + K)
     n_events: np.ndarray  # (n,)
     mu_hat: np.ndarray  # (n,)
-    params_uncond: np.ndarray  # (n, 1 + n_bkg)
+    params_uncond: np.ndarray  # (n, n_par)
     nll_uncond: np.ndarray  # (n,)
     status_uncond: np.ndarray  # (n,)
     first_failure_uncond: np.ndarray  # (n,)
@@ -51,6 +58,7 @@ class ToyResult:
     first_failure_cond: np.ndarray  # (n, n_mu)
     strategy_cond: np.ndarray  # (n, n_mu)
     q: np.ndarray  # (n, n_mu)
+    alpha_cond: np.ndarray | None = None  # (n, n_mu, K); None → empty (K = 0)
 
     #: names of the per-toy arrays (one row per toy), in file order
     PER_TOY: ClassVar[tuple[str, ...]] = (
@@ -58,24 +66,42 @@ class ToyResult:
         "first_failure_uncond", "strategy_uncond", "nll_cond", "status_cond",
         "first_failure_cond", "strategy_cond", "q",
     )
-    #: old name of :attr:`PER_TOY`, until ``merge.py`` and the tests use the public one
+    #: per-toy arrays that exist only with shape systematics (K > 0)
+    PER_TOY_SHAPE: ClassVar[tuple[str, ...]] = ("alpha_cond",)
+
+    def __post_init__(self) -> None:
+        if self.alpha_cond is None:
+            self.alpha_cond = np.zeros((self.toy_index.size, np.asarray(self.mu_test).size, 0))
+
+    @property
+    def n_shape(self) -> int:
+        return int(self.alpha_cond.shape[2])
+
+    @property
+    def per_toy(self) -> tuple[str, ...]:
+        """The per-toy arrays of these records: :data:`PER_TOY`, plus :data:`PER_TOY_SHAPE` when K > 0."""
+        return self.PER_TOY + (self.PER_TOY_SHAPE if self.n_shape else ())
 
     @classmethod
     def empty(cls, hypothesis: str, poi_index: int, base_seed: int, mass_key: int, test_stat: str,
-              gen_params: np.ndarray, mu_test: np.ndarray, toy_indices: np.ndarray, n_bkg: int) -> "ToyResult":
-        """Records for ``toy_indices`` before any fit: NaN values, NOT_RUN statuses, aux at nominal."""
+              gen_params: np.ndarray, mu_test: np.ndarray, toy_indices: np.ndarray, n_bkg: int,
+              n_shape: int = 0) -> "ToyResult":
+        """Records for ``toy_indices`` before any fit: NaN values, NOT_RUN statuses, aux at nominal
+        (θ = 1, α = 0)."""
         n, n_mu = toy_indices.size, mu_test.size
+        aux = np.ones((n, n_bkg)) if not n_shape else np.tile(np.r_[np.ones(n_bkg), np.zeros(n_shape)], (n, 1))
         return cls(
             hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
             mass_key=int(mass_key), test_stat=test_stat, gen_params=gen_params, mu_test=mu_test,
-            toy_index=toy_indices.copy(), aux=np.ones((n, n_bkg)), n_events=np.zeros(n),
-            mu_hat=np.full(n, np.nan), params_uncond=np.full((n, 1 + n_bkg), np.nan),
+            toy_index=toy_indices.copy(), aux=aux, n_events=np.zeros(n),
+            mu_hat=np.full(n, np.nan), params_uncond=np.full((n, 1 + n_bkg + n_shape), np.nan),
             nll_uncond=np.full(n, np.nan), status_uncond=np.full(n, FitStatus.NOT_RUN, np.int8),
             first_failure_uncond=np.zeros(n, np.int8), strategy_uncond=np.zeros(n, np.int8),
             nll_cond=np.full((n, n_mu), np.nan),
             status_cond=np.full((n, n_mu), FitStatus.NOT_RUN, np.int8),
             first_failure_cond=np.zeros((n, n_mu), np.int8),
             strategy_cond=np.zeros((n, n_mu), np.int8), q=np.full((n, n_mu), np.nan),
+            alpha_cond=np.full((n, n_mu, n_shape), np.nan),
         )
 
     @property
@@ -127,16 +153,17 @@ class ToyResult:
             ) or not np.array_equal(p.mu_test, first.mu_test):
                 raise ValueError("can only concatenate toys of the same ensemble")
         kw = {f.name: getattr(first, f.name) for f in fields(cls)}
-        for name in cls.PER_TOY:
+        names = cls.PER_TOY + cls.PER_TOY_SHAPE
+        for name in names:
             kw[name] = np.concatenate([getattr(p, name) for p in parts])
         order = np.argsort(kw["toy_index"], kind="stable")
-        for name in cls.PER_TOY:
+        for name in names:
             kw[name] = kw[name][order]
         return cls(**kw)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat dict of arrays (for ``np.savez``); metadata as 0-d arrays."""
-        out = {name: getattr(self, name) for name in self.PER_TOY}
+        out = {name: getattr(self, name) for name in self.per_toy}
         out.update(
             hypothesis=np.array(self.hypothesis), poi_index=np.array(self.poi_index),
             base_seed=np.array(self.base_seed), mass_key=np.array(self.mass_key),
@@ -147,6 +174,8 @@ class ToyResult:
     @classmethod
     def from_arrays(cls, d: dict) -> "ToyResult":
         kw = {name: np.asarray(d[name]) for name in cls.PER_TOY}
+        if "alpha_cond" in d:
+            kw["alpha_cond"] = np.asarray(d["alpha_cond"])
         return cls(
             hypothesis=str(d["hypothesis"]), poi_index=int(d["poi_index"]),
             base_seed=int(d["base_seed"]), mass_key=int(d["mass_key"]),

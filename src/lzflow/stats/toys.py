@@ -6,7 +6,9 @@ MLEs on the "observed" dataset (default: the Asimov background-only dataset, cou
 unrounded, aux = 1). Each toy draws
 
 * the auxiliary observables of the floating backgrounds, a_b ~ Gauss(θ̂̂_b, r_b) (multiplier
-  scale; stored with the toy — refitting a toy without them would be wrong);
+  scale; stored with the toy — refitting a toy without them would be wrong), and of the shape
+  parameters of a model with shape systematics, a_k ~ Gauss(α̂̂_k, 1) — every constrained
+  parameter's auxiliary observable is randomised at the generation point;
 * the counts n_i ~ Poisson(ν_i) — directly for the fitter's "dense" bins, and for the nearly
   empty "sparse" bins as N_S ~ Poisson(Σ_S ν) events placed with the categorical distribution
   ν_i/Σ_S ν (the same joint distribution, far fewer random numbers).
@@ -104,7 +106,13 @@ def generation_point(
     """Full parameter vector (μ, θ̂̂(μ)) fitted on ``observed`` = (counts, aux)."""
     fitter = fitter or BatchedFitter(model, FitConfig(n_threads=1))
     counts, aux = observed_asimov(model) if observed is None else observed
-    init = model.full_params(mu, np.where(model.constrained, np.clip(aux, 0.05, None), 1.0))
+    if model.n_shape:
+        aux = np.asarray(aux, dtype=np.float64)
+        nb = model.n_bkg
+        nuis = np.r_[np.where(model.constrained, np.clip(aux[:nb], 0.05, None), 1.0), aux[nb:]]
+        init = model.full_params(mu, nuis)
+    else:
+        init = model.full_params(mu, np.where(model.constrained, np.clip(aux, 0.05, None), 1.0))
     r = fitter.fit(np.asarray(counts)[None, :], np.asarray(aux)[None, :], mu_fixed=float(mu),
                    init=init[None, :])
     return r.params[0].copy(), r
@@ -119,11 +127,13 @@ class ToySampler:
     ``"counter"`` (default, vectorised): counter-based words (:mod:`lzflow.stats._rng`) with the
         ensemble key from ``SeedSequence([base_seed, mass_key, poi_index, hypothesis])`` and the
         toy index as counter; word layout per toy: ``[0, F)`` aux normals (F floating
-        backgrounds, inverse CDF), ``[F, F + D)`` dense-bin Poissons (inverse CDF), ``F + D``
-        the sparse total, ``F + D + 1 + e`` the position of sparse event ``e``.
+        backgrounds, inverse CDF), ``[F, F + K)`` the shape parameters' aux normals (only with
+        K > 0 shape systematics: for K = 0 the layout is unchanged), ``[F + K, F + K + D)``
+        dense-bin Poissons (inverse CDF), ``F + K + D`` the sparse total, ``F + K + D + 1 + e``
+        the position of sparse event ``e``.
     ``"seedsequence"``: one ``Generator(PCG64(SeedSequence([base_seed, mass_key, poi_index,
         hypothesis, toy_index])))`` per toy (:func:`toy_generator`), drawing in the same order
-        (aux normals, dense Poissons, sparse total, its uniforms). ~10× slower.
+        (aux normals of θ then of α, dense Poissons, sparse total, its uniforms). ~10× slower.
     """
 
     def __init__(self, fitter: BatchedFitter, params: np.ndarray, stream: str = "counter"):
@@ -144,13 +154,15 @@ class ToySampler:
         self.free = m.free_bkg
         self.rel_free = m.rel_unc[self.free]
         self.theta_free = self.params[1:][self.free]
+        self.n_shape = m.n_shape
+        self.alpha_gen = self.params[1 + m.n_bkg :]
         self._pois = PoissonInverse(self.nuD) if stream == "counter" else None
 
     def draw(
         self, base_seed: int, mass_key: int, poi_index: int, hypothesis: int | str,
         toy_indices: np.ndarray,
     ) -> tuple[PreparedData, np.ndarray]:
-        """Draw the toys ``toy_indices``; returns (prepared data, aux ``(n, n_bkg)``)."""
+        """Draw the toys ``toy_indices``; returns (prepared data, aux ``(n, n_aux)``)."""
         h = HYPOTHESES[hypothesis] if isinstance(hypothesis, str) else int(hypothesis)
         toy_indices = np.asarray(toy_indices, dtype=np.int64)
         if self.stream == "counter":
@@ -160,11 +172,15 @@ class ToySampler:
     def _draw_counter(self, key: np.ndarray, toys: np.ndarray) -> tuple[PreparedData, np.ndarray]:
         m = self.fitter.model
         n = toys.size
+        nk = self.n_shape
         nf, nd = self.free.size, self.nuD.size
-        aux = np.ones((n, m.n_bkg))
-        u = uniforms_from_words(words(key, toys[:, None], np.arange(nf + nd + 1)[None, :]))
+        aux = self._nominal_aux(n)
+        u = uniforms_from_words(words(key, toys[:, None], np.arange(nf + nk + nd + 1)[None, :]))
         if nf:
             aux[:, self.free] = self.theta_free + self.rel_free * ndtri(u[:, :nf])
+        if nk:
+            aux[:, m.n_bkg :] = self.alpha_gen + ndtri(u[:, nf : nf + nk])
+            nf += nk  # the words after the aux normals
         nD = self._pois.sample(u[:, nf : nf + nd])
         ns = poisson_inverse_scalar(self.lamS, u[:, nf + nd]) if self.lamS > 0 else np.zeros(n, int)
         tot = int(ns.sum())
@@ -188,7 +204,7 @@ class ToySampler:
         m = self.fitter.model
         n = toys.size
         nD = np.empty((n, self.nuD.size), dtype=np.float64)
-        aux = np.ones((n, m.n_bkg))
+        aux = self._nominal_aux(n)
         e_toy: list[np.ndarray] = []
         e_bin: list[np.ndarray] = []
         e_n: list[np.ndarray] = []
@@ -197,6 +213,8 @@ class ToySampler:
             rng = toy_generator(base_seed, mass_key, poi_index, h, int(k))
             if nf:
                 aux[t, self.free] = self.theta_free + self.rel_free * rng.standard_normal(nf)
+            if self.n_shape:
+                aux[t, m.n_bkg :] = self.alpha_gen + rng.standard_normal(self.n_shape)
             nD[t] = rng.poisson(self.nuD)
             ns = int(rng.poisson(self.lamS)) if self.lamS > 0 else 0
             if ns:
@@ -212,6 +230,10 @@ class ToySampler:
             et = eb = np.zeros(0, dtype=np.intp)
             en = np.zeros(0)
         return self.fitter.prepare_split(nD, et, eb, en, aux), aux
+
+    def _nominal_aux(self, n: int) -> np.ndarray:
+        m = self.fitter.model
+        return np.ones((n, m.n_bkg)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
 
     def dense_counts(self, data: PreparedData) -> np.ndarray:
         """Reassemble dense ``(n, n_bins)`` counts from prepared toys (for tests/exports)."""
@@ -232,7 +254,7 @@ def generate_toys(
     hypothesis: str | int,
     stream: str = "counter",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense toy data: (counts ``(n, n_bins)``, aux ``(n, n_bkg)``) — the same toys
+    """Dense toy data: (counts ``(n, n_bins)``, aux ``(n, n_aux)``) — the same toys
     :func:`run_toys` fits for these seeds and generation point."""
     fitter = BatchedFitter(model, FitConfig(n_threads=1))
     sampler = ToySampler(fitter, np.asarray(gen_params, dtype=np.float64), stream)
@@ -248,6 +270,7 @@ def fit_toy_block(
     """Unconditional fit + conditional fits at each tested μ for one block of toys (any fitter with
     the :meth:`BatchedFitter.fit` interface: binned, or :class:`lzflow.stats.unbinned.UnbinnedFitter`)."""
     n = data.n
+    nb = fitter.model.n_bkg
     init = np.broadcast_to(gen, (n, gen.size))
     lower = mu_lower_bound(test_stat)
     start = init.copy()
@@ -259,7 +282,7 @@ def fit_toy_block(
     bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
     for mu in mu_test:
         ci = prev_params + (mu - prev_mu)[:, None] * slope
-        ci[:, 1:] = np.maximum(ci[:, 1:], 0.0)
+        ci[:, 1 : 1 + nb] = np.maximum(ci[:, 1 : 1 + nb], 0.0)  # θ ≥ 0 (α unbounded)
         ci[bad_prev] = gen
         ci[:, 0] = mu
         rc = fitter.fit(data, mu_fixed=float(mu), init=ci)
@@ -272,7 +295,7 @@ def fit_toy_block(
 # ----------------------------------------------------------------------------- likelihoods
 @dataclass
 class DrawnBlock:
-    """One canonical block of drawn toys: aux ``(n, n_bkg)``, event counts ``(n,)`` and the toys
+    """One canonical block of drawn toys: aux ``(n, n_aux)``, event counts ``(n,)`` and the toys
     in the fitter's representation, as sub-blocks fitted one after the other (made lazily)."""
 
     aux: np.ndarray
@@ -386,7 +409,7 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResu
     slope = likelihood.truth_fitter.profile_slope(gen)
     draw = likelihood.drawer(gen, request)
     res = ToyResult.empty(request.hypothesis, request.poi_index, request.base_seed, request.mass_key,
-                          request.test_stat, gen, request.mu_test, indices, model.n_bkg)
+                          request.test_stat, gen, request.mu_test, indices, model.n_bkg, model.n_shape)
 
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
@@ -439,6 +462,9 @@ def store_block(res: ToyResult, rows: np.ndarray, pos: np.ndarray, aux: np.ndarr
     res.status_cond[rows] = np.stack([rc.status[pos] for rc in conds], axis=1)
     res.first_failure_cond[rows] = np.stack([rc.first_failure[pos] for rc in conds], axis=1)
     res.strategy_cond[rows] = np.stack([rc.strategy[pos] for rc in conds], axis=1)
+    if res.alpha_cond.shape[2]:  # α̂̂ at each tested μ (shape systematics only)
+        k = res.alpha_cond.shape[2]
+        res.alpha_cond[rows] = np.stack([rc.params[pos, -k:] for rc in conds], axis=1)
     res.q[rows] = evaluate_test_statistic(res.test_stat, ncond, ru.nll[pos], ru.params[pos, 0], res.mu_test)
 
 

@@ -91,6 +91,10 @@ class UnbinnedModel:
     edge: str = "mirror"
     floor: float = 0.0
 
+    def __post_init__(self) -> None:
+        if self.truth.n_shape:
+            raise ValueError("the unbinned likelihood has no shape systematics; use the binned one")
+
     @classmethod
     def from_templates(
         cls, signal: np.ndarray, backgrounds: Sequence[np.ndarray] | np.ndarray,
@@ -130,6 +134,7 @@ class UnbinnedModel:
     #: read from the truth model
     n_par = _from_truth("n_par")
     n_bkg = _from_truth("n_bkg")
+    n_shape = _from_truth("n_shape")
     par_names = _from_truth("par_names")
     rel_unc = _from_truth("rel_unc")
     constrained = _from_truth("constrained")
