@@ -204,8 +204,12 @@ def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
     assert doc["no_sensitivity"] is True
     csv_path = tmp_path / "limit_curve.csv"
     assert main(["curve", "--limits", str(limit), str(quick_run / "m40" / "limit.json"), "--out", str(csv_path)]) == 0
-    rows = csv_path.read_text().splitlines()
-    assert rows[1].startswith("2.0,,") and rows[1].endswith("True")
+    import csv
+
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[0]["mass_GeV"] == "2.0" and rows[0]["sigma_median_cm2"] == ""
+    assert rows[0]["no_sensitivity"] == "True" and rows[1]["no_sensitivity"] == "False"
 
 
 def test_physics_tables_of_a_results_tree(quick_run, tmp_path):

@@ -39,6 +39,10 @@ Modules (one concern each):
 from importlib import import_module
 from typing import Any
 
+# ``crossing`` is both a submodule and its main function: once any module imports the submodule,
+# Python binds the package attribute to it, so the function is imported here, eagerly (numpy only).
+from .crossing import Crossing, crossing, limits_from_curves, refine_grid
+
 #: Public name → the submodule that defines it. The package imports nothing eagerly (PEP 562):
 #: a toy job that needs only the toy machinery does not pay for scipy.stats/optimize (asymptotics),
 #: ~1 s of start-up per job on these machines (benchmarks/bench_startup.py).

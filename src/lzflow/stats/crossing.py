@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
-from scipy.optimize import brentq
 
 __all__ = [
     "Crossing",
@@ -93,6 +91,9 @@ def crossing(
     bracket = (int(idx[k - 1]), int(idx[k]))
     m, e = _loglinear(mu_f[k - 1], mu_f[k], pc[k - 1], pc[k], alpha, pe_f[k - 1], pe_f[k])
     if method == "pchip" and mu_f.size >= 2:
+        from scipy.interpolate import PchipInterpolator  # only for this option (start-up of toy jobs)
+        from scipy.optimize import brentq
+
         spl = PchipInterpolator(mu_f, np.log(pc))
         m = brentq(lambda x: spl(x) - np.log(alpha), mu_f[k - 1], mu_f[k])
     return Crossing(float(m), float(e), "ok", bracket)
