@@ -46,11 +46,14 @@ Shape nuisance parameters
 With ``shape_systematics`` (K :class:`~lzflow.stats.morphing.ShapeSystematic` objects, templates
 of every sample at α_k = ±1) the parameter vector is ``[μ, θ_1..θ_B, α_1..α_K]`` and::
 
-    ν_i(μ, θ, α) = μ s_i(α) + Σ_b θ_b B_bi(α)
+    ν_i(μ, θ, α) = μ s_i(α) + Σ_b [θ_b B_bi + Σ_k Δ_kbi(α_k)],    B_b(α) = B_b + Σ_k Δ_kb(α_k)
     NLL = Σ_i [ν_i − n_i ln ν_i] + Σ_{b: r_b>0} (a_b − θ_b)²/(2 r_b²) + Σ_k (a_k − α_k)²/2
 
 with the templates morphed per bin and sample by pyhf's ``histosys`` interpolation code 4p
-(:mod:`lzflow.stats.morphing`), a unit Gaussian constraint on each α_k (nominal 0) whose
+(:mod:`lzflow.stats.morphing`) — μ multiplies the morphed signal, a background's rate θ_b its
+nominal template while its shape variations add, as in HistFactory/pyhf with lzflow's linear rate
+``histosys`` (the exported pyhf workspace is this model exactly; θ_b B_b(α) would differ by
+(θ_b − 1) Δ_kb, second order) — a unit Gaussian constraint on each α_k (nominal 0) whose
 auxiliary observable a_k (nominal 0) follows the θ ones: ``aux = [a_θ (n_bkg), a_α (K)]``. Every α
 is fitted, in the conditional and the unconditional fits alike, and is unbounded (the line search
 keeps ν_i > 0 where n_i > 0). Methods taking ``theta`` accept the nuisance vector ``[θ, α]``

@@ -1,26 +1,30 @@
 """The binned NLL of toys under a model with shape nuisance parameters, for the Newton engine.
 
-With shape systematics (:mod:`lzflow.stats.morphing`) ν is no longer linear in the parameters:
-``ν = z(c, α) @ M`` with the fixed basis M = [T_s; S_ks; A_ks] and c = [μ, θ]. For the free
-parameters y (free entries of c, then every α) the exact derivatives are (r_i = n_i/ν_i,
-w_i = n_i/ν_i², f = code 4p, P = constraint precisions, a = auxiliary observables)::
+With shape systematics (:mod:`lzflow.stats.morphing`) ν = μ T_0(α) + Σ_b [θ_b T_b + Δ_b(α)] is no
+longer linear in the parameters; in the fitters' form ``ν = z @ M`` with the fixed basis
+M = [T_s; S⁰_k; A⁰_k; S^B_k; A^B_k] and z = [μ, θ; μα; μf(α); α; f(α)]. For the free parameters
+y (μ if free, the floating θ, every α) the exact derivatives are (r_i = n_i/ν_i, w_i = n_i/ν_i²,
+f = code 4p, P = constraint precisions, a = auxiliary observables)::
 
-    ∂ν/∂c_s = T_s(α) = T_s + Σ_k (α_k S_ks + f(α_k) A_ks)
-    ∂ν/∂α_k = Σ_s c_s (S_ks + f'(α_k) A_ks)
-    ∂²ν/∂c_s∂α_k = S_ks + f'(α_k) A_ks,   ∂²ν/∂α_k² = f''(α_k) Σ_s c_s A_ks   (others 0)
+    ∂ν/∂μ = T_0(α) = T_0 + Σ_k (α_k S⁰_k + f(α_k) A⁰_k),     ∂ν/∂θ_b = T_b
+    ∂ν/∂α_k = μ (S⁰_k + f'(α_k) A⁰_k) + S^B_k + f'(α_k) A^B_k
+    ∂²ν/∂μ∂α_k = S⁰_k + f'(α_k) A⁰_k,   ∂²ν/∂α_k² = f''(α_k) (μ A⁰_k + A^B_k)   (others 0)
 
     g = Σ_i (1 − r_i) ∂ν_i + P (y − a)
     H = Σ_i w_i ∂ν_i ∂ν_iᵀ + Σ_i (1 − r_i) ∂²ν_i + P
 
-Every Σ_i (1 − r_i) (·) is a projection of the basis: Π = Σ_i (1 − r_i) M_·i = M·1 − M r, one
-matrix product per block of toys (``r @ Mᵀ``, dense bins; CSR products over the non-zero sparse
-entries — empty bins enter only through the constant M·1). The gradient and the whole
-second-derivative part of H (θ–α cross terms and the α–α diagonal of code 4p) are contractions
-of Π with (c, α); the Gauss–Newton part Σ w ∂ν ∂νᵀ is formed from each toy's Jacobian on the dense
-bins (built by two matrix products over the block, optionally in single precision) and the
-sparse entries. The dense/sparse split, the fixed part (μ when fixed, fixed backgrounds) and the
-NewtonRows protocol (:class:`lzflow.stats.newton.NewtonRows`) are those of the rate-only fitter
-(:mod:`lzflow.stats.binned_nll`).
+Every Σ_i (1 − r_i) (·) is a projection of the basis, Π = M·1 − M r: one matrix product per block
+of toys on the dense bins (``r @ Mᵀ``) plus CSR products over the non-zero sparse entries (empty
+bins enter only through the constant M·1). The gradient and the whole second-derivative part of H
+(μ–α cross terms and the α–α diagonal of code 4p) are contractions of Π with (μ, α). The
+Gauss–Newton part Σ w ∂ν ∂νᵀ splits by columns: the θ–θ block is the rate-only fitter's one BLAS
+product ``W @ P_θθ`` with the precomputed pair products of the fixed templates; the columns that
+vary per toy (μ, α; 1 + K at most) are built in chunks of toys by matrix products, and give the
+θ–(μ, α) block with one more product against the fixed templates and the (μ, α) block with small
+per-toy products — single precision by default (only the search direction depends on it,
+:class:`~lzflow.stats.fitresult.FitConfig`). The dense/sparse split, the fixed part (μ when fixed,
+fixed backgrounds) and the NewtonRows protocol (:class:`lzflow.stats.newton.NewtonRows`) are those
+of the rate-only fitter (:mod:`lzflow.stats.binned_nll`).
 """
 
 from __future__ import annotations
@@ -30,14 +34,15 @@ import copy
 import numpy as np
 import scipy.sparse as sp
 
+from ._linalg import unpack_symmetric
 from .binned_nll import PreparedData
 from .model import BinnedModel
 from .morphing import code4p
 
 __all__ = ["MorphLayout", "MorphRows", "morph_problem", "JACOBIAN_CHUNK"]
 
-#: toys whose dense-bin Jacobians are built and multiplied together (work arrays in cache)
-JACOBIAN_CHUNK = 8
+#: toys whose varying Jacobian columns (μ, α) are built and multiplied together (work arrays in cache)
+JACOBIAN_CHUNK = 32
 
 
 class MorphLayout:
@@ -48,42 +53,46 @@ class MorphLayout:
         basis = model.morph
         S, K = basis.S, basis.K
         self.S, self.K = S, K
-        self.cols = model.fit_columns(mu_fixed is None)
+        self.mu_free = mu_fixed is None
+        self.cols = model.fit_columns(self.mu_free)
         self.p = int(self.cols.size)
         self.cfree = self.cols[self.cols < S]
         self.nc = int(self.cfree.size)
+        self.theta = self.cfree[self.cfree > 0]  # free θ (indices into c)
+        self.nv = int(self.mu_free) + K  # Jacobian columns that vary per toy: μ (if free), α
         c0 = np.ones(S)
         c0[0] = 0.0 if mu_fixed is None else float(mu_fixed)
         self.c_fixed = c0
         self.prec = model.constraint_precision[self.cols]
         M = basis.M
-        # ν and the projections Π use only the basis rows that are not identically 0 (a sample a
-        # systematic does not affect): ``keep``; Π of the others is exactly 0
+        # ν and Π use only the basis rows that are not identically 0: ``keep``; Π of the others is 0
         self.keep = np.flatnonzero(np.any(M != 0, axis=1))
         Mk = M[self.keep]
         self.MDk = np.ascontiguousarray(Mk[:, dense_bins])  # (R_kept, D)
         self.MDkT = np.ascontiguousarray(self.MDk.T)  # (D, R_kept)
         self.MS = np.ascontiguousarray(Mk[:, sparse_bins].T)  # (nS, R_kept)
         self.Mtot = Mk.sum(axis=1)  # (R_kept,)
-        self.MD = M[:, dense_bins]  # (R, D), every row (Jacobian bases)
-        D = dense_bins.size
         wt = np.float32 if float32 else np.float64
         self.wt = wt
-        # Jacobian bases: c-columns (1 + 2K, nc·D) with rows [T_s, S_ks (k), A_ks (k)] of the free samples
-        rows = np.array([[s] + [S + k * S + s for k in range(K)] + [S + K * S + k * S + s for k in range(K)]
-                         for s in self.cfree], dtype=int).reshape(self.nc, 1 + 2 * K)
-        self.Bc = np.ascontiguousarray(self.MD[rows.T].reshape(1 + 2 * K, self.nc * D), dtype=wt)
-        # α-columns (S, 2K·D): for each sample its [S_ks (k); A_ks (k)]
-        sa = self.MD[S:].reshape(2, K, S, D).transpose(2, 0, 1, 3)  # (S, 2, K, D)
-        self.SA = np.ascontiguousarray(sa.reshape(S, 2 * K * D), dtype=wt)
-        # bins some allowed parameter value can fill: a basis row of a free or non-zero fixed
-        # sample (without / with the signal when μ is fixed)
-        sample_of_row = np.r_[np.arange(S), np.tile(np.arange(S), 2 * K)]
+        MD = M[:, dense_bins]
+        if float32:  # the Hessian's copies: values the float32 range cannot hold normally are 0
+            MD = np.where(np.abs(MD) < 1e-20, 0.0, MD)  # (subnormal products are ~100× slower)
+        B = MD[self.theta]  # (nθ, D) fixed Jacobian columns of the free θ
+        self.iu, self.ju = np.triu_indices(self.theta.size)
+        self.piu, self.pju = np.triu_indices(self.p)
+        self.PD = np.ascontiguousarray((B[self.iu] * B[self.ju]).T, dtype=wt)  # (D, nθ(nθ+1)/2)
+        self.BT = np.ascontiguousarray(B.T, dtype=wt)  # (D, nθ)
+        m4 = MD[S:].reshape(4, K, -1)
+        self.Bsig = np.ascontiguousarray(np.concatenate([MD[:1], m4[0], m4[1]]), dtype=wt)  # (1 + 2K, D)
+        self.m4 = np.ascontiguousarray(m4, dtype=wt)  # S⁰, A⁰, S^B, A^B (4, K, D)
+        # bins some allowed parameter value can fill (without / with the signal when μ is fixed)
         self._live = {}
         for with_signal in (False, True):
-            use = np.ones(S, dtype=bool)
-            use[0] = with_signal or mu_fixed is None
-            live = np.any(M[use[sample_of_row]] != 0, axis=0)
+            rows = np.ones(M.shape[0], dtype=bool)
+            if not (with_signal or self.mu_free):
+                rows[0] = False
+                rows[S : S + 2 * K] = False
+            live = np.any(M[rows] != 0, axis=0)
             self._live[with_signal] = (live[dense_bins], live[sparse_bins])
         self.liveD, self.liveS = self._live[mu_fixed is None or mu_fixed != 0]
 
@@ -98,19 +107,15 @@ class MorphLayout:
         return out
 
     def split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(c ``(n, S)``, α ``(n, K)``) of free-parameter rows ``y`` ``(n, p)``."""
+        """(c = [μ, θ] ``(n, S)``, α ``(n, K)``) of free-parameter rows ``y`` ``(n, p)``."""
         c = np.repeat(self.c_fixed[None, :], y.shape[0], axis=0)
         c[:, self.cfree] = y[:, : self.nc]
         return c, y[:, self.nc :]
 
     def coefficients(self, c: np.ndarray, alpha: np.ndarray, f: np.ndarray) -> np.ndarray:
-        """z ``(n, R)`` = [c, c α_k, c f(α_k)] (k-major), so that ν = z @ M."""
-        n, S, K = c.shape[0], self.S, self.K
-        z = np.empty((n, S * (1 + 2 * K)))
-        z[:, :S] = c
-        z[:, S : S + K * S] = (alpha[:, :, None] * c[:, None, :]).reshape(n, K * S)
-        z[:, S + K * S :] = (f[:, :, None] * c[:, None, :]).reshape(n, K * S)
-        return z
+        """z ``(n, R)`` = [c, μα, μf, α, f], so that ν = z @ M."""
+        mu = c[:, :1]
+        return np.concatenate([c, mu * alpha, mu * f, alpha, f], axis=1)
 
 
 class _Point:
@@ -144,7 +149,6 @@ class MorphRows:
         self.cur: _Point | None = None
         self.trial_pt: _Point | None = None
         self.ratios: tuple | None = None  # (r, re, Π) of the last gradient
-        self._jbuf: tuple[np.ndarray, np.ndarray] | None = None  # Jacobian work arrays
         self.parent_rows = self.parent_entries = None
 
     @classmethod
@@ -249,10 +253,16 @@ class MorphRows:
         cons = 0.5 * (((y - self.aux_c) ** 2) @ self.lay.prec)
         return pt.z @ self.lay.Mtot - tD + cons
 
+    def projections(self, P: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Π split as (Π_T ``(n, S)``, Π_S⁰, Π_A⁰, Π_S^B, Π_A^B ``(n, K)`` each)."""
+        S, K = self.lay.S, self.lay.K
+        m4 = P[:, S:].reshape(-1, 4, K)
+        return P[:, :S], m4[:, 0], m4[:, 1], m4[:, 2], m4[:, 3]
+
     def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
         """Gradient ``(n, p)`` and (r, r_e, Π) for :meth:`hessian`."""
         lay = self.lay
-        S, K, n = lay.S, lay.K, self.n
+        n = self.n
         with np.errstate(divide="ignore", invalid="ignore"):
             r = self.nD / pt.nuD
             bad = ~np.isfinite(r).all(axis=1)
@@ -262,92 +272,106 @@ class MorphRows:
         Pk = lay.Mtot - r @ lay.MDkT
         if self.e_row.size:
             Pk -= self.segsum(re, self.MSe)
-        P = np.zeros((n, S * (1 + 2 * K)))
+        P = np.zeros((n, lay.S + 4 * lay.K))
         P[:, lay.keep] = Pk
-        PT, PS, PA = P[:, :S], P[:, S : S + K * S].reshape(n, K, S), P[:, S + K * S :].reshape(n, K, S)
+        PT, PS0, PA0, PSB, PAB = self.projections(P)
+        gc = PT.copy()
+        gc[:, 0] += np.vecdot(pt.alpha, PS0) + np.vecdot(pt.f, PA0)
         g = np.empty((n, lay.p))
-        gc = PT + np.einsum("nk,nks->ns", pt.alpha, PS) + np.einsum("nk,nks->ns", pt.f, PA)
         g[:, : lay.nc] = gc[:, lay.cfree]
-        g[:, lay.nc :] = np.einsum("ns,nks->nk", pt.c, PS) + pt.f1 * np.einsum("ns,nks->nk", pt.c, PA)
+        g[:, lay.nc :] = pt.c[:, :1] * (PS0 + pt.f1 * PA0) + PSB + pt.f1 * PAB
         g += lay.prec * (y - self.aux_c)
         return g, (r, re, P)
 
     def gauss_newton_dense(self, pt: _Point, w: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Σ_i w_i ∂ν_i ∂ν_iᵀ over the dense bins, ``(k, p, p)``, for weights ``w`` ``(k, D)`` of
-        the rows (all, or the boolean mask ``rows``). Each toy's Jacobian ∂ν/∂y ``(p, D)`` is built
-        in chunks of :data:`JACOBIAN_CHUNK` toys by two matrix products (c-columns: [1, α, f(α)] @
-        the bases of the free samples; α-columns: c @ [S_k; A_k] combined with f'(α)), scaled by
-        √w, and multiplied by its transpose — work arrays that stay in cache, in the Hessian's
-        precision (single by default, see :class:`~lzflow.stats.fitresult.FitConfig`)."""
+        """Σ_i w_i ∂ν_i ∂ν_iᵀ over the dense bins, ``(k, p, p)``, for the weights ``w`` ``(k, D)``
+        (Hessian precision) of the rows (all, or the boolean mask ``rows``); module docstring."""
         lay = self.lay
-        K, D, nc, p, wt = lay.K, lay.MD.shape[1], lay.nc, lay.p, lay.wt
+        K, nc, p, nv, wt = lay.K, lay.nc, lay.p, lay.nv, lay.wt
+        mf, nth = int(lay.mu_free), lay.theta.size
         sel = slice(None) if rows is None else rows
-        alpha, f, f1, c = pt.alpha[sel], pt.f[sel], pt.f1[sel], pt.c[sel]
-        k = alpha.shape[0]
-        a = np.concatenate([np.ones((k, 1)), alpha, f], axis=1).astype(wt)
-        c, f1 = c.astype(wt), f1.astype(wt)[:, :, None]
-        sw = np.sqrt(w).astype(wt, copy=False)
-        ch = JACOBIAN_CHUNK
-        if self._jbuf is None:
-            self._jbuf = (np.empty((ch, p, D), dtype=wt), np.empty((ch, 2 * K * D), dtype=wt))
-        J, U = self._jbuf
-        H = np.empty((k, p, p), dtype=wt)
-        for s0 in range(0, k, ch):
-            s1 = min(s0 + ch, k)
+        k, D = w.shape
+        H = np.empty((k, p, p))
+        if nth:
+            tt = unpack_symmetric((w @ lay.PD).astype(np.float64), lay.iu, lay.ju, nth)  # (nθ, nθ, k)
+            H[:, mf:nc, mf:nc] = tt.transpose(2, 0, 1)
+        alpha, f, f1 = pt.alpha[sel].astype(wt), pt.f[sel].astype(wt), pt.f1[sel].astype(wt)
+        mu = pt.c[sel, :1].astype(wt)
+        a = np.concatenate([np.ones((k, 1), dtype=wt), alpha, f], axis=1)
+        vv = np.empty((k, nv, nv), dtype=wt)
+        vt = np.empty((k, nv, nth), dtype=wt)
+        V = np.empty((JACOBIAN_CHUNK, nv, D), dtype=wt)
+        for s0 in range(0, k, JACOBIAN_CHUNK):
+            s1 = min(s0 + JACOBIAN_CHUNK, k)
             m = s1 - s0
-            Jv = J[:m]
-            Jv[:, :nc] = np.matmul(a[s0:s1], lay.Bc).reshape(m, nc, D)
-            U4 = np.matmul(c[s0:s1], lay.SA, out=U[:m]).reshape(m, 2, K, D)
-            np.multiply(U4[:, 1], f1[s0:s1], out=Jv[:, nc:])
-            Jv[:, nc:] += U4[:, 0]
-            Jv *= sw[s0:s1, None, :]
-            np.matmul(Jv, Jv.transpose(0, 2, 1), out=H[s0:s1])
-        return H.astype(np.float64)
+            Vc = V[:m]
+            if mf:
+                np.matmul(a[s0:s1], lay.Bsig, out=Vc[:, 0])
+            f1c = f1[s0:s1, :, None]
+            Va = Vc[:, mf:]
+            np.multiply(f1c, lay.m4[1], out=Va)
+            Va += lay.m4[0]
+            Va *= mu[s0:s1, :, None]
+            Va += lay.m4[2]
+            Va += f1c * lay.m4[3]
+            Vw = Vc * w[s0:s1, None, :]
+            np.matmul(Vw, Vc.transpose(0, 2, 1), out=vv[s0:s1])
+            if nth:
+                np.matmul(Vw.reshape(m * nv, D), lay.BT, out=vt[s0:s1].reshape(m * nv, nth))
+        H[:, nc:, nc:] = vv[:, mf:, mf:]
+        H[:, nc:, mf:nc] = vt[:, mf:]
+        H[:, mf:nc, nc:] = vt[:, mf:].transpose(0, 2, 1)
+        if mf:
+            H[:, 0, :1] = vv[:, 0, :1]
+            H[:, 0, nc:] = H[:, nc:, 0] = vv[:, 0, 1:]
+            H[:, 0, 1:nc] = H[:, 1:nc, 0] = vt[:, 0]
+        return H
 
     def jacobian_entries(self, pt: _Point, e_row: np.ndarray, MSe: np.ndarray) -> np.ndarray:
         """∂ν/∂y at the sparse entries ``(E, p)``."""
         lay = self.lay
         S, K = lay.S, lay.K
-        E = e_row.size
-        full = np.zeros((E, S * (1 + 2 * K)))
+        full = np.zeros((e_row.size, S + 4 * K))
         full[:, lay.keep] = MSe
-        MSe = full
-        T, Sk, Ak = MSe[:, :S], MSe[:, S : S + K * S].reshape(E, K, S), MSe[:, S + K * S :].reshape(E, K, S)
-        al, f, f1, c = pt.alpha[e_row], pt.f[e_row], pt.f1[e_row], pt.c[e_row]
-        Jc = T + np.einsum("ek,eks->es", al, Sk) + np.einsum("ek,eks->es", f, Ak)
-        Ja = np.einsum("es,eks->ek", c, Sk) + f1 * np.einsum("es,eks->ek", c, Ak)
+        T, m4 = full[:, :S], full[:, S:].reshape(-1, 4, K)
+        al, f, f1, mu = pt.alpha[e_row], pt.f[e_row], pt.f1[e_row], pt.c[e_row, :1]
+        Jc = T.copy()
+        Jc[:, 0] += np.vecdot(al, m4[:, 0]) + np.vecdot(f, m4[:, 1])
+        Ja = mu * (m4[:, 0] + f1 * m4[:, 1]) + m4[:, 2] + f1 * m4[:, 3]
         return np.concatenate([Jc[:, lay.cfree], Ja], axis=1)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None = None) -> np.ndarray:
         """Hessians ``(p, p, k)`` (toy-last) at the point of the last gradient (all rows or the
         boolean mask ``rows``)."""
         lay = self.lay
-        S, K, nc, p = lay.S, lay.K, lay.nc, lay.p
+        nc, p = lay.nc, lay.p
         r, re, P = ratios
         nD = self.nD
+        sel = slice(None) if rows is None else rows
         if rows is not None:
             r, P, nD = r[rows], P[rows], nD[rows]
         k = r.shape[0]
         with np.errstate(divide="ignore", invalid="ignore"):
-            sub = slice(None) if rows is None else rows
-            w = (r / pt.nuD[sub]).astype(lay.wt)
-            if not np.isfinite(w).all():
-                w = np.where(nD > 0, w, 0).astype(lay.wt)
+            w = np.divide(r, pt.nuD[sel], dtype=lay.wt)  # n/ν² (the Hessian's precision)
+            bad = ~np.isfinite(w).all(axis=1)
+            if bad.any():  # 0/0 in bins with n = ν = 0
+                w[bad] = np.where(nD[bad] > 0, w[bad], 0.0)
         h = self.gauss_newton_dense(pt, w, rows)
         if self.e_row.size:
             with np.errstate(divide="ignore", invalid="ignore"):
                 we = np.where(self.e_n > 0, re / pt.nue, 0.0)
             Je = self.jacobian_entries(pt, self.e_row, self.MSe)
-            h += self.segsum(we, (Je[:, :, None] * Je[:, None, :]).reshape(-1, p * p), rows).reshape(k, p, p)
+            hp = self.segsum(we, Je[:, lay.piu] * Je[:, lay.pju], rows)  # upper triangles (k, p(p+1)/2)
+            h += unpack_symmetric(hp, lay.piu, lay.pju, p).transpose(2, 0, 1)
         # second-derivative terms Σ (1 − r) ∂²ν from the projections Π
-        sel = slice(None) if rows is None else rows
-        PS, PA = P[:, S : S + K * S].reshape(k, K, S), P[:, S + K * S :].reshape(k, K, S)
-        cross = PS + pt.f1[sel][:, :, None] * PA  # (k, K, S): ∂²/∂c_s∂α_k
-        ca = cross[:, :, lay.cfree].transpose(0, 2, 1)  # (k, nc, K)
-        h[:, :nc, nc:] += ca
-        h[:, nc:, :nc] += ca.transpose(0, 2, 1)
+        _, PS0, PA0, _, PAB = self.projections(P)
+        f1, f2, mu = pt.f1[sel], pt.f2[sel], pt.c[sel, :1]
         ia = np.arange(nc, p)
-        h[:, ia, ia] += pt.f2[sel] * np.einsum("ns,nks->nk", pt.c[sel], PA)
+        if lay.mu_free:
+            cross = PS0 + f1 * PA0
+            h[:, 0, ia] += cross
+            h[:, ia, 0] += cross
+        h[:, ia, ia] += f2 * (mu * PA0 + PAB)
         ip = np.arange(p)
         h[:, ip, ip] += lay.prec
         return np.ascontiguousarray(h.transpose(1, 2, 0))
@@ -357,10 +381,9 @@ def morph_problem(model: BinnedModel, lay: MorphLayout, counts: np.ndarray, aux:
     """NLL and gradient closures of one toy (dense counts ``(n_bins,)``, aux ``(n_aux,)``) over the
     free parameters of ``lay`` — the iminuit reference path (:mod:`lzflow.stats.minuit`). Bins
     with n_i > 0 only in the log term; the others through Σ_i ν_i = z @ M·1."""
-    basis = model.morph
+    M = model.morph.M
     pos = np.flatnonzero(counts > 0)
-    Mn, nn = basis.M[:, pos], counts[pos]
-    Mtot = basis.M.sum(axis=1)
+    Mn, nn, Mtot = M[:, pos], counts[pos], M.sum(axis=1)
     a = np.zeros(lay.p)
     nuis = lay.cols > 0
     a[nuis] = aux[lay.cols[nuis] - 1]
@@ -381,9 +404,8 @@ def morph_problem(model: BinnedModel, lay: MorphLayout, counts: np.ndarray, aux:
     def grad(y: np.ndarray) -> np.ndarray:
         c, al, f, f1, z, nu = parts(y)
         P = Mtot - Mn @ (nn / nu)
-        PT, PS, PA = P[:S], P[S : S + K * S].reshape(K, S), P[S + K * S :].reshape(K, S)
-        gc = PT + al @ PS + f @ PA
-        ga = PS @ c + f1 * (PA @ c)
-        return np.r_[gc[lay.cfree], ga] + lay.prec * (y - a)
+        PT, (PS0, PA0, PSB, PAB) = P[:S].copy(), P[S:].reshape(4, K)
+        PT[0] += al @ PS0 + f @ PA0
+        return np.r_[PT[lay.cfree], c[0] * (PS0 + f1 * PA0) + PSB + f1 * PAB] + lay.prec * (y - a)
 
     return nll, grad

@@ -23,10 +23,19 @@ used by the fitters::
 Morphing is additive, not clipped: far outside ±1σ a bin's expectation can become negative, and
 then the likelihood treats it exactly as a non-positive expectation (module :mod:`lzflow.stats.model`).
 
-:class:`MorphBasis` stacks the morphing in the fitters' form: the expected counts of a full
-parameter vector are ``ν = z(c, α) @ M`` with the fixed basis ``M = [T_s; S_ks; A_ks]``
-(``(S(1 + 2K), n_bins)``) and the per-toy coefficients ``z = [c_s; c_s α_k; c_s f(α_k)]``
-(c = [μ, θ]).
+:class:`MorphBasis` combines the morphed samples into the expected counts the way HistFactory
+and pyhf do when the signal carries a ``normfactor`` μ and each background rate an additive linear
+modifier (lzflow's rate ``histosys``, :mod:`lzflow.stats.pyhf_export`)::
+
+    ν(μ, θ, α) = μ T_0(α) + Σ_b [θ_b T_b + Σ_k Δ_kb(α_k)]
+
+— μ multiplies the morphed signal; a background's rate θ_b scales its nominal template and its
+shape variations add (a ``histosys`` delta is not scaled by another additive modifier; pyhf
+cannot express a linear, Gaussian-constrained *multiplicative* rate for more than one sample:
+``normsys`` is exponential/polynomial (codes 1/4) and ``lumi`` is a single parameter). The
+difference to θ_b T_b(α) is (θ_b − 1) Δ_kb, second order in small quantities. In the fitters'
+form ``ν = z @ M`` with the fixed basis ``M = [T_s (S); S_k⁰, A_k⁰ (signal); S_k^B, A_k^B
+(Σ over backgrounds)]`` (S + 4K rows) and coefficients ``z = [c; μ α; μ f(α); α; f(α)]``.
 """
 
 from __future__ import annotations
@@ -95,11 +104,10 @@ class ShapeSystematic:
 
 
 class MorphBasis:
-    """The morphing of ``nominal`` ``(S, n_bins)`` templates by ``systematics`` as a linear basis.
-
-    ``M`` ``(R, n_bins)``, R = S(1 + 2K), rows ``[T_s (S); S_ks (K·S, k-major); A_ks (K·S)]``;
-    ``coefficients(c, α)`` gives ``z`` with ``ν = z @ M`` (module docstring).
-    """
+    """The morphing of ``nominal`` ``(S, n_bins)`` templates ([signal, *backgrounds]) by
+    ``systematics`` as a linear basis (module docstring): ``M`` ``(S + 4K, n_bins)``, rows
+    ``[T_s; S_k⁰ (k); A_k⁰ (k); S_k^B (k); A_k^B (k)]``; ``coefficients(c, α)`` gives ``z`` with
+    ``ν = z @ M``."""
 
     def __init__(self, nominal: np.ndarray, systematics: tuple[ShapeSystematic, ...]):
         T = np.asarray(nominal, dtype=np.float64)
@@ -109,41 +117,45 @@ class MorphBasis:
         dn = np.stack([s.down for s in systematics]) if systematics else np.zeros((0,) + T.shape)
         self.Sd = 0.5 * (up - dn)  # (K, S, n_bins)
         self.Ad = 0.5 * (up + dn) - T[None]  # (K, S, n_bins)
-        self.M = np.concatenate([T, self.Sd.reshape(-1, self.n_bins), self.Ad.reshape(-1, self.n_bins)])
         self.T = T
+        self.M = np.concatenate([T, self.Sd[:, 0], self.Ad[:, 0], self.Sd[:, 1:].sum(axis=1),
+                                 self.Ad[:, 1:].sum(axis=1)])
 
     @property
     def R(self) -> int:
-        return self.S * (1 + 2 * self.K)
+        return self.S + 4 * self.K
 
     def coefficients(self, c: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """``z`` ``(..., R)`` for sample coefficients ``c`` ``(..., S)`` and ``alpha`` ``(..., K)``."""
+        """``z`` ``(..., R)`` for sample coefficients ``c`` = [μ, θ] ``(..., S)`` and ``alpha``
+        ``(..., K)``."""
         c = np.asarray(c, dtype=np.float64)
         alpha = np.asarray(alpha, dtype=np.float64)
         f = code4p(alpha)[0]
         lead = np.broadcast_shapes(c.shape[:-1], alpha.shape[:-1])
-        z = np.empty(lead + (self.R,))
-        S, K = self.S, self.K
-        z[..., :S] = c
-        z[..., S : S + K * S] = (alpha[..., :, None] * c[..., None, :]).reshape(lead + (K * S,))
-        z[..., S + K * S :] = (f[..., :, None] * c[..., None, :]).reshape(lead + (K * S,))
-        return z
+        mu = c[..., :1]
+        return np.concatenate([np.broadcast_to(c, lead + c.shape[-1:]), np.broadcast_to(mu * alpha, lead + alpha.shape[-1:]),
+                               np.broadcast_to(mu * f, lead + alpha.shape[-1:]),
+                               np.broadcast_to(alpha, lead + alpha.shape[-1:]), np.broadcast_to(f, lead + alpha.shape[-1:])],
+                              axis=-1)
 
     def expected(self, c: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """ν ``(..., n_bins)`` = Σ_s c_s T_s(α)."""
+        """ν ``(..., n_bins)`` = μ T_0(α) + Σ_b [θ_b T_b + Δ_b(α)]."""
         return self.coefficients(c, alpha) @ self.M
 
     def templates(self, alpha: np.ndarray) -> np.ndarray:
-        """Morphed templates ``(..., S, n_bins)`` at ``alpha`` ``(..., K)``."""
+        """Morphed templates T_s(α) ``(..., S, n_bins)`` at ``alpha`` ``(..., K)``."""
         alpha = np.asarray(alpha, dtype=np.float64)
         f = code4p(alpha)[0]
         return (self.T + np.einsum("...k,ksi->...si", alpha, self.Sd)
                 + np.einsum("...k,ksi->...si", f, self.Ad))
 
     def jacobian(self, c: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """``(S + K, n_bins)`` derivatives of ν w.r.t. [c_s (S); α_k (K)] at one point."""
+        """``(S + K, n_bins)`` derivatives of ν w.r.t. [μ, θ_b (S); α_k (K)] at one point."""
         c = np.asarray(c, dtype=np.float64)
         alpha = np.asarray(alpha, dtype=np.float64)
         f1 = code4p(alpha)[1]
-        dalpha = np.einsum("s,ksi->ki", c, self.Sd) + f1[:, None] * np.einsum("s,ksi->ki", c, self.Ad)
-        return np.concatenate([self.templates(alpha), dalpha])
+        K = self.K
+        Ms, Ma = self.M[self.S :].reshape(4, K, self.n_bins)[[0, 2]], self.M[self.S :].reshape(4, K, self.n_bins)[[1, 3]]
+        dalpha = c[0] * (Ms[0] + f1[:, None] * Ma[0]) + Ms[1] + f1[:, None] * Ma[1]
+        sig = self.templates(alpha)[0]
+        return np.concatenate([sig[None], self.T[1:], dalpha])

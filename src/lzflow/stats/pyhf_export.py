@@ -15,7 +15,15 @@ Samples and modifiers:
   = lzflow's Gauss(a_b = 1 | θ_b, r_b) (aux on pyhf's α scale: (a_b − 1)/r_b). pyhf's
   ``normsys`` would be exponential (code 1) — not used. The α bounds are set to
   [max(−5, −1/r_b), 5] so that θ_b ≥ 0 as in lzflow;
-* fixed backgrounds (r_b = 0): no modifier.
+* fixed backgrounds (r_b = 0): no modifier;
+* each shape systematic k (:mod:`lzflow.stats.morphing`): a ``histosys`` named ``alpha_<name>``
+  on every sample it affects, ``hi_data``/``lo_data`` = the sample's templates at α = +1/−1, and
+  parameter bounds [−5, 5] (lzflow's α is unbounded; a fit reaching ±5 would differ). lzflow
+  morphs with HistFactory interpolation code 4p; a pyhf JSON workspace cannot say which code, so
+  build the model with ``ws.model(modifier_settings=PYHF_MODIFIER_SETTINGS)``. The rate histosys
+  above are symmetric (hi − nominal = nominal − lo), for which code 4p and pyhf's default code 0
+  are the same linear function, and histosys deltas add: pyhf's expected counts are
+  μ T_0(α) + Σ_b [θ_b B_b + Σ_k Δ_kb(α)], exactly lzflow's (:mod:`lzflow.stats.morphing`).
 
 Observations default to the Asimov background-only expectation Σ_b B_b (not rounded — pyhf
 accepts non-integer observations).
@@ -27,7 +35,10 @@ import numpy as np
 
 from .model import BinnedModel
 
-__all__ = ["to_pyhf_workspace", "pyhf_aux_from_lzflow", "pyhf_data"]
+__all__ = ["to_pyhf_workspace", "pyhf_aux_from_lzflow", "pyhf_data", "PYHF_MODIFIER_SETTINGS"]
+
+#: pyhf model settings that reproduce lzflow's morphing (``pyhf.Workspace.model(modifier_settings=…)``)
+PYHF_MODIFIER_SETTINGS = {"histosys": {"interpcode": "code4p"}}
 
 
 def to_pyhf_workspace(
@@ -49,6 +60,13 @@ def to_pyhf_workspace(
             "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
         }
     ]
+    nominal = np.vstack([model.signal[None, :], model.backgrounds])
+    shape_mods: list[list[dict]] = [[] for _ in range(nominal.shape[0])]
+    for sy in model.shape_systematics:
+        for s in np.flatnonzero(sy.affected(nominal)):
+            shape_mods[s].append({"name": sy.parameter, "type": "histosys",
+                                  "data": {"hi_data": sy.up[s].tolist(), "lo_data": sy.down[s].tolist()}})
+    samples[0]["modifiers"].extend(shape_mods[0])
     params: list[dict] = []
     for b, name in enumerate(model.names):
         tmpl = model.backgrounds[b]
@@ -63,10 +81,11 @@ def to_pyhf_workspace(
                 }
             )
             params.append({"name": name, "bounds": [[max(-5.0, -1.0 / r), 5.0]]})
-        samples.append({"name": name, "data": tmpl.tolist(), "modifiers": mods})
+        samples.append({"name": name, "data": tmpl.tolist(), "modifiers": mods + shape_mods[1 + b]})
     if poi_bounds is None:
         poi_bounds = (0.0, 10.0 * max(1.0, _rough_scale(model)))
     params.insert(0, {"name": "mu", "bounds": [list(map(float, poi_bounds))], "inits": [1.0]})
+    params.extend({"name": par, "bounds": [[-5.0, 5.0]]} for par in model.shape_parameters)
     return {
         "channels": [{"name": channel, "samples": samples}],
         "observations": [{"name": channel, "data": obs.tolist()}],
@@ -86,15 +105,25 @@ def _rough_scale(model: BinnedModel) -> float:
 def pyhf_aux_from_lzflow(
     model: BinnedModel, aux: np.ndarray, order: list[str] | tuple[str, ...] | None = None
 ) -> np.ndarray:
-    """pyhf auxiliary data α_b = (a_b − 1)/r_b from lzflow aux (multiplier scale).
+    """pyhf auxiliary data α_b = (a_b − 1)/r_b from lzflow aux (multiplier scale); a shape
+    parameter's ``alpha_<name>`` is its aux a_k itself.
 
     ``order``: parameter names in pyhf's auxdata order (``pyhf_model.config.auxdata_order`` —
-    pyhf sorts parameters by name); default lzflow's order of the constrained backgrounds.
+    pyhf sorts parameters by name); default lzflow's order of the constrained backgrounds, then
+    the shape parameters.
     """
     aux = np.asarray(aux, float)
-    names = [model.names[b] for b in model.free_bkg] if order is None else list(order)
-    idx = np.array([model.names.index(n) for n in names], dtype=int)
-    return (aux[..., idx] - 1.0) / model.rel_unc[idx]
+    shape = model.shape_parameters
+    if order is None:
+        order = [model.names[b] for b in model.free_bkg] + list(shape)
+    if not shape:
+        idx = np.array([model.names.index(n) for n in order], dtype=int)
+        return (aux[..., idx] - 1.0) / model.rel_unc[idx]
+    idx = np.array([model.names.index(n) if n in model.names else model.n_bkg + shape.index(n)
+                    for n in order], dtype=int)
+    rel = np.r_[np.where(model.rel_unc > 0, model.rel_unc, 1.0), np.ones(model.n_shape)][idx]
+    off = np.r_[np.ones(model.n_bkg), np.zeros(model.n_shape)][idx]
+    return (aux[..., idx] - off) / rel
 
 
 def pyhf_data(model: BinnedModel, pyhf_model, counts: np.ndarray, aux: np.ndarray) -> np.ndarray:
