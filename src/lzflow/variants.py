@@ -266,7 +266,8 @@ def artefact_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
 
     The key of an artefact digests its job spec and the keys of its inputs, so equal keys mean
     equal files: detector → response per interaction → background and signal PDFs → workspace per
-    mass → each toy job → limit per mass.
+    mass → each toy job → limit per mass; with detector systematics also the variation matrices
+    (from their nominal response) and each varied source's templates, which enter the workspace's key.
     """
     keys: dict[str, str] = {}
     det = keys[L.DETECTOR] = L.spec_digest("detector", L.detector_spec(cfg))
@@ -278,11 +279,32 @@ def artefact_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
     for name in sorted(cfg["backgrounds"]):
         k = L.spec_digest("pdf", resp[L.background_interaction(cfg, name)], L.background_spec(cfg, name))
         bkg[name] = keys[L.pdf_path(name)] = keys[L.pdf_meta_path(name)] = k
+    # detector systematics: a variation matrix depends on the nominal response it reuses and its spec;
+    # a source's varied templates on its nominal PDF and the matrices of its systematics
+    vresp = {}
+    for inter, name in L.response_variations(cfg):
+        vresp[inter, name] = keys[L.fill(L.RESPONSE_VARIATION, interaction=inter, systematic=name)] = L.spec_digest(
+            "response_variation", resp[inter], L.variation_spec(cfg, inter, name))
+
+    def varied(source: str, nominal: str) -> list[str]:
+        """The key of ``source``'s varied templates, as a list (empty for an unvaried source)."""
+        names = L.source_systematics(cfg, source)
+        if not names:
+            return []
+        inter = L.source_interaction(cfg, source)
+        mats = [vresp[inter, n] for n in (L.VARIATION_NOMINAL, *names)]
+        k = keys[L.fill(L.VARIATION_PDF, source=source)] = L.spec_digest(
+            "variation_pdf", nominal, mats, L.variation_pdf_spec(cfg, source))
+        return [k]
+
+    bkg_varied = [k for n in sorted(bkg) for k in varied(n, bkg[n])]
     for label in cfg["signal"]["mass_labels"]:
         sig = L.spec_digest("pdf", resp["NR"], L.signal_spec(cfg, label))
         source = L.fill(L.SIGNAL_SOURCE, mass=label)
         keys[L.pdf_path(source)] = keys[L.pdf_meta_path(source)] = sig
-        ws = L.spec_digest("workspace", sig, [bkg[n] for n in sorted(bkg)], L.workspace_spec(cfg, label))
+        variation_keys = bkg_varied + varied(source, sig)
+        ws = L.spec_digest("workspace", sig, [bkg[n] for n in sorted(bkg)], L.workspace_spec(cfg, label),
+                           *([variation_keys] if variation_keys else []))  # no systematics: keys as before
         for template in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3):
             keys[L.fill(template, mass=label)] = ws
         toys = []

@@ -169,3 +169,24 @@ def test_background_study_remakes_only_that_pdf(repo, quick_raw):
     assert v.owner["pdfs/pp.root"] == v.suffix
     assert {v.owner[f"pdfs/{n}.root"] for n in v.config["backgrounds"] if n != "pp"} == {""}
     assert v.owner["pdfs/wimp_m40.root"] == "" and v.owner["m40/workspace.json"] == v.suffix
+
+
+def test_studies_with_detector_systematics_key_the_varied_templates(repo, quick_raw):
+    """A study of a systematic's width remakes that systematic's variation matrices, the varied
+    templates it acts on and the workspaces (never reusing the baseline's workspace, whose templates
+    differ), but shares the CRN nominal and the other systematics' matrices; a toys study shares
+    every variation file and workspace with the baseline."""
+    raw = deep_merge(quick_raw, load_yaml(repo / "config" / "systematics.yaml"))
+    _, (width, toys) = expand_studies(_with_studies(raw, {
+        "width": {"parameter": "systematics.parameters.g1.sigma", "values": [0.004], "masses_GeV": [40],
+                  "description": "g1 width"},
+        "toys": {"parameter": "stats.toys_per_poi", "values": [200], "masses_GeV": [40], "description": "toys"},
+    }), repo)
+    (w,), (t,) = width.variants, toys.variants
+    assert _owners(w, "response/variations/NR/g1") == _owners(w, "response/variations/beta/g1") == {w.suffix}
+    for other in ("nominal", "g2", "drift_field", "nr_light"):
+        assert _owners(w, f"response/variations/NR/{other}") == {""}
+    assert _owners(w, "pdfs/variations/wimp_m40") == _owners(w, "pdfs/variations/pp") == {w.suffix}
+    assert _owners(w, "pdfs/wimp_m40") == {""} and _owners(w, "m40/workspace") == {w.suffix}
+    assert _owners(t, "response/variations/") == _owners(t, "pdfs/variations/") == {""}
+    assert _owners(t, "m40/workspace") == {""}

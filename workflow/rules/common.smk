@@ -264,9 +264,9 @@ def tree_targets(variant):
     for mass in variant.mass_labels:
         rels += [L.fill(t, mass=mass) for t in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.LIMIT)]
         rels += L.toy_file_names(variant.config, mass)
-    if variant is BASELINE:  # detector systematics: variation matrices and varied templates
-        rels += [L.fill(L.RESPONSE_VARIATION, interaction=i, systematic=n) for i, n in L.response_variations(LZ)]
-        rels += [L.fill(L.VARIATION_PDF, source=s) for s in L.varied_sources(LZ)]
+    # detector systematics: variation matrices and varied templates (each at its owner's path)
+    rels += [L.fill(L.RESPONSE_VARIATION, interaction=i, systematic=n) for i, n in L.response_variations(variant.config)]
+    rels += [L.fill(L.VARIATION_PDF, source=s) for s in L.varied_sources(variant.config)]
     paths = [variant.path(RESULTS, rel) for rel in rels]
     # a mass's fit-error summary is made by the merge job of its limit, in that job's tree
     return paths + [f"{RESULTS}{variant.owner.get(L.fill(L.LIMIT, mass=m), variant.suffix)}/"
