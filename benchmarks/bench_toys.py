@@ -21,6 +21,12 @@ measurement is the best of ``--repeat`` runs.
 
     python benchmarks/bench_toys.py                      # defaults: 200k batched toys
     python benchmarks/bench_toys.py --n-toys 1000000     # bounded memory (see peak RSS)
+    python benchmarks/bench_toys.py --systematics        # + 4 shape nuisance parameters (issue 12)
+
+``--systematics``: the model of :func:`lzflow.stats.synthetic.lz_like_systematics_model` (the same
+40×40 templates with g1-, g2-like, ER-width and NR-yield shape systematics, code-4p morphing: 1 + 11
+rate + 4 shape parameters), or with ``--workspace`` the workspace's own shape systematics; the
+iminuit and pyhf paths fit the same morphed likelihood (pyhf with histosys code 4p).
 """
 
 from __future__ import annotations
@@ -95,13 +101,13 @@ def bench_minuit(model, counts, aux, gen):
 def bench_pyhf(model, counts, aux, gen):
     import pyhf
 
-    from lzflow.stats.pyhf_export import pyhf_data, to_pyhf_workspace
+    from lzflow.stats.pyhf_export import PYHF_MODIFIER_SETTINGS, pyhf_data, to_pyhf_workspace
 
     pyhf.set_backend("numpy", "scipy")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ws = pyhf.Workspace(to_pyhf_workspace(model))
-        pm = ws.model()
+        pm = ws.model(modifier_settings=PYHF_MODIFIER_SETTINGS) if model.n_shape else ws.model()
     nll_u, nll_c, mu_hat = [], [], []
     t0 = time.perf_counter()
     for c, a in zip(counts, aux):
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time run_toys(n_procs=N) (default: cores; 1 = skip)")
     ap.add_argument("--repeat", type=int, default=2, help="best of N for batched timings")
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
+    ap.add_argument("--systematics", action="store_true",
+                    help="synthetic model with 4 shape nuisance parameters (lz_like_systematics_model)")
     ap.add_argument("--workspace", type=str, default=None,
                     help="benchmark an exported lzflow workspace.json (e.g. results/lz_projection/m40/workspace.json) "
                          "instead of the synthetic model; its signal is rescaled so that mu = 1 is the asymptotic "
@@ -150,11 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         median = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"]
         model = model.with_signal(model.signal * median)
         print(f"workspace {args.workspace}: {ws['mass_GeV']:g} GeV, mu=1 <-> {median * ws['sigma_ref_cm2']:.3g} cm2")
+    elif args.systematics:
+        from lzflow.stats.synthetic import lz_like_systematics_model
+
+        model = lz_like_systematics_model()
     else:
         model = lz_like_model()
     gen, _ = generation_point(model, 1.0)
     print(f"model: {model.n_bins} bins, {model.n_bkg} backgrounds "
-          f"({model.n_free_bkg} constrained), background {model.backgrounds.sum():.1f} events, "
+          f"({model.n_free_bkg} constrained), {model.n_shape} shape parameters {model.shape_parameters}, background {model.backgrounds.sum():.1f} events, "
           f"signal {model.signal_total:.1f} events at mu=1; cores={available_cores()}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
     rows = []
