@@ -369,11 +369,17 @@ def varied_template(nominal: np.ndarray, crn_nominal: np.ndarray, crn_shifted: n
     S^{(z)}/S^{(0)} explodes in bins where the CRN pair has a handful of events). Where the
     difference would make the bin negative (T_b < S_b^{(0)} − S_b^{(z)}: the CRN nominal has more
     there than the full-statistics one) the ratio is used instead, which is ≥ 0 and < T_b there; no
-    bin is clipped. A zero shift (S^{(z)} = S^{(0)} bit for bit) returns T exactly."""
+    bin is clipped. A zero shift (S^{(z)} = S^{(0)} bit for bit) returns T exactly.
+
+    A bin the full-statistics nominal leaves empty (T_b = 0) stays empty: its CRN difference comes
+    from a sample ``n_samples_fraction`` times smaller and is noise there, and a varied template with
+    support where the nominal has none lets the additive code-4p morphing (pyhf ``histosys``) go
+    negative for α of the other sign (e.g. T = 0, up > 0, down = 0: ν = α·up/2 + … < 0 for small
+    α < 0), which made every Asimov fit of the quick analysis fail."""
     nominal, s0, sz = (np.asarray(a, dtype=np.float64) for a in (nominal, crn_nominal, crn_shifted))
     additive = nominal + (sz - s0)
     ratio = np.divide(sz, s0, out=np.ones_like(sz), where=s0 > 0)
-    return np.where(additive >= 0, additive, nominal * ratio)
+    return np.where(nominal > 0, np.where(additive >= 0, additive, nominal * ratio), 0.0)
 
 
 def make_variation_pdf(source: Any, nominal_pdf: str | Path, crn_nominal: str | Path, variations: Sequence[str | Path],

@@ -180,8 +180,25 @@ def test_varied_template_is_never_negative_and_mostly_additive():
     s0 = np.array([4.0, 0.5, 0.0, 0.0])
     sz = np.array([4.5, 0.2, 0.3, 0.0])
     out = varied_template(nominal, s0, sz)
-    assert out.tolist() == pytest.approx([5.5, 0.1 * 0.2 / 0.5, 0.3, 2.0])
+    # the third bin is empty at full statistics: it stays empty (no support where the nominal has none)
+    assert out.tolist() == pytest.approx([5.5, 0.1 * 0.2 / 0.5, 0.0, 2.0])
     assert np.all(out >= 0)
+
+
+def test_code4p_morphing_of_varied_templates_is_never_negative_where_the_nominal_is_empty():
+    """With support only where the nominal has some, a bin empty at nominal keeps ν = 0 for every α
+    (before: T = 0, up > 0, down = 0 gave ν < 0 for small α < 0 and every Asimov fit failed)."""
+    from lzflow.stats.model import BinnedModel, ShapeSystematic
+
+    nominal, s0 = np.array([0.0, 1.0, 3.0]), np.array([0.0, 1.0, 2.0])
+    up = varied_template(nominal, s0, np.array([0.4, 1.2, 2.5]))
+    down = varied_template(nominal, s0, np.array([0.0, 0.9, 1.5]))
+    signal = np.array([0.0, 0.5, 0.5])
+    syst = ShapeSystematic("g1", np.stack([signal, up]), np.stack([signal, down]))
+    model = BinnedModel(signal, nominal[None, :], ("bkg",), np.array([0.1]), shape_systematics=(syst,))
+    alphas = np.linspace(-3.0, 3.0, 61)
+    nu = model.expected(np.zeros_like(alphas), np.stack([np.ones_like(alphas), alphas], axis=1))
+    assert np.all(nu[:, 0] == 0.0) and np.all(nu >= 0.0)
 
 
 # ------------------------------------------------------------------------- variation PDFs and workspace
