@@ -246,7 +246,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
     and +-1/2 sigma bands, the asymptotic median and the LZ projection reference point; per mass,
     p-values vs mu and the test-statistic distributions.
     """
-    from .curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
+    from .curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, summary_line, write_curve_csv
     from .io import read_json
     from .references import compare_with_reference, load_reference, write_comparison
 
@@ -263,12 +263,7 @@ def cmd_curve(args: argparse.Namespace) -> int:
         plot_pvalues(doc, Path(path).with_name(Path(layout.PVALUES_PLOT).name))
         plot_teststat(doc, Path(path).with_name(Path(layout.TESTSTAT_PLOT).name))
     for row in rows:
-        if row["no_sensitivity"]:
-            print(f"{row['mass_GeV']:>10g} GeV: no sensitivity")
-        else:
-            print(f"{row['mass_GeV']:>10g} GeV: median {row['sigma_median_cm2']:.3g} cm2 "
-                  f"[-1s {row['sigma_m1_cm2']:.3g}, +1s {row['sigma_p1_cm2']:.3g}], asymptotic "
-                  f"{row['sigma_asymptotic_median_cm2']:.3g}")
+        print(summary_line(row))
     print(f"-> {args.out}")
     return 0
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .io import atomic_path, write_csv
 
-__all__ = ["curve_rows", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
+__all__ = ["curve_rows", "summary_line", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
            "BAND_COLUMNS", "CROSS_SECTION_LABELS", "cross_section_label", "pyplot", "save_figure", "read_curve_csv"]
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
@@ -82,6 +82,20 @@ def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row.update({f"{col}_bound": bounds.get(n) for n, col in BAND_COLUMNS.items()})
         rows.append(row)
     return rows
+
+
+def summary_line(row: Mapping[str, Any]) -> str:
+    """One console line of a curve row: median, ±1σ and asymptotic median; a band that has no
+    value (its edge lies beyond the POI grid) is shown as its bound, e.g. ``>=1.1e-46``."""
+    if row["no_sensitivity"]:
+        return f"{row['mass_GeV']:>10g} GeV: no sensitivity"
+
+    def shown(key: str) -> str:
+        value = row[f"sigma_{key}_cm2"]
+        return f"{value:.3g}" if value is not None else (row.get(f"sigma_{key}_bound") or "n/a")
+
+    return (f"{row['mass_GeV']:>10g} GeV: median {shown('median')} cm2 [-1s {shown('m1')}, +1s {shown('p1')}], "
+            f"asymptotic {row['sigma_asymptotic_median_cm2']:.3g}")
 
 
 def write_curve_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:

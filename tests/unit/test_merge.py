@@ -241,3 +241,14 @@ def test_readers_show_bounds_as_bounds(coarse, tmp_path):
     assert table[0]["sigma_m1_cm2"] is None
     plot_study_overlay({"name": "s", "parameter": "p", "baseline_value": 1}, table, tmp_path / "overlay.png")
     assert (tmp_path / "overlay.png").stat().st_size > 1000
+
+
+def test_curve_summary_line_shows_a_band_beyond_the_grid_as_its_bound():
+    """A +1σ edge beyond the POI grid has no value, only a bound: the console line shows the bound
+    (it used to crash formatting None)."""
+    from lzflow.curve import summary_line
+
+    row = {"mass_GeV": 10.0, "no_sensitivity": False, "sigma_median_cm2": 8.7e-47, "sigma_m1_cm2": 2.3e-47,
+           "sigma_p1_cm2": None, "sigma_p1_bound": ">=1.14e-45", "sigma_asymptotic_median_cm2": 2.85e-47}
+    assert summary_line(row) == "        10 GeV: median 8.7e-47 cm2 [-1s 2.3e-47, +1s >=1.14e-45], asymptotic 2.85e-47"
+    assert summary_line({"mass_GeV": 2.0, "no_sensitivity": True}).endswith("2 GeV: no sensitivity")
