@@ -363,7 +363,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                         limit_paths=args.limits, pvalue_pngs=args.pvalues, teststat_pngs=args.teststat,
                         errors_json=args.errors, detector_json=args.detector, studies=studies,
                         code_hashes={stage: stage_code_hash(stage) for stage in STAGE_MODULES},
-                        title=spec.get("title", ""), reference_comparison=args.reference_comparison)
+                        title=spec.get("title", ""), reference_comparison=args.reference_comparison,
+                        impact_paths=args.impacts)
     write_report(args.out, page)
     print(f"report: {len(args.limits)} masses, {len(studies)} studies, {len(page) / 1e6:.1f} MB -> {args.out}")
     return 0
@@ -473,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     lists(p, True, limits="limit.json per mass", pvalues="pvalues.png per mass (same order as --limits)",
            teststat="teststat.png per mass (same order as --limits)")
     lists(p, False, study_tables="table.csv per study (spec order)",
-           study_overlays="overlay.png per study (spec order)")
+           study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
     return parser
 

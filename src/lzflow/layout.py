@@ -34,7 +34,7 @@ from .space import INTERACTIONS
 
 __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
-    "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "TOYS_SB", "TOYS_B", "LIMIT",
+    "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "IMPACTS", "TOYS_SB", "TOYS_B", "LIMIT",
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
@@ -82,6 +82,8 @@ VARIATION_PDF = "pdfs/variations/{source}.json"
 WORKSPACE = "m{mass}/workspace.json"
 WORKSPACE_PYHF = "m{mass}/workspace.pyhf.json"
 WORKSPACE_HS3 = "m{mass}/workspace.hs3.json"
+#: each nuisance parameter's impact on the median expected limit and its Asimov constraint (lzflow.impacts)
+IMPACTS = "m{mass}/impacts.json"
 #: toy files: S+B per POI index × job index (rule ``toys``), B-only per job (rule ``toys_bonly``)
 TOYS_SB = "m{mass}/toys/poi{poi}/job{job}.npz"
 TOYS_B = "m{mass}/toys/bonly/job{job}.npz"
@@ -401,10 +403,10 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     # the signal spectra (spectra/wimp.py, spectra/spin_dependent.py) never shape a response matrix
     "response": ("response/*.py", "space.py", "detector.py", *RESPONSE_SPECTRA),
     "pdf": ("pdfs.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
-    "workspace": ("workspace.py", "pdfs.py", "stats/*.py"),
+    "workspace": ("workspace.py", "pdfs.py", "impacts.py", "stats/*.py"),
     "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
-    "curve": ("curve.py", "references.py", "data/references/*.csv"),
+    "curve": ("curve.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
     "report": ("report.py",),

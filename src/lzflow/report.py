@@ -183,6 +183,22 @@ def _mass_section(limits: Sequence[Mapping[str, Any]], pvalue_pngs: Sequence[str
     return "".join(parts)
 
 
+def _impacts_section(impacts: Sequence[Mapping[str, Any]]) -> str:
+    """Per mass, each constrained parameter ranked by its impact on the median expected limit
+    (profiled vs fixed at nominal) with its post-fit constraint on Asimov data (lzflow.impacts)."""
+    parts = ['<section id="impacts"><h2>Nuisance parameters: impact on the median expected limit</h2>'
+             "<p>impact = median with every parameter profiled / median with this one fixed at nominal − 1; "
+             "constraint = its post-fit width on background-only Asimov data / its prior width "
+             "(< 1: the data constrain it).</p>"]
+    for doc in sorted((d for d in impacts if not d.get("no_sensitivity")), key=lambda d: d["mass_GeV"]):
+        rows = [[p["parameter"], p["kind"], f"{100 * p['impact']:+.2f} %", _num(p["median_sigma_cm2_fixed"]),
+                 f"{p['asimov_constraint']:.3f}"] for p in doc["parameters"]]
+        parts.append(f"<h3>{doc['mass_GeV']:g} GeV: median {_num(doc['median_sigma_cm2_profiled'])} cm² profiled</h3>"
+                     + _table(["parameter", "kind", "impact", "median with it fixed [cm²]", "constraint"], rows, left=2))
+    parts.append("</section>")
+    return "".join(parts)
+
+
 def _grid_note(doc: Mapping[str, Any]) -> str:
     configured = doc.get("poi_grid_configured")
     if not configured or len(configured) == len(doc["poi_grid"]):
@@ -274,7 +290,8 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
                  limit_paths: Sequence[str | Path], pvalue_pngs: Sequence[str | Path],
                  teststat_pngs: Sequence[str | Path], errors_json: str | Path, detector_json: str | Path,
                  studies: Sequence[Mapping[str, Any]] = (), code_hashes: Mapping[str, str] | None = None,
-                 title: str = "", reference_comparison: str | Path | None = None) -> str:
+                 title: str = "", reference_comparison: str | Path | None = None,
+                 impact_paths: Sequence[str | Path] = ()) -> str:
     """The report page as one HTML string (see the module docstring for its sections).
 
     Every file is passed explicitly (the workflow declares them as inputs, so storage plugins stage
@@ -283,7 +300,7 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
     (overlay.png)}]``; ``reference_comparison``: the curve against the configured published
     reference (``reference_comparison.csv`` of ``lzflow curve --reference``), if any.
     """
-    for path in [curve_csv, curve_png, *([reference_comparison] if reference_comparison else []), *limit_paths, *pvalue_pngs, *teststat_pngs, errors_json, detector_json,
+    for path in [curve_csv, curve_png, *([reference_comparison] if reference_comparison else []), *impact_paths, *limit_paths, *pvalue_pngs, *teststat_pngs, errors_json, detector_json,
                  *(s[k] for s in studies for k in ("table", "overlay"))]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"lzflow report: input {path} is missing")
@@ -296,7 +313,7 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
     title = title or f"lzflow {config['tag']}"
     exposure = config["exposure"]
     nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in (("curve", "Limit curve"), ("masses", "Per mass"),
-                                                          ("studies", "Studies"), ("errors", "Fit errors"),
+                                                          ("impacts", "Impacts"), ("studies", "Studies"), ("errors", "Fit errors"),
                                                           ("provenance", "Provenance")))
     return (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style>"
@@ -306,6 +323,7 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
         + _curve_section(curve_csv, Path(curve_png))
         + (_comparison_section(Path(reference_comparison), config.get("reference")) if reference_comparison else "")
         + _mass_section(limits, pvalue_pngs, teststat_pngs)
+        + (_impacts_section([read_json(p) for p in impact_paths]) if impact_paths else "")
         + _studies_section(studies)
         + _errors_section(errors)
         + _provenance_section(config, detector, code_hashes or {}, limits)

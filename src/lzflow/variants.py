@@ -305,7 +305,7 @@ def artefact_keys(cfg: Mapping[str, Any]) -> dict[str, str]:
         variation_keys = bkg_varied + varied(source, sig)
         ws = L.spec_digest("workspace", sig, [bkg[n] for n in sorted(bkg)], L.workspace_spec(cfg, label),
                            *([variation_keys] if variation_keys else []))  # no systematics: keys as before
-        for template in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3):
+        for template in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.IMPACTS):
             keys[L.fill(template, mass=label)] = ws
         toys = []
         for name, _, spec in L.toy_jobs(cfg, label):

@@ -49,7 +49,8 @@ __all__ = [
 FORMAT = "lzflow-workspace-1"
 
 #: the exports written beside ``workspace.json``: pyhf JSON and HS3 (names from :mod:`lzflow.layout`)
-EXPORT_NAMES = {"pyhf": PurePosixPath(layout.WORKSPACE_PYHF).name, "hs3": PurePosixPath(layout.WORKSPACE_HS3).name}
+EXPORT_NAMES = {"pyhf": PurePosixPath(layout.WORKSPACE_PYHF).name, "hs3": PurePosixPath(layout.WORKSPACE_HS3).name,
+                "impacts": PurePosixPath(layout.IMPACTS).name}
 
 
 def read_template(root_path: str | Path) -> tuple[np.ndarray, list[np.ndarray], dict[str, Any]]:
@@ -170,6 +171,7 @@ def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path]
     ``min_factor``, ``max_factor``), the procedure keys of :func:`asymptotic_summary` and, with
     detector systematics, ``systematics`` (their names, in order); ``variations``: the varied
     templates of the affected sources (``pdfs/variations/<source>.json``, :func:`shape_systematics`)."""
+    from .impacts import impacts
     from .stats.pyhf_export import to_pyhf_workspace
 
     ws = build_workspace(signal_pdf, background_pdfs, spec["mass_GeV"])
@@ -182,7 +184,8 @@ def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path]
     model = workspace_model(ws)
     ws["asymptotic"] = asymptotic_summary(model, spec, ws["sigma_ref_cm2"])
     ws["poi_grid"] = poi_grid(ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"], spec["poi_grid"])
-    return ws, {"pyhf": to_pyhf_workspace(model), "hs3": to_hs3(ws)}
+    return ws, {"pyhf": to_pyhf_workspace(model), "hs3": to_hs3(ws),
+                "impacts": {"mass_GeV": spec["mass_GeV"], **impacts(model, spec, ws["sigma_ref_cm2"])}}
 
 
 def write_workspace(path: str | Path, ws: Mapping[str, Any], exports: Mapping[str, Mapping[str, Any]]) -> None:

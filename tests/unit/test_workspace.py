@@ -92,15 +92,22 @@ def test_make_workspace_grid_around_the_asymptotic_median_and_exports(tmp_path, 
     assert ws["asymptotic"]["expected_sigma_cm2"]["0"] == median * 1e-45
     cls = ws["asymptotic"]["by_method"]["CLs"]["expected_mu"]["0"]
     assert cls > median  # CLs is more conservative than CLs+b
-    assert set(exports) == {"pyhf", "hs3"}
+    assert set(exports) == {"pyhf", "hs3", "impacts"}
     assert exports["hs3"] == to_hs3(ws)
+    impacts = exports["impacts"]
+    assert impacts["median_sigma_cm2_profiled"] == pytest.approx(ws["asymptotic"]["expected_sigma_cm2"]["0"], rel=1e-6)
+    # every constrained background is ranked; profiling a parameter never tightens the limit
+    assert {p["parameter"] for p in impacts["parameters"]} == {b["name"] for b in ws["backgrounds"] if b["rel_unc"] > 0}
+    assert all(p["impact"] >= -1e-6 for p in impacts["parameters"])
+    assert [p["impact"] for p in impacts["parameters"]] == sorted((p["impact"] for p in impacts["parameters"]), reverse=True)
     out = tmp_path / "m40" / "workspace.json"
     out.parent.mkdir()
     write_workspace(out, ws, exports)
     assert read_workspace(out) == json.loads(json.dumps(ws))
     for kind, name in EXPORT_NAMES.items():
         assert (out.parent / name).is_file()
-        assert name == Path(getattr(layout, f"WORKSPACE_{kind.upper()}")).name
+        template = layout.IMPACTS if kind == "impacts" else getattr(layout, f"WORKSPACE_{kind.upper()}")
+        assert name == Path(template).name
 
 
 def test_make_workspace_without_power_constraint_reports_the_observed_limit(pdfs):
@@ -116,7 +123,7 @@ def test_empty_signal_gives_no_grid_and_no_sensitivity_exports(tmp_path, pdfs):
     empty = _write(tmp_path, "wimp_m2", np.zeros((4, 3)), empty=True)
     ws, exports = make_workspace(empty, backgrounds, {**SPEC, "mass_GeV": 2.0})
     assert ws["signal"]["empty"] and ws["poi_grid"] == [] and ws["asymptotic"] == {"no_sensitivity": True}
-    assert exports == {"pyhf": {"no_sensitivity": True}, "hs3": {"no_sensitivity": True}}
+    assert exports == {kind: {"no_sensitivity": True} for kind in ("pyhf", "hs3", "impacts")}
 
 
 def test_read_workspace_refuses_other_documents(tmp_path):

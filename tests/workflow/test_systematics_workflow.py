@@ -102,3 +102,10 @@ def test_workspace_carries_the_variations(repo, small_overlay, varied_tree):
     assert "pp" not in nr_light["templates"] and "wimp_m10" in nr_light["templates"]
     signal_down = np.sum(g1["templates"]["wimp_m10"]["-1"])
     assert signal_down < ws["signal"]["expected_events"]
+    # the impacts rank the shape parameters with the rates; profiling never tightens the median
+    impacts = json.loads((varied_tree / "m10" / "impacts.json").read_text())
+    ranked = {p["parameter"]: p for p in impacts["parameters"]}
+    assert {f"alpha_{n}" for n in names} <= set(ranked)
+    assert all(p["impact"] > -1e-6 and 0 < p["asimov_constraint"] <= 1 + 1e-9 for p in ranked.values())
+    # at 10 GeV the NR light yield costs more sensitivity than the detector's g1 (its prior is 10 %)
+    assert ranked["alpha_nr_light"]["impact"] > ranked["alpha_g1"]["impact"]

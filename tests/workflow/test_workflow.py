@@ -335,7 +335,8 @@ def test_report_page_and_snakemake_report(repo, quick_run, tmp_path):
     """lzflow's one-page report and Snakemake's --report, both self-contained, with what the issue lists."""
     page = (quick_run / "report.html").read_text()
     for section in ("Limit curve", "p-value scans and test statistics", "Studies", "Fit errors", "Provenance",
-                    "Seeds and run numbers", "Code hashes per stage", "nestpy"):
+                    "Seeds and run numbers", "Code hashes per stage", "nestpy",
+                    "Nuisance parameters: impact on the median expected limit"):
         assert section in page, section
     assert page.count("data:image/png;base64,") == 1 + 2 * 2  # curve + (p-values, q) per mass
     doc = json.loads((quick_run / "m40" / "limit.json").read_text())

@@ -262,7 +262,7 @@ def tree_targets(variant):
     rels = [L.DETECTOR, *(L.fill(L.RESPONSE, interaction=i) for i in L.used_interactions(variant.config)),
             *(path for s in sources for path in (L.pdf_path(s), L.pdf_meta_path(s)))]
     for mass in variant.mass_labels:
-        rels += [L.fill(t, mass=mass) for t in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.LIMIT)]
+        rels += [L.fill(t, mass=mass) for t in (L.WORKSPACE, L.WORKSPACE_PYHF, L.WORKSPACE_HS3, L.IMPACTS, L.LIMIT)]
         rels += L.toy_file_names(variant.config, mass)
     # detector systematics: variation matrices and varied templates (each at its owner's path)
     rels += [L.fill(L.RESPONSE_VARIATION, interaction=i, systematic=n) for i, n in L.response_variations(variant.config)]

@@ -14,6 +14,7 @@ rule workspace:
         out(L.WORKSPACE),
         out(L.WORKSPACE_PYHF),
         out(L.WORKSPACE_HS3),
+        out(L.IMPACTS),
     params:
         spec=workspace_spec,
         code=stage_code_hash("workspace"),
@@ -37,6 +38,7 @@ use rule workspace as workspace_study with:
         study_out(L.WORKSPACE),
         study_out(L.WORKSPACE_PYHF),
         study_out(L.WORKSPACE_HS3),
+        study_out(L.IMPACTS),
     log:
         study_log_path("workspace"),
     benchmark:

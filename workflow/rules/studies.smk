@@ -27,6 +27,7 @@ rule report:
         limits=limit_files(BASELINE),
         pvalues=per_mass(L.PVALUES_PLOT),
         teststat=per_mass(L.TESTSTAT_PLOT),
+        impacts=per_mass(L.IMPACTS),
         errors=out(L.FIT_ERRORS),
         detector=out(L.DETECTOR),
         study_tables=study_targets([L.STUDY_TABLE]),
@@ -44,4 +45,5 @@ rule report:
         "lzflow report --spec {params.spec:q} --curve {input.curve:q} --curve-plot {input.curve_plot:q} "
         "--limits {input.limits:q} --pvalues {input.pvalues:q} --teststat {input.teststat:q} --errors {input.errors:q} "
         "--detector {input.detector:q} --study-tables {input.study_tables:q} --study-overlays {input.study_overlays:q} "
+        "--impacts {input.impacts:q} "
         "{params.comparison} --out {output:q} > {log:q} 2>&1"
