@@ -170,9 +170,10 @@ def content_digest(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) 
 
 
 def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
-    """Write the per-toy records and the header, with the content checksum
-    (:func:`content_digest`), to ``path`` (.npz) atomically."""
-    arrays = {name: np.asarray(getattr(result, name)) for name in result.PER_TOY}
+    """Write the per-toy records (with shape systematics also ``alpha_cond``, the conditional α̂̂:
+    ``result.per_toy``) and the header, with the content checksum (:func:`content_digest`), to
+    ``path`` (.npz) atomically."""
+    arrays = {name: np.asarray(getattr(result, name)) for name in result.per_toy}
     arrays["mu_test"] = np.asarray(result.mu_test)
     arrays["gen_params"] = np.asarray(result.gen_params)
     header = dict(header, content_sha256=content_digest(arrays, header))
@@ -213,6 +214,7 @@ def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
         raise CorruptToyFile(path, "content checksum mismatch: the file was edited or damaged")
     n = arrays["toy_index"].shape[0] if arrays["toy_index"].ndim == 1 else -1
     per_toy = _required_arrays()[:-2]  # toy_index first: a toy_index that is not 1-d is named itself
+    per_toy += tuple(name for name in ("alpha_cond",) if name in arrays)  # with shape systematics
     bad = next((name for name in per_toy if n < 0 or arrays[name].ndim == 0 or arrays[name].shape[0] != n), None)
     if bad is not None:
         raise CorruptToyFile(path, f"array {bad!r} has shape {arrays[bad].shape}; expected one row per toy ({n})")

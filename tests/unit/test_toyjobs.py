@@ -123,3 +123,23 @@ def test_a_toy_job_does_not_import_the_asymptotic_or_plotting_stack():
             "print(' '.join(m for m in ('scipy.stats', 'scipy.optimize', 'matplotlib', 'uproot') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_toy_files_of_a_model_with_shape_systematics_keep_alpha_cond(tmp_path):
+    """With K shape parameters the conditional α̂̂ (n, n_mu, K) is written, checksummed and read back;
+    without, the file has exactly the rate-only arrays."""
+    from lzflow.stats.toyresult import ToyResult
+
+    def records(n_shape: int) -> ToyResult:
+        r = ToyResult.empty("sb", 3, 1, 400000, "qtilde", np.zeros(4 + n_shape), np.array([0.1, 0.2]),
+                            np.arange(5), n_bkg=3, n_shape=n_shape)
+        r.alpha_cond[...] = np.arange(r.alpha_cond.size).reshape(r.alpha_cond.shape)
+        return r
+
+    for n_shape in (0, 2):
+        path = tmp_path / f"k{n_shape}.npz"
+        save_toy_job(path, records(n_shape), {"hypothesis": "sb"})
+        arrays, _ = load_toy_job(path)
+        assert ("alpha_cond" in arrays) == (n_shape > 0)
+        if n_shape:
+            assert arrays["alpha_cond"].shape == (5, 2, 2) and arrays["alpha_cond"][4, 1, 1] == 19
