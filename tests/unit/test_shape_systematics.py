@@ -272,3 +272,56 @@ def test_coverage_with_systematics_full(mu_factor):
     """2000 pseudo-experiments (σ_cov ≈ 0.0067), 600 S+B / 1200 B-only toys."""
     c, err = _coverage(n_pe=2000, n_sb=600, n_b=1200, seed=20 + int(10 * mu_factor), mu_factor=mu_factor)
     assert abs(c - 0.9) <= 2.5 * err
+
+
+# ----------------------------------------------------------------------------- α bounds (pyhf's ±5)
+def test_alpha_upper_bound_projected_newton_and_migrad():
+    """A minimum beyond α = +5 (auxiliary observable at +40): the fit ends at the bound, with the
+    projected gradient 0 there, status CONVERGED and the parameter flagged at its bound — in the
+    Newton engine and in Migrad (its limits), at the same NLL; the lower bound likewise."""
+    from lzflow.stats.fitresult import ALPHA_BOUND, alpha_at_bound
+
+    m = _small(seed=5, n_shape=2, size=0.05)
+    counts, _ = m.asimov(1.0)
+    nb = m.n_bkg
+    aux = np.tile(m.nominal_nuisance(), (2, 1))
+    aux[0, nb] = 40.0  # α_0 pulled far above its bound
+    aux[1, nb + 1] = -40.0  # α_1 far below
+    counts = np.tile(counts, (2, 1))
+    f = BatchedFitter(m, FitConfig(n_threads=1))
+    for mu_fixed in (None, 1.0):
+        r = f.fit(counts, aux, mu_fixed=mu_fixed)
+        rm = fit_minuit(m, counts, aux, mu_fixed=mu_fixed)
+        assert r.converged.all() and rm.converged.all()
+        assert r.params[0, 1 + nb] == ALPHA_BOUND and r.params[1, 2 + nb] == -ALPHA_BOUND
+        assert r.at_bound[0, 1 + nb] and r.at_bound[1, 2 + nb]
+        assert not r.at_bound[0, 2 + nb] and not r.at_bound[1, 1 + nb]
+        # projected gradient at the convergence tolerance (λ² < 1e-9), the bound's component removed
+        # (the raw gradient there is ≈ a − α ≈ 35)
+        np.testing.assert_array_less(r.grad_norm, 1e-4)
+        np.testing.assert_allclose(rm.params[:, 1 + nb :], r.params[:, 1 + nb :], atol=1e-3)
+        assert rm.at_bound[0, 1 + nb] and rm.at_bound[1, 2 + nb]
+        np.testing.assert_allclose(rm.nll, r.nll, atol=1e-6)
+        assert alpha_at_bound(r.params, m.n_shape).all()
+        assert not alpha_at_bound(np.zeros((3, m.n_par)), m.n_shape).any()
+
+
+def test_large_mu_conditional_fits_stay_within_alpha_bounds(lz):
+    """Background-only toys fitted at a signal strength far above what they allow: α used to run
+    away (linear extrapolation lowers μ s(α) without limit; overflow, NON_FINITE, then Migrad
+    failed); now every fit converges with |α| ≤ 5, some at the bound (flagged)."""
+    from lzflow.stats.fitresult import ALPHA_BOUND
+
+    gen, _ = generation_point(lz, 0.0)
+    counts, aux = generate_toys(lz, gen, np.arange(24), 3, 400000, 0, "b")
+    f = BatchedFitter(lz, FitConfig(n_threads=1))
+    K = lz.n_shape
+    for mu in (5.0, 50.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no overflow anywhere
+            r = f.fit(counts, aux, mu_fixed=mu)
+        assert r.converged.all(), r.failure_summary()
+        alpha = r.params[:, -K:]
+        assert np.all(np.abs(alpha) <= ALPHA_BOUND) and np.all(np.isfinite(r.nll))
+        np.testing.assert_array_equal(r.at_bound[:, -K:], np.abs(alpha) == ALPHA_BOUND)
+    assert r.at_bound[:, -K:].any()  # μ = 50: the fits end at the bound

@@ -18,7 +18,8 @@ closures (:mod:`lzflow.stats.minuit`). Data impossible under every allowed param
 
 A model with shape systematics (K > 0) is fitted by the same engine with the rows of
 :mod:`lzflow.stats.morph_nll` (ν non-linear in α: exact gradient and Hessian of the code-4p
-morphing); every α is fitted in every fit and is unbounded. With K = 0 nothing of that path runs.
+morphing); every α is fitted in every fit, within |α| ≤ 5 (pyhf's bounds), and the NLL is +inf
+outside the physical region ν ≥ 0 in every bin. With K = 0 nothing of that path runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from ._threads import available_cores
 from .binned_nll import BinnedRows, PreparedData, make_layout
-from .fitresult import FitConfig, FitResult
+from .fitresult import ALPHA_BOUND, FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .model import BinnedModel
 from .morph_nll import MorphLayout, MorphRows, morph_problem
@@ -162,8 +163,8 @@ class BatchedFitter:
         ν > 0)."""
         m = self.model
         init = np.ones((data.n, m.n_par))
-        if m.n_shape:  # α from its auxiliary observable (within ±5)
-            init[:, 1 + m.n_bkg :] = np.clip(data.aux[:, m.n_bkg :], -5.0, 5.0)
+        if m.n_shape:  # α from its auxiliary observable (within the bounds ±5)
+            init[:, 1 + m.n_bkg :] = np.clip(data.aux[:, m.n_bkg :], -ALPHA_BOUND, ALPHA_BOUND)
         th = np.clip(data.aux[:, : m.n_bkg], 0.05, None)
         init[:, 1 : 1 + m.n_bkg] = np.where(m.constrained, th, 1.0)
         if mu_fixed is not None:

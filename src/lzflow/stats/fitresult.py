@@ -4,8 +4,9 @@
 binned (:mod:`lzflow.stats.fit`) and the unbinned (:mod:`lzflow.stats.unbinned`) fitters;
 :class:`FitResult` is what every fitter returns — one row per toy, never dropped, with its
 final :class:`FitStatus`, the :class:`Strategy` that produced it and the cause of its first
-failure. :func:`lower_bounds` and :func:`fittable_toys` are the conventions on bounds and on
-invalid input shared by the Newton and the iminuit (:mod:`lzflow.stats.minuit`) fits.
+failure. :func:`lower_bounds`, :func:`upper_bounds` and :func:`fittable_toys` are the conventions
+on bounds and on invalid input shared by the Newton and the iminuit (:mod:`lzflow.stats.minuit`)
+fits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["FitStatus", "Strategy", "FitConfig", "FitResult", "lower_bounds", "fittable_toys"]
+__all__ = ["FitStatus", "Strategy", "FitConfig", "FitResult", "ALPHA_BOUND", "lower_bounds", "upper_bounds",
+           "alpha_at_bound", "fittable_toys"]
+
+#: |α| ≤ ALPHA_BOUND for the shape parameters: pyhf's ``suggested_bounds`` of constrained
+#: ``histosys``/``normsys`` modifiers (``pyhf.modifiers.histosys``/``normsys``: ``[-5.0, 5.0]``);
+#: a fit that ends there is valid (as in pyhf) and flagged in ``FitResult.at_bound``
+ALPHA_BOUND = 5.0
 
 
 class FitStatus(IntEnum):
@@ -86,7 +93,8 @@ class FitResult:
     n_iter: (n,) iterations (sum over strategies).
     grad_norm: (n,) Euclidean norm of the projected gradient at the result.
     edm: (n,) ½ λ², the estimated distance to the minimum in NLL units.
-    at_bound: (n, n_par) parameter sits at its lower bound.
+    at_bound: (n, n_par) parameter sits at its lower or upper bound (a shape parameter α at
+        ±:data:`ALPHA_BOUND`: a valid fit, reported by :func:`alpha_at_bound`).
     """
 
     params: np.ndarray
@@ -159,13 +167,34 @@ class FitResult:
 def lower_bounds(n_cols: int, mu_fixed: float | None, mu_lower: float | None, n_shape: int = 0) -> np.ndarray:
     """Lower bounds of the fitted parameters (μ first when free, then the free θ, then the
     ``n_shape`` shape parameters α): θ ≥ 0 (rates cannot be negative); μ ≥ ``mu_lower`` (``None``:
-    unbounded, e.g. for q_μ without the bound); α unbounded (−∞; no fit has upper bounds)."""
+    unbounded, e.g. for q_μ without the bound); α ≥ −:data:`ALPHA_BOUND`."""
     lb = np.zeros(n_cols)
     if mu_fixed is None:
         lb[0] = -np.inf if mu_lower is None else float(mu_lower)
     if n_shape:
-        lb[n_cols - n_shape :] = -np.inf
+        lb[n_cols - n_shape :] = -ALPHA_BOUND
     return lb
+
+
+def upper_bounds(n_cols: int, n_shape: int = 0) -> np.ndarray | None:
+    """Upper bounds of the fitted parameters: α ≤ :data:`ALPHA_BOUND` for the ``n_shape`` shape
+    parameters (last), none for μ and θ. ``None`` without shape parameters (no upper bound at
+    all: the rate-only and unbinned fits run exactly as before)."""
+    if not n_shape:
+        return None
+    ub = np.full(n_cols, np.inf)
+    ub[n_cols - n_shape :] = ALPHA_BOUND
+    return ub
+
+
+def alpha_at_bound(params: np.ndarray, n_shape: int) -> np.ndarray:
+    """Fits whose shape parameters (the last ``n_shape`` of ``params`` ``(..., n_par)``, e.g. a
+    toy file's ``params_uncond``, or ``alpha_cond`` ``(..., K)`` with ``n_shape = K``) sit at
+    ±:data:`ALPHA_BOUND`: boolean ``(...)``. Valid fits (pyhf's convention); counted by merge."""
+    if not n_shape:
+        return np.zeros(np.shape(params)[:-1], dtype=bool)
+    a = np.asarray(params, dtype=np.float64)[..., -n_shape:]
+    return np.any(np.abs(a) >= ALPHA_BOUND * (1.0 - 1e-12), axis=-1)
 
 
 def fittable_toys(res: FitResult, valid: np.ndarray) -> Iterator[int]:

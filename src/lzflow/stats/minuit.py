@@ -16,7 +16,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 from iminuit import Minuit
 
-from .fitresult import FitResult, FitStatus, Strategy, fittable_toys, lower_bounds
+from .fitresult import FitResult, FitStatus, Strategy, fittable_toys, lower_bounds, upper_bounds
 
 __all__ = ["MigradProblem", "MinuitFitter", "migrad_into", "fit_toys_minuit"]
 
@@ -45,8 +45,10 @@ class MinuitFitter(Protocol):
 
 def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
                 grad: Callable[[np.ndarray], np.ndarray], fitter: MinuitFitter, init: np.ndarray,
-                lb: np.ndarray, cols: np.ndarray, mu_fixed: float | None, tol: float) -> None:
-    """Minimise ``nll`` (free parameters ``cols``, lower bounds ``lb``) with Migrad from the full start
+                lb: np.ndarray, cols: np.ndarray, mu_fixed: float | None, tol: float,
+                ub: np.ndarray | None = None) -> None:
+    """Minimise ``nll`` (free parameters ``cols``, lower bounds ``lb``, upper bounds ``ub`` or none:
+    Migrad limits) with Migrad from the full start
     vector ``init`` and write row ``t`` of ``res``: full parameters, NLL, status (MINUIT_FAILED unless
     Migrad reports a valid minimum after strategy 1, then 2), iterations, projected-gradient norm, EDM
     and at-bound flags. Initial steps: 1σ from ``fitter.expected_information`` at the start."""
@@ -54,9 +56,11 @@ def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
     n_par = m.n_par
     names = [m.par_names[c] for c in cols]
     y0 = np.maximum(np.asarray(init, float)[cols], np.where(np.isfinite(lb), lb, -np.inf))
+    if ub is not None:
+        y0 = np.minimum(y0, ub)
     full0 = np.ones(n_par)
     full0[cols] = np.maximum(y0, 0.0)
-    shape = cols.size - m.n_shape  # the shape parameters α (last) are unbounded
+    shape = cols.size - m.n_shape  # the shape parameters α (last) can be negative
     full0[cols[shape:]] = y0[shape:]
     if mu_fixed is not None:
         full0[0] = mu_fixed
@@ -69,13 +73,21 @@ def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
     # Migrad's bound transform has zero slope exactly at a limit: start strictly inside,
     # and inside the domain (ν > 0 where n > 0)
     y0 = np.where(np.isfinite(lb) & (y0 <= lb + 0.1 * step), lb + 0.1 * step, y0)
+    if ub is not None:
+        y0 = np.where(np.isfinite(ub) & (y0 >= ub - 0.1 * step), ub - 0.1 * step, y0)
     if not np.isfinite(nll(y0)) or nll(y0) >= 1e300:
         y0 = np.r_[np.maximum(y0[:shape], 0.05), y0[shape:]]
+    for _ in range(6):  # α towards 0 (ν ≥ 0 everywhere at α = 0 for μ, θ ≥ 0)
+        if shape == cols.size or (np.isfinite(nll(y0)) and nll(y0) < 1e300):
+            break
+        y0 = np.r_[y0[:shape], 0.5 * y0[shape:]]
     mn = Minuit(nll, y0, grad=grad, name=names)
     mn.errordef = Minuit.LIKELIHOOD
     mn.tol = tol
     mn.print_level = 0
-    mn.limits = [(None if not np.isfinite(v) else float(v), None) for v in lb]
+    hi = np.full(cols.size, np.inf) if ub is None else ub
+    mn.limits = [(None if not np.isfinite(v) else float(v), None if not np.isfinite(u) else float(u))
+                 for v, u in zip(lb, hi)]
     for j in range(cols.size):
         mn.errors[j] = float(step[j])
     mn.strategy = 1
@@ -94,8 +106,13 @@ def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
     res.strategy[t] = Strategy.MINUIT
     res.n_iter[t] = mn.nfcn
     g = grad(y)
-    at = y <= lb + 1e-9 * np.maximum(1.0, np.abs(lb) if np.all(np.isfinite(lb)) else 1.0)
-    gp = np.where(at & (g > 0), 0.0, g)
+    at_lo = y <= lb + 1e-9 * np.maximum(1.0, np.abs(lb) if np.all(np.isfinite(lb)) else 1.0)
+    at_hi = np.zeros(cols.size, dtype=bool)
+    if ub is not None:
+        fin = np.isfinite(ub)
+        at_hi[fin] = y[fin] >= ub[fin] - 1e-9 * np.maximum(1.0, np.abs(ub[fin]))
+    at = at_lo | at_hi
+    gp = np.where((at_lo & (g > 0)) | (at_hi & (g < 0)), 0.0, g)
     res.grad_norm[t] = float(np.sqrt(gp @ gp))
     res.edm[t] = float(mn.fmin.edm)
     ab = np.zeros(n_par, dtype=bool)
@@ -117,6 +134,7 @@ def fit_toys_minuit(
         init = fitter.default_init(data, mu_fixed)
     cols = fitter.free_columns(mu_fixed)
     lb = lower_bounds(cols.size, mu_fixed, mu_lower, fitter.model.n_shape)
+    ub = upper_bounds(cols.size, fitter.model.n_shape)
     for t in fittable_toys(res, data.valid):
         problem = fitter.minuit_problem(data, t, mu_fixed)
         if problem is None:
@@ -124,5 +142,5 @@ def fit_toys_minuit(
             res.nll[t] = np.inf
             res.params[t] = init[t]
             continue
-        migrad_into(res, t, problem.nll, problem.grad, fitter, init[t], lb, cols, mu_fixed, tol)
+        migrad_into(res, t, problem.nll, problem.grad, fitter, init[t], lb, cols, mu_fixed, tol, ub)
     return res

@@ -11,12 +11,13 @@ A fitter describes one fit type on a set of toys as a :class:`NewtonRows` (NLL, 
 Hessians; ν at the current and at trial points kept inside, in its own layout) and the engine
 advances all toys ("rows") of a block together as arrays (:func:`minimise`):
 
-1. projected Newton (Bertsekas 1982): variables at a bound whose gradient pushes outwards are
-   held fixed (active set); the Newton system is solved on the free set with a Jacobi-scaled,
+1. projected Newton (Bertsekas 1982): variables at a bound (lower, or upper where there is one:
+   the shape parameters α, :func:`~lzflow.stats.fitresult.upper_bounds`) whose gradient pushes
+   outwards are held fixed (active set); the Newton system is solved on the free set with a Jacobi-scaled,
    modified Cholesky vectorised over toys (:mod:`lzflow.stats._linalg`). Optionally the first
    step uses the *expected* information at the generation point (one matrix for all toys,
    ``fisher_at``) instead of each toy's Hessian;
-2. backtracking Armijo line search along the projection arc ``max(y + t d, lb)``;
+2. backtracking Armijo line search along the projection arc ``clip(y + t d, lb, ub)``;
 3. convergence when the Newton decrement ``λ² = g_Fᵀ H_FF⁻¹ g_F`` (≈ 2 × the NLL distance to
    the minimum) is below ``tol``. After a step, λ² is first estimated with the previous exact
    Hessian factor (one gradient, no new Hessian); if that estimate is already tiny (< 1e-6) one
@@ -41,12 +42,12 @@ import numpy as np
 
 from ._linalg import newton_direction, reuse_direction
 from ._threads import blas_threads
-from .fitresult import FitConfig, FitResult, FitStatus, Strategy, lower_bounds
+from .fitresult import FitConfig, FitResult, FitStatus, Strategy, lower_bounds, upper_bounds
 from .minuit import MinuitFitter, fit_toys_minuit
 
 __all__ = ["NewtonRows", "NewtonFitter", "NewtonRun", "minimise", "fit_block", "fit_in_blocks"]
 
-#: variables within this distance of their lower bound count as at the bound
+#: variables within this distance of a bound count as at the bound
 _EPS_ACTIVE = 1e-12
 #: chord steps (reusing the last Hessian factor) are taken when the decrement estimated with
 #: that factor is below this, at most _MAX_CHORD times in a row
@@ -108,7 +109,7 @@ class NewtonFitter(MinuitFitter, Protocol):
 class NewtonRun:
     """Outcome of :func:`minimise` for each toy (fitted parameters only)."""
 
-    y: np.ndarray  # (n, p) parameters (at least the lower bounds)
+    y: np.ndarray  # (n, p) parameters (within the bounds)
     nll: np.ndarray  # (n,)
     status: np.ndarray  # (n,) FitStatus
     n_iter: np.ndarray  # (n,)
@@ -170,10 +171,12 @@ class _State:
 def minimise(
     rows: NewtonRows, y0: np.ndarray, lb: np.ndarray, cfg: FitConfig, max_iter: int,
     step_cap: float | None = None, fisher: np.ndarray | None = None,
-    start_floor: np.ndarray | None = None,
+    start_floor: np.ndarray | None = None, ub: np.ndarray | None = None,
+    start_shrink: np.ndarray | None = None,
 ) -> NewtonRun:
     """Projected Newton with Armijo backtracking for all rows, from ``y0`` ``(n, p)`` with lower
-    bounds ``lb`` ``(p,)`` (see the module docstring).
+    bounds ``lb`` ``(p,)`` and upper bounds ``ub`` ``(p,)`` (``None``: none; see the module
+    docstring).
 
     Each iteration, per toy: gradient g; if the previous exact Hessian factor (same free set)
     gives a decrement below ``tol`` → converged; below ``_CHORD_THRESHOLD`` → chord step with
@@ -181,8 +184,11 @@ def minimise(
     shared ``fisher`` matrix if given). Then a line search along the projection arc.
     ``step_cap``: retry strategy, see :func:`_cap_step`. ``start_floor``: ``(p,)`` values that
     starts with a non-finite NLL are raised to (``None``: such starts fail as NON_FINITE).
+    ``start_shrink``: ``(p,)`` boolean, parameters pulled towards 0 (halved, then 0) in starts
+    whose NLL is still non-finite (the shape parameters α: α = 0 gives ν ≥ 0 for μ, θ ≥ 0).
     """
     n, p = y0.shape
+    proj = _projection(lb, ub)
     y = y0.copy()
     status = np.full(n, FitStatus.NOT_RUN, dtype=np.int8)
     n_iter = np.zeros(n, dtype=np.int32)
@@ -193,6 +199,13 @@ def minimise(
     if bad_start.any() and start_floor is not None:  # a start with ν ≤ 0 somewhere: move inside
         y[bad_start] = np.maximum(y[bad_start], start_floor)
         f = rows.start(y)
+    if start_shrink is not None and start_shrink.any():
+        for factor in (0.5, 0.5, 0.5, 0.0):
+            bad_start = ~np.isfinite(f)
+            if not bad_start.any():
+                break
+            y[np.ix_(bad_start, start_shrink)] *= factor
+            f = rows.start(y)
     st = _State(rows, y.copy(), f.copy())
     fin = np.isfinite(f)
     status[~fin] = FitStatus.NON_FINITE
@@ -216,8 +229,8 @@ def minimise(
             (g,) = st.keep(~bad_g, g, ratios=True)
             if not st.active.size:
                 break
-        free = ~((st.y <= lb + _EPS_ACTIVE) & (g > 0))
-        st.y = np.where(free, st.y, np.maximum(st.y, lb))  # snap held variables onto the bound
+        free = ~_held(st.y, g, lb, ub)
+        st.y = np.where(free, st.y, proj(st.y))  # snap held variables onto the bound
         gm = np.where(free, g, 0.0)
         k = st.active.size
         d = np.zeros((k, p))
@@ -261,7 +274,7 @@ def minimise(
         if step_cap is not None:
             d = _cap_step(d, st.y, step_cap)
         # ---- line search along the projection arc
-        cand = np.maximum(st.y + d, lb)
+        cand = proj(st.y + d)
         fc = st.rows.trial(cand)
         ok = _armijo(fc, st.f, g, cand - st.y, dec, cfg)
         if not ok.all():
@@ -275,7 +288,7 @@ def minimise(
                 st.rows.take_trial(sub, ok_s)
                 ok[rows_ok] = True
 
-            _backtrack(st.y[fail], d[fail], g[fail], st.f[fail], dec[fail], lb, cfg, sub.trial, accept)
+            _backtrack(st.y[fail], d[fail], g[fail], st.f[fail], dec[fail], proj, cfg, sub.trial, accept)
         if not ok.all():
             _end_failed_search(ok, dec, g, finish)
             n_iter[st.active[~ok]] += 1
@@ -288,10 +301,28 @@ def minimise(
         finish(np.ones(st.active.size, dtype=bool), FitStatus.MAX_ITER,
                np.full(st.active.size, np.nan), g)
     at_bound = y <= lb + _EPS_ACTIVE
-    gp = np.where(at_bound & (g_out > 0), 0.0, g_out)  # projected gradient
-    return NewtonRun(y=np.maximum(y, lb), nll=f, status=status, n_iter=n_iter,
+    if ub is not None:
+        at_bound |= y >= ub - _EPS_ACTIVE
+    gp = np.where(_held(y, g_out, lb, ub), 0.0, g_out)  # projected gradient
+    return NewtonRun(y=proj(y), nll=f, status=status, n_iter=n_iter,
                      grad_norm=np.sqrt(np.einsum("ti,ti->t", gp, gp)), dec=dec_out,
                      at_bound=at_bound)
+
+
+def _projection(lb: np.ndarray, ub: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Projection onto the box [lb, ub] (onto y ≥ lb alone when ``ub`` is None: the rate-only
+    fits do exactly what they did before upper bounds existed)."""
+    if ub is None:
+        return lambda x: np.maximum(x, lb)
+    return lambda x: np.minimum(np.maximum(x, lb), ub)
+
+
+def _held(y: np.ndarray, g: np.ndarray, lb: np.ndarray, ub: np.ndarray | None) -> np.ndarray:
+    """Variables at a bound whose gradient pushes outwards (the active set; projected gradient 0)."""
+    held = (y <= lb + _EPS_ACTIVE) & (g > 0)
+    if ub is not None:
+        held |= (y >= ub - _EPS_ACTIVE) & (g < 0)
+    return held
 
 
 def _cap_step(d: np.ndarray, y: np.ndarray, step_cap: float) -> np.ndarray:
@@ -303,18 +334,19 @@ def _cap_step(d: np.ndarray, y: np.ndarray, step_cap: float) -> np.ndarray:
     return d * fac[:, None]
 
 
-def _backtrack(y, d, g, f, dec, lb, cfg: FitConfig, evaluate: Callable[[np.ndarray], np.ndarray],
+def _backtrack(y, d, g, f, dec, proj: Callable[[np.ndarray], np.ndarray], cfg: FitConfig,
+               evaluate: Callable[[np.ndarray], np.ndarray],
                accept: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> None:
     """Backtracking along the projection arc for the rows whose full step failed :func:`_armijo`.
 
-    Candidates are ``max(y + t d, lb)`` with t = 1/2, 1/4, … (at most ``cfg.max_backtrack``
+    Candidates are ``proj(y + t d)`` with t = 1/2, 1/4, … (at most ``cfg.max_backtrack``
     halvings). ``evaluate(c) -> nll`` computes the NLL at the candidates (and keeps their ν);
     ``accept(ok, c, nll)`` takes the rows (mask ``ok``) that passed at this t."""
     pending = np.ones(y.shape[0], dtype=bool)
     t = 1.0
     for _ in range(cfg.max_backtrack):
         t *= 0.5
-        c = np.maximum(y + t * d, lb)
+        c = proj(y + t * d)
         f_c = evaluate(c)
         ok = pending & _armijo(f_c, f, g, c - y, dec, cfg)
         if ok.any():
@@ -351,7 +383,14 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
     cfg = fitter.config
     res = FitResult.empty(data.n, fitter.model.n_par)
     cols = fitter.free_columns(mu_fixed)
-    lb = lower_bounds(cols.size, mu_fixed, mu_lower, fitter.model.n_shape)
+    n_shape = fitter.model.n_shape
+    lb = lower_bounds(cols.size, mu_fixed, mu_lower, n_shape)
+    ub = upper_bounds(cols.size, n_shape)
+    proj = _projection(lb, ub)
+    shrink = None
+    if n_shape:
+        shrink = np.zeros(cols.size, dtype=bool)
+        shrink[cols.size - n_shape :] = True
     bad_in = ~data.valid
     res.status[bad_in] = FitStatus.NON_FINITE
     res.first_failure[bad_in] = FitStatus.NON_FINITE
@@ -368,7 +407,7 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
         return res
     if not todo.all():
         rows = rows.subset(todo)
-    y0 = np.maximum(init[ids][:, cols], lb)
+    y0 = proj(init[ids][:, cols])
     fisher = None
     if fisher_at is not None:
         fa = np.array(fisher_at, dtype=np.float64, copy=True)
@@ -376,17 +415,16 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
             fa[0] = mu_fixed
         fisher = fitter.expected_information(fa, mu_free=mu_fixed is None)
     floor = fitter.start_floor(mu_fixed)
-    run = minimise(rows, y0, lb, cfg, cfg.max_iter, None, fisher, floor)
+    run = minimise(rows, y0, lb, cfg, cfg.max_iter, None, fisher, floor, ub, shrink)
     run.store(res, ids, cols, mu_fixed, Strategy.NEWTON)
     failed = ids[run.status != FitStatus.CONVERGED]
     if failed.size:
         res.first_failure[failed] = run.status[run.status != FitStatus.CONVERGED]
     if failed.size and cfg.retry:
         sub = data.subset(failed)
-        start = np.maximum(fitter.default_init(sub, mu_fixed)[:, cols],
-                           np.where(np.isfinite(lb), lb, -np.inf))
+        start = proj(fitter.default_init(sub, mu_fixed)[:, cols])
         run2 = minimise(fitter.newton_rows(sub, mu_fixed), start, lb, cfg, 4 * cfg.max_iter, 0.5,
-                        None, floor)
+                        None, floor, ub, shrink)
         prev_iter = res.n_iter[failed].copy()
         run2.store(res, failed, cols, mu_fixed, Strategy.NEWTON_RETRY)
         res.n_iter[failed] += prev_iter

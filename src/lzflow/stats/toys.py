@@ -282,7 +282,7 @@ def fit_toy_block(
     bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
     for mu in mu_test:
         ci = prev_params + (mu - prev_mu)[:, None] * slope
-        ci[:, 1 : 1 + nb] = np.maximum(ci[:, 1 : 1 + nb], 0.0)  # θ ≥ 0 (α unbounded)
+        ci[:, 1 : 1 + nb] = np.maximum(ci[:, 1 : 1 + nb], 0.0)  # θ ≥ 0 (α: clipped by the fit)
         ci[bad_prev] = gen
         ci[:, 0] = mu
         rc = fitter.fit(data, mu_fixed=float(mu), init=ci)
