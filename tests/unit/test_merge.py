@@ -252,3 +252,20 @@ def test_curve_summary_line_shows_a_band_beyond_the_grid_as_its_bound():
            "sigma_p1_cm2": None, "sigma_p1_bound": ">=1.14e-45", "sigma_asymptotic_median_cm2": 2.85e-47}
     assert summary_line(row) == "        10 GeV: median 8.7e-47 cm2 [-1s 2.3e-47, +1s >=1.14e-45], asymptotic 2.85e-47"
     assert summary_line({"mass_GeV": 2.0, "no_sensitivity": True}).endswith("2 GeV: no sensitivity")
+
+
+def test_a_toy_median_far_from_the_asymptotic_one_is_reported():
+    """Toys and asymptotics agree to ~20 % at these toy counts; a factor 2.8 (quick + systematics at
+    10 GeV before the morphing is fixed) must not pass silently."""
+    from lzflow.merge import toy_asymptotic_mismatch
+
+    def doc(toys, asymptotic):
+        return {"method": "CLs+b", "limits": {"CLs+b": {"expected_sigma_cm2": {"0": toys}}},
+                "asymptotic": {"expected_sigma_cm2": {"0": asymptotic}}}
+
+    assert toy_asymptotic_mismatch(doc(2.12e-47, 2.09e-47)) is None
+    assert toy_asymptotic_mismatch(doc(1.10e-48, 1.19e-48)) is None
+    message = toy_asymptotic_mismatch(doc(8.01e-47, 2.85e-47))
+    assert message is not None and "2.81 x the asymptotic" in message
+    assert "0.40 x" in toy_asymptotic_mismatch(doc(1.0, 2.5))
+    assert toy_asymptotic_mismatch(doc(None, 2.85e-47)) is None and toy_asymptotic_mismatch({"method": "CLs"}) is None
