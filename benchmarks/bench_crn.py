@@ -27,7 +27,7 @@ from lzflow.space import AnalysisSpace
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", nargs="+", default=["config/quick.yaml", "config/systematics.yaml"])
+    ap.add_argument("--config", nargs="+", default=["config/quick.yaml", "config/overlays/systematics.yaml"])
     ap.add_argument("--fraction", type=float, default=0.25)
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)

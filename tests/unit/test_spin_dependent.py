@@ -173,7 +173,7 @@ def test_sd_rate_edges_and_dispatch():
 def test_wimp_source_folds_the_configured_coupling():
     from lzflow.sources import wimp_source
 
-    cfg = load_config([REPO / "config/config.yaml", REPO / "config/sd_neutron.yaml"])
+    cfg = load_config([REPO / "config/config.yaml", REPO / "config/overlays/sd_neutron.yaml"])
     spec = layout.signal_spec(cfg, "40")
     src = wimp_source(spec)
     assert src.interaction == "NR" and src.metadata["interaction"] == "SD_n"
@@ -219,7 +219,7 @@ def test_schema_enum_is_the_code_list():
 def test_overlays_stack(overlay, interaction, reference, base):
     from lzflow.workflow_gate import check_command_line
 
-    files = [base, f"config/{overlay}.yaml"]
+    files = [base, f"config/overlays/{overlay}.yaml"]
     cfg = resolve_config(_raw(*files), REPO)
     assert cfg["signal"]["interaction"] == interaction and cfg["signal"]["sigma_ref_cm2"] == pytest.approx(1e-40)
     assert cfg["reference"] == reference and cfg["tag"] == f"lz_projection_{interaction.lower()}"
@@ -230,7 +230,7 @@ def test_overlays_stack(overlay, interaction, reference, base):
 # ------------------------------------------------------------------------------------ what reruns
 def test_specs_of_si_are_unchanged_and_sd_says_its_coupling():
     si = load_config([REPO / "config/config.yaml"])
-    sd = load_config([REPO / "config/config.yaml", REPO / "config/sd_proton.yaml"])
+    sd = load_config([REPO / "config/config.yaml", REPO / "config/overlays/sd_proton.yaml"])
     assert "interaction" not in layout.signal_spec(si, "40") and "interaction" not in layout.merge_spec(si, "40")
     assert layout.signal_spec(sd, "40")["interaction"] == "SD_p" and layout.merge_spec(sd, "40")["interaction"] == "SD_p"
     # the coupling reaches neither the response, the backgrounds nor the toys

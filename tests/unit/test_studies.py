@@ -176,7 +176,7 @@ def test_studies_with_detector_systematics_key_the_varied_templates(repo, quick_
     templates it acts on and the workspaces (never reusing the baseline's workspace, whose templates
     differ), but shares the CRN nominal and the other systematics' matrices; a toys study shares
     every variation file and workspace with the baseline."""
-    raw = deep_merge(quick_raw, load_yaml(repo / "config" / "systematics.yaml"))
+    raw = deep_merge(quick_raw, load_yaml(repo / "config" / "overlays" / "systematics.yaml"))
     _, (width, toys) = expand_studies(_with_studies(raw, {
         "width": {"parameter": "systematics.parameters.g1.sigma", "values": [0.004], "masses_GeV": [40],
                   "description": "g1 width"},

@@ -22,7 +22,7 @@ from lzflow.sources import background_source, wimp_source
 from lzflow.space import AnalysisSpace
 
 QUICK = ["config/quick.yaml"]
-WITH_SYST = ["config/quick.yaml", "config/systematics.yaml"]
+WITH_SYST = ["config/quick.yaml", "config/overlays/systematics.yaml"]
 
 
 @pytest.fixture(scope="module")

@@ -520,7 +520,7 @@ stacked("legal_quick_with_study", "legal",
         ["config.yaml"])
 
 # -------------------------------------------------------------------------- detector systematics (issue 12)
-_SYS = (REPO / "config" / "systematics.yaml").read_text()
+_SYS = (REPO / "config" / "overlays" / "systematics.yaml").read_text()
 
 
 def syst(**parameters: Any) -> dict[str, Any]:

@@ -55,8 +55,8 @@ def si_tree(repo, tmp_path_factory):
     return work, small
 
 
-@pytest.mark.parametrize("overlay, interaction", [("config/sd_neutron.yaml", "SD_n"),
-                                                  ("config/sd_proton.yaml", "SD_p")])
+@pytest.mark.parametrize("overlay, interaction", [("config/overlays/sd_neutron.yaml", "SD_n"),
+                                                  ("config/overlays/sd_proton.yaml", "SD_p")])
 def test_switching_to_sd_reruns_only_the_folds(repo, si_tree, overlay, interaction):
     work, small = si_tree
     # the SD overlay's coupling and sigma_ref, but the SI tree's tag: the same tree switches coupling
@@ -76,7 +76,7 @@ def test_sd_overlay_with_its_own_tag_is_a_new_tree(repo, si_tree):
     from lzflow.config import load_config
 
     n_backgrounds = len(load_config([repo / "config/quick.yaml", small])["backgrounds"])
-    jobs = _jobs(_snakemake(repo, [small, repo / "config/sd_neutron.yaml"], "-n"))
+    jobs = _jobs(_snakemake(repo, [small, repo / "config/overlays/sd_neutron.yaml"], "-n"))
     assert jobs["signal_pdf"] == 1 and jobs["response"] >= 1 and jobs["background_pdf"] == n_backgrounds
 
 

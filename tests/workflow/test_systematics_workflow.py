@@ -1,4 +1,4 @@
-"""Detector systematics through the real workflow: config/quick.yaml + config/systematics.yaml at reduced
+"""Detector systematics through the real workflow: config/quick.yaml + config/overlays/systematics.yaml at reduced
 statistics (pdf.n_samples 1e5, CRN fraction 0.2): the dry run shows the variation jobs (and nothing
 more without the overlay), the varied templates move the expected counts in the physical direction,
 and the workspace carries them as ``shape_systematics``."""
@@ -33,7 +33,7 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 def _run(repo, *args, overlay=None, results, systematics=True):
-    configs = ["config/quick.yaml", *(["config/systematics.yaml"] if systematics else []),
+    configs = ["config/quick.yaml", *(["config/overlays/systematics.yaml"] if systematics else []),
                *([str(overlay)] if overlay else [])]
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *configs,
            "--config", f"results_dir={results}", *args]
