@@ -342,6 +342,19 @@ def test_save_load_roundtrip(tmp_path, nr_response):
     assert load_response(tmp_path / "nr.npz") == nr_response
 
 
+def test_versions_from_package_metadata(tmp_path):
+    """The matrix records nestpy's and lzflow's installed versions (importlib.metadata), not
+    nestpy's ``__nest_version__`` attribute (``0.0.0`` in nestpy 2.1.3); they survive save/load."""
+    from importlib import metadata
+
+    from lzflow.response.nest import nest_version
+
+    assert nest_version() == metadata.version("nestpy") != "0.0.0"
+    r = load_response(save_response(_small(3, 2), tmp_path / "nr.npz"))
+    assert r.metadata["nest_version"] == metadata.version("nestpy")
+    assert r.metadata["lzflow_version"] == metadata.version("lzflow")
+
+
 @pytest.mark.slow
 def test_fold_matches_direct_nest_b8_threshold():
     """⁸B CEvNS (lzflow.spectra): a threshold-dominated spectrum (ε_tot ~ 6e-4), where truncation,

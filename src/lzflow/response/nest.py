@@ -225,10 +225,13 @@ def simulate_direct(detector: Mapping[str, Any], interaction: str, energies_keV:
 
 
 def nest_version() -> str:
-    """nestpy's NEST version, recorded in every response matrix."""
-    try:
-        import nestpy
+    """The installed nestpy's version from its package metadata (``importlib.metadata``),
+    recorded as ``nest_version`` in every response matrix; a nestpy release pins the NEST
+    release it bundles. nestpy's own ``__nest_version__`` attribute reads ``0.0.0`` (nestpy
+    2.1.3), so it is not used."""
+    from importlib import metadata
 
-        return str(getattr(nestpy, "__nest_version__", "unknown"))
-    except ImportError:  # pragma: no cover
-        return "unavailable"
+    try:
+        return metadata.version("nestpy")
+    except metadata.PackageNotFoundError:  # pragma: no cover - nestpy is a dependency
+        return "not installed"
