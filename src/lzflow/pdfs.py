@@ -10,7 +10,12 @@ with these weights (:class:`FoldResult`). Each PDF is a :class:`hist.Hist` with 
 * variance = its Monte-Carlo variance :math:`\sum_j p_j^2 c_{jb}/N_j^2`.
 
 It is written as a ``TH2D`` named after the source to ``<dir>/<source>.root`` (uproot), with a
-JSON sidecar ``<dir>/<source>.json`` (:func:`pdf_metadata`). Both files are written atomically
+JSON sidecar ``<dir>/<source>.json`` (:func:`pdf_metadata`). The ``TH2D`` carries the statistics of
+its weighted MC fills (:mod:`lzflow.roothist`: ``fTsumw`` = Σw, ``fTsumw2`` = Σw², ``fEntries`` =
+the MC events filled, so ROOT's ``GetEffectiveEntries()`` is the sidecar's ``n_eff_roi``), a
+descriptive title and the Z-axis title "expected events / bin". ROOT axes cannot store names:
+:func:`read_pdf` gives the ``hist.Hist`` with axes ``cS1`` and ``log10cS2`` (uproot's
+``.to_hist()`` names them ``xaxis``/``yaxis``). Both files are written atomically
 (temporary file in the same directory, then ``os.replace``), ROOT first, so a sidecar never
 points at a missing or partial histogram.
 
@@ -36,6 +41,7 @@ from . import __version__
 from .io import atomic_path
 from .response import ResponseMatrix, build_responses
 from .response.allocation import bin_integrals, clipped_spectrum, integrate_spectrum, kish_n_eff
+from .roothist import pdf_th2d, pdf_title
 from .space import AnalysisSpace, canonical_interaction
 
 __all__ = [
@@ -70,6 +76,8 @@ class FoldResult:
         the energies outside the grid (pilot acceptance, conservative); ``inf`` when nothing
         reaches the ROI but the bound is non-zero.
     p : (n_E,) spectrum integral per fine energy bin (× scale).
+    n_mc_events : MC events filled into the PDF (unweighted): the in-ROI events of every energy bin
+        with a non-zero weight p_j/N_j (ROOT's ``fEntries``).
     """
 
     interaction: str
@@ -83,6 +91,7 @@ class FoldResult:
     truncation_loss: float
     truncation_loss_events: float
     p: np.ndarray
+    n_mc_events: int
 
     @property
     def empty(self) -> bool:
@@ -147,7 +156,7 @@ def fold_spectrum(response: ResponseMatrix, spectrum: Callable[[np.ndarray], np.
         interaction=response.interaction, expected=expected, variance=variance, expected_total=expected_total,
         spectrum_total=spectrum_total, efficiency=eff, n_eff_roi=n_eff,
         n_samples_effective=(n_eff / eff if eff > 0 else 0.0), truncation_loss=loss,
-        truncation_loss_events=lost, p=p,
+        truncation_loss_events=lost, p=p, n_mc_events=int(fc.sum()),
     )
 
 
@@ -235,7 +244,7 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
             "fiducial": det["fiducial"],
         },
         "histogram": {"file": f"{source}.root", "object": source, "class": "TH2D",
-                      "value": "expected events", "variance": "MC variance"},
+                      "value": "expected events", "variance": "MC variance", "mc_events": int(fold.n_mc_events)},
         "empty": bool(empty),
         "lzflow_version": __version__,
     }
@@ -258,7 +267,9 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
 
 
 def write_pdf(directory: str | Path, source: str, histogram: Any, metadata: Mapping[str, Any]) -> tuple[Path, Path]:
-    """Write ``<directory>/<source>.root`` (TH2D ``source``) and ``<directory>/<source>.json``.
+    """Write ``<directory>/<source>.root`` (TH2D ``source``, :func:`lzflow.roothist.pdf_th2d`:
+    title from the metadata, ``fEntries`` = ``metadata["histogram"]["mc_events"]`` or, where the
+    metadata does not record it, the effective number of entries) and ``<directory>/<source>.json``.
 
     Raises ValueError for an all-zero histogram without ``metadata["empty"] is True``, for a
     non-zero one with it, or for non-finite values.
@@ -274,11 +285,13 @@ def write_pdf(directory: str | Path, source: str, histogram: Any, metadata: Mapp
     if not is_zero and metadata.get("empty"):
         raise ValueError(f"{source}: metadata says empty but the histogram has non-zero bins")
     text = json.dumps(dict(metadata), indent=1, sort_keys=True, allow_nan=False) + "\n"  # fail before writing
+    th2d = pdf_th2d(histogram, title=pdf_title({**metadata, "source": source}),
+                     entries=(metadata.get("histogram") or {}).get("mc_events"))
     directory = Path(directory)
     root_path, json_path = directory / f"{source}.root", directory / f"{source}.json"
     with atomic_path(json_path) as tmp_json, atomic_path(root_path, suffix=".root") as tmp_root:
         with uproot.recreate(tmp_root) as f:
-            f[source] = histogram
+            f[source] = th2d
         tmp_json.write_text(text)
         with open(tmp_json, "rb") as fh:
             os.fsync(fh.fileno())
