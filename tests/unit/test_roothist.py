@@ -139,3 +139,26 @@ def test_root_reads_the_statistics(tmp_path):
     c.GetStats(s2)
     np.testing.assert_allclose(s2, s, rtol=1e-12)
     f.Close()
+
+
+def test_readme_recipe_runs(tmp_path):
+    """README's "Reading the PDFs" code block runs on a written PDF, and its uproot + hist recipe
+    gives read_pdf's axis names and contents."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Reading the PDFs", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert 'read_pdf("results/lz_projection/pdfs", "B8")' in code
+    resp = _synthetic_response()
+    P.make_pdf(resp, "B8", _spectrum(resp), tmp_path, detector=DET, n_samples=1e6, seed=7)
+    exec(compile(code.replace("results/lz_projection/pdfs", str(tmp_path)), "README.md", "exec"), {})
+    recipe = re.search(r"`u = (uproot.open.*?)`, then `h = (hist.Hist.*?)`\s+and `(h.view.*?)`", section, re.S)
+    ns = {"hist": hist, "uproot": uproot}
+    exec("u = " + recipe.group(1).replace(".../B8.root", str(tmp_path / "B8.root")), ns)
+    exec("h = " + recipe.group(2).replace("\n", " "), ns)
+    exec(recipe.group(3), ns)
+    ref, _ = P.read_pdf(tmp_path, "B8")
+    assert ns["h"].axes.name == ref.axes.name == ("cS1", "log10cS2")
+    assert np.array_equal(ns["h"].values(), ref.values()) and np.array_equal(ns["h"].variances(), ref.variances())
