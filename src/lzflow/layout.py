@@ -402,7 +402,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     # shapes and the registered backgrounds' shapes, i.e. spectra/backgrounds.py and what it imports;
     # the signal spectra (spectra/wimp.py, spectra/spin_dependent.py) never shape a response matrix
     "response": ("response/*.py", "space.py", "detector.py", *RESPONSE_SPECTRA),
-    "pdf": ("pdfs.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
+    "pdf": ("pdfs.py", "roothist.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
     "workspace": ("workspace.py", "pdfs.py", "impacts.py", "stats/*.py"),
     "toys": ("toyjobs.py", "workspace.py", "stats/*.py"),
     "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),

@@ -162,3 +162,23 @@ def test_readme_recipe_runs(tmp_path):
     ref, _ = P.read_pdf(tmp_path, "B8")
     assert ns["h"].axes.name == ref.axes.name == ("cS1", "log10cS2")
     assert np.array_equal(ns["h"].values(), ref.values()) and np.array_equal(ns["h"].variances(), ref.variances())
+
+
+def test_editing_the_writer_reruns_the_pdf_stage(tmp_path, monkeypatch):
+    """roothist.py writes the PDF files: editing it changes the pdf stage's code hash and no other."""
+    import shutil
+    from pathlib import Path
+
+    import lzflow
+    from lzflow import layout
+
+    package = tmp_path / "lzflow"
+    shutil.copytree(Path(lzflow.__file__).parent, package)
+    monkeypatch.setattr(layout, "PACKAGE_DIR", package)
+    layout.stage_code_hash.cache_clear()
+    before = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
+    (package / "roothist.py").write_text((package / "roothist.py").read_text() + "\n# edited\n")
+    layout.stage_code_hash.cache_clear()
+    after = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
+    layout.stage_code_hash.cache_clear()
+    assert {stage for stage in before if before[stage] != after[stage]} == {"pdf"}
