@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import threadpoolctl
 
-threadpoolctl = pytest.importorskip("threadpoolctl")
-
-from lzflow.stats._threads import available_cores, blas_threads  # noqa: E402
+from lzflow.stats._threads import available_cores, blas_threads
 
 
 def _blas_threads() -> dict[str, int]:
