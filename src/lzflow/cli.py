@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, layout
+from . import __version__, datacli, layout
 from .cliparse import config_or_spec, lists, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
@@ -476,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     lists(p, False, study_tables="table.csv per study (spec order)",
            study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
+    datacli.register(sub)  # simulate-data, events
     return parser
 
 

@@ -1,0 +1,101 @@
+"""The data subcommands of the ``lzflow`` console script: ``simulate-data`` (a pseudo-dataset
+from a workspace, :mod:`lzflow.simulate`) and ``events`` (read, check and place an event list in
+a workspace's window, :mod:`lzflow.eventlist`). :func:`register` adds both to the parser of
+:mod:`lzflow.cli`; a :class:`lzflow.eventlist.DataError` is printed as one line
+(``lzflow: error: …``) with exit status 2, as the other stages' errors."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Any, Callable
+
+from .cliparse import required, stage
+
+__all__ = ["register", "cmd_simulate_data", "cmd_events"]
+
+
+def _one_line_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        from .eventlist import DataError
+        from .exceptions import one_line
+
+        try:
+            return func(args)
+        except DataError as err:
+            print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def cmd_simulate_data(args: argparse.Namespace) -> int:
+    """write a seeded pseudo-dataset (CSV, Parquet or ROOT) from a workspace.
+
+    Draw Poisson counts per source and bin from the workspace's templates (background only, or
+    with a signal injected at --sigma-cm2, mu = sigma / sigma_ref), nuisance parameters at nominal
+    or drawn from their constraints, place each event uniformly in cS1 and log10 cS2 within its
+    bin, and write cS1, cS2 [phd] with units and provenance in the file. Same seed, same values
+    (and the same bytes for CSV).
+    """
+    from .simulate import load_workspace, simulate, write_pseudo_data
+
+    ws, sha = load_workspace(args.workspace)
+    sigma = 0.0 if args.background_only else args.sigma_cm2
+    data = simulate(ws, sigma, args.seed, args.nuisance, workspace_sha256=sha)
+    fmt = write_pseudo_data(args.out, data, args.format, args.tree)
+    print(f"simulate-data m{ws['mass_GeV']:g}: {data.n_events} events (expected {data.expected.sum():.1f}, "
+          f"signal {data.expected[0].sum():.3g} at {sigma:.3g} cm2), seed {args.seed}, nuisance {args.nuisance} "
+          f"-> {args.out} ({fmt})")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """check an event list and place it in a workspace's analysis window.
+
+    Read cS1 and cS2 [phd] from a CSV, Parquet or ROOT TTree event list (column names and units
+    checked), bin the events on the workspace's (cS1, log10 cS2) grid, and report the events
+    outside the window per reason (below/above in cS1, in log10 cS2). With --out, write the report
+    and the binned counts as JSON.
+    """
+    from .eventlist import load_events
+    from .io import write_json
+    from .simulate import load_workspace
+
+    ws, _ = load_workspace(args.workspace)
+    observed = load_events(args.events, ws, columns=args.columns, units=args.units, tree=args.tree,
+                           fmt=args.format, run=args.run)
+    if args.out:
+        write_json(args.out, {**observed.report(), "counts": observed.counts,
+                              "counts_layout": "[i_cS1][i_log10cS2] on the workspace's axes"})
+    print(observed.summary_line() + (f" -> {args.out}" if args.out else ""))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``simulate-data`` and ``events`` to the console script's subparsers."""
+    formats = ["csv", "parquet", "root"]
+    p = stage(sub, "simulate-data", _one_line_errors(cmd_simulate_data))
+    required(p, workspace="workspace.json (or .json.gz) of one mass",
+             out="output event list (.csv, .parquet or .root; the format follows the suffix unless --format)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (an integer >= 0)")
+    signal = p.add_mutually_exclusive_group(required=True)
+    signal.add_argument("--sigma-cm2", type=float, help="inject a signal at this cross section [cm2]")
+    signal.add_argument("--background-only", action="store_true", help="no signal")
+    p.add_argument("--nuisance", choices=["nominal", "drawn"], default="nominal",
+                   help="nuisance parameters at nominal (default) or drawn from their constraints")
+    p.add_argument("--format", choices=formats, help="output format (default: from the suffix of --out)")
+    p.add_argument("--tree", default="events", help="TTree name (ROOT output)")
+
+    p = stage(sub, "events", _one_line_errors(cmd_events))
+    required(p, events="event list (.csv, .parquet or .root)", workspace="workspace.json (or .json.gz) of one mass")
+    p.add_argument("--columns", nargs="+", metavar="Q=NAME",
+                   help="column of each quantity, e.g. cS1=s1c cS2=s2c (default: cS1, cS2)")
+    p.add_argument("--units", nargs="+", metavar="Q=UNIT",
+                   help="units of columns the file does not declare, e.g. cS1=phd cS2=phd")
+    p.add_argument("--tree", default="events", help="TTree name (ROOT input)")
+    p.add_argument("--format", choices=formats, help="input format (default: from the suffix)")
+    p.add_argument("--run", help="a run label carried into the report")
+    p.add_argument("--out", help="write the report and the binned counts as JSON")
