@@ -135,7 +135,8 @@ def read_events(path: str | Path, *, columns: Mapping[str, str] | None = None,
     fmt = event_format(path, fmt)
     if not Path(path).is_file():
         raise DataError(f"{path}: no such event-list file")
-    names = {q: parse_pairs("columns", columns).get(q, q) for q in QUANTITIES}
+    chosen = parse_pairs("columns", columns)
+    names = {q: chosen.get(q, q) for q in QUANTITIES}
     given = parse_pairs("units", units)
     if len(set(names.values())) != len(names):
         raise DataError(f"columns: cS1 and cS2 both read column {names['cS1']!r}; expected two columns")
