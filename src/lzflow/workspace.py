@@ -16,7 +16,8 @@ max_factor, n_points)``. An empty signal (no events in the ROI) gives an empty g
 ``no_sensitivity`` documents.
 
 Exports: a pyhf JSON workspace (:func:`lzflow.stats.pyhf_export.to_pyhf_workspace`) and an HS3
-(HEP Statistics Serialization Standard) document with a native two-axis ``histfactory_dist``.
+(HEP Statistics Serialization Standard) document with a native two-axis ``histfactory_dist`` and
+the same parameter names (:mod:`lzflow.hs3`; not yet with shape systematics).
 """
 
 from __future__ import annotations
@@ -184,8 +185,17 @@ def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path]
     model = workspace_model(ws)
     ws["asymptotic"] = asymptotic_summary(model, spec, ws["sigma_ref_cm2"])
     ws["poi_grid"] = poi_grid(ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"], spec["poi_grid"])
-    return ws, {"pyhf": to_pyhf_workspace(model), "hs3": to_hs3(ws),
+    return ws, {"pyhf": to_pyhf_workspace(model), "hs3": hs3_export(ws),
                 "impacts": {"mass_GeV": spec["mass_GeV"], **impacts(model, spec, ws["sigma_ref_cm2"])}}
+
+
+def hs3_export(ws: Mapping[str, Any]) -> dict[str, Any]:
+    """The HS3 document of ``ws``, or ``{"not_exported": <why>}`` for a workspace with shape
+    systematics (their HS3 export is not written yet; issue 12)."""
+    if ws.get("shape_systematics"):
+        return {"not_exported": "the HS3 export of shape systematics is not implemented yet; the rate-only "
+                                "workspace (no systematics block) is exported"}
+    return to_hs3(ws)
 
 
 def write_workspace(path: str | Path, ws: Mapping[str, Any], exports: Mapping[str, Mapping[str, Any]]) -> None:
@@ -280,53 +290,14 @@ def shape_systematic_models(ws: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _hs3_axes(ws: Mapping[str, Any]) -> list[dict[str, Any]]:
-    # HS3 regular axes need min/max/nbins; lzflow's PDF axes are regular.
-    return [{"name": ax["name"], "min": ax["edges"][0], "max": ax["edges"][-1], "nbins": len(ax["edges"]) - 1}
-            for ax in ws["axes"]]
+def _hs3_description(ws: Mapping[str, Any]) -> str:
+    return (f"lzflow workspace, WIMP mass {ws['mass_GeV']} GeV, sigma_ref {ws['sigma_ref_cm2']} cm2; "
+            "contents flattened in C order (cS1 slow, log10cS2 fast)")
 
 
 def to_hs3(ws: Mapping[str, Any], observed: np.ndarray | None = None) -> dict[str, Any]:
-    """HS3 document: one ``histfactory_dist`` over (cS1, log10cS2) with the signal scaled by the
-    ``normfactor`` μ and each constrained background given an exactly linear Gaussian rate
-    constraint, written as a ``histosys`` with hi/lo = template × (1 ± rel_unc) on a unit-Gaussian
-    nuisance parameter ``alpha_<name>`` (fixed backgrounds carry no modifier). Contents are
-    flattened in C order. ``observed`` defaults to the background-only Asimov data set.
-    """
-    model = workspace_model(ws)
-    axes = _hs3_axes(ws)
-    samples = [{
-        "name": ws["signal"]["name"],
-        "data": {"contents": model.signal.tolist()},
-        "modifiers": [{"type": "normfactor", "name": "mu"}],
-    }]
-    parameters = [{"name": "mu", "value": 1.0}]
-    domain_axes = [{"name": "mu", "min": 0.0, "max": 1e6}]
-    for template, bkg in zip(model.backgrounds, ws["backgrounds"]):
-        modifiers = []
-        if not bkg["fixed"]:
-            nuisance = f"alpha_{bkg['name']}"
-            modifiers.append({
-                "type": "histosys",
-                "name": nuisance,
-                "constraint": "Gauss",
-                "data": {"hi": {"contents": (template * (1 + bkg["rel_unc"])).tolist()},
-                         "lo": {"contents": (template * (1 - bkg["rel_unc"])).tolist()}},
-            })
-            parameters.append({"name": nuisance, "value": 0.0})
-            domain_axes.append({"name": nuisance, "min": -1.0 / bkg["rel_unc"], "max": 5.0 / bkg["rel_unc"]})
-        samples.append({"name": bkg["name"], "data": {"contents": template.tolist()}, "modifiers": modifiers})
-    data = model.expected(0.0) if observed is None else np.asarray(observed, dtype=np.float64).ravel()
-    dist_name = f"model_{ws['signal']['name']}"
-    return {
-        "metadata": {"hs3_version": "0.2", "packages": [{"name": "lzflow", "version": __version__}],
-                     "description": f"lzflow workspace, WIMP mass {ws['mass_GeV']} GeV, sigma_ref "
-                                    f"{ws['sigma_ref_cm2']} cm2; contents flattened in C order"},
-        "distributions": [{"name": dist_name, "type": "histfactory_dist", "axes": axes, "samples": samples}],
-        "data": [{"name": "asimov_background_only", "type": "binned", "axes": axes, "contents": data.tolist()}],
-        "likelihoods": [{"name": "likelihood", "distributions": [dist_name], "data": ["asimov_background_only"]}],
-        "domains": [{"name": "default_domain", "type": "product_domain", "axes": domain_axes}],
-        "parameter_points": [{"name": "default_values", "parameters": parameters}],
-        "analyses": [{"name": "upper_limit", "likelihood": "likelihood", "parameters_of_interest": ["mu"],
-                      "domains": ["default_domain"]}],
-    }
+    """HS3 document of a workspace (:func:`lzflow.hs3.hs3_document`: one ``histfactory_dist`` with
+    pyhf's parameter names, domains and a ROOT ModelConfig); refuses shape systematics."""
+    from .hs3 import hs3_document
+
+    return hs3_document(workspace_model(ws), ws["axes"], _hs3_description(ws), observed)
