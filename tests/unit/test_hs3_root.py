@@ -26,6 +26,9 @@ from lzflow.workspace import to_hs3, workspace_model
 
 ROOT = pytest.importorskip("ROOT", reason="ROOT is not importable; install it with pip install -e '.[root]' "
                                           "(the PyPI 'root' wheel, ROOT 6.40)")
+# ROOT's start-up installs handlers for SIGCHLD, SIGALRM, SIGINT, SIGSEGV, … that would act on the rest of
+# the pytest process (subprocesses, timeouts); give the process back the handlers it had.
+ROOT.gSystem.ResetSignals()
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CL = 0.9
