@@ -49,6 +49,7 @@ localrules:
 
 
 rule all:
+    """Everything: the curve, report and fit errors, the studies, and every artefact of every analysis tree."""
     default_target: True
     input:
         all_targets(),

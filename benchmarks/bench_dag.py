@@ -63,8 +63,10 @@ rule workspace:
 '''
 
 
-def dry_run(args: list[str], cwd: Path) -> tuple[float, str]:
-    env = dict(os.environ, CONDOR_CONFIG="/dev/null")
+def dry_run(args: list[str], cwd: Path, split: str = "file") -> tuple[float, str]:
+    # one toy job per toy file (LZFLOW_TOY_JOBS=file, the cluster profiles' split): the job graph this
+    # benchmark is about; "mass" is the local split (one toy job per mass, lzflow.toysplit)
+    env = dict(os.environ, CONDOR_CONFIG="/dev/null", LZFLOW_TOY_JOBS=split)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2", *args],
                             cwd=cwd, capture_output=True, text=True, env=env)
@@ -88,7 +90,7 @@ def main() -> None:
     config["stats"] = {"poi_grid": {"n_points": args.pois, "min_factor": 0.02, "max_factor": 3.5},
                        "toys_per_poi": 20 * args.jobs, "toys_bonly": 20 * args.jobs, "jobs_per_poi": args.jobs}
     n_toy_jobs = args.masses * (args.pois + 1) * args.jobs
-    times: dict[str, list[float]] = {"lzflow": [], "bare": [], "bare_gc": [], "startup": []}
+    times: dict[str, list[float]] = {"lzflow": [], "lzflow_mass": [], "bare": [], "bare_gc": [], "startup": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         config["results_dir"] = str(tmp_path / "results")
@@ -105,6 +107,8 @@ def main() -> None:
         for _ in range(args.repeat):
             elapsed, jobs = dry_run(["--configfile", str(big)], REPO)
             times["lzflow"].append(elapsed)
+            elapsed, mass_jobs = dry_run(["--configfile", str(big)], REPO, split="mass")
+            times["lzflow_mass"].append(elapsed)
             elapsed, bare_jobs = dry_run(bare_config, bare)
             times["bare"].append(elapsed)
             elapsed, _ = dry_run(bare_config, bare_gc)
@@ -118,6 +122,7 @@ def main() -> None:
     print(f"masses {args.masses}, POIs {args.pois}, jobs/POI {args.jobs}: {n_toy_jobs:,} toy jobs "
           f"(snakemake: {jobs} jobs in all; bare Snakefile {bare_jobs} jobs); {args.repeat} runs each")
     print(f"lzflow dry run (DAG build):           {fig('lzflow')}   [target <= 15 s]")
+    print(f"  local split (one toy job per mass): {fig('lzflow_mass')} ({mass_jobs} jobs in all)")
     print(f"bare Snakefile, same job graph:       {fig('bare')}")
     print(f"  the same with lzflow's GC settings: {fig('bare_gc')}")
     print(f"lzflow quick config (start-up):       {fig('startup')}")

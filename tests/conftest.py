@@ -21,16 +21,20 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def load_profile():
     """Parse ``<directory>/config.yaml`` of a profile the way Snakemake does (YTE-processed YAML),
-    with extra environment variables set while it is read."""
+    with extra environment variables set while it is read. What the profile's definitions do to
+    the environment (the cluster profiles set LZFLOW_TOY_JOBS) is undone afterwards."""
 
     def load(directory: Path, **environ: str) -> dict:
         import yte
 
-        with pytest.MonkeyPatch.context() as mp:
-            for key, value in environ.items():
-                mp.setenv(key, value)
+        saved = dict(os.environ)
+        try:
+            os.environ.update(environ)
             with open(Path(directory) / "config.yaml") as fh:
                 return yte.process_yaml(fh, require_use_yte=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     return load
 

@@ -15,6 +15,10 @@ evaluated. Two checks close that gap:
   ``--config key=value`` overrides, loaded exactly as ``lzflow validate --config A B`` loads it
   (:func:`lzflow.config.load_config_stack`), then fully validated with every study value.
 
+How the toy files are bundled into jobs is not configuration (it changes no number) but a choice
+of the executor: :func:`toy_split_or_exit` reads it from the environment (``LZFLOW_TOY_JOBS``, set
+by the cluster profiles; :mod:`lzflow.toysplit`) with the same one-line error for a bad value.
+
 No default configuration is merged under a user's: ``snakemake --configfile mine.yaml`` runs
 ``mine.yaml`` (and its ``base:`` chain) only, so ``lzflow validate`` and ``snakemake`` accept and
 reject exactly the same configurations.
@@ -28,7 +32,7 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 from .exceptions import ConfigError, one_line
 
-__all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit"]
+__all__ = ["configfiles_from_argv", "check_command_line", "workflow_config", "config_error_exit", "toy_split_or_exit"]
 
 _CONFIGFILE_FLAGS = ("--configfile", "--configfiles")
 
@@ -84,3 +88,14 @@ def workflow_config(configfiles: Sequence[str | Path], cli_config: Mapping[str, 
     except ConfigError as err:
         config_error_exit(err)
     return raw, baseline, studies
+
+
+def toy_split_or_exit(environ: Mapping[str, str] | None = None) -> str:
+    """The toy split of this run (:func:`lzflow.toysplit.toy_job_split`: ``"mass"`` or ``"file"``);
+    a bad ``LZFLOW_TOY_JOBS`` exits with one line ``lzflow: config error: …``."""
+    from .toysplit import toy_job_split
+
+    try:
+        return toy_job_split(environ)
+    except ConfigError as err:
+        config_error_exit(err)

@@ -26,7 +26,9 @@ from conftest import copy_workflow
 
 from lzflow.toyjobs import CorruptToyFile, content_digest, load_toy_job
 
-ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
+# One toy job per toy file (the cluster split, lzflow.toysplit): the faults below hit toy jobs
+# mid-run, which needs many short ones; the local split's one job per mass is written the same way.
+ENV = dict(os.environ, CONDOR_CONFIG="/dev/null", LZFLOW_TOY_JOBS="file")
 SMALL = ("signal: {masses_GeV: [40]}\n"
          "stats: {poi_grid: {n_points: 4, min_factor: 0.02, max_factor: 3.5}, toys_per_poi: 100, toys_bonly: 200,"
          " jobs_per_poi: 2}\n")

@@ -84,9 +84,55 @@ def test_local_profile(repo, profile):
 
 @pytest.fixture(scope="module")
 def workflow_rules(repo) -> set[str]:
-    out = _snakemake(repo, "--list-rules", "--configfile", "config/quick.yaml")
+    """The rules of a cluster run (the file split the cluster profiles set: no per-mass toy rules);
+    `--list-rules` prints ``name (docstring)`` per line."""
+    out = _snakemake(repo, "--list-rules", "--configfile", "config/quick.yaml", env=_env(LZFLOW_TOY_JOBS="file"))
     assert out.returncode == 0, out.stderr[-2000:]
-    return set(out.stdout.split())
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+def _toy_split_set_by(directory: Path, **environ: str) -> str | None:
+    """LZFLOW_TOY_JOBS after Snakemake has read profile ``directory`` (its YTE definitions run in
+    the controller's process, before the workflow is parsed); the environment is restored after."""
+    import yte
+
+    saved = dict(os.environ)
+    try:
+        os.environ.pop("LZFLOW_TOY_JOBS", None)
+        os.environ.update(environ)
+        text = (directory / "config.yaml").read_text()
+        if "__use_yte__" in text:
+            yte.process_yaml(text, require_use_yte=True)
+        return os.environ.get("LZFLOW_TOY_JOBS")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.mark.parametrize("name,split", [("local", None), ("local-scratch", None), ("slurm", "file"),
+                                        ("slurm-scratch", "file"), ("htcondor", "file")])
+def test_profiles_choose_the_toy_split(repo, name, split):
+    """One machine: one toy job per mass (LZFLOW_TOY_JOBS unset -> lzflow.toysplit's default 'mass');
+    a cluster: one per toy file. A split the user exported wins."""
+    from lzflow.toysplit import toy_job_split
+
+    directory = repo / "profiles" / name
+    assert _toy_split_set_by(directory) == split
+    assert toy_job_split({} if split is None else {"LZFLOW_TOY_JOBS": split}) == ("mass" if split is None else "file")
+    assert _toy_split_set_by(directory, LZFLOW_TOY_JOBS="mass") == "mass"
+    assert "LZFLOW_TOY_JOBS" in (directory / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("name,toy_rules", [("local", {"toys_m10", "toys_m40"}), ("slurm", {"toys", "toys_bonly"})])
+def test_profile_dry_run_uses_its_toy_split(repo, tmp_path, name, toy_rules):
+    """`--profile local` schedules one toy job per mass, `--profile slurm` one per toy file (quick: 2 x (8 x 2 + 2))."""
+    result = _snakemake(repo, "--profile", name, "-n", "--configfile", "config/quick.yaml",
+                        "--config", f"results_dir={tmp_path}")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    scheduled = dict(re.findall(r"^(toys\w*)\s+(\d+)$", out, re.M))
+    assert set(scheduled) == toy_rules
+    assert sum(int(n) for n in scheduled.values()) == (2 if name == "local" else 36)
 
 
 def _assert_twins_match(set_resources: dict, rules: set[str]):
@@ -111,6 +157,9 @@ def test_htcondor_profile(repo, workflow_rules, profile):
     # one job dir per controller run (timestamp + pid)
     assert re.fullmatch(r"\.snakemake/htcondor/\d{8}T\d{6}-\d+", p["htcondor-jobdir"])
     assert int(p["group-components"]["toys"]) >= 1
+    # the header comment and the code agree on the bundling default
+    stated = re.findall(r"LZFLOW_TOYS_PER_JOB[^\n]*?default (\d+)", (repo / "profiles" / "htcondor" / "config.yaml").read_text())
+    assert stated and {int(n) for n in stated} == {int(p["group-components"]["toys"])} == {10}
     # every toy rule (baseline and study twins) bundled on HTCondor
     toy_rules = {r for r in workflow_rules if r.startswith("toys")}
     assert toy_rules == {"toys", "toys_bonly", "toys_study", "toys_bonly_study"}
@@ -140,6 +189,7 @@ def test_slurm_profile(repo, workflow_rules, profile):
 
 def test_profile_option_names_exist_in_plugins(profile):
     """Every executor option the profiles set is a real option of the installed plugins."""
+    pytest.importorskip("snakemake_executor_plugin_htcondor")
     from snakemake_executor_plugin_htcondor import ExecutorSettings as HT
     from snakemake_executor_plugin_slurm import ExecutorSettings as SL
     import dataclasses

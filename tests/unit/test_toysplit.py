@@ -169,3 +169,14 @@ def test_module_entry_point_user_error_is_one_line(tmp_path):
     assert result.stderr.startswith("lzflow: error: ") and "not an lzflow workspace" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
     assert batch_main(["--spec", spec, "--workspace", str(bad), "--out", str(out)]) == 2
+
+
+def test_workflow_gate_exits_with_one_line(capsys):
+    from lzflow.workflow_gate import toy_split_or_exit
+
+    assert toy_split_or_exit({"LZFLOW_TOY_JOBS": "file"}) == "file"
+    with pytest.raises(SystemExit) as stop:
+        toy_split_or_exit({"LZFLOW_TOY_JOBS": "cluster"})
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lzflow: config error: LZFLOW_TOY_JOBS: 'cluster'; expected") and err.count("\n") == 1

@@ -12,14 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lzflow import layout as L
+
 ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
 
 
-def snakemake(repo: Path, *args: str, check: bool = True, extra_config: Path | None = None
-              ) -> subprocess.CompletedProcess:
+def snakemake(repo: Path, *args: str, check: bool = True, extra_config: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     configs = ["config/quick.yaml"] + ([str(extra_config)] if extra_config else [])
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *configs, *args]
-    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
+    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env or ENV)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
@@ -147,20 +149,110 @@ def test_nothing_to_do_after_a_run(repo, quick_run, tmp_path):
     assert _dry_run_with(repo, quick_run, tmp_path, {}) == {}
 
 
+def _compare_results(repo: Path):
+    """benchmarks/compare_results.py as a module (file_difference: the same numbers or not)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_results", repo / "benchmarks" / "compare_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cluster_split_gives_byte_identical_results(repo, quick_run, tmp_path):
+    """Job granularity is an execution choice (lzflow.toysplit): the quick analysis made with one
+    toy job per toy file (LZFLOW_TOY_JOBS=file, the cluster profiles' split: 36 toy jobs) gives the
+    same toy records, limit.json, curve and fit errors, byte for byte, as quick_run's local split
+    (one toy job per mass: 2). Upstream artefacts are copied, so only the toy stage and what follows run."""
+    assert (quick_run.parent / "logs" / "quick" / L.fill(L.LOGS["toys_batch"], mass="40")).is_file()
+    cluster = tmp_path / "quick"
+    shutil.copytree(quick_run, cluster, ignore=shutil.ignore_patterns("studies"))  # copy2: mtimes kept
+    made_here = [*cluster.glob("m*/toys"), *cluster.glob("m*/limit.json"), *cluster.glob("m*/fit_errors.json"),
+                 cluster / "limit_curve.csv", cluster / "fit_errors.json"]
+    for path in made_here:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    env = dict(ENV, LZFLOW_TOY_JOBS="file")
+    dry = snakemake(repo, "-n", "--config", f"results_dir={tmp_path}", env=env)
+    assert job_counts(dry.stdout + dry.stderr) == {"toys": 2 * 8 * 2, "toys_bonly": 2 * 2, "merge": 2, "curve": 1,
+                                                   "errors": 1, "report": 1, "all": 1}
+    snakemake(repo, "--config", f"results_dir={tmp_path}", env=env)
+    assert (tmp_path / "logs" / "quick" / L.fill(L.LOGS["toys"], mass="40", poi=7, job=1)).is_file()
+    for rel in ("m10/limit.json", "m40/limit.json", "limit_curve.csv", "fit_errors.json", "m40/fit_errors.json"):
+        assert (cluster / rel).read_bytes() == (quick_run / rel).read_bytes(), rel
+    compare = _compare_results(repo)
+    local_files = {p.relative_to(quick_run) for p in quick_run.rglob("*") if p.is_file() and "studies" not in
+                   p.relative_to(quick_run).parts and p.suffix not in compare.SKIPPED_SUFFIXES}
+    cluster_files = {p.relative_to(cluster) for p in cluster.rglob("*") if p.is_file()
+                     and p.suffix not in compare.SKIPPED_SUFFIXES}
+    assert cluster_files == local_files
+    assert len([rel for rel in cluster_files if rel.suffix == ".npz" and "toys" in rel.parts]) == 2 * (8 * 2 + 2)
+    differences = [f"{rel}: {d}" for rel in sorted(cluster_files)
+                   if (d := compare.file_difference(quick_run / rel, cluster / rel)) is not None]
+    assert differences == []
+
+
+def _listed_rules(repo: Path, *configs: str, split: str) -> dict[str, str]:
+    """``snakemake --list-rules`` as {rule: docstring} (Snakemake prints ``name (docstring)``)."""
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules", "--configfile", *configs],
+                            cwd=repo, capture_output=True, text=True, env=dict(ENV, LZFLOW_TOY_JOBS=split))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rules = {}
+    for line in result.stdout.splitlines():
+        name, _, doc = line.partition(" (")
+        rules[name] = doc.removesuffix(")")
+    return rules
+
+
+@pytest.mark.parametrize("split", ["mass", "file"])
+def test_every_rule_has_a_docstring(repo, split):
+    """`snakemake --list-rules` describes every rule: those written in the rule files and the
+    Snakefile, their *_study twins, and (local split) the per-mass toy rules of the baseline and a study."""
+    import re
+
+    sources = [repo / "Snakefile", *sorted((repo / "workflow" / "rules").glob("*.smk"))]
+    text = "\n".join(path.read_text() for path in sources)
+    written = set(re.findall(r"^rule (\w+):", text, re.M)) | set(re.findall(r"^use rule \w+ as (\w+)", text, re.M))
+    assert {"all", "detector", "toys", "toys_study", "merge", "report"} <= written
+    rules = _listed_rules(repo, "config/quick.yaml", "config/studies/n_toys.yaml", split=split)
+    batches = {name for name in rules if re.fullmatch(r"toys_m\d\w*", name)}
+    assert set(rules) == written | batches
+    assert batches == ({"toys_m10", "toys_m40"} | {f"toys_m{m}_n_toys_{n}" for m in (10, 40) for n in (200, 500, 1000)}
+                       if split == "mass" else set())
+    undocumented = [name for name, doc in rules.items() if len(doc.split()) < 5]
+    assert undocumented == []
+
+
+def test_lint_findings_are_the_justified_ones(repo):
+    """`snakemake --lint` (on a config with a study, so the per-mass toy rules of study trees are
+    linted too) reports only findings that docs/lint.md lists and justifies."""
+    import re
+
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile", "config/quick.yaml",
+                             "config/studies/n_toys.yaml"], cwd=repo, capture_output=True, text=True, env=ENV)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-3000:]
+    findings = re.findall(r"^    \* (.+?):$", output, re.M)
+    linted = re.findall(r"^Lints for (?:rule|snakefile) (\S+)", output, re.M)
+    justified = set(re.findall(r"^### (.+)$", (repo / "docs" / "lint.md").read_text(), re.M))
+    assert justified and set(findings) <= justified, set(findings) - justified
+    assert not any(name.endswith(".smk") or name.endswith("Snakefile") for name in linted), linted
+
+
 def test_changing_one_mass_reruns_only_that_mass(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"stats": {"per_mass": {"40": {"toys_per_poi": 200}}}})
-    assert jobs == {"toys": 8 * 2, "merge": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
+    # the local split (LZFLOW_TOY_JOBS unset: lzflow.toysplit): one toy job per mass
+    assert jobs == {"toys_m40": 1, "merge": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
 
 
 def test_adding_a_mass_runs_only_its_chain(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"signal": {"masses_GeV": [10, 40, 100]}})
-    assert jobs == {"signal_pdf": 1, "workspace": 1, "toys": 16, "toys_bonly": 2, "merge": 1, "curve": 1,
+    assert jobs == {"signal_pdf": 1, "workspace": 1, "toys_m100": 1, "merge": 1, "curve": 1,
                     "errors": 1, "report": 1, "all": 1}
 
 
 def test_changing_a_background_reruns_its_pdf_and_downstream(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"backgrounds": {"pp": {"counts": 200.0}}})
-    assert jobs == {"background_pdf": 1, "workspace": 2, "toys": 32, "toys_bonly": 4, "merge": 2, "curve": 1,
+    assert jobs == {"background_pdf": 1, "workspace": 2, "toys_m10": 1, "toys_m40": 1, "merge": 2, "curve": 1,
                     "errors": 1, "report": 1, "all": 1}
 
 
@@ -376,8 +468,9 @@ def test_n_toys_study_reuses_pdfs_and_workspaces(repo, quick_run, tmp_path):
     extra = _study_config(tmp_path, {"n_toys": {"parameter": "stats.toys_per_poi", "values": [100, 300],
                                                 "masses_GeV": [40]}})
     dry = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
-    assert job_counts(dry.stdout + dry.stderr) == {"toys_study": 8 * 2, "merge_study": 1, "study": 1, "report": 1,
-                                                "all": 1}
+    # its own S+B toy files in one job (the B-only files are the baseline's)
+    assert job_counts(dry.stdout + dry.stderr) == {"toys_m40_n_toys_100": 1, "merge_study": 1, "study": 1,
+                                                   "report": 1, "all": 1}
     snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
     study = quick_run / "studies" / "n_toys"
     assert not (study / "100" / "pdfs").exists() and not (study / "100" / "m40" / "workspace.json").exists()
@@ -423,7 +516,7 @@ def test_interpolation_study_runs_the_unbinned_likelihood(repo, quick_run, tmp_p
         "set": {"stats.likelihood": "unbinned", "stats.template_rebin": 1, "stats.toys_per_poi": 100,
                 "stats.toys_bonly": 200}}})
     dry = snakemake(repo, "-n", "--config", f"results_dir={quick_run.parent}", extra_config=extra)
-    assert job_counts(dry.stdout + dry.stderr) == {"toys_study": 16, "toys_bonly_study": 2, "merge_study": 1,
+    assert job_counts(dry.stdout + dry.stderr) == {"toys_m40_interp_1": 1, "merge_study": 1,
                                                    "study": 1, "report": 1, "all": 1}
     snakemake(repo, "--config", f"results_dir={quick_run.parent}", extra_config=extra)
     variant = quick_run / "studies" / "interp" / "1" / "m40"
@@ -452,7 +545,7 @@ def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     output = dry.stdout + dry.stderr
     assert "Job stats" in output, output[-3000:]
     scheduled = job_counts(output)
-    assert set(scheduled) == {"toys", "toys_bonly", "merge", "curve", "errors", "report", "all"}, scheduled
+    assert set(scheduled) == {"toys_m10", "toys_m40", "merge", "curve", "errors", "report", "all"}, scheduled
     assert scheduled["merge"] == 2
     snakemake(repo, "--config", f"results_dir={results}", extra_config=extra)
     assert (results / "quick" / "m40" / "toys" / "poi0" / "job2.npz").exists()

@@ -3,7 +3,7 @@
 #
 # Analysis trees: the baseline in RESULTS, and one tree per study value in
 # RESULTS/studies/<study>/<value> (lzflow.variants). Each rule makes the baseline's artefacts with
-# plain paths; its `<rule>_study` twin (`use rule ... with:`) makes a study value's, with the
+# plain paths; its `<rule>_study` twin (`use rule … with`) makes a study value's, with the
 # wildcard {variant} = "<study>/<value>", and reads each input from the tree that owns it (a study
 # reuses every output it does not change). Keeping the baseline's paths free of a leading wildcard
 # lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
@@ -13,7 +13,9 @@ import shlex
 
 from lzflow import layout as L
 from lzflow.layout import as_spec, stage_code_hash
-from lzflow.workflow_gate import workflow_config
+from lzflow.toybatch import pack_specs
+from lzflow.toysplit import toy_batches
+from lzflow.workflow_gate import toy_split_or_exit, workflow_config
 
 # Garbage collection: a large DAG keeps ~65 container objects per job alive to the end of the run
 # (0.84 M for 10,479 jobs) while allocating many more, and CPython's default collector (thresholds
@@ -46,6 +48,13 @@ STUDY_BY_NAME = {s.name: s for s in STUDIES}
 # detector systematics (config `systematics`): the variation matrices' and varied templates' names
 SYSTEMATICS = sorted({n for v in [BASELINE, *STUDY_VARIANTS.values()] for n in L.systematics_of(v.config)})
 VARIED_SOURCES = sorted({s for v in [BASELINE, *STUDY_VARIANTS.values()] for s in L.varied_sources(v.config)})
+
+# How toy files are bundled into jobs, an execution choice that changes no number (lzflow.toysplit):
+# LZFLOW_TOY_JOBS=mass (default; local runs) -> one job per tree and mass (TOY_BATCHES, rules in
+# stats.smk); =file (set by the cluster profiles) -> one job per toy file (rules toys, toys_bonly).
+TOY_SPLIT = toy_split_or_exit()
+TOY_BATCHES = toy_batches([BASELINE, *STUDY_VARIANTS.values()], RESULTS, LOGS, BENCHMARKS) if TOY_SPLIT == "mass" else []
+TOY_BATCH_OF = {(b.suffix, b.mass): b for b in TOY_BATCHES}
 
 
 wildcard_constraints:
@@ -208,8 +217,17 @@ def _study_variants(wildcards):
 
 
 def _toy_benchmarks(variant, mass):
-    """Snakemake benchmark files of one mass's toy jobs, where the jobs that made the toys wrote them."""
+    """Snakemake benchmark files of one mass's toy jobs, where the jobs that made the toys wrote them:
+    one per toy file (file split), or the batch of each tree that made some of them (mass split)."""
+    if TOY_SPLIT == "mass":
+        owners = dict.fromkeys(variant.owner[name] for name in L.toy_file_names(variant.config, mass))
+        return [TOY_BATCH_OF[owner, mass].benchmark for owner in owners]
     return [f"{BENCHMARKS}{variant.owner[name]}/{bench}" for name, bench, _ in L.toy_jobs(variant.config, mass)]
+
+
+def toy_batch_spec(batch):
+    """The packed job specs of a batch job (lzflow.toybatch), in the order of its outputs."""
+    return as_spec(pack_specs(batch.specs))
 
 
 def study_inputs(wildcards):

@@ -1,5 +1,6 @@
 # Paths, logs and benchmark files come from lzflow.layout (out, log_path, bench_path in common.smk).
 rule detector:
+    """The resolved detector (preset + overrides, with units): every NEST parameter, the derived quantities and a hash, in detector.json."""
     output:
         out(L.DETECTOR),
     params:

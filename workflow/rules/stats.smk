@@ -1,8 +1,12 @@
 # Per mass: workspace -> toy jobs (S+B per POI x job, B-only per job) -> merge; then the curve.
 # Each per-mass rule has a *_study twin that makes a study value's tree (see common.smk).
+# The toy files are fixed by the config; which job writes them follows the executor (TOY_SPLIT in
+# common.smk, lzflow.toysplit): one job per file (rules toys, toys_bonly: clusters) or one job per
+# tree and mass (the toys_m<mass>... rules at the end: one machine). The numbers are the same.
 
 
 rule workspace:
+    """Likelihood workspace of one mass (templates, constraints, POI grid, asymptotic limits), its pyhf and HS3 exports and the nuisance-parameter impacts."""
     input:
         signal=out(L.SIGNAL_PDF),
         backgrounds=workspace_backgrounds,
@@ -11,10 +15,10 @@ rule workspace:
         backgrounds_json=workspace_background_jsons,
         variations=workspace_variations,
     output:
-        out(L.WORKSPACE),
-        out(L.WORKSPACE_PYHF),
-        out(L.WORKSPACE_HS3),
-        out(L.IMPACTS),
+        workspace=out(L.WORKSPACE),
+        pyhf=out(L.WORKSPACE_PYHF),
+        hs3=out(L.WORKSPACE_HS3),
+        impacts=out(L.IMPACTS),
     params:
         spec=workspace_spec,
         code=stage_code_hash("workspace"),
@@ -24,7 +28,7 @@ rule workspace:
         bench_path("workspace")
     shell:
         "lzflow workspace --spec {params.spec:q} --signal {input.signal:q} --backgrounds {input.backgrounds:q} "
-        "--variations {input.variations:q} --out {output[0]:q} > {log:q} 2>&1"
+        "--variations {input.variations:q} --out {output.workspace:q} > {log:q} 2>&1"
 
 
 use rule workspace as workspace_study with:
@@ -35,10 +39,10 @@ use rule workspace as workspace_study with:
         backgrounds_json=workspace_background_jsons,
         variations=workspace_variations,
     output:
-        study_out(L.WORKSPACE),
-        study_out(L.WORKSPACE_PYHF),
-        study_out(L.WORKSPACE_HS3),
-        study_out(L.IMPACTS),
+        workspace=study_out(L.WORKSPACE),
+        pyhf=study_out(L.WORKSPACE_PYHF),
+        hs3=study_out(L.WORKSPACE_HS3),
+        impacts=study_out(L.IMPACTS),
     log:
         study_log_path("workspace"),
     benchmark:
@@ -46,6 +50,7 @@ use rule workspace as workspace_study with:
 
 
 rule toys:
+    """One S+B toy file: a block of toys generated at one POI of one mass (the file split, LZFLOW_TOY_JOBS=file)."""
     input:
         out(L.WORKSPACE),
     output:
@@ -76,6 +81,7 @@ use rule toys as toys_study with:
 
 
 rule toys_bonly:
+    """One B-only toy file: a block of background-only toys of one mass, tested on the whole POI grid (the file split)."""
     input:
         out(L.WORKSPACE),
     output:
@@ -106,6 +112,7 @@ use rule toys_bonly as toys_bonly_study with:
 
 
 rule merge:
+    """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic) and its fit-error summary."""
     input:
         workspace=out(L.WORKSPACE),
         toys=toy_files,
@@ -138,6 +145,7 @@ use rule merge as merge_study with:
 
 
 rule curve:
+    """The limit curve over the masses (CSV and plot, with the published reference), p-value and test-statistic plots per mass."""
     input:
         limit_files(BASELINE),
     output:
@@ -162,14 +170,47 @@ rule curve:
 # Per-mass fit-error summaries (written by merge from the toys it reads) -> one table. Depending on
 # the summaries, not on every toy file, keeps this job from adding ~10^4 inputs to the DAG.
 rule errors:
+    """Fit failures of every mass in one table (JSON and Markdown), from the per-mass summaries."""
     input:
         per_mass(L.MASS_FIT_ERRORS),
     output:
-        out(L.FIT_ERRORS),
-        report(out(L.FIT_ERRORS_MD), caption="../report/fit_errors.rst", category="Fit errors"),
+        json=out(L.FIT_ERRORS),
+        md=report(out(L.FIT_ERRORS_MD), caption="../report/fit_errors.rst", category="Fit errors"),
     params:
         code=stage_code_hash("errors"),
     log:
         log_path("errors"),
     shell:
-        "lzflow errors --summaries {input:q} --out {output[0]:q} > {log:q} 2>&1"
+        "lzflow errors --summaries {input:q} --out {output.json:q} > {log:q} 2>&1"
+
+
+# The mass split (LZFLOW_TOY_JOBS=mass, the default): per analysis tree and mass, one job writes
+# every toy file that tree makes for the mass, in one process (lzflow.toybatch), each file the one
+# its per-file job would write. The per-file rules above stay defined (a cluster job names its rule)
+# and rank below these.
+for _batch in TOY_BATCHES:
+
+    rule:
+        """Every toy file of one mass (S+B per POI x job, B-only per job) in one process: the local split, LZFLOW_TOY_JOBS=mass."""
+        name:
+            _batch.rule
+        input:
+            workspace=_batch.workspace,
+        output:
+            toys=_batch.outputs,
+        params:
+            spec=toy_batch_spec(_batch),
+            code=stage_code_hash("toys"),
+        resources:
+            mem_mb=1000,
+            runtime=60,
+        log:
+            _batch.log,
+        benchmark:
+            _batch.benchmark
+        shell:
+            "python -m lzflow.toybatch --spec {params.spec:q} --workspace {input.workspace:q} --out {output.toys:q} "
+            "> {log:q} 2>&1"
+
+    workflow.ruleorder(_batch.rule, "toys_study" if _batch.suffix else "toys")
+    workflow.ruleorder(_batch.rule, "toys_bonly_study" if _batch.suffix else "toys_bonly")

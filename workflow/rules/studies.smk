@@ -3,6 +3,7 @@
 
 
 rule study:
+    """One study's table (CSV and Markdown) and overlay plot: the limits of the baseline and of each study value."""
     input:
         unpack(study_inputs),
     output:
@@ -21,6 +22,7 @@ rule study:
 
 
 rule report:
+    """lzflow's self-contained HTML report (curve, per-mass limits and plots, fit errors, impacts, studies, provenance)."""
     input:
         curve=out(L.CURVE_CSV),
         curve_plot=out(L.CURVE_PLOT),
