@@ -51,6 +51,8 @@ def test_profile_is_found_from_repo_root(repo, name):
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_profile_dry_run_shows_dag(repo, tmp_path, name):
+    if name == "htcondor":
+        pytest.importorskip("snakemake_executor_plugin_htcondor", reason="the optional extra [htcondor]")
     result = _snakemake(repo, "--profile", name, "-n", "--configfile", "config/quick.yaml",
                         "--config", f"results_dir={tmp_path}")
     out = result.stdout + result.stderr
@@ -277,3 +279,48 @@ def test_htcondor_without_getenv_cannot_run_the_job(repo, tmp_path):
         assert not Path(target).exists()
     finally:
         _remove_jobdirs(repo, records)
+
+
+# --------------------------------------------------------------------------- the CONDOR_CONFIG warning
+
+
+def _dependency_names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[ ]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_htcondor_plugin_is_an_optional_extra(repo):
+    """Snakemake imports every installed executor plugin on every call; the HTCondor one imports
+    htcondor2, which warns about CONDOR_CONFIG wherever HTCondor is not configured. So it is the
+    extra [htcondor] (for the access point), not a dependency, and not in environment.yml."""
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    plugin = "snakemake-executor-plugin-htcondor"
+    assert plugin not in _dependency_names(project["dependencies"])
+    assert plugin not in _dependency_names(project["optional-dependencies"]["test"])
+    assert _dependency_names(project["optional-dependencies"]["htcondor"]) == {plugin}
+    assert "snakemake-executor-plugin-slurm" in _dependency_names(project["dependencies"])
+    env = yaml.safe_load((repo / "environment.yml").read_text())
+    pip_block = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    assert plugin not in _dependency_names([r for r in pip_block if not r.startswith("-")])
+    assert "[htcondor]" in (repo / "docs" / "cluster.md").read_text()
+
+
+def test_condor_config_warning_comes_only_with_the_htcondor_plugin(repo, tmp_path):
+    """A plain `snakemake` call (no CONDOR_CONFIG, no ~/.condor) prints the warning exactly when the
+    HTCondor plugin is installed (its htcondor2 import is the one source), and never otherwise."""
+    import importlib.util
+
+    env = {k: v for k, v in _env().items() if k != "CONDOR_CONFIG"}
+    env["HOME"] = str(tmp_path)
+    condor_configured = any(Path(p).is_file() for p in ("/etc/condor/condor_config", "/usr/local/etc/condor_config"))
+    result = _snakemake(repo, "-n", "--configfile", "config/quick.yaml", "--config", f"results_dir={tmp_path}",
+                        env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    warned = [line for line in result.stderr.splitlines() if "CONDOR_CONFIG is unset" in line]
+    if importlib.util.find_spec("snakemake_executor_plugin_htcondor") is None or condor_configured:
+        assert warned == []
+    else:
+        assert len(warned) == 1 and "htcondor2" in warned[0]
