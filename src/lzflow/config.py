@@ -479,7 +479,8 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     if systematics is not None:  # (imported only then: NEST and the response package)
         from .response.variations import resolve_systematics
 
-        systematics = resolve_systematics(systematics, detector, backgrounds, pdf["n_samples"])
+        resolved = resolve_systematics(systematics, detector, backgrounds, pdf["n_samples"])
+        systematics = {**resolved, "interpolation": systematics["interpolation"]}  # the workspace's morphing
 
     return {
         "tag": config["tag"],

@@ -37,13 +37,10 @@ def _median(model: Any, method: str, test_stat: str) -> float:
 
 def _fixed(model: Any, name: str) -> Any:
     """The model with parameter ``name`` fixed at nominal."""
-    from .stats.model import BinnedModel
-
     if name in model.names:
         rel = np.array(model.rel_unc, dtype=float)
         rel[model.names.index(name)] = 0.0
-        return BinnedModel(model.signal, model.backgrounds, model.names, rel, model.signal_name,
-                           model.bin_shape, model.shape_systematics)
+        return model.with_rel_unc(rel)
     return model.with_shape_systematics([s for s in model.shape_systematics if f"alpha_{s.name}" != name])
 
 

@@ -252,14 +252,14 @@ def signal_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
 
 def workspace_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     """A workspace: the mass, its POI-grid settings, the statistical procedure and (only with a
-    ``systematics`` block) the names of the detector systematics, in order."""
+    ``systematics`` block) the names of the detector systematics, in order, and their morphing."""
     stats = cfg["stats"]
     names = list(systematics_of(cfg))
     return {
         "mass_GeV": mass_of(cfg, label), "mass_label": label,
         "poi_grid": stats["per_mass"][label]["poi_grid"],
         **{k: stats[k] for k in (*PROCEDURE_KEYS, "discovery_sigma")},
-        **({"systematics": names} if names else {}),
+        **({"systematics": names, "interpolation": cfg["systematics"]["interpolation"]} if names else {}),
     }
 
 

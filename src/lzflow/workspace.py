@@ -173,20 +173,33 @@ def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path]
     detector systematics, ``systematics`` (their names, in order); ``variations``: the varied
     templates of the affected sources (``pdfs/variations/<source>.json``, :func:`shape_systematics`)."""
     from .impacts import impacts
-    from .stats.pyhf_export import to_pyhf_workspace
 
     ws = build_workspace(signal_pdf, background_pdfs, spec["mass_GeV"])
     if spec.get("systematics"):
         ws["shape_systematics"] = shape_systematics(ws, spec["systematics"], variations)
+        ws["shape_interpolation"] = spec["interpolation"]
     if ws["signal"]["empty"]:
         ws["poi_grid"] = []
         ws["asymptotic"] = {"no_sensitivity": True}
         return ws, {kind: {"no_sensitivity": True} for kind in EXPORT_NAMES}
     model = workspace_model(ws)
+    if model.shape_systematics and model.interpolation != "code4p":  # sample-bins whose variation 0 was floored
+        ws["shape_ratio_floored"] = dict(model.morph.floored)
     ws["asymptotic"] = asymptotic_summary(model, spec, ws["sigma_ref_cm2"])
     ws["poi_grid"] = poi_grid(ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"], spec["poi_grid"])
-    return ws, {"pyhf": to_pyhf_workspace(model), "hs3": hs3_export(ws),
+    return ws, {"pyhf": pyhf_export(model), "hs3": hs3_export(ws),
                 "impacts": {"mass_GeV": spec["mass_GeV"], **impacts(model, spec, ws["sigma_ref_cm2"])}}
+
+
+def pyhf_export(model: Any) -> dict[str, Any]:
+    """The pyhf workspace of ``model``, or ``{"not_exported": <why>}`` when pyhf cannot express its
+    shape morphing (``log_code4p``: pyhf's ``histosys`` interpolations are additive)."""
+    from .stats.pyhf_export import to_pyhf_workspace
+
+    if model.shape_systematics and model.interpolation != "code4p":
+        return {"not_exported": f"pyhf has no multiplicative histosys interpolation ({model.interpolation}); "
+                                f"set systematics.interpolation: code4p for a pyhf export"}
+    return to_pyhf_workspace(model)
 
 
 def hs3_export(ws: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,7 +241,10 @@ def workspace_model(ws: Mapping[str, Any]):
         rel_unc=[b["rel_unc"] for b in ws["backgrounds"]],
         signal_name=ws["signal"]["name"],
     )
-    return model.with_shape_systematics(shape_systematic_models(ws)) if ws.get("shape_systematics") else model
+    if not ws.get("shape_systematics"):
+        return model
+    # workspaces written before the interpolation was a choice were morphed with code 4p
+    return model.with_shape_systematics(shape_systematic_models(ws), ws.get("shape_interpolation", "code4p"))
 
 
 def shape_systematics(ws: Mapping[str, Any], names: Sequence[str], variations: Sequence[str | Path]
@@ -274,7 +290,7 @@ def shape_systematics(ws: Mapping[str, Any], names: Sequence[str], variations: S
 def shape_systematic_models(ws: Mapping[str, Any]) -> tuple[Any, ...]:
     """``lzflow.stats.model.ShapeSystematic`` objects of a workspace's ``shape_systematics``: ``up``/``down``
     = the α = ±1 templates of [signal, *backgrounds] (the nominal template for an unaffected sample),
-    flattened in C order."""
+    ``up2``/``down2`` the α = ±2 ones, flattened in C order."""
     try:
         from .stats.model import ShapeSystematic
     except ImportError:
@@ -285,8 +301,8 @@ def shape_systematic_models(ws: Mapping[str, Any]) -> tuple[Any, ...]:
     out = []
     for entry in ws["shape_systematics"]:
         rows = {label: np.stack([np.asarray(entry["templates"].get(s["name"], {}).get(label, s["template"]),
-                                            dtype=np.float64).ravel() for s in nominal]) for label in ("1", "-1")}
-        out.append(ShapeSystematic(entry["name"], up=rows["1"], down=rows["-1"]))
+                                            dtype=np.float64).ravel() for s in nominal]) for label in ("1", "-1", "2", "-2")}
+        out.append(ShapeSystematic(entry["name"], up=rows["1"], down=rows["-1"], up2=rows["2"], down2=rows["-2"]))
     return tuple(out)
 
 

@@ -524,7 +524,7 @@ _SYS = (REPO / "config" / "overlays" / "systematics.yaml").read_text()
 
 
 def syst(**parameters: Any) -> dict[str, Any]:
-    return {"systematics": {"n_samples_fraction": 0.05, "parameters": parameters}}
+    return {"systematics": {"n_samples_fraction": 0.05, "interpolation": "log_quartic", "parameters": parameters}}
 
 
 bad("syst_unknown_parameter", "systematics", syst(g3={"sigma": 0.01}), "systematics.parameters", "g3", "g1")
@@ -548,6 +548,10 @@ bad("syst_nr_on_er_source", "systematics", syst(nr_light={"rel_sigma": 0.1, "sou
 bad("syst_unknown_source", "systematics", syst(g1={"sigma": 0.002, "sources": ["Ar39"]}),
     "systematics.parameters.g1.sources", "'Ar39'", "signal")
 bad("syst_empty_parameters", "systematics", syst(), "systematics.parameters", "non-empty")
+bad("syst_interpolation_unknown", "systematics", {**syst(g1={"sigma": 0.002}), "systematics.interpolation": "code5"},
+    "systematics.interpolation", "code5", "log_quartic")
+bad("syst_interpolation_missing", "systematics", syst(g1={"sigma": 0.002}), "systematics.interpolation", "missing",
+    drop=("systematics.interpolation",))
 bad("syst_fraction_zero", "systematics", {**syst(g1={"sigma": 0.002}), "systematics.n_samples_fraction": 0},
     "systematics.n_samples_fraction", "0", "0 < n_samples_fraction")
 bad("syst_fraction_too_few_events", "systematics",

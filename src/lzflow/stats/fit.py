@@ -31,6 +31,7 @@ from .binned_nll import BinnedRows, PreparedData, make_layout
 from .fitresult import ALPHA_BOUND, FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .model import BinnedModel
+from .logmorph_nll import LogMorphLayout, LogMorphRows, log_morph_problem, sub_block
 from .morph_nll import MorphLayout, MorphRows, morph_problem
 from .newton import fit_in_blocks
 
@@ -64,11 +65,16 @@ class BatchedFitter:
                                  self.config.hessian_float32)
             for mu_free in (True, False)
         } if not K else None
-        self._morph = {
-            mu_free: MorphLayout(model, None if mu_free else 1.0, self.dense_bins, self.sparse_bins,
-                                 self.config.hessian_float32)
-            for mu_free in (True, False)
-        } if K else None
+        self._log = bool(K) and model.interpolation != "code4p"
+        if self._log:
+            self._morph = {mu_free: LogMorphLayout(model, None if mu_free else 1.0, self.dense_bins, self.sparse_bins)
+                           for mu_free in (True, False)}
+        else:
+            self._morph = {
+                mu_free: MorphLayout(model, None if mu_free else 1.0, self.dense_bins, self.sparse_bins,
+                                     self.config.hessian_float32)
+                for mu_free in (True, False)
+            } if K else None
 
     # ------------------------------------------------------------------ data
     def prepare(self, counts: np.ndarray, aux: np.ndarray | None = None) -> PreparedData:
@@ -199,8 +205,9 @@ class BatchedFitter:
         """
         if not isinstance(data, PreparedData):
             data = self.prepare(data, aux)
+        block = max(1, int(self.config.block_size))
         return fit_in_blocks(self, data, init, mu_fixed, mu_lower, fisher_at,
-                             max(1, int(self.config.block_size)))
+                             sub_block(self.model, block) if self._log else block)
 
     # ------------------------------------------------------------------ problems
     def free_columns(self, mu_fixed: float | None) -> np.ndarray:
@@ -218,6 +225,8 @@ class BatchedFitter:
 
     def newton_rows(self, data: PreparedData, mu_fixed: float | None) -> BinnedRows:
         """NLL, gradient and Hessians of the toys of ``data`` for the Newton engine."""
+        if self._log:
+            return LogMorphRows.build(self._morph[mu_fixed is None].at(mu_fixed), data)
         if self._morph is not None:
             return MorphRows.build(self._morph[mu_fixed is None].at(mu_fixed), data)
         return BinnedRows.build(self._layouts[mu_fixed is None], data, self._offset(mu_fixed),
@@ -243,8 +252,8 @@ class BatchedFitter:
             counts[self.dense_bins] = data.nD[t]
             sel = data.e_toy == t
             counts[self.sparse_bins[data.e_bin[sel]]] = data.e_n[sel]
-            return MigradProblem(*morph_problem(self.model, self._morph[mu_fixed is None].at(mu_fixed),
-                                                counts, data.aux[t]))
+            problem = log_morph_problem if self._log else morph_problem
+            return MigradProblem(*problem(self.model, self._morph[mu_fixed is None].at(mu_fixed), counts, data.aux[t]))
         cols = self.free_columns(mu_fixed)
         offset = self._offset(mu_fixed)
         prec = self.model.constraint_precision[cols]

@@ -59,6 +59,12 @@ is fitted, in the conditional and the unconditional fits alike, and is unbounded
 keeps ν_i > 0 where n_i > 0). Methods taking ``theta`` accept the nuisance vector ``[θ, α]``
 (``n_bkg + K``) or ``θ`` alone (then α = 0). With ``shape_systematics=()`` (the default) the
 model and every number computed from it are exactly those of the rate-only model.
+
+``interpolation`` chooses the morphing: ``"code4p"`` (additive, above; pyhf's ``histosys``,
+exported exactly, but linear outside ±1σ, so a template can go negative), or a multiplicative one
+of :mod:`lzflow.stats.logmorph` — ``"log_quartic"`` (ln T through the ±1σ and ±2σ templates) or
+``"log_code4p"`` (code 4p on ln T) — with every template > 0 where the nominal is and
+ν = μ s(α) + Σ_b θ_b B_b(α), the rate multiplying the morphed template.
 """
 
 from __future__ import annotations
@@ -70,7 +76,10 @@ import numpy as np
 
 from .morphing import MorphBasis, ShapeSystematic
 
-__all__ = ["BinnedModel", "ModelError", "ShapeSystematic"]
+__all__ = ["BinnedModel", "ModelError", "ShapeSystematic", "INTERPOLATIONS"]
+
+#: shape-morphing choices (module docstring): additive pyhf code 4p, or multiplicative on ln T
+INTERPOLATIONS = ("code4p", "log_quartic", "log_code4p")
 
 
 class ModelError(ValueError):
@@ -101,6 +110,8 @@ class BinnedModel:
         Name of the signal sample (used in exports only).
     shape_systematics:
         Shape nuisance parameters (module docstring, "Shape nuisance parameters"); default none.
+    interpolation:
+        Their morphing, ``"code4p"`` (additive, the default) or ``"log_code4p"`` (multiplicative).
 
     Multi-dimensional templates are accepted and flattened in C order (``ravel()``, last axis
     fastest); ``bin_shape`` keeps the original shape.
@@ -113,6 +124,7 @@ class BinnedModel:
     signal_name: str = "signal"
     bin_shape: tuple[int, ...] = field(default=())
     shape_systematics: tuple[ShapeSystematic, ...] = ()
+    interpolation: str = "code4p"
 
     def __post_init__(self) -> None:
         sig = np.asarray(self.signal, dtype=np.float64)
@@ -175,7 +187,19 @@ class BinnedModel:
             if sy.parameter in names or sy.parameter in (self.signal_name, "mu"):
                 raise ModelError(f"shape parameter {sy.parameter!r} clashes with a sample name")
             seen.add(sy.name)
-        object.__setattr__(self, "_morph", MorphBasis(np.vstack([sig[None, :], bkg]), systs))
+        if self.interpolation not in INTERPOLATIONS:
+            raise ModelError(f"interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+        nominal = np.vstack([sig[None, :], bkg])
+        if self.interpolation != "code4p":
+            from .logmorph import LogMorphBasis
+
+            try:
+                basis = LogMorphBasis(nominal, systs, self.interpolation)
+            except ValueError as exc:
+                raise ModelError(str(exc)) from None
+        else:
+            basis = MorphBasis(nominal, systs)
+        object.__setattr__(self, "_morph", basis)
         return systs
 
     # ------------------------------------------------------------------ properties
@@ -199,7 +223,8 @@ class BinnedModel:
 
     @property
     def morph(self) -> MorphBasis:
-        """The morphing basis (:class:`~lzflow.stats.morphing.MorphBasis`; only with K > 0)."""
+        """The morphing basis (:class:`~lzflow.stats.morphing.MorphBasis`, or
+        :class:`~lzflow.stats.logmorph.LogMorphBasis` for ``log_code4p``; only with K > 0)."""
         if not self.n_shape:
             raise ModelError("the model has no shape systematics")
         return self.__dict__["_morph"]
@@ -381,27 +406,24 @@ class BinnedModel:
         systs = self.shape_systematics
         if systs:
             old = self.signal
-            ratio = np.where(old > 0, new / np.where(old > 0, old, 1.0), 0.0)
-
-            def row(t: np.ndarray) -> np.ndarray:
-                out = np.array(t, copy=True)
-                out[0] = np.where(old > 0, t[0] * ratio, new)
-                return out
-
-            systs = tuple(ShapeSystematic(s.name, row(s.up), row(s.down)) for s in systs)
+            ratio = np.where(old > 0, new / np.where(old > 0, old, 1.0), np.nan)  # NaN: take the new template
+            systs = tuple(s.rows_scaled(0, ratio, new) for s in systs)
         return BinnedModel(
             new, self.backgrounds, self.names, self.rel_unc, self.signal_name, self.bin_shape, systs,
+            self.interpolation,
         )
 
     def with_rel_unc(self, rel_unc: np.ndarray) -> "BinnedModel":
         return BinnedModel(
             self.signal, self.backgrounds, self.names, np.asarray(rel_unc, float),
-            self.signal_name, self.bin_shape, self.shape_systematics,
+            self.signal_name, self.bin_shape, self.shape_systematics, self.interpolation,
         )
 
-    def with_shape_systematics(self, systematics: Sequence[ShapeSystematic] = ()) -> "BinnedModel":
-        """The same templates and constraints with other (default: no) shape systematics."""
+    def with_shape_systematics(self, systematics: Sequence[ShapeSystematic] = (),
+                               interpolation: str | None = None) -> "BinnedModel":
+        """The same templates and constraints with other (default: no) shape systematics, morphed
+        by ``interpolation`` (default: this model's)."""
         return BinnedModel(
             self.signal, self.backgrounds, self.names, self.rel_unc, self.signal_name,
-            self.bin_shape, tuple(systematics),
+            self.bin_shape, tuple(systematics), interpolation or self.interpolation,
         )

@@ -63,20 +63,29 @@ class ShapeSystematic:
     """One shape nuisance parameter α (unit Gaussian constraint, nominal 0).
 
     ``up``/``down``: ``(1 + n_bkg, n_bins)`` (or ``(1 + n_bkg, *bin_shape)``, flattened in C
-    order) templates of [signal, *backgrounds] at α = +1 and −1, finite and ≥ 0. Its parameter is
-    called ``alpha_<name>`` (the pyhf modifier of the same name).
+    order) templates of [signal, *backgrounds] at α = +1 and −1, finite and ≥ 0; ``up2``/``down2``
+    (optional, same shape) those at α = +2 and −2, used by the ``log_quartic`` morphing
+    (:mod:`lzflow.stats.logmorph`). Its parameter is called ``alpha_<name>`` (the pyhf modifier of
+    the same name).
     """
 
     name: str
     up: np.ndarray
     down: np.ndarray
+    up2: np.ndarray | None = None
+    down2: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         name = str(self.name)
         if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             raise ValueError(f"shape systematic name must be a non-empty identifier, got {name!r}")
+        if (self.up2 is None) != (self.down2 is None):
+            raise ValueError(f"shape systematic {name!r}: give both up2 and down2 (the ±2σ templates) or neither")
         arrs = []
-        for label in ("up", "down"):
+        for label in ("up", "down", "up2", "down2"):
+            if getattr(self, label) is None:
+                arrs.append(None)
+                continue
             a = np.array(getattr(self, label), dtype=np.float64, copy=True)
             if a.ndim < 2:
                 raise ValueError(f"shape systematic {name!r}: {label} must have shape (1 + n_bkg, n_bins), "
@@ -88,11 +97,30 @@ class ShapeSystematic:
                 raise ValueError(f"shape systematic {name!r}: {label} contains negative values (min {a.min():.3g})")
             a.setflags(write=False)
             arrs.append(a)
-        if arrs[0].shape != arrs[1].shape:
-            raise ValueError(f"shape systematic {name!r}: up {arrs[0].shape} and down {arrs[1].shape} differ")
+        for label, a in zip(("down", "up2", "down2"), arrs[1:]):
+            if a is not None and a.shape != arrs[0].shape:
+                raise ValueError(f"shape systematic {name!r}: up {arrs[0].shape} and {label} {a.shape} differ")
         object.__setattr__(self, "name", name)
-        object.__setattr__(self, "up", arrs[0])
-        object.__setattr__(self, "down", arrs[1])
+        for label, a in zip(("up", "down", "up2", "down2"), arrs):
+            object.__setattr__(self, label, a)
+
+    @property
+    def has_2sigma(self) -> bool:
+        """Whether the ±2σ templates are given."""
+        return self.up2 is not None
+
+    def rows_scaled(self, row: int, factor: np.ndarray, replacement: np.ndarray) -> "ShapeSystematic":
+        """This systematic with template row ``row`` of every anchor multiplied by ``factor`` where
+        the old nominal is > 0 (``replacement`` where it is 0, i.e. unaffected there); used by
+        :meth:`lzflow.stats.model.BinnedModel.with_signal`."""
+        def one(t: np.ndarray | None) -> np.ndarray | None:
+            if t is None:
+                return None
+            out = np.array(t, copy=True)
+            out[row] = np.where(np.isnan(factor), replacement, t[row] * np.nan_to_num(factor))
+            return out
+
+        return ShapeSystematic(self.name, one(self.up), one(self.down), one(self.up2), one(self.down2))
 
     @property
     def parameter(self) -> str:

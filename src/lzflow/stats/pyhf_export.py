@@ -50,6 +50,9 @@ def to_pyhf_workspace(
 ) -> dict:
     """pyhf workspace dict (see module docstring). ``observed``: counts ``(n_bins,)`` or the
     template shape (flattened in C order); default Asimov background-only."""
+    if model.shape_systematics and model.interpolation != "code4p":
+        raise ValueError(f"interpolation {model.interpolation!r} of the shape systematics cannot be written as a pyhf "
+                         f"workspace; expected 'code4p' (pyhf's histosys interpolations are additive)")
     obs = model.backgrounds.sum(axis=0) if observed is None else np.asarray(observed, float).ravel()
     if obs.size != model.n_bins:
         raise ValueError(f"observed has {obs.size} bins, model has {model.n_bins}")

@@ -1,0 +1,157 @@
+"""Shape nuisance parameters with multiplicative morphing: interpolation in ln T (positive templates).
+
+The additive ``histosys`` morphing of :mod:`lzflow.stats.morphing` (pyhf code 4p) extrapolates
+linearly outside ±1σ, so a sample's template goes negative where a variation removes events: at
+10 GeV the NR light-yield template loses 39 % of the signal at α = −1, and the linear
+extrapolation has no signal left at α ≈ −2.6 (a negative signal beyond). In bins with no event
+a negative expectation *lowers* the Poisson NLL (−n ln ν + ν), so fits use it to hide a signal:
+the quick analysis's 10 GeV toy median came out 2.8× its asymptotic one. ROOT's HistFactory clips
+each sample at 0 (``PiecewiseInterpolation::setPositiveDefinite``), which leaves kinks a Newton
+fitter stalls on. This module interpolates ln T instead: smooth, and every template stays > 0
+wherever the nominal is, for every α.
+
+Per sample s, bin i and systematic k, with T the nominal template and r_a = T(α = a)/T the
+relative variations at the anchors a, ln T is a sum over the systematics of M basis functions of
+α_k with per-bin coefficients::
+
+    T_si(α) = T_si · exp( Σ_k Σ_m B_m(α_k) C_mksi )
+
+* ``log_quartic`` (the default of ``config/overlays/systematics.yaml``): the quartic in α through
+  ln r at all four computed anchors α = −2, −1, +1, +2 (and 0 at α = 0): B_m(α) = α^m,
+  m = 1..4, C = V⁻¹ ln r with V_am = a^m; beyond ±2σ ln T continues linearly with the quartic's
+  slope at ±2 (exponential extrapolation, C¹). Exact at every template the response stage made.
+* ``log_code4p``: code 4p (:func:`lzflow.stats.morphing.code4p`) on ln T through the ±1σ anchors
+  only: B = (α, f(α)), C = (SL, AL) with SL = (ln r₊₁ − ln r₋₁)/2, AL = (ln r₊₁ + ln r₋₁)/2;
+  ln T is C², (r_{±1})^{|α|} outside ±1σ — HistFactory's multiplicative codes 1/5 of
+  ``PiecewiseInterpolation`` (Cranmer et al., CERN-OPEN-2012-016) agree with it at α = 0, ±1 and
+  outside ±1σ; inside, its polynomial acts on ln T, not on T as ROOT's code 5 does.
+
+The factors of several systematics multiply (as with ROOT's multiplicative codes). Against the
+real ±2σ templates of the quick analysis, log_code4p's exponential extrapolation overshoots where
+events migrate into a bin (additive in truth): the 40 GeV signal at α(nr_charge) = −2 is 4902
+events against the template's 3704, code 4p's linear extrapolation 3735; log_quartic is exact there
+by construction (docs/method.md, "Interpolation"). pyhf can express neither (its ``histosys`` codes
+are additive), so these workspaces are not exported to pyhf.
+
+A relative variation of exactly 0 (the varied template empties a bin the nominal fills: a few
+common-random-number events that all leave, :func:`lzflow.pdfs.varied_template`) has no
+logarithm; it is taken as :data:`RATIO_FLOOR` (the bin drops ×10³ there), and the number of such
+sample-bins is reported (:attr:`LogMorphBasis.floored`). A variation that fills a bin the nominal
+leaves empty cannot be a factor and is refused (the varied templates never do that).
+
+Expected counts, as in :mod:`lzflow.stats.morphing`: ν(μ, θ, α) = μ T_0(α) + Σ_b θ_b T_b(α), here
+with the rate θ_b multiplying the morphed template (HistFactory's product of modifiers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .morphing import ShapeSystematic, code4p
+
+__all__ = ["RATIO_FLOOR", "LOG_INTERPOLATIONS", "LogMorphBasis", "basis_functions"]
+
+#: relative variation used for a variation of exactly 0 in a bin the nominal fills (module docstring)
+RATIO_FLOOR = 1e-3
+
+#: the multiplicative morphings of this module and their number of basis functions M
+LOG_INTERPOLATIONS = {"log_quartic": 4, "log_code4p": 2}
+
+_QUARTIC_ANCHORS = np.array([-2.0, -1.0, 1.0, 2.0])
+#: V⁻¹ of the quartic through the anchors: C_m = Σ_a _QUARTIC_INV[m, a] ln r_a
+_QUARTIC_INV = np.linalg.inv(_QUARTIC_ANCHORS[:, None] ** np.arange(1, 5)[None, :])
+
+
+def basis_functions(alpha: np.ndarray, interpolation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(B, B', B'')`` ``(..., K, M)`` of the basis functions at ``alpha`` ``(..., K)`` (module docstring)."""
+    a = np.asarray(alpha, dtype=np.float64)
+    if interpolation == "log_code4p":
+        f, f1, f2 = code4p(a)
+        return (np.stack([a, f], axis=-1), np.stack([np.ones_like(a), f1], axis=-1),
+                np.stack([np.zeros_like(a), f2], axis=-1))
+    m = np.arange(1, 5, dtype=np.float64)
+    inside = (np.abs(a) <= 2.0)[..., None]
+    x = np.clip(a, -2.0, 2.0)[..., None]  # the anchor ±2 outside
+    xm1 = x ** (m - 1)
+    d1 = m * xm1
+    d2 = m * (m - 1) * np.where(m >= 2, x ** np.maximum(m - 2, 0), 0.0)
+    val = x * xm1 + np.where(inside, 0.0, d1 * (a[..., None] - x))
+    return val, d1, np.where(inside, d2, 0.0)
+
+
+def log_ratios(nominal: np.ndarray, varied: np.ndarray, name: str, label: str) -> tuple[np.ndarray, int]:
+    """``ln(varied/nominal)`` ``(S, n_bins)`` (0 where the nominal is 0) and the number of sample-bins
+    whose ratio 0 was raised to :data:`RATIO_FLOOR`; a variation filling an empty nominal bin is refused."""
+    filled = nominal > 0
+    bad = ~filled & (varied > 0)
+    if bad.any():
+        s, i = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"shape systematic {name!r}: its {label} template has {varied[s, i]:.3g} events in bin {i} of "
+                         f"sample {s}, where the nominal is empty; expected no support outside the nominal's "
+                         f"for a multiplicative (log) interpolation")
+    ratio = np.divide(varied, nominal, out=np.ones_like(nominal), where=filled)
+    zero = filled & ~(ratio > 0)
+    return np.log(np.where(zero, RATIO_FLOOR, ratio)), int(zero.sum())
+
+
+class LogMorphBasis:
+    """The multiplicative morphing of ``nominal`` ``(S, n_bins)`` templates ([signal, *backgrounds])
+    by ``systematics`` with ``interpolation`` (module docstring); the interface of
+    :class:`lzflow.stats.morphing.MorphBasis` (``templates``, ``expected``, ``jacobian``).
+
+    ``C``: ``(M, K, S, n_bins)`` coefficients; ``floored``: ``{name: sample-bins at RATIO_FLOOR}``."""
+
+    def __init__(self, nominal: np.ndarray, systematics: Sequence[ShapeSystematic], interpolation: str):
+        if interpolation not in LOG_INTERPOLATIONS:
+            raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(LOG_INTERPOLATIONS)}")
+        T = np.asarray(nominal, dtype=np.float64)
+        self.T, self.interpolation = T, interpolation
+        self.S, self.n_bins = T.shape
+        self.K, self.M = len(systematics), LOG_INTERPOLATIONS[interpolation]
+        self.C = np.zeros((self.M, self.K) + T.shape)
+        self.floored: dict[str, int] = {}
+        for k, sy in enumerate(systematics):
+            if interpolation == "log_quartic" and not sy.has_2sigma:
+                raise ValueError(f"shape systematic {sy.name!r} has no ±2 sigma templates; expected them for the "
+                                 f"log_quartic interpolation (or use log_code4p)")
+            anchors = {"+1 sigma": sy.up, "-1 sigma": sy.down}
+            if interpolation == "log_quartic":
+                anchors = {"-2 sigma": sy.down2, "-1 sigma": sy.down, "+1 sigma": sy.up, "+2 sigma": sy.up2}
+            logs, floored = {}, 0
+            for label, tmpl in anchors.items():
+                logs[label], n = log_ratios(T, tmpl, sy.name, label)
+                floored += n
+            self.floored[sy.name] = floored
+            if interpolation == "log_code4p":
+                self.C[0, k] = 0.5 * (logs["+1 sigma"] - logs["-1 sigma"])
+                self.C[1, k] = 0.5 * (logs["+1 sigma"] + logs["-1 sigma"])
+            else:
+                y = np.stack([logs[label] for label in anchors])  # (4 anchors, S, n)
+                self.C[:, k] = np.tensordot(_QUARTIC_INV, y, axes=1)
+
+    def basis(self, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`basis_functions` of this morphing."""
+        return basis_functions(alpha, self.interpolation)
+
+    def log_factors(self, alpha: np.ndarray) -> np.ndarray:
+        """``Σ_k Σ_m B_m(α_k) C_mk`` ``(..., S, n_bins)`` at ``alpha`` ``(..., K)``."""
+        return np.einsum("...km,mksi->...si", self.basis(alpha)[0], self.C)
+
+    def templates(self, alpha: np.ndarray) -> np.ndarray:
+        """Morphed templates T_s(α) ``(..., S, n_bins)`` at ``alpha`` ``(..., K)``."""
+        return self.T * np.exp(self.log_factors(alpha))
+
+    def expected(self, c: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """ν ``(..., n_bins)`` = Σ_s c_s T_s(α) for sample coefficients ``c`` = [μ, θ] ``(..., S)``."""
+        c = np.asarray(c, dtype=np.float64)
+        return np.einsum("...s,...si->...i", c, self.templates(alpha))
+
+    def jacobian(self, c: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """``(S + K, n_bins)`` derivatives of ν w.r.t. [μ, θ_b (S); α_k (K)] at one point:
+        ∂ν/∂c_s = T_s(α), ∂ν/∂α_k = Σ_s c_s T_s(α) D_ks with D_k = Σ_m B'_m(α_k) C_mk."""
+        c = np.asarray(c, dtype=np.float64)
+        U = self.templates(alpha)
+        D = np.einsum("km,mksi->ksi", self.basis(alpha)[1], self.C)
+        return np.concatenate([U, np.einsum("s,si,ksi->ki", c, U, D)])
