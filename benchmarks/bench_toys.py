@@ -25,8 +25,10 @@ measurement is the best of ``--repeat`` runs.
 
 ``--systematics``: the model of :func:`lzflow.stats.synthetic.lz_like_systematics_model` (the same
 40×40 templates with g1-, g2-like, ER-width and NR-yield shape systematics, code-4p morphing: 1 + 11
-rate + 4 shape parameters), or with ``--workspace`` the workspace's own shape systematics; the
-iminuit and pyhf paths fit the same morphed likelihood (pyhf with histosys code 4p).
+rate + 4 shape parameters), or with ``--workspace`` the workspace's own shape systematics (morphed as
+the workspace says, or as ``--interpolation`` says); the iminuit and pyhf paths fit the same morphed
+likelihood (pyhf with histosys code 4p; skipped for the multiplicative morphings, which pyhf cannot
+express).
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="benchmark an exported lzflow workspace.json (e.g. results/lz_projection/m40/workspace.json) "
                          "instead of the synthetic model; its signal is rescaled so that mu = 1 is the asymptotic "
                          "median limit")
+    ap.add_argument("--interpolation", choices=["log_quartic", "log_code4p", "code4p"], default=None,
+                    help="with --workspace: morph its shape systematics this way instead of the workspace's own")
     args = ap.parse_args(argv)
 
     from lzflow.stats import evaluate_test_statistic, generate_toys, generation_point
@@ -157,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         model = workspace_model(ws)
         median = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"]
         model = model.with_signal(model.signal * median)
+        if args.interpolation and model.n_shape:
+            model = model.with_shape_systematics(model.shape_systematics, args.interpolation)
         print(f"workspace {args.workspace}: {ws['mass_GeV']:g} GeV, mu=1 <-> {median * ws['sigma_ref_cm2']:.3g} cm2")
     elif args.systematics:
         from lzflow.stats.synthetic import lz_like_systematics_model
@@ -166,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         model = lz_like_model()
     gen, _ = generation_point(model, 1.0)
     print(f"model: {model.n_bins} bins, {model.n_bkg} backgrounds "
-          f"({model.n_free_bkg} constrained), {model.n_shape} shape parameters {model.shape_parameters}, background {model.backgrounds.sum():.1f} events, "
+          f"({model.n_free_bkg} constrained), {model.n_shape} shape parameters {model.shape_parameters}"
+          f"{' (' + model.interpolation + ')' if model.n_shape else ''}, background {model.backgrounds.sum():.1f} events, "
           f"signal {model.signal_total:.1f} events at mu=1; cores={available_cores()}, "
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '')!r}")
     rows = []
@@ -199,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("iminuit (per toy)", k, t_m))
         q_m = evaluate_test_statistic("qtilde", mc.nll, mu.nll, mu.mu, 1.0)
         extra["max_abs_dq_minuit"] = float(np.max(np.abs(q_m - q_b[:k])))
-    if args.n_pyhf:
+    if args.n_pyhf and model.n_shape and model.interpolation != "code4p":
+        print(f"pyhf path skipped: pyhf cannot express the {model.interpolation} morphing")
+    elif args.n_pyhf:
         k = args.n_pyhf
         t_p, nu, nc, muh = bench_pyhf(model, counts[:k], aux[:k], gen)
         rows.append(("pyhf numpy (per toy)", k, t_p))
