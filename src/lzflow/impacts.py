@@ -9,6 +9,9 @@ widths, :mod:`lzflow.stats.model`) and each constrained parameter p:
   up to the solver's tolerance). Fixing θ_b is ``r_b = 0``; fixing α_k drops the systematic (α_k ≡ 0).
   The parameters are ranked by impact, the quantity a physicist reads first ("which systematic
   costs the most sensitivity").
+* **all shape systematics together** (with a ``systematics:`` block): the median without any of
+  them (``median_sigma_cm2_without_shape_systematics``) and ``shape_systematics_impact``, the
+  with/without comparison of the analysis at this mass.
 * **post-fit constraint on Asimov data** — the width of p from the expected (Fisher) information
   of the background-only Asimov dataset at the nominal point, in units of its prior width:
   ``constraint = sqrt((I⁻¹)_pp) / prior``; < 1 means the data constrain p beyond its auxiliary
@@ -81,4 +84,9 @@ def impacts(model: Any, spec: Mapping[str, Any], sigma_ref_cm2: float) -> dict[s
             "asimov_constraint": float(np.sqrt(cov[k, k]) / prior[index]),
         })
     rows.sort(key=lambda r: -r["impact"])
-    return {"method": spec["method"], "median_sigma_cm2_profiled": profiled * sigma_ref_cm2, "parameters": rows}
+    out = {"method": spec["method"], "median_sigma_cm2_profiled": profiled * sigma_ref_cm2, "parameters": rows}
+    if model.n_shape:  # the same analysis without its shape systematics (rates still profiled)
+        without = _median(model.with_shape_systematics(), method, test_stat)
+        out["median_sigma_cm2_without_shape_systematics"] = without * sigma_ref_cm2
+        out["shape_systematics_impact"] = profiled / without - 1.0
+    return out

@@ -50,3 +50,14 @@ def test_asimov_pulls_vanish_and_constraints_are_at_most_the_prior(result):
         assert abs(p["asimov_pull"]) < 1e-3
         assert 0.0 < p["asimov_constraint"] <= 1.0 + 1e-9
     assert np.isfinite([p["median_sigma_cm2_fixed"] for p in result["parameters"]]).all()
+
+
+def test_with_and_without_all_shape_systematics(model, result):
+    """The analysis without its shape systematics: the rate-only Asimov median, never below it."""
+    base = asymptotic_limits(model.with_shape_systematics(), method="clsb", test_stat="qtilde").expected[0]
+    assert result["median_sigma_cm2_without_shape_systematics"] == pytest.approx(base * 1e-45, rel=1e-9)
+    assert result["shape_systematics_impact"] == pytest.approx(
+        result["median_sigma_cm2_profiled"] / result["median_sigma_cm2_without_shape_systematics"] - 1)
+    assert result["shape_systematics_impact"] >= max(p["impact"] for p in result["parameters"] if p["kind"] == "shape") - 1e-6
+    rate_only = impacts(model.with_shape_systematics(), SPEC, 1e-45)
+    assert "median_sigma_cm2_without_shape_systematics" not in rate_only
