@@ -12,6 +12,10 @@ needed, and q. :func:`summarise_errors` counts, per (mass, hypothesis, POI, fit,
   ``limit.json`` counts them per ensemble and cause under ``excluded``);
 * ``mu_hat_at_bound`` — unconditional fits with μ̂ on the μ ≥ 0 boundary (expected for about half
   the background-only toys; listed because the old analysis lost days to fits near the boundary);
+* ``uncond:alpha_at_bound``, ``cond:alpha_at_bound`` — with shape systematics, toys whose
+  unconditional fit (or a conditional one at any tested μ) ends with a shape parameter at its bound
+  ±5 (:func:`lzflow.stats.fitresult.alpha_at_bound`): valid fits, as in pyhf, but a sign that the
+  morphing is being extrapolated far;
 
 and lists the offending toys by (file, run number, toy index) so one can be replayed with
 :func:`replay_toy`, which regenerates the toy from its seed and refits it.
@@ -62,7 +66,7 @@ def summarise_loaded(files: Iterable[tuple[str, Mapping[str, np.ndarray], Mappin
 def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
                 test_stat: str = "qtilde") -> list[tuple[int, list[str]]]:
     """Add one file's counts to ``row``; return its flagged toys (position in file, causes)."""
-    from .stats.fitresult import FitStatus
+    from .stats.fitresult import FitStatus, alpha_at_bound
     from .stats.quality import GOOD, toy_quality
 
     n = arrays["toy_index"].size
@@ -92,6 +96,13 @@ def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
     if excluded.any():
         row["excluded"] = row.get("excluded", 0) + int(excluded.sum())
     row["mu_hat_at_bound"] = row.get("mu_hat_at_bound", 0) + int(np.sum(arrays["mu_hat"] <= 0.0))
+    alpha_cond = arrays.get("alpha_cond")
+    if alpha_cond is not None and alpha_cond.size:  # shape systematics: α̂ or α̂̂ at ±ALPHA_BOUND (valid fits)
+        k = alpha_cond.shape[-1]
+        uncond = alpha_at_bound(arrays["params_uncond"], k)
+        cond = np.any(alpha_at_bound(alpha_cond, k).reshape(n, -1), axis=1)
+        row["uncond:alpha_at_bound"] = row.get("uncond:alpha_at_bound", 0) + int(uncond.sum())
+        row["cond:alpha_at_bound"] = row.get("cond:alpha_at_bound", 0) + int(cond.sum())
     return sorted(flagged.items())
 
 

@@ -90,3 +90,23 @@ def test_errors_cli_combines_summaries(toy_tree, tmp_path, capsys):
     assert out.with_suffix(".md").read_text() == errors_markdown(json.loads(out.read_text()))
     assert main(["errors", "--summaries", *summaries, "--toys", str(next(toy_tree.rglob("job*.npz")))]) == 2
     assert "give --toys or --summaries, not both" in capsys.readouterr().err
+
+
+def test_shape_parameters_at_their_bound_are_counted(tmp_path):
+    """With shape systematics, toys whose α̂ (unconditional) or α̂̂ (any tested μ) sits at ±5 are counted."""
+    from lzflow.stats.fitresult import ALPHA_BOUND
+    from lzflow.stats.toys import ToyResult
+    from lzflow.toyjobs import save_toy_job
+
+    n, n_mu, k = 6, 2, 2
+    result = ToyResult.empty("sb", 0, 1, 400000, "qtilde", np.ones(3 + k), np.array([1.0, 2.0]), np.arange(n), 3)
+    result.q = np.zeros((n, n_mu))
+    result.params_uncond = np.zeros((n, 1 + 3 + k))
+    result.params_uncond[[1, 4], -1] = -ALPHA_BOUND  # two unconditional fits at α = −5
+    result.alpha_cond = np.zeros((n, n_mu, k))
+    result.alpha_cond[2, 1, 0] = ALPHA_BOUND  # one toy's conditional fit at the second μ
+    result.alpha_cond[3, 0, 1] = 0.5 * ALPHA_BOUND  # inside: not counted
+    path = tmp_path / "m40" / "toys" / "poi0" / "job0.npz"
+    save_toy_job(path, result, {"mass_GeV": 40.0, "hypothesis": "sb", "poi_index": 0, "run_number": 1})
+    row = summarise_errors([path])["table"][0]
+    assert row["uncond:alpha_at_bound"] == 2 and row["cond:alpha_at_bound"] == 1
