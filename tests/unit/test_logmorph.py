@@ -129,7 +129,7 @@ def test_zero_variation_is_floored_and_new_support_refused():
 @pytest.mark.parametrize("threshold", [0.5, 1e9])  # the split does not matter to this path
 def test_gradient_and_hessian_are_exact(threshold, interpolation):
     m = _small(interpolation=interpolation)
-    f = BatchedFitter(m, FitConfig(dense_threshold=threshold))
+    f = BatchedFitter(m, FitConfig(dense_threshold=threshold, hessian_float32=False))
     rng = np.random.default_rng(5)
     counts = rng.poisson(m.expected(1.0, np.r_[1, 1, 1, 0.3, -0.5]), size=(5, m.n_bins)).astype(float)
     aux = np.tile(np.r_[1.05, 0.95, 1.0, 0.2, -0.3], (5, 1))

@@ -67,7 +67,8 @@ class BatchedFitter:
         } if not K else None
         self._log = bool(K) and model.interpolation != "code4p"
         if self._log:
-            self._morph = {mu_free: LogMorphLayout(model, None if mu_free else 1.0, self.dense_bins, self.sparse_bins)
+            self._morph = {mu_free: LogMorphLayout(model, None if mu_free else 1.0, self.dense_bins, self.sparse_bins,
+                                                   self.config.hessian_float32)
                            for mu_free in (True, False)}
         else:
             self._morph = {
