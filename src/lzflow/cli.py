@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, datacli, layout
+from . import __version__, datacli, layout, pyhfcli
 from .cliparse import config_or_spec, lists, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
@@ -477,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
            study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
     datacli.register(sub)  # simulate-data, events
+    pyhfcli.register(sub)  # pyhf-limits
     return parser
 
 

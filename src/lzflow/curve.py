@@ -1,18 +1,20 @@
 """Curve stage: the limit curve over masses (σ of ``signal.interaction``: SI WIMP–nucleon, SD
 WIMP–neutron or SD WIMP–proton, the limit documents' ``interaction``), its CSV and the plots.
 
-Plots (matplotlib with the mplhep style):
+Plots (matplotlib with the mplhep style; each ``plot_*`` saves the figure its ``figure_*`` builds):
 
-* ``limit_curve.png``: σ_SI vs WIMP mass (log-log), median expected limit with ±1σ/±2σ bands from
-  toys, the asymptotic median, the power-constrained limit, and the LZ projection reference point
-  (1.4e-48 cm² at 40 GeV, arXiv:1802.06039). A band edge that merge could only bound (e.g. the
+* ``limit_curve.png``: σ vs WIMP mass (log-log, masses labelled as plain numbers: 20, not 2×10¹),
+  median expected limit with ±1σ/±2σ bands from toys, the asymptotic median, the power-constrained
+  limit on Asimov background-only data, and the configured published reference (``reference:``,
+  :mod:`lzflow.references`) with a ratio panel. A band edge that merge could only bound (e.g. the
   CLs+b −2σ quantile: ≈ α of the background-only experiments exclude every μ > 0) is drawn as a
   bound marker (▽ at most, △ at least), never as a band edge; the CSV has it as ``<=X``/``>=X`` in
   ``sigma_<band>_bound`` with the band's value empty;
-* ``m<mass>/pvalues.png``: CLs+b, CLb and CLs vs μ with their MC errors and the expected band of
-  B-only p-value curves — the old "nine graphs" in one;
-* ``m<mass>/teststat.png``: per POI, the test-statistic distributions of S+B and B-only toys with the
-  asymptotic q̃_μ distribution overlaid.
+* ``m<mass>/pvalues.png``: CLs+b, CLb and CLs vs μ with their 68.27 % Clopper–Pearson intervals
+  (a p-value 0/N drawn as ▽ at its upper bound, not dropped) and the expected-limit bands;
+* ``m<mass>/teststat.png``: at the POIs nearest the observed and expected limits, the test-statistic
+  densities of S+B and B-only toys with an overflow bin (q above the range or +inf), the observed q
+  in each legend and the asymptotic ½χ²₁ overlaid.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 from .io import atomic_path, write_csv
 
 __all__ = ["curve_rows", "summary_line", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
+           "figure_limit_curve", "figure_pvalues", "figure_teststat", "plain_log_ticks", "pvalue_interval",
+           "panel_pois", "qtilde_histogram", "PVALUE_CURVES", "TEST_STATISTIC_SYMBOLS",
            "BAND_COLUMNS", "CROSS_SECTION_LABELS", "cross_section_label", "pyplot", "save_figure", "read_curve_csv"]
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
@@ -139,11 +143,24 @@ def read_curve_csv(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
-                     reference: Any = None) -> None:
-    """The limit curve: median expected limit with its ±1σ/±2σ bands, the asymptotic median and the
-    PCL limit. With a ``reference`` (:class:`lzflow.references.Reference`): its curve and quoted
-    numbers, and a panel below with the ratio of lzflow's median to it."""
+def plain_log_ticks(axis: Any) -> None:
+    """Label a log-scaled axis with plain numbers (``20``, not ``2×10¹``): at 1, 2 and 5 × 10ⁿ over
+    up to 2.2 decades (also 3 × 10ⁿ up to 1.2), 1 and 3 × 10ⁿ up to 3.5, else 10ⁿ (so the labels do
+    not overlap), with unlabelled minor ticks at the other integers. Call it after the data are drawn."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = sorted(axis.get_view_interval())
+    decades = np.log10(hi / lo) if lo > 0 else np.inf
+    subs = ((1.0, 2.0, 3.0, 5.0) if decades <= 1.2 else (1.0, 2.0, 5.0) if decades <= 2.2
+            else (1.0, 3.0) if decades <= 3.5 else (1.0,))
+    axis.set_major_locator(LogLocator(base=10.0, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:.10g}"))
+    axis.set_minor_locator(LogLocator(base=10.0, subs=tuple(float(k) for k in range(1, 10) if k not in subs)))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def figure_limit_curve(rows: Sequence[Mapping[str, Any]], title: str = "", reference: Any = None):
+    """The limit-curve figure of :func:`plot_limit_curve` (not saved)."""
     plt = pyplot()
     good = [r for r in rows if not r["no_sensitivity"] and r["sigma_median_cm2"]]
     if reference is None:
@@ -164,7 +181,7 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
                    if r.get(f"{c}_bound") and r[f"{c}_bound"].startswith("<=" if key == "upper" else ">=")]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="#b08800", ls="none",
-                        label=f"band edge only a bound ({text}): " + ", ".join(sorted({f"{int(p[2]):+d}σ" for p in pts})))
+                        label=f"band edge only a bound ({text}): " + ", ".join(sorted({f"{int(p[2]):+d}σ".replace("-", "−") for p in pts})))
         ax.plot(m, col("sigma_median_cm2"), "k--", label="median expected (toys)")
         ax.plot(m, col("sigma_asymptotic_median_cm2"), color="tab:blue", ls=":", label="median expected (asymptotic)")
         ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label="PCL limit (Asimov B-only data)")
@@ -172,10 +189,22 @@ def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title:
         _draw_reference(ax, rax, good, reference)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)  # shared with the ratio panel's
     (ax if reference is None else rax).set_xlabel("WIMP mass [GeV]")
     ax.set_ylabel(cross_section_label(rows) + r" $\sigma$ [cm$^2$]")
     ax.set_title(title, fontsize=14)
     ax.legend(fontsize=11 if reference is None else 9)
+    return fig
+
+
+def plot_limit_curve(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "",
+                     reference: Any = None) -> None:
+    """The limit curve: median expected limit with its ±1σ/±2σ bands, the asymptotic median and the
+    PCL limit; masses as plain numbers on a log axis. With a ``reference``
+    (:class:`lzflow.references.Reference`): its curve and quoted numbers, and a panel below with the
+    ratio of lzflow's median to it."""
+    plt = pyplot()
+    fig = figure_limit_curve(rows, title, reference)
     save_figure(fig, path)
     plt.close(fig)
 
@@ -215,22 +244,55 @@ def _draw_reference(ax: Any, rax: Any, good: Sequence[Mapping[str, Any]], refere
                    fontsize=11)
 
 
-def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
+#: p-value curves of a limit.json: key, legend label, colour
+PVALUE_CURVES = (("clsb", "CLs+b", "tab:red"), ("clb", "CLb", "tab:blue"), ("cls", "CLs", "tab:green"))
+
+
+def _floats(values: Sequence[Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def pvalue_interval(pv: Mapping[str, Sequence[Any]], name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(value, low, high) per POI of one p-value curve of a limit.json's ``pvalues``.
+
+    CLs+b and CLb are tail fractions k/N: merge stores their central 68.27 % Clopper–Pearson
+    interval (``*_lo``, ``*_hi``: lo = B⁻¹(0.1587; k, N−k+1), hi = B⁻¹(0.8413; k+1, N−k); Clopper &
+    Pearson, Biometrika 26 (1934) 404). At k = 0 it is [0, 1 − 0.1587^{1/N}], the one-sided 84.13 %
+    upper bound — never the Wald 0 ± 0. CLs = CLs+b/CLb has no interval: value ± its propagated
+    ``cls_err`` (low clipped at 0); at CLs = 0 the high end is CLs+b's high end / CLb. Files without
+    intervals: value ± ``*_err``.
+    """
+    val = _floats(pv[name])
+    if name + "_lo" in pv and name + "_hi" in pv:
+        lo, hi = _floats(pv[name + "_lo"]), _floats(pv[name + "_hi"])
+    else:
+        err = _floats(pv[name + "_err"])
+        lo, hi = np.clip(val - err, 0.0, None), val + err
+    if name == "cls" and "clsb_hi" in pv:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            hi = np.where(val == 0, _floats(pv["clsb_hi"]) / _floats(pv["clb"]), hi)
+    return val, lo, hi
+
+
+def figure_pvalues(doc: Mapping[str, Any]):
+    """The p-value scan of :func:`plot_pvalues` (not saved)."""
+    from matplotlib.lines import Line2D
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 6))
     if not doc.get("no_sensitivity"):
-        mu = np.asarray(doc["poi_grid"])
+        mu = np.asarray(doc["poi_grid"], dtype=float)
         pv = doc["pvalues"]
-        for name, color in (("clsb", "tab:red"), ("clb", "tab:blue"), ("cls", "tab:green")):
-            val = np.array([np.nan if v is None else v for v in pv[name]], dtype=float)
-            if name + "_lo" in pv:  # Clopper–Pearson interval (asymmetric)
-                lo = np.array([np.nan if v is None else v for v in pv[name + "_lo"]], dtype=float)
-                hi = np.array([np.nan if v is None else v for v in pv[name + "_hi"]], dtype=float)
-                yerr = np.clip(np.vstack([val - lo, hi - val]), 0, None)
-            else:
-                yerr = np.array([np.nan if v is None else v for v in pv[name + "_err"]], dtype=float)
-            ax.errorbar(mu, val, yerr=yerr, marker="o", color=color,
-                        label={"clsb": "CLs+b", "clb": "CLb", "cls": "CLs"}[name])
+        any_zero = False
+        for name, label, color in PVALUE_CURVES:
+            val, lo, hi = pvalue_interval(pv, name)
+            shown = np.isfinite(val) & (val > 0)
+            yerr = np.where(shown, np.clip(np.vstack([val - lo, hi - val]), 0.0, None), 0.0)
+            ax.errorbar(mu, np.where(shown, val, np.nan), yerr=yerr, marker="o", color=color, label=label)
+            zero = (val == 0) & np.isfinite(hi) & (hi > 0)
+            if zero.any():  # p = 0/N: drawn at its upper bound, not dropped from the log scale
+                any_zero = True
+                ax.plot(mu[zero], hi[zero], "v", ms=9, mfc="none", mew=1.5, color=color, ls="none")
         ax.axhline(1 - doc["cl"], color="k", ls="--", label=f"α = {1 - doc['cl']:.2f}")
         lim = doc["limits"][doc["method"]]
         exp = lim["expected_mu"]
@@ -240,49 +302,148 @@ def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
             ax.axvspan(exp["-1"], exp["1"], color="#55cc55", alpha=0.5, label=r"expected limit $\pm1\sigma$")
         for n, bound in (lim.get("expected_bound_mu") or {}).items():
             rel = "≤" if lim["expected_status"][n] == "upper_bound" else "≥"
-            ax.axvline(bound, color="#b08800", ls=":", label=f"expected {int(n):+d}σ {rel} {bound:.3g} (grid edge)")
+            ax.axvline(bound, color="#b08800", ls=":", label=f"expected {int(n):+d}σ".replace("-", "−") + f" {rel} {bound:.3g} (grid edge)")
         ax.set_yscale("log")
+        handles, labels = ax.get_legend_handles_labels()
+        if any_zero:
+            handles.append(Line2D([], [], marker="v", ms=9, mfc="none", mew=1.5, color="k", ls="none"))
+            labels.append("p = 0 (no toy beyond $q_{obs}$): upper end of its 68 % interval")
+        ax.legend(handles, labels, fontsize=10)
     ax.set_xlabel(r"signal strength $\mu$ ($\sigma$ / $\sigma_{ref}$)")
     ax.set_ylabel("p-value")
     ax.set_title(f"{doc['mass_GeV']:g} GeV", fontsize=14)
-    ax.legend(fontsize=10)
+    return fig
+
+
+def plot_pvalues(doc: Mapping[str, Any], path: str | Path) -> None:
+    """CLs+b, CLb and CLs vs μ with their 68.27 % intervals (:func:`pvalue_interval`; a p-value 0
+    as ▽ at its upper bound), α and the expected-limit bands."""
+    plt = pyplot()
+    fig = figure_pvalues(doc)
     save_figure(fig, path)
     plt.close(fig)
 
 
-def plot_teststat(doc: Mapping[str, Any], path: str | Path, max_panels: int = 12) -> None:
-    """q distributions per POI (S+B and B-only toys) with the asymptotic S+B expectation
-    f(q̃_μ|μ) ≈ ½δ(q) + χ²₁ (arXiv:1007.1727, Eq. 49) overlaid."""
+#: the test statistic of a limit.json (``test_statistic``), as an axis label
+TEST_STATISTIC_SYMBOLS = {"qtilde": r"\tilde{q}_\mu", "q": r"q_\mu"}
+
+
+def panel_pois(doc: Mapping[str, Any], max_panels: int = 6) -> list[tuple[int, list[str]]]:
+    """The POIs whose test-statistic distributions are drawn, in increasing μ, each with the limits
+    it is the nearest grid point to (ln μ): first the observed limit and the expected-band
+    limits of the method, then evenly spread grid points up to ``max_panels``."""
+    mu = np.asarray(doc["poi_grid"], dtype=float)
+    lim = doc["limits"][doc["method"]]
+    targets = [("observed", lim.get("observed_mu"))]
+    targets += [("median" if n == "0" else f"{int(n):+d}σ".replace("-", "−"), v) for n, v in sorted((lim.get("expected_mu") or {}).items(),
+                                                                            key=lambda t: int(t[0]))]
+    tags: dict[int, list[str]] = {}
+    log_mu = np.log(np.where(mu > 0, mu, np.nan))
+    for name, value in targets:
+        if value is not None and np.isfinite(value) and value > 0 and np.isfinite(log_mu).any():
+            tags.setdefault(int(np.nanargmin(np.abs(log_mu - np.log(value)))), []).append(name)
+    order = np.argsort(mu, kind="stable")
+    chosen = list(tags)[:max_panels]
+    for k in order[np.linspace(0, mu.size - 1, min(mu.size, max_panels)).round().astype(int)]:
+        if len(chosen) >= max_panels:
+            break
+        if int(k) not in chosen:
+            chosen.append(int(k))
+    for k in order:  # fewer distinct points than panels so far: fill in grid order
+        if len(chosen) >= min(mu.size, max_panels):
+            break
+        if int(k) not in chosen:
+            chosen.append(int(k))
+    return [(k, tags.get(k, [])) for k in sorted(chosen, key=lambda i: mu[i])]
+
+
+def qtilde_histogram(sample: Sequence[float], n_used: int, n_inf: int, bins: np.ndarray) -> tuple[np.ndarray, float]:
+    """(density per bin, overflow probability) of one ensemble's test statistic.
+
+    ``sample``: merge's subsample of the finite q of the used toys (every ~N/500-th of the sorted
+    values); ``n_used`` toys were used, ``n_inf`` of them with q = +inf. Each sampled value stands for
+    a fraction (1 − n_inf/n_used)/len(sample) of the toys; the overflow is everything above the last
+    edge plus the +inf toys, so the histogram and the overflow sum to 1.
+    """
+    q = np.maximum(np.asarray(sample, dtype=float), 0.0)
+    p_inf = n_inf / n_used if n_used > 0 else 0.0
+    w = (1.0 - p_inf) / q.size if q.size else 0.0
+    counts, _ = np.histogram(q[q <= bins[-1]], bins=bins)
+    return counts * w / np.diff(bins), float(p_inf + w * np.sum(q > bins[-1]))
+
+
+def figure_teststat(doc: Mapping[str, Any], max_panels: int = 6):
+    """The test-statistic figure of :func:`plot_teststat` (not saved)."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     from scipy.stats import chi2
 
     plt = pyplot()
     if doc.get("no_sensitivity"):
         fig, ax = plt.subplots()
         ax.text(0.5, 0.5, "no sensitivity", ha="center")
-        save_figure(fig, path)
-        plt.close(fig)
-        return
-    mus = doc["poi_grid"]
-    idx = np.linspace(0, len(mus) - 1, min(len(mus), max_panels)).round().astype(int)
-    ncol = 4
-    nrow = -(-len(idx) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3.3 * nrow), squeeze=False)
-    for ax, k in zip(axes.flat, idx):
-        qsb = np.asarray(doc["q_distributions"]["sb"][k])
-        qb = np.asarray(doc["q_distributions"]["bonly"][k])
-        hi = max(np.nanpercentile(np.concatenate([qsb, qb]), 99.5), 5.0)
-        bins = np.linspace(0, hi, 40)
-        ax.hist(np.clip(qsb, 0, hi), bins=bins, density=True, histtype="step", color="tab:red", label="S+B toys")
-        ax.hist(np.clip(qb, 0, hi), bins=bins, density=True, histtype="step", color="tab:blue", label="B-only toys")
-        x = np.linspace(bins[1] / 2, hi, 200)
-        ax.plot(x, 0.5 * chi2.pdf(x, 1), "k:", label=r"asympt. $\frac{1}{2}\chi^2_1$")
-        ax.axvline(doc["q_obs"][k], color="k", lw=1)
+        return fig
+    sym = TEST_STATISTIC_SYMBOLS.get(doc["test_statistic"], "q")
+    panels = panel_pois(doc, max_panels)
+    ncol = min(2, len(panels))
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.6 * ncol, 4.6 * nrow + 1.0), squeeze=False, layout="constrained")
+    dist, toys = doc["q_distributions"], doc.get("toys") or {}
+    for ax, (k, tags) in zip(axes.flat, panels):
+        ens = {"sb": ("tab:red", "S+B"), "bonly": ("tab:blue", "B-only")}
+        samples = {h: np.asarray(dist[h][k], dtype=float) for h in ens}
+        used = {h: int((toys.get(f"{h}_used_per_poi") or [len(samples[h])] * (k + 1))[k]) for h in ens}
+        n_inf = {h: int((dist.get(f"{h}_n_inf") or [0] * (k + 1))[k]) for h in ens}
+        q_obs = doc["q_obs"][k]
+        finite = np.concatenate([samples["sb"], samples["bonly"]])
+        hi = max(float(np.percentile(finite, 99.5)) if finite.size else 0.0, 5.0,
+                 1.1 * q_obs if q_obs is not None else 0.0)
+        bins = np.linspace(0.0, hi, 31)
+        width = bins[1] - bins[0]
+        over_text = []
+        for h, (color, label) in ens.items():
+            density, overflow = qtilde_histogram(samples[h], used[h], n_inf[h], bins)
+            ax.stairs(density, bins, color=color, lw=1.5)
+            if overflow > 0:
+                ax.bar(hi + width / 2, overflow / width, width=width, fill=False, hatch="///", edgecolor=color, lw=1)
+            over_text.append(f"{label} {overflow:.1%}")
+        x = np.linspace(width / 2, hi, 200)
+        ax.plot(x, 0.5 * chi2.pdf(x, 1), "k:")
+        ax.axvline(hi, color="grey", lw=0.8, ls="--")
+        handles = [Patch(fill=False, hatch="///", edgecolor="grey", label=f"overflow (> {hi:.3g} or +∞): "
+                         + ", ".join(over_text))]
+        if q_obs is not None:
+            handles.insert(0, ax.axvline(q_obs, color="k", lw=1.5, label=rf"${sym}$ observed = {q_obs:.3g}"))
+        ax.legend(handles=handles, fontsize=10, loc="upper right")
         ax.set_yscale("log")
-        ax.set_title(f"μ = {mus[k]:.3g}", fontsize=11)
-        ax.tick_params(labelsize=9)
-    for ax in list(axes.flat)[len(idx):]:
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top * (top / bottom) ** 0.35)  # headroom for the legend
+        ax.set_xlim(0.0, hi + width)
+        ax.set_xlabel(rf"${sym}$", fontsize=13)
+        ax.set_ylabel("probability density", fontsize=12)
+        sigma = doc.get("sigma_ref_cm2")
+        ax.set_title(rf"$\mu$ = {doc['poi_grid'][k]:.3g}"
+                     + (f" (σ = {doc['poi_grid'][k] * sigma:.3g} cm²)" if sigma else "")
+                     + (f"  ≈ {', '.join(tags)} limit" if tags else ""), fontsize=12)
+        ax.tick_params(labelsize=11)
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
-    fig.suptitle(f"test statistic {doc['test_statistic']}, {doc['mass_GeV']:g} GeV", fontsize=14)
+    common = [Line2D([], [], color="tab:red", lw=1.5, label=r"S+B toys (generated at $\mu$)"),
+              Line2D([], [], color="tab:blue", lw=1.5, label="B-only toys"),
+              Line2D([], [], color="k", ls=":", label=r"asymptotic S+B: $\frac{1}{2}\chi^2_1$ (arXiv:1007.1727)")]
+    fig.legend(handles=common, loc="outside lower center", ncol=3, fontsize=12)
+    fig.suptitle(rf"${sym}$ distributions, {doc['mass_GeV']:g} GeV (observed: Asimov background-only data)",
+                 fontsize=15)
+    return fig
+
+
+def plot_teststat(doc: Mapping[str, Any], path: str | Path, max_panels: int = 6) -> None:
+    """Test-statistic distributions of S+B and B-only toys at up to ``max_panels`` POIs
+    (:func:`panel_pois`: those nearest the observed and expected limits), as probability
+    densities with an overflow bin (q above the range or +inf; :func:`qtilde_histogram`), the
+    observed q in each legend, and the asymptotic S+B expectation f(q̃_μ|μ) ≈ ½δ(q) + ½χ²₁
+    (arXiv:1007.1727, Eq. 49) overlaid."""
+    plt = pyplot()
+    fig = figure_teststat(doc, max_panels)
     save_figure(fig, path)
     plt.close(fig)
