@@ -20,18 +20,22 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .cliparse import required, stage
-from .pyhf_import import ImportedWorkspace, PyhfImportError, import_workspace
+
+if TYPE_CHECKING:  # the console script imports this module on every call: numpy and the importer load on use
+    import numpy as np
+
+    from .pyhf_import import ImportedWorkspace
 
 __all__ = ["register", "cmd_pyhf_limits", "load_pyhf_json", "toy_poi_grid", "pyhf_limits", "pyhf_asymptotic"]
 
 
 def load_pyhf_json(path: str | Path) -> dict[str, Any]:
     """A pyhf workspace from ``path`` (JSON, gzipped if it ends in ``.gz``)."""
+    from .pyhf_import import PyhfImportError
+
     path = Path(path)
     raw = path.read_bytes()
     try:
@@ -43,6 +47,10 @@ def load_pyhf_json(path: str | Path) -> dict[str, Any]:
 def toy_poi_grid(expected: dict[int, float], observed: float, n_points: int) -> np.ndarray:
     """``n_points`` geometric POI values from ½ μ_exp(−2σ) to 1.5 max(μ_exp(+2σ), μ_obs) (the
     asymptotic limits)."""
+    import numpy as np
+
+    from .pyhf_import import PyhfImportError
+
     lo, hi = 0.5 * expected[-2], 1.5 * max(expected[2], observed)
     if not (0 < lo < hi and math.isfinite(hi)):
         raise PyhfImportError(f"asymptotic limits {expected} (observed {observed}): no finite POI range for toys")
@@ -51,6 +59,8 @@ def toy_poi_grid(expected: dict[int, float], observed: float, n_points: int) -> 
 
 def _finite(value: Any) -> Any:
     """JSON-ready: NaN and ±inf (not determined) become null."""
+    import numpy as np
+
     if isinstance(value, dict):
         return {str(k): _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -118,6 +128,8 @@ def cmd_pyhf_limits(args: argparse.Namespace) -> int:
     then compute the asymptotic and toy-based observed limits and expected bands with q~ (CLs at
     95 %% CL by default, as pyhf). --compare-pyhf adds pyhf's own asymptotic limits.
     """
+    from .pyhf_import import PyhfImportError, import_workspace
+
     for name, ok, want in (("--cl", 0 < args.cl < 1, "between 0 and 1"), ("--toys", args.toys >= 0, "≥ 0"),
                            ("--seed", args.seed >= 0, "≥ 0"), ("--points", args.points >= 2, "≥ 2")):
         if not ok:
