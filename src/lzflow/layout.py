@@ -411,7 +411,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "curve": ("curve.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
-    "report": ("report.py",),
+    "report": ("report.py", "templates/*"),
 }
 
 

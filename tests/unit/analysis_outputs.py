@@ -67,7 +67,7 @@ def write_inputs(out: Path, **changes: Any) -> dict[str, Any]:
     (name, variant label) to write a one-row study table for)."""
     from lzflow.config import load_config_stack, load_yaml, resolve_config
     from lzflow.curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
-    from lzflow.detector import resolve_detector
+    from lzflow.detector import derived_quantities, resolve_detector
     from lzflow.fit_errors import summarise_loaded
     from lzflow.impacts import impacts
     from lzflow.io import write_json
@@ -92,6 +92,7 @@ def write_inputs(out: Path, **changes: Any) -> dict[str, Any]:
                                        **impacts(workspace_model(ws), SPEC, ws["sigma_ref_cm2"])})
     write_json(out / "fit_errors.json", summarise_loaded(files))
     detector = resolve_detector(load_yaml(REPO / "config" / "detector" / "lz_projection.yaml"))
+    detector["derived"] = derived_quantities(detector)  # as lzflow detector writes it
     if "detector_name" in changes:
         detector["name"] = changes["detector_name"]
     write_json(out / "detector.json", detector)
