@@ -144,15 +144,16 @@ def read_curve_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 def plain_log_ticks(axis: Any) -> None:
-    """Label a log-scaled axis with plain numbers (``20``, not ``2×10¹``): at 1, 2 and 5 × 10ⁿ over
-    up to 2.2 decades (also 3 × 10ⁿ up to 1.2), 1 and 3 × 10ⁿ up to 3.5, else 10ⁿ (so the labels do
-    not overlap), with unlabelled minor ticks at the other integers. Call it after the data are drawn."""
+    """Label a log-scaled axis with plain numbers (``20``, not ``2×10¹``): every integer × 10ⁿ over up
+    to half a decade, 1, 2 and 5 × 10ⁿ up to 2.2 decades (also 3 × 10ⁿ up to 1.2), 1 and 3 × 10ⁿ up
+    to 3.5, else 10ⁿ (so the labels do not overlap), with unlabelled minor ticks at the other
+    integers. Call it after the data are drawn."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     lo, hi = sorted(axis.get_view_interval())
     decades = np.log10(hi / lo) if lo > 0 else np.inf
-    subs = ((1.0, 2.0, 3.0, 5.0) if decades <= 1.2 else (1.0, 2.0, 5.0) if decades <= 2.2
-            else (1.0, 3.0) if decades <= 3.5 else (1.0,))
+    subs = (tuple(float(k) for k in range(1, 10)) if decades <= 0.5 else (1.0, 2.0, 3.0, 5.0) if decades <= 1.2
+            else (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0, 3.0) if decades <= 3.5 else (1.0,))
     axis.set_major_locator(LogLocator(base=10.0, subs=subs))
     axis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:.10g}"))
     axis.set_minor_locator(LogLocator(base=10.0, subs=tuple(float(k) for k in range(1, 10) if k not in subs)))

@@ -43,6 +43,7 @@ def _major_labels(axis) -> list[str]:
 
 
 @pytest.mark.parametrize("masses, reference, expected", [
+    ((40.0,), None, {"10", "20", "30", "50", "100"}),  # one mass: matplotlib's default decade around it
     ((10.0, 40.0), None, {"10", "20", "30"}),
     ((10.0, 16.2, 27.8, 40.0, 100.0, 200.0, 1000.0), None, {"10", "20", "50", "100", "200", "500", "1000"}),
     ((10.0, 40.0), "lz_projection_2018", {"3", "10", "30", "100", "300", "1000"}),  # 2.7–2000 GeV
