@@ -64,7 +64,8 @@ def write_inputs(out: Path, **changes: Any) -> dict[str, Any]:
     """Every input of :func:`lzflow.report.build_report` for the 40 GeV mass, written below ``out``
     by lzflow's stages; returns build_report's keyword arguments. ``changes``: ``doc`` (a function
     editing the limit document before anything reads it), ``detector_name``, ``studies`` (a list of
-    (name, variant label) to write a one-row study table for)."""
+    (name, variant label) to write a one-row study table for), ``figures`` (the keyword arguments of an
+    earlier call, whose plots and impacts are copied rather than made again)."""
     from lzflow.config import load_config_stack, load_yaml, resolve_config
     from lzflow.curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, write_curve_csv
     from lzflow.detector import derived_quantities, resolve_detector
@@ -84,12 +85,19 @@ def write_inputs(out: Path, **changes: Any) -> dict[str, Any]:
     rows = curve_rows([doc])
     write_curve_csv(out / "limit_curve.csv", rows)
     reference = load_reference(config["reference"])
-    plot_limit_curve(rows, out / "limit_curve.png", title="test", reference=reference)
     write_comparison(out / "reference_comparison.csv", compare_with_reference(rows, reference))
-    plot_pvalues(doc, mass / "pvalues.png")
-    plot_teststat(doc, mass / "teststat.png")
-    write_json(mass / "impacts.json", {"mass_GeV": ws["mass_GeV"],
-                                       **impacts(workspace_model(ws), SPEC, ws["sigma_ref_cm2"])})
+    earlier = changes.get("figures")
+    if earlier:
+        for key, path in (("curve_png", out / "limit_curve.png"), ("pvalue_pngs", mass / "pvalues.png"),
+                          ("teststat_pngs", mass / "teststat.png"), ("impact_paths", mass / "impacts.json")):
+            source = earlier[key] if isinstance(earlier[key], Path) else earlier[key][0]
+            path.write_bytes(Path(source).read_bytes())
+    else:
+        plot_limit_curve(rows, out / "limit_curve.png", title="test", reference=reference)
+        plot_pvalues(doc, mass / "pvalues.png")
+        plot_teststat(doc, mass / "teststat.png")
+        write_json(mass / "impacts.json", {"mass_GeV": ws["mass_GeV"],
+                                           **impacts(workspace_model(ws), SPEC, ws["sigma_ref_cm2"])})
     write_json(out / "fit_errors.json", summarise_loaded(files))
     detector = resolve_detector(load_yaml(REPO / "config" / "detector" / "lz_projection.yaml"))
     detector["derived"] = derived_quantities(detector)  # as lzflow detector writes it

@@ -110,16 +110,16 @@ def test_curve_table_shows_the_csv_numbers(inputs, page):
     assert table[1:] == expected
 
 
-def test_values_with_markup_are_escaped(tmp_path):
+def test_values_with_markup_are_escaped(tmp_path, inputs):
     evil = "<script>alert('x')</script>&<b>"
 
     def edit(doc):
         doc["warnings"] = [f"q < 0 {evil}"]
         doc["notes"] = [evil]
 
-    inputs = write_inputs(tmp_path, doc=edit, detector_name=evil, studies=[(evil, evil)])
-    inputs["config"] = {**inputs["config"], "tag": evil}
-    page = build_report(**inputs, title=evil)
+    changed = write_inputs(tmp_path, doc=edit, detector_name=evil, studies=[(evil, evil)], figures=inputs)
+    changed["config"] = {**changed["config"], "tag": evil}
+    page = build_report(**changed, title=evil)
     parsed = Page(page)
     assert parsed.tags <= TEMPLATE_TAGS, parsed.tags - TEMPLATE_TAGS  # no <script>, no <b>
     assert evil not in page and "q < 0" not in page
@@ -129,14 +129,14 @@ def test_values_with_markup_are_escaped(tmp_path):
     assert "q &lt; 0 " + escaped in page
 
 
-def test_toy_counts_show_one_number_when_equal(tmp_path, page):
+def test_toy_counts_show_one_number_when_equal(tmp_path, inputs, page):
     assert count_range([300, 300]) == "300" and count_range([280, 300, 290]) == "280–300" and count_range([]) == "0"
     assert "150 S+B toys per POI" in page and "150–150" not in page
 
     def uneven(doc):
         doc["toys"]["sb_per_poi"][0] = 140
 
-    assert "140–150 S+B toys per POI" in build_report(**write_inputs(tmp_path, doc=uneven))
+    assert "140–150 S+B toys per POI" in build_report(**write_inputs(tmp_path, doc=uneven, figures=inputs))
 
 
 def test_nest_parameters_at_configured_precision_with_units(inputs, page):
@@ -156,7 +156,7 @@ def test_nest_parameters_at_configured_precision_with_units(inputs, page):
     assert exact(0.1 + 0.2) == "0.30000000000000004" and exact(177.0) == "177" and exact([1.5, 2.0]) == "1.5, 2"
 
 
-def test_pcl_above_the_median_is_explained(tmp_path, page):
+def test_pcl_above_the_median_is_explained(tmp_path, inputs, page):
     """PCL = max(μ_up, μ_min): the floor μ_min (the Φ(−1) quantile) lies below the median, so a PCL
     above the median is μ_up on the Asimov data, which more than half of the B-only toys out-q."""
     doc = merged_limit()[0]
@@ -176,7 +176,7 @@ def test_pcl_above_the_median_is_explained(tmp_path, page):
     def at_median(doc):
         doc["limits"]["CLs+b"]["pcl_mu"] = doc["limits"]["CLs+b"]["expected_mu"]["0"]
 
-    assert "Why the PCL" not in build_report(**write_inputs(tmp_path, doc=at_median))
+    assert "Why the PCL" not in build_report(**write_inputs(tmp_path, doc=at_median, figures=inputs))
 
 
 def test_templates_are_package_data():
