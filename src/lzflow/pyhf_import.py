@@ -7,12 +7,14 @@ lzflow's model (:mod:`lzflow.stats.model`) is::
     NLL        = Σ_i [ν_i − n_i ln ν_i] + Σ_{b: r_b>0} (a_b − θ_b)²/(2 r_b²) + Σ_k (a_k − α_k)²/2
 
 with Δ the HistFactory code-4p morphing (:mod:`lzflow.stats.morphing`, pyhf ≥ 0.7's default
-``histosys`` interpolation). pyhf's expected counts are (pyhf docs, "HistFactory")::
+``histosys`` interpolation). pyhf's expected counts are (HistFactory, CERN-OPEN-2012-016; pyhf's
+"Modifiers" documentation)::
 
     ν_i = Σ_s (T_si + Σ_k Δ_ksi(α_k)) · Π_m κ_msi(η_m)
 
 (additive ``histosys`` deltas first, then the multiplicative modifiers), times one constraint term
-per parameter. The translation, each line exact (the NLLs differ by a constant):
+per parameter. The translation, each line exact (the NLLs differ by a constant; the pure-rate
+``histosys`` to the :data:`RATE_RTOL` with which it is recognised):
 
 =========================================  ========================================================
 pyhf                                       lzflow
@@ -247,7 +249,7 @@ class _Builder:
             raise _fail(f"{what}: the parameter is also a {self.types[name]}; lzflow needs one type per parameter")
         setting = self.settings.get(name, {})
         for key in ("sigmas", "factors"):
-            if setting.get(key) is not None and not (kind, key) in (("lumi", "sigmas"), ("staterror", "sigmas")):
+            if setting.get(key) is not None and (kind, key) not in (("lumi", "sigmas"), ("staterror", "sigmas")):
                 raise _fail(f"{what}: measurement setting {key!r} is not supported for a {kind}")
         if name == self.poi:
             if kind != "normfactor" or setting.get("fixed"):
@@ -326,7 +328,7 @@ class _Builder:
                 raise _fail(f"{kind} {rate!r} {p.where}: a free rate on a POI sample (μ times a second rate); "
                             f"lzflow's signal carries the POI and histosys only")
             if rate and p.histosys:
-                raise _fail(f"{kind} {rate!r} {p.where}: the sample also has histosys {sorted(p.histosys)[0]!r}; "
+                raise _fail(f"{kind} {rate!r} {p.where}: the sample also has histosys {min(p.histosys)!r}; "
                             f"pyhf scales the varied template (λ (T + Δ)), lzflow's rate only the nominal "
                             f"(θ T + Δ)")
         if not any(p.poi for p in self.pieces):
@@ -458,7 +460,8 @@ def _add_staterror(b: _Builder, name: str, add: Any) -> None:
     s = b.settings.get(name, {})
     for key in ("sigmas", "auxdata", "inits"):
         if s.get(key) is not None and len(s[key]) != bins.size:
-            raise _fail(f"staterror {name!r}: measurement setting {key!r} has {len(s[key])} values for {bins.size} bins")
+            raise _fail(f"staterror {name!r}: measurement setting {key!r} has {len(s[key])} values for "
+                        f"{bins.size} bins")
     sigmas = np.asarray(s.get("sigmas") or np.where(delta > 0, delta, 1.0), float)
     aux = np.asarray(s.get("auxdata") or np.ones(bins.size), float)
     inits = np.asarray(s.get("inits") or np.ones(bins.size), float)
@@ -485,7 +488,7 @@ def _shape_systematics(b: _Builder, names: list[str], owner: dict[int, int], sig
                 up[row] += p.factor * p.histosys[name][0]
                 dn[row] += p.factor * p.histosys[name][1]
         try:  # lzflow calls the parameter alpha_<name>: pyhf's "alpha_x" stays "alpha_x", "x" becomes "alpha_x"
-            out.append(ShapeSystematic(name[6:] if name.startswith("alpha_") else name, up, dn))
+            out.append(ShapeSystematic(name.removeprefix("alpha_"), up, dn))
         except ValueError as err:
             raise _fail(f"histosys {name!r}: {err}") from None
     return out

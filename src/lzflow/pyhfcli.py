@@ -144,10 +144,11 @@ def cmd_pyhf_limits(args: argparse.Namespace) -> int:
     print(f"asymptotic ({label}): observed {a['observed']:.5g}; {_bands(expected)}")
     if "toys" in res:
         t = res["toys"]
+        bands = _bands({int(k): v for k, v in t["expected"].items()}, {int(k): v for k, v in t["expected_err"].items()})
         print(f"toys ({t['n_toys_sb_per_point']} S+B per POI value at {len(t['mu_grid'])} values + {t['n_toys_b']} "
               f"B-only, seed {args.seed}; {t['n_toys_fitted']} toys in {t['seconds']:.1f} s = "
               f"{t['toys_per_second']:.0f} toys/s): observed {t['observed']:.5g} ± {t['observed_err']:.2g}; "
-              f"{_bands({int(k): v for k, v in t['expected'].items()}, {int(k): v for k, v in t['expected_err'].items()})}")
+              f"{bands}")
     if args.compare_pyhf:
         if args.method != "cls":
             raise PyhfImportError(f"--compare-pyhf with --method {args.method}: pyhf's upper limits are CLs; "

@@ -68,7 +68,7 @@ CASES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _case(name: str):
     spec = CASES[name]()
     ws = pyhf.Workspace(spec)
@@ -106,14 +106,14 @@ def test_nll_equals_pyhf_up_to_a_constant(case):
 
 
 def test_qtilde_equals_pyhf_on_observed_data_and_on_lzflow_toys(case):
-    name, _, imp, pm, data = case
+    name, _, imp, pm, _ = case
     init = _best_fit_init(imp, pm)
     bounds, fixed = pm.config.suggested_bounds(), pm.config.suggested_fixed()
     mus = np.array([0.3, 1.0, 2.0]) * asymptotic_limits(imp.model, observed=imp.observed).expected[0]
     counts, aux = generate_toys(imp.model, imp.model.full_params(mus[1]), [0, 1], 5, 0, 0, "sb")
     datasets, seen = [(imp.counts, imp.aux)] + list(zip(counts, aux)), []
     for c, a in datasets:
-        q_lz, info = observed_q(imp.model, c, a, mus)
+        q_lz, _ = observed_q(imp.model, c, a, mus)
         d = imp.pyhf_data(c, a, pm)
         q_py = [float(pyhf.infer.test_statistics.qmu_tilde(mu, d, pm, init, bounds, fixed)) for mu in mus]
         np.testing.assert_allclose(q_lz, q_py, rtol=0, atol=1e-6, err_msg=name)
@@ -218,7 +218,8 @@ REFUSED = {
     "no_poi_sample": (lambda: _modify("2bin_histosys", lambda s: s["channels"][0]["samples"][0]["modifiers"].clear()),
                       ["POI 'mu': no sample has a normfactor of that name"]),
     "poi_not_normfactor": (lambda: _modify("2bin_histosys", lambda s: (
-        s["measurements"][0]["config"].update(poi="bkg_norm"), s["channels"][0]["samples"][0]["modifiers"].clear())), ["histosys 'bkg_norm' on sample 'background'", "the POI must be a free normfactor"]),
+        s["measurements"][0]["config"].update(poi="bkg_norm"), s["channels"][0]["samples"][0]["modifiers"].clear())),
+        ["histosys 'bkg_norm' on sample 'background'", "the POI must be a free normfactor"]),
     "missing_observation": (lambda: _modify("2bin_2channel_coupledhisto", lambda s: s.update(
         observations=[o for o in s["observations"] if o["name"] != "control"])),
                             ["channel 'control': no observation"]),
