@@ -126,7 +126,7 @@ def cmd_pyhf_limits(args: argparse.Namespace) -> int:
     Import the workspace exactly (normfactor POI, histosys with code 4p as pyhf's default,
     lumi, staterror, fixed parameters; any other modifier is refused in one line naming it),
     then compute the asymptotic and toy-based observed limits and expected bands with q~ (CLs at
-    95 %% CL by default, as pyhf). --compare-pyhf adds pyhf's own asymptotic limits.
+    95 % CL by default, as pyhf). --compare-pyhf adds pyhf's own asymptotic limits.
     """
     from .pyhf_import import PyhfImportError, import_workspace
 
