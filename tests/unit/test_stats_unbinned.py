@@ -236,6 +236,116 @@ def test_batched_fits_match_iminuit(ws40):
     assert np.all(ru.nll <= rm.nll + 1e-8)  # Newton reaches the minimum at least as well
 
 
+def test_order0_bin_columns_are_the_event_likelihood(ws40):
+    """Order 0 fits one column per template bin weighted by its events: the same NLL as one
+    column per event (fits, and the model's reference NLL, to rounding), the same q̃, and the
+    same Migrad fits on either form."""
+    m = UnbinnedModel.from_workspace(ws40, 0, 2)
+    gen, _ = generation_point(m.truth, MU40)
+    ev = generate_unbinned_toys(m, gen, np.arange(12), 4, mass_key(40.0), 1, "sb")
+    uf = UnbinnedFitter(m, FitConfig(n_threads=1))
+    binned, events = uf.prepare(ev), uf.prepare(ev, aggregate=False)
+    assert binned.weight is not None and events.weight is None
+    assert np.array_equal(binned.weight.sum(axis=1), ev.n_events)
+    assert binned.V.shape[1] < events.V.shape[1] / 10  # ≈ 110 bins against ≈ 3300 events
+    init = np.broadcast_to(gen, (ev.n, gen.size))
+    rb, re_ = uf.fit(binned, init=init, fisher_at=gen), uf.fit(events, init=init, fisher_at=gen)
+    cb, ce = uf.fit(binned, mu_fixed=MU40, init=init), uf.fit(events, mu_fixed=MU40, init=init)
+    assert rb.converged.all() and re_.converged.all() and cb.converged.all() and ce.converged.all()
+    np.testing.assert_allclose(rb.nll, re_.nll, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(rb.params, re_.params, rtol=0, atol=1e-6)
+    ref = [m.nll(rb.params[t], *ev.events(t), ev.aux[t]) for t in range(ev.n)]
+    np.testing.assert_allclose(rb.nll, ref, rtol=1e-12, atol=0)
+    qb = evaluate_test_statistic("qtilde", cb.nll, rb.nll, rb.mu, MU40)
+    qe = evaluate_test_statistic("qtilde", ce.nll, re_.nll, re_.mu, MU40)
+    np.testing.assert_allclose(qb, qe, rtol=0, atol=1e-8)
+    mb, me = fit_minuit_events(uf, binned, init=init), fit_minuit_events(uf, events, init=init)
+    np.testing.assert_allclose(mb.nll, me.nll, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("order, floor, rebin_", [(0, 1e-3, 2), (3, 1e-3, 2), (3, 0.0, 1)])
+def test_toy_qtilde_equals_iminuit(ws40, order, floor, rebin_):
+    """The toy pipeline's q̃ (run_toys: compiled draws and densities, batched Newton fits) equals
+    q̃ from Migrad fits of the same events, one column per event, within 1e-6 (40 GeV, orders 0
+    and 3 on the interpolation study's 20×20 templates; floor 0 on 40×40 leaves infeasible toys,
+    q = NaN in both)."""
+    m = UnbinnedModel.from_workspace(ws40, order, rebin_, floor=floor)
+    n = 16
+    kw = dict(base_seed=21, mass_key=mass_key(40.0), poi_index=1, hypothesis="sb", mu=MU40)
+    res = run_toys(m, ToyRequest(toy_indices=np.arange(n), block_size=n, n_threads=1, **kw))
+    ev = generate_unbinned_toys(m, res.gen_params, np.arange(n), 21, mass_key(40.0), 1, "sb")
+    uf = UnbinnedFitter(m, FitConfig(n_threads=1))
+    data = uf.prepare(ev, aggregate=False)
+    init = np.broadcast_to(res.gen_params, (n, m.n_par))
+    mu_r, mc_r = fit_minuit_events(uf, data, init=init), fit_minuit_events(uf, data, mu_fixed=MU40, init=init)
+    q_m = evaluate_test_statistic("qtilde", mc_r.nll, mu_r.nll, mu_r.mu, MU40)
+    np.testing.assert_array_equal(np.isnan(q_m), np.isnan(res.q[:, 0]))
+    ok = np.isfinite(q_m)
+    assert ok.sum() >= (n // 2 if floor == 0 else n)
+    np.testing.assert_allclose(res.q[ok, 0], q_m[ok], rtol=0, atol=1e-6)
+    assert np.all(res.nll_uncond[ok] <= mu_r.nll[ok] + 1e-7)  # Newton's minimum is at least as low
+    assert np.sum(res.q[ok, 0] > 0) >= 3
+
+
+def test_compiled_draws_are_the_numpy_definition(ws40):
+    """The compiled per-event loop gives, bit for bit, the draws of the word layout in
+    :mod:`lzflow.stats.unbinned_model`: bin = min(searchsorted(cdf, u₀), last populated bin),
+    position lo + u (hi − lo) kept below hi (numpy, written out here)."""
+    from lzflow.stats._rng import ensemble_key, uniforms_from_words, words
+    from lzflow.stats.unbinned_model import UnbinnedToySampler
+
+    m = UnbinnedModel.from_workspace(ws40, 1, 1)
+    gen, _ = generation_point(m.truth, MU40)
+    sampler = UnbinnedToySampler(m, gen)
+    key = ensemble_key(7, mass_key(40.0), 2, 1)
+    toys = np.arange(100, 130)
+    ev = sampler.draw_key(key, toys)
+    nf = m.free_bkg.size
+    toy = np.repeat(toys, ev.n_events)
+    j = (np.arange(ev.x.size) - np.repeat(ev.offsets[:-1], ev.n_events)).astype(np.uint64)
+    u = uniforms_from_words(words(key, toy[:, None], np.uint64(nf + 1) + np.uint64(3) * j[:, None]
+                                  + np.arange(3, dtype=np.uint64)[None, :]))
+    b = np.minimum(np.searchsorted(sampler.cdf, u[:, 0], side="right"), sampler.last_pos)
+    np.testing.assert_array_equal(ev.truth_bin, b)
+    ix, iy = np.divmod(b, m.bin_shape[1])
+    for got, e, i, uu in ((ev.x, m.edges[0], ix, u[:, 1]), (ev.y, m.edges[1], iy, u[:, 2])):
+        want = np.minimum(e[i] + uu * (e[i + 1] - e[i]), np.nextafter(e[i + 1], -np.inf))
+        np.testing.assert_array_equal(got, want)
+    part = ev.take(np.arange(5, 17))  # a range of toys: slices, the same as the general gather
+    assert np.array_equal(part.x, np.concatenate([ev.events(t)[0] for t in range(5, 17)]))
+    assert np.array_equal(part.offsets, np.r_[0, np.cumsum(ev.n_events[5:17])])
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+@pytest.mark.parametrize("edge, floor, rebin_", [("mirror", 0.0, 1), ("shift", 1e-3, 2)])
+def test_compiled_densities_are_pdf_points(ws40, order, edge, floor, rebin_):
+    """The compiled template values at the events are HistDensity2D.pdf_points × totals bit for
+    bit (points inside, on the range's edges and outside it), with the bits of the positive
+    templates; padding is zero."""
+    m = UnbinnedModel.from_workspace(ws40, order, rebin_, edge, floor)
+    gen, _ = generation_point(m.truth, MU40)
+    ev = generate_unbinned_toys(m, gen, np.arange(3), 2, mass_key(40.0), 1, "sb")
+    (ex, ey), rng = m.edges, np.random.default_rng(order)
+    xs = [ev.events(0)[0], np.r_[ex[0], ex[-1], ex[0] - 1.0, ex[5], rng.uniform(ex[0], ex[-1], 50)],
+          ev.events(2)[0]]
+    ys = [ev.events(0)[1], np.r_[ey[0], ey[-1], ey[3], ey[-1] + 0.1, rng.uniform(ey[0], ey[-1], 50)],
+          ev.events(2)[1]]
+    toys = EventToys.from_lists(xs, ys, ev.aux[:3])
+    data = UnbinnedFitter(m, FitConfig(n_threads=1)).prepare(toys, aggregate=False)
+    for t in range(3):
+        want = m.event_values(xs[t], ys[t])
+        k = want.shape[0]
+        assert np.array_equal(data.V[t, :k], want)
+        assert np.all(data.V[t, k:] == 0) and np.all(data.pad[t, k:]) and not data.pad[t, :k].any()
+        np.testing.assert_array_equal(data.bits[t, :k], ((want > 0) << np.arange(m.n_par)).sum(axis=1))
+    assert np.all(data.V[1, 2:4] == 0) and data.dead[1]  # outside the range: no template
+    if order > 0:
+        assert np.array_equal(data.V, UnbinnedFitter(m).prepare(toys).V)
+    else:
+        with pytest.raises(ValueError, match="aggregate"):
+            UnbinnedFitter(UnbinnedModel.from_workspace(ws40, 1, 1)).prepare(toys, aggregate=True)
+
+
 # ----------------------------------------------------------------------------- toys
 def test_toy_generation(ws40):
     m = UnbinnedModel.from_workspace(ws40, 1, 1)

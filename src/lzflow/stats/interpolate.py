@@ -252,6 +252,20 @@ class HistDensity2D:
     def shape(self) -> tuple[int, int]:
         return (int(self.density.shape[1]), int(self.density.shape[2]))
 
+    @property
+    def table(self) -> np.ndarray:
+        """``(nx·ny, S)`` per-area node values, one row per bin (C order) — read-only."""
+        t = self._table.view()
+        t.setflags(write=False)
+        return t
+
+    @property
+    def inv_norm(self) -> np.ndarray:
+        """``(S,)`` 1/Z (0 for an empty template) — read-only."""
+        v = self._inv_norm.view()
+        v.setflags(write=False)
+        return v
+
     def _points(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Unclipped P at the points, ``(E, S)``; 0 outside the range. Per chunk of points:
         one gather of the ``(N+1)²`` stencil rows ``(E, (N+1)², S)`` and one contraction with

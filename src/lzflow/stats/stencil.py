@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["EDGE_MODES", "MAX_ORDER", "bin_centres", "check_edges", "rebin", "right_index", "stencil_1d",
-           "interpolation_matrix_1d", "cells", "gauss_grid"]
+           "stencil_tables", "interpolation_matrix_1d", "cells", "gauss_grid"]
 
 #: boundary treatments of the stencil
 EDGE_MODES = ("mirror", "shift")
@@ -139,6 +139,15 @@ def _stencil_tables_cached(key: bytes, order: int, edge: str):
     for arr in out:  # shared by the cache
         arr.setflags(write=False)
     return (lo_min, *out)
+
+
+def stencil_tables(
+    edges: np.ndarray, order: int, edge: str = "mirror"
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """``(lo_min, idx, nodes, inv_denominators)`` of :func:`stencil_1d` (read-only, cached): row
+    ``right_index(x, centres) − order // 2 − lo_min`` holds the stencil of the point x (order ≥ 1;
+    for compiled evaluations that repeat :func:`stencil_1d` operation by operation)."""
+    return _stencil_tables(edges, order, edge)
 
 
 @functools.lru_cache(maxsize=64)

@@ -6,20 +6,28 @@ Every event is a "bin" with count 1 of the binned fitter (:mod:`lzflow.stats.fit
 ``x_e = (N_j f_j(x_e))_j`` over the free parameters y, ``ν_e = x_eᵀ y + c_e`` (c_e the fixed
 part) and ``t = (N_j)_j``::
 
-    g = t − Σ_e x_e / ν_e + P (y − a),        H = Σ_e x_e x_eᵀ / ν_e² + P,    P = diag(1/r_b²)
+    g = t − Σ_e w_e x_e / ν_e + P (y − a),    H = Σ_e w_e x_e x_eᵀ / ν_e² + P,    P = diag(1/r_b²)
 
-The per-event template values ``N_s f_s(x_e)`` are computed once per toy into an array
-``(n_toys, 1 + n_bkg, E_max)`` padded with zeros (padding events get c_e = 1, so they contribute
-ln 1 = 0 and nothing to g or H — no mask in the arithmetic). Toys are fitted in sub-blocks
-whose event arrays stay ≲ 16 MiB (:func:`sub_block_size`, ≈ 56 toys of 3100 events): larger
-arrays are fresh ``mmap`` allocations whose page faults cost more than the fits. The fitter hands
-these toys (:class:`EventRows`) to the projected-Newton engine of the binned fitter
-(:mod:`lzflow.stats.newton`: active set at the bounds, Jacobi-scaled modified Cholesky
+with w_e = 1. The template values ``N_s f_s(x_e)`` do not depend on the parameters: they are
+computed once per toy (:meth:`UnbinnedFitter.prepare`, compiled loops of
+:mod:`lzflow.stats._unbinned_kernels`) into an array ``(n_toys, C, n_par)`` of columns padded
+with zeros, and every Newton iteration is one pass over it. **Order 0** is constant on each
+template bin, so the events of a bin are one column with weight w = its number of events
+(``Σ_e ln ν(x_e) = Σ_B n_B ln ν_B`` exactly): ≈ 340 columns per toy on the 40 GeV workspace
+(40×40 templates; 110 on 20×20) instead of ≈ 3,300 events.
+
+The fitter hands these toys (:class:`EventRows`) to the projected-Newton engine of the binned
+fitter (:mod:`lzflow.stats.newton`: active set at the bounds, Jacobi-scaled modified Cholesky
 vectorised over toys, Armijo backtracking along the projection arc, convergence on the Newton
 decrement λ² < ``tol`` tested first with the previous Hessian factor, an optional shared
 first-step matrix — the expected information at the generation point, taken from the
-full-resolution binned model —, converged toys compacted out). Failures are retried from the
-nominal start with a step cap, then fitted one by one with iminuit (:func:`fit_minuit_events`);
+full-resolution binned model —, converged toys dropped). The rows never copy the toys' arrays
+(the active toys are an index array); one compiled pass per point gives ν and the gradient, so
+the gradient at an accepted trial point is already known; the Hessian's product is formed in
+single precision when ``FitConfig.hessian_float32`` (as in the binned fitter: it only sets the
+search direction). Toys are fitted in sub-blocks whose column arrays stay ≲ 16 MiB
+(:func:`sub_block_size`, ≈ 52 toys of 3,300 events). Failures are retried from the nominal
+start with a step cap, then fitted one by one with iminuit (:func:`fit_minuit_events`);
 statuses, strategies and first-failure causes are those of
 :class:`lzflow.stats.fitresult.FitResult`. Events that no allowed parameter value can explain
 (all densities 0 there) make the toy INFEASIBLE (NLL = +inf, hence q = NaN when both fits are
@@ -27,6 +35,12 @@ infeasible), as in the binned fitter: with the ROOT clipping (floor 0) this happ
 ≥ 2 where every template's interpolant undershoots below 0 inside a populated truth bin (on the
 40 GeV workspace ≈ 3e-5 – 1e-3 of the events, i.e. 6 – 60 % of the toys); ``floor > 0`` avoids
 it.
+
+Records are bit-identical under any split of the toys into calls, threads or sub-blocks (each
+toy's arithmetic is its own; the compiled sums are deterministic on a given machine). Against the
+numpy implementation before (2026-12) the NLLs differ at the rounding level (≈ 1e-12 relative:
+the order of the sums) and the fitted points within the convergence tolerance (float32 Hessian
+products: other iterates, same minimum).
 """
 
 from __future__ import annotations
@@ -38,144 +52,157 @@ from .fit import BatchedFitter
 from .fitresult import FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .newton import fit_in_blocks
+from .stencil import bin_centres, right_index, stencil_tables
 from .unbinned_model import EventData, EventToys, UnbinnedModel
 
 __all__ = ["EventRows", "UnbinnedFitter", "fit_minuit_events", "sub_block_size"]
 
-#: target size of the per-block event arrays: glibc serves allocations below its (dynamic, at
+#: target size of the per-block column arrays: glibc serves allocations below its (dynamic, at
 #: most 32 MiB) mmap threshold from the heap and reuses them, larger ones are fresh mmaps whose
 #: page faults cost more than the fits themselves
 _SUB_BLOCK_BYTES = 16 << 20
 
 
 def sub_block_size(n_par: int, e_max: int) -> int:
-    """Toys fitted together so that an ``(n, n_par, E_max)`` float64 array stays ≲ 16 MiB."""
+    """Toys fitted together so that an ``(n, E_max, n_par)`` float64 array stays ≲ 16 MiB."""
     return max(4, int(_SUB_BLOCK_BYTES // max(8 * n_par * max(e_max, 1), 1)))
 
 
 # ----------------------------------------------------------------------------- the problem
-class _Work:
-    """Work arrays of one block, allocated once and sliced to the active rows (fresh multi-MB
-    temporaries in every iteration would cost more in page faults than the arithmetic)."""
-
-    def __init__(self, shape: tuple[int, int, int]):
-        self.shape = shape
-        self.xs = np.empty(shape)  # X/ν for the Hessian
-        self.ping: list[np.ndarray | None] = [None, None]  # targets for compacted X
-        self.slot = -1  # which ping buffer holds the current X (-1: none)
-
-    def compact(self, keep: np.ndarray, X: np.ndarray) -> np.ndarray:
-        slot = 1 if self.slot == 0 else 0
-        if self.ping[slot] is None:
-            self.ping[slot] = np.empty(self.shape)
-        idx = np.flatnonzero(keep)
-        # take with mode="clip": the default mode="raise" buffers ``out`` (a full extra copy)
-        out = np.take(X, idx, axis=0, out=self.ping[slot][: idx.size], mode="clip")
-        self.slot = slot
-        return out
-
-
 class EventRows:
-    """One fit type on a set of toys: ν = X y + c per toy and event, NLL constants (a
-    :class:`lzflow.stats.newton.NewtonRows`). ν at the current and at the trial points, and the
-    ratios 1/ν of the last gradient, are kept inside."""
+    """One fit type on a set of toys (a :class:`lzflow.stats.newton.NewtonRows`).
 
-    def __init__(self, X: np.ndarray, c: np.ndarray, tvec: np.ndarray, const: float,
-                 prec: np.ndarray, aux_c: np.ndarray):
-        self.X = X  # (n, p, E) free-parameter event values (C-contiguous)
-        self.c = c  # (n, E) fixed part of ν; 1 in the padding
-        self.tvec = tvec  # (p,) Σ_s ν_s coefficients of the free parameters
-        self.const = const  # Σ_s ν_s of the fixed part
+    The toys' arrays are never copied: the rows are *stored* toys of the data (``V`` and its
+    companions, shared with every subset) and the active rows an index array ``sel`` into them;
+    compacting or sub-setting changes only ``sel``. ν at the current and at the trial points and
+    the gradients there are kept per stored row (one compiled pass over V computes both,
+    :func:`~lzflow.stats._unbinned_kernels.nu_and_sums`: the gradient at an accepted trial point
+    is already known). ν = Σ_s z_s V_s with z the full parameter vector (fixed backgrounds at 1,
+    μ at its fixed value in conditional fits).
+    """
+
+    def __init__(self, data: EventData, cols: np.ndarray, z_fixed: np.ndarray, totals: np.ndarray,
+                 prec: np.ndarray, aux_c: np.ndarray, hessian_float32: bool = True):
+        self.data = data  # V (n, C, P), n_cols, weight, bits, pad
+        self.cols = cols  # (p,) free columns of the full parameter vector
+        self.z_fixed = z_fixed  # (P,) full vector with the fixed values (free entries ignored)
+        self.tvec = totals[cols]  # (p,) Σ_s ν_s coefficients of the free parameters
+        self.totals = totals  # (P,)
         self.prec = prec  # (p,) constraint precisions (0 for μ)
-        self.aux_c = aux_c  # (n, p) constraint centres (0 for μ)
-        self.work: _Work | None = None
-        self.nu_now: np.ndarray | None = None  # (n, E) ν at the current point
-        self.r: np.ndarray | None = None  # (n, E) 1/ν of the last gradient
-        self.trial_nu: np.ndarray | None = None  # (n, E) ν at the trial points
+        self.aux_c = aux_c  # (n, p) constraint centres (0 for μ), per stored row
+        self.f32 = hessian_float32
+        self._contiguous = bool(np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)))
+        self.sel = np.arange(data.n)  # active stored rows
         self.parent_rows: np.ndarray | None = None  # of a subset: its rows in the parent
+        n, c_max = data.pad.shape
+        self._bufs: list[np.ndarray] | None = None  # [ν now, ν trial] (n, C)
+        self._grads: list[np.ndarray] | None = None  # [g now, g trial] (n, p)
+        self._points: list[np.ndarray] | None = None  # [y now, y trial] (n, p)
 
+    # ------------------------------------------------------------------ rows
     def infeasible(self) -> np.ndarray:
-        """Toys with a real event where every free value and the fixed part vanish (padding
-        events have c = 1)."""
-        dead = ~(self.X > 0).any(axis=1) & ~(self.c > 0)
+        """Active toys with a column that no free template and no positive fixed term can
+        explain (``bits``: the templates positive there)."""
+        d = self.data
+        free_bits = _bits(self.cols)
+        fixed = np.setdiff1d(np.arange(self.totals.size), self.cols)
+        if free_bits | _bits(fixed[self.z_fixed[fixed] > 0]) == _bits(np.arange(self.totals.size)):
+            return d.dead[self.sel]  # every template counts: a column where all vanish
+        if np.any(self.z_fixed[fixed] < 0):  # a negative fixed term: test the fixed part itself
+            c = (d.V[self.sel][:, :, fixed] * self.z_fixed[fixed]).sum(axis=2)
+            explained = c > 0
+        else:
+            explained = (d.bits[self.sel] & _bits(fixed[self.z_fixed[fixed] > 0])) != 0
+        dead = ((d.bits[self.sel] & free_bits) == 0) & ~explained & ~d.pad[self.sel]
         return dead.any(axis=1)
 
     def subset(self, keep: np.ndarray) -> "EventRows":
-        """Rows where ``keep`` is True (a fresh, small problem: no work buffers, no ν)."""
-        sub = EventRows(np.compress(keep, self.X, axis=0), np.compress(keep, self.c, axis=0),
-                        self.tvec, self.const, self.prec, self.aux_c[keep])
+        """The active rows where ``keep`` is True (same stored arrays, own ν buffers)."""
+        sub = EventRows(self.data, self.cols, self.z_fixed, self.totals, self.prec, self.aux_c, self.f32)
+        sub.sel = self.sel[keep]
         sub.parent_rows = np.flatnonzero(keep)
         return sub
 
     def compact(self, keep: np.ndarray, ratios: bool) -> None:
-        """Drop the rows where ``keep`` is False; X moves into a work buffer (no allocation).
-        While trial points are held, the current ν is stale (replaced on :meth:`advance`)."""
-        if self.work is None:
-            self.work = _Work(self.X.shape)
-        self.X = self.work.compact(keep, self.X)
-        self.c = np.compress(keep, self.c, axis=0)
-        self.aux_c = self.aux_c[keep]
-        if self.trial_nu is not None:
-            self.trial_nu, self.nu_now = self.trial_nu[keep], None
-        else:
-            self.nu_now = self.nu_now[keep]
-        if ratios:
-            self.r = self.r[keep]
+        """Drop the active rows where ``keep`` is False."""
+        self.sel = self.sel[keep]
 
     # ------------------------------------------------------------------ NewtonRows
     def start(self, y: np.ndarray) -> np.ndarray:
-        self.nu_now = self.nu(y)
-        return self.nll(y, self.nu_now)
+        return self._evaluate(y, 0)
 
     def grad(self, y: np.ndarray) -> np.ndarray:
-        g, self.r = self.gradient(y, self.nu_now)
-        return g
+        if not np.array_equal(self._points[0][self.sel], y):  # not the point of ν: evaluate there
+            self._evaluate(y, 0)
+        return self._grads[0][self.sel]
 
     def hess(self, rows: np.ndarray | None) -> np.ndarray:
-        return self.hessian(self.r, rows)
+        return self.hessian(self._bufs[0], self.sel if rows is None else self.sel[rows])
 
     def trial(self, y: np.ndarray) -> np.ndarray:
-        self.trial_nu = self.nu(y)
-        return self.nll(y, self.trial_nu)
+        return self._evaluate(y, 1)
 
     def take_trial(self, sub: "EventRows", ok: np.ndarray) -> None:
-        self.trial_nu[sub.parent_rows[ok]] = sub.trial_nu[ok]
+        rows = sub.sel[ok]
+        for mine, theirs in zip((self._bufs, self._grads, self._points), (sub._bufs, sub._grads, sub._points)):
+            mine[1][rows] = theirs[1][rows]
 
     def advance(self) -> None:
-        self.nu_now, self.trial_nu = self.trial_nu, None
+        for pair in (self._bufs, self._grads, self._points):
+            pair.reverse()
 
     # ------------------------------------------------------------------ maths
-    def nu(self, y: np.ndarray) -> np.ndarray:
-        return np.matmul(y[:, None, :], self.X)[:, 0, :] + self.c
+    def _evaluate(self, y: np.ndarray, slot: int) -> np.ndarray:
+        """ν and the gradient at ``y`` (active rows) into buffer ``slot``; returns the NLL."""
+        from ._unbinned_kernels import nu_and_sums
 
-    def nll(self, y: np.ndarray, nu: np.ndarray) -> np.ndarray:
+        d = self.data
+        if self._bufs is None:
+            n, c_max = d.pad.shape
+            self._bufs = [np.empty((n, c_max)), np.empty((n, c_max))]
+            self._grads = [np.empty((n, self.cols.size)), np.empty((n, self.cols.size))]
+            self._points = [np.full((n, self.cols.size), np.nan), np.full((n, self.cols.size), np.nan)]
+        z = np.repeat(self.z_fixed[None, :], y.shape[0], axis=0)
+        z[:, self.cols] = y
+        sums = np.empty_like(z)
+        nu = self._bufs[slot]
+        nu_and_sums(d.V, self.sel, z, d.n_cols, d.weight, nu, sums)
+        aux_c = self.aux_c[self.sel]
+        self._grads[slot][self.sel] = self.tvec - sums[:, self.cols] + self.prec * (y - aux_c)
+        self._points[slot][self.sel] = y
         with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.log(nu).sum(axis=1)
+            lg = np.log(nu[self.sel])
+            if d.weight is not None:
+                lg *= d.weight[self.sel]
+            logs = lg.sum(axis=1)
         logs = np.where(np.isnan(logs), -np.inf, logs)  # ν < 0 somewhere: impossible
-        cons = 0.5 * (((y - self.aux_c) ** 2) @ self.prec)
-        return y @ self.tvec + self.const - logs + cons
+        cons = 0.5 * (((y - aux_c) ** 2) @ self.prec)
+        return z @ self.totals - logs + cons
 
-    def gradient(self, y: np.ndarray, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gradient ``(n, p)`` and the ratios ``1/ν`` ``(n, E)`` (for :meth:`hessian`)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = 1.0 / nu
-        g = self.tvec - np.matmul(self.X, r[:, :, None])[:, :, 0]
-        g += self.prec * (y - self.aux_c)
-        return g, r
+    def hessian(self, nu: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Hessians ``(p, p, k)`` (toy-last) of the stored ``rows`` at ν:
+        ``Σ_e w_e x_e x_eᵀ / ν_e² + P`` = ``Σ_e s_e s_eᵀ + P`` with ``s_e = x_e √w_e / ν_e``
+        (:func:`~lzflow.stats._unbinned_kernels.scaled_columns`), the product in single
+        precision when ``hessian_float32`` (the Hessian only sets the search direction; see
+        :class:`FitConfig`). ``s`` is padded to a multiple of 4 columns (BLAS kernels for odd
+        sizes are ~2× slower)."""
+        from ._unbinned_kernels import scaled_columns
 
-    def hessian(self, r: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Hessians ``(p, p, k)`` (toy-last) from the ratios ``1/ν`` of :meth:`gradient`, for all
-        rows or the rows of the boolean mask ``rows``: ``Σ_e (x_e/ν_e)(x_e/ν_e)ᵀ + P``."""
-        X = self.X if rows is None else self.X[rows]
-        if rows is not None:
-            r = r[rows]
-        if self.work is None:
-            self.work = _Work(self.X.shape)
-        xs = np.multiply(X, r[:, None, :], out=self.work.xs[: X.shape[0]])
-        h = np.matmul(xs, xs.transpose(0, 2, 1))
-        idx = np.arange(h.shape[1])
+        d = self.data
+        p = self.cols.size
+        V, col0 = (d.V, int(self.cols[0])) if self._contiguous else (d.V[:, :, self.cols], 0)
+        xs = np.empty((rows.size, d.pad.shape[1], -(-p // 4) * 4),
+                      dtype=np.float32 if self.f32 else np.float64)
+        scaled_columns(V, rows, col0, p, d.n_cols, d.weight, nu, xs)
+        h = np.matmul(xs.transpose(0, 2, 1), xs)[:, :p, :p].astype(np.float64)
+        idx = np.arange(p)
         h[:, idx, idx] += self.prec
         return np.ascontiguousarray(h.transpose(1, 2, 0))
+
+
+def _bits(cols: np.ndarray) -> int:
+    """Σ_{j ∈ cols} 2^j."""
+    return int(sum(1 << int(j) for j in cols))
 
 
 # ----------------------------------------------------------------------------- the fitter
@@ -183,8 +210,8 @@ class UnbinnedFitter:
     """Vectorised projected-Newton fitter of the unbinned NLL (see the module docstring).
 
     ``config`` is the binned fitter's :class:`FitConfig` (tol, max_iter, max_backtrack, armijo,
-    block_size, retry, minuit_fallback, n_threads; the dense/sparse and float32 settings do not
-    apply). ``binned_fitter``: the binned fitter of the full-resolution truth model (generation
+    block_size, retry, minuit_fallback, n_threads, hessian_float32; the dense/sparse setting
+    does not apply). ``binned_fitter``: the binned fitter of the full-resolution truth model (generation
     point, profile slope, expected information).
     """
 
@@ -195,25 +222,81 @@ class UnbinnedFitter:
         self.n_threads = available_cores() if nt is None else max(1, int(nt))
         self.binned_fitter = BatchedFitter(model.truth, FitConfig(n_threads=1))
         self._prec = model.truth.constraint_precision
-        self._fixed_cols = (1 + np.flatnonzero(~model.constrained)).astype(int)
         self._cols = {mu_free: model.truth.fit_columns(mu_free) for mu_free in (True, False)}
+        d = model.densities
+        if d.order == 0:  # values and bits of each template bin (+ one for outside: 0)
+            vals = np.zeros((d.table.shape[0] + 1, model.n_par))
+            vals[:-1] = np.maximum(d.table, 0.0) * d.inv_norm[None, :] * model.totals[None, :]
+            self._bin_values = (vals, ((vals > 0) << np.arange(model.n_par)).sum(axis=1))
+            (nx, ny), k = model.bin_shape, model.template_rebin
+            ix, iy = np.divmod(np.arange(nx * ny), ny)
+            self._truth_to_bin = (ix // k) * (ny // k) + iy // k
+        self._kernel_tables = (*(bin_centres(e) for e in d.edges),
+                               *(stencil_tables(e, max(d.order, 1), d.edge) for e in d.edges), d.table)
 
     # ------------------------------------------------------------------ data
-    def prepare(self, toys: EventToys) -> EventData:
-        """Per-event template values of every toy, padded to ``(n, n_par, E_max)``."""
+    def prepare(self, toys: EventToys, aggregate: bool | None = None) -> EventData:
+        """Template values of every toy in the padded layout ``(n, C, n_par)``.
+
+        ``aggregate`` (default: for order 0): one column per template bin holding events, with
+        its number of events as weight — at order 0 the density is constant on the template
+        bins, so ``Σ_e ln ν(x_e) = Σ_B n_B ln ν_B`` exactly (same values, far fewer columns).
+        Otherwise one column per event (:func:`lzflow.stats._unbinned_kernels.event_values`)."""
         m = self.model
+        if aggregate is None:
+            aggregate = m.order == 0
+        if aggregate and m.order != 0:
+            raise ValueError(f"aggregate=True needs interpolation order 0, got order {m.order}")
         n = toys.n
-        ne = toys.n_events
-        emax = int(ne.max()) if n else 0
-        vals = m.event_values(toys.x, toys.y)  # (E, P)
-        V = np.zeros((n, m.n_par, emax))
-        toy = np.repeat(np.arange(n), ne)
-        pos = np.arange(toys.x.size) - toys.offsets[:-1][toy]
-        V.transpose(0, 2, 1)[toy, pos] = vals
-        pad = np.arange(emax)[None, :] >= ne[:, None]
         aux = np.asarray(toys.aux, dtype=np.float64)
         valid = np.isfinite(aux[:, m.free_bkg]).all(axis=1)
-        return EventData(V, pad, ne.astype(np.float64), aux, valid)
+        if aggregate:
+            V, bits, w, ncol = self._bin_columns(toys)
+        else:
+            from ._unbinned_kernels import event_values  # numba: compiled on first use
+
+            ncol = toys.n_events
+            V = np.empty((n, int(ncol.max()) if n else 0, m.n_par))
+            bits = np.empty((n, V.shape[1]), dtype=np.int64)
+            d = m.densities
+            event_values(np.ascontiguousarray(toys.x, dtype=np.float64),
+                         np.ascontiguousarray(toys.y, dtype=np.float64), toys.offsets,
+                         d.order, *d.edges, *self._kernel_tables, d.floor, d.inv_norm, m.totals, V, bits)
+            w = None
+        pad = np.arange(V.shape[1])[None, :] >= ncol[:, None]
+        dead = ((bits == 0) & ~pad).any(axis=1)
+        return EventData(V, pad, toys.n_events.astype(np.float64), aux, valid, bits, ncol, dead, w)
+
+    def _bin_columns(self, toys: EventToys) -> tuple[np.ndarray, ...]:
+        """Order 0: per toy the template bins holding events (ascending; one more column for
+        events outside the range, value 0), their values ``(n, C, P)``, bits and event counts.
+        A generated event lies inside its truth bin, hence in the template bin containing it."""
+        m = self.model
+        d = m.densities
+        ex, ey = d.edges
+        nb = (ex.size - 1) * (ey.size - 1)
+        if toys.truth_bin is not None:
+            key = self._truth_to_bin[toys.truth_bin]
+        else:
+            ix = np.clip(right_index(toys.x, ex), 0, ex.size - 2)
+            iy = np.clip(right_index(toys.y, ey), 0, ey.size - 2)
+            inside = (toys.x >= ex[0]) & (toys.x <= ex[-1]) & (toys.y >= ey[0]) & (toys.y <= ey[-1])
+            key = np.where(inside, ix * (ey.size - 1) + iy, nb)
+        n = toys.n
+        toy = np.repeat(np.arange(n), toys.n_events)
+        counts = np.bincount(toy * (nb + 1) + key, minlength=n * (nb + 1)).reshape(n, nb + 1)
+        t, b = np.nonzero(counts)
+        ncol = np.bincount(t, minlength=n)
+        pos = np.arange(t.size) - np.r_[0, np.cumsum(ncol)][t]
+        vals, bit_of = self._bin_values
+        c_max = int(ncol.max()) if n else 0
+        V = np.zeros((n, c_max, m.n_par))
+        V[t, pos] = vals[b]
+        w = np.zeros((n, c_max))
+        w[t, pos] = counts[t, b]
+        bits = np.zeros((n, c_max), dtype=np.int64)
+        bits[t, pos] = bit_of[b]
+        return V, bits, w, ncol
 
     def expected_information(self, params: np.ndarray, mu_free: bool = True) -> np.ndarray:
         """Expected information at ``params`` of the full-resolution binned model (the truth),
@@ -242,25 +325,16 @@ class UnbinnedFitter:
         return self._cols[mu_fixed is None]
 
     def newton_rows(self, data: EventData, mu_fixed: float | None) -> EventRows:
-        """ν = X y + c of the toys of ``data`` for the free parameters, for the Newton engine."""
+        """The toys of ``data`` as Newton rows for the free parameters (no copy of V)."""
         cols = self.free_columns(mu_fixed)
-        V, tot = data.V, self.model.totals
-        if cols.size == V.shape[1]:
-            X = V
-        else:
-            X = np.ascontiguousarray(V[:, cols, :])
-        fixed = self._fixed_cols
-        c = np.where(data.pad, 1.0, 0.0)
-        const = float(tot[fixed].sum())
-        if fixed.size:
-            c += V[:, fixed, :].sum(axis=1)
+        z_fixed = np.ones(self.model.n_par)
         if mu_fixed is not None:
-            c += mu_fixed * V[:, 0, :]
-            const += mu_fixed * tot[0]
+            z_fixed[0] = mu_fixed
         aux_c = np.zeros((data.n, cols.size))
         bk = cols > 0
         aux_c[:, bk] = data.aux[:, cols[bk] - 1]
-        return EventRows(X, c, tot[cols].copy(), const, self._prec[cols], aux_c)
+        return EventRows(data, cols, z_fixed, self.model.totals, self._prec[cols], aux_c,
+                         self.config.hessian_float32)
 
     def start_floor(self, mu_fixed: float | None) -> np.ndarray:
         """Values that a start with ν ≤ 0 at some event is raised to: θ to 0.05, μ to 0.5 signal
@@ -272,11 +346,20 @@ class UnbinnedFitter:
     def minuit_problem(self, data: EventData, t: int, mu_fixed: float | None) -> MigradProblem | None:
         """NLL and gradient of toy ``t`` for Migrad; ``None`` if an event no parameter value can
         explain."""
-        prob = self.newton_rows(data.subset(np.array([t])), mu_fixed)
-        ne = int(data.n_events[t])
-        X = prob.X[0, :, :ne]
-        c = prob.c[0, :ne]
-        a = prob.aux_c[0]
+        cols = self.free_columns(mu_fixed)
+        nc = int(data.n_cols[t])
+        V = data.V[t, :nc]  # (columns, P)
+        w = np.ones(nc) if data.weight is None else data.weight[t, :nc]
+        z0 = np.ones(self.model.n_par)
+        if mu_fixed is not None:
+            z0[0] = mu_fixed
+        prec = self._prec[cols]
+        a = np.zeros(cols.size)
+        a[cols > 0] = data.aux[t, cols[cols > 0] - 1]
+        tot = self.model.totals
+        fixed = np.setdiff1d(np.arange(z0.size), cols)
+        c = V[:, fixed] @ z0[fixed]
+        X = V[:, cols].T
         if np.any(~(X > 0).any(axis=0) & ~(c > 0)):
             return None
 
@@ -284,13 +367,13 @@ class UnbinnedFitter:
             nu = y @ X + c
             if np.any(nu <= 0):
                 return 1e300
-            return float(y @ prob.tvec + prob.const - np.log(nu).sum()
-                         + 0.5 * prob.prec @ (y - a) ** 2)
+            return float(y @ tot[cols] + z0[fixed] @ tot[fixed] - w @ np.log(nu)
+                         + 0.5 * prec @ (y - a) ** 2)
 
         def grad(y: np.ndarray) -> np.ndarray:
             nu = y @ X + c
             with np.errstate(divide="ignore", invalid="ignore"):
-                return prob.tvec - X @ (1.0 / nu) + prob.prec * (y - a)
+                return tot[cols] - X @ (w / nu) + prec * (y - a)
 
         return MigradProblem(nll, grad)
 
@@ -302,7 +385,7 @@ class UnbinnedFitter:
         at ``mu_fixed``. ``fisher_at``: full parameter vector whose expected information makes
         the first Newton step (see :meth:`BatchedFitter.fit`). Blocks of ``config.block_size``
         toys are spread over threads."""
-        bs = min(max(1, int(self.config.block_size)), sub_block_size(data.V.shape[1], data.V.shape[2]))
+        bs = min(max(1, int(self.config.block_size)), sub_block_size(data.V.shape[2], data.V.shape[1]))
         return fit_in_blocks(self, data, init, mu_fixed, mu_lower, fisher_at, bs)
 
 

@@ -38,6 +38,9 @@ draws, from counter-based words (:mod:`lzflow.stats._rng`, key
 
 A Poisson total with a categorical choice of bin is the same joint distribution as independent
 Poisson counts per source and bin (the categorical draw uses a guide table, Chen & Asau 1974).
+The per-event words and draws run in one compiled loop
+(:func:`lzflow.stats._unbinned_kernels.draw_events`; the same operations as the numpy
+definitions above, bit for bit — tested).
 A toy's events depend only on (seed, mass_key, poi, hypothesis, toy index);
 :func:`lzflow.stats.toys.run_toys` generates canonical blocks of ``block_size`` toy indices and fits them
 in fixed sub-blocks (BLAS single-threaded), so records are bit-identical under any split of the
@@ -218,6 +221,11 @@ class EventToys:
 
     def take(self, rows: np.ndarray) -> "EventToys":
         rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and np.array_equal(rows, np.arange(rows[0], rows[0] + rows.size)):
+            a, b = self.offsets[rows[0]], self.offsets[rows[-1] + 1]  # a range of toys: slices
+            tb = None if self.truth_bin is None else self.truth_bin[a:b]
+            return EventToys(self.toy_index[rows], self.offsets[rows[0] : rows[-1] + 2] - a,
+                             self.x[a:b], self.y[a:b], self.aux[rows], tb)
         sl = [np.arange(self.offsets[r], self.offsets[r + 1]) for r in rows]
         idx = np.concatenate(sl) if sl else np.zeros(0, dtype=np.int64)
         off = np.r_[0, np.cumsum(self.n_events[rows])]
@@ -253,6 +261,8 @@ class UnbinnedToySampler:
         self.free = model.free_bkg
         self.rel_free = model.rel_unc[self.free]
         self.theta_free = self.params[1:][self.free]
+        # positions stay strictly below a bin's upper edge
+        self._below = tuple(np.nextafter(e[1:], -np.inf) for e in model.edges)
 
     def draw(self, base_seed: int, mass_key: int, poi_index: int, hypothesis: int | str,
              toy_indices: np.ndarray) -> EventToys:
@@ -272,33 +282,14 @@ class UnbinnedToySampler:
               else np.zeros(n, dtype=np.int64)).astype(np.int64)
         off = np.r_[0, np.cumsum(ns)]
         tot = int(off[-1])
-        ev_toy = np.repeat(np.arange(n), ns)
-        ev_j = (np.arange(tot) - off[:-1][ev_toy]).astype(np.uint64)
-        j0 = np.uint64(nf + 1) + np.uint64(3) * ev_j
-        ue = uniforms_from_words(words(key, toys[ev_toy][:, None],
-                                       j0[:, None] + np.arange(3, dtype=np.uint64)[None, :]))
-        b = self._categorical(ue[:, 0])
+        b = np.empty(tot, dtype=np.int64)
+        x, y = np.empty(tot), np.empty(tot)
+        from ._unbinned_kernels import draw_events  # numba: compiled on first use
+
         ex, ey = m.edges
-        ix, iy = np.divmod(b, ey.size - 1)
-        x = _uniform_in(ex, ix, ue[:, 1])
-        y = _uniform_in(ey, iy, ue[:, 2])
+        draw_events(np.asarray(key, dtype=np.uint64), np.ascontiguousarray(toys, dtype=np.int64), off, nf,
+                    self.cdf, self._guide, self.last_pos, ex, self._below[0], ey, self._below[1], True, b, x, y)
         return EventToys(toys.copy(), off, x, y, aux, b)
-
-    def _categorical(self, u: np.ndarray) -> np.ndarray:
-        """Truth bin min{i : u < cdf_i} (capped at the last populated bin) — the same result as
-        ``searchsorted(cdf, u, "right")``, via the guide table and a short forward search."""
-        i = self._guide[np.minimum((u * self._G).astype(np.intp), self._G - 1)]
-        pos = np.flatnonzero((u >= self.cdf[i]) & (i < self.last_pos))
-        while pos.size:
-            i[pos] += 1
-            pos = pos[(u[pos] >= self.cdf[i[pos]]) & (i[pos] < self.last_pos)]
-        return i
-
-
-def _uniform_in(edges: np.ndarray, i: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Uniform point in bin ``i`` from u ∈ (0, 1), kept strictly below the upper edge."""
-    lo, hi = edges[i], edges[i + 1]
-    return np.minimum(lo + u * (hi - lo), np.nextafter(hi, -np.inf))
 
 
 def generate_unbinned_toys(
@@ -313,10 +304,15 @@ def generate_unbinned_toys(
 # ----------------------------------------------------------------------------- fit data
 @dataclass
 class EventData:
-    """Toys in the fitter's padded representation.
+    """Toys in the fitter's padded representation: per toy, columns with the template values
+    of one event each — or, for order 0 (:meth:`lzflow.stats.unbinned.UnbinnedFitter.prepare`),
+    of one template bin with ``weight`` = its number of events.
 
-    V: ``(n, n_par, E_max)`` values ``N_s f_s(x_e)`` (0 in the padding); pad: ``(n, E_max)``
-    True for padding; n_events ``(n,)``; aux ``(n, n_bkg)``; valid ``(n,)`` finite aux.
+    V: ``(n, C, n_par)`` values ``N_s f_s`` (0 in the padding); pad: ``(n, C)`` True for padding;
+    n_events ``(n,)``; aux ``(n, n_bkg)``; valid ``(n,)`` finite aux; bits ``(n, C)``
+    Σ_s 2^s [V_s > 0] (which templates can explain the column); n_cols ``(n,)`` filled columns;
+    dead ``(n,)`` a column where every template vanishes; weight ``(n, C)`` events per column
+    (``None``: one each).
     """
 
     V: np.ndarray
@@ -324,15 +320,21 @@ class EventData:
     n_events: np.ndarray
     aux: np.ndarray
     valid: np.ndarray
+    bits: np.ndarray
+    n_cols: np.ndarray
+    dead: np.ndarray
+    weight: np.ndarray | None = None
 
     def subset(self, idx: np.ndarray) -> "EventData":
         idx = np.asarray(idx)
         return EventData(self.V[idx], self.pad[idx], self.n_events[idx], self.aux[idx],
-                         self.valid[idx])
+                         self.valid[idx], self.bits[idx], self.n_cols[idx], self.dead[idx],
+                         None if self.weight is None else self.weight[idx])
 
     def slice(self, a: int, b: int) -> "EventData":
         return EventData(self.V[a:b], self.pad[a:b], self.n_events[a:b], self.aux[a:b],
-                         self.valid[a:b])
+                         self.valid[a:b], self.bits[a:b], self.n_cols[a:b], self.dead[a:b],
+                         None if self.weight is None else self.weight[a:b])
 
     @property
     def n(self) -> int:

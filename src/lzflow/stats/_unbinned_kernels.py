@@ -1,0 +1,268 @@
+"""Compiled loops of the unbinned toys (numba): drawing the events and evaluating the fit
+densities at them.
+
+Both replace vectorised numpy code whose temporaries (three random words per event, the
+``(E, (N+1)², S)`` gather of stencil values) cost more in memory traffic than the arithmetic.
+They perform **the same floating-point operations in the same order** as the numpy definitions,
+so their results are bit-identical to them (tested):
+
+* :func:`draw_events` — the per-event words of :mod:`lzflow.stats.unbinned_model` (word
+  ``F + 1 + 3e + {0, 1, 2}`` of toy k: its truth bin by the categorical guide-table search, then
+  x and y uniform in that bin), with the SplitMix64 words of :func:`lzflow.stats._rng.words`
+  (unsigned 64-bit arithmetic wraps in numba as in numpy) and the uniforms of
+  :func:`~lzflow.stats._rng.uniforms_from_words`;
+* :func:`event_values` — ``N_s · max(P_s(x, y), η d⁰_s) / Z_s`` of
+  :meth:`lzflow.stats.interpolate.HistDensity2D.pdf_points` times the totals: the stencil rows
+  and Lagrange weights of :func:`lzflow.stats.stencil.stencil_1d` (prefix/suffix products,
+  tabulated denominators), the tensor sum ``Σ_a Σ_b (w_a w_b) d_{i_a j_b}`` accumulated in
+  stencil order (numpy's ``einsum("ek,eks->es")`` order), written straight into the fitter's
+  padded ``(n, S, E_max)`` layout with the bit mask of the positive templates of each event.
+
+Functions are compiled on first use and cached on disk (numba ``cache=True``, in
+``__pycache__``); they release the GIL, so the toy threads run them in parallel. This module is
+imported only where unbinned toys are drawn or prepared (numba's import costs ~0.3 s).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["draw_events", "event_values", "nu_and_sums", "scaled_columns"]
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S32, _S11 = (np.uint64(s) for s in (30, 27, 31, 32, 11))
+_ONE, _THREE = np.uint64(1), np.uint64(3)
+_TWO_M53 = 2.0**-53
+
+
+@numba.njit(inline="always")
+def _mix64(z):
+    z ^= z >> _S30
+    z *= _M1
+    z ^= z >> _S27
+    z *= _M2
+    z ^= z >> _S31
+    return z
+
+
+@numba.njit(inline="always")
+def _uniform(k0, k1, toy, j):
+    """Uniform of word ``j`` of toy ``toy`` (both uint64) — ``uniforms_from_words(words(...))``."""
+    z = (toy << _S32) + j
+    z *= _GAMMA
+    z += k0
+    z = _mix64(z) ^ k1
+    z = _mix64(z)
+    return (np.float64(z >> _S11) + 0.5) * _TWO_M53
+
+
+@numba.njit(nogil=True, cache=True)
+def draw_events(key, toys, offsets, n_free, cdf, guide, last_pos, ex, ex_below, ey, ey_below,
+                positions, bins, x, y):  # pragma: no cover - compiled
+    """Events of the toys ``toys`` (int64) with ``offsets`` (their event counts), into
+    ``bins`` (truth bin, C order), ``x`` and ``y`` (only the bins unless ``positions``).
+
+    ``cdf``/``guide``/``last_pos``: the categorical table of the truth bins; ``ex_below`` =
+    ``nextafter(ex[1:], -inf)`` (positions stay strictly below the upper edge)."""
+    k0 = np.uint64(key[0])
+    k1 = np.uint64(key[1])
+    n_guide = guide.size
+    ny = ey.size - 1
+    first = np.uint64(n_free + 1)
+    for t in range(toys.size):
+        toy = np.uint64(toys[t])
+        a = offsets[t]
+        for j in range(offsets[t + 1] - a):
+            j0 = first + _THREE * np.uint64(j)
+            u = _uniform(k0, k1, toy, j0)
+            c = np.int64(u * n_guide)
+            if c > n_guide - 1:
+                c = n_guide - 1
+            i = guide[c]
+            while u >= cdf[i] and i < last_pos:
+                i += 1
+            bins[a + j] = i
+            if positions:
+                ix = i // ny
+                iy = i - ix * ny
+                u1 = _uniform(k0, k1, toy, j0 + _ONE)
+                u2 = _uniform(k0, k1, toy, j0 + _ONE + _ONE)
+                lo = ex[ix]
+                v = lo + u1 * (ex[ix + 1] - lo)
+                x[a + j] = v if v <= ex_below[ix] else ex_below[ix]
+                lo = ey[iy]
+                v = lo + u2 * (ey[iy + 1] - lo)
+                y[a + j] = v if v <= ey_below[iy] else ey_below[iy]
+
+
+@numba.njit(inline="always")
+def _right_index(g, x):
+    """``searchsorted(g, x, "right") − 1`` exactly (−1 … len(g) − 1; −1 for NaN): a linear
+    first guess corrected by stepping (a few steps on the analysis' uniform axes)."""
+    k = g.size
+    if not x == x:
+        return -1
+    h = (g[k - 1] - g[0]) / (k - 1)
+    f = (x - g[0]) / h
+    if f < -1.0:
+        i = -1
+    elif f > k - 1.0:
+        i = k - 1
+    else:
+        i = np.int64(np.floor(f))
+    while i >= 0 and x < g[i]:
+        i -= 1
+    while i + 1 < k and x >= g[i + 1]:
+        i += 1
+    return i
+
+
+@numba.njit(nogil=True, cache=True)
+def _stencils(x, centres, order, lo_min, idx_t, nodes_t, inv_t, idx, w):  # pragma: no cover
+    """:func:`lzflow.stats.stencil.stencil_1d` (order ≥ 1) of the points ``x`` into ``idx``,
+    ``w`` ``(≥ len(x), order + 1)``."""
+    half = order // 2
+    for e in range(x.size):
+        xe = x[e]
+        row = _right_index(centres, xe) - half - lo_min
+        prefix = 1.0
+        for a in range(order + 1):
+            w[e, a] = prefix
+            prefix = prefix * (xe - nodes_t[row, a])
+        suffix = 1.0
+        for a in range(order, -1, -1):
+            w[e, a] *= suffix
+            suffix = suffix * (xe - nodes_t[row, a])
+        for a in range(order + 1):
+            w[e, a] *= inv_t[row, a]
+            idx[e, a] = idx_t[row, a]
+
+
+@numba.njit(nogil=True, cache=True)
+def event_values(x, y, offsets, order, ex, ey, cx, cy, tab_x, tab_y, table, floor, inv_norm,
+                 totals, V, bits):  # pragma: no cover - compiled
+    """``V[t, j, s] = (max(P_s, η d⁰_s) · inv_norm_s) · totals_s`` at event j of toy t (0 in the
+    padding ``j ≥ n_t`` and outside the range), ``bits[t, j]`` = Σ_s 2^s [V[t, j, s] > 0].
+
+    ``table`` ``(nx·ny, S)`` per-area node values (C order), ``cx``/``cy`` the bin centres,
+    ``tab_x``/``tab_y`` the stencil tables ``(lo_min, idx, nodes, 1/denominators)`` of
+    :func:`lzflow.stats.stencil._stencil_tables` (unused for order 0)."""
+    n_sources = table.shape[1]
+    ny = ey.size - 1
+    e_max = V.shape[1]
+    m = order + 1
+    ix = np.zeros((e_max, m), np.int64)
+    iy = np.zeros((e_max, m), np.int64)
+    wx = np.ones((e_max, m))
+    wy = np.ones((e_max, m))
+    acc = np.empty(n_sources)
+    for t in range(offsets.size - 1):
+        a0 = offsets[t]
+        ne = offsets[t + 1] - a0
+        xs = x[a0 : a0 + ne]
+        ys = y[a0 : a0 + ne]
+        if order > 0:
+            _stencils(xs, cx, order, tab_x[0], tab_x[1], tab_x[2], tab_x[3], ix, wx)
+            _stencils(ys, cy, order, tab_y[0], tab_y[1], tab_y[2], tab_y[3], iy, wy)
+        for j in range(ne):
+            xe = xs[j]
+            ye = ys[j]
+            bits[t, j] = 0
+            if not (xe >= ex[0] and xe <= ex[ex.size - 1] and ye >= ey[0] and ye <= ey[ny]):
+                for s in range(n_sources):
+                    V[t, j, s] = 0.0
+                continue
+            if order == 0:
+                f0 = min(max(_right_index(ex, xe), 0), ex.size - 2) * ny
+                f0 += min(max(_right_index(ey, ye), 0), ny - 1)
+                for s in range(n_sources):
+                    acc[s] = table[f0, s]
+            else:
+                for s in range(n_sources):
+                    acc[s] = 0.0
+                for a in range(m):
+                    for b in range(m):
+                        wab = wx[j, a] * wy[j, b]
+                        f = ix[j, a] * ny + iy[j, b]
+                        for s in range(n_sources):
+                            acc[s] += wab * table[f, s]
+            if floor > 0.0 and order > 0:
+                f0 = min(max(_right_index(ex, xe), 0), ex.size - 2) * ny
+                f0 += min(max(_right_index(ey, ye), 0), ny - 1)
+                for s in range(n_sources):
+                    low = floor * table[f0, s]
+                    if acc[s] < low:  # np.maximum: NaN stays NaN
+                        acc[s] = low
+            else:
+                for s in range(n_sources):
+                    if acc[s] < 0.0:
+                        acc[s] = 0.0
+            mask = 0
+            for s in range(n_sources):
+                v = (acc[s] * inv_norm[s]) * totals[s]
+                V[t, j, s] = v
+                if v > 0.0:
+                    mask |= 1 << s
+            bits[t, j] = mask
+        for j in range(ne, e_max):
+            bits[t, j] = 0
+            for s in range(n_sources):
+                V[t, j, s] = 0.0
+
+
+# ----------------------------------------------------------------------------- fits
+#: the fit loops may reassociate sums and contract a·b + c (vectorised sums over the events and
+#: templates). Deterministic for a given machine (numba caches per CPU); no assumption about
+#: NaN or infinities is made, so ν ≤ 0 still gives inf/NaN where the numpy maths would.
+_FIT_MATH = {"reassoc", "contract"}
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_FIT_MATH)
+def nu_and_sums(V, rows, z, n_cols, w, nu, sums):  # pragma: no cover - compiled
+    """For each stored row ``t = rows[i]`` at the full parameter vector ``z[i]``:
+    ``ν[t, e] = Σ_s z_s V[t, e, s]`` for its ``n_cols[t]`` columns (1 in the padding) and
+    ``sums[i, s] = Σ_e w_e V[t, e, s] / ν_e`` (``w`` ``None``: 1), one pass over V."""
+    n_par = V.shape[2]
+    c_max = V.shape[1]
+    acc = np.empty(n_par)
+    for i in range(rows.size):
+        t = rows[i]
+        zt = z[i]
+        for s in range(n_par):
+            acc[s] = 0.0
+        for e in range(n_cols[t]):
+            xe = V[t, e]
+            v = 0.0
+            for s in range(n_par):
+                v += zt[s] * xe[s]
+            nu[t, e] = v
+            r = 1.0 / v if w is None else w[t, e] / v
+            for s in range(n_par):
+                acc[s] += xe[s] * r
+        for e in range(n_cols[t], c_max):
+            nu[t, e] = 1.0
+        for s in range(n_par):
+            sums[i, s] = acc[s]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def scaled_columns(V, rows, col0, p, n_cols, w, nu, out):  # pragma: no cover - compiled
+    """``out[i, e, j] = V[t, e, col0 + j] · √w_e / ν_e`` (cast to ``out``'s type) for
+    ``t = rows[i]``, ``j < p`` (0 in the padding and in the columns ``j ≥ p`` of ``out``):
+    ``Σ_e out_e out_eᵀ`` is the data part of the Hessian of the columns ``col0 … col0+p−1``."""
+    p_out = out.shape[2]
+    for i in range(rows.size):
+        t = rows[i]
+        n = n_cols[t]
+        for e in range(n):
+            q = 1.0 / nu[t, e] if w is None else np.sqrt(w[t, e]) / nu[t, e]
+            for j in range(p):
+                out[i, e, j] = V[t, e, col0 + j] * q
+            for j in range(p, p_out):
+                out[i, e, j] = 0.0
+        for e in range(n, out.shape[1]):
+            for j in range(p_out):
+                out[i, e, j] = 0.0
