@@ -247,7 +247,7 @@ def test_order0_bin_columns_are_the_event_likelihood(ws40):
     binned, events = uf.prepare(ev), uf.prepare(ev, aggregate=False)
     assert binned.weight is not None and events.weight is None
     assert np.array_equal(binned.weight.sum(axis=1), ev.n_events)
-    assert binned.V.shape[1] < events.V.shape[1] / 10  # ≈ 110 bins against ≈ 3300 events
+    assert binned.V.shape[2] < events.V.shape[2] / 10  # ≈ 110 bins against ≈ 3300 events
     init = np.broadcast_to(gen, (ev.n, gen.size))
     rb, re_ = uf.fit(binned, init=init, fisher_at=gen), uf.fit(events, init=init, fisher_at=gen)
     cb, ce = uf.fit(binned, mu_fixed=MU40, init=init), uf.fit(events, mu_fixed=MU40, init=init)
@@ -335,10 +335,10 @@ def test_compiled_densities_are_pdf_points(ws40, order, edge, floor, rebin_):
     for t in range(3):
         want = m.event_values(xs[t], ys[t])
         k = want.shape[0]
-        assert np.array_equal(data.V[t, :k], want)
-        assert np.all(data.V[t, k:] == 0) and np.all(data.pad[t, k:]) and not data.pad[t, :k].any()
+        assert np.array_equal(data.V[t, :, :k].T, want)
+        assert np.all(data.V[t, :, k:] == 0) and np.all(data.pad[t, k:]) and not data.pad[t, :k].any()
         np.testing.assert_array_equal(data.bits[t, :k], ((want > 0) << np.arange(m.n_par)).sum(axis=1))
-    assert np.all(data.V[1, 2:4] == 0) and data.dead[1]  # outside the range: no template
+    assert np.all(data.V[1, :, 2:4] == 0) and data.dead[1]  # outside the range: no template
     if order > 0:
         assert np.array_equal(data.V, UnbinnedFitter(m).prepare(toys).V)
     else:

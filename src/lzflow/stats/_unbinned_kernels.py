@@ -18,6 +18,9 @@ so their results are bit-identical to them (tested):
   stencil order (numpy's ``einsum("ek,eks->es")`` order), written straight into the fitter's
   padded ``(n, S, E_max)`` layout with the bit mask of the positive templates of each event.
 
+The fit loops (:func:`nu_and_sums`, :func:`scaled_columns`) run over the events of one toy at a
+time, innermost, so that they vectorise.
+
 Functions are compiled on first use and cached on disk (numba ``cache=True``, in
 ``__pycache__``); they release the GIL, so the toy threads run them in parallel. This module is
 imported only where unbinned toys are drawn or prepared (numba's import costs ~0.3 s).
@@ -144,15 +147,15 @@ def _stencils(x, centres, order, lo_min, idx_t, nodes_t, inv_t, idx, w):  # prag
 @numba.njit(nogil=True, cache=True)
 def event_values(x, y, offsets, order, ex, ey, cx, cy, tab_x, tab_y, table, floor, inv_norm,
                  totals, V, bits):  # pragma: no cover - compiled
-    """``V[t, j, s] = (max(P_s, η d⁰_s) · inv_norm_s) · totals_s`` at event j of toy t (0 in the
-    padding ``j ≥ n_t`` and outside the range), ``bits[t, j]`` = Σ_s 2^s [V[t, j, s] > 0].
+    """``V[t, s, j] = (max(P_s, η d⁰_s) · inv_norm_s) · totals_s`` at event j of toy t (0 in the
+    padding ``j ≥ n_t`` and outside the range), ``bits[t, j]`` = Σ_s 2^s [V[t, s, j] > 0].
 
     ``table`` ``(nx·ny, S)`` per-area node values (C order), ``cx``/``cy`` the bin centres,
     ``tab_x``/``tab_y`` the stencil tables ``(lo_min, idx, nodes, 1/denominators)`` of
     :func:`lzflow.stats.stencil._stencil_tables` (unused for order 0)."""
     n_sources = table.shape[1]
     ny = ey.size - 1
-    e_max = V.shape[1]
+    e_max = V.shape[2]
     m = order + 1
     ix = np.zeros((e_max, m), np.int64)
     iy = np.zeros((e_max, m), np.int64)
@@ -173,7 +176,7 @@ def event_values(x, y, offsets, order, ex, ey, cx, cy, tab_x, tab_y, table, floo
             bits[t, j] = 0
             if not (xe >= ex[0] and xe <= ex[ex.size - 1] and ye >= ey[0] and ye <= ey[ny]):
                 for s in range(n_sources):
-                    V[t, j, s] = 0.0
+                    V[t, s, j] = 0.0
                 continue
             if order == 0:
                 f0 = min(max(_right_index(ex, xe), 0), ex.size - 2) * ny
@@ -203,14 +206,14 @@ def event_values(x, y, offsets, order, ex, ey, cx, cy, tab_x, tab_y, table, floo
             mask = 0
             for s in range(n_sources):
                 v = (acc[s] * inv_norm[s]) * totals[s]
-                V[t, j, s] = v
+                V[t, s, j] = v
                 if v > 0.0:
                     mask |= 1 << s
             bits[t, j] = mask
         for j in range(ne, e_max):
             bits[t, j] = 0
             for s in range(n_sources):
-                V[t, j, s] = 0.0
+                V[t, s, j] = 0.0
 
 
 # ----------------------------------------------------------------------------- fits
@@ -223,46 +226,66 @@ _FIT_MATH = {"reassoc", "contract"}
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_FIT_MATH)
 def nu_and_sums(V, rows, z, n_cols, w, nu, sums):  # pragma: no cover - compiled
     """For each stored row ``t = rows[i]`` at the full parameter vector ``z[i]``:
-    ``ν[t, e] = Σ_s z_s V[t, e, s]`` for its ``n_cols[t]`` columns (1 in the padding) and
-    ``sums[i, s] = Σ_e w_e V[t, e, s] / ν_e`` (``w`` ``None``: 1), one pass over V."""
-    n_par = V.shape[2]
-    c_max = V.shape[1]
-    acc = np.empty(n_par)
+    ``ν[t, e] = Σ_s z_s V[t, s, e]`` for its ``n_cols[t]`` columns (1 in the padding) and
+    ``sums[i, s] = Σ_e w_e V[t, s, e] / ν_e`` (``w`` ``None``: 1); the toy's values stay in
+    cache between the two passes."""
+    n_par = V.shape[1]
+    c_max = V.shape[2]
+    r = np.empty(c_max)
     for i in range(rows.size):
         t = rows[i]
-        zt = z[i]
+        n = n_cols[t]
+        nut = nu[t]
+        x = V[t, 0]
+        z0 = z[i, 0]
+        for e in range(n):
+            nut[e] = z0 * x[e]
+        for s in range(1, n_par):
+            x = V[t, s]
+            zs = z[i, s]
+            for e in range(n):
+                nut[e] += zs * x[e]
+        for e in range(n, c_max):
+            nut[e] = 1.0
+        if w is None:
+            for e in range(n):
+                r[e] = 1.0 / nut[e]
+        else:
+            wt = w[t]
+            for e in range(n):
+                r[e] = wt[e] / nut[e]
         for s in range(n_par):
-            acc[s] = 0.0
-        for e in range(n_cols[t]):
-            xe = V[t, e]
-            v = 0.0
-            for s in range(n_par):
-                v += zt[s] * xe[s]
-            nu[t, e] = v
-            r = 1.0 / v if w is None else w[t, e] / v
-            for s in range(n_par):
-                acc[s] += xe[s] * r
-        for e in range(n_cols[t], c_max):
-            nu[t, e] = 1.0
-        for s in range(n_par):
-            sums[i, s] = acc[s]
+            x = V[t, s]
+            a = 0.0
+            for e in range(n):
+                a += x[e] * r[e]
+            sums[i, s] = a
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def scaled_columns(V, rows, col0, p, n_cols, w, nu, out):  # pragma: no cover - compiled
-    """``out[i, e, j] = V[t, e, col0 + j] · √w_e / ν_e`` (cast to ``out``'s type) for
-    ``t = rows[i]``, ``j < p`` (0 in the padding and in the columns ``j ≥ p`` of ``out``):
-    ``Σ_e out_e out_eᵀ`` is the data part of the Hessian of the columns ``col0 … col0+p−1``."""
-    p_out = out.shape[2]
+    """``out[i, j, e] = V[t, col0 + j, e] · √w_e / ν_e`` (cast to ``out``'s type) for
+    ``t = rows[i]``, ``j < p`` (0 in the padding and in the rows ``j ≥ p`` of ``out``):
+    ``Σ_e out_e out_eᵀ`` is the data part of the Hessian of the parameters ``col0 … col0+p−1``."""
+    c_max = V.shape[2]
+    q = np.empty(c_max)
     for i in range(rows.size):
         t = rows[i]
         n = n_cols[t]
-        for e in range(n):
-            q = 1.0 / nu[t, e] if w is None else np.sqrt(w[t, e]) / nu[t, e]
-            for j in range(p):
-                out[i, e, j] = V[t, e, col0 + j] * q
-            for j in range(p, p_out):
-                out[i, e, j] = 0.0
-        for e in range(n, out.shape[1]):
-            for j in range(p_out):
-                out[i, e, j] = 0.0
+        if w is None:
+            for e in range(n):
+                q[e] = 1.0 / nu[t, e]
+        else:
+            for e in range(n):
+                q[e] = np.sqrt(w[t, e]) / nu[t, e]
+        for j in range(out.shape[1]):
+            o = out[i, j]
+            if j < p:
+                x = V[t, col0 + j]
+                for e in range(n):
+                    o[e] = x[e] * q[e]
+            else:
+                for e in range(n):
+                    o[e] = 0.0
+            for e in range(n, c_max):
+                o[e] = 0.0

@@ -10,7 +10,7 @@ part) and ``t = (N_j)_j``::
 
 with w_e = 1. The template values ``N_s f_s(x_e)`` do not depend on the parameters: they are
 computed once per toy (:meth:`UnbinnedFitter.prepare`, compiled loops of
-:mod:`lzflow.stats._unbinned_kernels`) into an array ``(n_toys, C, n_par)`` of columns padded
+:mod:`lzflow.stats._unbinned_kernels`) into an array ``(n_toys, n_par, C)`` of columns padded
 with zeros, and every Newton iteration is one pass over it. **Order 0** is constant on each
 template bin, so the events of a bin are one column with weight w = its number of events
 (``Σ_e ln ν(x_e) = Σ_B n_B ln ν_B`` exactly): ≈ 340 columns per toy on the 40 GeV workspace
@@ -64,7 +64,7 @@ _SUB_BLOCK_BYTES = 16 << 20
 
 
 def sub_block_size(n_par: int, e_max: int) -> int:
-    """Toys fitted together so that an ``(n, E_max, n_par)`` float64 array stays ≲ 16 MiB."""
+    """Toys fitted together so that an ``(n, n_par, E_max)`` float64 array stays ≲ 16 MiB."""
     return max(4, int(_SUB_BLOCK_BYTES // max(8 * n_par * max(e_max, 1), 1)))
 
 
@@ -109,7 +109,7 @@ class EventRows:
         if free_bits | _bits(fixed[self.z_fixed[fixed] > 0]) == _bits(np.arange(self.totals.size)):
             return d.dead[self.sel]  # every template counts: a column where all vanish
         if np.any(self.z_fixed[fixed] < 0):  # a negative fixed term: test the fixed part itself
-            c = (d.V[self.sel][:, :, fixed] * self.z_fixed[fixed]).sum(axis=2)
+            c = (d.V[self.sel][:, fixed, :] * self.z_fixed[fixed][:, None]).sum(axis=1)
             explained = c > 0
         else:
             explained = (d.bits[self.sel] & _bits(fixed[self.z_fixed[fixed] > 0])) != 0
@@ -190,11 +190,11 @@ class EventRows:
 
         d = self.data
         p = self.cols.size
-        V, col0 = (d.V, int(self.cols[0])) if self._contiguous else (d.V[:, :, self.cols], 0)
-        xs = np.empty((rows.size, d.pad.shape[1], -(-p // 4) * 4),
+        V, col0 = (d.V, int(self.cols[0])) if self._contiguous else (d.V[:, self.cols], 0)
+        xs = np.empty((rows.size, -(-p // 4) * 4, d.pad.shape[1]),
                       dtype=np.float32 if self.f32 else np.float64)
         scaled_columns(V, rows, col0, p, d.n_cols, d.weight, nu, xs)
-        h = np.matmul(xs.transpose(0, 2, 1), xs)[:, :p, :p].astype(np.float64)
+        h = np.matmul(xs, xs.transpose(0, 2, 1))[:, :p, :p].astype(np.float64)
         idx = np.arange(p)
         h[:, idx, idx] += self.prec
         return np.ascontiguousarray(h.transpose(1, 2, 0))
@@ -236,7 +236,7 @@ class UnbinnedFitter:
 
     # ------------------------------------------------------------------ data
     def prepare(self, toys: EventToys, aggregate: bool | None = None) -> EventData:
-        """Template values of every toy in the padded layout ``(n, C, n_par)``.
+        """Template values of every toy in the padded layout ``(n, n_par, C)``.
 
         ``aggregate`` (default: for order 0): one column per template bin holding events, with
         its number of events as weight — at order 0 the density is constant on the template
@@ -256,20 +256,20 @@ class UnbinnedFitter:
             from ._unbinned_kernels import event_values  # numba: compiled on first use
 
             ncol = toys.n_events
-            V = np.empty((n, int(ncol.max()) if n else 0, m.n_par))
-            bits = np.empty((n, V.shape[1]), dtype=np.int64)
+            V = np.empty((n, m.n_par, int(ncol.max()) if n else 0))
+            bits = np.empty((n, V.shape[2]), dtype=np.int64)
             d = m.densities
             event_values(np.ascontiguousarray(toys.x, dtype=np.float64),
                          np.ascontiguousarray(toys.y, dtype=np.float64), toys.offsets,
                          d.order, *d.edges, *self._kernel_tables, d.floor, d.inv_norm, m.totals, V, bits)
             w = None
-        pad = np.arange(V.shape[1])[None, :] >= ncol[:, None]
+        pad = np.arange(V.shape[2])[None, :] >= ncol[:, None]
         dead = ((bits == 0) & ~pad).any(axis=1)
         return EventData(V, pad, toys.n_events.astype(np.float64), aux, valid, bits, ncol, dead, w)
 
     def _bin_columns(self, toys: EventToys) -> tuple[np.ndarray, ...]:
         """Order 0: per toy the template bins holding events (ascending; one more column for
-        events outside the range, value 0), their values ``(n, C, P)``, bits and event counts.
+        events outside the range, value 0), their values ``(n, P, C)``, bits and event counts.
         A generated event lies inside its truth bin, hence in the template bin containing it."""
         m = self.model
         d = m.densities
@@ -292,6 +292,7 @@ class UnbinnedFitter:
         c_max = int(ncol.max()) if n else 0
         V = np.zeros((n, c_max, m.n_par))
         V[t, pos] = vals[b]
+        V = np.ascontiguousarray(V.transpose(0, 2, 1))
         w = np.zeros((n, c_max))
         w[t, pos] = counts[t, b]
         bits = np.zeros((n, c_max), dtype=np.int64)
@@ -348,7 +349,7 @@ class UnbinnedFitter:
         explain."""
         cols = self.free_columns(mu_fixed)
         nc = int(data.n_cols[t])
-        V = data.V[t, :nc]  # (columns, P)
+        V = data.V[t, :, :nc]  # (P, columns)
         w = np.ones(nc) if data.weight is None else data.weight[t, :nc]
         z0 = np.ones(self.model.n_par)
         if mu_fixed is not None:
@@ -358,8 +359,8 @@ class UnbinnedFitter:
         a[cols > 0] = data.aux[t, cols[cols > 0] - 1]
         tot = self.model.totals
         fixed = np.setdiff1d(np.arange(z0.size), cols)
-        c = V[:, fixed] @ z0[fixed]
-        X = V[:, cols].T
+        c = z0[fixed] @ V[fixed]
+        X = V[cols]
         if np.any(~(X > 0).any(axis=0) & ~(c > 0)):
             return None
 
@@ -385,7 +386,7 @@ class UnbinnedFitter:
         at ``mu_fixed``. ``fisher_at``: full parameter vector whose expected information makes
         the first Newton step (see :meth:`BatchedFitter.fit`). Blocks of ``config.block_size``
         toys are spread over threads."""
-        bs = min(max(1, int(self.config.block_size)), sub_block_size(data.V.shape[2], data.V.shape[1]))
+        bs = min(max(1, int(self.config.block_size)), sub_block_size(data.V.shape[1], data.V.shape[2]))
         return fit_in_blocks(self, data, init, mu_fixed, mu_lower, fisher_at, bs)
 
 

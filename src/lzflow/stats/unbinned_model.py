@@ -308,7 +308,7 @@ class EventData:
     of one event each — or, for order 0 (:meth:`lzflow.stats.unbinned.UnbinnedFitter.prepare`),
     of one template bin with ``weight`` = its number of events.
 
-    V: ``(n, C, n_par)`` values ``N_s f_s`` (0 in the padding); pad: ``(n, C)`` True for padding;
+    V: ``(n, n_par, C)`` values ``N_s f_s`` (0 in the padding); pad: ``(n, C)`` True for padding;
     n_events ``(n,)``; aux ``(n, n_bkg)``; valid ``(n,)`` finite aux; bits ``(n, C)``
     Σ_s 2^s [V_s > 0] (which templates can explain the column); n_cols ``(n,)`` filled columns;
     dead ``(n,)`` a column where every template vanishes; weight ``(n, C)`` events per column
