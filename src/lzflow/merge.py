@@ -304,7 +304,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         if n_boot > 1 else None
     if rounds:
         warnings.append(f"POI grid extended beyond its edges in {len(rounds)} round(s): "
-                        + "; ".join(f"mu {r['mu']}" for r in rounds))
+                        + "; ".join("mu [" + ", ".join(f"{m:.4g}" for m in r["mu"]) + "]" for r in rounds))
 
     def summary(which: str) -> dict[str, Any]:
         inv = invs[which]

@@ -8,8 +8,9 @@ Samples and modifiers:
 
 * signal: ``normfactor`` ``"mu"`` (the POI; bounds [0, 10·μ_ref] by default);
 * each constrained background b: ``histosys`` named after it with
-  ``hi_data = B_b (1 + r_b)``, ``lo_data = B_b (1 − r_b)``. pyhf's histosys uses interpolation
-  code 0 (piecewise linear) and a unit Gaussian constraint Gauss(0 | α, 1), so the yield is
+  ``hi_data = B_b (1 + r_b)``, ``lo_data = B_b (1 − r_b)``. For these symmetric variations pyhf's
+  histosys interpolations (code 0, and code 4p, the default of pyhf 0.7) are the same linear
+  function; with a unit Gaussian constraint Gauss(0 | α, 1) the yield is
   B_b + α (hi − B_b) = B_b (1 + r_b α) for α ≥ 0 and B_b + α (B_b − lo) = B_b (1 + r_b α) for
   α < 0: exactly linear. With θ_b = 1 + r_b α the pyhf likelihood is Gauss(0 | (θ_b − 1)/r_b, 1)
   = lzflow's Gauss(a_b = 1 | θ_b, r_b) (aux on pyhf's α scale: (a_b − 1)/r_b). pyhf's
@@ -21,8 +22,8 @@ Samples and modifiers:
   parameter bounds [−5, 5] (lzflow's α is unbounded; a fit reaching ±5 would differ). lzflow
   morphs with HistFactory interpolation code 4p; a pyhf JSON workspace cannot say which code, so
   build the model with ``ws.model(modifier_settings=PYHF_MODIFIER_SETTINGS)``. The rate histosys
-  above are symmetric (hi − nominal = nominal − lo), for which code 4p and pyhf's default code 0
-  are the same linear function, and histosys deltas add: pyhf's expected counts are
+  above are symmetric (hi − nominal = nominal − lo), for which codes 4p and 0 are the same linear
+  function, and histosys deltas add: pyhf's expected counts are
   μ T_0(α) + Σ_b [θ_b B_b + Σ_k Δ_kb(α)], exactly lzflow's (:mod:`lzflow.stats.morphing`).
 
 Observations default to the Asimov background-only expectation Σ_b B_b (not rounded — pyhf
