@@ -261,6 +261,9 @@ def test_order0_bin_columns_are_the_event_likelihood(ws40):
     np.testing.assert_allclose(qb, qe, rtol=0, atol=1e-8)
     mb, me = fit_minuit_events(uf, binned, init=init), fit_minuit_events(uf, events, init=init)
     np.testing.assert_allclose(mb.nll, me.nll, rtol=0, atol=1e-7)
+    r64 = UnbinnedFitter(m, FitConfig(n_threads=1, hessian_float32=False)).fit(events, init=init, fisher_at=gen)
+    assert r64.converged.all()  # double-precision Hessians: other iterates, the same minimum
+    np.testing.assert_allclose(r64.nll, re_.nll, rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize("order, floor, rebin_", [(0, 1e-3, 2), (3, 1e-3, 2), (3, 0.0, 1)])

@@ -98,6 +98,7 @@ class EventRows:
         self._bufs: list[np.ndarray] | None = None  # [ν now, ν trial] (n, C)
         self._grads: list[np.ndarray] | None = None  # [g now, g trial] (n, p)
         self._points: list[np.ndarray] | None = None  # [y now, y trial] (n, p)
+        self._xs: np.ndarray | None = None  # scaled columns of the Hessian (n, p', C)
 
     # ------------------------------------------------------------------ rows
     def infeasible(self) -> np.ndarray:
@@ -191,8 +192,10 @@ class EventRows:
         d = self.data
         p = self.cols.size
         V, col0 = (d.V, int(self.cols[0])) if self._contiguous else (d.V[:, self.cols], 0)
-        xs = np.empty((rows.size, -(-p // 4) * 4, d.pad.shape[1]),
-                      dtype=np.float32 if self.f32 else np.float64)
+        shape = (rows.size, -(-p // 4) * 4, d.pad.shape[1])
+        if self._xs is None or self._xs.shape[0] < rows.size:  # one buffer (no fresh mmaps)
+            self._xs = np.empty((d.n,) + shape[1:], dtype=np.float32 if self.f32 else np.float64)
+        xs = self._xs[: rows.size]
         scaled_columns(V, rows, col0, p, d.n_cols, d.weight, nu, xs)
         h = np.matmul(xs, xs.transpose(0, 2, 1))[:, :p, :p].astype(np.float64)
         idx = np.arange(p)
