@@ -290,6 +290,9 @@ def _impacts_context(impacts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
     """Per mass, each constrained parameter ranked by its impact on the median expected limit
     (profiled vs fixed at nominal) with its post-fit constraint on Asimov data (lzflow.impacts)."""
     return [{"mass": d["mass_GeV"], "median": d["median_sigma_cm2_profiled"],
+             "without_shape": d.get("median_sigma_cm2_without_shape_systematics"),
+             "shape_impact": (f"{100 * d['shape_systematics_impact']:+.1f} %"
+                              if "shape_systematics_impact" in d else None),
              "rows": [[Cell(p["parameter"]), Cell(p["kind"]), Cell(f"{100 * p['impact']:+.2f} %"),
                        p["median_sigma_cm2_fixed"], Cell(f"{p['asimov_constraint']:.3f}")] for p in d["parameters"]]}
             for d in sorted((d for d in impacts if not d.get("no_sensitivity")), key=lambda d: d["mass_GeV"])]

@@ -220,3 +220,19 @@ def test_missing_input_is_an_error(inputs):
     with pytest.raises(FileNotFoundError, match="missing"):
         build_report(**{**inputs, "errors_json": Path("/nonexistent/fit_errors.json")})
     assert re.search(r"<em>≤ [0-9.e+-]+</em>", build_report(**inputs)) is not None  # a bound stays a bound
+
+
+def test_impacts_show_the_median_without_shape_systematics(tmp_path, inputs, page):
+    """With shape systematics, each mass's impacts say the median without them and how much wider
+    it is with them (lzflow.impacts: median_sigma_cm2_without_shape_systematics); without, nothing."""
+    import json
+
+    assert "Without the shape systematics" not in page
+    new = write_inputs(tmp_path, figures=inputs)
+    path = new["impact_paths"][0]
+    doc = json.loads(open(path).read())
+    doc["median_sigma_cm2_without_shape_systematics"] = doc["median_sigma_cm2_profiled"] / 1.07
+    doc["shape_systematics_impact"] = 0.07
+    open(path, "w").write(json.dumps(doc))
+    text = build_report(**new)
+    assert "Without the shape systematics (rates still profiled)" in text and "+7.0 % wider" in text
