@@ -76,7 +76,6 @@ class LogMorphLayout:
         self.has = np.diff(self.seg) > 0
         self.Tx = Tl[self.s_of, self.l_of]
         C = basis.C[:, :, self.s_of, self.live[self.l_of]]  # (M, K, X)
-        self.C = np.ascontiguousarray(C)
         self.C2 = np.ascontiguousarray(C.reshape(basis.M * K, X))  # rows (m, k)
         self.Cw = np.ascontiguousarray(C.transpose(1, 0, 2), dtype=self.wt)  # (K, M, X)
         self.A_T = sp.csr_matrix((np.ones(X), (self.l_of, np.arange(X))), shape=(L, X))  # entry → bin
