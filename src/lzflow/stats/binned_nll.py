@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 
 from ._linalg import unpack_symmetric
 
-__all__ = ["PreparedData", "Layout", "make_layout", "BinnedRows"]
+__all__ = ["PreparedData", "Layout", "make_layout", "BinnedRows", "PointRows"]
 
 
 @dataclass
@@ -99,6 +101,40 @@ class PreparedData:
             e_n=self.e_n[m][order], aux=self.aux[idx], valid=self.valid[idx],
             total=self.total[idx],
         )
+
+
+class PointRows:
+    """The :class:`~lzflow.stats.newton.NewtonRows` bookkeeping shared by rows that keep their
+    current and trial parameter points as objects made by :meth:`point` (ν and whatever the
+    derivatives need) and evaluate ``nll(y, pt)``, ``gradient(y, pt) -> (g, ratios)`` and
+    ``hessian(pt, ratios, rows)`` (the morphed models, :mod:`lzflow.stats.morph_nll` and
+    :mod:`lzflow.stats.logmorph_nll`)."""
+
+    cur: Any = None
+    trial_pt: Any = None
+    ratios: tuple | None = None
+
+    def point(self, y: np.ndarray) -> Any:
+        """The point object of parameter rows ``y``."""
+        raise NotImplementedError
+
+    def start(self, y: np.ndarray) -> np.ndarray:
+        self.cur = self.point(y)
+        return self.nll(y, self.cur)
+
+    def grad(self, y: np.ndarray) -> np.ndarray:
+        g, self.ratios = self.gradient(y, self.cur)
+        return g
+
+    def hess(self, rows: np.ndarray | None) -> np.ndarray:
+        return self.hessian(self.cur, self.ratios, rows)
+
+    def trial(self, y: np.ndarray) -> np.ndarray:
+        self.trial_pt = self.point(y)
+        return self.nll(y, self.trial_pt)
+
+    def advance(self) -> None:
+        self.cur, self.trial_pt = self.trial_pt, None
 
 
 class _Buffers:

@@ -26,7 +26,7 @@ import copy
 import numpy as np
 import scipy.sparse as sp
 
-from .binned_nll import PreparedData
+from .binned_nll import PointRows, PreparedData
 from .logmorph import basis_functions
 from .model import BinnedModel
 
@@ -140,7 +140,7 @@ class _Point:
         return out
 
 
-class LogMorphRows:
+class LogMorphRows(PointRows):
     """NLL, gradient and Hessians of a set of toys (a :class:`lzflow.stats.newton.NewtonRows`;
     maths in the module docstring)."""
 
@@ -180,28 +180,13 @@ class LogMorphRows:
         if ratios and self.ratios is not None:
             self.ratios = tuple(a[keep] for a in self.ratios)
 
-    def start(self, y: np.ndarray) -> np.ndarray:
-        self.cur = _Point(self.lay, y)
-        return self.nll(y, self.cur)
-
-    def grad(self, y: np.ndarray) -> np.ndarray:
-        g, self.ratios = self.gradient(y, self.cur)
-        return g
-
-    def hess(self, rows: np.ndarray | None) -> np.ndarray:
-        return self.hessian(self.cur, self.ratios, rows)
-
-    def trial(self, y: np.ndarray) -> np.ndarray:
-        self.trial_pt = _Point(self.lay, y)
-        return self.nll(y, self.trial_pt)
+    def point(self, y: np.ndarray) -> _Point:
+        return _Point(self.lay, y)
 
     def take_trial(self, sub: "LogMorphRows", ok: np.ndarray) -> None:
         rows = sub.parent_rows[ok]
         for name in _Point.__slots__:
             getattr(self.trial_pt, name)[rows] = getattr(sub.trial_pt, name)[ok]
-
-    def advance(self) -> None:
-        self.cur, self.trial_pt = self.trial_pt, None
 
     # ------------------------------------------------------------------ maths
     def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:

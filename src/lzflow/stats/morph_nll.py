@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._linalg import unpack_symmetric
-from .binned_nll import PreparedData
+from .binned_nll import PointRows, PreparedData
 from .model import BinnedModel
 from .morphing import code4p
 
@@ -138,7 +138,7 @@ class _Point:
         return out
 
 
-class MorphRows:
+class MorphRows(PointRows):
     """NLL, gradient and Hessians of a set of toys under a morphed model (a
     :class:`lzflow.stats.newton.NewtonRows`; maths in the module docstring)."""
 
@@ -194,21 +194,9 @@ class MorphRows:
             r, re, P = self.ratios
             self.ratios = (r[keep], re[em], P[keep])
 
-    # ------------------------------------------------------------------ NewtonRows
-    def start(self, y: np.ndarray) -> np.ndarray:
-        self.cur = _Point(self.lay, y, self.e_row, self.MSe)
-        return self.nll(y, self.cur)
-
-    def grad(self, y: np.ndarray) -> np.ndarray:
-        g, self.ratios = self.gradient(y, self.cur)
-        return g
-
-    def hess(self, rows: np.ndarray | None) -> np.ndarray:
-        return self.hessian(self.cur, self.ratios, rows)
-
-    def trial(self, y: np.ndarray) -> np.ndarray:
-        self.trial_pt = _Point(self.lay, y, self.e_row, self.MSe)
-        return self.nll(y, self.trial_pt)
+    # ---------------------------------- NewtonRows (start, grad, hess, trial, advance: PointRows)
+    def point(self, y: np.ndarray) -> _Point:
+        return _Point(self.lay, y, self.e_row, self.MSe)
 
     def take_trial(self, sub: "MorphRows", ok: np.ndarray) -> None:
         dst, src = self.trial_pt, sub.trial_pt
@@ -218,9 +206,6 @@ class MorphRows:
         if sub.e_row.size:
             e_ok = sub.entry_mask(ok)
             dst.nue[sub.parent_entries[e_ok]] = src.nue[e_ok]
-
-    def advance(self) -> None:
-        self.cur, self.trial_pt = self.trial_pt, None
 
     # ------------------------------------------------------------------ maths
     def segsum(self, weights: np.ndarray, V: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
