@@ -34,11 +34,15 @@ regular binning; contents flattened in C order (cS1 slow, log10cS2 fast), the or
 ``RooDataHist`` for two observables (first one slowest). Data: ``asimov_background_only`` (Σ_b B_b,
 unrounded) unless ``observed`` is given.
 
-Shape systematics (issue 12) are not exported yet: a model with them is refused
-(:class:`~lzflow.exceptions.WorkspaceError`) rather than written without them. ROOT 6.40's
-``histfactory_dist`` importer always morphs a ``histosys`` with ``PiecewiseInterpolation`` code 4
-(it ignores an ``interpolation`` key); another code needs ROOT's generic ``"type":
-"interpolation"`` function with ``interpolationCodes``.
+Shape systematics (issue 12) with the additive ``code4p`` morphing are written as pyhf writes
+them: a ``histosys`` ``alpha_<name>`` on every sample it affects (hi/lo = the ±1σ templates,
+domain [−5, 5], global observable ``nom_alpha_<name>``). ROOT 6.40's ``histfactory_dist`` importer
+morphs every ``histosys`` with ``PiecewiseInterpolation`` code 4 — pyhf's and lzflow's code 4p —
+and sets it positive-definite (a sample's morphed bin is clipped at 0; lzflow and pyhf do not clip,
+so the two likelihoods differ only where a template has gone negative). The multiplicative
+morphings (``log_quartic``, ``log_code4p``) are refused (:class:`~lzflow.exceptions.WorkspaceError`)
+rather than written as a different model: they would need ROOT's generic ``"type":
+"interpolation"`` function, not a ``histfactory_dist``.
 
 References: HS3 standard, https://hep-statistics-serialization-standard.github.io (parts/histfactory,
 §2.5 domains, §2.6 parameter points, §2.7 analyses); ROOT ``roofit/hs3/src/RooJSONFactoryWSTool.cxx``
@@ -100,9 +104,10 @@ def hs3_document(model: BinnedModel, axes: Sequence[Mapping[str, Any]], descript
     """The HS3 document of ``model`` (module docstring). ``axes``: lzflow's ``[{"name", "edges"}]``
     of the two template axes; ``observed``: counts (any shape, C order) or None for the
     background-only Asimov data set."""
-    if model.n_shape:
-        raise WorkspaceError(f"shape_systematics {', '.join(model.shape_parameters)}: the HS3 export does not "
-                             "write shape systematics yet; expected a workspace without them (use workspace.pyhf.json)")
+    if model.n_shape and model.interpolation != "code4p":
+        raise WorkspaceError(f"shape_systematics {', '.join(model.shape_parameters)}: interpolation "
+                             f"{model.interpolation!r} cannot be written as a histfactory_dist (ROOT morphs every "
+                             f"histosys additively, code 4); expected 'code4p'")
     hs3_axes = _regular_axes(axes)
     spec = to_pyhf_workspace(model, observed, channel=CHANNEL)
     (channel,) = spec["channels"]

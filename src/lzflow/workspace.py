@@ -203,11 +203,12 @@ def pyhf_export(model: Any) -> dict[str, Any]:
 
 
 def hs3_export(ws: Mapping[str, Any]) -> dict[str, Any]:
-    """The HS3 document of ``ws``, or ``{"not_exported": <why>}`` for a workspace with shape
-    systematics (their HS3 export is not written yet; issue 12)."""
-    if ws.get("shape_systematics"):
-        return {"not_exported": "the HS3 export of shape systematics is not implemented yet; the rate-only "
-                                "workspace (no systematics block) is exported"}
+    """The HS3 document of ``ws``, or ``{"not_exported": <why>}`` for shape systematics with a
+    multiplicative morphing (a ``histfactory_dist`` morphs additively: :mod:`lzflow.hs3`)."""
+    interpolation = ws.get("shape_interpolation", "code4p")
+    if ws.get("shape_systematics") and interpolation != "code4p":
+        return {"not_exported": f"HS3's histfactory_dist has no multiplicative histosys interpolation ({interpolation}); "
+                                f"set systematics.interpolation: code4p for an HS3 export"}
     return to_hs3(ws)
 
 

@@ -91,15 +91,35 @@ def test_sections_reference_each_other(ws, doc):
     np.testing.assert_allclose(data, expected, rtol=1e-12)
 
 
-def test_shape_systematics_and_irregular_axes_are_refused():
+def test_multiplicative_shape_systematics_and_irregular_axes_are_refused():
     model = simple_model(n_bins=6, n_bkg=2, seed=1)
     axes = [{"name": "cS1", "edges": [0.0, 1.0, 2.0, 3.0]}, {"name": "log10cS2", "edges": [2.0, 3.0, 4.0]}]
     assert len(hs3_document(model, axes, "six bins")["data"][0]["contents"]) == 6
     T = np.vstack([model.signal[None], model.backgrounds])
-    shaped = model.with_shape_systematics([ShapeSystematic("g1", up=T * 1.1, down=T * 0.9)])
-    with pytest.raises(WorkspaceError, match=r"^shape_systematics alpha_g1: the HS3 export does not write") as err:
+    shaped = model.with_shape_systematics([ShapeSystematic("g1", up=T * 1.1, down=T * 0.9)], "log_code4p")
+    with pytest.raises(WorkspaceError, match=r"^shape_systematics alpha_g1: interpolation 'log_code4p' cannot be "
+                                             r"written as a histfactory_dist.*expected 'code4p'") as err:
         hs3_document(shaped, axes, "six bins")
     assert "\n" not in str(err.value)
     bent = [{"name": "cS1", "edges": [0.0, 1.0, 2.5, 3.0]}, axes[1]]
     with pytest.raises(WorkspaceError, match=r"axis 'cS1': edges are not regular"):
         hs3_document(model, bent, "six bins")
+
+
+def test_additive_shape_systematics_are_pyhf_s_histosys():
+    """code4p shape systematics: a histosys alpha_<name> on every affected sample, hi/lo = the ±1σ
+    templates, a Gauss constraint with its global observable, domain [−5, 5] — pyhf's modifiers."""
+    model = simple_model(n_bins=6, n_bkg=2, seed=1)
+    axes = [{"name": "cS1", "edges": [0.0, 1.0, 2.0, 3.0]}, {"name": "log10cS2", "edges": [2.0, 3.0, 4.0]}]
+    T = np.vstack([model.signal[None], model.backgrounds])
+    up, down = T * 1.1, T * 0.9
+    up[2], down[2] = T[2], T[2]  # the second background is unaffected
+    doc = hs3_document(model.with_shape_systematics([ShapeSystematic("g1", up=up, down=down)]), axes, "six bins")
+    samples = {s["name"]: s for s in doc["distributions"][0]["samples"]}
+    with_g1 = {name for name, s in samples.items() if any(m["parameter"] == "alpha_g1" for m in s["modifiers"])}
+    assert with_g1 == {model.signal_name, model.names[0]}
+    mod = next(m for m in samples[model.names[0]]["modifiers"] if m["parameter"] == "alpha_g1")
+    assert mod["type"] == "histosys" and mod["constraint"] == "Gauss"
+    np.testing.assert_allclose(mod["data"]["hi"]["contents"], up[1]) and np.testing.assert_allclose(mod["data"]["lo"]["contents"], down[1])
+    domain = {a["name"]: (a["min"], a["max"]) for a in doc["domains"][0]["axes"]}
+    assert domain["alpha_g1"] == (-5.0, 5.0) and "nom_alpha_g1" in domain
