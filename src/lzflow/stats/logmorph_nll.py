@@ -21,14 +21,13 @@ toys are fitted in sub-blocks (:func:`sub_block`) so that the per-toy arrays (K 
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import scipy.sparse as sp
 
 from .binned_nll import PointRows, PreparedData
 from .logmorph import basis_functions
 from .model import BinnedModel
+from .morph_nll import FreeParameters
 
 __all__ = ["LogMorphLayout", "LogMorphRows", "log_morph_problem", "sub_block"]
 
@@ -44,25 +43,16 @@ def sub_block(model: BinnedModel, block_size: int) -> int:
     return max(8, min(int(block_size), SUB_BLOCK_ELEMENTS // max(1, basis.K * entries)))
 
 
-class LogMorphLayout:
+class LogMorphLayout(FreeParameters):
     """Free-parameter design of one fit type (μ free, or fixed at ``mu_fixed``) of a model with
     multiplicative morphing, and its fixed tables over the template's non-zero entries (sample,
     bin), sample by sample ("entries" x: ``s_of``, ``l_of`` into the live bins)."""
 
     def __init__(self, model: BinnedModel, mu_fixed: float | None, dense_bins: np.ndarray, sparse_bins: np.ndarray,
                  float32: bool = True):
+        super().__init__(model, mu_fixed)
         basis = model.morph
         S, K = basis.S, basis.K
-        self.S, self.K = S, K
-        self.mu_free = mu_fixed is None
-        self.cols = model.fit_columns(self.mu_free)
-        self.p = int(self.cols.size)
-        self.cfree = self.cols[self.cols < S]
-        self.nc = int(self.cfree.size)
-        c0 = np.ones(S)
-        c0[0] = 0.0 if mu_fixed is None else float(mu_fixed)
-        self.c_fixed = c0
-        self.prec = model.constraint_precision[self.cols]
         self.dense_bins, self.sparse_bins, self.n_bins = dense_bins, sparse_bins, model.n_bins
         self.wt = np.float32 if float32 else np.float64  # the Hessian's precision (it only steers the step)
         T = basis.T
@@ -85,21 +75,8 @@ class LogMorphLayout:
         self._live_sig = {False: np.any(T[1:] > 0, axis=0), True: np.any(T > 0, axis=0)}
         self.fillable = self._live_sig[mu_fixed is None or mu_fixed != 0]
 
-    def at(self, mu_fixed: float | None) -> "LogMorphLayout":
-        """This layout (made for the same fit type) with μ fixed at ``mu_fixed``."""
-        if mu_fixed is None:
-            return self
-        out = copy.copy(self)
-        out.c_fixed = self.c_fixed.copy()
-        out.c_fixed[0] = float(mu_fixed)
-        out.fillable = self._live_sig[mu_fixed != 0]
-        return out
-
-    def split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(c = [μ, θ] ``(n, S)``, α ``(n, K)``) of free-parameter rows ``y`` ``(n, p)``."""
-        c = np.repeat(self.c_fixed[None, :], y.shape[0], axis=0)
-        c[:, self.cfree] = y[:, : self.nc]
-        return c, y[:, self.nc :]
+    def _fix_mu(self, mu_fixed: float) -> None:
+        self.fillable = self._live_sig[mu_fixed != 0]
 
     def to_bins(self, values: np.ndarray, A_T: sp.csr_matrix | None = None) -> np.ndarray:
         """Σ over the entries of each live bin: ``(r, X)`` → ``(r, L)``."""

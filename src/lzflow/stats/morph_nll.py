@@ -39,31 +39,60 @@ from .binned_nll import PointRows, PreparedData
 from .model import BinnedModel
 from .morphing import code4p
 
-__all__ = ["MorphLayout", "MorphRows", "morph_problem", "JACOBIAN_CHUNK"]
+__all__ = ["FreeParameters", "MorphLayout", "MorphRows", "morph_problem", "JACOBIAN_CHUNK"]
 
 #: toys whose varying Jacobian columns (μ, α) are built and multiplied together (work arrays in cache)
 JACOBIAN_CHUNK = 32
 
 
-class MorphLayout:
+class FreeParameters:
+    """The free-parameter design of one fit type (μ free, or fixed at ``mu_fixed``) of a model with
+    shape systematics: the fitted columns ``cols`` (``p``), the sample coefficients c = [μ, θ] among
+    them (``cfree``, ``nc``), the fixed c values and the constraint precisions. Shared by the
+    additive (:class:`MorphLayout`) and multiplicative (:mod:`lzflow.stats.logmorph_nll`) layouts,
+    which add their tables and, in :meth:`_fix_mu`, what depends on a fixed μ."""
+
+    def __init__(self, model: BinnedModel, mu_fixed: float | None):
+        self.S, self.K = model.morph.S, model.morph.K
+        self.mu_free = mu_fixed is None
+        self.cols = model.fit_columns(self.mu_free)
+        self.p = int(self.cols.size)
+        self.cfree = self.cols[self.cols < self.S]
+        self.nc = int(self.cfree.size)
+        self.c_fixed = np.ones(self.S)
+        self.c_fixed[0] = 0.0 if mu_fixed is None else float(mu_fixed)
+        self.prec = model.constraint_precision[self.cols]
+
+    def _fix_mu(self, mu_fixed: float) -> None:
+        """Update what depends on the value of a fixed μ (in a copy made by :meth:`at`)."""
+
+    def at(self, mu_fixed: float | None):
+        """This layout (made for the same fit type) with μ fixed at ``mu_fixed``."""
+        if mu_fixed is None:
+            return self
+        out = copy.copy(self)
+        out.c_fixed = self.c_fixed.copy()
+        out.c_fixed[0] = float(mu_fixed)
+        out._fix_mu(float(mu_fixed))
+        return out
+
+    def split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(c = [μ, θ] ``(n, S)``, α ``(n, K)``) of free-parameter rows ``y`` ``(n, p)``."""
+        c = np.repeat(self.c_fixed[None, :], y.shape[0], axis=0)
+        c[:, self.cfree] = y[:, : self.nc]
+        return c, y[:, self.nc :]
+
+
+class MorphLayout(FreeParameters):
     """Free-parameter design of one fit type (μ free, or fixed at ``mu_fixed``) of a morphed model."""
 
     def __init__(self, model: BinnedModel, mu_fixed: float | None, dense_bins: np.ndarray,
                  sparse_bins: np.ndarray, float32: bool):
+        super().__init__(model, mu_fixed)
         basis = model.morph
         S, K = basis.S, basis.K
-        self.S, self.K = S, K
-        self.mu_free = mu_fixed is None
-        self.cols = model.fit_columns(self.mu_free)
-        self.p = int(self.cols.size)
-        self.cfree = self.cols[self.cols < S]
-        self.nc = int(self.cfree.size)
         self.theta = self.cfree[self.cfree > 0]  # free θ (indices into c)
         self.nv = int(self.mu_free) + K  # Jacobian columns that vary per toy: μ (if free), α
-        c0 = np.ones(S)
-        c0[0] = 0.0 if mu_fixed is None else float(mu_fixed)
-        self.c_fixed = c0
-        self.prec = model.constraint_precision[self.cols]
         M = basis.M
         # ν and Π use only the basis rows that are not identically 0: ``keep``; Π of the others is 0
         self.keep = np.flatnonzero(np.any(M != 0, axis=1))
@@ -96,21 +125,8 @@ class MorphLayout:
             self._live[with_signal] = (live[dense_bins], live[sparse_bins])
         self.liveD, self.liveS = self._live[mu_fixed is None or mu_fixed != 0]
 
-    def at(self, mu_fixed: float | None) -> "MorphLayout":
-        """This layout (made for the same fit type) with μ fixed at ``mu_fixed``."""
-        if mu_fixed is None:
-            return self
-        out = copy.copy(self)
-        out.c_fixed = self.c_fixed.copy()
-        out.c_fixed[0] = float(mu_fixed)
-        out.liveD, out.liveS = self._live[mu_fixed != 0]
-        return out
-
-    def split(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(c = [μ, θ] ``(n, S)``, α ``(n, K)``) of free-parameter rows ``y`` ``(n, p)``."""
-        c = np.repeat(self.c_fixed[None, :], y.shape[0], axis=0)
-        c[:, self.cfree] = y[:, : self.nc]
-        return c, y[:, self.nc :]
+    def _fix_mu(self, mu_fixed: float) -> None:
+        self.liveD, self.liveS = self._live[mu_fixed != 0]
 
     def coefficients(self, c: np.ndarray, alpha: np.ndarray, f: np.ndarray) -> np.ndarray:
         """z ``(n, R)`` = [c, μα, μf, α, f], so that ν = z @ M."""
