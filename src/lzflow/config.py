@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 from .detector import DetectorError, check_detector_keys, resolve_detector
 from .exceptions import ConfigError, one_line, unknown_key_message
 from .physics_config import check_interaction, check_nest_yields, resolve_halo
+from .dataconfig import resolve_data
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
@@ -435,7 +436,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     dictionary, see :func:`lzflow.detector.resolve_detector`), ``exposure`` (t, days, t·yr),
     ``signal`` (masses, σ_ref in cm², the coupling ``interaction`` (SI, SD_n or SD_p: σ_ref is then per
     nucleon, neutron or proton), halo in GeV/cm³ and km/s, :func:`lzflow.physics_config.resolve_halo`),
-    ``backgrounds`` (with each one's NEST yield model), ``pdf`` and ``stats``.
+    ``backgrounds`` (with each one's NEST yield model), ``pdf``, ``stats`` (and ``data``, ``blind``: dataconfig).
     """
     config = validate_raw(config)
     if config["tag"] in RESERVED_TAGS:
@@ -494,5 +495,5 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         "backgrounds": backgrounds,
         "pdf": pdf,
         "stats": stats,
-        **({} if systematics is None else {"systematics": systematics}),
+        **({} if systematics is None else {"systematics": systematics}), **resolve_data(config, stats),
     }

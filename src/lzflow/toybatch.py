@@ -59,10 +59,12 @@ def _check_identity(spec: Mapping[str, Any], out: str) -> None:
         raise ValueError(f"toy batch: output {out} is not the file of job {expected} (hypothesis, POI, job)")
 
 
-def run_batch(ws: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], outs: Sequence[str]) -> list[dict]:
+def run_batch(ws: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], outs: Sequence[str],
+              observed: str | None = None) -> list[dict]:
     """Run the toy jobs ``specs`` on workspace document ``ws`` one after the other and write job
     ``i``'s file to ``outs[i]`` (:func:`lzflow.toyjobs.save_toy_job`, atomically). A workspace with
     an empty signal gets the no-sensitivity file at every output, as the single-file job writes.
+    ``observed``: the binned event list of an unblinded analysis (:func:`lzflow.toyjobs.run_toy_job`).
     Returns the headers written (empty for no sensitivity)."""
     from .toyjobs import run_toy_job, save_toy_job, write_no_sensitivity_file
 
@@ -76,7 +78,7 @@ def run_batch(ws: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], outs: S
         return []
     headers = []
     for spec, out in zip(specs, outs):
-        result, header = run_toy_job(ws, spec)
+        result, header = run_toy_job(ws, spec, observed)
         save_toy_job(out, result, header)
         headers.append(header)
         print(f"toys run {header['run_number']}: {header['hypothesis']} POI {header['poi_index']} "
@@ -94,12 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="packed job specs as JSON (lzflow.toybatch.pack_specs)")
     parser.add_argument("--workspace", required=True, help="workspace.json of the mass")
     parser.add_argument("--out", required=True, nargs="+", help="output toy files, one per job spec, in order")
+    parser.add_argument("--observed", help="the binned event list (data/observed.json) of an unblinded analysis")
     args = parser.parse_args(argv)
     try:
         from .workspace import read_workspace
 
         ws = read_workspace(args.workspace)
-        run_batch(ws, unpack_specs(json.loads(args.spec)), args.out)
+        run_batch(ws, unpack_specs(json.loads(args.spec)), args.out, args.observed)
     except USER_ERRORS as err:
         print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -93,13 +93,18 @@ def job_model(ws: Mapping[str, Any], likelihood: Mapping[str, Any]):
     return workspace_model(ws)
 
 
-def job_request(header: Mapping[str, Any], toy_indices: np.ndarray):
+def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tuple | None = None):
     """The :class:`~lzflow.stats.request.ToyRequest` of the toys ``toy_indices`` of a toy job with
     this header (:func:`run_toy_job`): S+B toys generated at its POI value, B-only toys evaluated
-    on the whole POI grid; one thread, canonical blocks of the header's ``toy_block``."""
+    on the whole POI grid; one thread, canonical blocks of the header's ``toy_block``. A header
+    with an ``observed_digest`` (toys generated at the observed data's θ̂̂) needs ``observed`` =
+    (counts, aux) of those data."""
     from .stats.request import ToyRequest
 
-    seed = dict(base_seed=int(header["seed_entropy"][0]), mass_key=int(header["mass_key"]),
+    if ("observed_digest" in header) != (observed is not None):
+        raise ToyFileError(f"toy job m{header['mass_GeV']:g}: generated at the observed data's fits but no observed "
+                           f"data given (or the reverse); expected --observed exactly when the spec has observed_data")
+    seed = dict(observed=observed, base_seed=int(header["seed_entropy"][0]), mass_key=int(header["mass_key"]),
                 poi_index=int(header["poi_index"]), toy_indices=toy_indices,
                 test_stat=header["test_statistic"], block_size=int(header.get("toy_block", TOY_BLOCK)), n_threads=1)
     if header["hypothesis"] == "sb":
@@ -108,8 +113,12 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray):
     return ToyRequest(hypothesis="b", mu=float(grid[0]), mu_test=grid, **seed)
 
 
-def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
+def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | Path | None = None):
     """Run one toy job; returns (ToyResult, header dict).
+
+    ``observed``: the binned event list (:data:`lzflow.layout.OBSERVED_DATA`), required when the
+    spec has ``observed_data`` (an unblinded analysis): the toys are then generated at the observed
+    data's θ̂̂(μ) and the header records its ``observed_digest``.
 
     spec: ``hypothesis`` ("sb" | "b"), ``poi_index`` (S+B only), ``job_index``, ``n_jobs``,
     ``n_toys``, ``seed``, ``test_statistic``; optionally ``likelihood`` ("binned" | "unbinned") with
@@ -146,7 +155,12 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any]):
     }
     if likelihood["likelihood"] != "binned":  # binned headers stay as they were (bit-identical files)
         header["likelihood"] = likelihood
-    return run_toys(job_model(ws, likelihood), job_request(header, indices)), header
+    data = None
+    if spec.get("observed_data") or observed is not None:  # without data the header is as it was
+        from .observeddata import load_observed
+
+        data, header["observed_digest"] = load_observed(observed, ws, spec)
+    return run_toys(job_model(ws, likelihood), job_request(header, indices, data)), header
 
 
 def _required_arrays() -> tuple[str, ...]:

@@ -568,6 +568,25 @@ stacked("legal_quick_with_systematics_overlay", "legal",
         ["config.yaml", "systematics.yaml"])
 
 
+# ------------------------------------------------------------------------------ observed data (issue 13)
+bad("data_blind_without_data", "data", {"blind": False}, "blind", "False", "without data")
+bad("data_path_missing", "data", {"data": {"format": "csv"}}, "data", "path")
+bad("data_path_parent", "data", {"data": {"path": "../events.csv"}}, "data.path", "'../events.csv'", "'..'")
+bad("data_path_option", "data", {"data": {"path": "-events.csv"}}, "data.path", "'-events.csv'", "'-'")
+bad("data_path_suffix", "data", {"data": {"path": "events.txt"}}, "data.path", "'.txt'", "data.format")
+bad("data_path_shell", "data", {"data": {"path": f"ev;touch {MARKER};.csv"}}, "data.path", MARKER)
+bad("data_unknown_key", "data", {"data": {"path": "events.csv", "column": {"cS1": "s1"}}}, "data.column",
+    "unknown key")
+bad("data_unit_phe", "data", {"data": {"path": "events.csv", "units": {"cS1": "phe"}}}, "data.units.cS1", "phe",
+    "phd")
+bad("data_same_column", "data", {"data": {"path": "events.csv", "columns": {"cS1": "s", "cS2": "s"}}},
+    "data.columns", "'s'", "two columns")
+bad("data_blind_string", "data", {"data": {"path": "events.csv"}, "blind": "no"}, "blind", "'no'", "boolean")
+bad("data_unblinded_unbinned", "data", {"data": {"path": "events.csv"}, "blind": False,
+                                         "stats": {"likelihood": "unbinned"}}, "blind", "unbinned", "binned")
+good("legal_data_blind_by_default", "legal", {"data": {"path": "tests/data/quick_observed_events.csv"}})
+
+
 def write_corpus(directory: Path) -> list[tuple[Case, list[Path]]]:
     """Write every case into ``directory/<case name>/``; returns (case, stack paths)."""
     return [(case, case.write(directory / case.name)) for case in CASES]

@@ -1,0 +1,131 @@
+"""Observed data in the workflow: the ``data:`` and ``blind:`` config keys, and the binned event
+list every mass's toys and merge read (docs/data.md, "Running on data").
+
+Configuration (:mod:`lzflow.dataconfig`)
+-----------------------------------------
+``data:`` names one event list (:mod:`lzflow.eventlist`: CSV, Parquet or a ROOT TTree with cS1 and
+cS2 in phd) and how to read it; ``blind:`` says whether the analysis may look at it. Resolved
+(:func:`resolve_data`, recorded in the resolved configuration), with the documented defaults
+:data:`DATA_DEFAULTS` filled in explicitly:
+
+* ``path`` (required): relative to the working directory (or absolute); no ``..`` component, no
+  shell metacharacters, not starting with ``-``;
+* ``format``: ``csv``, ``parquet`` or ``root`` (default: from the suffix, which must name one);
+* ``columns``: ``{cS1: NAME, cS2: NAME}`` (default the quantity's name);
+* ``units``: units of columns the file does not declare (default none: the file declares them);
+* ``tree``: the TTree of a ROOT file (default ``events``);
+* ``discovery_toys``: background-only toys for the local discovery p-value (default 10 000).
+
+``blind`` defaults to **true** when ``data`` is set: the workflow then neither bins nor reads the
+event list, and every result is the sensitivity computed on the background-only Asimov dataset, as
+without data. ``blind: false`` is the explicit unblinding. ``blind`` without ``data`` is refused.
+
+The binned event list
+---------------------
+:func:`bin_observed` reads the list once (:func:`lzflow.eventlist.read_events`), places it on the
+analysis window of the config's ``pdf`` axes (the workspaces' grid: cS1 [phd] × log10 cS2, half-open)
+and returns the document written to :data:`lzflow.layout.OBSERVED_DATA`: counts
+``[i_cS1][i_log10cS2]``, the out-of-window accounting, the window's edges, the event file's SHA-256
+and ``counts_digest`` (what the toy files and ``limit.json`` carry, :func:`observed_digest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import __version__
+
+__all__ = ["DATA_FORMAT", "window_edges", "bin_observed",
+           "observed_digest", "observed_counts", "observed_summary",
+           "load_observed"]
+
+#: the ``format`` of the binned event list
+DATA_FORMAT = "lzflow-observed-1"
+
+
+def window_edges(pdf: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The analysis window's (cS1, log10 cS2) edges from the config's ``pdf`` section, as the
+    workspaces have them (:class:`lzflow.space.AnalysisSpace`)."""
+    from .space import AnalysisSpace
+
+    space = AnalysisSpace.from_dict({**pdf, "s2_raw_min_phd": pdf.get("s2_raw_min_phd", 0.0)})
+    return space.cs1_edges.tolist(), space.log10cs2_edges.tolist()
+
+
+def _sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def observed_digest(counts: Any) -> str:
+    """SHA-256 (16 hex digits) of binned counts (int64, C order, with their shape)."""
+    array = np.ascontiguousarray(np.asarray(counts, dtype=np.int64))
+    return hashlib.sha256(f"{array.shape}".encode() + array.tobytes()).hexdigest()[:16]
+
+
+def bin_observed(spec: Mapping[str, Any], events_path: str | Path) -> dict[str, Any]:
+    """The binned event list (module docstring). ``spec``: the resolved ``data`` keys plus
+    ``window`` = ``{"cS1_edges": [...], "log10cS2_edges": [...]}`` (:func:`lzflow.layout.data_spec`)."""
+    from .eventlist import AnalysisWindow, read_events, select_window
+
+    events = read_events(events_path, columns=spec["columns"], units=spec["units"] or None, tree=spec["tree"],
+                         fmt=spec["format"])
+    window = AnalysisWindow(np.asarray(spec["window"]["cS1_edges"], dtype=np.float64),
+                            np.asarray(spec["window"]["log10cS2_edges"], dtype=np.float64))
+    observed = select_window(events, window)
+    report = observed.report()
+    return {"format": DATA_FORMAT, "lzflow_version": __version__, "events_file": str(events_path),
+            "events_sha256": _sha256(events_path), "settings": {k: spec[k] for k in ("format", "columns", "units",
+                                                                                     "tree")},
+            "n_total": report["n_total"], "n_inside": report["n_inside"], "n_outside": report["n_outside"],
+            "outside_by_reason": report["outside_by_reason"], "window": {**report["window"],
+                                                                         **spec["window"]},
+            "counts_layout": "[i_cS1][i_log10cS2] on the window's edges",
+            "counts": observed.counts.tolist(), "counts_digest": observed_digest(observed.counts)}
+
+
+def observed_counts(doc: Mapping[str, Any], ws: Mapping[str, Any]) -> np.ndarray:
+    """The binned counts of ``doc`` (:func:`bin_observed`) as the binned likelihood takes them
+    (float64, C order), after checking the document and that its window is the workspace's grid."""
+    if doc.get("format") != DATA_FORMAT:
+        raise ValueError(f"observed data: format {doc.get('format')!r}; expected {DATA_FORMAT!r} (lzflow bin-data)")
+    axes = ws["axes"]
+    for name, axis in (("cS1_edges", axes[0]), ("log10cS2_edges", axes[1])):
+        if not np.array_equal(np.asarray(doc["window"][name], dtype=np.float64),
+                              np.asarray(axis["edges"], dtype=np.float64)):
+            raise ValueError(f"observed data: window {name} differs from the workspace's {axis['name']} edges; "
+                             f"rebin the event list on this analysis's pdf axes")
+    counts = np.asarray(doc["counts"], dtype=np.int64)
+    if observed_digest(counts) != doc["counts_digest"]:
+        raise ValueError("observed data: counts_digest does not match the counts (edited file?); rerun lzflow bin-data")
+    return counts.astype(np.float64).ravel()
+
+
+def observed_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The accounting of the binned event list, as ``limit.json`` carries it."""
+    return {k: doc[k] for k in ("events_file", "events_sha256", "n_total", "n_inside", "n_outside",
+                                "outside_by_reason", "counts_digest")}
+
+
+def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[str, Any]
+                  ) -> tuple[tuple[np.ndarray, np.ndarray], str]:
+    """((counts, aux), counts_digest) of the binned event list at ``path`` for a job whose spec
+    asks for it (``observed_data``): the counts on the workspace's grid, and the observed
+    auxiliary observables, the nominal values (:meth:`~lzflow.stats.model.BinnedModel.nominal_nuisance`)."""
+    from .io import read_json
+    from .workspace import workspace_model
+
+    if not spec.get("observed_data") or path is None:
+        raise ValueError(f"observed data: the job spec {'asks for' if path is None else 'does not ask for'} the "
+                         f"observed data but {'none was' if path is None else path + ' was'} given; expected "
+                         f"--observed exactly when the spec has observed_data (an unblinded analysis)")
+    doc = read_json(path)
+    counts = observed_counts(doc, ws)
+    return (counts, workspace_model(ws).nominal_nuisance()), str(doc["counts_digest"])
