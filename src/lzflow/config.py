@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from .detector import DetectorError, check_detector_keys, resolve_detector
 from .exceptions import ConfigError, one_line, unknown_key_message
-from .physics_config import check_interaction, check_nest_yields, resolve_halo
+from .physics_config import check_interaction, check_nest_yields, check_selection_efficiency, resolve_background, resolve_halo
 from .dataconfig import resolve_data
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
@@ -462,7 +462,7 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     interaction = check_interaction(signal["interaction"])  # required: nothing filled in
     masses, labels = _masses(signal["masses_GeV"])
 
-    backgrounds = {name: _background(name, entry, background_scale)
+    backgrounds = {name: resolve_background(name, entry, background_scale, _background)  # accidentals: physics_config
                    for name, entry in sorted(config["backgrounds"].items())}
 
     pdf = copy.deepcopy(dict(config["pdf"]))
@@ -491,7 +491,8 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
         "detector": detector,
         "exposure": exposure,
         "signal": {"masses_GeV": masses, "mass_labels": labels, "sigma_ref_cm2": sigma_ref,
-                   "interaction": interaction, "halo": halo},
+                   "interaction": interaction, "halo": halo,  # selection_efficiency: optional, 1 recorded
+                   "selection_efficiency": check_selection_efficiency(signal.get("selection_efficiency"))},
         "backgrounds": backgrounds,
         "pdf": pdf,
         "stats": stats,

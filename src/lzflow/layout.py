@@ -247,6 +247,9 @@ def signal_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
         "exposure_t_yr": cfg["exposure"]["exposure_t_yr"],
         "n_samples": cfg["pdf"]["n_samples"],
         **interaction_spec(cfg),
+        # signal.selection_efficiency: only when not 1 (the default), so default specs stay as they were
+        **({} if cfg["signal"].get("selection_efficiency", 1.0) == 1.0
+           else {"selection_efficiency": cfg["signal"]["selection_efficiency"]}),
     }
 
 

@@ -43,6 +43,7 @@ from .response import ResponseMatrix, build_responses
 from .response.allocation import bin_integrals, clipped_spectrum, integrate_spectrum, kish_n_eff
 from .roothist import pdf_th2d, pdf_title
 from .space import AnalysisSpace, canonical_interaction
+from .spectra.accidentals import ObservableTemplate
 
 __all__ = [
     "FoldResult",
@@ -113,9 +114,14 @@ def fold_spectrum(response: ResponseMatrix, spectrum: Callable[[np.ndarray], np.
     total : ∫ dN/dE over the full range, if known (skips the integration).
     scale : multiplies the spectrum (e.g. exposure in t·yr for a rate per t·yr·keV).
 
+    A :class:`lzflow.spectra.accidentals.ObservableTemplate` (a background given in (cS1, log10
+    cS2), e.g. accidental coincidences) is not folded: its template is taken on the response's space.
+
     The PDF is :math:`\mu_b = \sum_j p_j c_{jb}/N_j`, its variance
     :math:`\sum_j p_j^2 c_{jb}/N_j^2`; n_eff as in :mod:`lzflow.response.allocation`.
     """
+    if isinstance(spectrum, ObservableTemplate):  # a template in (cS1, log10 cS2): nothing to fold
+        return _template_fold(response, spectrum, scale)
     edges = response.energy_edges
     nE = response.n_energy
     if callable(spectrum) and full_range_keV is not None:
@@ -157,6 +163,21 @@ def fold_spectrum(response: ResponseMatrix, spectrum: Callable[[np.ndarray], np.
         spectrum_total=spectrum_total, efficiency=eff, n_eff_roi=n_eff,
         n_samples_effective=(n_eff / eff if eff > 0 else 0.0), truncation_loss=loss,
         truncation_loss_events=lost, p=p, n_mc_events=int(fc.sum()),
+    )
+
+
+def _template_fold(response: ResponseMatrix, template: ObservableTemplate, scale: float) -> FoldResult:
+    """A :class:`FoldResult` for a background given in the analysis space
+    (:mod:`lzflow.spectra.accidentals`): its template on the response's space, no Monte-Carlo
+    (variance 0, no MC events, n_eff 0), every event in the ROI (efficiency 1). The response
+    supplies only the space and the detector identity."""
+    expected = np.asarray(template.binned(response.space), dtype=float) * scale
+    total = float(expected.sum())
+    return FoldResult(
+        interaction=response.interaction, expected=expected, variance=np.zeros_like(expected),
+        expected_total=total, spectrum_total=total, efficiency=1.0 if total > 0 else 0.0, n_eff_roi=0.0,
+        n_samples_effective=0.0, truncation_loss=0.0, truncation_loss_events=0.0,
+        p=np.zeros(response.n_energy), n_mc_events=0,
     )
 
 

@@ -16,7 +16,12 @@ WIMP–nucleon, WIMP–neutron or WIMP–proton cross section. Every coupling fo
 
 **Yield model** (``backgrounds.<name>.nest_yields``): the NEST interaction whose yields (and
 response matrix) a background is folded with: ``beta`` or ``gammaRay`` for an electron-recoil
-source, ``NR`` for a nuclear-recoil one.
+source, ``NR`` for a nuclear-recoil one. An accidental-coincidence background (``accidentals``,
+:mod:`lzflow.spectra.accidentals`) is not folded; it takes ``beta``, whose response gives its PDF job
+only the analysis space and the detector identity.
+
+**Selection efficiency** (``signal.selection_efficiency``, optional): a flat factor 0 < ε ≤ 1 on the
+signal for the analysis cuts NEST does not model; absent = 1, recorded in the resolved config.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import math
 from typing import Any, Callable, Mapping
 
 from .exceptions import ConfigError
+from .spectra.accidentals import OBSERVABLE_BACKGROUNDS
 
-__all__ = ["HALO_KEYS", "resolve_halo", "check_interaction", "check_nest_yields"]
+__all__ = ["HALO_KEYS", "OBSERVABLE_BACKGROUNDS", "resolve_halo", "check_interaction", "check_nest_yields",
+           "check_selection_efficiency", "observable_background", "resolve_background"]
 
 #: config key → (resolved key, unit)
 HALO_KEYS: dict[str, tuple[str, str]] = {
@@ -92,10 +99,27 @@ def check_interaction(value: Any) -> str:
     return value
 
 
+def check_selection_efficiency(value: Any) -> float:
+    """``signal.selection_efficiency`` as a float: the flat acceptance of the analysis cuts NEST does not
+    model, multiplying the signal (0 < value <= 1); absent = 1 (NEST's detection only, recorded in the
+    resolved config). Anything else is a ConfigError."""
+    if value is None:
+        return 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 < float(value) <= 1.0):
+        raise ConfigError(f"signal.selection_efficiency: {value!r}; expected a number with 0 < value <= 1 "
+                          "(the analysis-cut acceptance on the signal)")
+    return float(value)
+
+
 def check_nest_yields(name: str, value: str) -> str:
     """``value`` if it is a yield model for background ``name``'s recoil type; else a ConfigError."""
     from .spectra.backgrounds import background_model
 
+    if name in OBSERVABLE_BACKGROUNDS:  # not folded: the beta response only gives its PDF job the space
+        if value != "beta":
+            raise ConfigError(f"backgrounds.{name}.nest_yields: {value!r}; expected beta ({name} is not folded: "
+                              "its template is in (cS1, log10 cS2) and the beta response only gives it the analysis space)")
+        return value
     model = background_model(name)
     recoil, allowed = model.recoil, model.yield_models
     if value not in allowed:
@@ -103,3 +127,20 @@ def check_nest_yields(name: str, value: str) -> str:
         raise ConfigError(f"backgrounds.{name}.nest_yields: {value!r}; expected {' or '.join(allowed)} "
                           f"({name} is {kind} source)")
     return value
+
+
+def observable_background(name: str, entry: Mapping[str, Any], scale: float) -> dict[str, Any]:
+    """The resolved entry of a background given in (cS1, log10 cS2) (:data:`OBSERVABLE_BACKGROUNDS`):
+    ``counts`` are events in the ROI (times the exposure ``scale``), so a ``window_keV`` is refused."""
+    if entry.get("window_keV") is not None:
+        raise ConfigError(f"backgrounds.{name}.window_keV: {entry['window_keV']!r}; expected none ({name} has no "
+                          "recoil energy: its counts are events in the ROI)")
+    return {"counts": float(entry["counts"]) * scale, "window_keV": None, "rel_unc": float(entry["rel_unc"]),
+            "nest_yields": check_nest_yields(name, entry["nest_yields"])}
+
+
+def resolve_background(name: str, entry: Mapping[str, Any], scale: float,
+                       folded: Callable[[str, Mapping[str, Any], float], dict[str, Any]]) -> dict[str, Any]:
+    """The resolved ``backgrounds.<name>`` entry: :func:`observable_background` for a background given in
+    (cS1, log10 cS2), else ``folded(name, entry, scale)`` (a recoil spectrum, :mod:`lzflow.config`)."""
+    return observable_background(name, entry, scale) if name in OBSERVABLE_BACKGROUNDS else folded(name, entry, scale)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["Source", "wimp_source", "background_source", "source_name"]
+__all__ = ["Source", "wimp_source", "background_source", "observable_source", "source_name"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,13 @@ def source_name(mass_label: str) -> str:
 def wimp_source(spec: Mapping[str, Any]) -> Source:
     """WIMP source from a job spec with ``mass_GeV``, ``mass_label``, ``sigma_ref_cm2``, ``halo``
     (resolved, :func:`lzflow.physics_config.resolve_halo`), ``exposure_t_yr`` and ``interaction``
-    (``SI`` when absent: an SI spec has no such key, :func:`lzflow.layout.signal_spec`):
-    dN/dE = exposure × dR/dE(σ_ref) [events/keV]."""
+    (``SI`` when absent: an SI spec has no such key, :func:`lzflow.layout.signal_spec`) and
+    ``selection_efficiency`` ε_sel (1 when absent, the default):
+    dN/dE = ε_sel × exposure × dR/dE(σ_ref) [events/keV].
+
+    ε_sel is the flat acceptance of the analysis cuts that NEST does not model (``signal.selection_efficiency``,
+    docs/ws2024.md): NEST's response already holds the detection threshold (S1 coincidence, raw S2
+    threshold, ROI), so only the cut acceptance on the plateau of a published efficiency multiplies it."""
     from .spectra import HaloModel
     from .spectra.spin_dependent import SIGNAL_INTERACTIONS, signal_rate
 
@@ -55,9 +60,13 @@ def wimp_source(spec: Mapping[str, Any]) -> Source:
     coupling = spec.get("interaction", "SI")
     if coupling not in SIGNAL_INTERACTIONS:
         raise ValueError(f"interaction: {coupling!r}; expected one of {', '.join(SIGNAL_INTERACTIONS)}")
+    eff = float(spec.get("selection_efficiency", 1.0))  # absent: 1, NEST's detection only (layout.signal_spec)
+    if not 0.0 < eff <= 1.0:
+        raise ValueError(f"selection_efficiency: {eff!r}; expected 0 < value <= 1")
+    weight = exposure * eff
 
     def spectrum(energy_keV: np.ndarray) -> np.ndarray:
-        return exposure * signal_rate(np.asarray(energy_keV, dtype=float), mass, sigma, halo, coupling)
+        return weight * signal_rate(np.asarray(energy_keV, dtype=float), mass, sigma, halo, coupling)
 
     return Source(
         name=source_name(spec["mass_label"]),
@@ -65,7 +74,8 @@ def wimp_source(spec: Mapping[str, Any]) -> Source:
         spectrum=spectrum,
         energy_range_keV=(0.0, np.inf),
         metadata={"kind": "signal", "mass_GeV": mass, "sigma_ref_cm2": sigma, "exposure_t_yr": exposure,
-                  "halo": dict(spec["halo"]), **({} if coupling == "SI" else {"interaction": coupling})},
+                  "halo": dict(spec["halo"]), **({} if coupling == "SI" else {"interaction": coupling}),
+                  **({} if eff == 1.0 else {"selection_efficiency": eff})},
     )
 
 
@@ -74,7 +84,10 @@ def background_source(spec: Mapping[str, Any]) -> Source:
     ``rel_unc`` and ``nest_yields``: its shape normalised to ``counts`` events in the window,
     folded with the ``nest_yields`` interaction (one of the source's yield models)."""
     from .spectra import background_model, background_spectrum, reference_window_keV
+    from .spectra.accidentals import OBSERVABLE_BACKGROUNDS
 
+    if spec["name"] in OBSERVABLE_BACKGROUNDS:
+        return observable_source(spec)
     model = background_model(spec["name"])
     if spec["nest_yields"] not in model.yield_models:
         raise ValueError(f"{model.name}: nest_yields {spec['nest_yields']!r}; expected one of "
@@ -92,4 +105,26 @@ def background_source(spec: Mapping[str, Any]) -> Source:
         energy_range_keV=tuple(model.energy_range_keV),
         metadata={"kind": "background", "recoil": model.recoil, "counts_in_window": counts,
                   "window_keV": list(window), "rel_unc": float(spec["rel_unc"])},
+    )
+
+
+def observable_source(spec: Mapping[str, Any]) -> Source:
+    """A background given in the analysis space (:data:`lzflow.spectra.accidentals.OBSERVABLE_BACKGROUNDS`,
+    accidental coincidences): ``counts`` events in the ROI spread by its template, never folded. Its
+    ``nest_yields`` (``beta``) names the response that supplies only the analysis space and detector
+    identity of its PDF job."""
+    from .spectra.accidentals import observable_source_template
+
+    if spec.get("window_keV"):
+        raise ValueError(f"{spec['name']}: window_keV {spec['window_keV']!r}; an accidental background has no "
+                         "energy: its counts are ROI events")
+    template = observable_source_template(spec["name"], spec["counts"])
+    return Source(
+        name=spec["name"],
+        interaction=spec["nest_yields"],
+        spectrum=template,
+        energy_range_keV=(0.0, 0.0),
+        metadata={"kind": "background", "recoil": "none (accidental coincidence)", "counts_in_roi": template.counts,
+                  "rel_unc": float(spec["rel_unc"]), "template": "isolated-S1 x isolated-S2 power laws "
+                  "(lzflow.spectra.accidentals)"},
     )
