@@ -20,6 +20,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/pdfs.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
 

@@ -194,7 +194,7 @@ def cmd_toys(args: argparse.Namespace) -> int:
         write_no_sensitivity_file(args.out)
         print(f"lzflow: warning: {args.workspace}: empty signal (no sensitivity); no toys run", file=sys.stderr)
         return 0
-    result, header = run_toy_job(ws, spec)
+    result, header = run_toy_job(ws, spec, args.observed)  # --observed: datacli.register
     save_toy_job(args.out, result, header)
     print(f"toys run {header['run_number']}: {header['hypothesis']} POI {header['poi_index']} "
           f"(mu {header['poi_value']:.4g}), toys {header['toy_index_range']} -> {args.out}")
@@ -219,10 +219,10 @@ def cmd_merge(args: argparse.Namespace) -> int:
     ws = read_workspace(args.workspace)
     try:
         if args.errors_out:
-            doc, errors = merge_mass(ws, args.toys, spec)
+            doc, errors = merge_mass(ws, args.toys, spec, args.observed)
             write_json(args.errors_out, errors)
         else:
-            doc = merge_limits(ws, args.toys, spec)
+            doc = merge_limits(ws, args.toys, spec, args.observed)
     except CorruptToyFile as err:  # move it aside: the next run sees it missing and makes it again
         try:
             done = f"moved aside to {quarantine(err.path).name}, the next run makes it again"
@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     lists(p, False, study_tables="table.csv per study (spec order)",
            study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
-    datacli.register(sub)  # simulate-data, events
+    datacli.register(sub)  # simulate-data, events, bin-data; --observed of toys and merge
     pyhfcli.register(sub)  # pyhf-limits
     return parser
 

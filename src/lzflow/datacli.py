@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .cliparse import required, stage
 
-__all__ = ["register", "cmd_simulate_data", "cmd_events"]
+__all__ = ["register", "cmd_simulate_data", "cmd_events", "cmd_bin_data"]
 
 
 def _one_line_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -74,8 +74,34 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bin_data(args: argparse.Namespace) -> int:
+    """bin the observed event list on the analysis window (the workflow's observed_data rule).
+
+    Read the event list with the spec's format, columns, units and tree (lzflow.eventlist), place
+    it on the spec's window (the pdf axes' edges) and write the counts, the out-of-window
+    accounting, the file's SHA-256 and the counts' digest as JSON (lzflow.observeddata).
+    """
+    import json
+
+    from .io import write_json
+    from .observeddata import bin_observed
+
+    doc = bin_observed(json.loads(args.spec), args.events)
+    write_json(args.out, doc)
+    print(f"bin-data {args.events}: {doc['n_total']} events, {doc['n_inside']} in the window, {doc['n_outside']} "
+          f"outside ({', '.join(f'{k} {v}' for k, v in doc['outside_by_reason'].items())}) -> {args.out}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add ``simulate-data`` and ``events`` to the console script's subparsers."""
+    """Add ``simulate-data``, ``events`` and ``bin-data`` to the console script's subparsers, and
+    ``--observed`` (the binned event list of an unblinded analysis) to its ``toys`` and ``merge``."""
+    for name in ("toys", "merge"):
+        sub.choices[name].add_argument("--observed", help="the binned event list (data/observed.json, lzflow "
+                                                          "bin-data) of an unblinded analysis")
+    p = stage(sub, "bin-data", _one_line_errors(cmd_bin_data))
+    required(p, spec="JSON: format, columns, units, tree and window {cS1_edges, log10cS2_edges} (layout.data_spec)",
+             events="the event list", out="output observed.json")
     formats = ["csv", "parquet", "root"]
     p = stage(sub, "simulate-data", _one_line_errors(cmd_simulate_data))
     required(p, workspace="workspace.json (or .json.gz) of one mass",

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .exceptions import ConfigError
 
-__all__ = ["DATA_DEFAULTS", "resolve_data", "unblinded"]
+__all__ = ["DATA_DEFAULTS", "resolve_data", "unblinded", "window_edges"]
 
 #: documented defaults of the ``data:`` keys (recorded in the resolved configuration)
 DATA_DEFAULTS: dict[str, Any] = {"columns": {"cS1": "cS1", "cS2": "cS2"}, "units": {}, "tree": "events",
@@ -64,3 +64,12 @@ def resolve_data(config: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[st
 def unblinded(cfg: Mapping[str, Any]) -> bool:
     """True when a resolved config has data and ``blind: false``: only then is the data read."""
     return cfg.get("data") is not None and cfg.get("blind") is False
+
+
+def window_edges(pdf: Mapping[str, Any]) -> tuple[list[float], list[float]]:
+    """The analysis window's (cS1, log10 cS2) edges from the config's ``pdf`` section, as the
+    workspaces have them (:class:`lzflow.space.AnalysisSpace`)."""
+    from .space import AnalysisSpace
+
+    space = AnalysisSpace.from_dict({**pdf, "s2_raw_min_phd": pdf.get("s2_raw_min_phd", 0.0)})
+    return space.cs1_edges.tolist(), space.log10cs2_edges.tolist()

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from .dataconfig import unblinded, window_edges
 from .space import INTERACTIONS
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS", "RESPONSE_VARIATION", "VARIATION_PDF", "VARIATION_NOMINAL", "systematics_of",
     "response_variations", "source_systematics", "varied_sources", "variation_spec", "variation_pdf_spec",
-    "source_spec", "source_interaction",
+    "source_spec", "source_interaction", "OBSERVED_DATA", "observed_toys_spec", "observed_merge_spec", "data_spec",
 ]
 
 
@@ -100,6 +101,8 @@ REFERENCE_COMPARISON = "reference_comparison.csv"
 FIT_ERRORS = "fit_errors.json"
 FIT_ERRORS_MD = "fit_errors.md"
 REPORT = "report.html"
+#: the observed event list binned on the analysis window (rule ``observed_data``; unblinded analyses only)
+OBSERVED_DATA = "data/observed.json"
 #: study trees and each study's table and overlay (rule ``study``), below the baseline's tree
 STUDIES_DIR = "studies"
 STUDY_TABLE = "studies/{study}/table.csv"
@@ -125,6 +128,7 @@ LOGS: dict[str, str] = {
     "report": "report.log",
     "response_variation": "response_{interaction}_{systematic}.log",
     "variation_pdf": "pdf_variations_{source}.log",
+    "observed_data": "observed_data.log",
 }
 BENCHMARKS: dict[str, str] = {
     "detector": "detector.tsv",
@@ -138,6 +142,7 @@ BENCHMARKS: dict[str, str] = {
     "merge": "m{mass}/merge.tsv",
     "response_variation": "response_{interaction}_{systematic}.tsv",
     "variation_pdf": "pdf_variations_{source}.tsv",
+    "observed_data": "observed_data.tsv",
 }
 
 
@@ -340,7 +345,7 @@ def toys_sb_spec(cfg: Mapping[str, Any], label: str, poi: int, job: int) -> dict
     ms = stats["per_mass"][label]
     return {"hypothesis": "sb", "poi_index": int(poi), "job_index": int(job), "n_jobs": ms["jobs_per_poi"],
             "n_toys": ms["toys_per_poi"], "seed": stats["seed"], "test_statistic": stats["test_statistic"],
-            **likelihood_spec(stats)}
+            **likelihood_spec(stats), **observed_toys_spec(cfg)}
 
 
 def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
@@ -348,13 +353,39 @@ def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
     stats = cfg["stats"]
     ms = stats["per_mass"][label]
     return {"hypothesis": "b", "job_index": int(job), "n_jobs": ms["jobs_per_poi"], "n_toys": ms["toys_bonly"],
-            "seed": stats["seed"], "test_statistic": stats["test_statistic"], **likelihood_spec(stats)}
+            "seed": stats["seed"], "test_statistic": stats["test_statistic"], **likelihood_spec(stats),
+            **observed_toys_spec(cfg)}
 
 
 def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     """The merge of one mass: the statistical procedure and which cross section the limit is on."""
     mass_of(cfg, label)
-    return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}, **interaction_spec(cfg)}
+    return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}, **interaction_spec(cfg),
+            **observed_merge_spec(cfg)}
+
+
+def observed_toys_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``observed_data: true`` in the toy jobs of an unblinded analysis (toys at the data's fits);
+    nothing otherwise (a blind analysis and one without data have the same toys)."""
+    return {"observed_data": True} if unblinded(cfg) else {}
+
+
+def observed_merge_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What merge knows of the observed data: nothing without data, ``blind: true`` in a blind
+    analysis (nothing of the data is read), else ``blind: false`` and the discovery toys."""
+    if cfg.get("data") is None:
+        return {}
+    if not unblinded(cfg):
+        return {"blind": True}
+    return {"blind": False, "discovery_toys": int(cfg["data"]["discovery_toys"])}
+
+
+def data_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The binning of the event list (rule ``observed_data``): how to read it and the analysis
+    window, the pdf axes' edges (:func:`lzflow.observeddata.bin_observed`)."""
+    cs1, log10cs2 = window_edges(cfg["pdf"])
+    return {**{k: cfg["data"][k] for k in ("format", "columns", "units", "tree")},
+            "window": {"cS1_edges": cs1, "log10cS2_edges": log10cs2}}
 
 
 def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[str, Any]]]:
@@ -409,8 +440,10 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "response": ("response/*.py", "space.py", "detector.py", *RESPONSE_SPECTRA),
     "pdf": ("pdfs.py", "roothist.py", "response/*.py", "space.py", "sources.py", "spectra/*.py"),
     "workspace": ("workspace.py", "pdfs.py", "impacts.py", "stats/*.py"),
-    "toys": ("toyjobs.py", "toybatch.py", "workspace.py", "stats/*.py"),
-    "merge": ("merge.py", "toyjobs.py", "workspace.py", "fit_errors.py", "stats/*.py"),
+    "toys": ("toyjobs.py", "toybatch.py", "workspace.py", "observeddata.py", "stats/*.py"),
+    "merge": ("merge.py", "observed.py", "observeddata.py", "toyjobs.py", "workspace.py", "fit_errors.py",
+              "stats/*.py"),
+    "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py"),
     "curve": ("curve.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),

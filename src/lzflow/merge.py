@@ -144,21 +144,35 @@ def json_safe(doc: Any) -> tuple[Any, list[str]]:
     return walk(doc, ""), paths
 
 
-def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any]) -> dict[str, Any]:
+def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any],
+                 observed: str | Path | None = None) -> dict[str, Any]:
     """The limit document of one mass (see the module docstring); ``spec`` holds cl, method,
-    power_threshold, test_statistic (optionally n_boot, max_refine_rounds)."""
-    return limit_document(ws, lambda: load_toy_files(toy_paths), spec)[0]
+    power_threshold, test_statistic (optionally n_boot, max_refine_rounds; ``blind`` and
+    ``discovery_toys`` with observed data, :func:`lzflow.layout.observed_merge_spec`); ``observed``:
+    the binned event list of an unblinded analysis."""
+    return limit_document(ws, lambda: load_toy_files(toy_paths), spec, _read_observed(spec, observed))[0]
 
 
-def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path],
-               spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_observed(spec: Mapping[str, Any], path: str | Path | None) -> dict[str, Any] | None:
+    """The binned event list when the spec is unblinded (``blind: false``); a blind spec or one
+    without data takes none: nothing of the data is read."""
+    from .io import read_json
+
+    if (spec.get("blind") is False) != (path is not None):
+        raise MergeError(f"observed data {'missing' if path is None else 'given'} for a merge spec with blind "
+                         f"{spec.get('blind')}; expected --observed exactly when blind is false")
+    return None if path is None else read_json(path)
+
+
+def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any],
+               observed: str | Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`merge_limits` and the fit-error summary of the same toys
     (:func:`lzflow.fit_errors.summarise_loaded`), reading each toy file once; the summary includes
     the toys merge ran itself to extend the POI grid."""
     from .fit_errors import summarise_loaded
 
     files = load_toy_files(toy_paths)
-    doc, extra = limit_document(ws, lambda: files, spec)
+    doc, extra = limit_document(ws, lambda: files, spec, _read_observed(spec, observed))
     return doc, summarise_loaded([*files, *extra])
 
 
@@ -175,7 +189,8 @@ def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"seed": int(one("the seed", lambda h: h["seed_entropy"][0])),
             "test_statistic": one("the test statistic", lambda h: h["test_statistic"]),
             "toy_block": int(one("the toy block", lambda h: h.get("toy_block", TOY_BLOCK))),
-            "likelihood": likelihood_settings(one("the likelihood", lambda h: h.get("likelihood", {})))}
+            "likelihood": likelihood_settings(one("the likelihood", lambda h: h.get("likelihood", {}))),
+            "observed_digest": one("the observed data", lambda h: h.get("observed_digest"))}
 
 
 def _records(result: Any) -> dict[str, np.ndarray]:
@@ -185,8 +200,8 @@ def _records(result: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
-def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]],
-                   spec: Mapping[str, Any]) -> tuple[dict[str, Any], list[LoadedToyFile]]:
+def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]], spec: Mapping[str, Any],
+                   data: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[LoadedToyFile]]:
     """The limit document, and the records of the toys merge ran to extend the POI grid (as
     (label, arrays, header) entries for the fit-error summary). ``toy_files()`` supplies the
     read toy files, and is not called for a mass whose signal has no events in the ROI (no
@@ -200,7 +215,10 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     files) and evaluated there; deterministic, so the same config gives the same document. The
     MC errors are bootstrap errors over all toys (``n_boot`` replicates, default
     :data:`lzflow.stats.inversion.N_BOOT`). Non-finite numbers become null and are listed in
-    ``non_finite_to_null``.
+    ``non_finite_to_null``. With ``data`` (the binned event list of an unblinded analysis) the
+    observed dataset is the data (toys generated at its fits, checked by their ``observed_digest``)
+    and ``"observed"`` holds :func:`lzflow.observed.observed_section`; else it is the Asimov
+    background-only dataset and nothing of any data is read.
     """
     from .config import STATS_DEFAULTS
     from .stats.bands import BANDS, pcl_with_status
@@ -211,6 +229,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     from .stats.quality import EXCLUSION_POLICY, GOOD, cause_counts
     from .stats.request import ToyRequest
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
+    from .observed import observed_results
+    from .observeddata import observed_counts
     from .toyjobs import job_model
     from .workspace import workspace_model
 
@@ -225,6 +245,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         "method": spec["method"], "test_statistic": spec["test_statistic"], "power_threshold": threshold,
         "sigma_ref_cm2": sigma_ref, "signal_expected_events_at_sigma_ref": ws["signal"]["expected_events"],
         "asymptotic": ws.get("asymptotic"), "poi_grid": ws["poi_grid"],
+        **({"blind": spec["blind"]} if "blind" in spec else {}),
     }
     if ws["signal"]["empty"]:
         doc.update(no_sensitivity=True, warning=f"{ws['signal']['name']}: no signal events in the ROI; no limit")
@@ -242,7 +263,10 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     if test_stat != spec["test_statistic"]:
         raise MergeError(f"toys use test statistic {test_stat!r}, the merge spec {spec['test_statistic']!r}; "
                          f"rerun the toys")
-    counts, aux = observed_asimov(model)
+    counts, aux = observed_asimov(model) if data is None else (observed_counts(data, ws), model.nominal_nuisance())
+    if settings["observed_digest"] != (None if data is None else data["counts_digest"]):
+        raise MergeError(f"toy files generated at observed data {settings['observed_digest']}, the merge has "
+                         f"{None if data is None else data['counts_digest']}; rerun the toys of this mass")
     q_obs, _ = observed_q(model, counts, aux, mus, test_stat)
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
     warnings: list[str] = []
@@ -266,7 +290,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
         toys = job_model(ws, settings["likelihood"])
         ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat,
-                        block_size=settings["toy_block"], n_threads=1)
+                        block_size=settings["toy_block"], n_threads=1, observed=None if data is None else (counts, aux))
         sb_new = [run_toys(toys, ToyRequest(poi_index=int(k), hypothesis="sb", mu=float(mu),
                                             toy_indices=np.arange(n_sb_new), **ensemble))
                   for mu, k in zip(mu_new, idx_new)]
@@ -413,6 +437,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         "bonly_n_inf": [int(np.sum(np.isinf(q))) for q in q_b_used],
         "note": "used toys only, finite q (every ~N/500-th); +inf q (data impossible under mu) counted in *_n_inf",
     }
+    if data is not None:
+        doc["observed"] = observed_results(model, counts, aux, doc, spec, settings, data, key)
     mismatch = toy_asymptotic_mismatch(doc)
     if mismatch:
         warnings.append(mismatch)
@@ -461,7 +487,8 @@ def limit_summary(doc: Mapping[str, Any]) -> tuple[str, list[str]]:
         return f"merge: {doc['warning']}", []
     median = doc["limits"][doc["method"]]["expected_sigma_cm2"]["0"]
     line = (f"merge {doc['mass_GeV']:g} GeV: median expected {_g(median)} cm2 (asymptotic "
-            f"{_g(doc['asymptotic']['expected_sigma_cm2']['0'])}), PCL {_g(doc['upper_limit_sigma_cm2'])} cm2")
+            f"{_g(doc['asymptotic']['expected_sigma_cm2']['0'])}), PCL {_g(doc['upper_limit_sigma_cm2'])} cm2"
+            + {True: " [blind: data not read]", False: " [unblinded: PCL on the data]"}.get(doc.get("blind"), ""))
     warnings = []
     if median is None:
         grid = doc["poi_grid"]

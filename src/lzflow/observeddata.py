@@ -39,21 +39,12 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["DATA_FORMAT", "window_edges", "bin_observed",
+__all__ = ["DATA_FORMAT", "bin_observed",
            "observed_digest", "observed_counts", "observed_summary",
            "load_observed"]
 
 #: the ``format`` of the binned event list
 DATA_FORMAT = "lzflow-observed-1"
-
-
-def window_edges(pdf: Mapping[str, Any]) -> tuple[list[float], list[float]]:
-    """The analysis window's (cS1, log10 cS2) edges from the config's ``pdf`` section, as the
-    workspaces have them (:class:`lzflow.space.AnalysisSpace`)."""
-    from .space import AnalysisSpace
-
-    space = AnalysisSpace.from_dict({**pdf, "s2_raw_min_phd": pdf.get("s2_raw_min_phd", 0.0)})
-    return space.cs1_edges.tolist(), space.log10cs2_edges.tolist()
 
 
 def _sha256(path: str | Path) -> str:

@@ -52,12 +52,14 @@ use rule workspace as workspace_study with:
 rule toys:
     """One S+B toy file: a block of toys generated at one POI of one mass (the file split, LZFLOW_TOY_JOBS=file)."""
     input:
-        out(L.WORKSPACE),
+        workspace=out(L.WORKSPACE),
+        observed=observed_data_input,
     output:
         out(L.TOYS_SB),
     params:
         spec=toys_sb_spec,
         code=stage_code_hash("toys"),
+        observed=observed_option,
     resources:
         mem_mb=1000,
         runtime=30,
@@ -66,12 +68,14 @@ rule toys:
     benchmark:
         bench_path("toys")
     shell:
-        "lzflow toys --spec {params.spec:q} --workspace {input:q} --out {output:q} > {log:q} 2>&1"
+        "lzflow toys --spec {params.spec:q} --workspace {input.workspace:q} {params.observed} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 use rule toys as toys_study with:
     input:
-        upstream(L.WORKSPACE),
+        workspace=upstream(L.WORKSPACE),
+        observed=observed_data_input,
     output:
         study_out(L.TOYS_SB),
     log:
@@ -83,12 +87,14 @@ use rule toys as toys_study with:
 rule toys_bonly:
     """One B-only toy file: a block of background-only toys of one mass, tested on the whole POI grid (the file split)."""
     input:
-        out(L.WORKSPACE),
+        workspace=out(L.WORKSPACE),
+        observed=observed_data_input,
     output:
         out(L.TOYS_B),
     params:
         spec=toys_b_spec,
         code=stage_code_hash("toys"),
+        observed=observed_option,
     resources:
         mem_mb=1000,
         runtime=30,
@@ -97,12 +103,14 @@ rule toys_bonly:
     benchmark:
         bench_path("toys_bonly")
     shell:
-        "lzflow toys --spec {params.spec:q} --workspace {input:q} --out {output:q} > {log:q} 2>&1"
+        "lzflow toys --spec {params.spec:q} --workspace {input.workspace:q} {params.observed} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 use rule toys_bonly as toys_bonly_study with:
     input:
-        upstream(L.WORKSPACE),
+        workspace=upstream(L.WORKSPACE),
+        observed=observed_data_input,
     output:
         study_out(L.TOYS_B),
     log:
@@ -116,18 +124,20 @@ rule merge:
     input:
         workspace=out(L.WORKSPACE),
         toys=toy_files,
+        observed=observed_data_input,
     output:
         limit=out(L.LIMIT),
         errors=out(L.MASS_FIT_ERRORS),
     params:
         spec=merge_spec,
         code=stage_code_hash("merge"),
+        observed=observed_option,
     log:
         log_path("merge"),
     benchmark:
         bench_path("merge")
     shell:
-        "lzflow merge --spec {params.spec:q} --workspace {input.workspace:q} --toys {input.toys:q} "
+        "lzflow merge --spec {params.spec:q} --workspace {input.workspace:q} --toys {input.toys:q} {params.observed} "
         "--out {output.limit:q} --errors-out {output.errors:q} > {log:q} 2>&1"
 
 
@@ -135,6 +145,7 @@ use rule merge as merge_study with:
     input:
         workspace=upstream(L.WORKSPACE),
         toys=toy_files,
+        observed=observed_data_input,
     output:
         limit=study_out(L.LIMIT),
         errors=study_out(L.MASS_FIT_ERRORS),
@@ -196,11 +207,13 @@ for _batch in TOY_BATCHES:
             _batch.rule
         input:
             workspace=_batch.workspace,
+            observed=observed_data_input,
         output:
             toys=_batch.outputs,
         params:
             spec=toy_batch_spec(_batch),
             code=stage_code_hash("toys"),
+            observed=observed_option,
         resources:
             mem_mb=1000,
             runtime=60,
@@ -209,8 +222,8 @@ for _batch in TOY_BATCHES:
         benchmark:
             _batch.benchmark
         shell:
-            "python -m lzflow.toybatch --spec {params.spec:q} --workspace {input.workspace:q} --out {output.toys:q} "
-            "> {log:q} 2>&1"
+            "python -m lzflow.toybatch --spec {params.spec:q} --workspace {input.workspace:q} {params.observed} "
+            "--out {output.toys:q} > {log:q} 2>&1"
 
     workflow.ruleorder(_batch.rule, "toys_study" if _batch.suffix else "toys")
     workflow.ruleorder(_batch.rule, "toys_bonly_study" if _batch.suffix else "toys_bonly")

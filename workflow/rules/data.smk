@@ -1,0 +1,40 @@
+# Observed data (config data:, docs/data.md): in an unblinded analysis (blind: false) the event list
+# is binned once on the analysis window (rule observed_data, lzflow.observeddata), and every mass's
+# toys (generated at the data's fits) and merge (observed results) read the binned file. A blind
+# analysis (data: with blind: true, the default) has no such job and no such input: nothing reads
+# the event list, every result is the Asimov sensitivity, and unblinding adds this job and reruns
+# only the toys, merges and what follows them.
+from lzflow.dataconfig import unblinded
+
+UNBLINDED = unblinded(LZ)
+
+
+def observed_data_input(wildcards):
+    """The binned event list for a toys or merge job of an unblinded analysis; nothing otherwise."""
+    return [out(L.OBSERVED_DATA)] if UNBLINDED else []
+
+
+def observed_option(wildcards, input):
+    """``--observed <binned event list>`` for a job with that input (lzflow toys, merge, toybatch)."""
+    files = input.get("observed", [])
+    files = [files] if isinstance(files, str) else list(files)
+    return " ".join(f"--observed {shlex.quote(str(f))}" for f in files)
+
+
+if UNBLINDED:
+
+    rule observed_data:
+        """The observed event list binned on the analysis window (counts, out-of-window accounting, digests)."""
+        input:
+            LZ["data"]["path"],
+        output:
+            out(L.OBSERVED_DATA),
+        params:
+            spec=as_spec(L.data_spec(LZ)),
+            code=stage_code_hash("data"),
+        log:
+            log_path("observed_data"),
+        benchmark:
+            bench_path("observed_data")
+        shell:
+            "lzflow bin-data --spec {params.spec:q} --events {input:q} --out {output:q} > {log:q} 2>&1"
