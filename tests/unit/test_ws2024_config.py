@@ -11,7 +11,7 @@ import pytest
 
 from lzflow.config import load_config
 
-WS2024_SOURCES = {"Ar37", "B8", "DetER", "H3", "Rn220", "Rn222", "Xe124", "Xe127", "atm", "pp", "vvBB"}
+WS2024_SOURCES = {"Ar37", "B8", "DetER", "H3", "Rn220", "Rn222", "Xe124", "Xe127", "accidentals", "atm", "pp", "vvBB"}
 
 
 @pytest.mark.parametrize("path", ["config/lz_ws2024.yaml", "config/lz_ws2024_quick.yaml"])
