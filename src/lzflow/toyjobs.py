@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import __version__
-from .exceptions import CorruptToyFile, ToyFileError
+from .exceptions import CorruptToyFile, ToyFileError, WorkspaceError
 from .io import atomic_path
 
 __all__ = ["run_number", "toy_block", "run_toy_job", "job_model", "job_request", "likelihood_settings",
@@ -85,6 +85,10 @@ def job_model(ws: Mapping[str, Any], likelihood: Mapping[str, Any]):
     (:func:`likelihood_settings`)."""
     if likelihood["likelihood"] == "unbinned":
         from .stats.unbinned_model import UnbinnedModel
+
+        if ws.get("runs"):  # a combined workspace (lzflow.combinecli): its runs have separate grids
+            raise WorkspaceError(f"likelihood unbinned: a combined workspace (runs {', '.join(r['name'] for r in ws['runs'])}) "
+                                 f"has no single (cS1, log10cS2) grid; expected likelihood binned")
 
         return UnbinnedModel.from_workspace(ws, likelihood["interpolation_order"], likelihood["template_rebin"],
                                             floor=likelihood["interpolation_floor"])

@@ -223,8 +223,13 @@ def write_workspace(path: str | Path, ws: Mapping[str, Any], exports: Mapping[st
 
 
 def read_workspace(path: str | Path) -> dict[str, Any]:
-    """Read and check a workspace document (format tag, shapes)."""
-    ws = read_json(path)
+    """Read and check a workspace document (format tag, shapes); ``.json`` or gzipped (a combined
+    workspace of ``lzflow combine`` may be ``.json.gz``)."""
+    import gzip
+    import json
+
+    raw = Path(path).read_bytes() if str(path).endswith(".gz") else None
+    ws = read_json(path) if raw is None else json.loads(gzip.decompress(raw))
     if not isinstance(ws, dict) or ws.get("format") != FORMAT:
         raise WorkspaceError(f"{path}: not an lzflow workspace (format {ws.get('format') if isinstance(ws, dict) else None!r})")
     return ws
@@ -317,4 +322,7 @@ def to_hs3(ws: Mapping[str, Any], observed: np.ndarray | None = None) -> dict[st
     pyhf's parameter names, domains and a ROOT ModelConfig); refuses shape systematics."""
     from .hs3 import hs3_document
 
+    if ws.get("runs"):  # lzflow.combinecli: no single (cS1, log10cS2) grid
+        raise WorkspaceError(f"a combined workspace (runs {', '.join(r['name'] for r in ws['runs'])}) has no single "
+                             f"axis set for HS3; expected a single-run workspace")
     return hs3_document(workspace_model(ws), ws["axes"], _hs3_description(ws), observed)

@@ -189,3 +189,104 @@ def test_two_identical_runs_equal_doubled_live_time_many_toys(m40):
     one, two, err = _compare_toys(m40, 3000, 8000, 24)
     assert abs(two - one) < 3 * err
     assert err < 0.05 * one
+
+
+# ----------------------------------------------------------------------------- lzflow combine
+SPEC = {"cl": 0.9, "method": "CLs+b", "test_statistic": "qtilde", "power_threshold": 0.1587, "discovery_sigma": 3.0,
+        "poi_grid": {"n_points": 3, "min_factor": 0.3, "max_factor": 2.5}}
+
+
+def _combine_cli(tmp_path: Path, files: list[Path], names: list[str], correlated: list[str], out: str) -> Path:
+    from lzflow.cli import main
+
+    argv = ["combine", *[a for f in files for a in ("--workspace", str(f))], "--run-names", *names,
+            "--correlated", *correlated, "--spec", json.dumps(SPEC), "--out", str(tmp_path / out)]
+    assert main(argv) == 0
+    return tmp_path / out
+
+
+def _same_model(a: BinnedModel, b: BinnedModel) -> None:
+    assert a.par_names == b.par_names and a.interpolation == b.interpolation
+    for x, y in ((a.signal, b.signal), (a.backgrounds, b.backgrounds), (a.rel_unc, b.rel_unc)):
+        np.testing.assert_array_equal(x, y)
+    for s, t in zip(a.shape_systematics, b.shape_systematics):
+        for label in ("up", "down", "up2", "down2"):
+            np.testing.assert_array_equal(getattr(s, label), getattr(t, label))
+
+
+def test_combine_cli_document_round_trip_with_shapes(tmp_path, m40, m40s):
+    from lzflow.combinecli import run_pieces
+    from lzflow.workspace import read_workspace
+
+    files = [DATA / "workspace_m40.json.gz", DATA / "workspace_m40_systematics.json.gz"]
+    out = _combine_cli(tmp_path, files, ["ws22", "ws24"], ["B8", "pp", "g1"], "comb.json.gz")
+    again = _combine_cli(tmp_path, files, ["ws22", "ws24"], ["B8", "pp", "g1"], "again.json.gz")
+    assert out.read_bytes() == again.read_bytes()  # reproducible bit for bit
+    ws = read_workspace(out)
+    comb = combine_models({"ws22": m40, "ws24": m40s}, {"B8", "pp", "g1"})
+    _same_model(workspace_model(ws), comb.model)
+    assert "axes" not in ws and [r["name"] for r in ws["runs"]] == ["ws22", "ws24"]
+    assert run_pieces(ws) == {"ws22": slice(0, 1600), "ws24": slice(1600, 3200)}
+    assert ws["runs"][1]["parameters"]["alpha_g2"] == "alpha_ws24.g2" and ws["runs"][0]["parameters"]["pp"] == "pp"
+    assert ws["runs"][1]["axes"] == _ws("workspace_m40_systematics.json.gz")["axes"]
+    assert set(next(s for s in ws["shape_systematics"] if s["name"] == "g1")["physical"]) == {"ws24"}
+    expected = asymptotic_limits(comb.model).expected[0]
+    assert ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"] == pytest.approx(expected, rel=1e-9)
+    assert ws["poi_grid"] == pytest.approx(list(expected * np.linspace(0.3, 2.5, 3)), rel=1e-12)
+
+
+def test_combined_workspace_through_toys_and_merge(tmp_path):
+    """The combined document is read by ``lzflow toys`` and ``lzflow merge`` as any workspace."""
+    from lzflow.cli import main
+
+    ws_file = _combine_cli(tmp_path, [DATA / "workspace_m40.json.gz"] * 2, ["a", "b"], ["B8", "atm"], "c.json.gz")
+    files = []
+    for k in range(3):
+        spec = {"hypothesis": "sb", "poi_index": k, "job_index": 0, "n_jobs": 1, "n_toys": 60, "seed": 1,
+                "test_statistic": "qtilde"}
+        files.append(tmp_path / f"sb{k}.npz")
+        assert main(["toys", "--workspace", str(ws_file), "--spec", json.dumps(spec), "--out", str(files[-1])]) == 0
+    spec = {"hypothesis": "b", "job_index": 0, "n_jobs": 1, "n_toys": 120, "seed": 1, "test_statistic": "qtilde"}
+    files.append(tmp_path / "b.npz")
+    assert main(["toys", "--workspace", str(ws_file), "--spec", json.dumps(spec), "--out", str(files[-1])]) == 0
+    merge = {"cl": 0.9, "method": "CLs+b", "power_threshold": 0.1587, "test_statistic": "qtilde"}
+    assert main(["merge", "--workspace", str(ws_file), "--spec", json.dumps(merge), "--toys", *map(str, files),
+                 "--out", str(tmp_path / "limit.json")]) == 0
+    limit = json.loads((tmp_path / "limit.json").read_text())
+    asym = limit["asymptotic"]["expected_sigma_cm2"]["0"]
+    assert 0.5 * asym < limit["median_expected_sigma_cm2"] < 2 * asym
+
+
+def test_combine_cli_refusals_one_line(tmp_path, capsys):
+    from lzflow.cli import main
+    from lzflow.exceptions import WorkspaceError
+    from lzflow.toyjobs import job_model
+    from lzflow.workspace import read_workspace, to_hs3
+
+    w = str(DATA / "workspace_m40.json.gz")
+    other = _ws("workspace_m40.json.gz")
+    other["mass_GeV"] = 50.0
+    (tmp_path / "m50.json").write_text(json.dumps(other))
+    spec = json.dumps(SPEC)
+    cases = [
+        (["--workspace", w, "--run-names", "a", "b", "--correlated", "--spec", spec], "--run-names: 2 names for 1"),
+        (["--workspace", w, "--workspace", str(tmp_path / "m50.json"), "--run-names", "a", "b", "--correlated",
+          "--spec", spec], "mass_GeV differs between runs (a: 40.0, b: 50.0)"),
+        (["--workspace", w, "--workspace", w, "--run-names", "a", "b", "--correlated", "--spec",
+          json.dumps({**SPEC, "bins": 3})], "spec: unknown key bins"),
+        (["--workspace", w, "--workspace", w, "--run-names", "a", "a", "--correlated", "--spec", spec],
+         "expected distinct names"),
+    ]
+    for argv, message in cases:
+        assert main(["combine", *argv, "--out", str(tmp_path / "x.json")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    combined = read_workspace(_combine_cli(tmp_path, [Path(w)] * 2, ["a", "b"], [], "c.json"))
+    assert main(["combine", "--workspace", str(tmp_path / "c.json"), "--workspace", w, "--run-names", "a", "b",
+                 "--correlated", "--spec", spec, "--out", str(tmp_path / "y.json")]) == 2
+    assert "run a: already a combined workspace" in capsys.readouterr().err
+    with pytest.raises(WorkspaceError, match="no single axis set for HS3"):
+        to_hs3(combined)
+    with pytest.raises(WorkspaceError, match="likelihood unbinned: a combined workspace"):
+        job_model(combined, {"likelihood": "unbinned", "interpolation_order": 0, "template_rebin": 1,
+                             "interpolation_floor": 0.0})
