@@ -120,3 +120,46 @@ def test_pvalues_uniform_many_datasets(m40):
                   for i in range(len(counts))])
     assert stats.kstest(p, "uniform").pvalue > 0.01
     assert abs(p.mean() - 0.5) < 3 / np.sqrt(12 * p.size)
+
+
+# ----------------------------------------------------------------------------- lzflow gof
+def test_gof_cli_events_per_run_and_counts_agree(tmp_path, capsys):
+    from lzflow.cli import main
+    from lzflow.combinecli import combine_workspaces, write_document
+
+    w = DATA / "workspace_m40.json.gz"
+    spec = {"cl": 0.9, "method": "CLs+b", "test_statistic": "qtilde", "power_threshold": 0.1587,
+            "discovery_sigma": 3.0, "poi_grid": {"n_points": 3, "min_factor": 0.3, "max_factor": 2.5}}
+    ws = json.loads(gzip.decompress(w.read_bytes()))
+    write_document(tmp_path / "c.json.gz", combine_workspaces({"r1": ws, "r2": ws}, ["B8"], spec))
+    for k in (1, 2):
+        assert main(["simulate-data", "--workspace", str(w), "--seed", str(k), "--background-only",
+                     "--out", str(tmp_path / f"r{k}.csv")]) == 0
+        assert main(["events", "--workspace", str(w), "--events", str(tmp_path / f"r{k}.csv"),
+                     "--out", str(tmp_path / f"r{k}.json")]) == 0
+    flat = np.concatenate([np.asarray(json.loads((tmp_path / f"r{k}.json").read_text())["counts"]).ravel()
+                           for k in (1, 2)])
+    np.savez(tmp_path / "counts.npz", counts=flat)
+    capsys.readouterr()
+    base = ["gof", "--workspace", str(tmp_path / "c.json.gz"), "--toys", "80", "--seed", "3"]
+    assert main([*base, "--data", str(tmp_path / "r1.csv"), str(tmp_path / "r2.csv"), "--out", str(tmp_path / "a.json")]) == 0
+    assert main([*base, "--data", str(tmp_path / "counts.npz"), "--out", str(tmp_path / "b.json")]) == 0
+    line = capsys.readouterr().out
+    assert "r1 p " in line and "r2 p " in line
+    a, b = (json.loads((tmp_path / f"{x}.json").read_text()) for x in "ab")
+    assert a["observed"] == b["observed"] and a["p_value"] == b["p_value"]  # the same bins, the same toys
+    assert a["runs"] == ["r1", "r2"] and a["n_toys"] == 80 and a["data"][1]["run"] == "r2"
+    assert a["observed"]["total"] == pytest.approx(a["observed"]["r1"] + a["observed"]["r2"]
+                                                   + a["observed"]["constraints"], rel=1e-12)
+    assert all(0.0 <= p <= 1.0 for p in a["p_value"].values())
+    # single run: one event list
+    assert main(["gof", "--workspace", str(w), "--data", str(tmp_path / "r1.csv"), "--toys", "20", "--seed", "3",
+                 "--out", str(tmp_path / "one.json")]) == 0
+    assert set(json.loads((tmp_path / "one.json").read_text())["p_value"]) == {"total", "bins", "constraints"}
+    # refusals, one line each
+    np.savez(tmp_path / "short.npz", counts=flat[:100])
+    for data, message in ((["r1.csv"], "--data: 1 files for 2 run(s) (r1, r2); expected one per run"),
+                          (["short.npz"], "counts of shape (100,); expected 3200 finite integers >= 0")):
+        assert main([*base, "--data", *[str(tmp_path / d) for d in data], "--out", str(tmp_path / "x.json")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
