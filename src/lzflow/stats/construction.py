@@ -23,9 +23,12 @@ parameters profiled (the "profile construction", RooStats' ``FeldmanCousins``):
   intervals without the experimenter choosing ("flip-flopping", Feldman & Cousins §II).
 * **Interval** of a dataset x: [μ_lo, μ_up] = {μ : t_μ(x) ≤ t_c(μ)} — its infimum and supremum
   (a set with holes from MC noise is not split; taking the supremum never undercovers, as for the
-  one-sided limit, :mod:`lzflow.stats.crossing`). Between grid points f(μ) = t_μ(x) − t_c(μ) is
-  interpolated linearly: the end between an accepted μ_a (f_a ≤ 0) and a rejected μ_b (f_b > 0)
-  is μ_a + (μ_b − μ_a) f_a/(f_a − f_b) (μ_a when f_b = +inf). Accepted at the last grid point:
+  one-sided limit, :mod:`lzflow.stats.crossing`). Between grid points f(μ) = √t_μ(x) − √t_c(μ)
+  is interpolated linearly (√t_μ ≈ |μ − μ̂|/σ is linear in μ away from μ̂ in the asymptotic
+  regime; interpolating t itself, convex in μ, shrinks the intervals and undercovers between grid
+  points: −0.6 % at a grid step of 0.3 × the median limit, measured): the end between an accepted
+  μ_a (f_a ≤ 0) and a rejected μ_b (f_b > 0) is μ_a + (μ_b − μ_a) f_a/(f_a − f_b) (μ_a when
+  f_b = +inf). Accepted at the last grid point:
   μ_up = +inf ("above_grid"); accepted at a first grid point μ₀ = 0: μ_lo = 0 exactly ("zero", an
   upper limit); accepted at a first grid point μ₀ > 0: μ_lo ≤ μ₀ only ("below_grid"); nothing
   accepted: "empty". Points where t or t_c is NaN (no usable fit) are skipped.
@@ -190,6 +193,12 @@ def belt_from_toys(mu_grid: Sequence[float] | np.ndarray, sb_toys: Sequence[Reco
     return Belt(float(cl), mus, tc, err, n_toys, n_used, excluded)
 
 
+def _root(t: np.ndarray) -> np.ndarray:
+    """√t, the interpolation variable of the interval ends (NaN stays NaN, +inf stays +inf)."""
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.asarray(t, dtype=np.float64))
+
+
 def _end(mu_a, mu_b, f_a, f_b):
     """Where f, linear between (μ_a, f_a ≤ 0) and (μ_b, f_b > 0), crosses 0 (μ_a if f_b = inf)."""
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -205,7 +214,7 @@ def interval_ends(belt: Belt, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     n, nm = t.shape
     if nm != mu.size:
         raise ValueError(f"t has {nm} columns; expected one per grid point ({mu.size})")
-    f = t - belt.t_crit[None, :]
+    f = _root(t) - _root(belt.t_crit)[None, :]
     valid = ~np.isnan(f)
     acc = valid & (f <= 0.0)
     any_valid, any_acc = valid.any(axis=1), acc.any(axis=1)
@@ -238,7 +247,7 @@ def interval_ends(belt: Belt, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 def _observed_up_error(belt: Belt, t_obs: np.ndarray, up: float) -> float:
     """Error of the observed μ_up propagated from the critical values' errors at its bracket."""
-    f = t_obs - belt.t_crit
+    f = _root(t_obs) - _root(belt.t_crit)
     acc = np.flatnonzero(~np.isnan(f) & (f <= 0))
     if not np.isfinite(up) or acc.size == 0:
         return float("nan")
@@ -249,7 +258,9 @@ def _observed_up_error(belt: Belt, t_obs: np.ndarray, up: float) -> float:
     b = a + 1 + int(later[0])
     d = (f[a] - f[b]) ** 2
     dmu = belt.mu[b] - belt.mu[a]
-    return float(abs(dmu) * math.hypot(f[b] / d * belt.t_crit_err[a], f[a] / d * belt.t_crit_err[b]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = belt.t_crit_err / (2.0 * _root(belt.t_crit))  # δ√t_c
+    return float(abs(dmu) * math.hypot(f[b] / d * e[a], f[a] / d * e[b]))
 
 
 def _finite_or_none(x: Any) -> Any:
