@@ -29,12 +29,17 @@ from .io import atomic_path, write_csv
 __all__ = ["curve_rows", "summary_line", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
            "figure_limit_curve", "figure_pvalues", "figure_teststat", "plain_log_ticks", "pvalue_interval",
            "panel_pois", "qtilde_histogram", "PVALUE_CURVES", "TEST_STATISTIC_SYMBOLS",
-           "BAND_COLUMNS", "CROSS_SECTION_LABELS", "cross_section_label", "pyplot", "save_figure", "read_curve_csv"]
+           "BAND_COLUMNS", "OBSERVED_COLUMNS", "CROSS_SECTION_LABELS", "cross_section_label", "pyplot", "save_figure", "read_curve_csv"]
 
 COLUMNS = ["mass_GeV", "sigma_median_cm2", "sigma_m2_cm2", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_p2_cm2",
            "sigma_pcl_cm2", "sigma_asymptotic_median_cm2", "sigma_discovery_3sigma_cm2", "sigma_m2_bound",
            "sigma_m1_bound", "sigma_median_bound", "sigma_p1_bound", "sigma_p2_bound", "pcl_status", "method", "cl",
            "no_sensitivity", "interaction"]
+#: with observed data (an unblinded analysis, ``limit.json`` → ``observed``) these columns follow: the
+#: observed limit (the method's PCL on the data), the best fit and its 68 % interval, the local
+#: discovery p-value and significance; without data the CSV has :data:`COLUMNS` only
+OBSERVED_COLUMNS = ["sigma_observed_cm2", "sigma_best_fit_cm2", "sigma_best_fit_lo_cm2", "sigma_best_fit_hi_cm2",
+                    "discovery_p_value", "discovery_significance"]
 
 #: Axis label of the cross section each ``interaction`` (``signal.interaction``) limits
 CROSS_SECTION_LABELS = {"SI": "SI WIMP-nucleon", "SD_n": "SD WIMP-neutron", "SD_p": "SD WIMP-proton"}
@@ -84,6 +89,13 @@ def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                        pcl_status=lim.get("pcl_status", "ok"))
             bounds = band_bounds(lim)
             row.update({f"{col}_bound": bounds.get(n) for n, col in BAND_COLUMNS.items()})
+        if "observed" in doc:
+            obs = doc["observed"]
+            lo, hi = obs["best_fit"]["interval_sigma_cm2"]
+            row.update(sigma_observed_cm2=obs["sigma_cm2"], sigma_best_fit_cm2=obs["best_fit"]["sigma_cm2"],
+                       sigma_best_fit_lo_cm2=lo, sigma_best_fit_hi_cm2=hi,
+                       discovery_p_value=obs["discovery"]["p_value"],
+                       discovery_significance=obs["discovery"]["significance"])
         rows.append(row)
     return rows
 
@@ -103,7 +115,9 @@ def summary_line(row: Mapping[str, Any]) -> str:
 
 
 def write_curve_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    write_csv(path, rows, COLUMNS)
+    """The curve CSV: :data:`COLUMNS`, and :data:`OBSERVED_COLUMNS` when a row has an observed limit."""
+    observed = any("sigma_observed_cm2" in r for r in rows)
+    write_csv(path, rows, COLUMNS + (OBSERVED_COLUMNS if observed else []))
 
 
 def pyplot():
@@ -185,7 +199,10 @@ def figure_limit_curve(rows: Sequence[Mapping[str, Any]], title: str = "", refer
                         label=f"band edge only a bound ({text}): " + ", ".join(sorted({f"{int(p[2]):+d}σ".replace("-", "−") for p in pts})))
         ax.plot(m, col("sigma_median_cm2"), "k--", label="median expected (toys)")
         ax.plot(m, col("sigma_asymptotic_median_cm2"), color="tab:blue", ls=":", label="median expected (asymptotic)")
-        ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label="PCL limit (Asimov B-only data)")
+        if any(r.get("sigma_observed_cm2") is not None for r in good):  # unblinded: the limit on the data
+            ax.plot(m, col("sigma_observed_cm2"), "k-", lw=2, marker="o", label="observed limit (PCL, data)")
+        else:
+            ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label="PCL limit (Asimov B-only data)")
     if reference is not None:
         _draw_reference(ax, rax, good, reference)
     ax.set_xscale("log")
@@ -433,7 +450,8 @@ def figure_teststat(doc: Mapping[str, Any], max_panels: int = 6):
               Line2D([], [], color="tab:blue", lw=1.5, label="B-only toys"),
               Line2D([], [], color="k", ls=":", label=r"asymptotic S+B: $\frac{1}{2}\chi^2_1$ (arXiv:1007.1727)")]
     fig.legend(handles=common, loc="outside lower center", ncol=3, fontsize=12)
-    fig.suptitle(rf"${sym}$ distributions, {doc['mass_GeV']:g} GeV (observed: Asimov background-only data)",
+    fig.suptitle(rf"${sym}$ distributions, {doc['mass_GeV']:g} GeV (observed: "
+                 + ("the data)" if "observed" in doc else "Asimov background-only data)"),
                  fontsize=15)
     return fig
 

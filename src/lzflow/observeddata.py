@@ -38,10 +38,16 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import __version__
+from .exceptions import MergeError
 
-__all__ = ["DATA_FORMAT", "bin_observed",
+__all__ = ["DATA_FORMAT", "ObservedDataError", "bin_observed",
            "observed_digest", "observed_counts", "observed_summary",
            "load_observed"]
+
+class ObservedDataError(MergeError):
+    """The binned event list cannot be used by a toys or merge job (a user error: one line; a
+    :class:`~lzflow.exceptions.MergeError`, so every CLI prints it as one)."""
+
 
 #: the ``format`` of the binned event list
 DATA_FORMAT = "lzflow-observed-1"
@@ -86,16 +92,18 @@ def observed_counts(doc: Mapping[str, Any], ws: Mapping[str, Any]) -> np.ndarray
     """The binned counts of ``doc`` (:func:`bin_observed`) as the binned likelihood takes them
     (float64, C order), after checking the document and that its window is the workspace's grid."""
     if doc.get("format") != DATA_FORMAT:
-        raise ValueError(f"observed data: format {doc.get('format')!r}; expected {DATA_FORMAT!r} (lzflow bin-data)")
+        raise ObservedDataError(f"observed data: format {doc.get('format')!r}; expected {DATA_FORMAT!r} (lzflow bin-data)")
     axes = ws["axes"]
     for name, axis in (("cS1_edges", axes[0]), ("log10cS2_edges", axes[1])):
-        if not np.array_equal(np.asarray(doc["window"][name], dtype=np.float64),
-                              np.asarray(axis["edges"], dtype=np.float64)):
-            raise ValueError(f"observed data: window {name} differs from the workspace's {axis['name']} edges; "
+        # the workspace's edges are the TH2D's (read back through ROOT's axis): equal to the config's
+        # linspace edges up to rounding (7e-15 phd at 80 phd), never a different binning
+        ours, theirs = np.asarray(doc["window"][name], dtype=np.float64), np.asarray(axis["edges"], dtype=np.float64)
+        if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-12, atol=0.0):
+            raise ObservedDataError(f"observed data: window {name} differs from the workspace's {axis['name']} edges; "
                              f"rebin the event list on this analysis's pdf axes")
     counts = np.asarray(doc["counts"], dtype=np.int64)
     if observed_digest(counts) != doc["counts_digest"]:
-        raise ValueError("observed data: counts_digest does not match the counts (edited file?); rerun lzflow bin-data")
+        raise ObservedDataError("observed data: counts_digest does not match the counts (edited file?); rerun lzflow bin-data")
     return counts.astype(np.float64).ravel()
 
 
@@ -114,7 +122,7 @@ def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[
     from .workspace import workspace_model
 
     if not spec.get("observed_data") or path is None:
-        raise ValueError(f"observed data: the job spec {'asks for' if path is None else 'does not ask for'} the "
+        raise ObservedDataError(f"observed data: the job spec {'asks for' if path is None else 'does not ask for'} the "
                          f"observed data but {'none was' if path is None else path + ' was'} given; expected "
                          f"--observed exactly when the spec has observed_data (an unblinded analysis)")
     doc = read_json(path)

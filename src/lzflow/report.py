@@ -50,7 +50,8 @@ PACKAGES = ("lzflow", "nestpy", "numpy", "scipy", "iminuit", "pyhf", "uproot", "
             "matplotlib", "mplhep", "jinja2")
 
 #: (anchor, navigation label) of every section the page can have, in page order
-SECTIONS = (("curve", "Limit curve"), ("reference", "Reference"), ("masses", "Per mass"), ("impacts", "Impacts"),
+SECTIONS = (("curve", "Limit curve"), ("reference", "Reference"), ("observed", "Observed"), ("masses", "Per mass"),
+            ("impacts", "Impacts"),
             ("studies", "Studies"), ("errors", "Fit errors"), ("provenance", "Provenance"))
 
 #: Unit and meaning of each NEST ``VDetector`` parameter, from the comments of NEST's own
@@ -286,6 +287,39 @@ def _mass_context(doc: Mapping[str, Any], pv_png: str | Path, q_png: str | Path)
     return out
 
 
+def _data_note(config: Mapping[str, Any]) -> str | None:
+    """The header's line on observed data: none without data; the event list and blind/unblinded."""
+    data = config.get("data")
+    if data is None:
+        return None
+    if config.get("blind") is not False:
+        return f"data: {data['path']}, blind (the event list is not read; every result is the Asimov sensitivity)"
+    return f"data: {data['path']}, unblinded (blind: false): observed results below"
+
+
+def _observed_context(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """Per mass with observed results (``limit.json`` → ``observed``, lzflow.observed): the limits,
+    the best fit, the discovery p-value, the events and the pulls; None when no mass has any."""
+    out = []
+    for doc in sorted(limits, key=lambda d: d["mass_GeV"]):
+        obs = doc.get("observed")
+        if obs is None:
+            continue
+        fit, disc, ev = obs["best_fit"], obs["discovery"], obs["events"]
+        bound = "≤ " if disc["p_value_is_upper_bound"] else ""
+        out.append({
+            "mass": doc["mass_GeV"], "sigma": obs["sigma_cm2"], "median": doc["median_expected_sigma_cm2"],
+            "limits": [[Cell(name), lim["sigma_cm2"], lim["pcl_sigma_cm2"], Cell(lim["status"])]
+                       for name, lim in obs["limits"].items()],
+            "best_fit": fit["sigma_cm2"], "interval": fit["interval_sigma_cm2"],
+            "p_value": f"{bound}{disc['p_value']:.3g}", "z": f"{'≥ ' if bound else ''}{disc['significance']:.2f}",
+            "z_asymptotic": disc["significance_asymptotic"], "n_toys": disc["n_toys"],
+            "events": f"{ev['n_total']} events, {ev['n_inside']} in the window, {ev['n_outside']} outside ("
+                      + ", ".join(f"{k} {v}" for k, v in ev["outside_by_reason"].items()) + ")",
+            "pulls": [[Cell(name), p["fitted"], p["pull"], p["constraint"]] for name, p in obs["pulls"].items()]})
+    return out or None
+
+
 def _impacts_context(impacts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per mass, each constrained parameter ranked by its impact on the median expected limit
     (profiled vs fixed at nominal) with its post-fit constraint on Asimov data (lzflow.impacts)."""
@@ -387,12 +421,13 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
         "masses": [_mass_context(doc, pv, q) for doc, pv, q in sorted(zip(limits, pvalue_pngs, teststat_pngs),
                                                                      key=lambda t: t[0]["mass_GeV"])],
         "impacts": _impacts_context([read_json(p) for p in impact_paths]) if impact_paths else None,
+        "observed": _observed_context(limits), "data_note": _data_note(config),
         "studies": _studies_context(studies),
         "errors": _errors_context(read_json(errors_json)),
         "provenance": _provenance_context(config, read_json(detector_json), code_hashes or {}, limits),
     }
     context["sections"] = [(anchor, label) for anchor, label in SECTIONS
-                           if anchor not in ("reference", "impacts") or context[anchor] is not None]
+                           if anchor not in ("reference", "impacts", "observed") or context[anchor] is not None]
     return environment().get_template("report.html.j2").render(**context)
 
 

@@ -1,0 +1,154 @@
+"""Blinding, proven on a real Snakemake run (issue 13): config/quick_observed.yaml at 40 GeV, first
+blind, then unblinded in the same results tree.
+
+The blind run must write no observed quantity anywhere: every file of the results, logs and
+benchmarks trees (JSON, CSV, HTML, logs; .npz toy files decoded: their headers and arrays) and
+Snakemake's own output are searched for what only the data can give — the numbers of the
+unblinded run's ``"observed"`` block (at full and at 4-digit precision), the data's event count,
+the event file's SHA-256 and the counts' digest — and for the keys of that block. The same search
+finds them in the unblinded tree (so it would have found a leak). Unblinding adds the binning job
+and reruns only the toys, merge and what follows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
+#: fewer jobs than the shipped config: one mass (the injected signal's)
+SMALL = "signal:\n  masses_GeV: [40]\n"
+UNBLINDED_JOBS = {"observed_data": 1, "toys_m40": 1, "merge": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
+
+
+def _snakemake(repo: Path, configs: list[Path | str], results: Path, *args: str) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *map(str, configs),
+           "--config", f"results_dir={results}", *args]
+    run = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
+    assert run.returncode == 0, f"snakemake failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run.stdout + run.stderr
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("\n\n")[0].splitlines()
+    return {p[0]: int(p[1]) for p in (line.split() for line in table)
+            if len(p) == 2 and p[1].isdigit() and p[0] != "total"}
+
+
+def _texts(root: Path) -> dict[str, str]:
+    """Every file below ``root`` as text; .npz archives as their JSON header and array values."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as npz:
+                parts = []
+                for name in npz.files:
+                    a = npz[name]
+                    parts.append(name + " " + (a.tobytes().decode() if name == "header" else
+                                               " ".join(repr(float(x)) for x in np.ravel(a)[:20000])))
+            out[str(path)] = "\n".join(parts)
+        elif path.suffix == ".png":
+            with open(path, "rb") as handle:  # text chunks only (matplotlib's metadata)
+                out[str(path)] = handle.read().split(b"IDAT")[0].decode("latin-1")
+        else:
+            out[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
+    assert not any(zipfile.is_zipfile(p) and not p.endswith(".npz") for p in out)
+    return out
+
+
+def _observed_strings(observed: dict, data: dict) -> list[str]:
+    """What only the data can give: every number of the observed block (full and 4 digits), the
+    event count with its context, the file and counts digests, and the block's keys."""
+    numbers = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, float) and x not in (0.0, 1.0) and np.isfinite(x):
+            numbers.append(x)
+
+    walk({k: v for k, v in observed.items() if k != "pulls"} | {"best_fit": {k: v for k, v in observed["best_fit"].items()
+                                                                            if k != "interval_cl"}})  # a constant
+    walk([p["fitted"] for p in observed["pulls"].values()])
+    texts = {repr(x) for x in numbers} | {f"{x:.4g}" for x in numbers if abs(x) < 1e-40}
+    return sorted(texts) + [data["events_sha256"], data["counts_digest"], f'"n_total": {data["n_total"]}',
+                            f"{data['n_total']} events", '"observed": {', '"best_fit"', '"discovery"', '"pulls"', "sigma_observed_cm2", "unblinded"]
+
+
+@pytest.mark.slow
+def test_blind_run_writes_no_observed_number_and_unblinding_reruns_only_the_data_chain(repo, tmp_path):
+    results = tmp_path / "results"
+    small = tmp_path / "small.yaml"
+    small.write_text(SMALL)
+    blind = tmp_path / "blind.yaml"
+    blind.write_text(SMALL + "blind: true\n")
+    blind_log = _snakemake(repo, ["config/quick_observed.yaml", blind], results)
+    tree = results / "quick_observed"
+    assert not (tree / "data").exists()  # the event list was neither binned nor read
+    limit = json.loads((tree / "m40" / "limit.json").read_text())
+    assert limit["blind"] is True and "observed" not in limit
+    blind_texts = _texts(results)
+    blind_texts["snakemake output"] = blind_log
+    assert not any("observed_digest" in t for p, t in blind_texts.items() if p.endswith(".npz"))
+    assert "blind" in (results / "logs" / "quick_observed" / "merge_m40.log").read_text()
+    before = {p: p.stat().st_mtime_ns for p in tree.rglob("*") if p.is_file() and "toys" not in p.parts
+              and p.name not in ("limit.json", "fit_errors.json", "fit_errors.md", "limit_curve.csv",
+                                 "limit_curve.png", "pvalues.png", "teststat.png", "report.html")}
+
+    dry = _snakemake(repo, ["config/quick_observed.yaml", small], results, "-n")
+    assert _job_counts(dry) == UNBLINDED_JOBS
+    unblind_log = _snakemake(repo, ["config/quick_observed.yaml", small], results)
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # detector, responses, pdfs, workspaces kept
+    limit = json.loads((tree / "m40" / "limit.json").read_text())
+    data = json.loads((tree / "data" / "observed.json").read_text())
+    obs = limit["observed"]
+    assert limit["blind"] is False
+    assert obs["sigma_cm2"] == limit["upper_limit_sigma_cm2"] > 0
+    assert obs["best_fit"]["interval_excludes_zero"] and obs["discovery"]["p_value"] < 1e-3
+    assert obs["events"]["n_total"] == data["n_total"] == 3310
+    backgrounds = json.loads((tree / "m40" / "workspace.json").read_text())["backgrounds"]
+    assert set(obs["pulls"]) == {b["name"] for b in backgrounds if b["rel_unc"] > 0}
+    curve = (tree / "limit_curve.csv").read_text().splitlines()
+    assert "sigma_observed_cm2" in curve[0] and f"{obs['sigma_cm2']!r}" in curve[1]
+    assert "Observed results (unblinded)" in (tree / "report.html").read_text()
+
+    forbidden = _observed_strings(obs, data)
+    leaks = [(s, p) for s in forbidden for p, t in blind_texts.items() if s in t]
+    assert not leaks, leaks[:10]
+    unblind_texts = _texts(results)
+    unblind_texts["snakemake output"] = unblind_log
+    found = {s for s in forbidden if any(s in t for t in unblind_texts.values())}
+    assert found == set(forbidden), sorted(set(forbidden) - found)  # the search finds each one after unblinding
+
+
+def test_committed_event_list_is_the_documented_command(repo, tmp_path):
+    """tests/data/quick_observed_events.csv is what its first line's command writes (from the quick
+    analysis's 40 GeV workspace, rebuilt here only when a results tree has it; else its header and
+    accounting are checked)."""
+    from lzflow.eventlist import read_events
+
+    path = repo / "tests" / "data" / "quick_observed_events.csv"
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("# made by: lzflow simulate-data --workspace results/quick/m40/workspace.json "
+                               "--seed 13 --sigma-cm2 3.4e-48")
+    provenance = json.loads(lines[1].removeprefix("# lzflow: "))
+    assert provenance["seed"] == 13 and provenance["sigma_cm2"] == 3.4e-48 and provenance["mass_GeV"] == 40.0
+    events = read_events(path)
+    assert len(events) == 3310
+    ws = repo / "results" / "quick" / "m40" / "workspace.json"
+    if ws.is_file():
+        out = tmp_path / "events.csv"
+        subprocess.run([sys.executable, "-m", "lzflow.cli", "simulate-data", "--workspace", str(ws), "--seed", "13",
+                        "--sigma-cm2", "3.4e-48", "--out", str(out)], check=True, env=ENV)
+        assert out.read_text().splitlines() == lines[1:]
