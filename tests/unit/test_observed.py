@@ -143,3 +143,18 @@ def test_binned_event_list_round_trip_and_checks(tmp_path, ws):
     other["axes"][0]["edges"] = list(np.linspace(3, 80, 21))
     with pytest.raises(ObservedDataError, match="window cS1_edges"):
         observed_counts(doc, other)
+
+
+def test_data_config_resolves_blind_by_default_and_records_every_default():
+    from lzflow.dataconfig import DATA_DEFAULTS, resolve_data
+    from lzflow.layout import observed_merge_spec, observed_toys_spec
+
+    stats = {"likelihood": "binned"}
+    got = resolve_data({"data": {"path": "runs/ws2024.root"}}, stats)
+    assert got == {"blind": True, "data": {"path": "runs/ws2024.root", "format": "root", **DATA_DEFAULTS}}
+    assert observed_toys_spec(got) == {} and observed_merge_spec(got) == {"blind": True}
+    unblind = resolve_data({"data": {"path": "a.parquet", "discovery_toys": 500}, "blind": False}, stats)
+    assert unblind["data"]["format"] == "parquet" and unblind["blind"] is False
+    assert observed_toys_spec(unblind) == {"observed_data": True}
+    assert observed_merge_spec(unblind) == {"blind": False, "discovery_toys": 500}
+    assert resolve_data({}, stats) == {} and observed_merge_spec({}) == {}  # no data: specs as before
