@@ -85,6 +85,12 @@ def test_records_refused_in_one_line():
     r.test_stat = "qtilde"
     with pytest.raises(ValueError, match=r"lack mu = 2\.0"):
         records_t(r, [2.0], "sb_toys[3]")
+    d = {k: v for k, v in r.to_arrays().items() if k != "test_stat"}  # a toy file's arrays: no test_stat
+    with pytest.raises(ValueError, match="no test_stat in the records; pass test_stat='qtilde'"):
+        records_t(d, [1.0])
+    assert np.array_equal(records_t(d, [1.0], test_stat="qtilde")[0], records_t(r, [1.0])[0])
+    with pytest.raises(ValueError, match="'qtilde' in the records, 'q' given"):
+        records_t(r, [1.0], test_stat="q")
     with pytest.raises(ValueError, match="mu_grid"):
         belt_from_toys([0.0, 0.0], [r, r])
     with pytest.raises(ValueError, match="cl = 1.5"):
@@ -121,7 +127,7 @@ def _poisson_records(b: float, mus: np.ndarray, n: np.ndarray, mu_test: np.ndarr
         return lam - xlogy(k, lam)
     k = np.asarray(n, dtype=np.float64)
     mu_hat = np.maximum(0.0, k - b)
-    return {"test_stat": "qtilde", "mu_test": mu_test, "mu_hat": mu_hat, "nll_uncond": nll(mu_hat, k),
+    return {"mu_test": mu_test, "mu_hat": mu_hat, "nll_uncond": nll(mu_hat, k),
             "nll_cond": nll(mu_test[None, :], k[:, None]), "status_uncond": np.zeros(k.size, np.int8),
             "status_cond": np.zeros((k.size, mu_test.size), np.int8)}
 
@@ -149,7 +155,7 @@ def test_feldman_cousins_poisson_known_background():
     k = np.arange(80)
     sb = [_poisson_records(b, mus, np.searchsorted(poisson.cdf(k, mu + b), u), np.array([mu])) for mu in mus]
     n_obs = np.arange(11)
-    res = two_sided_result(mus, sb, _poisson_records(b, mus, n_obs, mus))
+    res = two_sided_result(mus, sb, _poisson_records(b, mus, n_obs, mus), test_stat="qtilde")  # as toy files
     fc = _fc_brute_force(b, np.arange(0.0, 15.0, step / 4), n_obs)
     np.testing.assert_allclose(res.lo_b, fc[:, 0], atol=step)
     np.testing.assert_allclose(res.up_b, fc[:, 1], atol=step)

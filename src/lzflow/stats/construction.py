@@ -117,15 +117,29 @@ def _columns(records: Records, mus: np.ndarray, what: str) -> np.ndarray:
     return cols
 
 
-def records_t(records: Records, mus: Sequence[float] | np.ndarray, what: str = "toys"
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _test_stat(records: Records, given: str | None, what: str) -> str:
+    """The records' test statistic: their own ``test_stat`` (a :class:`ToyResult`) or ``given``
+    (a toy file's arrays, whose header carries it); both present must agree."""
+    own = records.get("test_stat") if isinstance(records, Mapping) else getattr(records, "test_stat", None)
+    own = None if own is None else str(np.asarray(own))
+    if own is not None and given is not None and own != given:
+        raise ValueError(f"{what}: test_stat = {own!r} in the records, {given!r} given; expected them to agree")
+    if own is None and given is None:
+        raise ValueError(f"{what}: no test_stat in the records; pass test_stat={SOURCE_TEST_STAT!r} "
+                         "(a toy file's header says which)")
+    return own if own is not None else str(given)
+
+
+def records_t(records: Records, mus: Sequence[float] | np.ndarray, what: str = "toys",
+              test_stat: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(t ``(n, len(mus))``, cause codes ``(n, len(mus))``) of toy records at the values ``mus``.
 
     ``records``: a :class:`ToyResult` or a toy file's arrays of a ``"qtilde"`` ensemble (bounded
-    μ̂); every value of ``mus`` must be one of its tested μ. Codes as
+    μ̂; ``test_stat`` names it when the arrays do not); every value of ``mus`` must be one of its
+    tested μ. Codes as
     :func:`~lzflow.stats.quality.toy_quality` (0 usable), with the conditional fit always used.
     """
-    stat = str(record_field(records, "test_stat"))
+    stat = _test_stat(records, test_stat, what)
     if stat != SOURCE_TEST_STAT:
         raise ValueError(f"{what}: test_stat = {stat!r}; the two-sided t_mu needs {SOURCE_TEST_STAT!r} "
                          "records (mu_hat bounded at 0)")
@@ -171,7 +185,8 @@ def _check_grid(mu_grid: Sequence[float] | np.ndarray) -> np.ndarray:
     return mus
 
 
-def belt_from_toys(mu_grid: Sequence[float] | np.ndarray, sb_toys: Sequence[Records], cl: float = 0.90) -> Belt:
+def belt_from_toys(mu_grid: Sequence[float] | np.ndarray, sb_toys: Sequence[Records], cl: float = 0.90,
+                   test_stat: str | None = None) -> Belt:
     """The belt from ``sb_toys[k]``, the S+B ensemble generated at ``mu_grid[k]`` (evaluated at
     least there): t_c(μ_k) = the ``cl`` quantile of its usable t_{μ_k} (module docstring)."""
     mus = _check_grid(mu_grid)
@@ -183,7 +198,7 @@ def belt_from_toys(mu_grid: Sequence[float] | np.ndarray, sb_toys: Sequence[Reco
     n_toys, n_used = np.zeros(mus.size, np.int64), np.zeros(mus.size, np.int64)
     excluded = []
     for k, (mu, rec) in enumerate(zip(mus, sb_toys)):
-        t, codes = records_t(rec, [mu], f"sb_toys[{k}]")
+        t, codes = records_t(rec, [mu], f"sb_toys[{k}]", test_stat)
         use = codes[:, 0] == GOOD
         n_toys[k], n_used[k] = t.shape[0], int(use.sum())
         excluded.append(cause_counts(codes[:, 0]))
@@ -345,19 +360,20 @@ def _observed(belt: Belt, t_obs: np.ndarray, floor: Band) -> dict[str, Any]:
 
 def two_sided_result(mu_grid: Sequence[float] | np.ndarray, sb_toys: Sequence[Records], b_toys: Records,
                      observed_t: np.ndarray | None = None, cl: float = 0.90,
-                     power_threshold: float = POWER_THRESHOLD) -> TwoSidedResult:
+                     power_threshold: float = POWER_THRESHOLD, test_stat: str | None = None) -> TwoSidedResult:
     """The two-sided construction of one mass from toy records (module docstring).
 
     mu_grid: increasing μ ≥ 0 (start it at 0 for μ_lo and the fraction with μ_lo > 0 to be
     resolved); sb_toys[k]: the S+B ensemble generated at mu_grid[k]; b_toys: background-only toys
     evaluated at every grid value (the pseudo-experiments of the bands); observed_t: the observed
-    data's t_μ on the grid (:func:`lzflow.stats.belt_toys.observed_t`), or None.
+    data's t_μ on the grid (:func:`lzflow.stats.belt_toys.observed_t`), or None; test_stat: the
+    records' test statistic when they do not carry it (toy files: their header's), ``"qtilde"``.
     """
     if not 0.0 < power_threshold < 1.0:
         raise ValueError(f"power_threshold = {power_threshold!r}: expected a probability strictly between 0 and 1")
-    belt = belt_from_toys(mu_grid, sb_toys, cl)
+    belt = belt_from_toys(mu_grid, sb_toys, cl, test_stat)
     mu = belt.mu
-    t_b, codes_b = records_t(b_toys, mu, "b_toys")
+    t_b, codes_b = records_t(b_toys, mu, "b_toys", test_stat)
     rows = np.all(codes_b == GOOD, axis=1)
     n_b = rows.size
     lo_b, up_b = np.full(n_b, np.nan), np.full(n_b, np.nan)
