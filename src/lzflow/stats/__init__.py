@@ -31,6 +31,8 @@ Modules (one concern each):
   bootstrap errors, grid extension;
 * :mod:`~lzflow.stats.hypotest` — runs the toys of a limit or discovery test in memory
   (:func:`toy_limits`, :func:`discovery_potential_toys`);
+* :mod:`~lzflow.stats.construction` — the two-sided (Feldman–Cousins-style) construction from the
+  same toy records (:func:`two_sided_result`); :mod:`~lzflow.stats.belt_toys` — its toys in memory;
 * :mod:`~lzflow.stats.asymptotic` — Asimov limits, p-value formulae, discovery potential;
 * :mod:`~lzflow.stats.pyhf_export` — pyhf JSON workspace;
 * :mod:`~lzflow.stats.synthetic` — synthetic LZ-like models for tests and benchmarks.
@@ -70,6 +72,8 @@ _EXPORTS: dict[str, str] = {
     "DiscoveryToys": "hypotest",
     "ToyLimits": "hypotest",
     "discovery_potential_toys": "hypotest",
+    "TwoSidedResult": "construction",
+    "two_sided_result": "construction",
     "observed_q": "hypotest",
     "toy_limits": "hypotest",
     "bootstrap_errors": "inversion",
@@ -103,7 +107,7 @@ __all__ = [
     "pvalues_from_toys", "refine_grid", "toy_limits", "binomial_interval", "bootstrap_errors", "refine_toy_grid",
     "toy_quality", "DiscoveryToys", "discovery_potential_toys", "fit_minuit", "BinnedModel", "ModelError",
     "to_pyhf_workspace", "evaluate_test_statistic", "BONLY_POI_INDEX", "HYPOTHESES", "ToyRequest", "ToyResult",
-    "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator",
+    "generate_toys", "generation_point", "mass_key", "run_toys", "toy_generator", "TwoSidedResult", "two_sided_result",
 ]
 
 
