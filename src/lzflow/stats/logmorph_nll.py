@@ -22,55 +22,66 @@ toys are fitted in sub-blocks (:func:`sub_block`) so that the per-toy arrays (K 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .binned_nll import PointRows, PreparedData
 from .logmorph import basis_functions
 from .model import BinnedModel
 from .morph_nll import FreeParameters
 
-__all__ = ["LogMorphLayout", "LogMorphRows", "log_morph_problem", "sub_block"]
+__all__ = ["LogMorphLayout", "LogMorphRows", "log_morph_problem", "sub_block", "support_groups"]
 
-#: per-toy array elements (K × non-zero template entries) a sub-block of toys may hold together
+#: per-toy array elements (non-zero template entries) a sub-block of toys may hold together
 SUB_BLOCK_ELEMENTS = 1 << 21
 
 
 def sub_block(model: BinnedModel, block_size: int) -> int:
     """Toys fitted together for ``model`` (at most ``block_size``): the per-toy arrays of a
-    sub-block hold at most :data:`SUB_BLOCK_ELEMENTS` numbers (≥ 8 toys)."""
-    basis = model.morph
-    entries = int(np.count_nonzero(basis.T > 0))
-    return max(8, min(int(block_size), SUB_BLOCK_ELEMENTS // max(1, basis.K * entries)))
+    sub-block (the morphed templates at the current and the trial points) hold at most
+    :data:`SUB_BLOCK_ELEMENTS` numbers each (≥ 8 toys). A toy's fit does not depend on it."""
+    entries = int(np.count_nonzero(model.morph.T > 0))
+    return max(8, min(int(block_size), SUB_BLOCK_ELEMENTS // max(1, entries)))
+
+
+def support_groups(T: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``[(samples, bins)]``: the samples of ``T`` ``(S, n)`` grouped by the set of bins they fill
+    (in order of their first sample; samples filling no bin are left out)."""
+    groups: dict[bytes, tuple[list[int], np.ndarray]] = {}
+    for s, row in enumerate(T > 0):
+        if row.any():
+            groups.setdefault(np.packbits(row).tobytes(), ([], np.flatnonzero(row)))[0].append(s)
+    return [(np.array(samples), bins) for samples, bins in groups.values()]
 
 
 class LogMorphLayout(FreeParameters):
     """Free-parameter design of one fit type (μ free, or fixed at ``mu_fixed``) of a model with
-    multiplicative morphing, and its fixed tables over the template's non-zero entries (sample,
-    bin), sample by sample ("entries" x: ``s_of``, ``l_of`` into the live bins)."""
+    multiplicative morphing, and its fixed tables over the template's non-zero entries x (sample,
+    live bin), stored by support group (:mod:`lzflow.stats._logmorph_kernels`)."""
 
     def __init__(self, model: BinnedModel, mu_fixed: float | None, dense_bins: np.ndarray, sparse_bins: np.ndarray,
                  float32: bool = True):
         super().__init__(model, mu_fixed)
         basis = model.morph
-        S, K = basis.S, basis.K
+        K = basis.K
         self.dense_bins, self.sparse_bins, self.n_bins = dense_bins, sparse_bins, model.n_bins
         self.wt = np.float32 if float32 else np.float64  # the Hessian's precision (it only steers the step)
         T = basis.T
         self.live = np.flatnonzero(np.any(T > 0, axis=0))
-        L = self.live.size
-        self.L, self.M, self.interpolation = L, basis.M, basis.interpolation
-        Tl = T[:, self.live]
-        self.s_of, self.l_of = np.nonzero(Tl > 0)  # sample-major
-        X = self.s_of.size
-        self.seg = np.searchsorted(self.s_of, np.arange(S + 1))  # entries of sample s: seg[s]:seg[s+1]
-        self.has = np.diff(self.seg) > 0
-        self.Tx = Tl[self.s_of, self.l_of]
+        self.L, self.M, self.interpolation = self.live.size, basis.M, basis.interpolation
+        groups = support_groups(T[:, self.live])
+        self.g_samp = np.concatenate([g for g, _ in groups]).astype(np.int64)
+        self.g_sptr = np.cumsum([0] + [g.size for g, _ in groups]).astype(np.int64)
+        self.g_bins = np.concatenate([b for _, b in groups]).astype(np.int64)
+        self.g_bptr = np.cumsum([0] + [b.size for _, b in groups]).astype(np.int64)
+        self.g_eoff = np.cumsum([0] + [g.size * b.size for g, b in groups])[:-1].astype(np.int64)
+        # entries x: group-major, then sample, then bin
+        self.s_of = np.concatenate([np.repeat(g, b.size) for g, b in groups])
+        self.l_of = np.concatenate([np.tile(b, g.size) for g, b in groups])
+        self.Tx = np.ascontiguousarray(T[self.s_of, self.live[self.l_of]])
         C = basis.C[:, :, self.s_of, self.live[self.l_of]]  # (M, K, X)
-        self.C2 = np.ascontiguousarray(C.reshape(basis.M * K, X))  # rows (m, k)
-        self.Cw = np.ascontiguousarray(C.transpose(1, 0, 2), dtype=self.wt)  # (K, M, X)
-        self.A_T = sp.csr_matrix((np.ones(X), (self.l_of, np.arange(X))), shape=(L, X))  # entry → bin
-        self.A_Tw = self.A_T.astype(self.wt)
-        self.flat = self.s_of * L + self.l_of  # entry → (sample, bin) of an (S, L) array
+        self.C2 = np.ascontiguousarray(C.reshape(basis.M * K, -1))  # rows j = m K + k
+        self.Cw = np.ascontiguousarray(self.C2, dtype=self.wt)
+        self.col_of = np.full(self.S, -1, dtype=np.int64)  # free column of each sample coefficient
+        self.col_of[self.cfree] = np.arange(self.nc)
         # bins an allowed parameter value can fill, without / with the signal (μ fixed at 0: without)
         self._live_sig = {False: np.any(T[1:] > 0, axis=0), True: np.any(T > 0, axis=0)}
         self.fillable = self._live_sig[mu_fixed is None or mu_fixed != 0]
@@ -78,16 +89,9 @@ class LogMorphLayout(FreeParameters):
     def _fix_mu(self, mu_fixed: float) -> None:
         self.fillable = self._live_sig[mu_fixed != 0]
 
-    def to_bins(self, values: np.ndarray, A_T: sp.csr_matrix | None = None) -> np.ndarray:
-        """Σ over the entries of each live bin: ``(r, X)`` → ``(r, L)``."""
-        return np.ascontiguousarray((self.A_T if A_T is None else A_T) @ values.T).T
-
-    def per_sample(self, values: np.ndarray) -> np.ndarray:
-        """Σ over the entries of each sample along the last axis: ``(..., X)`` → ``(..., S)``."""
-        out = np.add.reduceat(values, self.seg[:-1][self.has], axis=-1)
-        full = np.zeros(values.shape[:-1] + (self.S,), dtype=out.dtype)
-        full[..., self.has] = out
-        return full
+    def groups(self) -> tuple[np.ndarray, ...]:
+        """The support-group tables the kernels take (samples, their pointers, bins, pointers, entry offsets)."""
+        return self.g_samp, self.g_sptr, self.g_bins, self.g_bptr, self.g_eoff
 
     def full_counts(self, data: PreparedData) -> np.ndarray:
         """Dense counts ``(n, n_bins)`` of the fitter's split representation."""
@@ -97,18 +101,31 @@ class LogMorphLayout(FreeParameters):
         return out
 
 
+def _basis_rows(B: np.ndarray) -> np.ndarray:
+    """``(n, K, M)`` → ``(n, M K)`` in the order of the coefficient rows j = m K + k."""
+    n, K, M = B.shape
+    return np.ascontiguousarray(B.transpose(0, 2, 1).reshape(n, M * K))
+
+
 class _Point:
-    """ν, the morphed templates (per entry) and the basis functions of a set of rows at one point."""
+    """The morphed templates (per entry), ν, the Poisson part of the NLL and the basis functions
+    of a set of rows at one point."""
 
-    __slots__ = ("c", "alpha", "B1", "B2", "U", "Uc", "nu")
+    __slots__ = ("c", "alpha", "Bv1", "Bv2", "U", "nu", "pois")
 
-    def __init__(self, lay: LogMorphLayout, y: np.ndarray):
+    def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
+        from ._logmorph_kernels import log_terms, point_nll  # numba: compiled on first use
+
         self.c, self.alpha = lay.split(y)
-        B, self.B1, self.B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
-        E = B.transpose(0, 2, 1).reshape(-1, lay.M * lay.K) @ lay.C2
-        self.U = np.exp(E) * lay.Tx  # (n, X)
-        self.Uc = self.U * self.c[:, lay.s_of]
-        self.nu = lay.to_bins(self.Uc)  # (n, L)
+        B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
+        self.Bv1, self.Bv2 = _basis_rows(B1), _basis_rows(B2)
+        n = y.shape[0]
+        self.U = np.empty((n, lay.Tx.size))
+        log_terms(_basis_rows(B), lay.C2, self.U)
+        np.exp(self.U, out=self.U)
+        self.nu = np.empty((n, lay.L))
+        self.pois = np.empty(n)
+        point_nll(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois)
 
     def take(self, keep: np.ndarray) -> "_Point":
         out = _Point.__new__(_Point)
@@ -119,15 +136,16 @@ class _Point:
 
 class LogMorphRows(PointRows):
     """NLL, gradient and Hessians of a set of toys (a :class:`lzflow.stats.newton.NewtonRows`;
-    maths in the module docstring)."""
+    maths in the module docstring, loops in :mod:`lzflow.stats._logmorph_kernels`)."""
 
     def __init__(self, lay: LogMorphLayout, counts: np.ndarray, dead: np.ndarray, aux_c: np.ndarray):
         self.lay, self.counts, self.dead, self.aux_c = lay, counts, dead, aux_c
         self.n = counts.shape[0]
         self.cur: _Point | None = None
         self.trial_pt: _Point | None = None
-        self.ratios: tuple | None = None  # (q, QU, W, W·C) of the last gradient
+        self.ratios: tuple | None = None  # (W·C,) of the last gradient
         self.parent_rows = None
+        self.taken: np.ndarray | None = None  # of a subset: rows whose trial point the parent took
 
     @classmethod
     def build(cls, lay: LogMorphLayout, data: PreparedData) -> "LogMorphRows":
@@ -158,65 +176,66 @@ class LogMorphRows(PointRows):
             self.ratios = tuple(a[keep] for a in self.ratios)
 
     def point(self, y: np.ndarray) -> _Point:
-        return _Point(self.lay, y)
+        return _Point(self.lay, y, self.counts)
 
     def take_trial(self, sub: "LogMorphRows", ok: np.ndarray) -> None:
         rows = sub.parent_rows[ok]
         for name in _Point.__slots__:
             getattr(self.trial_pt, name)[rows] = getattr(sub.trial_pt, name)[ok]
+        sub.taken = ok.copy() if sub.taken is None else sub.taken | ok
+
+    def trial(self, y: np.ndarray) -> np.ndarray:
+        """NLL at the trial points ``y``. In a subset made for the line search, rows whose point
+        the parent already took (:meth:`take_trial`) are not evaluated again (NLL +inf, never read):
+        one row that needs many halvings no longer makes every row of its subset evaluate them."""
+        if self.taken is None or not self.taken.any():
+            return super().trial(y)
+        todo = ~self.taken
+        pt = _Point(self.lay, y[todo], self.counts[todo])
+        full = _Point.__new__(_Point)
+        for name in _Point.__slots__:
+            part = getattr(pt, name)
+            arr = np.zeros((self.n,) + part.shape[1:], dtype=part.dtype)
+            arr[todo] = part
+            setattr(full, name, arr)
+        self.trial_pt = full
+        out = np.full(self.n, np.inf)
+        out[todo] = self._nll(y[todo], pt, self.aux_c[todo])
+        return out
 
     # ------------------------------------------------------------------ maths
     def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
         """Per-row NLL (+inf where ν ≤ 0 in a bin with n > 0)."""
-        n = self.counts
-        with np.errstate(divide="ignore", invalid="ignore"):
-            logs = np.where(n > 0, n * np.log(np.where(n > 0, pt.nu, 1.0)), 0.0)
-        out = pt.nu.sum(axis=1) - logs.sum(axis=1) + 0.5 * (((y - self.aux_c) ** 2) @ self.lay.prec)
+        return self._nll(y, pt, self.aux_c)
+
+    def _nll(self, y: np.ndarray, pt: _Point, aux_c: np.ndarray) -> np.ndarray:
+        d = y - aux_c
+        out = pt.pois + 0.5 * np.einsum("np,p->n", d * d, self.lay.prec)
         return np.where(np.isnan(out), np.inf, out)
 
     def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
-        """Gradient ``(n, p)`` and (q, q·U, W, W·C) for :meth:`hessian`."""
+        """Gradient ``(n, p)`` and (W·C,) for :meth:`hessian`."""
+        from ._logmorph_kernels import gradient
+
         lay = self.lay
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = 1.0 - np.where(self.counts > 0, self.counts / pt.nu, 0.0)
-        QU = pt.U * q[:, lay.l_of]  # (n, X)
-        W = QU * pt.c[:, lay.s_of]
-        WC = (W @ lay.C2.T).reshape(self.n, lay.M, lay.K)  # Σ W C_mk
-        g = np.concatenate([lay.per_sample(QU)[:, lay.cfree], np.einsum("nkm,nmk->nk", pt.B1, WC)], axis=1)
-        return g + lay.prec * (y - self.aux_c), (q, QU, W, WC)
+        g = np.zeros((self.n, lay.p))
+        WC = np.empty((self.n, lay.C2.shape[0]))
+        gradient(pt.U, pt.nu, self.counts, pt.c, *lay.groups(), lay.C2, pt.Bv1, lay.col_of, lay.nc, g, WC)
+        return g + lay.prec * (y - self.aux_c), (WC,)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None = None) -> np.ndarray:
-        """Hessians ``(p, p, k)`` (toy-last) at the point of the last gradient (all rows or the
-        boolean mask ``rows``), formed in the layout's precision."""
+        """Hessians ``(p, p, k)`` (toy-last, float64) at the point of the last gradient (all rows or
+        the boolean mask ``rows``), formed in the layout's precision."""
+        from ._logmorph_kernels import hessian
+
         lay = self.lay
-        S, K, L, nc, p, wt = lay.S, lay.K, lay.L, lay.nc, lay.p, lay.wt
-        sel = slice(None) if rows is None else rows
-        q, QU, W, WC = (a[sel] for a in ratios)
-        n, U, Uc, nu, B1 = self.counts[sel], pt.U[sel], pt.Uc[sel], pt.nu[sel], pt.B1[sel]
-        k = q.shape[0]
-        D = np.empty((k, K, lay.Tx.size), dtype=wt)  # ∂L/∂α_k per entry
-        B1w = B1.astype(wt)
-        for j in range(K):
-            np.matmul(B1w[:, j, :], lay.Cw[j], out=D[:, j, :])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where(n > 0, n / (nu * nu), 0.0).astype(wt)  # (k, L)
-        # Jacobian columns (k, p, L): U_s in its bins for the free c, Σ_s c_s U_s D_k for α
-        J = np.zeros((k, p, L), dtype=wt)
-        Us = np.zeros((k, S * L), dtype=wt)
-        Us[:, lay.flat] = U
-        J[:, :nc] = Us.reshape(k, S, L)[:, lay.cfree]
-        J[:, nc:] = lay.to_bins((D * Uc.astype(wt)[:, None, :]).reshape(k * K, -1), lay.A_Tw).reshape(k, K, L)
-        h = np.matmul(J * w[:, None, :], J.transpose(0, 2, 1)).astype(np.float64)  # Gauss–Newton part
-        # Σ q ∂²ν: c–α cross terms Σ_x∈s q U_x D_kx and the α–α block Σ W D_k D_l + δ_kl Σ_m B''_m W·C_mk
-        cross = lay.per_sample(D * QU.astype(wt)[:, None, :]).transpose(0, 2, 1)[:, lay.cfree]  # (k, nc, K)
-        h[:, :nc, nc:] += cross
-        h[:, nc:, :nc] += cross.transpose(0, 2, 1)
-        h[:, nc:, nc:] += np.matmul(D * W.astype(wt)[:, None, :], D.transpose(0, 2, 1))
-        ia = np.arange(nc, p)
-        h[:, ia, ia] += np.einsum("nkm,nmk->nk", pt.B2[sel], WC)
-        ip = np.arange(p)
-        h[:, ip, ip] += lay.prec
-        return np.ascontiguousarray(h.transpose(1, 2, 0))
+        idx = np.arange(self.n) if rows is None else np.flatnonzero(rows)
+        H = np.empty((lay.p, lay.p, idx.size))
+        D = np.empty((lay.K, lay.Tx.size), dtype=lay.wt)
+        J = np.empty((lay.p, lay.L), dtype=lay.wt)
+        hessian(idx, pt.U, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, ratios[0],
+                   lay.col_of, lay.nc, lay.prec, H, D, J)
+        return H
 
 
 def log_morph_problem(model: BinnedModel, lay: LogMorphLayout, counts: np.ndarray, aux: np.ndarray):
