@@ -290,3 +290,22 @@ def test_combine_cli_refusals_one_line(tmp_path, capsys):
     with pytest.raises(WorkspaceError, match="likelihood unbinned: a combined workspace"):
         job_model(combined, {"likelihood": "unbinned", "interpolation_order": 0, "template_rebin": 1,
                              "interpolation_floor": 0.0})
+
+
+def test_runs_with_different_backgrounds(m40):
+    """A background only one run has (shared by name or not) acts in that run's bins only."""
+    keep = [i for i, n in enumerate(m40.names) if n != "DSN"]
+    extra = np.roll(m40.backgrounds[m40.names.index("Kr85")], 7)
+    second = BinnedModel(0.5 * m40.signal, np.vstack([m40.backgrounds[keep], extra[None]]),
+                         tuple(m40.names[i] for i in keep) + ("accidentals",), np.r_[m40.rel_unc[keep], 0.17],
+                         m40.signal_name, m40.bin_shape)
+    comb = combine_models({"a": m40, "b": second}, ("DSN", "accidentals", "pp"))
+    m = comb.model
+    assert "DSN" in m.names and "accidentals" in m.names and "b:DSN" not in m.names
+    assert not m.backgrounds[m.names.index("DSN"), 1600:].any()
+    assert not m.backgrounds[m.names.index("accidentals"), :1600].any()
+    params, aux, counts = _random_points(m, 5, seed=9)
+    parts = sum(mm.nll(comb.run_params(params, r), comb.run_counts(counts, r), comb.run_aux(aux, r))
+                for r, mm in {"a": m40, "b": second}.items())
+    pp = m.par_names.index("pp")
+    np.testing.assert_allclose(m.nll(params, counts, aux), parts - _constraint(m, params, aux, pp), rtol=1e-10, atol=0)
