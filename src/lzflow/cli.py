@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, combinecli, datacli, layout, pyhfcli
+from . import __version__, combinecli, datacli, fogcli, layout, pyhfcli
 from .cliparse import config_or_spec, lists, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
     datacli.register(sub)  # simulate-data, events, bin-data; --observed of toys and merge
     pyhfcli.register(sub)  # pyhf-limits
+    fogcli.register(sub)  # fog
     combinecli.register(sub)  # combine, gof
     return parser
 
