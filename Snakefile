@@ -23,6 +23,7 @@ include: "workflow/rules/pdfs.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
+include: "workflow/rules/fog.smk"
 
 
 from lzflow.runguard import lock_results_or_exit, require_storage_tools

@@ -37,7 +37,7 @@ __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
     "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "IMPACTS", "TOYS_SB", "TOYS_B", "LIMIT",
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
-    "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS",
+    "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS", "FOG_CSV", "FOG_PLOT", "FOG_JSON",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "used_interactions", "background_spec", "interaction_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
@@ -101,6 +101,8 @@ REFERENCE_COMPARISON = "reference_comparison.csv"
 FIT_ERRORS = "fit_errors.json"
 FIT_ERRORS_MD = "fit_errors.md"
 REPORT = "report.html"
+#: the discovery limit vs exposure and the neutrino fog (rule ``fog``, not part of ``all``; lzflow.fog)
+FOG_CSV, FOG_PLOT, FOG_JSON = "fog/fog.csv", "fog/fog.png", "fog/fog.json"
 #: the observed event list binned on the analysis window (rule ``observed_data``; unblinded analyses only)
 OBSERVED_DATA = "data/observed.json"
 #: study trees and each study's table and overlay (rule ``study``), below the baseline's tree
@@ -126,6 +128,7 @@ LOGS: dict[str, str] = {
     "errors": "errors.log",
     "study": "studies/{study}.log",
     "report": "report.log",
+    "fog": "fog.log",
     "response_variation": "response_{interaction}_{systematic}.log",
     "variation_pdf": "pdf_variations_{source}.log",
     "observed_data": "observed_data.log",
@@ -143,6 +146,7 @@ BENCHMARKS: dict[str, str] = {
     "response_variation": "response_{interaction}_{systematic}.tsv",
     "variation_pdf": "pdf_variations_{source}.tsv",
     "observed_data": "observed_data.tsv",
+    "fog": "fog.tsv",
 }
 
 
@@ -448,6 +452,8 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
     "report": ("report.py", "templates/*"),
+    # the rule runs the LZ-like mode (workspaces): the spectra (ideal mode only) do not enter its numbers
+    "fog": ("fog.py", "fogcli.py", "workspace.py", "stats/*.py", "data/references/fog/*.csv"),
 }
 
 
