@@ -7,7 +7,8 @@ rates in events / (tonne · year · keV) (Julian year; :data:`RATE_UNIT`), backg
 Modules: :mod:`.wimp` (SHM, SI rate), :mod:`.spin_dependent` (SD neutron-/proton-only rate, Klos
 et al. 2013 structure factors; :func:`signal_rate` picks the rate of a ``signal.interaction``), :mod:`.neutrino` (fluxes, CEvNS, ν–e), :mod:`.beta`
 (β and 2νββ spectra), :mod:`.backgrounds` (registry + normalisation), :mod:`.nuclear` (Helm form
-factor, Xe isotopes), :mod:`.constants`.
+factor, Xe isotopes), :mod:`.constants`, :mod:`.capture` (electron-capture lines), :mod:`.accidentals`
+(accidental coincidences: a template in (cS1, log10 cS2), not a recoil spectrum).
 """
 
 from .backgrounds import (
