@@ -490,6 +490,18 @@ bad("cross_no_background", "cross-field", {"backgrounds": {}}, "backgrounds", "{
 bad("yields_nr_for_line_source", "cross-field", {"backgrounds.Ar37": {"counts": 1.0, "rel_unc": 0.1, "nest_yields": "NR"}},
     "backgrounds.Ar37.nest_yields", "expected beta or gammaRay")
 bad("cross_missing_halo", "cross-field", {}, "signal.halo", "missing", drop=("signal.halo",))
+bad("selection_efficiency_above_one", "ranges", {"signal.selection_efficiency": 1.2}, "signal.selection_efficiency",
+    "1.2", "<= 1")
+bad("selection_efficiency_zero", "ranges", {"signal.selection_efficiency": 0}, "signal.selection_efficiency", "0 <")
+bad("selection_efficiency_string", "types", {"signal.selection_efficiency": "0.9"}, "signal.selection_efficiency",
+    "'0.9'", "number")
+bad("accidentals_window", "cross-field", {"backgrounds.accidentals": {"counts": 4.0, "rel_unc": 0.17, "nest_yields": "beta",
+                                                                      "window_keV": [1, 2]}},
+    "backgrounds.accidentals.window_keV", "unknown key")
+bad("accidentals_yields_nr", "cross-field", {"backgrounds.accidentals": {"counts": 4.0, "rel_unc": 0.17, "nest_yields": "NR"}},
+    "backgrounds.accidentals.nest_yields", "'NR'", "beta")
+good("legal_selection_efficiency", "legal", {"signal.selection_efficiency": 0.943})
+good("legal_accidentals", "legal", {"backgrounds.accidentals": {"counts": 4.0, "rel_unc": 0.168, "nest_yields": "beta"}})
 
 # ------------------------------------------------------------------------------ legal edge cases
 good("legal_default", "legal", {})
