@@ -87,13 +87,10 @@ def point_nll(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out)
     """``U[t] *= Tx`` (U held exp(E)); ``ν[t]`` ``(L,)`` over the live bins; ``out[t]`` = Σ_l ν_l −
     Σ_{n_l > 0} n_l ln ν_l (+inf where ν_l ≤ 0 with n_l > 0, NaN propagated)."""
     n, L = nu.shape
-    X = Tx.size
     G = g_eoff.size
     tmp = np.empty(L)
     for t in range(n):
         u = U[t]
-        for x in range(X):
-            u[x] *= Tx[x]
         v = nu[t]
         for i in range(L):
             v[i] = 0.0
@@ -104,11 +101,14 @@ def point_nll(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out)
             for r in range(g_sptr[g], g_sptr[g + 1]):
                 cs = c[t, g_samp[r]]
                 ug = u[x0 : x0 + Lg]
+                tg = Tx[x0 : x0 + Lg]
                 if r == g_sptr[g]:
                     for j in range(Lg):
+                        ug[j] *= tg[j]
                         tmp[j] = cs * ug[j]
                 else:
                     for j in range(Lg):
+                        ug[j] *= tg[j]
                         tmp[j] += cs * ug[j]
                 x0 += Lg
             for j in range(Lg):
@@ -169,12 +169,25 @@ def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, c
                 if col_of[s] >= 0:
                     g[t, col_of[s]] = acc
                 x0 += Lg
-        for jj in range(J):
+        jj = 0
+        while jj + 4 <= J:  # four coefficient rows per pass over W
+            c0, c1, c2, c3 = C[jj], C[jj + 1], C[jj + 2], C[jj + 3]
+            a0 = a1 = a2 = a3 = 0.0
+            for x in range(X):
+                wx = w[x]
+                a0 += wx * c0[x]
+                a1 += wx * c1[x]
+                a2 += wx * c2[x]
+                a3 += wx * c3[x]
+            WC[t, jj], WC[t, jj + 1], WC[t, jj + 2], WC[t, jj + 3] = a0, a1, a2, a3
+            jj += 4
+        while jj < J:
             cj = C[jj]
             acc = 0.0
             for x in range(X):
                 acc += w[x] * cj[x]
             WC[t, jj] = acc
+            jj += 1
         for k in range(K):
             acc = 0.0
             for m in range(J // K):
@@ -200,6 +213,8 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
     wl = np.empty(L, dtype=D.dtype)
     W = np.empty(X, dtype=D.dtype)
     QU = np.empty(X, dtype=D.dtype)
+    UC = np.empty(X, dtype=D.dtype)
+    qg = np.empty(L)
     tmp = np.empty(max(L, X), dtype=D.dtype)
     acc_a = np.empty(p)
     mrows = np.empty((K, M), dtype=np.int64)
@@ -226,10 +241,12 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                 ja[l] = 0.0
             for b_ in range(p):
                 H[a, b_, i] = 0.0
-        # entries group by group: W, qU, the Jacobian columns and the c–α cross terms
+        # entries group by group: W, qU, cU, the Jacobian columns and the c–α cross terms
         for g_ in range(G):
             bins = g_bins[g_bptr[g_] : g_bptr[g_ + 1]]
             Lg = bins.size
+            for j in range(Lg):
+                qg[j] = q[bins[j]]
             x0 = g_eoff[g_]
             for r in range(g_sptr[g_], g_sptr[g_ + 1]):
                 s = g_samp[r]
@@ -238,10 +255,12 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                 ug = vt[x0 : x0 + Lg]
                 qug = QU[x0 : x0 + Lg]
                 wg = W[x0 : x0 + Lg]
+                ucg = UC[x0 : x0 + Lg]
                 for j in range(Lg):
-                    qu = q[bins[j]] * ug[j]
+                    qu = qg[j] * ug[j]
                     qug[j] = qu
                     wg[j] = cs * qu
+                    ucg[j] = cs * ug[j]
                 if col >= 0:
                     jc = J_[col]
                     for j in range(Lg):
@@ -257,15 +276,14 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
             for k in range(K):
                 x0 = g_eoff[g_]
                 for r in range(g_sptr[g_], g_sptr[g_ + 1]):
-                    cs = c[t, g_samp[r]]
-                    ug = vt[x0 : x0 + Lg]
+                    ucg = UC[x0 : x0 + Lg]
                     dg = D[k, x0 : x0 + Lg]
                     if r == g_sptr[g_]:
                         for j in range(Lg):
-                            tmp[j] = cs * ug[j] * dg[j]
+                            tmp[j] = ucg[j] * dg[j]
                     else:
                         for j in range(Lg):
-                            tmp[j] += cs * ug[j] * dg[j]
+                            tmp[j] += ucg[j] * dg[j]
                     x0 += Lg
                 ja = J_[nc + k]
                 for j in range(Lg):
