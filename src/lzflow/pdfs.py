@@ -240,8 +240,8 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
     meta: dict[str, Any] = {
         "source": source,
         "kind": smeta.get("kind", "signal" if source.startswith("wimp") else "background"),
-        "recoil": RECOIL_OF[it],
-        "interaction": it,
+        "recoil": "accidental" if "template" in smeta else RECOIL_OF[it],  # a (cS1, log10 cS2) template: no recoil
+        "interaction": "template" if "template" in smeta else it,
         "expected_events": 0.0 if empty else float(fold.expected_total),
         "efficiency": float(fold.efficiency),
         "spectrum_events": float(fold.spectrum_total),

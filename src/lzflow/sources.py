@@ -7,6 +7,10 @@ folded with the same NR response matrix); for a background, its configured yield
 (``backgrounds.<name>.nest_yields``: ``NR`` for CEvNS and detector neutrons, ``beta`` or
 ``gammaRay`` for ER sources; see :mod:`lzflow.spectra.backgrounds`).
 
+An accidental-coincidence background (``accidentals``, :func:`observable_source`) is not a recoil
+spectrum: its "spectrum" is an :class:`lzflow.spectra.accidentals.ObservableTemplate`, the ROI count
+spread over (cS1, log10 cS2), which the PDF stage takes as it is (no fold).
+
 The WIMP source is normalised at the reference cross section σ_ref (per nucleon for SI, per
 neutron for SD_n, per proton for SD_p), so its PDF holds the expected events at σ_ref and the
 signal strength μ converts as σ = μ σ_ref.

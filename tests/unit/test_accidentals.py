@@ -5,6 +5,7 @@ exact bin integrals, its fit to LZ WS2024's published 1σ/2σ contours, the conf
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from scipy.optimize import least_squares
 from scipy.special import gammaincinv
 
 from lzflow.exceptions import ConfigError
-from lzflow.pdfs import fold_spectrum
+from lzflow.pdfs import fold_spectrum, pdf_metadata
 from lzflow.physics_config import check_nest_yields, observable_background
 from lzflow.sources import background_source
 from lzflow.space import AnalysisSpace
@@ -84,7 +85,7 @@ def test_fit_to_published_contours():
     assert np.allclose(alt, [1.48, 2.06], atol=0.01), alt
 
 
-def test_pdf_is_the_template_not_a_fold(tmp_path):
+def test_pdf_is_the_template_not_a_fold():
     """The accidental source's PDF is counts x template on the response's space, whatever the response."""
     space = AnalysisSpace(s2_raw_min_phd=600.0)
 
@@ -100,6 +101,10 @@ def test_pdf_is_the_template_not_a_fold(tmp_path):
     assert np.all(fold.variance == 0) and fold.n_mc_events == 0
     with pytest.raises(TypeError, match="not a recoil spectrum"):
         src.spectrum(np.array([1.0]))
+    meta = pdf_metadata(source="accidentals", interaction="beta", fold=fold, space=space, n_samples=None,
+                        source_metadata=src.metadata)
+    assert (meta["recoil"], meta["interaction"], meta["expected_events"]) == ("accidental", "template", 4.0)
+    assert json.loads(json.dumps(meta, allow_nan=False)) == meta  # the sidecar is plain JSON
 
 
 def test_config_refusals():
