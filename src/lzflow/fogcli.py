@@ -66,20 +66,6 @@ def fog_models(args: argparse.Namespace) -> tuple[list[FogModel], list[dict[str,
     return [workspace_fog_model(ws, args.workspace_exposure_t_yr) for ws in docs], docs
 
 
-def _n_on_sigma_grid(curves: Sequence[FogCurve], sigma_grid):
-    """n of each mass (rows) at each σ of ``sigma_grid`` (columns), NaN outside the mass's curve."""
-    import numpy as np
-
-    out = np.full((len(curves), sigma_grid.size), np.nan)
-    for i, c in enumerate(curves):
-        ok = np.isfinite(c.sigma) & np.isfinite(c.n)
-        if ok.sum() < 2:
-            continue
-        ls, n = np.log(c.sigma[ok])[::-1], c.n[ok][::-1]  # σ increasing
-        out[i] = np.interp(np.log(sigma_grid), ls, n, left=np.nan, right=np.nan)
-    return out
-
-
 def figure_fog(curves: Sequence[FogCurve], title: str, limit: tuple[Any, Any, str] | None = None,
                floor: tuple[Any, Any] | None = None):
     """The fog in the (mass, σ) plane: n shaded where ≥ 2, contours at :data:`N_LEVELS`, the
@@ -89,23 +75,25 @@ def figure_fog(curves: Sequence[FogCurve], title: str, limit: tuple[Any, Any, st
     from .curve import pyplot
 
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9, 7))
+    fig, ax = plt.subplots(figsize=(10, 7))
     masses = np.array([c.mass_GeV for c in curves])
-    sig = np.concatenate([c.sigma[np.isfinite(c.sigma)] for c in curves])
-    grid = np.geomspace(sig.min(), sig.max(), 300)
-    n = _n_on_sigma_grid(curves, grid)
-    if len(curves) >= 2:
-        shade = ax.contourf(masses, grid, np.clip(n.T, 1.0, 5.0), levels=np.linspace(2.0, 5.0, 13), cmap="Blues",
-                            extend="neither")
-        fig.colorbar(shade, ax=ax, label="gradient index n")
-        lines = ax.contour(masses, grid, n.T, levels=list(N_LEVELS), colors=["navy", "darkorange", "crimson"])
-        ax.clabel(lines, fmt={lv: f"n = {lv:g}" for lv in N_LEVELS}, fontsize=10)
+    # the (mass, exposure) grid is a curvilinear mesh in the (mass, σ) plane: σ_DL decreases with exposure
+    mesh_m = np.repeat(masses[:, None], curves[0].exposures.size, axis=1)
+    mesh_s = np.array([c.sigma for c in curves])
+    mesh_n = np.array([c.n for c in curves])
+    ok = np.isfinite(mesh_s).all() and len(curves) >= 2
+    if ok:
+        shade = ax.contourf(mesh_m, mesh_s, np.clip(mesh_n, 1.0, 5.0), levels=np.linspace(2.0, 5.0, 13), cmap="Blues")
+        bar = fig.colorbar(shade, ax=ax)
+        bar.set_label("gradient index n", fontsize=14)
+        lines = ax.contour(mesh_m, mesh_s, mesh_n, levels=list(N_LEVELS), colors=["navy", "darkorange", "crimson"])
+        ax.clabel(lines, fmt={lv: f"n = {lv:g}" for lv in N_LEVELS}, fontsize=10, inline=False)
     ex = curves[0].exposures
     for decade in range(int(np.ceil(np.log10(ex[0]))), int(np.floor(np.log10(ex[-1]))) + 1):
         e = 10.0 ** decade
         s = [np.exp(np.interp(np.log(e), np.log(c.exposures), np.log(c.sigma))) for c in curves]
         ax.plot(masses, s, color="grey", lw=0.8, alpha=0.8)
-        ax.annotate(f"{e:g} t·yr", (masses[-1], s[-1]), fontsize=8, color="grey")
+        ax.annotate(f"{e:g} t·yr", (masses[-1], s[-1]), fontsize=9, color="dimgrey", ha="right", va="bottom")
     if floor is not None:
         ax.plot(floor[0], floor[1], "k--", lw=1.5, label="O'Hare 2021 Xe floor (n = 2, median)")
     if limit is not None:
@@ -114,9 +102,10 @@ def figure_fog(curves: Sequence[FogCurve], title: str, limit: tuple[Any, Any, st
     ax.set_yscale("log")
     if masses.size > 1:
         ax.set_xlim(masses.min(), masses.max())
-    ax.set_ylim(grid.min(), grid.max())
-    ax.set_xlabel("WIMP mass [GeV/c²]")
-    ax.set_ylabel("SI WIMP-nucleon cross section [cm²]")
+    finite = mesh_s[np.isfinite(mesh_s)]
+    ax.set_ylim(finite.min() / 1.5, finite.max() * 1.5)
+    ax.set_xlabel("WIMP mass [GeV/c²]", fontsize=15)
+    ax.set_ylabel("SI WIMP-nucleon cross section [cm²]", fontsize=15)
     ax.set_title(title, fontsize=12)
     if floor is not None or limit is not None:
         ax.legend(fontsize=9, loc="upper left")
