@@ -91,3 +91,12 @@ def test_bad_input_is_refused():
         discovery_tail(one_bin(1.0), 100, 1, 1, components=(3.0, 5.0))
     with pytest.raises(ValueError, match="mu_grid"):
         discovery_from_toys(one_bin(1.0), n_toys_b=30, n_toys_sb=10, base_seed=1, mass_key=1, mu_grid=[2.0, 1.0])
+
+
+def test_same_seeds_same_numbers():
+    m = simple_model(n_bins=5, n_bkg=2, background_events=50.0, signal_events=5.0, rel_unc=0.1)
+    a = discovery_tail(m, 3000, base_seed=9, mass_key=2)
+    b = discovery_tail(m, 3000, base_seed=9, mass_key=2)
+    assert np.array_equal(a.q0, b.q0) and np.array_equal(a.weight, b.weight)
+    c = discovery_tail(m, 3000, base_seed=10, mass_key=2)
+    assert not np.array_equal(a.q0, c.q0)

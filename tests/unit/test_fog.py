@@ -128,6 +128,14 @@ def test_lzflow_fog_writes_csv_plot_and_json(tmp_path, ws40):
     assert doc["probability"] == 0.9 and doc["models"][0]["backgrounds"]["B8"] == 0.04
 
 
+def test_shape_systematics_workspace_is_refused():
+    ws = json.loads(gzip.decompress((WS40.parent / "workspace_m40_systematics.json.gz").read_bytes()))
+    with pytest.raises(ConfigError, match="shape_systematics"):
+        workspace_fog_model(ws, LZ_EXPOSURE)
+    with pytest.raises(ConfigError, match="exposure_t_yr -1"):
+        workspace_fog_model(ws, -1.0)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--ideal"], "--masses is required"),
     (["--ideal", "--masses", "40", "--probability", "1.5"], "probability 1.5"),
