@@ -38,8 +38,9 @@ Models
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import norm
@@ -50,9 +51,25 @@ from .spectra.wimp import HaloModel, wimp_rate
 from .stats.asymptotic import discovery_potential
 from .stats.model import BinnedModel
 
-__all__ = ["FLUX_UNCERTAINTY", "OHARE_HALO", "FogModel", "ideal_fog_model", "workspace_fog_model",
-           "z_required", "discovery_limit", "FogCurve", "fog_curve", "gradient_index", "floor_at_n",
-           "default_exposures", "fog_rows", "FOG_COLUMNS", "spot_check", "load_ohare_floor", "OHARE_FLOOR_CSV"]
+__all__ = [
+    "FLUX_UNCERTAINTY",
+    "FOG_COLUMNS",
+    "OHARE_FLOOR_CSV",
+    "OHARE_HALO",
+    "FogCurve",
+    "FogModel",
+    "default_exposures",
+    "discovery_limit",
+    "floor_at_n",
+    "fog_curve",
+    "fog_rows",
+    "gradient_index",
+    "ideal_fog_model",
+    "load_ohare_floor",
+    "spot_check",
+    "workspace_fog_model",
+    "z_required",
+]
 
 #: Relative flux uncertainties of O'Hare's neutrino fog, NeutrinoFog ``src/Params.py`` ``NuUnc``
 #: (github.com/cajohare/NeutrinoFog, commit 0df3d0cd2322602dc147a66d94055f7f64879d80): solar from the
@@ -230,7 +247,7 @@ def spot_check(fm: FogModel, exposure_t_yr: float, *, n_toys_sb: int, n_toys_b: 
     sigma = discovery_limit(fm, exposure_t_yr, z, probability)
     model = fm.at_exposure(exposure_t_yr)
     mu = sigma / fm.sigma_ref_cm2
-    mass_key = int(round(fm.mass_GeV * 1000))
+    mass_key = round(fm.mass_GeV * 1000)
     tail = discovery_tail(model, n_toys_b, seed, mass_key, components=(0.0, z, z + 1.0))
     # the critical value: smallest q0 on the toys' support with p̂0 ≤ Φ(−z)
     qs = np.unique(tail.q0)

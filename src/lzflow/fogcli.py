@@ -15,15 +15,16 @@ import argparse
 import gzip
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .cliparse import stage
 
 if TYPE_CHECKING:  # numpy and the fits load on use (the console script imports this module on every call)
     from .fog import FogCurve, FogModel
 
-__all__ = ["register", "cmd_fog", "fog_models", "figure_fog", "parse_spot", "N_LEVELS"]
+__all__ = ["N_LEVELS", "cmd_fog", "figure_fog", "fog_models", "parse_spot", "register"]
 
 #: the gradient-index contours drawn (issue 14)
 N_LEVELS = (2.0, 2.5, 3.0)
@@ -137,7 +138,15 @@ def cmd_fog(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .exceptions import ConfigError
-    from .fog import default_exposures, fog_curve, fog_rows, floor_at_n, load_ohare_floor, spot_check, FOG_COLUMNS
+    from .fog import (
+        FOG_COLUMNS,
+        default_exposures,
+        floor_at_n,
+        fog_curve,
+        fog_rows,
+        load_ohare_floor,
+        spot_check,
+    )
     from .io import write_csv, write_json
 
     lo, hi, n = args.exposures

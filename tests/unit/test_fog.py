@@ -15,8 +15,19 @@ from scipy.stats import norm
 
 from lzflow.cli import main
 from lzflow.exceptions import ConfigError
-from lzflow.fog import (FLUX_UNCERTAINTY, FogCurve, discovery_limit, floor_at_n, fog_curve, gradient_index,
-                        ideal_fog_model, load_ohare_floor, spot_check, workspace_fog_model, z_required)
+from lzflow.fog import (
+    FLUX_UNCERTAINTY,
+    FogCurve,
+    discovery_limit,
+    floor_at_n,
+    fog_curve,
+    gradient_index,
+    ideal_fog_model,
+    load_ohare_floor,
+    spot_check,
+    workspace_fog_model,
+    z_required,
+)
 
 WS40 = Path(__file__).resolve().parents[1] / "data" / "workspace_m40.json.gz"
 LZ_EXPOSURE = 5.6 * 1000 / 365.25  # the workspace's exposure: config/config.yaml, 5.6 t x 1000 d

@@ -36,8 +36,8 @@ q₀,A(μ) = Z² (:func:`~lzflow.stats.asymptotic.discovery_potential`). In the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 from scipy.special import logsumexp
@@ -51,8 +51,15 @@ from .model import BinnedModel
 from .teststat import evaluate_test_statistic
 from .toys import ToySampler, generation_point
 
-__all__ = ["TailEstimate", "discovery_tail", "ToyDiscovery", "discovery_from_toys", "q0_of_toys",
-           "DEFAULT_COMPONENTS", "Z_TAILS"]
+__all__ = [
+    "DEFAULT_COMPONENTS",
+    "Z_TAILS",
+    "TailEstimate",
+    "ToyDiscovery",
+    "discovery_from_toys",
+    "discovery_tail",
+    "q0_of_toys",
+]
 
 #: median significances z_k of the default mixture components (0 = the B-only model itself)
 DEFAULT_COMPONENTS: tuple[float, ...] = (0.0, 3.0, 5.0)
