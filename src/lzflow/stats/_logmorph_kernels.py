@@ -42,44 +42,67 @@ _CHUNK = 256
 
 
 @numba.njit(inline="always")
-def _combine_rows(b, t, rows, C, x0, x1, out):  # pragma: no cover - compiled
-    """``out[x0:x1] = Σ_{j in rows} b[t, j] C[j, x0:x1]``: four rows a pass, then one at a time
-    (a fixed order for given ``rows``)."""
-    R = rows.size
-    o = out[x0:x1]
+def _pass8(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
+    """``o (=|+=) Σ_{i<8} b[j+i] C[j+i, x0:x1]``."""
+    b0, b1, b2, b3, b4, b5, b6, b7 = b[j], b[j + 1], b[j + 2], b[j + 3], b[j + 4], b[j + 5], b[j + 6], b[j + 7]
+    c0, c1, c2, c3 = C[j, x0:x1], C[j + 1, x0:x1], C[j + 2, x0:x1], C[j + 3, x0:x1]
+    c4, c5, c6, c7 = C[j + 4, x0:x1], C[j + 5, x0:x1], C[j + 6, x0:x1], C[j + 7, x0:x1]
+    if first:
+        for x in range(x1 - x0):
+            o[x] = (b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
+                    + b4 * c4[x] + b5 * c5[x] + b6 * c6[x] + b7 * c7[x])
+    else:
+        for x in range(x1 - x0):
+            o[x] += (b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
+                     + b4 * c4[x] + b5 * c5[x] + b6 * c6[x] + b7 * c7[x])
+
+@numba.njit(inline="always")
+def _pass4(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
+    b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
+    c0, c1, c2, c3 = C[j, x0:x1], C[j + 1, x0:x1], C[j + 2, x0:x1], C[j + 3, x0:x1]
+    if first:
+        for x in range(x1 - x0):
+            o[x] = b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
+    else:
+        for x in range(x1 - x0):
+            o[x] += b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
+
+@numba.njit(inline="always")
+def _pass1(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
+    b0 = b[j]
+    c0 = C[j, x0:x1]
+    if first:
+        for x in range(x1 - x0):
+            o[x] = b0 * c0[x]
+    else:
+        for x in range(x1 - x0):
+            o[x] += b0 * c0[x]
+
+@numba.njit(inline="always")
+def _combine(b, j0, R, C, x0, x1, o):  # pragma: no cover - compiled
+    """``o = Σ_{j0 ≤ j < j0+R} b[j] C[j, x0:x1]``: eight rows a pass, then four, then one (a fixed
+    order for given ``j0, R``; few passes over ``o``)."""
     j = 0
+    while j + 8 <= R:
+        _pass8(b, j0 + j, C, x0, x1, o, j == 0)
+        j += 8
     while j + 4 <= R:
-        b0, b1, b2, b3 = b[t, rows[j]], b[t, rows[j + 1]], b[t, rows[j + 2]], b[t, rows[j + 3]]
-        c0, c1, c2, c3 = C[rows[j], x0:x1], C[rows[j + 1], x0:x1], C[rows[j + 2], x0:x1], C[rows[j + 3], x0:x1]
-        if j == 0:
-            for x in range(x1 - x0):
-                o[x] = b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
-        else:
-            for x in range(x1 - x0):
-                o[x] += b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
+        _pass4(b, j0 + j, C, x0, x1, o, j == 0)
         j += 4
     while j < R:
-        bj = b[t, rows[j]]
-        cj = C[rows[j], x0:x1]
-        if j == 0:
-            for x in range(x1 - x0):
-                o[x] = bj * cj[x]
-        else:
-            for x in range(x1 - x0):
-                o[x] += bj * cj[x]
+        _pass1(b, j0 + j, C, x0, x1, o, j == 0)
         j += 1
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def log_terms(Bv, C, E):  # pragma: no cover - compiled
     """``E[t] = Σ_j Bv[t, j] C[j]`` (``Bv`` ``(n, J)``, ``C`` ``(J, X)``): for each toy the same
-    operations in the same order (:func:`_combine_rows` over j = 0 … J−1), chunk by chunk of entries."""
+    operations in the same order (:func:`_combine` over j = 0 … J−1), chunk by chunk of entries."""
     J, X = C.shape
-    rows = np.arange(J)
     for x0 in range(0, X, _CHUNK):
         x1 = min(x0 + _CHUNK, X)
         for t in range(Bv.shape[0]):
-            _combine_rows(Bv, t, rows, C, x0, x1, E[t])
+            _combine(Bv[t], 0, J, C, x0, x1, E[t, x0:x1])
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
@@ -170,7 +193,24 @@ def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, c
                     g[t, col_of[s]] = acc
                 x0 += Lg
         jj = 0
-        while jj + 4 <= J:  # four coefficient rows per pass over W
+        while jj + 8 <= J:  # eight, then four coefficient rows per pass over W
+            c0, c1, c2, c3 = C[jj], C[jj + 1], C[jj + 2], C[jj + 3]
+            c4, c5, c6, c7 = C[jj + 4], C[jj + 5], C[jj + 6], C[jj + 7]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+            for x in range(X):
+                wx = w[x]
+                a0 += wx * c0[x]
+                a1 += wx * c1[x]
+                a2 += wx * c2[x]
+                a3 += wx * c3[x]
+                a4 += wx * c4[x]
+                a5 += wx * c5[x]
+                a6 += wx * c6[x]
+                a7 += wx * c7[x]
+            WC[t, jj], WC[t, jj + 1], WC[t, jj + 2], WC[t, jj + 3] = a0, a1, a2, a3
+            WC[t, jj + 4], WC[t, jj + 5], WC[t, jj + 6], WC[t, jj + 7] = a4, a5, a6, a7
+            jj += 8
+        while jj + 4 <= J:
             c0, c1, c2, c3 = C[jj], C[jj + 1], C[jj + 2], C[jj + 3]
             a0 = a1 = a2 = a3 = 0.0
             for x in range(X):
@@ -188,10 +228,11 @@ def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, c
                 acc += w[x] * cj[x]
             WC[t, jj] = acc
             jj += 1
+        M = J // K
         for k in range(K):
             acc = 0.0
-            for m in range(J // K):
-                acc += Bv1[t, m * K + k] * WC[t, m * K + k]
+            for m in range(M):
+                acc += Bv1[t, k * M + m] * WC[t, k * M + m]
             g[t, nc + k] = acc
 
 
@@ -217,10 +258,6 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
     qg = np.empty(L)
     tmp = np.empty(max(L, X), dtype=D.dtype)
     acc_a = np.empty(p)
-    mrows = np.empty((K, M), dtype=np.int64)
-    for k in range(K):
-        for m in range(M):
-            mrows[k, m] = m * K + k
     for i in range(rows.size):
         t = rows[i]
         ct, nt, vt = counts[t], nu[t], U[t]
@@ -234,7 +271,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                 q[l] = 1.0
                 wl[l] = 0.0
         for k in range(K):
-            _combine_rows(Bv1, t, mrows[k], Cw, 0, X, D[k])
+            _combine(Bv1[t], k * M, M, Cw, 0, X, D[k])
         for a in range(p):
             ja = J_[a]
             for l in range(L):
@@ -303,7 +340,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                     H[nc + k2, nc + k, i] += acc
             acc2 = 0.0
             for m in range(M):
-                acc2 += Bv2[t, m * K + k] * WC[t, m * K + k]
+                acc2 += Bv2[t, k * M + m] * WC[t, k * M + m]
             H[nc + k, nc + k, i] += acc2
         # Gauss–Newton part over the live bins
         for a in range(p):

@@ -78,7 +78,7 @@ class LogMorphLayout(FreeParameters):
         self.l_of = np.concatenate([np.tile(b, g.size) for g, b in groups])
         self.Tx = np.ascontiguousarray(T[self.s_of, self.live[self.l_of]])
         C = basis.C[:, :, self.s_of, self.live[self.l_of]]  # (M, K, X)
-        self.C2 = np.ascontiguousarray(C.reshape(basis.M * K, -1))  # rows j = m K + k
+        self.C2 = np.ascontiguousarray(C.transpose(1, 0, 2).reshape(K * basis.M, -1))  # rows j = k M + m
         self.Cw = np.ascontiguousarray(self.C2, dtype=self.wt)
         self.col_of = np.full(self.S, -1, dtype=np.int64)  # free column of each sample coefficient
         self.col_of[self.cfree] = np.arange(self.nc)
@@ -101,12 +101,6 @@ class LogMorphLayout(FreeParameters):
         return out
 
 
-def _basis_rows(B: np.ndarray) -> np.ndarray:
-    """``(n, K, M)`` → ``(n, M K)`` in the order of the coefficient rows j = m K + k."""
-    n, K, M = B.shape
-    return np.ascontiguousarray(B.transpose(0, 2, 1).reshape(n, M * K))
-
-
 class _Point:
     """The morphed templates (per entry), ν, the Poisson part of the NLL and the basis functions
     of a set of rows at one point."""
@@ -118,10 +112,10 @@ class _Point:
 
         self.c, self.alpha = lay.split(y)
         B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
-        self.Bv1, self.Bv2 = _basis_rows(B1), _basis_rows(B2)
         n = y.shape[0]
+        self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))  # columns j = k M + m, as lay.C2's rows
         self.U = np.empty((n, lay.Tx.size))
-        log_terms(_basis_rows(B), lay.C2, self.U)
+        log_terms(np.ascontiguousarray(B.reshape(n, -1)), lay.C2, self.U)
         np.exp(self.U, out=self.U)
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
