@@ -158,3 +158,54 @@ def test_data_config_resolves_blind_by_default_and_records_every_default():
     assert observed_toys_spec(unblind) == {"observed_data": True}
     assert observed_merge_spec(unblind) == {"blind": False, "discovery_toys": 500}
     assert resolve_data({}, stats) == {} and observed_merge_spec({}) == {}  # no data: specs as before
+
+
+def test_merge_on_data_equals_the_library_inversion_of_the_same_toys(tmp_path, ws, model):
+    """Toy files made by the workflow's toy jobs with --observed, merged with the binned event list,
+    give the observed limit of :func:`lzflow.stats.hypotest.toy_limits` on the same data, seeds and
+    blocks (toys at the data's θ̂̂(μ) both ways); toy files made without the data are refused."""
+    from lzflow.exceptions import MergeError
+    from lzflow.io import write_json
+    from lzflow.merge import merge_limits
+    from lzflow.toyjobs import TOY_BLOCK, run_toy_job, save_toy_job
+
+    mu_inj = 3 * _median_mu(ws)
+    data = simulate(ws, mu_inj * ws["sigma_ref_cm2"], 13, "nominal")
+    from lzflow.eventlist import write_events
+
+    events = tmp_path / "events.csv"
+    write_events(events, data.cs1, data.cs2)
+    axes = ws["axes"]
+    doc = bin_observed({"format": "csv", "columns": {"cS1": "cS1", "cS2": "cS2"}, "units": {}, "tree": "events",
+                        "window": {"cS1_edges": axes[0]["edges"], "log10cS2_edges": axes[1]["edges"]}}, events)
+    observed = tmp_path / "observed.json"
+    write_json(observed, doc)
+    common = {"n_jobs": 1, "job_index": 0, "seed": 7, "test_statistic": "qtilde"}
+    grid = ws["poi_grid"]
+    specs = [{**common, "hypothesis": "sb", "poi_index": k, "n_toys": 100} for k in range(len(grid))]
+    specs.append({**common, "hypothesis": "b", "n_toys": 200})
+
+    def toy_files(directory: Path, with_data: bool) -> list[Path]:
+        paths = []
+        for spec in specs:
+            name = f"toys/poi{spec['poi_index']}/job0.npz" if spec["hypothesis"] == "sb" else "toys/bonly/job0.npz"
+            path = directory / "m40" / name
+            result, header = run_toy_job(ws, {**spec, **({"observed_data": True} if with_data else {})},
+                                         observed if with_data else None)
+            save_toy_job(path, result, header)
+            paths.append(path)
+        return paths
+
+    merge_spec = {"cl": 0.9, "method": "CLs+b", "power_threshold": 0.1587, "test_statistic": "qtilde",
+                  "blind": False, "discovery_toys": 1000, "n_boot": 1}
+    limit = merge_limits(ws, toy_files(tmp_path / "data", True), merge_spec, observed)
+    lib = toy_limits(model, grid, 100, 200, base_seed=7, mass_key=mass_key(40.0), cl=0.9, method="clsb",
+                     observed=(observed_counts(doc, ws), model.nominal_nuisance()), block_size=TOY_BLOCK, n_threads=1)
+    assert limit["limits"]["CLs+b"]["observed_mu"] == pytest.approx(lib.observed, rel=1e-12)
+    assert limit["observed"]["limits"]["CLs+b"]["sigma_cm2"] == pytest.approx(lib.observed * ws["sigma_ref_cm2"],
+                                                                             rel=1e-12)
+    assert limit["observed"]["events"]["n_total"] == data.n_events
+    with pytest.raises(MergeError, match="observed data"):
+        merge_limits(ws, toy_files(tmp_path / "asimov", False), merge_spec, observed)
+    with pytest.raises(MergeError, match="blind"):
+        merge_limits(ws, [], {**merge_spec, "blind": True}, observed)
