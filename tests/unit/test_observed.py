@@ -209,3 +209,29 @@ def test_merge_on_data_equals_the_library_inversion_of_the_same_toys(tmp_path, w
         merge_limits(ws, toy_files(tmp_path / "asimov", False), merge_spec, observed)
     with pytest.raises(MergeError, match="blind"):
         merge_limits(ws, [], {**merge_spec, "blind": True}, observed)
+
+
+def test_curve_has_observed_columns_and_line_only_with_data(tmp_path):
+    from lzflow.curve import COLUMNS, OBSERVED_COLUMNS, curve_rows, figure_limit_curve, read_curve_csv, write_curve_csv
+
+    def doc(mass, observed=None):
+        exp = {"-2": 1e-48, "-1": 2e-48, "0": 3e-48, "1": 4e-48, "2": 5e-48}
+        d = {"mass_GeV": mass, "method": "CLs+b", "cl": 0.9, "upper_limit_sigma_cm2": 3.5e-48,
+             "asymptotic": {"expected_sigma_cm2": exp}, "limits": {"CLs+b": {"expected_sigma_cm2": exp}}}
+        if observed:
+            d["observed"] = {"sigma_cm2": observed, "best_fit": {"sigma_cm2": 1e-48, "interval_sigma_cm2": [0.0, 2e-48]},
+                             "discovery": {"p_value": 0.2, "significance": 0.84}}
+        return d
+
+    blind = curve_rows([doc(10.0), doc(40.0)])
+    write_curve_csv(tmp_path / "blind.csv", blind)
+    assert (tmp_path / "blind.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    rows = curve_rows([doc(10.0, 7.5e-48), doc(40.0, 6.5e-48)])
+    write_curve_csv(tmp_path / "data.csv", rows)
+    assert (tmp_path / "data.csv").read_text().splitlines()[0] == ",".join(COLUMNS + OBSERVED_COLUMNS)
+    assert [r["sigma_observed_cm2"] for r in read_curve_csv(tmp_path / "data.csv")] == [7.5e-48, 6.5e-48]
+    for rs, label in ((blind, "PCL limit (Asimov B-only data)"), (rows, "observed limit (PCL, data)")):
+        lines = {ln.get_label(): ln for ln in figure_limit_curve(rs).axes[0].get_lines()}
+        assert label in lines
+    line = {ln.get_label(): ln for ln in figure_limit_curve(rows).axes[0].get_lines()}["observed limit (PCL, data)"]
+    assert line.get_linestyle() == "-" and list(line.get_ydata()) == [7.5e-48, 6.5e-48]
