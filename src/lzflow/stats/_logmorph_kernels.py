@@ -255,6 +255,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
     W = np.empty(X, dtype=D.dtype)
     QU = np.empty(X, dtype=D.dtype)
     UC = np.empty(X, dtype=D.dtype)
+    JA = np.empty((K, L), dtype=D.dtype)
     qg = np.empty(L)
     tmp = np.empty(max(L, X), dtype=D.dtype)
     acc_a = np.empty(p)
@@ -289,6 +290,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                 s = g_samp[r]
                 cs = c[t, s]
                 col = col_of[s]
+                first = r == g_sptr[g_]
                 ug = vt[x0 : x0 + Lg]
                 qug = QU[x0 : x0 + Lg]
                 wg = W[x0 : x0 + Lg]
@@ -302,29 +304,27 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                     jc = J_[col]
                     for j in range(Lg):
                         jc[bins[j]] = ug[j]
-                    for k in range(K):
-                        dg = D[k, x0 : x0 + Lg]
-                        acc = zero
+                for k in range(K):  # one pass over D_k: the cross term and Σ_s c_s U_s D_k per bin
+                    dg = D[k, x0 : x0 + Lg]
+                    ak = JA[k]
+                    acc = zero
+                    if first:
                         for j in range(Lg):
                             acc += qug[j] * dg[j]
+                            ak[j] = ucg[j] * dg[j]
+                    else:
+                        for j in range(Lg):
+                            acc += qug[j] * dg[j]
+                            ak[j] += ucg[j] * dg[j]
+                    if col >= 0:
                         H[col, nc + k, i] = acc
                         H[nc + k, col, i] = acc
                 x0 += Lg
             for k in range(K):
-                x0 = g_eoff[g_]
-                for r in range(g_sptr[g_], g_sptr[g_ + 1]):
-                    ucg = UC[x0 : x0 + Lg]
-                    dg = D[k, x0 : x0 + Lg]
-                    if r == g_sptr[g_]:
-                        for j in range(Lg):
-                            tmp[j] = ucg[j] * dg[j]
-                    else:
-                        for j in range(Lg):
-                            tmp[j] += ucg[j] * dg[j]
-                    x0 += Lg
                 ja = J_[nc + k]
+                ak = JA[k]
                 for j in range(Lg):
-                    ja[bins[j]] += tmp[j]
+                    ja[bins[j]] += ak[j]
         # α–α second derivatives: Σ_x W D_k D_l (+ δ_kl Σ_m B''_m (W·C)_mk, in float64)
         for k in range(K):
             dk = D[k]
