@@ -42,7 +42,7 @@ from .exceptions import MergeError
 
 __all__ = ["DATA_FORMAT", "ObservedDataError", "bin_observed",
            "observed_digest", "observed_counts", "observed_summary",
-           "load_observed"]
+           "load_observed", "observed_option"]
 
 class ObservedDataError(MergeError):
     """The binned event list cannot be used by a toys or merge job (a user error: one line; a
@@ -105,6 +105,16 @@ def observed_counts(doc: Mapping[str, Any], ws: Mapping[str, Any]) -> np.ndarray
     if observed_digest(counts) != doc["counts_digest"]:
         raise ObservedDataError("observed data: counts_digest does not match the counts (edited file?); rerun lzflow bin-data")
     return counts.astype(np.float64).ravel()
+
+
+def observed_option(wildcards: Any, input: Any) -> str:
+    """``--observed <binned event list>`` for a workflow job whose input ``observed`` names it (the
+    toys, toy batch and merge rules of an unblinded analysis, ``workflow/rules/data.smk``); "" else."""
+    import shlex
+
+    files = input.get("observed", [])
+    files = [files] if isinstance(files, str) else list(files)
+    return " ".join(f"--observed {shlex.quote(str(f))}" for f in files)
 
 
 def observed_summary(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,20 +5,11 @@
 # the event list, every result is the Asimov sensitivity, and unblinding adds this job and reruns
 # only the toys, merges and what follows them.
 from lzflow.dataconfig import unblinded
+from lzflow.observeddata import observed_option  # params: "--observed <file>" for a job with that input
 
 UNBLINDED = unblinded(LZ)
-
-
-def observed_data_input(wildcards):
-    """The binned event list for a toys or merge job of an unblinded analysis; nothing otherwise."""
-    return [out(L.OBSERVED_DATA)] if UNBLINDED else []
-
-
-def observed_option(wildcards, input):
-    """``--observed <binned event list>`` for a job with that input (lzflow toys, merge, toybatch)."""
-    files = input.get("observed", [])
-    files = [files] if isinstance(files, str) else list(files)
-    return " ".join(f"--observed {shlex.quote(str(f))}" for f in files)
+#: the binned event list, an input of every toys and merge job of an unblinded analysis; else none
+OBSERVED_INPUT = [out(L.OBSERVED_DATA)] if UNBLINDED else []
 
 
 if UNBLINDED:

@@ -53,7 +53,7 @@ rule toys:
     """One S+B toy file: a block of toys generated at one POI of one mass (the file split, LZFLOW_TOY_JOBS=file)."""
     input:
         workspace=out(L.WORKSPACE),
-        observed=observed_data_input,
+        observed=OBSERVED_INPUT,
     output:
         out(L.TOYS_SB),
     params:
@@ -75,7 +75,7 @@ rule toys:
 use rule toys as toys_study with:
     input:
         workspace=upstream(L.WORKSPACE),
-        observed=observed_data_input,
+        observed=OBSERVED_INPUT,
     output:
         study_out(L.TOYS_SB),
     log:
@@ -88,7 +88,7 @@ rule toys_bonly:
     """One B-only toy file: a block of background-only toys of one mass, tested on the whole POI grid (the file split)."""
     input:
         workspace=out(L.WORKSPACE),
-        observed=observed_data_input,
+        observed=OBSERVED_INPUT,
     output:
         out(L.TOYS_B),
     params:
@@ -110,7 +110,7 @@ rule toys_bonly:
 use rule toys_bonly as toys_bonly_study with:
     input:
         workspace=upstream(L.WORKSPACE),
-        observed=observed_data_input,
+        observed=OBSERVED_INPUT,
     output:
         study_out(L.TOYS_B),
     log:
@@ -124,7 +124,7 @@ rule merge:
     input:
         workspace=out(L.WORKSPACE),
         toys=toy_files,
-        observed=observed_data_input,
+        observed=OBSERVED_INPUT,
     output:
         limit=out(L.LIMIT),
         errors=out(L.MASS_FIT_ERRORS),
@@ -145,7 +145,7 @@ use rule merge as merge_study with:
     input:
         workspace=upstream(L.WORKSPACE),
         toys=toy_files,
-        observed=observed_data_input,
+        observed=OBSERVED_INPUT,
     output:
         limit=study_out(L.LIMIT),
         errors=study_out(L.MASS_FIT_ERRORS),
@@ -207,7 +207,7 @@ for _batch in TOY_BATCHES:
             _batch.rule
         input:
             workspace=_batch.workspace,
-            observed=observed_data_input,
+            observed=OBSERVED_INPUT,
         output:
             toys=_batch.outputs,
         params:
