@@ -41,9 +41,11 @@ Lines (energy = deposit of the daughter's vacancy cascade; fractions sum to 1):
   (Q = 156 keV, flat below 20 keV) folded in as a flat 1/9 share [diamx notes].
 
 Charge yield of captures: LZ measured lower charge yields for L-shell captures than for β of the
-same energy (¹²⁷Xe: Temples et al., PRD 104 (2021) 112001; WS2024: Q_LL/Q_β = 0.70 for ¹²⁴Xe LL);
-lzflow folds these lines with NEST's ``beta`` yields, which puts them ≈ 10–30 % higher in S2 (more
-ER-like, less leakage) — an approximation stated in docs/ws2024.md.
+same energy (¹²⁷Xe: Temples et al., PRD 104 (2021) 112001; LZ's WS2024 model quenches the ¹²⁴Xe
+double-capture charge to ≈ 0.71 of β [S: the diamx reproduction's LZ config]); lzflow folds these lines
+with NEST's ``beta`` yields (not modelled). In NEST the quenched yields are the β yields with the ER
+parameters m1, m2 and m5 scaled by Q (charge × Q, quanta conserved); an estimate made that way moves the
+40 GeV WS2024-like median by ×1.10 (docs/ws2024.md).
 """
 
 from __future__ import annotations
