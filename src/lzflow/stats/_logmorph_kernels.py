@@ -169,6 +169,8 @@ def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, c
     G = g_eoff.size
     q = np.empty(L)
     qg = np.empty(L)
+    pos = np.empty(L, dtype=np.int64)
+    pg = np.empty(L, dtype=np.int64)
     w = np.empty(X)
     for t in range(n):
         _q_of(counts[t], nu[t], q)
@@ -241,8 +243,8 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
             prec, H, D, J_):  # pragma: no cover - compiled
     """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64).
 
-    Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, L)`` of the work type (float32 or float64):
-    D_kx = Σ_m B'_m(α_k) C_mkx; J the Jacobian ∂ν_l/∂y over the live bins. H = Σ_l w_l J_l J_lᵀ
+    Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, L + 1)`` of the work type (float32 or float64):
+    D_kx = Σ_m B'_m(α_k) C_mkx; J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
     (w = n/ν²) + [c–α: Σ_{x∈s} q U_x D_kx] + [α–α: Σ_x W_x D_kx D_lx + δ_kl Σ_m B''_m W·C_mk] + P."""
     L = nu.shape[1]
     JJ, X = Cw.shape
@@ -257,25 +259,30 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
     UC = np.empty(X, dtype=D.dtype)
     JA = np.empty((K, L), dtype=D.dtype)
     qg = np.empty(L)
+    pos = np.empty(L, dtype=np.int64)
+    pg = np.empty(L, dtype=np.int64)
     tmp = np.empty(max(L, X), dtype=D.dtype)
     acc_a = np.empty(p)
     for i in range(rows.size):
         t = rows[i]
         ct, nt, vt = counts[t], nu[t], U[t]
+        npos = 0  # the Gauss–Newton part needs only the bins with counts: columns 0 … npos−1 of J
         for l in range(L):
             k_ = ct[l]
             if k_ > 0.0:
                 r = k_ / nt[l]
                 q[l] = 1.0 - r
-                wl[l] = r / nt[l]
+                wl[npos] = r / nt[l]
+                pos[l] = npos
+                npos += 1
             else:
                 q[l] = 1.0
-                wl[l] = 0.0
+                pos[l] = L  # a scratch column, never read
         for k in range(K):
             _combine(Bv1[t], k * M, M, Cw, 0, X, D[k])
         for a in range(p):
             ja = J_[a]
-            for l in range(L):
+            for l in range(npos):
                 ja[l] = 0.0
             for b_ in range(p):
                 H[a, b_, i] = 0.0
@@ -285,6 +292,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
             Lg = bins.size
             for j in range(Lg):
                 qg[j] = q[bins[j]]
+                pg[j] = pos[bins[j]]
             x0 = g_eoff[g_]
             for r in range(g_sptr[g_], g_sptr[g_ + 1]):
                 s = g_samp[r]
@@ -303,7 +311,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                 if col >= 0:
                     jc = J_[col]
                     for j in range(Lg):
-                        jc[bins[j]] = ug[j]
+                        jc[pg[j]] = ug[j]
                 for k in range(K):  # one pass over D_k: the cross term and Σ_s c_s U_s D_k per bin
                     dg = D[k, x0 : x0 + Lg]
                     ak = JA[k]
@@ -324,7 +332,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
                 ja = J_[nc + k]
                 ak = JA[k]
                 for j in range(Lg):
-                    ja[bins[j]] += ak[j]
+                    ja[pg[j]] += ak[j]
         # α–α second derivatives: Σ_x W D_k D_l (+ δ_kl Σ_m B''_m (W·C)_mk, in float64)
         for k in range(K):
             dk = D[k]
@@ -342,15 +350,15 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
             for m in range(M):
                 acc2 += Bv2[t, k * M + m] * WC[t, k * M + m]
             H[nc + k, nc + k, i] += acc2
-        # Gauss–Newton part over the live bins
+        # Gauss–Newton part over the bins with counts
         for a in range(p):
             ja = J_[a]
-            for l in range(L):
+            for l in range(npos):
                 tmp[l] = wl[l] * ja[l]
             for b_ in range(a, p):
                 jb = J_[b_]
                 acc = zero
-                for l in range(L):
+                for l in range(npos):
                     acc += tmp[l] * jb[l]
                 acc_a[b_] = acc
             for b_ in range(a, p):
