@@ -60,6 +60,8 @@ def test_template_unit_sum_and_exact_bins():
     assert np.allclose(t.sum(axis=1), px / px.sum(), rtol=1e-5)
     # most events at low cS1 and low cS2: the first five cS1 bins (3-12.6 phd) hold > 85 %
     assert t[:5].sum() > 0.85
+    with pytest.raises(ValueError, match="expected both > 0"):
+        accidental_template(space.cs1_edges, y, s2_threshold=0.0)
 
 
 def test_fit_to_published_contours():

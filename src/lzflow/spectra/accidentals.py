@@ -86,6 +86,9 @@ def accidental_template(cs1_edges: np.ndarray, log10cs2_edges: np.ndarray, *,
     """
     if not (s1_index > 1 and s2_index > 1):
         raise ValueError(f"accidental template: indices {s1_index}, {s2_index}; expected both > 1")
+    if not (cs1_min > 0 and s2_threshold > 0):
+        raise ValueError(f"accidental template: lower edges cS1 {cs1_min:g} phd, S2 {s2_threshold:g} phd; expected both "
+                         "> 0 (the power laws diverge at 0: set pdf.s2_raw_min_phd)")
     x = _power_integrals(cs1_edges, cs1_min, s1_index)
     z = _power_integrals(10.0 ** np.asarray(log10cs2_edges, dtype=float), s2_threshold, s2_index)
     t = np.outer(x, z)
