@@ -41,8 +41,8 @@ Lines (energy = deposit of the daughter's vacancy cascade; fractions sum to 1):
   (Q = 156 keV, flat below 20 keV) folded in as a flat 1/9 share [diamx notes].
 
 Charge yield of captures: LZ measured lower charge yields for L-shell captures than for β of the
-same energy (¹²⁷Xe: Temples et al., PRD 104 (2021) 112001; LZ's WS2024 model quenches the ¹²⁴Xe
-double-capture charge to ≈ 0.71 of β [S: the diamx reproduction's LZ config]); lzflow folds these lines
+same energy (¹²⁷Xe: Temples et al., PRD 104 (2021) 112001; ¹²⁴Xe double capture: ≈ 0.71 of β in the
+diamx reproduction of LZ's WS2024 model [S], PRL24's ≈ 0.70 [R]); lzflow folds these lines
 with NEST's ``beta`` yields (not modelled). In NEST the quenched yields are the β yields with the ER
 parameters m1, m2 and m5 scaled by Q (charge × Q, quanta conserved); an estimate made that way moves the
 40 GeV WS2024-like median by ×1.10 (docs/ws2024.md).
