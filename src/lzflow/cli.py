@@ -41,7 +41,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"{' + '.join(args.config)}: OK — tag {cfg['tag']}, detector {det['name']} (g1 {det['nest']['g1']:g}, "
         f"hash {det['hash'][:12]}), exposure {cfg['exposure']['exposure_t_yr']:.2f} t·yr, "
-        f"{len(cfg['signal']['masses_GeV'])} masses, {len(cfg['backgrounds'])} backgrounds"
+        f"{len(cfg['signal']['masses_GeV'])} masses, {len(cfg['backgrounds'])} backgrounds{datacli.data_status(cfg)}"
     )
     for study in studies:
         print(f"  study {study.name}: {study.parameter} = {[v.value for v in study.variants]} "

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .cliparse import required, stage
 
-__all__ = ["register", "cmd_simulate_data", "cmd_events", "cmd_bin_data"]
+__all__ = ["register", "cmd_simulate_data", "cmd_events", "cmd_bin_data", "data_status"]
 
 
 def _one_line_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -91,6 +91,14 @@ def cmd_bin_data(args: argparse.Namespace) -> int:
     print(f"bin-data {args.events}: {doc['n_total']} events, {doc['n_inside']} in the window, {doc['n_outside']} "
           f"outside ({', '.join(f'{k} {v}' for k, v in doc['outside_by_reason'].items())}) -> {args.out}")
     return 0
+
+
+def data_status(cfg: Any) -> str:
+    """The observed data of a resolved config for ``lzflow validate``'s line: "" without data, else
+    ", data <path> (blind)" or ", data <path> (unblinded: blind false)"."""
+    if cfg.get("data") is None:
+        return ""
+    return f", data {cfg['data']['path']} ({'blind' if cfg['blind'] else 'unblinded: blind false'})"
 
 
 def register(sub: Any) -> None:

@@ -235,3 +235,17 @@ def test_curve_has_observed_columns_and_line_only_with_data(tmp_path):
         assert label in lines
     line = {ln.get_label(): ln for ln in figure_limit_curve(rows).axes[0].get_lines()}["observed limit (PCL, data)"]
     assert line.get_linestyle() == "-" and list(line.get_ydata()) == [7.5e-48, 6.5e-48]
+
+
+def test_validate_prints_the_data_and_its_blinding(capsys, tmp_path):
+    from lzflow.cli import main
+
+    repo = DATA.parents[1]
+    blind = tmp_path / "blind.yaml"
+    blind.write_text("blind: true\n")
+    assert main(["validate", "--config", str(repo / "config" / "quick_observed.yaml")]) == 0
+    assert "data tests/data/quick_observed_events.csv (unblinded: blind false)" in capsys.readouterr().out
+    assert main(["validate", "--config", str(repo / "config" / "quick_observed.yaml"), str(blind)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("11 backgrounds, data tests/data/quick_observed_events.csv (blind)")
+    assert main(["validate", "--config", str(repo / "config" / "quick.yaml")]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("11 backgrounds")
