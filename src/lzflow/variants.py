@@ -38,6 +38,14 @@ Toy seeds and run numbers are functions of (seed, mass, POI, job) only, so the v
 draw the *same* random numbers as the baseline wherever their generation models agree (common random
 numbers): differences between variants are then much less noisy than two independent toy sets.
 
+Shape systematics on and off. ``parameter: systematics`` with ``values: [on, off]`` (YAML's bare
+``on``/``off`` read as true/false and mean the same) keeps or removes the configuration's whole
+``systematics:`` block, so one run compares the limit with the detector systematics profiled and
+without them. It needs a ``systematics:`` block in the configuration (e.g. the overlay
+``config/overlays/systematics.yaml``). ``on`` is the baseline itself; ``off`` reuses the
+detector, the NEST responses and the nominal PDFs, and makes only its workspaces (without the
+varied templates), toys and merges (``config/studies/systematics_onoff.yaml``).
+
 Outputs per study (``<results_dir>/<tag>/studies/<s>/``): ``table.csv`` and ``table.md`` (limit per
 mass per variant with the % change from the baseline, toy run time from Snakemake's benchmark files)
 and ``overlay.png`` (limit curves of the variants over the baseline band, with the ratio).
@@ -61,6 +69,8 @@ __all__ = [
     "artefact_keys",
 ]
 
+#: the study parameter that keeps (``on``) or removes (``off``) the whole ``systematics:`` block
+SWITCH_SYSTEMATICS = "systematics"
 FORBIDDEN_PARAMETERS = ("tag", "results_dir", "signal.masses_GeV", "signal.mass_labels", "studies")
 #: study names and value labels are directory names: one safe path component, never '.' or '..'
 STUDY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -150,6 +160,25 @@ def _edit_path(raw: Mapping[str, Any], parameter: Any, where: str, base_dir: str
     return parts
 
 
+def _switch_values(base_raw: Mapping[str, Any], values: Sequence[Any], where: str) -> list[str]:
+    """The values of a ``parameter: systematics`` study as ``'on'``/``'off'`` (booleans accepted:
+    YAML 1.1 reads a bare ``on``/``off`` as true/false)."""
+    if not base_raw.get(SWITCH_SYSTEMATICS):
+        raise ConfigError(f"{where}.parameter: 'systematics' switches the systematics: block on and off, but the "
+                          f"configuration has no systematics: block; expected one (e.g. --configfile "
+                          f"config/quick.yaml config/overlays/systematics.yaml)")
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool):
+            out.append("on" if value else "off")
+        elif value in ("on", "off"):
+            out.append(value)
+        else:
+            raise ConfigError(f"{where}.values[{i}]: {value!r}; expected on or off (the systematics: block kept or "
+                              f"removed)")
+    return out
+
+
 def _baseline_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if k != "studies"}
 
@@ -216,7 +245,12 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
         values = spec["values"]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.values: {values!r}; expected a non-empty list")
-        path = _edit_path(base_raw, spec["parameter"], f"{where}.parameter", base_dir)
+        switch = spec["parameter"] == SWITCH_SYSTEMATICS
+        if switch:
+            values = _switch_values(base_raw, values, where)
+            path = [SWITCH_SYSTEMATICS]
+        else:
+            path = _edit_path(base_raw, spec["parameter"], f"{where}.parameter", base_dir)
         fixed = []
         for key, value in (spec.get("set") or {}).items():
             fixed.append((_edit_path(base_raw, key, f"{where}.set", base_dir), value))
@@ -232,13 +266,16 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
             raise ConfigError(f"{where}.values: two values share the directory name {dup!r}; expected distinct values")
         variants = []
         for i, (value, label) in enumerate(zip(values, labels)):
-            vraw = _variant_raw(base_raw, [*fixed, (path, value)], masses, base_cfg["exposure"]["exposure_t_yr"])
+            edits = fixed if switch else [*fixed, (path, value)]
+            vraw = _variant_raw(base_raw, edits, masses, base_cfg["exposure"]["exposure_t_yr"])
+            if switch and value == "off":
+                del vraw[SWITCH_SYSTEMATICS]
             try:
                 cfg = resolve_config(vraw, base_dir)
             except ConfigError as err:
                 raise ConfigError(f"{where}.values[{i}] = {value!r}: {err}") from None
             variants.append(Variant(name, label, value, f"/{L.STUDIES_DIR}/{name}/{label}", cfg, artefact_keys(cfg)))
-        baseline_value = _baseline_value(base_raw, path, base_dir)
+        baseline_value = "on" if switch else _baseline_value(base_raw, path, base_dir)
         if fixed:  # the baseline differs from every variant in the 'set' edits too: say how
             shared = ", ".join(f"{key}={_baseline_value(base_raw, path_, base_dir)}"
                                for key, (path_, _) in zip(spec["set"], fixed))

@@ -25,9 +25,12 @@ def _owners(variant, prefix):
 def test_shipped_study_configs_validate(repo, default_config):
     """Every config/studies/*.yaml expands on top of the default analysis, with the values the issue asks."""
     shipped = {p.stem: load_yaml(p) for p in sorted((repo / "config" / "studies").glob("*.yaml"))}
-    assert {"g1", "n_samples", "n_toys", "interpolation"} <= set(shipped)
+    assert {"g1", "n_samples", "n_toys", "interpolation", "systematics_onoff"} <= set(shipped)
+    overlay = load_yaml(repo / "config" / "overlays" / "systematics.yaml")
     for name, extra in shipped.items():
-        baseline, studies = expand_studies(deep_merge(default_config, extra), repo)
+        # the on/off study needs a systematics: block (its header says: with the overlay)
+        base = deep_merge(default_config, overlay) if name == "systematics_onoff" else default_config
+        baseline, studies = expand_studies(deep_merge(base, extra), repo)
         assert [s.name for s in studies] == list(extra["studies"])
         for study in studies:
             assert len(study.variants) == len(extra["studies"][study.name]["values"])
@@ -190,3 +193,39 @@ def test_studies_with_detector_systematics_key_the_varied_templates(repo, quick_
     assert _owners(w, "pdfs/wimp_m40") == {""} and _owners(w, "m40/workspace") == {w.suffix}
     assert _owners(t, "response/variations/") == _owners(t, "pdfs/variations/") == {""}
     assert _owners(t, "m40/workspace") == {""}
+
+
+def test_systematics_switch_study_reuses_everything_but_the_workspaces(repo, quick_raw):
+    """``parameter: systematics``: 'on' is the baseline itself; 'off' removes the whole block, so its
+    artefact keys are exactly those of the configuration without the overlay, and it reuses the
+    baseline's detector, responses and nominal PDFs and owns only its workspaces, toys and limits."""
+    from lzflow.config import resolve_config
+    from lzflow.variants import artefact_keys
+
+    raw = deep_merge(quick_raw, load_yaml(repo / "config" / "overlays" / "systematics.yaml"))
+    baseline, (study,) = expand_studies(_with_studies(raw, {
+        "systematics": {"parameter": "systematics", "values": [True, "off"]}}), repo)
+    on, off = study.variants
+    assert (on.label, on.value, off.label, off.value, study.baseline_value) == ("on", "on", "off", "off", "on")
+    assert set(on.owner.values()) == {""} and on.keys == baseline.keys
+    assert "systematics" not in off.config and "systematics" in baseline.config
+    assert off.keys == artefact_keys(resolve_config(quick_raw, repo))  # off == the analysis without the block
+    assert not any("variations" in rel for rel in off.keys)
+    for prefix in ("detector", "response/", "pdfs/"):
+        assert _owners(off, prefix) == {""}, prefix
+    for mass in ("10", "40"):
+        assert _owners(off, f"m{mass}/") == {off.suffix}  # workspace, impacts, every toy file, limit
+    assert off.keys["m40/workspace.json"] != baseline.keys["m40/workspace.json"]
+
+
+@pytest.mark.parametrize("with_overlay, values, message", [
+    (False, ["off"], "studies.s.parameter: 'systematics' switches the systematics: block on and off, but the "
+                     "configuration has no systematics: block"),
+    (True, ["none"], "studies.s.values[0]: 'none'; expected on or off"),
+    (True, [0], "studies.s.values[0]: 0; expected on or off"),
+])
+def test_systematics_switch_refusals(repo, quick_raw, with_overlay, values, message):
+    raw = deep_merge(quick_raw, load_yaml(repo / "config" / "overlays" / "systematics.yaml")) if with_overlay else quick_raw
+    with pytest.raises(ConfigError) as err:
+        expand_studies(_with_studies(raw, {"s": {"parameter": "systematics", "values": values}}), repo)
+    assert message in str(err.value) and "\n" not in str(err.value)
