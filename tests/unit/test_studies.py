@@ -30,7 +30,7 @@ def test_shipped_study_configs_validate(repo, default_config):
     for name, extra in shipped.items():
         # the on/off study needs a systematics: block (its header says: with the overlay)
         base = deep_merge(default_config, overlay) if name == "systematics_onoff" else default_config
-        baseline, studies = expand_studies(deep_merge(base, extra), repo)
+        _, studies = expand_studies(deep_merge(base, extra), repo)
         assert [s.name for s in studies] == list(extra["studies"])
         for study in studies:
             assert len(study.variants) == len(extra["studies"][study.name]["values"])
@@ -219,8 +219,8 @@ def test_systematics_switch_study_reuses_everything_but_the_workspaces(repo, qui
 
 
 @pytest.mark.parametrize("with_overlay, values, message", [
-    (False, ["off"], "studies.s.parameter: 'systematics' switches the systematics: block on and off, but the "
-                     "configuration has no systematics: block"),
+    (False, ["off"], ("studies.s.parameter: 'systematics' switches the systematics: block on and off, but the "
+                      "configuration has no systematics: block")),
     (True, ["none"], "studies.s.values[0]: 'none'; expected on or off"),
     (True, [0], "studies.s.values[0]: 0; expected on or off"),
 ])
