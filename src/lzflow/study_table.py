@@ -5,6 +5,11 @@ the median expected limit with its toy-MC error, the ±1σ band, the asymptotic 
 from the baseline in per cent, the toys per POI and the toy jobs' run time (summed from
 Snakemake's benchmark files). The overlay draws each value's median limit curve over the
 baseline's ±1σ band, with the ratio to the baseline below.
+
+The shape-systematics switch (``parameter: systematics``, values ``on``/``off``; :mod:`lzflow.variants`)
+gets its own legend ("shape systematics on/off") and a summary line in the Markdown: by how much the
+profiled shape systematics widen the median limit at each mass, toys and asymptotic,
+``σ_on / σ_off − 1``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any, Mapping, Sequence
 from . import layout
 from .io import atomic_path, read_json
 
-__all__ = ["TABLE_COLUMNS", "read_benchmarks", "study_rows", "write_study_table", "study_markdown",
+__all__ = ["TABLE_COLUMNS", "read_benchmarks", "study_rows", "write_study_table", "study_markdown", "systematics_summary",
            "plot_study_overlay", "study_from_files", "write_study"]
 
 TABLE_COLUMNS = ["study", "parameter", "variant", "value", "mass_GeV", "sigma_median_cm2", "sigma_median_err_cm2",
@@ -111,11 +116,37 @@ def _fmt(x: Any, kind: str = "g") -> str:
     return str(x)
 
 
+def _is_switch(study: Mapping[str, Any]) -> bool:
+    """A study that switches the shape systematics on and off (``parameter: systematics``)."""
+    return study["parameter"] == "systematics"
+
+
+def _widening(on: float | None, off: float | None) -> str:
+    return "–" if on is None or off is None or not off else f"{100.0 * (on / off - 1.0):+.1f} %"
+
+
+def systematics_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One sentence for a systematics on/off study: σ_on / σ_off − 1 per mass (toy medians, then the
+    asymptotic ones), with 'on' the baseline; empty without an ``off`` variant."""
+    by = {(r["variant"], r["mass_GeV"]): r for r in rows}
+    masses = sorted(m for v, m in by if v == "off" and ("baseline", m) in by)
+    if not masses:
+        return ""
+    parts = []
+    for m in masses:
+        on, off = by["baseline", m], by["off", m]
+        parts.append(f"{_widening(on['sigma_median_cm2'], off['sigma_median_cm2'])} at {m:g} GeV "
+                     f"(asymptotic {_widening(on['sigma_asymptotic_median_cm2'], off['sigma_asymptotic_median_cm2'])})")
+    return "Profiling the shape systematics widens the median expected limit (toys) by " + "; ".join(parts) + "."
+
+
 def study_markdown(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     """The study table as Markdown, one block per mass."""
     lines = [f"### Study `{study['name']}`: {study['parameter']}", ""]
     if study.get("description"):
         lines += [study["description"], ""]
+    if _is_switch(study) and systematics_summary(rows):
+        lines += [systematics_summary(rows), ""]
     lines += ["| mass [GeV] | variant | value | median σ [cm²] | ± (toys) | change | asymptotic σ [cm²] | change | "
               "−1σ … +1σ [cm²] | toys | toy jobs [s] |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -158,18 +189,23 @@ def plot_study_overlay(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any
         med = np.array([r["sigma_median_cm2"] for r in sel])
         err = np.array([r["sigma_median_err_cm2"] or 0.0 for r in sel])
         is_base = name == "baseline"
-        label = f"baseline ({_fmt(study.get('baseline_value'))})" if is_base else f"{study['parameter']} = {sel[0]['value']}"
+        if _is_switch(study):
+            label = f"shape systematics {'on (baseline)' if is_base else sel[0]['value']}"
+        else:
+            label = (f"baseline ({_fmt(study.get('baseline_value'))})" if is_base
+                     else f"{study['parameter']} = {sel[0]['value']}")
         style = dict(color="k", ls="--", marker="o") if is_base else dict(color=colours[i % len(colours)], marker="s")
         ax.errorbar(m, med, yerr=err, label=label, capsize=3, **style)
         ref = np.interp(m, bm, bmed) if base else med
         rax.errorbar(m, med / ref, yerr=err / ref, capsize=3, **style)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylabel(r"median expected $\sigma_{SI}$ [cm$^2$]")
-    ax.set_title(f"study {study['name']}: {study['parameter']}", fontsize=14)
+    ax.set_ylabel(r"median expected $\sigma_{SI}$ [cm$^2$]", fontsize=16)  # fits the upper panel
+    title = "shape systematics on vs off" if _is_switch(study) else study["parameter"]
+    ax.set_title(f"study {study['name']}: {title}", fontsize=14)
     ax.legend(fontsize=10)
     rax.axhline(1.0, color="grey", lw=1)
-    rax.set_ylabel("/ baseline")
+    rax.set_ylabel("/ baseline", fontsize=16)
     rax.set_xlabel("WIMP mass [GeV]")
     save_figure(fig, path)
     plt.close(fig)

@@ -229,3 +229,23 @@ def test_systematics_switch_refusals(repo, quick_raw, with_overlay, values, mess
     with pytest.raises(ConfigError) as err:
         expand_studies(_with_studies(raw, {"s": {"parameter": "systematics", "values": values}}), repo)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_systematics_study_markdown_says_the_widening(tmp_path):
+    """The on/off study's Markdown states σ_on / σ_off − 1 per mass (toys and asymptotic) and its
+    plot labels the curves 'shape systematics on (baseline)' / 'off'; another study has no such line."""
+    from lzflow.study_table import plot_study_overlay, systematics_summary
+
+    study = {"name": "systematics", "parameter": "systematics", "baseline_value": "on"}
+    baseline = {"10": _limit(10, 3.0e-47, 3.05e-47), "40": _limit(40, 1.15e-48, 1.24e-48)}
+    variants = [{"label": "off", "value": "off", "limits": {"10": _limit(10, 2.0e-47, 2.1e-47),
+                                                             "40": _limit(40, 1.0e-48, 1.0e-48)}}]
+    rows = study_rows(study, baseline, variants)
+    line = ("Profiling the shape systematics widens the median expected limit (toys) by +50.0 % at 10 GeV "
+            "(asymptotic +45.2 %); +15.0 % at 40 GeV (asymptotic +24.0 %).")
+    assert systematics_summary(rows) == line
+    assert line in study_markdown(study, rows)
+    assert "widens" not in study_markdown({**study, "parameter": "stats.toys_per_poi"}, rows)
+    assert systematics_summary(study_rows(study, baseline, [])) == ""  # no 'off' variant: nothing to say
+    plot_study_overlay(study, rows, tmp_path / "overlay.png")
+    assert (tmp_path / "overlay.png").stat().st_size > 10_000
