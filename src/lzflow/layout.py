@@ -30,8 +30,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from .construction_stage import merge_keys, poi_points, workspace_grid
 from .dataconfig import unblinded, window_edges
-from .space import INTERACTIONS
+from .space import INTERACTIONS, SCALED_BETA_PATTERN
 
 __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
@@ -40,7 +41,7 @@ __all__ = [
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS", "FOG_CSV", "FOG_PLOT", "FOG_JSON",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "used_interactions", "background_spec", "interaction_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
-    "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS",
+    "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS", "SCALED_BETA_PATTERN",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS", "RESPONSE_VARIATION", "VARIATION_PDF", "VARIATION_NOMINAL", "systematics_of",
     "response_variations", "source_systematics", "varied_sources", "variation_spec", "variation_pdf_spec",
     "source_spec", "source_interaction", "OBSERVED_DATA", "observed_toys_spec", "observed_merge_spec", "data_spec",
@@ -221,9 +222,10 @@ def background_interaction(cfg: Mapping[str, Any], name: str) -> str:
 
 def used_interactions(cfg: Mapping[str, Any]) -> list[str]:
     """The NEST interaction types whose response matrix an analysis folds: ``NR`` for the WIMP signal
-    and the yield model of each background (in :data:`INTERACTIONS` order); no other is made."""
+    and the yield model of each background (in :data:`INTERACTIONS` order, then the charge-scaled β
+    models ``beta_Q<Q>`` in name order); no other is made."""
     used = {"NR", *(background_interaction(cfg, name) for name in cfg["backgrounds"])}
-    return [inter for inter in INTERACTIONS if inter in used]
+    return [inter for inter in INTERACTIONS if inter in used] + sorted(used - set(INTERACTIONS))
 
 
 def background_spec(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
@@ -269,7 +271,7 @@ def workspace_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     names = list(systematics_of(cfg))
     return {
         "mass_GeV": mass_of(cfg, label), "mass_label": label,
-        "poi_grid": stats["per_mass"][label]["poi_grid"],
+        "poi_grid": workspace_grid(stats, label),  # two_sided: μ = 0 in front (lzflow.construction_stage)
         **{k: stats[k] for k in (*PROCEDURE_KEYS, "discovery_sigma")},
         **({"systematics": names, "interpolation": cfg["systematics"]["interpolation"]} if names else {}),
     }
@@ -365,7 +367,7 @@ def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     """The merge of one mass: the statistical procedure and which cross section the limit is on."""
     mass_of(cfg, label)
     return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}, **interaction_spec(cfg),
-            **observed_merge_spec(cfg)}
+            **observed_merge_spec(cfg), **merge_keys(cfg["stats"])}
 
 
 def observed_toys_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -398,7 +400,7 @@ def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[st
     ms = cfg["stats"]["per_mass"][label]
     jobs = range(ms["jobs_per_poi"])
     sb = [(fill(TOYS_SB, mass=label, poi=k, job=j), fill(BENCHMARKS["toys"], mass=label, poi=k, job=j),
-           toys_sb_spec(cfg, label, k, j)) for k in range(ms["poi_grid"]["n_points"]) for j in jobs]
+           toys_sb_spec(cfg, label, k, j)) for k in range(poi_points(cfg["stats"], label)) for j in jobs]
     b = [(fill(TOYS_B, mass=label, job=j), fill(BENCHMARKS["toys_bonly"], mass=label, job=j),
           toys_b_spec(cfg, label, j)) for j in jobs]
     return sb + b

@@ -42,7 +42,7 @@ from .io import atomic_path
 from .response import ResponseMatrix, build_responses
 from .response.allocation import bin_integrals, clipped_spectrum, integrate_spectrum, kish_n_eff
 from .roothist import pdf_th2d, pdf_title
-from .space import AnalysisSpace, canonical_interaction
+from .space import AnalysisSpace, base_interaction, canonical_interaction
 from .spectra.accidentals import ObservableTemplate
 
 __all__ = [
@@ -240,7 +240,7 @@ def pdf_metadata(*, source: str, interaction: str, fold: FoldResult, space: Anal
     meta: dict[str, Any] = {
         "source": source,
         "kind": smeta.get("kind", "signal" if source.startswith("wimp") else "background"),
-        "recoil": "accidental" if "template" in smeta else RECOIL_OF[it],  # a (cS1, log10 cS2) template: no recoil
+        "recoil": "accidental" if "template" in smeta else RECOIL_OF[base_interaction(it)],  # a (cS1, log10 cS2) template: no recoil
         "interaction": "template" if "template" in smeta else it,
         "expected_events": 0.0 if empty else float(fold.expected_total),
         "efficiency": float(fold.efficiency),

@@ -16,7 +16,11 @@ WIMP–nucleon, WIMP–neutron or WIMP–proton cross section. Every coupling fo
 
 **Yield model** (``backgrounds.<name>.nest_yields``): the NEST interaction whose yields (and
 response matrix) a background is folded with: ``beta`` or ``gammaRay`` for an electron-recoil
-source, ``NR`` for a nuclear-recoil one. An accidental-coincidence background (``accidentals``,
+source, ``NR`` for a nuclear-recoil one, or ``{model: beta, charge_yield_scale: Q}`` (0 < Q < 1) for
+an electron-recoil source whose charge yield is Q times β's at the same energy, the quanta conserved
+(electron-capture lines: the vacancy cascade recombines more; resolved to the interaction
+``beta_Q<Q>``, :func:`lzflow.space.scaled_beta`, one response matrix per Q used). It needs the
+detector's ER yield parameters m1, m2, m5 written out (:func:`check_charge_scaled_yields`). An accidental-coincidence background (``accidentals``,
 :mod:`lzflow.spectra.accidentals`) is not folded; it takes ``beta``, whose response gives its PDF job
 only the analysis space and the detector identity.
 
@@ -33,6 +37,7 @@ from .exceptions import ConfigError
 from .spectra.accidentals import OBSERVABLE_BACKGROUNDS
 
 __all__ = ["HALO_KEYS", "OBSERVABLE_BACKGROUNDS", "resolve_halo", "check_interaction", "check_nest_yields",
+           "check_charge_scaled_yields",
            "check_selection_efficiency", "observable_background", "resolve_background"]
 
 #: config key → (resolved key, unit)
@@ -111,10 +116,33 @@ def check_selection_efficiency(value: Any) -> float:
     return float(value)
 
 
-def check_nest_yields(name: str, value: str) -> str:
-    """``value`` if it is a yield model for background ``name``'s recoil type; else a ConfigError."""
+def _scaled_beta(name: str, value: Mapping[str, Any], recoil: str) -> str:
+    """The interaction name (``beta_Q<Q>``) of ``{model: beta, charge_yield_scale: Q}``; else a ConfigError."""
+    from .space import scaled_beta
+
+    where = f"backgrounds.{name}.nest_yields"
+    if set(value) != {"model", "charge_yield_scale"}:
+        raise ConfigError(f"{where}: {dict(value)!r}; expected exactly the keys model and charge_yield_scale")
+    if value["model"] != "beta" or recoil != "ER":
+        raise ConfigError(f"{where}.model: {value['model']!r}; expected beta (a charge-yield scale applies to "
+                          f"NEST's beta yields of an electron-recoil source; {name} is {recoil})")
+    q = value["charge_yield_scale"]
+    if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0.0 < float(q) < 1.0:
+        raise ConfigError(f"{where}.charge_yield_scale: {q!r}; expected a number with 0 < Q < 1 "
+                          "(Q = 1 is nest_yields: beta)")
+    try:
+        return scaled_beta(float(q))
+    except ValueError as err:
+        raise ConfigError(f"{where}.charge_yield_scale: {err}") from None
+
+
+def check_nest_yields(name: str, value: Any) -> str:
+    """``value`` if it is a yield model for background ``name``'s recoil type, the interaction name
+    ``beta_Q<Q>`` for ``{model: beta, charge_yield_scale: Q}``; else a ConfigError."""
     from .spectra.backgrounds import background_model
 
+    if isinstance(value, Mapping) and name not in OBSERVABLE_BACKGROUNDS:
+        return _scaled_beta(name, value, background_model(name).recoil)
     if name in OBSERVABLE_BACKGROUNDS:  # not folded: the beta response only gives its PDF job the space
         if value != "beta":
             raise ConfigError(f"backgrounds.{name}.nest_yields: {value!r}; expected beta ({name} is not folded: "
@@ -144,3 +172,20 @@ def resolve_background(name: str, entry: Mapping[str, Any], scale: float,
     """The resolved ``backgrounds.<name>`` entry: :func:`observable_background` for a background given in
     (cS1, log10 cS2), else ``folded(name, entry, scale)`` (a recoil spectrum, :mod:`lzflow.config`)."""
     return observable_background(name, entry, scale) if name in OBSERVABLE_BACKGROUNDS else folded(name, entry, scale)
+
+
+def check_charge_scaled_yields(detector: Mapping[str, Any], backgrounds: Mapping[str, Mapping[str, Any]]
+                               ) -> Mapping[str, Any]:
+    """``detector`` if every charge-scaled β model (``beta_Q<Q>``) of ``backgrounds`` can be made with it:
+    its ER yield parameters m1, m2, m5 (``yields.er[0, 1, 4]``) written out, not NEST's −1 default
+    (:func:`lzflow.response.nest.charge_scaled_er_params`); else a ConfigError naming the background."""
+    from .space import charge_yield_scale
+
+    er = detector.get("yields", {}).get("er")
+    for name, entry in sorted(backgrounds.items()):
+        q = charge_yield_scale(entry["nest_yields"])
+        if q != 1.0 and (er is None or not all(float(er[i]) > 0 for i in (0, 1, 4))):
+            raise ConfigError(f"backgrounds.{name}.nest_yields: charge_yield_scale {q:g} needs the detector's ER yield "
+                              f"parameters m1, m2, m5 written out; the detector has yields.er {er!r} (NEST's -1 = "
+                              "built-in default, which cannot be scaled)")
+    return detector

@@ -92,8 +92,10 @@ def background_source(spec: Mapping[str, Any]) -> Source:
 
     if spec["name"] in OBSERVABLE_BACKGROUNDS:
         return observable_source(spec)
+    from .space import base_interaction
+
     model = background_model(spec["name"])
-    if spec["nest_yields"] not in model.yield_models:
+    if base_interaction(spec["nest_yields"]) not in model.yield_models:  # beta_Q<Q>: a charge-scaled beta
         raise ValueError(f"{model.name}: nest_yields {spec['nest_yields']!r}; expected one of "
                          f"{', '.join(model.yield_models)}")
     window = tuple(spec["window_keV"]) if spec.get("window_keV") else reference_window_keV(model.recoil)

@@ -3,17 +3,23 @@
 * :data:`INTERACTIONS` — the NEST interaction types that get a response matrix (``NR`` for WIMPs,
   CEvNS and neutrons; ``beta`` for β decays, 2νββ and ν–e scattering; ``gammaRay`` for Compton γ),
   their frozen ``nestpy.interactions`` codes :data:`TYPE_CODES` and :func:`canonical_interaction`;
+* charge-scaled β models ``beta_Q<Q>`` (:func:`scaled_beta`, :func:`base_interaction`,
+  :func:`charge_yield_scale`): NEST's β yields with the charge yield × Q and the quanta conserved,
+  for lines whose vacancy cascade recombines more than a β (electron captures); each used Q gets
+  its own response matrix (``backgrounds.<name>.nest_yields: {model: beta, charge_yield_scale: Q}``);
 * :class:`AnalysisSpace` — binning and cuts of the (cS1, log10 cS2) analysis space (the ROI).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["INTERACTIONS", "TYPE_CODES", "canonical_interaction", "AnalysisSpace"]
+__all__ = ["INTERACTIONS", "TYPE_CODES", "SCALED_BETA_PATTERN", "canonical_interaction", "scaled_beta",
+           "base_interaction", "charge_yield_scale", "AnalysisSpace"]
 
 #: NEST interaction types that get a response matrix.
 INTERACTIONS: tuple[str, ...] = ("NR", "beta", "gammaRay")
@@ -25,10 +31,40 @@ _ALIASES = {
 }
 
 
+#: Name of a charge-scaled β model: ``beta_Q`` and Q written with :func:`scaled_beta` (0 < Q < 1).
+SCALED_BETA_PATTERN = r"beta_Q0\.[0-9]+"
+
+
+def scaled_beta(q: float) -> str:
+    """The interaction name of NEST's β model with its charge yield scaled by ``q`` (0 < q < 1):
+    ``beta_Q`` + ``format(q, "g")``, e.g. ``beta_Q0.71``."""
+    q = float(q)
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"charge_yield_scale {q!r}; expected 0 < Q < 1 (Q = 1 is the beta model itself)")
+    name = f"beta_Q{q:g}"
+    if re.fullmatch(SCALED_BETA_PATTERN, name) is None:
+        raise ValueError(f"charge_yield_scale {q!r}; expected a plain decimal such as 0.71")
+    return name
+
+
+def charge_yield_scale(interaction: str) -> float:
+    """Q of a charge-scaled β model (``beta_Q0.71`` → 0.71); 1 for every other interaction."""
+    return float(interaction[len("beta_Q"):]) if re.fullmatch(SCALED_BETA_PATTERN, str(interaction)) else 1.0
+
+
+def base_interaction(interaction: Any) -> str:
+    """The NEST interaction type NEST runs: ``beta`` for a charge-scaled β model, else
+    :func:`canonical_interaction`."""
+    return "beta" if re.fullmatch(SCALED_BETA_PATTERN, str(interaction)) else canonical_interaction(interaction)
+
+
 def canonical_interaction(interaction: Any) -> str:
     """``"NR"``, ``"beta"`` or ``"gammaRay"`` from a name (any case, ``gamma`` accepted) or a
-    ``nestpy.interactions`` member."""
+    ``nestpy.interactions`` member; a charge-scaled β model's name (``beta_Q0.71``) as
+    :func:`scaled_beta` writes it."""
     name = getattr(interaction, "name", interaction)
+    if re.fullmatch(SCALED_BETA_PATTERN, str(name)):
+        return scaled_beta(float(str(name)[len("beta_Q"):]))
     try:
         return _ALIASES[str(name).lower()]
     except KeyError:

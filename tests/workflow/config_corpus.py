@@ -462,6 +462,15 @@ bad("yields_nr_for_er_source", "cross-field", {"backgrounds.DetER.nest_yields": 
 bad("yields_er_for_nr_source", "cross-field", {"backgrounds.DetNR.nest_yields": "gammaRay"},
     "backgrounds.DetNR.nest_yields", "'gammaRay'", "expected NR")
 bad("yields_missing", "cross-field", {}, "backgrounds.pp.nest_yields", "missing", drop=("backgrounds.pp.nest_yields",))
+# charge-scaled beta (electron-capture lines): Q out of range, not beta, an NR source, NEST's -1 ER defaults
+bad("yields_scaled_q_one", "range", {"backgrounds.pp.nest_yields": {"model": "beta", "charge_yield_scale": 1.0}},
+    "backgrounds.pp.nest_yields")
+bad("yields_scaled_gamma", "cross-field", {"backgrounds.pp.nest_yields": {"model": "gammaRay", "charge_yield_scale": 0.7}},
+    "backgrounds.pp.nest_yields")
+bad("yields_scaled_nr_source", "cross-field", {"backgrounds.B8.nest_yields": {"model": "beta", "charge_yield_scale": 0.7}},
+    "backgrounds.B8.nest_yields", "B8 is NR")
+bad("yields_scaled_default_er", "cross-field", {"backgrounds.pp.nest_yields": {"model": "beta", "charge_yield_scale": 0.71}},
+    "backgrounds.pp.nest_yields", "charge_yield_scale 0.71", "m1, m2, m5")
 bad("cross_window_reversed", "cross-field", {"backgrounds.B8.window_keV": [30, 1]}, "backgrounds.B8.window_keV",
     "low < high")
 bad("cross_window_no_rate", "cross-field", {"backgrounds.B8.window_keV": [200, 300]}, "backgrounds.B8.window_keV",

@@ -62,7 +62,7 @@ wildcard_constraints:
     study="|".join(re.escape(name) for name in STUDY_BY_NAME) or "(?!)",
     background="|".join(BACKGROUNDS),
     mass=r"[0-9]+(\.[0-9]+)?",
-    interaction="|".join(L.INTERACTIONS),
+    interaction="|".join([*L.INTERACTIONS, L.SCALED_BETA_PATTERN]),  # + charge-scaled beta models (lzflow.space)
     poi=r"[0-9]+",
     job=r"[0-9]+",
     systematic="|".join(re.escape(n) for n in [L.VARIATION_NOMINAL, *SYSTEMATICS]),

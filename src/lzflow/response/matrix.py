@@ -33,7 +33,7 @@ import numpy as np
 from .. import __version__
 from ..io import atomic_path
 from ..progress import progress
-from ..space import INTERACTIONS, AnalysisSpace, canonical_interaction
+from ..space import INTERACTIONS, AnalysisSpace, base_interaction, canonical_interaction
 from .allocation import (
     BINS_PER_DECADE,
     DEFAULT_ENERGY_RANGES_KEV,
@@ -148,7 +148,7 @@ def build_responses(detector: Mapping[str, Any], interactions: Sequence[str] = I
     types = [canonical_interaction(t) for t in interactions]
     ranges = dict(DEFAULT_ENERGY_RANGES_KEV)
     ranges.update({canonical_interaction(k): tuple(v) for k, v in (energy_ranges_keV or {}).items()})
-    edges = {t: energy_edges(*ranges[t], bins_per_decade) for t in types}
+    edges = {t: energy_edges(*ranges.get(t, ranges[base_interaction(t)]), bins_per_decade) for t in types}
     fams = {t: list(family[t]) if family and t in family else reference_family(t) for t in types}
     probs = {t: reference_probabilities(fams[t], edges[t]) for t in types}
     runner = ChunkRunner(n_workers, (dict(detector), builder, space, edges, int(seed)), mp_context)

@@ -23,15 +23,17 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..progress import progress
-from ..space import TYPE_CODES, AnalysisSpace, canonical_interaction
+from ..space import TYPE_CODES, AnalysisSpace, base_interaction, canonical_interaction, charge_yield_scale
 
 __all__ = [
     "CHUNK_SIZE",
+    "CHARGE_YIELD_PARAMS",
+    "charge_scaled_er_params",
     "STAGE_PILOT",
     "STAGE_MAIN",
     "STAGE_DIRECT",
@@ -79,11 +81,12 @@ def run_nest(nest_detector: Any, detector: Mapping[str, Any], interaction: str, 
 
     field = detector.get("drift_field_V_cm")
     yields = detector["yields"]
+    er = charge_scaled_er_params(yields["er"], charge_yield_scale(interaction))
     res = nestpy.array.runNESTvec(
-        nest_detector, getattr(nestpy.interactions, interaction),
+        nest_detector, getattr(nestpy.interactions, base_interaction(interaction)),
         np.ascontiguousarray(energies_keV, dtype=np.float64), np.ascontiguousarray(positions_mm, dtype=np.float64),
         -1.0 if field is None else float(field), int(seed),
-        [float(v) for v in yields["er"]], [float(v) for v in yields["nr"]], [float(v) for v in yields["widths"]],
+        er, [float(v) for v in yields["nr"]], [float(v) for v in yields["widths"]],
         getattr(nestpy.S1CalculationMode, detector.get("s1_mode", "Hybrid")),
         getattr(nestpy.S2CalculationMode, detector.get("s2_mode", "Full")),
         False,
@@ -97,10 +100,39 @@ def run_nest(nest_detector: Any, detector: Mapping[str, Any], interaction: str, 
     return cs1, y, passes
 
 
+#: Indices of NEST's β charge-yield parameters m1, m2 and m5 in the ER yield vector (``ERYieldsParam``).
+CHARGE_YIELD_PARAMS = (0, 1, 4)
+
+
+def charge_scaled_er_params(er: Sequence[float], q: float) -> list[float]:
+    r"""NEST's ER yield parameters with the β charge yield scaled by ``q`` (``q = 1``: unchanged).
+
+    NEST's β charge yield (NEST v2, Szydagis et al., arXiv:2211.10726, the β model of ``GetYieldBetaGR``) is
+
+    .. math:: Q_y(E) = m_1 + \frac{m_2 - m_1}{[1 + (E/m_3)^{m_4}]^{m_9}}
+              + m_5 + \frac{0 - m_5}{[1 + (E/m_7)^{m_8}]^{m_{10}}},
+
+    linear in (m1, m2, m5); the light yield is :math:`N_q/E - Q_y` with the quanta :math:`N_q` fixed by
+    the work function, so m1, m2, m5 × q give :math:`Q_y \to q\,Q_y` at every energy with the quanta
+    conserved (the recombined electrons become photons). The parameters must be explicit: NEST's −1
+    ("use the built-in field-dependent default") cannot be scaled, and is refused.
+    """
+    values = [float(v) for v in er]
+    if q == 1.0:
+        return values
+    for i in CHARGE_YIELD_PARAMS:
+        if not values[i] > 0:
+            raise ValueError(f"detector yields.er[{i}] = {values[i]:g}: a charge-scaled beta model (Q = {q:g}) needs "
+                             "explicit ER charge-yield parameters m1, m2, m5 (NEST's -1 default cannot be scaled)")
+        values[i] *= q
+    return values
+
+
 def _chunk_streams(seed: int, interaction: str, stage: int, chunk: int) -> tuple[np.random.Generator, int]:
     """(generator for energies and positions, 31-bit NEST seed) of one chunk, from
-    ``SeedSequence([seed, TYPE_CODES[interaction], stage, chunk])``."""
-    ss = np.random.SeedSequence([int(seed), TYPE_CODES[interaction], stage, int(chunk)])
+    ``SeedSequence([seed, TYPE_CODES[interaction], stage, chunk])``; a charge-scaled β model uses β's
+    code, i.e. the β response's events (common random numbers: the two differ by the yields alone)."""
+    ss = np.random.SeedSequence([int(seed), TYPE_CODES[base_interaction(interaction)], stage, int(chunk)])
     a, b = ss.spawn(2)
     return np.random.default_rng(a), int(b.generate_state(1, np.uint32)[0] >> 1)
 

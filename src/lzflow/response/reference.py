@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..space import canonical_interaction
+from ..space import base_interaction, canonical_interaction
 from ..spectra import BACKGROUND_NAMES, background_model
 from ..spectra.constants import HBARC_KEV_FM, SPEED_OF_LIGHT_KM_S, XE_MOLAR_MASS_G
 from .allocation import bin_integrals, clipped_spectrum, integrate_spectrum
@@ -187,8 +187,8 @@ def reference_family(interaction: str, include_backgrounds: bool = True) -> list
                ReferenceSpectrum("flat_above_5keV", _power_shape(0.0), (5.0, 100.0)),
                ReferenceSpectrum("rising_linear", _power_shape(1.0), (0.0, 100.0)),
                ReferenceSpectrum("falling_linear_300keV", _linear_falling(300.0), (0.0, 100.0))]
-    if include_backgrounds:
-        fam += _background_shapes(it)
+    if include_backgrounds:  # a charge-scaled beta model: beta's family (same shapes, other yields)
+        fam += _background_shapes(base_interaction(it))
     return fam
 
 
