@@ -1,0 +1,120 @@
+"""The global p-value over masses (lzflow.stats.lookelsewhere): one mass gives its local p-value on
+the same toys, identical masses give the local p-value, independent masses give
+1 − Π(1 − p_local,m) (Gross & Vitells 2010), and masses with different backgrounds are refused."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lzflow.observed import DISCOVERY_POI_INDEX, discovery_pvalue
+from lzflow.stats.lookelsewhere import (
+    LookElsewhereError,
+    check_same_background,
+    global_pvalue,
+    global_toys,
+)
+from lzflow.stats.model import BinnedModel
+from lzflow.stats.toys import mass_key
+from lzflow.workspace import workspace_model
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def m40() -> BinnedModel:
+    return workspace_model(json.loads(gzip.decompress((DATA / "workspace_m40.json.gz").read_bytes())))
+
+
+def _data(model: BinnedModel, mu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Asimov background plus μ × the signal (unrounded): q₀ ≈ 4 at μ = 0.0021 for the 40 GeV workspace."""
+    return model.asimov(0.0)[0] + mu * model.signal, model.nominal_nuisance()
+
+
+def test_one_mass_is_its_local_discovery_pvalue(m40):
+    """With one mass and its own seed stream the global datasets are the local discovery toys
+    (lzflow.observed.discovery_pvalue): the same q₀, the same count, p_global = p_local, trials 1."""
+    counts, aux = _data(m40, 0.0021)
+    key = mass_key(40.0)
+    res = global_pvalue({40.0: m40}, counts, aux, 2048, 11, mass_key=key, poi_index=DISCOVERY_POI_INDEX)
+    disc = discovery_pvalue(m40, counts, aux, 2048, 11, key, 256)
+    assert res["q0_observed"][0] == pytest.approx(disc["q0"], rel=1e-12)
+    assert 2.0 < disc["q0"] < 6.0
+    assert res["global"]["toys_at_or_above"] == disc["toys_at_or_above"] > 5
+    assert res["global"]["p_value"] == res["local_at_max"]["p_value"] == pytest.approx(disc["p_value"], rel=1e-12)
+    assert res["trials_factor"] == 1.0
+    assert res["global"]["p_value_error"] == pytest.approx(
+        np.sqrt(disc["p_value"] * (1 - disc["p_value"]) / 2048), rel=1e-12)
+
+
+def test_identical_masses_give_the_local_pvalue(m40):
+    """Three masses with the same signal template: q₀ the same at each, p_global = p_local."""
+    counts, aux = _data(m40, 0.0021)
+    res = global_pvalue({10.0: m40, 20.0: m40, 40.0: m40}, counts, aux, 1024, 3)
+    assert res["q0_observed"][0] == res["q0_observed"][1] == res["q0_observed"][2]
+    assert res["global"]["p_value"] == res["local_at_max"]["p_value"] > 0
+    assert res["trials_factor"] == 1.0
+
+
+def _disjoint_models(k: int, bins_per_mass: int = 4, bkg: float = 2.0, sig: float = 5.0) -> list[BinnedModel]:
+    """K masses whose signals sit in disjoint bins over a fixed flat background (rel_unc 0): their q₀
+    on a background-only dataset are independent."""
+    n = k * bins_per_mass
+    models = []
+    for j in range(k):
+        s = np.zeros(n)
+        s[j * bins_per_mass:(j + 1) * bins_per_mass] = sig
+        models.append(BinnedModel(signal=s, backgrounds=np.full((1, n), bkg), names=("flat",), rel_unc=[0.0]))
+    return models
+
+
+def test_independent_masses_follow_one_minus_product():
+    """K = 5 independent masses: p_global = 1 − Π_m (1 − p_local,m(c)) at the observed largest q₀ c,
+    with p_local,m from the same datasets, within 3 binomial errors; ≈ 1 − (1 − p_local)^K; and
+    p_global > 3 p_local (the trials factor)."""
+    k, n_toys = 5, 4000
+    models = _disjoint_models(k)
+    counts = np.full(k * 4, 2.0)
+    counts[:4] = [4.0, 3.0, 3.0, 3.0]  # an excess in the first mass's bins
+    aux = models[0].nominal_nuisance()
+    res = global_pvalue(dict(zip([5.0, 10.0, 20.0, 40.0, 80.0], models)), counts, aux, n_toys, 5)
+    assert res["max_mass_GeV"] == 5.0 and res["n_toys_used"] == n_toys
+    c = res["q0_max_observed"]
+    toys = global_toys(models, counts, aux, n_toys, 5)
+    p_m = (toys.q0 >= c).mean(axis=0)
+    expected = 1.0 - np.prod(1.0 - p_m)
+    p_g, err = res["global"]["p_value"], res["global"]["p_value_error"]
+    assert abs(p_g - expected) < 3 * err
+    p_l = res["local_at_max"]["p_value"]
+    assert p_l == pytest.approx(p_m[0], rel=1e-12)
+    assert 0.01 < p_l < 0.1
+    assert abs(p_g - (1.0 - (1.0 - p_l) ** k)) < 3 * err + 0.2 * p_l  # p_local differs between masses by its MC error
+    assert res["trials_factor"] > 3.0
+    assert res["global"]["significance"] < res["local_at_max"]["significance"]
+
+
+def test_threads_do_not_change_the_datasets():
+    models = _disjoint_models(3)
+    counts, aux = np.full(12, 2.0), models[0].nominal_nuisance()
+    one = global_toys(models, counts, aux, 700, 9, block_size=128, n_threads=1)
+    two = global_toys(models, counts, aux, 700, 9, block_size=128, n_threads=2)
+    assert np.array_equal(one.q0, two.q0) and np.array_equal(one.good, two.good)
+
+
+def test_different_backgrounds_are_refused(m40):
+    other = BinnedModel(signal=m40.signal, backgrounds=m40.backgrounds * 1.01, names=m40.names, rel_unc=m40.rel_unc,
+                        bin_shape=m40.bin_shape)
+    with pytest.raises(LookElsewhereError, match=r"background model at 20 GeV differs from 40 GeV's \(background "):
+        check_same_background({40.0: m40, 20.0: other})
+    widths = BinnedModel(signal=m40.signal, backgrounds=m40.backgrounds, names=m40.names, rel_unc=m40.rel_unc * 2,
+                         bin_shape=m40.bin_shape)
+    with pytest.raises(LookElsewhereError, match="rel_unc"):
+        check_same_background({40.0: m40, 20.0: widths})
+    with pytest.raises(LookElsewhereError, match=r"bin shape \(40, 40\) vs \(1600,\)"):
+        check_same_background({40.0: m40, 20.0: BinnedModel(signal=m40.signal, backgrounds=m40.backgrounds,
+                                                            names=m40.names, rel_unc=m40.rel_unc)})
+    check_same_background({40.0: m40, 20.0: m40.with_signal(m40.signal[::-1].copy())})  # signal may differ
