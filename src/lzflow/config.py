@@ -35,14 +35,13 @@ from .detector import DetectorError, check_detector_keys, resolve_detector
 from .exceptions import ConfigError, one_line, unknown_key_message
 from .physics_config import check_charge_scaled_yields, check_interaction, check_nest_yields, check_selection_efficiency, resolve_background, resolve_halo
 from .dataconfig import resolve_data
+from .construction_stage import check_stats
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
 __all__ = [
-    "ConfigError",
-    "load_yaml",
-    "load_config_file",
-    "load_config_stack",
+    "ConfigError", "load_yaml",
+    "load_config_file", "load_config_stack",
     "load_config",
     "check_finite",
     "validate_schema",
@@ -71,6 +70,7 @@ STATS_DEFAULTS: dict[str, Any] = {
     "toys_bonly": 4000,
     "jobs_per_poi": 2,
     "discovery_sigma": 3.0,
+    "construction": "one_sided", "discovery_from_toys": None,  # lzflow.construction_stage
     "likelihood": "binned",
     "interpolation_order": 0,
     "interpolation_floor": 1e-3,
@@ -399,7 +399,7 @@ def _stats(config: Mapping[str, Any], labels: list[str], pdf: Mapping[str, Any])
             if pdf[axis]["bins"] % stats["template_rebin"]:
                 raise ConfigError(f"stats.template_rebin: {stats['template_rebin']} does not divide pdf.{axis}.bins "
                                   f"{pdf[axis]['bins']}; expected a divisor of both axes' bin counts")
-    return stats
+    return check_stats(stats)
 
 
 def _get(node: Any, path: Sequence[str]) -> Any:

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from .construction_stage import merge_keys, poi_points, workspace_grid
 from .dataconfig import unblinded, window_edges
 from .space import INTERACTIONS, SCALED_BETA_PATTERN
 
@@ -270,7 +271,7 @@ def workspace_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     names = list(systematics_of(cfg))
     return {
         "mass_GeV": mass_of(cfg, label), "mass_label": label,
-        "poi_grid": stats["per_mass"][label]["poi_grid"],
+        "poi_grid": workspace_grid(stats, label),  # two_sided: μ = 0 in front (lzflow.construction_stage)
         **{k: stats[k] for k in (*PROCEDURE_KEYS, "discovery_sigma")},
         **({"systematics": names, "interpolation": cfg["systematics"]["interpolation"]} if names else {}),
     }
@@ -366,7 +367,7 @@ def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     """The merge of one mass: the statistical procedure and which cross section the limit is on."""
     mass_of(cfg, label)
     return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}, **interaction_spec(cfg),
-            **observed_merge_spec(cfg)}
+            **observed_merge_spec(cfg), **merge_keys(cfg["stats"])}
 
 
 def observed_toys_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -399,7 +400,7 @@ def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[st
     ms = cfg["stats"]["per_mass"][label]
     jobs = range(ms["jobs_per_poi"])
     sb = [(fill(TOYS_SB, mass=label, poi=k, job=j), fill(BENCHMARKS["toys"], mass=label, poi=k, job=j),
-           toys_sb_spec(cfg, label, k, j)) for k in range(ms["poi_grid"]["n_points"]) for j in jobs]
+           toys_sb_spec(cfg, label, k, j)) for k in range(poi_points(cfg["stats"], label)) for j in jobs]
     b = [(fill(TOYS_B, mass=label, job=j), fill(BENCHMARKS["toys_bonly"], mass=label, job=j),
           toys_b_spec(cfg, label, j)) for j in jobs]
     return sb + b

@@ -221,6 +221,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     background-only dataset and nothing of any data is read.
     """
     from .config import STATS_DEFAULTS
+    from .construction_stage import add_limit_sections
     from .stats.bands import BANDS, pcl_with_status
     from .stats.hypotest import observed_q
     from .stats.inversion import (MAX_REFINE_ROUNDS, N_BOOT, ToyGrid, bootstrap_errors, invert_toys, refine_toy_grid,
@@ -269,8 +270,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
                          f"{None if data is None else data['counts_digest']}; rerun the toys of this mass")
     q_obs, _ = observed_q(model, counts, aux, mus, test_stat)
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
-    warnings: list[str] = []
-    notes: list[str] = []
+    grid = grid.subset(mus > 0) if spec.get("construction") == "two_sided" else grid  # q̃ = 0 at μ = 0
+    warnings, notes = [], []  # type: list[str], list[str]
     usable = np.array([e.n > 0 for e in grid.sb]) & np.array([e.n > 0 for e in grid.b])
     if not usable.all():
         dropped = [int(k) for k in np.flatnonzero(~usable)]
@@ -439,6 +440,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     }
     if data is not None:
         doc["observed"] = observed_results(model, counts, aux, doc, spec, settings, data, key)
+    add_limit_sections(doc, warnings, model, ws, counts, aux, sb, b, spec, settings, key, data is not None)
     mismatch = toy_asymptotic_mismatch(doc)
     if mismatch:
         warnings.append(mismatch)

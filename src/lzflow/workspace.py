@@ -161,8 +161,10 @@ def asymptotic_summary(model: Any, spec: Mapping[str, Any], sigma_ref_cm2: float
 
 
 def poi_grid(median_mu: float, grid: Mapping[str, Any]) -> list[float]:
-    """The toys' POI grid: ``median_mu × linspace(min_factor, max_factor, n_points)``."""
-    return (median_mu * np.linspace(grid["min_factor"], grid["max_factor"], grid["n_points"])).tolist()
+    """The toys' POI grid: ``median_mu × linspace(min_factor, max_factor, n_points)``, with 0 in
+    front when ``include_zero`` (the two-sided construction, :mod:`lzflow.construction_stage`)."""
+    points = (median_mu * np.linspace(grid["min_factor"], grid["max_factor"], grid["n_points"])).tolist()
+    return [0.0, *points] if grid.get("include_zero") else points
 
 
 def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path], spec: Mapping[str, Any],
