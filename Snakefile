@@ -21,9 +21,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/detector.smk"
 include: "workflow/rules/pdfs.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/global.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/fog.smk"
+include: "workflow/rules/runs.smk"
 
 
 from lzflow.runguard import lock_results_or_exit, require_storage_tools
@@ -54,4 +56,5 @@ rule all:
     """Everything: the curve, report and fit errors, the studies, and every artefact of every analysis tree."""
     default_target: True
     input:
-        all_targets(),
+        runs_targets() if RUN_VARIANTS else all_targets(),
+        GLOBAL_PVALUE_TARGETS,  # unblinded analyses only (workflow/rules/global.smk)

@@ -44,7 +44,9 @@ __all__ = [
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS", "SCALED_BETA_PATTERN",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS", "RESPONSE_VARIATION", "VARIATION_PDF", "VARIATION_NOMINAL", "systematics_of",
     "response_variations", "source_systematics", "varied_sources", "variation_spec", "variation_pdf_spec",
+    "GLOBAL_PVALUE", "global_pvalue_spec",
     "source_spec", "source_interaction", "OBSERVED_DATA", "observed_toys_spec", "observed_merge_spec", "data_spec",
+    "RUNS_DIR",
 ]
 
 
@@ -106,11 +108,15 @@ REPORT = "report.html"
 FOG_CSV, FOG_PLOT, FOG_JSON = "fog/fog.csv", "fog/fog.png", "fog/fog.json"
 #: the observed event list binned on the analysis window (rule ``observed_data``; unblinded analyses only)
 OBSERVED_DATA = "data/observed.json"
+#: the global discovery p-value over the masses (rule ``global_pvalue``; unblinded analyses only)
+GLOBAL_PVALUE = "global_pvalue.json"
 #: study trees and each study's table and overlay (rule ``study``), below the baseline's tree
 STUDIES_DIR = "studies"
 STUDY_TABLE = "studies/{study}/table.csv"
 STUDY_TABLE_MD = "studies/{study}/table.md"
 STUDY_OVERLAY = "studies/{study}/overlay.png"
+#: science runs' trees (config ``runs:``, lzflow.runsconfig): run r's in ``<tree>/runs/<r>``, with this layout
+RUNS_DIR = "runs"
 
 #: per rule: its log (relative to <results_dir>/logs/<tag>) and its Snakemake benchmark file
 #: (relative to <results_dir>/benchmarks/<tag>); the curve, errors, study and report rules are local
@@ -133,6 +139,8 @@ LOGS: dict[str, str] = {
     "response_variation": "response_{interaction}_{systematic}.log",
     "variation_pdf": "pdf_variations_{source}.log",
     "observed_data": "observed_data.log",
+    "global_pvalue": "global_pvalue.log",
+    "combine": "combine_m{mass}.log",
 }
 BENCHMARKS: dict[str, str] = {
     "detector": "detector.tsv",
@@ -147,7 +155,9 @@ BENCHMARKS: dict[str, str] = {
     "response_variation": "response_{interaction}_{systematic}.tsv",
     "variation_pdf": "pdf_variations_{source}.tsv",
     "observed_data": "observed_data.tsv",
+    "global_pvalue": "global_pvalue.tsv",
     "fog": "fog.tsv",
+    "combine": "m{mass}/combine.tsv",
 }
 
 
@@ -394,6 +404,12 @@ def data_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "window": {"cS1_edges": cs1, "log10cS2_edges": log10cs2}}
 
 
+def global_pvalue_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The global p-value over the masses (rule ``global_pvalue``, unblinded analyses only;
+    lzflow.globalcli): as many background-only datasets as the local discovery toys, the toys' seed."""
+    return {"blind": False, "n_toys": int(cfg["data"]["discovery_toys"]), "seed": int(cfg["stats"]["seed"])}
+
+
 def toy_jobs(cfg: Mapping[str, Any], label: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(toy file, benchmark file, job spec) of every toy job of one mass, relative to the tree's
     results and benchmarks directories: S+B per POI × job, then B-only per job."""
@@ -450,11 +466,14 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "merge": ("merge.py", "observed.py", "observeddata.py", "toyjobs.py", "workspace.py", "fit_errors.py",
               "stats/*.py"),
     "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py"),
+    "global": ("globalcli.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py"),
     "report": ("report.py", "templates/*"),
     # the rule runs the LZ-like mode (workspaces): the spectra (ideal mode only) do not enter its numbers
+    # the combined workspace of a runs analysis (lzflow.runsjob) and its impacts
+    "combine": ("runsjob.py", "combinecli.py", "workspace.py", "impacts.py", "stats/*.py"),
     "fog": ("fog.py", "fogcli.py", "workspace.py", "stats/*.py", "data/references/fog/*.csv"),
 }
 

@@ -60,6 +60,7 @@ from typing import Any, Mapping, Sequence
 
 from . import layout as L
 from .config import ConfigError, deep_merge, first_duplicate, load_yaml, mass_label, resolve_config, validate_raw
+from .runsconfig import has_runs, resolve_runs
 
 __all__ = [
     "Study",
@@ -67,6 +68,7 @@ __all__ = [
     "expand_studies",
     "value_label",
     "artefact_keys",
+    "run_variants",
 ]
 
 #: the study parameter that keeps (``on``) or removes (``off``) the whole ``systematics:`` block
@@ -228,7 +230,10 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
     raw = validate_raw(raw)  # the studies block's structure too, with the schema's messages
     studies_raw = raw.get("studies") or {}
     base_raw = _baseline_raw(raw)
-    base_cfg = resolve_config(base_raw, base_dir)
+    if has_runs(raw):  # science runs combined (lzflow.runsconfig): refuses a studies block
+        base_cfg = resolve_runs(raw, base_dir)
+    else:
+        base_cfg = resolve_config(base_raw, base_dir)
     baseline = Variant(None, "baseline", None, "", base_cfg, artefact_keys(base_cfg))
     studies = []
     for name, spec in studies_raw.items():
@@ -284,6 +289,19 @@ def expand_studies(raw: Mapping[str, Any], base_dir: str | Path = ".") -> tuple[
                              [mass_label(m) for m in masses], variants))
     _assign_owners(baseline, [v for s in studies for v in s.variants])
     return baseline, studies
+
+
+def run_variants(cfg: Mapping[str, Any]) -> dict[str, Variant]:
+    """The science runs' trees of a runs analysis (:mod:`lzflow.runsconfig`), run → its tree in
+    ``<results_dir>/<tag>/runs/<run>``; empty without runs. As between study values, an artefact
+    two runs would make identically (equal keys: e.g. the responses of two runs of one detector) is
+    made by the first run and read by the others."""
+    runs = {name: Variant(None, name, None, f"/{L.RUNS_DIR}/{name}", rc, artefact_keys(rc))
+            for name, rc in (cfg.get("runs") or {}).items()}
+    if runs:
+        first, *others = runs.values()
+        _assign_owners(first, others)
+    return runs
 
 
 def _baseline_value(base_raw: Mapping[str, Any], path: list[str], base_dir: str | Path) -> Any:

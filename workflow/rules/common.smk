@@ -72,6 +72,8 @@ wildcard_constraints:
 def variant_of(wildcards):
     """The analysis tree of a job: a study value's (*_study rules) or the baseline's."""
     name = wildcards.get("variant")
+    if wildcards.get("run") is not None:  # a science run's tree (runs.smk)
+        return RUN_VARIANTS[wildcards.run]
     return BASELINE if name is None else STUDY_VARIANTS[name]
 
 
