@@ -22,6 +22,8 @@ measurement is the best of ``--repeat`` runs.
     python benchmarks/bench_toys.py                      # defaults: 200k batched toys
     python benchmarks/bench_toys.py --n-toys 1000000     # bounded memory (see peak RSS)
     python benchmarks/bench_toys.py --systematics        # + 4 shape nuisance parameters (issue 12)
+    python benchmarks/bench_toys.py --workspace tests/data/workspace_m40_systematics.json.gz \
+        --interpolation log_quartic --n-toys 16384       # the default 40 GeV workspace, 5 shape + 11 rates
 
 ``--systematics``: the model of :func:`lzflow.stats.synthetic.lz_like_systematics_model` (the same
 40×40 templates with g1-, g2-like, ER-width and NR-yield shape systematics, code-4p morphing: 1 + 11

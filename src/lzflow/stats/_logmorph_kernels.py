@@ -160,8 +160,8 @@ def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
-def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, col_of, nc, g, WC):  # pragma: no cover
-    """Poisson part of the gradient ``g`` ``(n, p)`` (c columns ``col_of[s] ≥ 0``, α columns
+def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, col_of, nc, g, WC):  # pragma: no cover
+    """Poisson part of the gradient ``g`` ``(n, p)`` (row t's templates ``U[ui[t]]``) (c columns ``col_of[s] ≥ 0``, α columns
     ``nc + k``) and ``WC[t, j] = Σ_x W_x C_jx`` with W_x = q_l c_s U_x, q = 1 − n/ν."""
     n, L = nu.shape
     J, X = C.shape
@@ -174,7 +174,7 @@ def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, c
     w = np.empty(X)
     for t in range(n):
         _q_of(counts[t], nu[t], q)
-        u = U[t]
+        u = U[ui[t]]
         for g_ in range(G):
             bins = g_bins[g_bptr[g_] : g_bptr[g_ + 1]]
             Lg = bins.size
@@ -239,9 +239,10 @@ def gradient(U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, c
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
-def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, Bv1, Bv2, WC, col_of, nc,
+def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, Bv1, Bv2, WC, col_of, nc,
             prec, H, D, J_):  # pragma: no cover - compiled
-    """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64).
+    """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64; row t's
+    templates ``U[ui[t]]``).
 
     Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, L + 1)`` of the work type (float32 or float64):
     D_kx = Σ_m B'_m(α_k) C_mkx; J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
@@ -265,7 +266,7 @@ def hessian(rows, U, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, 
     acc_a = np.empty(p)
     for i in range(rows.size):
         t = rows[i]
-        ct, nt, vt = counts[t], nu[t], U[t]
+        ct, nt, vt = counts[t], nu[t], U[ui[t]]
         npos = 0  # the Gauss–Newton part needs only the bins with counts: columns 0 … npos−1 of J
         for l in range(L):
             k_ = ct[l]

@@ -10,13 +10,24 @@ D_ksi = Σ_m B'_m(α_k) C_mksi and E_ksi = Σ_m B''_m(α_k) C_mksi the derivativ
 
 and, with r_i = n_i/ν_i, q_i = 1 − r_i, w_i = n_i/ν_i², P the constraint precisions and a the
 auxiliary observables, g = Σ_i q_i ∂ν_i + P (y − a) and H = Σ_i w_i ∂ν_i ∂ν_iᵀ + Σ_i q_i ∂²ν_i + P.
-With W_si = q_i c_s U_si: the α gradient is Σ_m B'_m(α_k) (W · C_mk), one matrix product of W
-with the fixed coefficients; the α–α block Σ W D_k D_l + δ_kl Σ_m B''_m(α_k) (W · C_mk) uses the
-per-toy D. Only the template's non-zero entries (sample, bin) are evaluated, and only bins some
-sample fills ("live"); counts elsewhere make a toy infeasible. ν, the NLL and the gradient are
-formed in double precision, the Hessian in single precision by default
-(:class:`~lzflow.stats.fitresult.FitConfig` ``hessian_float32``: it only steers the step). The
-toys are fitted in sub-blocks (:func:`sub_block`) so that the per-toy arrays (K × entries) stay small.
+With W_si = q_i c_s U_si: the α gradient is Σ_m B'_m(α_k) (W · C_mk); the α–α block
+Σ W D_k D_l + δ_kl Σ_m B''_m(α_k) (W · C_mk). Only the template's non-zero entries (sample, bin)
+are evaluated, and only bins some sample fills ("live"); counts elsewhere make a toy infeasible;
+the Gauss–Newton part runs over the bins with counts only (w = 0 elsewhere). ν, the NLL and the
+gradient are formed in double precision, the Hessian in single precision by default
+(:class:`~lzflow.stats.fitresult.FitConfig` ``hessian_float32``: it only steers the step).
+
+The loops are compiled (:mod:`lzflow.stats._logmorph_kernels`, numba): the entries are stored by
+support group (samples filling the same bins), each toy is evaluated on its own in a fixed order,
+so a toy's fit is bit-identical whatever the block size, sub-block split or thread count (tested).
+Subsets made by the line search evaluate only their rows still pending (:meth:`LogMorphRows.trial`).
+The toys are fitted in sub-blocks (:func:`sub_block`) so that the morphed templates of a block
+(entries × toys, at the current and the trial points) stay small.
+
+Speed (``benchmarks/bench_toys.py --workspace tests/data/workspace_m40_systematics.json.gz
+--interpolation log_quartic``, 5 shape + 11 rate parameters, 5,573 template entries): see
+``docs/results.md``/the issue 12 notes; per toy (unconditional + conditional fit) ≈ 9 points,
+9 gradients and 4.6 Hessians are evaluated.
 """
 
 from __future__ import annotations
@@ -103,9 +114,11 @@ class LogMorphLayout(FreeParameters):
 
 class _Point:
     """The morphed templates (per entry), ν, the Poisson part of the NLL and the basis functions
-    of a set of rows at one point."""
+    of a set of rows at one point. Row i's templates are ``U[ui[i]]``: dropping rows
+    (:meth:`take`) keeps ``U`` as it is instead of copying entries × rows numbers."""
 
-    __slots__ = ("c", "alpha", "Bv1", "Bv2", "U", "nu", "pois")
+    __slots__ = ("c", "alpha", "Bv1", "Bv2", "nu", "pois", "ui", "U")
+    ROWS = __slots__[:-1]  # one row per point row
 
     def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
         from ._logmorph_kernels import log_terms, point_nll  # numba: compiled on first use
@@ -120,11 +133,13 @@ class _Point:
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
         point_nll(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois)
+        self.ui = np.arange(n)
 
     def take(self, keep: np.ndarray) -> "_Point":
         out = _Point.__new__(_Point)
-        for name in _Point.__slots__:
+        for name in _Point.ROWS:
             setattr(out, name, getattr(self, name)[keep])
+        out.U = self.U
         return out
 
 
@@ -174,8 +189,10 @@ class LogMorphRows(PointRows):
 
     def take_trial(self, sub: "LogMorphRows", ok: np.ndarray) -> None:
         rows = sub.parent_rows[ok]
-        for name in _Point.__slots__:
-            getattr(self.trial_pt, name)[rows] = getattr(sub.trial_pt, name)[ok]
+        dst, src = self.trial_pt, sub.trial_pt
+        dst.U[dst.ui[rows]] = src.U[src.ui[ok]]
+        for name in _Point.ROWS[:-1]:
+            getattr(dst, name)[rows] = getattr(src, name)[ok]
         sub.taken = ok.copy() if sub.taken is None else sub.taken | ok
 
     def trial(self, y: np.ndarray) -> np.ndarray:
@@ -187,7 +204,8 @@ class LogMorphRows(PointRows):
         todo = ~self.taken
         pt = _Point(self.lay, y[todo], self.counts[todo])
         full = _Point.__new__(_Point)
-        for name in _Point.__slots__:
+        full.U = pt.U
+        for name in _Point.ROWS:
             part = getattr(pt, name)
             arr = np.zeros((self.n,) + part.shape[1:], dtype=part.dtype)
             arr[todo] = part
@@ -214,7 +232,7 @@ class LogMorphRows(PointRows):
         lay = self.lay
         g = np.zeros((self.n, lay.p))
         WC = np.empty((self.n, lay.C2.shape[0]))
-        gradient(pt.U, pt.nu, self.counts, pt.c, *lay.groups(), lay.C2, pt.Bv1, lay.col_of, lay.nc, g, WC)
+        gradient(pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.C2, pt.Bv1, lay.col_of, lay.nc, g, WC)
         return g + lay.prec * (y - self.aux_c), (WC,)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None = None) -> np.ndarray:
@@ -227,7 +245,7 @@ class LogMorphRows(PointRows):
         H = np.empty((lay.p, lay.p, idx.size))
         D = np.empty((lay.K, lay.Tx.size), dtype=lay.wt)
         J = np.empty((lay.p, lay.L + 1), dtype=lay.wt)
-        hessian(idx, pt.U, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, ratios[0],
+        hessian(idx, pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, ratios[0],
                    lay.col_of, lay.nc, lay.prec, H, D, J)
         return H
 
