@@ -8,7 +8,7 @@ import argparse
 import inspect
 from typing import Any, Callable
 
-__all__ = ["stage", "required", "lists", "config_or_spec"]
+__all__ = ["stage", "required", "lists", "config_or_spec", "register_all"]
 
 
 def stage(sub: Any, name: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
@@ -39,3 +39,9 @@ def config_or_spec(parser: argparse.ArgumentParser, spec_help: str) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", help="analysis config YAML (e.g. config/config.yaml)")
     group.add_argument("--spec", help=spec_help)
+
+
+def register_all(sub: Any, *modules: Any) -> None:
+    """Add the subcommands of each module (its ``register(sub)``) to the console script, in order."""
+    for module in modules:
+        module.register(sub)

@@ -1,0 +1,144 @@
+"""``lzflow global-pvalue``: the global discovery p-value over every mass of an unblinded analysis
+(the look-elsewhere effect, :mod:`lzflow.stats.lookelsewhere`; docs/data.md), written as
+``results/<tag>/global_pvalue.json`` (:data:`lzflow.layout.GLOBAL_PVALUE`) by the workflow rule
+``global_pvalue`` (``workflow/rules/global.smk``).
+
+Inputs: every mass's workspace, its ``limit.json`` (the merge's observed block: its q₀ must be the
+one computed here on the same binned data, its local p-value is listed beside the global one) and
+the binned event list (:data:`lzflow.layout.OBSERVED_DATA`). The spec
+(:func:`lzflow.layout.global_pvalue_spec`) holds ``blind`` (must be false), ``n_toys`` (the
+config's ``data.discovery_toys``) and ``seed`` (``stats.seed``). :func:`register` adds the
+subcommand to :mod:`lzflow.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .cliparse import lists, required, stage
+
+__all__ = ["GLOBAL_FORMAT", "SPEC_KEYS", "TOY_BLOCK", "cmd_global_pvalue", "global_document", "register"]
+
+#: the ``format`` of global_pvalue.json
+GLOBAL_FORMAT = "lzflow-global-pvalue-1"
+#: the spec's keys, all required
+SPEC_KEYS = ("blind", "n_toys", "seed")
+#: the datasets' canonical block size (the toy jobs' lzflow.toyjobs.TOY_BLOCK)
+TOY_BLOCK = 256
+#: relative agreement required between this job's observed q0 and limit.json's
+Q0_RTOL = 1e-9
+
+
+def check_spec(spec: Mapping[str, Any]) -> None:
+    """Refuse (one line) a spec with unknown or missing keys, a blind analysis or a bad toy count/seed."""
+    from .exceptions import MergeError
+
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    missing = [k for k in SPEC_KEYS if k not in spec]
+    if unknown or missing:
+        raise MergeError(f"global p-value spec: unknown keys {unknown}, missing keys {missing}; expected {list(SPEC_KEYS)}")
+    if spec["blind"] is not False:
+        raise MergeError(f"global p-value spec: blind {spec['blind']!r}; expected false (the global p-value is "
+                         f"an observed quantity, computed only after unblinding)")
+    if not isinstance(spec["n_toys"], int) or spec["n_toys"] < 1:
+        raise MergeError(f"global p-value spec: n_toys {spec['n_toys']!r}; expected an integer >= 1")
+    if not isinstance(spec["seed"], int) or spec["seed"] < 0:
+        raise MergeError(f"global p-value spec: seed {spec['seed']!r}; expected an integer >= 0")
+
+
+def _local(limit: Mapping[str, Any], digest: str, path: str) -> dict[str, Any]:
+    """The merge's local discovery result of one mass, checked to be on the same data."""
+    from .exceptions import MergeError
+
+    obs = limit.get("observed")
+    if not obs:
+        raise MergeError(f"{path}: no observed block; expected the limit of an unblinded merge (blind: false)")
+    if obs["events"]["counts_digest"] != digest:
+        raise MergeError(f"{path}: observed counts_digest {obs['events']['counts_digest']}, the binned data has "
+                         f"{digest}; rerun the merge of this mass")
+    return obs["discovery"]
+
+
+def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Mapping[str, Any]],
+                    limit_paths: Sequence[str], data: Mapping[str, Any], spec: Mapping[str, Any],
+                    n_threads: int | None = 1) -> dict[str, Any]:
+    """global_pvalue.json: :func:`lzflow.stats.lookelsewhere.global_pvalue` over the masses with
+    signal events, each mass's local result from its limit.json beside it (q₀ checked equal)."""
+    from . import __version__
+    from .exceptions import MergeError
+    from .observeddata import observed_counts, observed_summary
+    from .stats.lookelsewhere import global_pvalue
+    from .workspace import workspace_model
+
+    check_spec(spec)
+    if len(workspaces) != len(limits):
+        raise MergeError(f"global p-value: {len(workspaces)} workspaces but {len(limits)} limit files; expected one each")
+    models, local, empty, counts = {}, {}, [], None
+    for ws, limit, path in zip(workspaces, limits, limit_paths):
+        mass = float(ws["mass_GeV"])
+        if limit["mass_GeV"] != ws["mass_GeV"]:
+            raise MergeError(f"{path}: mass {limit['mass_GeV']} GeV, its workspace {ws['mass_GeV']} GeV; expected "
+                             f"--limits in the order of --workspaces")
+        if ws["signal"]["empty"]:
+            empty.append(mass)
+            continue
+        c = observed_counts(data, ws)
+        counts = c if counts is None else counts
+        models[mass] = workspace_model(ws)
+        local[mass] = _local(limit, data["counts_digest"], path)
+    model0 = next(iter(models.values()), None)
+    res = global_pvalue(models, counts, None if model0 is None else model0.nominal_nuisance(), spec["n_toys"],
+                        spec["seed"], block_size=TOY_BLOCK, n_threads=n_threads)
+    for mass, q0 in zip(res["masses_GeV"], res["q0_observed"]):
+        theirs = float(local[mass]["q0"])
+        if abs(q0 - theirs) > Q0_RTOL * max(1.0, abs(theirs)):
+            raise MergeError(f"global p-value: q0 at {mass:g} GeV is {q0!r} here, {theirs!r} in its limit.json; "
+                             f"expected the same fit of the same data")
+    per_mass = [{"mass_GeV": m, "q0": q, "local_p_value": local[m]["p_value"],
+                 "local_p_value_is_upper_bound": local[m]["p_value_is_upper_bound"],
+                 "local_significance": local[m]["significance"]}
+                for m, q in zip(res["masses_GeV"], res["q0_observed"])]
+    return {"format": GLOBAL_FORMAT, "lzflow_version": __version__, "blind": False, **res, "per_mass": per_mass,
+            "masses_without_signal_GeV": empty, "events": observed_summary(data)}
+
+
+def summary_line(doc: Mapping[str, Any]) -> str:
+    """One line: p_global with its error, Z_global, the mass of the largest excess, the trials factor."""
+    g, loc = doc["global"], doc["local_at_max"]
+    bound = "<= " if g["p_value_is_upper_bound"] else ""
+    tf = doc["trials_factor"]
+    return (f"global p-value {bound}{g['p_value']:.3g} +- {g['p_value_error']:.2g} (Z {g['significance']:.2f}) over "
+            f"{len(doc['masses_GeV'])} masses from {doc['n_toys_used']} datasets; largest excess at "
+            f"{doc['max_mass_GeV']:g} GeV (q0 {doc['q0_max_observed']:.3g}, local p {loc['p_value']:.3g}); "
+            f"trials factor {'n/a' if tf is None else format(tf, '.3g')}")
+
+
+def cmd_global_pvalue(args: argparse.Namespace) -> int:
+    """global discovery p-value over all masses of an unblinded analysis (look-elsewhere effect).
+
+    Draw background-only datasets once at the observed data's conditional fit theta_hat_hat(0),
+    fit q0 at every mass's signal, and report the fraction whose largest q0 reaches the observed
+    largest q0 (p_global, binomial error, Z_global), the mass of the largest excess and the trials
+    factor p_global / p_local (Gross & Vitells 2010; docs/data.md).
+    """
+    from .io import read_json, write_json
+    from .workspace import read_workspace
+
+    spec = json.loads(args.spec)
+    doc = global_document([read_workspace(p) for p in args.workspaces], [read_json(p) for p in args.limits],
+                          args.limits, read_json(args.observed), spec, args.threads)
+    write_json(args.out, doc)
+    print(f"{summary_line(doc)} -> {args.out}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``global-pvalue`` to the console script's subparsers."""
+    p = stage(sub, "global-pvalue", cmd_global_pvalue)
+    required(p, spec="JSON: blind (false), n_toys, seed (layout.global_pvalue_spec)",
+             observed="the binned event list (data/observed.json, lzflow bin-data)", out="output global_pvalue.json")
+    lists(p, True, workspaces="workspace.json per mass", limits="limit.json per mass (order of --workspaces)")
+    p.add_argument("--threads", type=int, default=1, help="threads over blocks of datasets (does not change the result)")

@@ -1,0 +1,27 @@
+# The global discovery p-value over the masses (look-elsewhere effect; docs/data.md, lzflow.globalcli):
+# in an unblinded analysis one job, after the merges, draws background-only datasets once at the
+# data's conditional fit and fits them at every mass's signal. A blind analysis has no such job.
+#: its output, a target of `all` when unblinded; else none
+GLOBAL_PVALUE_TARGETS = [out(L.GLOBAL_PVALUE)] if UNBLINDED else []
+
+
+if UNBLINDED:
+
+    rule global_pvalue:
+        """The global discovery p-value over every mass: p_global with its binomial error, Z_global, the trials factor."""
+        input:
+            workspaces=per_mass(L.WORKSPACE),
+            limits=limit_files(BASELINE),
+            observed=out(L.OBSERVED_DATA),
+        output:
+            out(L.GLOBAL_PVALUE),
+        params:
+            spec=as_spec(L.global_pvalue_spec(LZ)),
+            code=stage_code_hash("global"),
+        log:
+            log_path("global_pvalue"),
+        benchmark:
+            bench_path("global_pvalue")
+        shell:
+            "lzflow global-pvalue --spec {params.spec:q} --workspaces {input.workspaces:q} --limits {input.limits:q} "
+            "--observed {input.observed:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
