@@ -35,8 +35,8 @@ LINES = tuple(CAPTURE_LINES)
 
 def test_registry_keeps_the_projection_names():
     assert BACKGROUND_NAMES == ("B8", "DSN", "DetER", "DetNR", "Kr85", "Rn220", "Rn222", "atm", "hep", "pp", "vvBB")
-    assert set(REGISTERED_BACKGROUNDS) == set(BACKGROUND_NAMES) | {"Ar37", "H3", "Xe124", "Xe127"}
-    assert EXTRA_BACKGROUND_NAMES == ("Ar37", "H3", "Xe124", "Xe127")
+    assert set(REGISTERED_BACKGROUNDS) == set(BACKGROUND_NAMES) | {"Ar37", "H3", "Xe124", "Xe124LL", "Xe124LM", "Xe127"}
+    assert EXTRA_BACKGROUND_NAMES == ("Ar37", "H3", "Xe124", "Xe124LL", "Xe124LM", "Xe127")
     with pytest.raises(ValueError, match="valid names: Ar37, B8"):
         background_model("Ar39")
     # the response matrices' reference family holds only the projection's sources (bit-identical matrices)
@@ -48,7 +48,7 @@ def test_registry_keeps_the_projection_names():
 def test_line_fractions_sum_to_one(name):
     lines = CAPTURE_LINES[name]
     assert sum(f for _, _, f in lines) == pytest.approx(1.0, abs=1e-12)
-    assert all(e > 0 and 0 < f < 1 for _, e, f in lines)
+    assert all(e > 0 and 0 < f <= 1 for _, e, f in lines)  # a single-line source (Xe124LL, Xe124LM): f = 1
     assert line_integral(lines, 0.0, np.inf) == pytest.approx(1.0, abs=1e-12)
 
 
@@ -57,6 +57,7 @@ def test_line_energies():
     e = {n: {label: energy for label, energy, _ in lines} for n, lines in CAPTURE_LINES.items()}
     assert e["Ar37"]["K"] == 2.8224 and e["Xe127"]["L"] == 5.19
     assert e["Xe124"]["LL"] == 10.0 and e["Xe124"]["LM"] == 5.98
+    assert e["Xe124LL"] == {"LL": 10.0} and e["Xe124LM"] == {"LM": 5.98}  # the same lines, alone
 
 
 @pytest.mark.parametrize("name", LINES)

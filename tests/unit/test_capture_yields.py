@@ -89,11 +89,12 @@ def test_interaction_names():
 def test_config_resolves_a_response_per_q(ws2024):
     raw = {"Xe124": {"model": "beta", "charge_yield_scale": 0.71}}
     assert check_nest_yields("Xe124", raw["Xe124"]) == "beta_Q0.71"
-    cfg = copy.deepcopy(ws2024)
-    cfg["backgrounds"]["Xe124"]["nest_yields"] = "beta_Q0.71"
-    cfg["backgrounds"]["Xe127"]["nest_yields"] = "beta_Q0.87"
-    assert L.used_interactions(cfg) == ["NR", "beta", "beta_Q0.71", "beta_Q0.87"]
-    assert L.background_interaction(cfg, "Xe124") == "beta_Q0.71"
+    assert L.used_interactions(ws2024) == ["NR", "beta", "beta_Q0.71", "beta_Q0.87"]
+    assert L.background_interaction(ws2024, "Xe124LL") == "beta_Q0.71"
+    cfg = copy.deepcopy(ws2024)  # without a scaled model, no scaled response
+    for b in cfg["backgrounds"].values():
+        b["nest_yields"] = base_interaction(b["nest_yields"])
+    assert L.used_interactions(cfg) == ["NR", "beta"]
 
 
 @pytest.mark.parametrize("name, value, expect", [
@@ -115,6 +116,15 @@ def test_default_er_parameters_cannot_be_scaled():
     with pytest.raises(ConfigError, match=r"backgrounds.Xe124.nest_yields: charge_yield_scale 0.71 needs"):
         check_charge_scaled_yields(det, {"Xe124": {"nest_yields": "beta_Q0.71"}, "pp": {"nest_yields": "beta"}})
     assert check_charge_scaled_yields(det, {"pp": {"nest_yields": "beta"}}) is det
+
+
+def test_ws2024_config_uses_the_documented_charge_yields(ws2024):
+    """config/lz_ws2024.yaml's charge_yield_scale of each capture line is LZ_CHARGE_YIELD_SCALE (cited there)."""
+    from lzflow.spectra.capture import LZ_CHARGE_YIELD_SCALE
+
+    got = {name: charge_yield_scale(b["nest_yields"]) for name, b in ws2024["backgrounds"].items()
+           if charge_yield_scale(b["nest_yields"]) != 1.0}
+    assert got == LZ_CHARGE_YIELD_SCALE
 
 
 def test_default_config_is_unchanged():

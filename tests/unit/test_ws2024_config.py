@@ -11,7 +11,10 @@ import pytest
 
 from lzflow.config import load_config
 
-WS2024_SOURCES = {"Ar37", "B8", "DetER", "H3", "Rn220", "Rn222", "Xe124", "Xe127", "accidentals", "atm", "pp", "vvBB"}
+WS2024_SOURCES = {"Ar37", "B8", "DetER", "H3", "Rn220", "Rn222", "Xe124LL", "Xe124LM", "Xe127", "accidentals", "atm", "pp",
+                  "vvBB"}
+#: charge-scaled beta models of the L/M-shell capture lines (lzflow.spectra.capture.LZ_CHARGE_YIELD_SCALE)
+SCALED = {"Xe124LL": "beta_Q0.71", "Xe124LM": "beta_Q0.87", "Xe127": "beta_Q0.87"}
 
 
 @pytest.mark.parametrize("path", ["config/lz_ws2024.yaml", "config/lz_ws2024_quick.yaml"])
@@ -27,9 +30,10 @@ def test_ws2024_config_validates(repo, monkeypatch, path):
     assert 40.0 in cfg["signal"]["masses_GeV"]
     bkg = cfg["backgrounds"]
     assert set(bkg) == WS2024_SOURCES
-    assert all(b["nest_yields"] == ("NR" if name in ("B8", "atm") else "beta") for name, b in bkg.items())
+    assert all(b["nest_yields"] == ("NR" if name in ("B8", "atm") else SCALED.get(name, "beta"))
+               for name, b in bkg.items())
     # the lines are normalised to their decays: a window holding every line
-    for name in ("Ar37", "Xe124", "Xe127"):
+    for name in ("Ar37", "Xe124LL", "Xe124LM", "Xe127"):
         assert bkg[name]["window_keV"] == [0.01, 100.0]
     assert all(0 < b["rel_unc"] <= 1 for b in bkg.values())
     assert cfg["stats"]["power_threshold"] == pytest.approx(0.1587)  # PCL at -1 sigma

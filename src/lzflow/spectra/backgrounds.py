@@ -31,6 +31,8 @@ analysis, docs/ws2024.md; physics and sources in :mod:`.capture`):
 Ar37     ER    ³⁷Ar electron capture: K 2.82, L 0.27, M 0.02 keV lines
 H3       ER    ³H β (Q = 18.591 keV) + ¹⁴C β, 8:1 (CH₃T calibration residue)
 Xe124    ER    ¹²⁴Xe 2νECEC: KK 64.3, KL 36.7, KM 33.0, LL 10.0, LM 5.98 keV lines
+Xe124LL  ER    ¹²⁴Xe 2νECEC LL line (10.0 keV) alone, to give it its own yield model
+Xe124LM  ER    ¹²⁴Xe 2νECEC LM line (5.98 keV) alone, to give it its own yield model
 Xe127    ER    ¹²⁷Xe EC with escaping γ: K 33.2, L 5.19, M 1.07 keV lines
 =======  ====  ==================================================================
 
@@ -83,7 +85,7 @@ BACKGROUND_NAMES: tuple[str, ...] = (
     "B8", "DSN", "DetER", "DetNR", "Kr85", "Rn220", "Rn222", "atm", "hep", "pp", "vvBB",
 )
 #: Sources beyond the projection's eleven (LZ WS2022/WS2024 background model).
-EXTRA_BACKGROUND_NAMES: tuple[str, ...] = ("Ar37", "H3", "Xe124", "Xe127")
+EXTRA_BACKGROUND_NAMES: tuple[str, ...] = ("Ar37", "H3", "Xe124", "Xe124LL", "Xe124LM", "Xe127")
 #: Every name a configuration may use.
 REGISTERED_BACKGROUNDS: tuple[str, ...] = tuple(sorted(BACKGROUND_NAMES + EXTRA_BACKGROUND_NAMES))
 
@@ -235,6 +237,8 @@ _REGISTRY: dict[str, BackgroundModel] = {
               "tritium beta (Q = 18.591 keV) + 14C beta, 8:1 (CH3T calibration residue)",
               breakpoints=(H3_Q_KEV,)),
         _line("Xe124", "124Xe 2nuECEC lines KK 64.3 / KL 36.7 / KM 33.0 / LL 10.0 / LM 5.98 keV"),
+        _line("Xe124LL", "124Xe 2nuECEC LL line 10.0 keV (1.4 % of the decays) alone"),
+        _line("Xe124LM", "124Xe 2nuECEC LM line 5.98 keV (0.8 % of the decays) alone"),
         _line("Xe127", "127Xe EC with escaping gamma: K 33.2 / L 5.19 / M 1.07 keV lines"),
     )
 }

@@ -40,12 +40,24 @@ Lines (energy = deposit of the daughter's vacancy cascade; fractions sum to 1):
   (:func:`lzflow.spectra.beta.beta_spectrum`); LZ's "tritium + ¹⁴C" (8:1) has the ¹⁴C β
   (Q = 156 keV, flat below 20 keV) folded in as a flat 1/9 share [diamx notes].
 
-Charge yield of captures: LZ measured lower charge yields for L-shell captures than for β of the
-same energy (¹²⁷Xe: Temples et al., PRD 104 (2021) 112001; ¹²⁴Xe double capture: ≈ 0.71 of β in the
-diamx reproduction of LZ's WS2024 model [S], PRL24's ≈ 0.70 [R]); lzflow folds these lines
-with NEST's ``beta`` yields (not modelled). In NEST the quenched yields are the β yields with the ER
-parameters m1, m2 and m5 scaled by Q (charge × Q, quanta conserved); an estimate made that way moves the
-40 GeV WS2024-like median by ×1.10 (docs/ws2024.md).
+* **Xe124LL**, **Xe124LM**: the ¹²⁴Xe LL (10.0 keV) and LM (5.98 keV) lines alone (one line each, fraction
+  1: a count is the number of decays through that channel), so that each can have its own yield model.
+
+Charge yield of captures. The X-ray/Auger cascade that fills an inner-shell vacancy deposits its energy
+densely, recombination is stronger, and the event has less charge and more light than a β of the same
+energy, i.e. it lies closer to the NR band. Measured: ¹²⁷Xe L-shell (5.2 keV) captures in XELDA
+(Temples et al., PRD 104 (2021) 112001, arXiv:2109.11487; 6.9σ / 9.2σ from the tritium-tuned β response
+at 363 / 258 V/cm, abstract [V]); in LZ itself the M-shell (1.1 keV), L-shell (5.2 keV) and K-shell
+(33.2 keV) EC charge yields at 193 and 96.5 V/cm, with the ¹²⁴Xe LL double capture shifted further
+(LZ, "Measurements and models of enhanced recombination following inner-shell vacancies in liquid
+xenon", arXiv:2503.05679, PRD 112 (2025) 012024, abstract [V]; its numbers are not read here). lzflow
+models it as NEST's β yields with the charge × Q, the quanta conserved (``nest_yields: {model: beta,
+charge_yield_scale: Q}``, :func:`lzflow.response.nest.charge_scaled_er_params`). The Q of each line,
+:data:`LZ_CHARGE_YIELD_SCALE`, is LZ's WS2024 model as reproduced by diamx [S] (M. Liu,
+github.com/mhliu0001/diamx, ``diamx/experiments/lz.py`` ``quenching_factor`` @fe60e5e; its NEST driver
+multiplies the β electron yield by Q and gives the difference to the photons): LL 0.71 (a fitted shape
+parameter, nominal 71 %, range 65–87 %), LM 0.87, ¹²⁷Xe/¹²⁵Xe L 0.87. The ¹²⁷Xe M line (≈ 4 % of its ROI
+events) takes the L-shell value (an assumption: diamx models ¹²⁷Xe as the L line alone).
 """
 
 from __future__ import annotations
@@ -61,6 +73,7 @@ from .beta import beta_spectrum
 __all__ = [
     "LINE_WIDTH_LN",
     "CAPTURE_LINES",
+    "LZ_CHARGE_YIELD_SCALE",
     "H3_Q_KEV",
     "line_spectrum",
     "line_integral",
@@ -79,9 +92,16 @@ CAPTURE_LINES: dict[str, tuple[tuple[str, float, float], ...]] = {
     "Xe124": (("KK", 64.3, 0.740), ("KL", 36.7, 0.188), ("KM", 33.0, 0.050),
               ("LL", 10.0, 0.014), ("LM", 5.98, 0.008)),
     "Xe127": (("K", 33.17, 0.845), ("L", 5.19, 0.122), ("M", 1.07, 0.033)),
+    "Xe124LL": (("LL", 10.0, 1.0),),
+    "Xe124LM": (("LM", 5.98, 1.0),),
 }
 for _name, _lines in CAPTURE_LINES.items():
     assert abs(sum(f for _, _, f in _lines) - 1.0) < 1e-12, _name
+
+#: Charge yield / β charge yield at the same energy of the lines LZ's WS2024 model quenches, by source
+#: (LZ's model as reproduced by diamx [S], module docstring): the ``charge_yield_scale`` of
+#: ``config/lz_ws2024.yaml`` (tests/unit/test_capture_yields.py checks the two agree).
+LZ_CHARGE_YIELD_SCALE: dict[str, float] = {"Xe124LL": 0.71, "Xe124LM": 0.87, "Xe127": 0.87}
 
 #: Tritium β endpoint (keV): 18.591 keV (Myers et al., PRL 114 (2015) 013003).
 H3_Q_KEV = 18.591
