@@ -20,7 +20,7 @@ from typing import Any
 
 from .cliparse import lists, required, stage
 
-__all__ = ["GLOBAL_FORMAT", "SPEC_KEYS", "TOY_BLOCK", "cmd_global_pvalue", "global_document", "register"]
+__all__ = ["GLOBAL_FORMAT", "SPEC_KEYS", "TOY_BLOCK", "cmd_global_pvalue", "global_document", "register", "report_context"]
 
 #: the ``format`` of global_pvalue.json
 GLOBAL_FORMAT = "lzflow-global-pvalue-1"
@@ -114,6 +114,36 @@ def summary_line(doc: Mapping[str, Any]) -> str:
             f"{len(doc['masses_GeV'])} masses from {doc['n_toys_used']} datasets; largest excess at "
             f"{doc['max_mass_GeV']:g} GeV (q0 {doc['q0_max_observed']:.3g}, local p {loc['p_value']:.3g}); "
             f"trials factor {'n/a' if tf is None else format(tf, '.3g')}")
+
+
+def report_context(curve_csv: str, observed: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
+    """The report's global p-value: None without observed results; else global_pvalue.json beside
+    the curve CSV (the report rule's input in an unblinded analysis; missing: an error), as text."""
+    from pathlib import Path
+
+    from .io import read_json
+    from .layout import GLOBAL_PVALUE
+
+    if not observed:
+        return None
+    path = Path(curve_csv).with_name(GLOBAL_PVALUE)
+    if not path.is_file():
+        raise FileNotFoundError(f"lzflow report: input {path} is missing (lzflow global-pvalue of the unblinded analysis)")
+    doc = read_json(path)
+    g, loc = doc["global"], doc["local_at_max"]
+
+    def p(r: Mapping[str, Any]) -> str:
+        return f"{'≤ ' if r['p_value_is_upper_bound'] else ''}{r['p_value']:.3g}"
+
+    def z(r: Mapping[str, Any]) -> str:
+        return f"{'≥ ' if r['significance_is_lower_bound'] else ''}{r['significance']:.2f}"
+
+    tf = doc["trials_factor"]
+    return {"n_masses": len(doc["masses_GeV"]), "mass": doc["max_mass_GeV"], "q0": doc["q0_max_observed"],
+            "p_local": p(loc), "z_local": z(loc), "p_global": p(g), "p_global_error": f"{g['p_value_error']:.2g}",
+            "z_global": z(g), "n_toys": doc["n_toys_used"],
+            "trials": "undefined (no dataset reaches the observed excess)" if tf is None else
+                      f"{'≈ ' if doc['trials_factor_is_bound'] else ''}{tf:.3g}"}
 
 
 def cmd_global_pvalue(args: argparse.Namespace) -> int:

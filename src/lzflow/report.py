@@ -41,6 +41,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from .curve import BAND_COLUMNS, cross_section_label
+from .globalcli import report_context as global_pvalue_context
 from .io import atomic_path, read_json
 
 __all__ = ["software_versions", "build_report", "write_report", "environment", "Cell", "num", "exact",
@@ -421,7 +422,8 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
         "masses": [_mass_context(doc, pv, q) for doc, pv, q in sorted(zip(limits, pvalue_pngs, teststat_pngs),
                                                                      key=lambda t: t[0]["mass_GeV"])],
         "impacts": _impacts_context([read_json(p) for p in impact_paths]) if impact_paths else None,
-        "observed": _observed_context(limits), "data_note": _data_note(config),
+        "observed": (observed := _observed_context(limits)), "data_note": _data_note(config),
+        "global_pvalue": global_pvalue_context(curve_csv, observed),  # unblinded: global_pvalue.json beside the curve
         "studies": _studies_context(studies),
         "errors": _errors_context(read_json(errors_json)),
         "provenance": _provenance_context(config, read_json(detector_json), code_hashes or {}, limits),

@@ -118,3 +118,85 @@ def test_different_backgrounds_are_refused(m40):
         check_same_background({40.0: m40, 20.0: BinnedModel(signal=m40.signal, backgrounds=m40.backgrounds,
                                                             names=m40.names, rel_unc=m40.rel_unc)})
     check_same_background({40.0: m40, 20.0: m40.with_signal(m40.signal[::-1].copy())})  # signal may differ
+
+
+# ----------------------------------------------------------------------------- lzflow global-pvalue
+def _analysis(tmp_path, m40):
+    """Two masses sharing the 40 GeV workspace's backgrounds (the second signal: the 40 GeV template
+    mirrored in log10 cS2), a seeded dataset with a 40 GeV excess, each mass's limit.json with its
+    discovery block (lzflow.observed.discovery_pvalue, as merge writes it)."""
+    from lzflow.observeddata import DATA_FORMAT, observed_digest
+
+    ws40 = json.loads(gzip.decompress((DATA / "workspace_m40.json.gz").read_bytes()))
+    ws20 = json.loads(json.dumps(ws40))
+    ws20["mass_GeV"] = 20.0
+    ws20["signal"]["template"] = np.asarray(ws40["signal"]["template"])[:, ::-1].tolist()
+    nu = m40.asimov(0.0)[0] + 0.0025 * m40.signal
+    counts = np.random.default_rng(5).poisson(nu).reshape(m40.bin_shape)
+    data = {"format": DATA_FORMAT, "counts": counts.tolist(), "counts_digest": observed_digest(counts),
+            "window": {"cS1_edges": ws40["axes"][0]["edges"], "log10cS2_edges": ws40["axes"][1]["edges"]},
+            "events_file": "x.csv", "events_sha256": "0" * 64, "n_total": int(counts.sum()),
+            "n_inside": int(counts.sum()), "n_outside": 0, "outside_by_reason": {}}
+    limits = []
+    for ws in (ws20, ws40):
+        model = workspace_model(ws)
+        disc = discovery_pvalue(model, counts.ravel().astype(float), model.nominal_nuisance(), 300, 11,
+                                mass_key(ws["mass_GeV"]), 256)
+        limits.append({"mass_GeV": ws["mass_GeV"],
+                       "observed": {"events": {"counts_digest": data["counts_digest"]}, "discovery": disc}})
+    paths = {}
+    for name, doc in (("ws20", ws20), ("ws40", ws40), ("lim20", limits[0]), ("lim40", limits[1]), ("data", data)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(doc))
+    return [ws20, ws40], limits, data, paths
+
+
+def test_global_pvalue_command(tmp_path, m40):
+    """lzflow global-pvalue on two masses: the largest excess where the signal was injected, each
+    mass's q0 equal to its limit.json's, p_global >= p_local, the file written; the report's text."""
+    from lzflow.cli import main
+    from lzflow.globalcli import global_document, report_context
+
+    wss, limits, data, paths = _analysis(tmp_path, m40)
+    spec = {"blind": False, "n_toys": 300, "seed": 11}
+    out = tmp_path / "global_pvalue.json"
+    assert main(["global-pvalue", "--spec", json.dumps(spec), "--workspaces", str(paths["ws20"]), str(paths["ws40"]),
+                 "--limits", str(paths["lim20"]), str(paths["lim40"]), "--observed", str(paths["data"]),
+                 "--out", str(out), "--threads", "2"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc == json.loads(json.dumps(global_document(wss, limits, ["a", "b"], data, spec)))  # threads: same
+    assert doc["masses_GeV"] == [20.0, 40.0] and doc["max_mass_GeV"] == 40.0
+    assert [m["q0"] for m in doc["per_mass"]] == doc["q0_observed"]
+    assert doc["q0_observed"][1] == pytest.approx(limits[1]["observed"]["discovery"]["q0"], rel=1e-12)
+    assert doc["q0_observed"][1] > doc["q0_observed"][0]
+    assert doc["global"]["p_value"] >= doc["local_at_max"]["p_value"]
+    assert doc["events"]["counts_digest"] == data["counts_digest"] and doc["blind"] is False
+    ctx = report_context(str(tmp_path / "limit_curve.csv"), [{"mass": 40.0}])
+    assert ctx["mass"] == 40.0 and ctx["n_masses"] == 2 and ctx["n_toys"] == doc["n_toys_used"]
+    assert report_context(str(tmp_path / "limit_curve.csv"), None) is None  # blind: nothing read
+    with pytest.raises(FileNotFoundError, match="global_pvalue.json is missing"):
+        report_context(str(tmp_path / "sub" / "limit_curve.csv"), [{"mass": 40.0}])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"blind": True}, "blind True; expected false"),
+    ({"toys": 3}, r"unknown keys \['toys'\]"),
+    ({"n_toys": 0}, "n_toys 0; expected an integer >= 1"),
+])
+def test_global_pvalue_spec_refused(tmp_path, m40, change, message):
+    from lzflow.exceptions import MergeError
+    from lzflow.globalcli import global_document
+
+    wss, limits, data, _ = _analysis(tmp_path, m40)
+    with pytest.raises(MergeError, match=message):
+        global_document(wss, limits, ["a", "b"], data, {"blind": False, "n_toys": 10, "seed": 1, **change})
+
+
+def test_global_pvalue_refuses_limits_of_other_data(tmp_path, m40):
+    from lzflow.exceptions import MergeError
+    from lzflow.globalcli import global_document
+
+    wss, limits, data, _ = _analysis(tmp_path, m40)
+    limits[0]["observed"]["events"]["counts_digest"] = "0123456789abcdef"
+    with pytest.raises(MergeError, match="a: observed counts_digest 0123456789abcdef, the binned data has"):
+        global_document(wss, limits, ["a", "b"], data, {"blind": False, "n_toys": 10, "seed": 1})
