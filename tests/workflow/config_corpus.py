@@ -608,6 +608,64 @@ bad("data_unblinded_unbinned", "data", {"data": {"path": "events.csv"}, "blind":
 good("legal_data_blind_by_default", "legal", {"data": {"path": "tests/data/quick_observed_events.csv"}})
 
 
+# -------------------------------------------------------------------- science runs (issue 13 item 5)
+def two_runs(correlated: Any = ("pp", "B8"), **top: Any) -> dict[str, Any]:
+    """The default analysis as two runs ``a`` and ``b`` (its detector, exposure and backgrounds each)."""
+    raw = _edited({})
+    run = {k: raw.pop(k) for k in ("detector", "detector_overrides", "exposure", "backgrounds")}
+    raw["runs"] = {"a": copy.deepcopy(run), "b": copy.deepcopy(run)}
+    if correlated is not None:
+        raw["correlated"] = list(correlated) if isinstance(correlated, tuple) else correlated
+    raw.update(top)
+    return raw
+
+
+def runs_case(name: str, raw: dict[str, Any], *expect: str) -> None:
+    CASES.append(Case(name, "runs" if expect else "legal", {"config.yaml": _dump(raw)}, ["config.yaml"],
+                      list(expect) if expect else None))
+
+
+_one = two_runs()
+del _one["runs"]["b"]
+runs_case("runs_one_run", _one, "runs", "1 run(s)", "at least 2")
+_bad_name = two_runs()
+_bad_name["runs"]["ws-2022"] = _bad_name["runs"].pop("b")
+runs_case("runs_bad_name", _bad_name, "runs.ws-2022", "identifier")
+_digit_name = two_runs()
+_digit_name["runs"]["2022"] = _digit_name["runs"].pop("b")
+runs_case("runs_name_starts_with_digit", _digit_name, "runs.2022", "identifier")
+runs_case("runs_without_correlated", two_runs(correlated=None), "correlated", "missing", "nothing is shared")
+runs_case("runs_correlated_without_runs", _edited({"correlated": ["pp"]}), "correlated", "without runs")
+runs_case("runs_correlated_unknown", two_runs(correlated=("pp", "Ar39")), "correlated", "'Ar39'", "no run")
+runs_case("runs_correlated_string", two_runs(correlated="pp"), "correlated", "'pp'", "array")
+runs_case("runs_top_level_exposure", two_runs(exposure={"fiducial_mass": "5.6 t", "live_time": "1000 d"}),
+          "exposure", "top level", "runs.<run>.exposure")
+runs_case("runs_top_level_detector", two_runs(detector=DETECTOR), "detector", "top level")
+_unknown = two_runs()
+_unknown["runs"]["a"]["live_time"] = "10 d"
+runs_case("runs_unknown_key", _unknown, "runs.a.live_time", "unknown key")
+_missing = two_runs()
+del _missing["runs"]["b"]["exposure"]
+runs_case("runs_missing_exposure", _missing, "runs.b.exposure", "missing")
+_bad_unit = two_runs()
+_bad_unit["runs"]["b"]["exposure"]["live_time"] = "10 kg"
+runs_case("runs_bad_live_time_unit", _bad_unit, "runs.b.exposure.live_time", "10 kg")
+_bad_override = two_runs()
+_bad_override["runs"]["b"]["detector_overrides"] = {"nest": {"g1": 2.0}}
+runs_case("runs_bad_detector_override", _bad_override, "runs.b.detector_overrides.nest.g1", "2")
+runs_case("runs_with_studies", two_runs(**g1_study([0.1])), "studies", "runs")
+_data = two_runs()
+_data["runs"]["a"]["data"] = {"path": "tests/data/quick_observed_events.csv"}
+runs_case("runs_data_per_run", _data, "runs.a.data", "not binned")
+runs_case("runs_not_mapping", two_runs(runs=["a", "b"]), "runs", "object")
+runs_case("legal_two_runs", two_runs())
+runs_case("legal_two_runs_share_none", two_runs(correlated=()))
+_other_detector = two_runs()
+_other_detector["runs"]["b"]["detector_overrides"] = {"nest": {"g1": 0.1}}
+_other_detector["runs"]["b"]["exposure"]["live_time"] = "200 d"
+runs_case("legal_two_runs_different_detectors", _other_detector)
+
+
 def write_corpus(directory: Path) -> list[tuple[Case, list[Path]]]:
     """Write every case into ``directory/<case name>/``; returns (case, stack paths)."""
     return [(case, case.write(directory / case.name)) for case in CASES]
