@@ -56,8 +56,8 @@ charge_yield_scale: Q}``, :func:`lzflow.response.nest.charge_scaled_er_params`).
 :data:`LZ_CHARGE_YIELD_SCALE`, is LZ's WS2024 model as reproduced by diamx [S] (M. Liu,
 github.com/mhliu0001/diamx, ``diamx/experiments/lz.py`` ``quenching_factor`` @fe60e5e; its NEST driver
 multiplies the β electron yield by Q and gives the difference to the photons): LL 0.71 (a fitted shape
-parameter, nominal 71 %, range 65–87 %), LM 0.87, ¹²⁷Xe/¹²⁵Xe L 0.87. The ¹²⁷Xe M line (≈ 4 % of its ROI
-events) takes the L-shell value (an assumption: diamx models ¹²⁷Xe as the L line alone).
+parameter, nominal 71 %, range 65–87 %), LM 0.87, ¹²⁷Xe/¹²⁵Xe L 0.87. The ¹²⁷Xe M line (≈ 9 % of its ROI
+events with Q = 0.87) takes the L-shell value (an assumption: diamx models ¹²⁷Xe as the L line alone).
 """
 
 from __future__ import annotations
