@@ -134,23 +134,26 @@ def two_sided_section(model: Any, counts: np.ndarray, aux: np.ndarray, mus: np.n
     return d, warnings
 
 
-def _crossing(mu: np.ndarray, p: np.ndarray, target: float) -> float:
-    """Smallest μ where p falls to ``target``, log-linear between grid points (inf: never)."""
-    below = np.flatnonzero(p <= target)
-    if below.size == 0:
-        return float("inf")
-    k = int(below[0])
-    if k == 0:
-        return float(mu[0])
-    l0, l1 = np.log(max(p[k - 1], 1e-300)), np.log(max(p[k], 1e-300))
-    return float(mu[k]) if l1 == l0 else float(mu[k - 1] + (mu[k] - mu[k - 1]) * (np.log(target) - l0) / (l1 - l0))
+def _crossing(mu: np.ndarray, z_toys: np.ndarray, z: float) -> tuple[float, int]:
+    """(smallest μ where the toy significance Z(μ) = Φ⁻¹(1 − p₀) reaches ``z``, linear in Z between
+    grid points — Z is ∝ μ asymptotically, so this is nearly exact where ln p₀ is not —, the index
+    of the first point at or above it; (inf, -1) when the grid's top does not reach ``z``)."""
+    above = np.flatnonzero(z_toys >= z)
+    if above.size == 0:
+        return float("inf"), -1
+    k = int(above[0])
+    if k == 0 or not np.isfinite(z_toys[k]):
+        return float(mu[k]), k
+    return float(mu[k - 1] + (mu[k] - mu[k - 1]) * (z - z_toys[k - 1]) / (z_toys[k] - z_toys[k - 1])), k
 
 
 def discovery_section(model: Any, ws: Mapping[str, Any], settings: Mapping[str, Any], mass_key: int,
                       n_bonly: int, n_sb: int, observed: tuple[np.ndarray, np.ndarray] | None) -> tuple[dict, list[str]]:
     """(``limit.json["discovery"]``, warnings) — module docstring. μ_Z(toys) is where the p-value
-    of the S+B toys' median q₀ falls to Φ(−Z); its error is the importance-sampling error of that
-    p-value at the crossing divided by the slope |d ln p₀ / dμ| (the median's own MC noise is not in it)."""
+    of the S+B toys' median q₀ falls to Φ(−Z). Its error adds in quadrature (i) the importance-
+    sampling error of that p-value at the crossing as δZ = δp₀/φ(Z) divided by the slope dZ/dμ and (ii) the
+    median's MC noise: √q₀ ≈ N(Z μ/μ_Z, 1) (arXiv:1007.1727), the median of N_SB draws has error
+    √(π/2)/√N_SB, so δμ/μ_Z = √(π/(2 N_SB))/Z (an asymptotic approximation)."""
     from scipy.stats import norm
 
     from .stats.asymptotic import discovery_potential
@@ -166,18 +169,19 @@ def discovery_section(model: Any, ws: Mapping[str, Any], settings: Mapping[str, 
                               mass_key=mass_key, z=3.0, mu_grid=grid, observed=observed, sigma_ref_cm2=sigma_ref)
     theta0 = generation_point(model, 0.0, observed, BatchedFitter(model, FitConfig(n_threads=1)))[0][1:]
     doc = res.as_dict()
-    tails = {int(round(t["z"])): t for t in doc["background_only"]["tails"]}
+    tails = {round(t["z"]): t for t in doc["background_only"]["tails"]}
     p, perr, mus = res.p0, res.p0_err, res.mu_grid
     potentials, warnings = {}, []
+    with np.errstate(divide="ignore"):
+        z_toys = np.where(p > 0, norm.isf(p), np.inf)
     for z in Z_REPORTED:
-        mu_t = _crossing(mus, p, float(norm.sf(z)))
+        mu_t, k = _crossing(mus, z_toys, float(z))
         mu_a = res.mu_asymptotic if z == 3 else float(discovery_potential(model, z=float(z), theta=theta0))
         err = None
-        k = int(np.searchsorted(mus, mu_t)) if np.isfinite(mu_t) else 0
-        if 0 < k < mus.size and p[k - 1] > 0 and p[k] > 0:
-            slope = abs(np.log(p[k]) - np.log(p[k - 1])) / (mus[k] - mus[k - 1])
-            rel = max(perr[k - 1] / p[k - 1], perr[k] / p[k])
-            err = float(rel / slope) if slope > 0 else None
+        if k > 0 and np.all(np.isfinite(z_toys[k - 1:k + 1])) and z_toys[k] > z_toys[k - 1]:
+            slope = (z_toys[k] - z_toys[k - 1]) / (mus[k] - mus[k - 1])  # dZ/dμ
+            dz = max(perr[k - 1], perr[k]) / norm.pdf(z)  # δZ = δp₀ / φ(Z)
+            err = float(np.hypot(dz / slope, mu_t * np.sqrt(np.pi / (2.0 * n_sb)) / z))
         potentials[str(z)] = {"mu_toys": _finite(mu_t), "mu_toys_err": err, "mu_asymptotic": _finite(mu_a),
                               "sigma_cm2_toys": _cm2(mu_t, sigma_ref), "sigma_cm2_toys_err": _cm2(err, sigma_ref),
                               "sigma_cm2_asymptotic": _cm2(mu_a, sigma_ref),
@@ -236,8 +240,8 @@ def limit_sections(model: Any, ws: Mapping[str, Any], counts: np.ndarray, aux: n
 EXTRA_COLUMNS = ["construction", "sigma_one_sided_median_cm2", "sigma_one_sided_pcl_cm2", "sigma_observed_lo_cm2",
                  "sigma_discovery_3sigma_toys_cm2", "sigma_discovery_3sigma_toys_err_cm2",
                  "sigma_discovery_5sigma_cm2", "sigma_discovery_5sigma_toys_cm2",
-                 "sigma_discovery_5sigma_toys_err_cm2", "discovery_tail_rel_err_3sigma",
-                 "discovery_tail_rel_err_5sigma"]
+                 "sigma_discovery_5sigma_toys_err_cm2", "discovery_3sigma_tail_rel_err",
+                 "discovery_5sigma_tail_rel_err"]
 
 
 def curve_columns(doc: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
@@ -273,5 +277,5 @@ def curve_columns(doc: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, A
                    sigma_discovery_5sigma_cm2=p5["sigma_cm2_asymptotic"],
                    sigma_discovery_5sigma_toys_cm2=p5["sigma_cm2_toys"],
                    sigma_discovery_5sigma_toys_err_cm2=p5["sigma_cm2_toys_err"],
-                   discovery_tail_rel_err_3sigma=p3["tail_rel_err"], discovery_tail_rel_err_5sigma=p5["tail_rel_err"])
+                   discovery_3sigma_tail_rel_err=p3["tail_rel_err"], discovery_5sigma_tail_rel_err=p5["tail_rel_err"])
     return out

@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .construction_stage import EXTRA_COLUMNS, curve_columns
 from .io import atomic_path, write_csv
 
 __all__ = ["curve_rows", "summary_line", "write_curve_csv", "plot_limit_curve", "plot_pvalues", "plot_teststat",
@@ -96,6 +97,7 @@ def curve_rows(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                        sigma_best_fit_lo_cm2=lo, sigma_best_fit_hi_cm2=hi,
                        discovery_p_value=obs["discovery"]["p_value"],
                        discovery_significance=obs["discovery"]["significance"])
+        row.update(curve_columns(doc, row))  # two_sided headline, toy discovery (lzflow.construction_stage)
         rows.append(row)
     return rows
 
@@ -115,9 +117,11 @@ def summary_line(row: Mapping[str, Any]) -> str:
 
 
 def write_curve_csv(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """The curve CSV: :data:`COLUMNS`, and :data:`OBSERVED_COLUMNS` when a row has an observed limit."""
+    """The curve CSV: :data:`COLUMNS`, :data:`OBSERVED_COLUMNS` when a row has an observed limit, then
+    those of :data:`lzflow.construction_stage.EXTRA_COLUMNS` a row has (``construction`` names the headline's)."""
     observed = any("sigma_observed_cm2" in r for r in rows)
-    write_csv(path, rows, COLUMNS + (OBSERVED_COLUMNS if observed else []))
+    extra = [c for c in EXTRA_COLUMNS if any(c in r for r in rows)]
+    write_csv(path, rows, COLUMNS + (OBSERVED_COLUMNS if observed else []) + extra)
 
 
 def pyplot():
@@ -149,7 +153,7 @@ def read_curve_csv(path: str | Path) -> list[dict[str, Any]]:
         for key, text in raw.items():
             if key == "no_sensitivity":
                 row[key] = text == "True"
-            elif key.endswith(("_cm2", "_GeV")) or key == "cl":
+            elif key.endswith(("_cm2", "_GeV", "_rel_err")) or key == "cl":
                 row[key] = float(text) if text else None
             else:
                 row[key] = text or None
@@ -197,12 +201,13 @@ def figure_limit_curve(rows: Sequence[Mapping[str, Any]], title: str = "", refer
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="#b08800", ls="none",
                         label=f"band edge only a bound ({text}): " + ", ".join(sorted({f"{int(p[2]):+d}σ".replace("-", "−") for p in pts})))
-        ax.plot(m, col("sigma_median_cm2"), "k--", label="median expected (toys)")
+        kind = " two-sided" if any(r.get("construction") == "two_sided" for r in good) else ""
+        ax.plot(m, col("sigma_median_cm2"), "k--", label=f"median expected (toys{kind})")
         ax.plot(m, col("sigma_asymptotic_median_cm2"), color="tab:blue", ls=":", label="median expected (asymptotic)")
         if any(r.get("sigma_observed_cm2") is not None for r in good):  # unblinded: the limit on the data
-            ax.plot(m, col("sigma_observed_cm2"), "k-", lw=2, marker="o", label="observed limit (PCL, data)")
+            ax.plot(m, col("sigma_observed_cm2"), "k-", lw=2, marker="o", label=f"observed{kind} limit (PCL, data)")
         else:
-            ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label="PCL limit (Asimov B-only data)")
+            ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label=f"PCL{kind} limit (Asimov B-only data)")
     if reference is not None:
         _draw_reference(ax, rax, good, reference)
     ax.set_xscale("log")

@@ -40,6 +40,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from .construction_report import construction_context
 from .curve import BAND_COLUMNS, cross_section_label
 from .globalcli import report_context as global_pvalue_context
 from .io import atomic_path, read_json
@@ -243,6 +244,7 @@ def _curve_context(curve_csv: Path, curve_png: Path, limits: Sequence[Mapping[st
         "what": cross_section_label(rows).replace("WIMP-", "WIMP–"),  # SI WIMP–nucleon, SD WIMP–neutron/proton
         "figure": _figure(curve_png, "limit curve"),
         "pcl_notes": [n for n in (pcl_above_median(d) for d in sorted(limits, key=lambda d: d["mass_GeV"])) if n],
+        "construction": construction_context(limits),  # two-sided headline, toy discovery; None: neither
     }
 
 
