@@ -464,13 +464,13 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "workspace": ("workspace.py", "pdfs.py", "impacts.py", "stats/*.py"),
     "toys": ("toyjobs.py", "toybatch.py", "workspace.py", "observeddata.py", "stats/*.py"),
     "merge": ("merge.py", "observed.py", "observeddata.py", "toyjobs.py", "workspace.py", "fit_errors.py",
-              "stats/*.py"),
+              "construction_stage.py", "stats/*.py"),
     "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py"),
     "global": ("globalcli.py", "observeddata.py", "workspace.py", "stats/*.py"),
-    "curve": ("curve.py", "references.py", "reference_data.py", "data/references/*.csv"),
+    "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
-    "studies": ("study_table.py", "curve.py"),
-    "report": ("report.py", "templates/*"),
+    "studies": ("study_table.py", "curve.py", "construction_stage.py"),
+    "report": ("report.py", "construction_report.py", "templates/*"),
     # the rule runs the LZ-like mode (workspaces): the spectra (ideal mode only) do not enter its numbers
     # the combined workspace of a runs analysis (lzflow.runsjob) and its impacts
     "combine": ("runsjob.py", "combinecli.py", "workspace.py", "impacts.py", "stats/*.py"),
