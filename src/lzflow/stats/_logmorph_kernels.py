@@ -31,7 +31,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["log_terms", "point_nll", "gradient", "hessian"]
+__all__ = ["gradient", "hessian", "log_terms", "point_nll"]
 
 _MATH = {"reassoc", "contract"}
 
@@ -147,7 +147,7 @@ def point_nll(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out)
             if k > 0.0:
                 if v[i] > 0.0:
                     logs += k * math.log(v[i])
-                elif not (v[i] != v[i]):
+                elif v[i] == v[i]:  # ν ≤ 0 (NaN propagates)
                     bad = True
         out[t] = np.inf if bad else total - logs
 
@@ -169,8 +169,6 @@ def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv
     G = g_eoff.size
     q = np.empty(L)
     qg = np.empty(L)
-    pos = np.empty(L, dtype=np.int64)
-    pg = np.empty(L, dtype=np.int64)
     w = np.empty(X)
     for t in range(n):
         _q_of(counts[t], nu[t], q)

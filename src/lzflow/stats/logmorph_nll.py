@@ -123,7 +123,10 @@ class _Point:
     ROWS = __slots__[:-1]  # one row per point row
 
     def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
-        from ._logmorph_kernels import log_terms, point_nll  # numba: compiled on first use
+        from ._logmorph_kernels import (  # numba: compiled on first use
+            log_terms,
+            point_nll,
+        )
 
         self.c, self.alpha = lay.split(y)
         B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
@@ -137,7 +140,7 @@ class _Point:
         point_nll(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois)
         self.ui = np.arange(n)
 
-    def take(self, keep: np.ndarray) -> "_Point":
+    def take(self, keep: np.ndarray) -> _Point:
         out = _Point.__new__(_Point)
         for name in _Point.ROWS:
             setattr(out, name, getattr(self, name)[keep])
@@ -159,7 +162,7 @@ class LogMorphRows(PointRows):
         self.taken: np.ndarray | None = None  # of a subset: rows whose trial point the parent took
 
     @classmethod
-    def build(cls, lay: LogMorphLayout, data: PreparedData) -> "LogMorphRows":
+    def build(cls, lay: LogMorphLayout, data: PreparedData) -> LogMorphRows:
         full = lay.full_counts(data)
         dead = np.any(full[:, ~lay.fillable] > 0, axis=1)
         aux_c = np.zeros((data.n, lay.p))
@@ -171,7 +174,7 @@ class LogMorphRows(PointRows):
     def infeasible(self) -> np.ndarray:
         return self.dead.copy()
 
-    def subset(self, keep: np.ndarray) -> "LogMorphRows":
+    def subset(self, keep: np.ndarray) -> LogMorphRows:
         sub = LogMorphRows(self.lay, self.counts[keep], self.dead[keep], self.aux_c[keep])
         sub.parent_rows = np.flatnonzero(keep)
         return sub
@@ -189,7 +192,7 @@ class LogMorphRows(PointRows):
     def point(self, y: np.ndarray) -> _Point:
         return _Point(self.lay, y, self.counts)
 
-    def take_trial(self, sub: "LogMorphRows", ok: np.ndarray) -> None:
+    def take_trial(self, sub: LogMorphRows, ok: np.ndarray) -> None:
         rows = sub.parent_rows[ok]
         dst, src = self.trial_pt, sub.trial_pt
         dst.U[dst.ui[rows]] = src.U[src.ui[ok]]
