@@ -431,6 +431,24 @@ stacked("overlay_missing", "overlays", {"config.yaml": _full}, ["config.yaml", "
         "file not found")
 
 # ----------------------------------------------------------------------------------- cross-field
+# stats.construction and stats.discovery_from_toys (lzflow.construction_stage)
+bad("construction_unknown", "types", {"stats.construction": "feldman_cousins"}, "stats.construction",
+    "'feldman_cousins'", "one_sided, two_sided")
+bad("construction_two_sided_q", "cross-field", {"stats.construction": "two_sided", "stats.test_statistic": "q"},
+    "stats.construction", "two_sided", "'q'", "expected qtilde")
+bad("construction_two_sided_unbinned", "cross-field", {"stats.construction": "two_sided", "stats.likelihood": "unbinned"},
+    "stats.construction", "'unbinned'", "expected binned")
+bad("discovery_toys_missing_key", "cross-field", {"stats.discovery_from_toys": {"n_bonly": 30000}},
+    "stats.discovery_from_toys.n_sb", "missing")
+bad("discovery_toys_zero", "types", {"stats.discovery_from_toys": 0}, "stats.discovery_from_toys", "0", "object or null")
+bad("discovery_toys_too_few", "ranges", {"stats.discovery_from_toys": {"n_bonly": 100, "n_sb": 2000}},
+    "stats.discovery_from_toys.n_bonly", "100", "300 <= n_bonly")
+bad("discovery_toys_unknown", "unknown keys", {"stats.discovery_from_toys": {"n_bonly": 30000, "n_sb": 2000, "z": 5}},
+    "stats.discovery_from_toys.z")
+good("construction_two_sided_with_discovery_toys", "legal", {"stats.construction": "two_sided",
+                                                               "stats.discovery_from_toys": {"n_bonly": 30000, "n_sb": 2000}})
+good("construction_one_sided_explicit", "legal", {"stats.construction": "one_sided", "stats.discovery_from_toys": None})
+
 bad("cross_axis_order", "cross-field", {"pdf.cs1_phd": {"min": 80, "max": 3, "bins": 10}}, "pdf.cs1_phd", "min < max")
 bad("cross_log_axis_order", "cross-field", {"pdf.log10_cs2_phd": {"min": 5, "max": 5, "bins": 10}},
     "pdf.log10_cs2_phd", "min < max")
