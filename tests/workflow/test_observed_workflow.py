@@ -25,7 +25,8 @@ import pytest
 ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
 #: fewer jobs than the shipped config: one mass (the injected signal's)
 SMALL = "signal:\n  masses_GeV: [40]\n"
-UNBLINDED_JOBS = {"observed_data": 1, "toys_m40": 1, "merge": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
+UNBLINDED_JOBS = {"observed_data": 1, "toys_m40": 1, "merge": 1, "global_pvalue": 1, "curve": 1, "errors": 1,
+                  "report": 1, "all": 1}
 
 
 def _snakemake(repo: Path, configs: list[Path | str], results: Path, *args: str) -> str:
@@ -63,10 +64,11 @@ def _texts(root: Path) -> dict[str, str]:
     return out
 
 
-def _observed_strings(observed: dict, data: dict) -> list[str]:
-    """What only the data can give: (exact: every number of the observed block as JSON writes it, the
-    event count with its context, the file and counts digests, the block's keys; short: its cross
-    sections at 4 digits, as the report and logs show numbers)."""
+def _observed_strings(observed: dict, data: dict, glob: dict) -> list[str]:
+    """What only the data can give: (exact: every number of the observed block and of the global
+    p-value (global_pvalue.json) as JSON writes them, the event count with its context, the file and
+    counts digests, the blocks' keys; short: its cross sections at 4 digits, as the report and logs
+    show numbers)."""
     numbers = []
 
     def walk(x):
@@ -82,9 +84,11 @@ def _observed_strings(observed: dict, data: dict) -> list[str]:
     walk({k: v for k, v in observed.items() if k != "pulls"} | {"best_fit": {k: v for k, v in observed["best_fit"].items()
                                                                             if k != "interval_cl"}})  # a constant
     walk([p["fitted"] for p in observed["pulls"].values()])
+    walk({k: glob[k] for k in ("q0_observed", "global", "local_at_max")})
     exact = sorted({repr(x) for x in numbers}) + [
         data["events_sha256"], data["counts_digest"], f'"n_total": {data["n_total"]}', f"{data['n_total']} events",
-        '"observed": {', '"best_fit"', '"discovery"', '"pulls"', "sigma_observed_cm2", "unblinded"]
+        '"observed": {', '"best_fit"', '"discovery"', '"pulls"', "sigma_observed_cm2", "unblinded",
+        '"trials_factor"', '"q0_max_observed"', "Global discovery p-value", "global p-value"]
     return exact, sorted({f"{x:.4g}" for x in numbers if abs(x) < 1e-40} - set(exact))
 
 
@@ -126,7 +130,13 @@ def test_blind_run_writes_no_observed_number_and_unblinding_reruns_only_the_data
     assert "sigma_observed_cm2" in curve[0] and f"{obs['sigma_cm2']!r}" in curve[1]
     assert "Observed results (unblinded)" in (tree / "report.html").read_text()
 
-    exact, short = _observed_strings(obs, data)
+    glob = json.loads((tree / "global_pvalue.json").read_text())
+    assert glob["masses_GeV"] == [40.0] and glob["q0_observed"] == [obs["discovery"]["q0"]]
+    assert glob["trials_factor"] == 1.0  # one mass: global and local p-value from the same datasets
+    assert glob["n_toys"] == obs["discovery"]["n_toys"] and glob["global"]["p_value"] < 1e-3
+    assert "global p-value" in (results / "logs" / "quick_observed" / "global_pvalue.log").read_text()
+
+    exact, short = _observed_strings(obs, data, glob)
     leaks = [(s, p) for s in exact + short for p, t in blind_texts.items() if s in t]
     assert not leaks, leaks[:10]
     unblind_texts = _texts(results)
