@@ -242,7 +242,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
     """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64; row t's
     templates ``U[ui[t]]``).
 
-    Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, L + 1)`` of the work type (float32 or float64):
+    Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, 2 L)`` of the work type (float32 or float64):
     D_kx = Σ_m B'_m(α_k) C_mkx; J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
     (w = n/ν²) + [c–α: Σ_{x∈s} q U_x D_kx] + [α–α: Σ_x W_x D_kx D_lx + δ_kl Σ_m B''_m W·C_mk] + P."""
     L = nu.shape[1]
@@ -276,7 +276,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
                 npos += 1
             else:
                 q[l] = 1.0
-                pos[l] = L  # a scratch column, never read
+                pos[l] = L + l  # scratch columns, never read (distinct: no chain of stores to one address)
         for k in range(K):
             _combine(Bv1[t], k * M, M, Cw, 0, X, D[k])
         for a in range(p):

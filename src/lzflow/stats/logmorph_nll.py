@@ -249,7 +249,7 @@ class LogMorphRows(PointRows):
         idx = np.arange(self.n) if rows is None else np.flatnonzero(rows)
         H = np.empty((lay.p, lay.p, idx.size))
         D = np.empty((lay.K, lay.Tx.size), dtype=lay.wt)
-        J = np.empty((lay.p, lay.L + 1), dtype=lay.wt)
+        J = np.empty((lay.p, 2 * lay.L), dtype=lay.wt)
         hessian(idx, pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, ratios[0],
                    lay.col_of, lay.nc, lay.prec, H, D, J)
         return H
