@@ -17,6 +17,8 @@ from lzflow.stats.lookelsewhere import (
     check_same_background,
     global_pvalue,
     global_toys,
+    gross_vitells,
+    upcrossings,
 )
 from lzflow.stats.model import BinnedModel
 from lzflow.stats.toys import mass_key
@@ -58,6 +60,8 @@ def test_identical_masses_give_the_local_pvalue(m40):
     assert res["q0_observed"][0] == res["q0_observed"][1] == res["q0_observed"][2]
     assert res["global"]["p_value"] == res["local_at_max"]["p_value"] > 0
     assert res["trials_factor"] == 1.0
+    gv = res["gross_vitells"]  # no upcrossing between identical masses: the asymptotic local p-value
+    assert gv["mean_upcrossings"] == 0.0 and gv["p_value"] == res["local_at_max"]["p_value_asymptotic"]
 
 
 def _disjoint_models(k: int, bins_per_mass: int = 4, bkg: float = 2.0, sig: float = 5.0) -> list[BinnedModel]:
@@ -95,6 +99,14 @@ def test_independent_masses_follow_one_minus_product():
     assert abs(p_g - (1.0 - (1.0 - p_l) ** k)) < 3 * err + 0.2 * p_l  # p_local differs between masses by its MC error
     assert res["trials_factor"] > 3.0
     assert res["global"]["significance"] < res["local_at_max"]["significance"]
+
+
+def test_upcrossings_and_gross_vitells():
+    q0 = np.array([[0.0, 2.0, 0.5, 3.0], [1.0, 1.0, 1.0, 1.0], [0.9, 0.2, 0.0, 4.0]])
+    assert upcrossings(q0, 1.0).tolist() == [2, 0, 1]  # a row starting above the level has no upcrossing there
+    # 1/2 P(chi2_1 > 9) + 2 e^{-(9 - 1)/2}
+    assert gross_vitells(9.0, 2.0, 1.0) == pytest.approx(0.0013498980316301 + 2.0 * np.exp(-4.0), rel=1e-12)
+    assert gross_vitells(0.0, 5.0, 1.0) == 1.0
 
 
 def test_threads_do_not_change_the_datasets():

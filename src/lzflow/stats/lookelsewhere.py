@@ -30,6 +30,17 @@ generation point). The default stream is :data:`GLOBAL_MASS_KEY` (0: no mass has
 :data:`~lzflow.observed.DISCOVERY_POI_INDEX`; with one mass and that mass's key the datasets are
 its local discovery toys and p_global = its local p-value.
 
+Asymptotic cross-check
+----------------------
+Gross & Vitells (eq. 4 with s = 1 degree of freedom; one-sided q₀, hence the ½) bound the tail by
+the local one plus the expected number of upcrossings of the level c by the scan q₀(m):
+
+    p_global ≈ ½ P(χ²₁ > c) + ⟨N(u₀)⟩ e^{−(c − u₀)/2}
+
+with ⟨N(u₀)⟩ counted on the same datasets at a low level u₀ = :data:`GV_THRESHOLD` (upcrossing:
+q₀ < u₀ at one mass, ≥ u₀ at the next, masses ascending). It extrapolates beyond the reach of the
+toys; it assumes q₀(m) is a smooth χ² process, so on a coarse mass grid it undercounts.
+
 A dataset is used only if its q₀ is usable at every mass (:func:`lzflow.stats.quality.toy_quality`);
 the others are counted per cause. Limits: the observed data must be binned and unblinded (the
 global p-value is an observed quantity); masses whose signal has no event in the ROI are left out.
@@ -63,13 +74,18 @@ from .toys import (
 __all__ = [
     "GLOBAL_MASS_KEY",
     "GLOBAL_POI_INDEX",
+    "GV_THRESHOLD",
     "GlobalToys",
     "LookElsewhereError",
     "check_same_background",
     "global_pvalue",
     "global_toys",
+    "gross_vitells",
+    "upcrossings",
 ]
 
+#: the low level u₀ at which upcrossings are counted (Gross & Vitells' c₀)
+GV_THRESHOLD = 1.0
 #: the mass key of the global datasets' stream (round(mass × 10⁴) = 0 belongs to no mass)
 GLOBAL_MASS_KEY = 0
 #: their POI index: the discovery toys' (lzflow.observed.DISCOVERY_POI_INDEX; a literal here so
@@ -183,6 +199,19 @@ def _pvalue(ens: Ensemble, q_obs: float) -> dict[str, Any]:
             "significance_is_lower_bound": bound}
 
 
+def upcrossings(q0: np.ndarray, level: float) -> np.ndarray:
+    """Upcrossings of ``level`` by each row of ``q0`` ``(n, M)`` (masses ascending): the number of
+    m with q₀[m − 1] < level ≤ q₀[m]."""
+    q0 = np.asarray(q0, dtype=np.float64)
+    return np.sum((q0[:, :-1] < level) & (q0[:, 1:] >= level), axis=1)
+
+
+def gross_vitells(q0_max: float, mean_upcrossings: float, level: float = GV_THRESHOLD) -> float:
+    """½ P(χ²₁ > c) + ⟨N(u₀)⟩ e^{−(c − u₀)/2} at c = ``q0_max`` (module docstring), at most 1."""
+    c = max(float(q0_max), 0.0)
+    return min(1.0, float(norm.sf(np.sqrt(c))) + float(mean_upcrossings) * float(np.exp(-(c - level) / 2.0)))
+
+
 def global_pvalue(models: Mapping[float, BinnedModel], counts: np.ndarray, aux: np.ndarray, n_toys: int,
                   base_seed: int, mass_key: int = GLOBAL_MASS_KEY, poi_index: int = GLOBAL_POI_INDEX,
                   block_size: int = 256, n_threads: int | None = 1) -> dict[str, Any]:
@@ -193,6 +222,7 @@ def global_pvalue(models: Mapping[float, BinnedModel], counts: np.ndarray, aux: 
     if not models:
         raise LookElsewhereError("global p-value: no mass with signal events in the ROI")
     check_same_background(models)
+    models = dict(sorted(models.items()))  # masses ascending (the upcrossings follow the scan)
     masses = list(models)
     q_obs = np.array([max(float(observed_q(m, counts, aux, [0.0], "q0")[0][0]), 0.0) for m in models.values()])
     toys = global_toys(list(models.values()), counts, aux, n_toys, base_seed, mass_key, poi_index, block_size,
@@ -201,6 +231,8 @@ def global_pvalue(models: Mapping[float, BinnedModel], counts: np.ndarray, aux: 
     glob = _pvalue(Ensemble(np.max(toys.q0, axis=1), toys.good), float(q_obs[star]))
     local = _pvalue(Ensemble(toys.q0[:, star], toys.good), float(q_obs[star]))
     p_l, p_g = local["p_value"], glob["p_value"]
+    n_up = float(np.mean(upcrossings(toys.q0[toys.good], GV_THRESHOLD))) if toys.good.any() else None
+    p_gv = None if n_up is None else gross_vitells(q_obs[star], n_up)
     return {
         "masses_GeV": [float(m) for m in masses],
         "q0_observed": [float(q) for q in q_obs],
@@ -209,6 +241,9 @@ def global_pvalue(models: Mapping[float, BinnedModel], counts: np.ndarray, aux: 
                                          "significance_asymptotic": float(np.sqrt(q_obs[star]))},
         "trials_factor": p_g / p_l if p_l > 0 else None,
         "trials_factor_is_bound": bool(glob["p_value_is_upper_bound"] or local["p_value_is_upper_bound"]),
+        "gross_vitells": {"level_u0": GV_THRESHOLD, "mean_upcrossings": n_up, "p_value": p_gv,
+                          "significance": float(norm.isf(p_gv)) if p_gv is not None and 0.0 < p_gv < 1.0 else None,
+                          "note": "asymptotic extrapolation; assumes a smooth q0(m) scan (a coarse grid undercounts)"},
         "n_toys": int(n_toys), "n_toys_used": int(toys.good.sum()), "excluded": toys.causes,
         "seed_stream": [int(base_seed), int(mass_key), int(poi_index), 1],
         "generated_at": "mu = 0, the observed data's conditional fit theta_hat_hat(0) (one point for every mass)",
