@@ -470,7 +470,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py", "construction_stage.py"),
-    "report": ("report.py", "construction_report.py", "templates/*"),
+    "report": ("report.py", "construction_report.py", "globalcli.py", "templates/*"),
     # the rule runs the LZ-like mode (workspaces): the spectra (ideal mode only) do not enter its numbers
     # the combined workspace of a runs analysis (lzflow.runsjob) and its impacts
     "combine": ("runsjob.py", "combinecli.py", "workspace.py", "impacts.py", "stats/*.py"),
