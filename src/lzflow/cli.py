@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, combinecli, datacli, fogcli, globalcli, layout, pyhfcli
+from . import __version__, combinecli, datacli, fogcli, globalcli, layout, pyhfcli, salt
 from .cliparse import config_or_spec, lists, register_all, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
@@ -476,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     lists(p, False, study_tables="table.csv per study (spec order)",
            study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
-    # simulate-data, events, bin-data and --observed of toys/merge; pyhf-limits; fog; combine, gof; global-pvalue
-    register_all(sub, datacli, pyhfcli, fogcli, combinecli, globalcli)
+    # simulate-data, events, bin-data and --observed of toys/merge; pyhf-limits; fog; combine, gof; global-pvalue;
+    register_all(sub, datacli, pyhfcli, fogcli, combinecli, globalcli, salt)  # salt, unsalt
     return parser
 
 
