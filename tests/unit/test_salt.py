@@ -100,3 +100,13 @@ def test_salt_and_unsalt_commands(tmp_path, capsys):
     write_events(salted, ev.cs1[:-1], ev.cs2[:-1])  # another list than the record's
     assert main(["unsalt", "--events", str(salted), "--record", str(record), "--out", str(unsalted)]) == 2
     assert "SHA-256 differs from the salt record's salted_sha256" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".root"])
+def test_round_trip_in_every_format(tmp_path, suffix):
+    salted, record, back = tmp_path / f"s{suffix}", tmp_path / "salt.json", tmp_path / f"u{suffix}"
+    assert main(["salt", "--events", str(EVENTS), "--workspace", str(WS_PATH), "--sigma-cm2", "1e-47", "--seed", "4",
+                 "--out", str(salted), "--record", str(record)]) == 0
+    assert main(["unsalt", "--events", str(salted), "--record", str(record), "--out", str(back)]) == 0
+    real, out = read_events(EVENTS), read_events(back)
+    assert np.array_equal(out.cs1, real.cs1) and np.array_equal(out.cs2, real.cs2)
