@@ -212,3 +212,24 @@ def test_global_pvalue_refuses_limits_of_other_data(tmp_path, m40):
     limits[0]["observed"]["events"]["counts_digest"] = "0123456789abcdef"
     with pytest.raises(MergeError, match="a: observed counts_digest 0123456789abcdef, the binned data has"):
         global_document(wss, limits, ["a", "b"], data, {"blind": False, "n_toys": 10, "seed": 1})
+
+
+def test_shape_systematics_background_templates_must_agree():
+    """With shape systematics the background rows of the varied templates are part of the background
+    model (a difference is refused); the signal rows may differ; the global toys fit the morphed models."""
+    ws = json.loads(gzip.decompress((DATA / "workspace_m40_systematics.json.gz").read_bytes()))
+    model = workspace_model(ws)
+    sy = model.shape_systematics[0]
+    up = sy.up.copy()
+    up[1] *= 1.01  # the first background's +1 sigma template
+    changed = model.with_shape_systematics([type(sy)(sy.name, up, sy.down, sy.up2, sy.down2),
+                                            *model.shape_systematics[1:]], model.interpolation)
+    with pytest.raises(LookElsewhereError, match=rf"shape systematic '{sy.name}' background templates \(up\)"):
+        check_same_background({40.0: model, 20.0: changed})
+    up = sy.up.copy()
+    up[0] *= 1.01  # the signal's: allowed
+    check_same_background({40.0: model, 20.0: model.with_shape_systematics(
+        [type(sy)(sy.name, up, sy.down, sy.up2, sy.down2), *model.shape_systematics[1:]], model.interpolation)})
+    counts = model.expected(0.0, model.nominal_nuisance()) + 0.003 * model.signal
+    res = global_pvalue({40.0: model}, counts, model.nominal_nuisance(), 256, 3)
+    assert res["n_toys_used"] == 256 and res["q0_observed"][0] > 4.0
