@@ -48,15 +48,25 @@ toys, merge, curve and report run unchanged (``workflow/rules/runs.smk``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import layout as L
 from .config import DAYS_PER_YEAR, resolve_config
 from .exceptions import ConfigError
 
-__all__ = ["RUN_KEYS", "RUN_NAME", "has_runs", "run_configs", "resolve_runs", "run_artefacts", "combined_artefacts",
-           "combine_spec", "parameter_names"]
+__all__ = [
+    "RUN_KEYS",
+    "RUN_NAME",
+    "combine_spec",
+    "combined_artefacts",
+    "has_runs",
+    "parameter_names",
+    "resolve_runs",
+    "run_artefacts",
+    "run_configs",
+]
 
 #: the keys each run gives (and the top level then does not)
 RUN_KEYS = ("detector", "detector_overrides", "exposure", "backgrounds", "data")

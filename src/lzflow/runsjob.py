@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 __all__ = ["combine_job", "main"]
 
@@ -24,7 +25,12 @@ __all__ = ["combine_job", "main"]
 def combine_job(spec: Mapping[str, Any], workspaces: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     """Write the combined workspace of ``workspaces`` (one per run of ``spec["runs"]``, in order) at
     ``out`` and its impacts beside it; return the combined document."""
-    from .combinecli import SPEC_KEYS, combine_workspaces, load_workspace_file, write_document
+    from .combinecli import (
+        SPEC_KEYS,
+        combine_workspaces,
+        load_workspace_file,
+        write_document,
+    )
     from .exceptions import ConfigError
     from .impacts import impacts
     from .io import write_json

@@ -15,7 +15,12 @@ import yaml
 
 from lzflow import layout as L
 from lzflow.config import DAYS_PER_YEAR, ConfigError, load_config_stack, resolve_config
-from lzflow.runsconfig import combine_spec, combined_artefacts, resolve_runs, run_artefacts
+from lzflow.runsconfig import (
+    combine_spec,
+    combined_artefacts,
+    resolve_runs,
+    run_artefacts,
+)
 from lzflow.variants import expand_studies, run_variants
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +101,7 @@ def test_a_changed_detector_makes_its_own_chain(two_runs):
 
 
 def test_no_runs_no_run_trees():
-    baseline, studies = expand_studies(load_config_stack([REPO / "config" / "quick.yaml"]), REPO)
+    baseline, _ = expand_studies(load_config_stack([REPO / "config" / "quick.yaml"]), REPO)
     assert run_variants(baseline.config) == {} and "runs" not in baseline.config
 
 
