@@ -102,6 +102,7 @@ def test_blind_run_writes_no_observed_number_and_unblinding_reruns_only_the_data
     blind_log = _snakemake(repo, ["config/quick_observed.yaml", blind], results)
     tree = results / "quick_observed"
     assert not (tree / "data").exists()  # the event list was neither binned nor read
+    assert not (tree / "global_pvalue.json").exists()  # nor the global p-value over the masses computed
     limit = json.loads((tree / "m40" / "limit.json").read_text())
     assert limit["blind"] is True and "observed" not in limit
     blind_texts = _texts(results)
