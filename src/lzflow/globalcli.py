@@ -64,9 +64,10 @@ def _local(limit: Mapping[str, Any], digest: str, path: str) -> dict[str, Any]:
 
 def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Mapping[str, Any]],
                     limit_paths: Sequence[str], data: Mapping[str, Any], spec: Mapping[str, Any],
-                    n_threads: int | None = 1) -> dict[str, Any]:
+                    n_threads: int | None = 1, salt: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """global_pvalue.json: :func:`lzflow.stats.lookelsewhere.global_pvalue` over the masses with
-    signal events, each mass's local result from its limit.json beside it (q₀ checked equal)."""
+    signal events, each mass's local result from its limit.json beside it (q₀ checked equal);
+    ``salt``: the event list's salt status (:func:`lzflow.salt.salt_status`), if read."""
     from . import __version__
     from .exceptions import MergeError
     from .observeddata import observed_counts, observed_summary
@@ -102,7 +103,8 @@ def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Ma
                  "local_significance": local[m]["significance"]}
                 for m, q in zip(res["masses_GeV"], res["q0_observed"])]
     return {"format": GLOBAL_FORMAT, "lzflow_version": __version__, "blind": False, **res, "per_mass": per_mass,
-            "masses_without_signal_GeV": empty, "events": observed_summary(data)}
+            "masses_without_signal_GeV": empty, "events": observed_summary(data),
+            **({"salt": dict(salt)} if salt is not None else {})}
 
 
 def summary_line(doc: Mapping[str, Any]) -> str:
@@ -139,7 +141,12 @@ def report_context(curve_csv: str, observed: Sequence[Mapping[str, Any]] | None)
         return f"{'≥ ' if r['significance_is_lower_bound'] else ''}{r['significance']:.2f}"
 
     tf = doc["trials_factor"]
-    return {"n_masses": len(doc["masses_GeV"]), "mass": doc["max_mass_GeV"], "q0": doc["q0_max_observed"],
+    salt = doc.get("salt") or {}
+    removed = salt.get("salt_removed")
+    return {"salted": bool(salt.get("salted")),
+            "salt_removed": None if not removed else (f"{removed['n_salt']} fake events of a {removed['mass_GeV']:g} GeV "
+                                                      f"signal at {removed['sigma_cm2']:.3g} cm²"),
+            "n_masses": len(doc["masses_GeV"]), "mass": doc["max_mass_GeV"], "q0": doc["q0_max_observed"],
             "p_local": p(loc), "z_local": z(loc), "p_global": p(g), "p_global_error": f"{g['p_value_error']:.2g}",
             "z_global": z(g), "n_toys": doc["n_toys_used"],
             "trials": "undefined (no dataset reaches the observed excess)" if tf is None else
@@ -155,11 +162,16 @@ def cmd_global_pvalue(args: argparse.Namespace) -> int:
     factor p_global / p_local (Gross & Vitells 2010; docs/data.md).
     """
     from .io import read_json, write_json
+    from .salt import salt_status
     from .workspace import read_workspace
 
     spec = json.loads(args.spec)
+    data = read_json(args.observed)
+    salt = None
+    if args.events:  # the list's provenance only: is it salted (lzflow salt) or unsalted (lzflow unsalt)?
+        salt = salt_status(args.events, data["settings"]["format"], data["settings"]["tree"])
     doc = global_document([read_workspace(p) for p in args.workspaces], [read_json(p) for p in args.limits],
-                          args.limits, read_json(args.observed), spec, args.threads)
+                          args.limits, data, spec, args.threads, salt)
     write_json(args.out, doc)
     print(f"{summary_line(doc)} -> {args.out}")
     return 0
@@ -171,4 +183,5 @@ def register(sub: Any) -> None:
     required(p, spec="JSON: blind (false), n_toys, seed (layout.global_pvalue_spec)",
              observed="the binned event list (data/observed.json, lzflow bin-data)", out="output global_pvalue.json")
     lists(p, True, workspaces="workspace.json per mass", limits="limit.json per mass (order of --workspaces)")
+    p.add_argument("--events", help="the event list itself, for its salt status (lzflow salt / unsalt provenance)")
     p.add_argument("--threads", type=int, default=1, help="threads over blocks of datasets (does not change the result)")

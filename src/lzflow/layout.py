@@ -466,7 +466,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "merge": ("merge.py", "observed.py", "observeddata.py", "toyjobs.py", "workspace.py", "fit_errors.py",
               "construction_stage.py", "stats/*.py"),
     "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py"),
-    "global": ("globalcli.py", "observeddata.py", "workspace.py", "stats/*.py"),
+    "global": ("globalcli.py", "salt.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py", "construction_stage.py"),

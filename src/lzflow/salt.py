@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SALT_FORMAT", "events_digest", "make_salt", "register", "remove_salt", "salt_precision"]
+__all__ = ["SALT_FORMAT", "events_digest", "make_salt", "register", "remove_salt", "salt_precision", "salt_status"]
 
 #: the salt record's format
 SALT_FORMAT = "lzflow-salt-1"
@@ -133,6 +133,48 @@ def remove_salt(cs1: np.ndarray, cs2: np.ndarray, truth: Mapping[str, Any]) -> t
     if events_digest(real1, real2) != truth["real_events_digest"]:
         raise DataError("unsalt: the events left are not the real list the record was made from")
     return real1, real2
+
+
+def file_provenance(path: str | Path, fmt: str | None = None, tree: str = "events") -> dict[str, Any] | None:
+    """The lzflow provenance an event file carries (:func:`lzflow.eventlist.write_events`: CSV the
+    ``# lzflow:`` line before the header, Parquet the schema metadata ``lzflow``, ROOT the
+    TObjString ``lzflow_provenance``); None when it has none."""
+    from .eventlist import event_format
+
+    fmt = event_format(path, fmt)
+    text = None
+    if fmt == "csv":
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.startswith("#"):
+                    break
+                if line.startswith("# lzflow: "):
+                    text = line[len("# lzflow: "):]
+                    break
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        text = (pq.read_schema(path).metadata or {}).get(b"lzflow")
+    else:
+        import uproot
+
+        with uproot.open(path) as handle:
+            text = str(handle["lzflow_provenance"]) if "lzflow_provenance" in handle else None
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def salt_status(path: str | Path, fmt: str | None = None, tree: str = "events") -> dict[str, Any]:
+    """Whether an event list is salted by ``lzflow salt`` (``salted``) or had its salt removed by
+    ``lzflow unsalt`` (``salt_removed``: the salt's mass, σ, number of fake events, seed), from
+    its provenance. A list salted elsewhere carries no such mark."""
+    prov = file_provenance(path, fmt, tree) or {}
+    generator = prov.get("generator")
+    return {"salted": generator == "lzflow salt",
+            "salt_removed": prov.get("salt") if generator == "lzflow unsalt" else None}
 
 
 def _read(args: argparse.Namespace, path: str):

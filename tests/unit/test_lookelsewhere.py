@@ -148,7 +148,8 @@ def _analysis(tmp_path, m40):
     data = {"format": DATA_FORMAT, "counts": counts.tolist(), "counts_digest": observed_digest(counts),
             "window": {"cS1_edges": ws40["axes"][0]["edges"], "log10cS2_edges": ws40["axes"][1]["edges"]},
             "events_file": "x.csv", "events_sha256": "0" * 64, "n_total": int(counts.sum()),
-            "n_inside": int(counts.sum()), "n_outside": 0, "outside_by_reason": {}}
+            "n_inside": int(counts.sum()), "n_outside": 0, "outside_by_reason": {},
+            "settings": {"format": "csv", "columns": {}, "units": {}, "tree": "events"}}
     limits = []
     for ws in (ws20, ws40):
         model = workspace_model(ws)
@@ -185,6 +186,7 @@ def test_global_pvalue_command(tmp_path, m40):
     assert doc["events"]["counts_digest"] == data["counts_digest"] and doc["blind"] is False
     ctx = report_context(str(tmp_path / "limit_curve.csv"), [{"mass": 40.0}])
     assert ctx["mass"] == 40.0 and ctx["n_masses"] == 2 and ctx["n_toys"] == doc["n_toys_used"]
+    assert not ctx["salted"] and ctx["salt_removed"] is None and "salt" not in doc  # no --events
     assert report_context(str(tmp_path / "limit_curve.csv"), None) is None  # blind: nothing read
     with pytest.raises(FileNotFoundError, match="global_pvalue.json is missing"):
         report_context(str(tmp_path / "sub" / "limit_curve.csv"), [{"mass": 40.0}])
@@ -233,3 +235,31 @@ def test_shape_systematics_background_templates_must_agree():
     counts = model.expected(0.0, model.nominal_nuisance()) + 0.003 * model.signal
     res = global_pvalue({40.0: model}, counts, model.nominal_nuisance(), 256, 3)
     assert res["n_toys_used"] == 256 and res["q0_observed"][0] > 4.0
+
+
+def test_global_pvalue_says_when_the_data_are_salted(tmp_path, m40):
+    """--events: the list's salt status (lzflow salt / unsalt provenance) in global_pvalue.json and
+    the report's text."""
+    from lzflow.cli import main
+    from lzflow.globalcli import report_context
+    from lzflow.report import environment
+
+    _, _, _, paths = _analysis(tmp_path, m40)
+    events, salted, record, unsalted = (DATA / "quick_observed_events.csv", tmp_path / "s.csv", tmp_path / "r.json",
+                                        tmp_path / "u.csv")
+    assert main(["salt", "--events", str(events), "--workspace", str(DATA / "workspace_m40.json.gz"),
+                 "--sigma-cm2", "1e-47", "--seed", "3", "--out", str(salted), "--record", str(record)]) == 0
+    assert main(["unsalt", "--events", str(salted), "--record", str(record), "--out", str(unsalted)]) == 0
+    n_salt = json.loads(record.read_text())["truth"]["n_salt"]
+    for listed, salted_flag, removed in ((salted, True, None), (unsalted, False, f"{n_salt} fake events of a 40 GeV")):
+        out = tmp_path / "global_pvalue.json"
+        assert main(["global-pvalue", "--spec", json.dumps({"blind": False, "n_toys": 50, "seed": 1}), "--workspaces",
+                     str(paths["ws20"]), str(paths["ws40"]), "--limits", str(paths["lim20"]), str(paths["lim40"]),
+                     "--observed", str(paths["data"]), "--events", str(listed), "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["salt"]["salted"] is salted_flag
+        ctx = report_context(str(tmp_path / "limit_curve.csv"), [{"mass": 40.0}])
+        assert ctx["salted"] is salted_flag
+        assert (ctx["salt_removed"] is None) if removed is None else ctx["salt_removed"].startswith(removed)
+        html = environment().get_template("global.html.j2").render(global_pvalue=ctx)
+        assert ("Salted data:" in html) is salted_flag and ("The salt was removed" in html) is (not salted_flag)
+        assert "Global discovery p-value over 2 masses" in html

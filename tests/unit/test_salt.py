@@ -19,7 +19,13 @@ from lzflow.eventlist import (
     select_window,
     write_events,
 )
-from lzflow.salt import events_digest, make_salt, remove_salt, salt_precision
+from lzflow.salt import (
+    events_digest,
+    make_salt,
+    remove_salt,
+    salt_precision,
+    salt_status,
+)
 from lzflow.simulate import simulate
 from lzflow.stats.hypotest import observed_q
 from lzflow.workspace import workspace_model
@@ -110,3 +116,8 @@ def test_round_trip_in_every_format(tmp_path, suffix):
     assert main(["unsalt", "--events", str(salted), "--record", str(record), "--out", str(back)]) == 0
     real, out = read_events(EVENTS), read_events(back)
     assert np.array_equal(out.cs1, real.cs1) and np.array_equal(out.cs2, real.cs2)
+    assert salt_status(salted) == {"salted": True, "salt_removed": None}
+    removed = salt_status(back)["salt_removed"]
+    truth = json.loads(record.read_text())["truth"]
+    assert removed == {k: truth[k] for k in ("mass_GeV", "sigma_cm2", "n_salt", "n_real", "seed")}
+    assert salt_status(EVENTS) == {"salted": False, "salt_removed": None}  # lzflow simulate-data's list

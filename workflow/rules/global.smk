@@ -13,6 +13,7 @@ if UNBLINDED:
             workspaces=per_mass(L.WORKSPACE),
             limits=limit_files(BASELINE),
             observed=out(L.OBSERVED_DATA),
+            events=LZ["data"]["path"],  # its provenance only: salted (lzflow salt) or not
         output:
             out(L.GLOBAL_PVALUE),
         params:
@@ -24,4 +25,4 @@ if UNBLINDED:
             bench_path("global_pvalue")
         shell:
             "lzflow global-pvalue --spec {params.spec:q} --workspaces {input.workspaces:q} --limits {input.limits:q} "
-            "--observed {input.observed:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
+            "--observed {input.observed:q} --events {input.events:q} --threads {threads} --out {output:q} > {log:q} 2>&1"
