@@ -31,7 +31,8 @@ one parameter with one constraint in every run that has it, every other one is k
 names are therefore identifiers (letters, digits, ``_``; they are also directory names).
 
 Refused, each in one line: fewer than two runs; a bad run name; ``correlated`` without ``runs`` or
-``runs`` without ``correlated``; a name in ``correlated`` that no run has; a top-level key that is
+``runs`` without ``correlated``; a name in ``correlated`` that no run has, or a shared background
+whose ``rel_unc`` differs between runs (one parameter, one constraint); a top-level key that is
 also per run; ``studies`` with runs (a study of a combination is not supported); ``data`` in a run
 (the workflow does not yet bin one event list per run: bin each run with ``lzflow events`` and use
 ``lzflow gof`` / :func:`lzflow.combinecli.observed_counts`).
@@ -133,6 +134,17 @@ def parameter_names(cfg: Mapping[str, Any]) -> set[str]:
     return set(cfg["backgrounds"]) | set(L.systematics_of(cfg))
 
 
+def _check_shared_widths(runs: Mapping[str, Mapping[str, Any]], correlated: list[str]) -> None:
+    """A shared background rate has ONE constraint: every run that has it must give it the same
+    ``rel_unc`` (:func:`lzflow.stats.combine.combine_models` refuses it otherwise, after every PDF)."""
+    for name in correlated:
+        widths = {run: cfg["backgrounds"][name]["rel_unc"] for run, cfg in runs.items() if name in cfg["backgrounds"]}
+        if len(set(widths.values())) > 1:
+            shown = ", ".join(f"runs.{run}.backgrounds.{name}.rel_unc {w!r}" for run, w in widths.items())
+            raise ConfigError(f"correlated: {name!r} is shared but its constraint differs ({shown}); expected one "
+                              f"rel_unc in every run (a shared parameter has one constraint) or {name} not in correlated")
+
+
 def resolve_runs(raw: Mapping[str, Any], base_dir: str | Path = ".") -> dict[str, Any]:
     """The resolved configuration of a runs analysis (module docstring)."""
     raws = run_configs(raw)
@@ -148,6 +160,7 @@ def resolve_runs(raw: Mapping[str, Any], base_dir: str | Path = ".") -> dict[str
         if name not in known:
             raise ConfigError(f"correlated: {name!r} is a parameter of no run; expected background or shape-systematic "
                               f"names of the runs ({', '.join(sorted(known))})")
+    _check_shared_widths(runs, correlated)
     first = next(iter(runs.values()))
     t_yr = sum(c["exposure"]["exposure_t_yr"] for c in runs.values())
     days = sum(c["exposure"]["live_time_days"] for c in runs.values())

@@ -180,3 +180,24 @@ def test_quick_two_runs_yaml_parses_as_documented():
     text = (REPO / "config" / "quick_two_runs.yaml").read_text()
     raw = yaml.safe_load(text)
     assert raw["runs"]["early"]["backgrounds"] == raw["runs"]["late"]["backgrounds"]
+
+
+def test_ws2022_ws2024_runs_add_up_to_the_pooled_run():
+    """config/lz_ws2022_ws2024.yaml splits config/lz_ws2024.yaml's pooled run: per background the two
+    runs' counts add up to the pooled count (each a published table's ROI count / the same ROI
+    fraction), the exposures to its 280 days, and the shared rates carry the pooled widths."""
+    runs = resolve_runs(load_config_stack([REPO / "config" / "lz_ws2022_ws2024.yaml"]), REPO)
+    pooled = resolve_config(load_config_stack([REPO / "config" / "lz_ws2024.yaml"]), REPO)
+    ws22, ws24 = runs["runs"]["ws2022"], runs["runs"]["ws2024"]
+    assert ws22["detector"]["name"] == "LZ_WS2022" and ws24["detector"]["name"] == "LZ_WS2024"
+    assert ws22["exposure"]["live_time_days"] + ws24["exposure"]["live_time_days"] == pooled["exposure"]["live_time_days"]
+    assert runs["exposure"]["exposure_t_yr"] == pytest.approx(pooled["exposure"]["exposure_t_yr"], rel=1e-12)
+    assert set(runs["backgrounds"]) == set(pooled["backgrounds"])
+    for name, entry in pooled["backgrounds"].items():
+        total = sum(c["backgrounds"][name]["counts"] for c in (ws22, ws24) if name in c["backgrounds"])
+        assert total == pytest.approx(entry["counts"], rel=2e-3), name
+    for name in runs["correlated"]:
+        assert ws22["backgrounds"][name]["rel_unc"] == ws24["backgrounds"][name]["rel_unc"] == pooled[
+            "backgrounds"][name]["rel_unc"]
+    assert {k: v for k, v in ws24.items() if k not in ("backgrounds", "exposure", "tag")} == {
+        k: v for k, v in pooled.items() if k not in ("backgrounds", "exposure", "tag")}

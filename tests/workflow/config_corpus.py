@@ -655,6 +655,10 @@ runs_case("runs_name_starts_with_digit", _digit_name, "runs.2022", "identifier")
 runs_case("runs_without_correlated", two_runs(correlated=None), "correlated", "missing", "nothing is shared")
 runs_case("runs_correlated_without_runs", _edited({"correlated": ["pp"]}), "correlated", "without runs")
 runs_case("runs_correlated_unknown", two_runs(correlated=("pp", "Ar39")), "correlated", "'Ar39'", "no run")
+_widths = two_runs()
+_widths["runs"]["b"]["backgrounds"]["B8"]["rel_unc"] = 0.1
+runs_case("runs_correlated_widths_differ", _widths, "correlated", "'B8'", "runs.b.backgrounds.B8.rel_unc 0.1",
+          "one rel_unc")
 runs_case("runs_correlated_string", two_runs(correlated="pp"), "correlated", "'pp'", "array")
 runs_case("runs_top_level_exposure", two_runs(exposure={"fiducial_mass": "5.6 t", "live_time": "1000 d"}),
           "exposure", "top level", "runs.<run>.exposure")
