@@ -30,13 +30,13 @@ from toys beside the asymptotic ones (:func:`discovery_section`). Own random str
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .exceptions import ConfigError, MergeError
 
-__all__ = ["CONSTRUCTIONS", "N_GRID", "GRID_SPAN", "TAIL_REL_ERR_MAX", "check_stats", "two_sided",
+__all__ = ["CONSTRUCTIONS", "N_GRID", "MAX_EXTENSION_ROUNDS", "EXTEND_ABOVE", "extended_records", "GRID_SPAN", "TAIL_REL_ERR_MAX", "check_stats", "two_sided",
            "poi_points", "workspace_grid", "merge_keys", "two_sided_section",
            "discovery_section", "limit_sections", "add_limit_sections", "curve_columns", "EXTRA_COLUMNS"]
 
@@ -94,13 +94,58 @@ def _cm2(x: Any, sigma_ref: float) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x) * sigma_ref
 
 
+#: most rounds of two-sided grid points added above the grid, and the factors of each round
+MAX_EXTENSION_ROUNDS = 3
+EXTEND_ABOVE = (1.5, 2.25)
+
+
+def extended_records(mus: np.ndarray, sb: Sequence[Mapping], b: Mapping,
+                     extra: Sequence[tuple[str, Mapping, Mapping]]) -> tuple[np.ndarray, list[Mapping], dict, list[int]]:
+    """(grid, S+B ensembles, B-only records, POI indices) over the configured grid and the points
+    merge added (``extra``: its (label, records, header) entries; S+B with ``hypothesis`` "sb", the
+    B-only toys regenerated from their seeds and evaluated at the new μ otherwise), sorted by μ. The
+    B-only records keep only what t_μ needs (:func:`lzflow.stats.construction.records_t`)."""
+    n = np.asarray(b["nll_uncond"]).shape[0]
+    mu_b = [np.asarray(b["mu_test"], dtype=np.float64).reshape(-1)]
+    nll = [np.asarray(b["nll_cond"], dtype=np.float64).reshape(n, -1)]
+    st = [np.asarray(b["status_cond"]).reshape(n, -1)]
+    mu_all, sb_all, idx = list(np.asarray(mus, dtype=np.float64)), list(sb), list(range(len(mus)))
+    for _, recs, header in extra:
+        if header["hypothesis"] == "sb":
+            mu_all.append(float(np.asarray(recs["mu_test"]).reshape(-1)[0]))
+            sb_all.append(recs)
+            idx.append(int(header["poi_index"]))
+        else:
+            mu_b.append(np.asarray(recs["mu_test"], dtype=np.float64).reshape(-1))
+            nll.append(np.asarray(recs["nll_cond"], dtype=np.float64).reshape(n, -1))
+            st.append(np.asarray(recs["status_cond"]).reshape(n, -1))
+    order = np.argsort(mu_all, kind="stable")
+    b_all = {"mu_test": np.concatenate(mu_b), "nll_cond": np.hstack(nll), "status_cond": np.hstack(st),
+             **{k: np.asarray(b[k]) for k in ("mu_hat", "nll_uncond", "status_uncond")}}
+    return (np.asarray(mu_all)[order], [sb_all[i] for i in order], b_all, [idx[i] for i in order])
+
+
+def _needs_points_above(res: Any) -> bool:
+    """Whether a two-sided result needs grid points above its top: the dataset's μ_up or a band
+    beyond it."""
+    up = (res.observed or {}).get("mu_up_status")
+    return up == "above_grid" or any(bd.status == "lower_bound" for bd in res.bands.values())
+
+
 def two_sided_section(model: Any, counts: np.ndarray, aux: np.ndarray, mus: np.ndarray, sb: Sequence[Mapping],
                       b: Mapping, spec: Mapping[str, Any], test_stat: str, sigma_ref: float,
-                      observed_is_data: bool) -> tuple[dict[str, Any], list[str]]:
+                      observed_is_data: bool, extend: tuple[Callable, list] | None = None
+                      ) -> tuple[dict[str, Any], list[str]]:
     """(``limit.json["two_sided"]``, warnings): :func:`lzflow.stats.construction.two_sided_result`
-    on the configured grid (μ = 0 first), the observed dataset's t_μ (the data when unblinded, else
-    the Asimov background-only dataset: its PCL is the headline limit, as the one-sided PCL), and
-    every μ in cm² (× σ_ref). Grid points merge added beyond the edges are not used."""
+    on the configured grid (μ = 0 first) and the points merge added beyond its edges, the observed
+    dataset's t_μ (the data when unblinded, else the Asimov background-only dataset: its PCL is the
+    headline limit, as the one-sided PCL), and every μ in cm² (× σ_ref).
+
+    ``extend`` = (merge's ``add_points(mu_new, poi_index_new)``, the list it appends the new
+    records to): when the dataset's μ_up or a band lies above the grid's top μ_max, points
+    μ_max × :data:`EXTEND_ABOVE` are added (S+B toys with new POI indices, the B-only toys
+    regenerated from their seeds and evaluated there), up to :data:`MAX_EXTENSION_ROUNDS` rounds;
+    deterministic, so the same config gives the same document."""
     from .stats.bands import POWER_THRESHOLD
     from .stats.belt_toys import observed_t
     from .stats.construction import two_sided_result
@@ -109,13 +154,25 @@ def two_sided_section(model: Any, counts: np.ndarray, aux: np.ndarray, mus: np.n
         raise MergeError(f"two_sided merge on a POI grid starting at {mus[0]:g}; expected mu = 0 first "
                          f"(workspace made for stats.construction: two_sided)")
     threshold = spec.get("power_threshold")
-    t_obs, fit = observed_t(model, counts, aux, mus)
-    try:
-        res = two_sided_result(mus, list(sb), b, t_obs, float(spec["cl"]),
-                               float(threshold or POWER_THRESHOLD), test_stat)
-    except ValueError as err:
-        raise MergeError(f"two_sided construction: {err}") from None
+    added: list[dict[str, Any]] = []
+    for r in range(MAX_EXTENSION_ROUNDS + 1):
+        grid, sb_all, b_all, poi_index = extended_records(mus, sb, b, extend[1] if extend else [])
+        t_obs, fit = observed_t(model, counts, aux, grid)
+        try:
+            res = two_sided_result(grid, sb_all, b_all, t_obs, float(spec["cl"]), float(threshold or POWER_THRESHOLD),
+                                   test_stat)
+        except ValueError as err:
+            raise MergeError(f"two_sided construction: {err}") from None
+        if extend is None or r == MAX_EXTENSION_ROUNDS or not _needs_points_above(res):
+            break
+        mu_new = grid[-1] * np.asarray(EXTEND_ABOVE)
+        idx_new = max(poi_index) + 1 + np.arange(mu_new.size)
+        extend[0](mu_new, idx_new)
+        added.append({"round": r + 1, "mu": mu_new.tolist(), "poi_index": idx_new.tolist()})
     d = res.as_dict()
+    d["poi_index"] = poi_index
+    if added:
+        d["grid_extension"] = added
     obs = d.pop("observed")
     up = obs["pcl_mu_up"] if threshold else obs["mu_up"]
     d["expected_sigma_cm2"] = {n: _cm2(v, sigma_ref) for n, v in d["expected_mu_up"].items()}
@@ -206,19 +263,22 @@ def _finite(x: float) -> float | None:
 def add_limit_sections(doc: dict[str, Any], warnings: list[str], model: Any, ws: Mapping[str, Any],
                        counts: np.ndarray, aux: np.ndarray, sb: Mapping[int, Mapping], b: Mapping,
                        spec: Mapping[str, Any], settings: Mapping[str, Any], mass_key: int,
-                       observed_is_data: bool) -> None:
+                       observed_is_data: bool, extend: tuple[Callable, list] | None = None) -> None:
     """Add to merge's ``doc`` (and ``warnings``) what :func:`limit_sections` returns."""
-    sections, more = limit_sections(model, ws, counts, aux, sb, b, spec, settings, mass_key, observed_is_data)
+    sections, more = limit_sections(model, ws, counts, aux, sb, b, spec, settings, mass_key, observed_is_data,
+                                    extend)
     doc.update(sections)
     warnings += more
 
 
 def limit_sections(model: Any, ws: Mapping[str, Any], counts: np.ndarray, aux: np.ndarray, sb: Mapping[int, Mapping],
                    b: Mapping, spec: Mapping[str, Any], settings: Mapping[str, Any], mass_key: int,
-                   observed_is_data: bool) -> tuple[dict[str, Any], list[str]]:
+                   observed_is_data: bool, extend: tuple[Callable, list] | None = None
+                   ) -> tuple[dict[str, Any], list[str]]:
     """({"construction", "two_sided", "discovery"} as the merge spec asks — empty for a one_sided
     spec without discovery toys, so its limit.json is unchanged —, warnings). ``sb``: the S+B
-    toy records by POI index, ``b`` the B-only records (as :func:`lzflow.merge.collect_toys`)."""
+    toy records by POI index, ``b`` the B-only records (as :func:`lzflow.merge.collect_toys`);
+    ``extend``: merge's grid extension (:func:`two_sided_section`), whose records so far it also uses."""
     out: dict[str, Any] = {}
     warnings: list[str] = []
     if spec.get("construction", "one_sided") == "two_sided":
@@ -226,7 +286,7 @@ def limit_sections(model: Any, ws: Mapping[str, Any], counts: np.ndarray, aux: n
         out["construction"] = "two_sided"
         out["two_sided"], w = two_sided_section(model, counts, aux, mus, [sb[k] for k in range(mus.size)], b, spec,
                                                 settings["test_statistic"], float(ws["sigma_ref_cm2"]),
-                                                observed_is_data)
+                                                observed_is_data, extend)
         warnings += w
     if spec.get("discovery_from_toys"):
         d = spec["discovery_from_toys"]

@@ -440,12 +440,12 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     }
     if data is not None:
         doc["observed"] = observed_results(model, counts, aux, doc, spec, settings, data, key)
-    add_limit_sections(doc, warnings, model, ws, counts, aux, sb, b, spec, settings, key, data is not None)
+    add_limit_sections(doc, warnings, model, ws, counts, aux, sb, b, spec, settings, key, data is not None,
+                       (add_points, extra))
     mismatch = toy_asymptotic_mismatch(doc)
     if mismatch:
         warnings.append(mismatch)
-    doc["warnings"] = warnings
-    doc["notes"] = notes
+    doc["warnings"], doc["notes"] = warnings, notes
     safe, replaced = json_safe(doc)
     if replaced:
         safe["non_finite_to_null"] = replaced[:50] + ([f"... {len(replaced) - 50} more"] if len(replaced) > 50 else [])

@@ -159,3 +159,25 @@ def test_discovery_section_toys_match_asymptotics_at_40_gev(ws40):
     assert row["sigma_discovery_5sigma_toys_cm2"] == section["potentials"]["5"]["sigma_cm2_toys"]
     ctx = construction_context([{**doc, "method": "CLs+b"}])
     assert len(ctx["discovery"]) == 1 and ctx["differ"] == []
+
+
+def test_two_sided_extends_the_grid_above_its_top(ws40):
+    """A grid up to 1.5 × the one-sided median (the two-sided median is ~1.2 ×, its +1σ band ~2.4 ×),
+    no one-sided extension: merge adds S+B points above the top for the two-sided bands (new POI
+    indices, the B-only toys regenerated there) until every band is resolved."""
+    from test_merge import toy_files
+
+    ws = copy.deepcopy(ws40)
+    median = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"]
+    ws["poi_grid"] = poi_grid(median, {"n_points": 5, "min_factor": 0.3, "max_factor": 1.5, "include_zero": True})
+    files = toy_files(ws, 200, 400)
+    doc, extra = limit_document(ws, lambda: files, {**SPEC, "construction": "two_sided", "n_boot": 0,
+                                                    "max_refine_rounds": 0})
+    ts = doc["two_sided"]
+    assert "refinement" not in doc and ts["grid_extension"]
+    added = [i for r in ts["grid_extension"] for i in r["poi_index"]]
+    assert added[0] == len(ws["poi_grid"]) and ts["poi_index"][-len(added):] == added
+    assert ts["mu_grid"] == sorted(ts["mu_grid"]) and ts["mu_grid"][:6] == ws["poi_grid"]
+    assert sorted(int(h["poi_index"]) for _, _, h in extra if h["hypothesis"] == "sb") == added
+    assert ts["expected_status"]["1"] == "ok" and ts["asimov"]["mu_up_status"] == "ok"
+    assert ts["expected_mu_up"]["1"] > ws["poi_grid"][-1]
