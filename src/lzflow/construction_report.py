@@ -29,7 +29,7 @@ def _two_sided_rows(limits: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         two = ts["expected_sigma_cm2"]["0"]
         frac, ci = ts.get("mu_lo_positive_fraction"), ts.get("mu_lo_positive_interval") or [None, None]
         dataset = ts.get("observed") or ts.get("asimov") or {}
-        rows.append([f"{doc['mass_GeV']:g}", two, one, f"{two / one:.3f}" if one and two else "–",
+        rows.append([f"{doc['mass_GeV']:g}", two, one, f"×{two / one:.3f}" if one and two else "–",
                      dataset.get("limit_sigma_cm2"),
                      "–" if frac is None else f"{frac:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]",
                      f"[{_pm(dataset.get('sigma_lo_cm2'), None)}, {_pm(dataset.get('sigma_up_cm2'), None)}]"])
@@ -47,7 +47,7 @@ def _discovery_rows(limits: Sequence[Mapping[str, Any]]) -> tuple[list[list[Any]
             p = disc["potentials"][z]
             toys, err, asym = p["sigma_cm2_toys"], p["sigma_cm2_toys_err"], p["sigma_cm2_asymptotic"]
             ratio = toys / asym if toys and asym else None
-            row += [_pm(toys, err), asym, "–" if ratio is None else f"{ratio:.3f}", f"{p['tail_rel_err']:.3f}"]
+            row += [_pm(toys, err), asym, "–" if ratio is None else f"×{ratio:.3f}", f"{p['tail_rel_err']:.3f}"]
             if ratio is not None and err and abs(toys - asym) > max(DIFFERENCE_SIGMAS * err, 0.05 * asym):
                 differ.append(f"{doc['mass_GeV']:g} GeV ({z}σ: toys {100 * (ratio - 1):+.0f} %)")
         rows.append(row)

@@ -132,7 +132,7 @@ def test_curve_and_report_use_the_two_sided_headline(two_sided_doc, tmp_path):
     assert back["construction"] == "two_sided" and back["sigma_median_cm2"] == pytest.approx(row["sigma_median_cm2"])
     ctx = construction_context([doc])
     assert ctx["two_sided"][0][0] == "40" and ctx["discovery"] == []
-    assert float(ctx["two_sided"][0][3]) == pytest.approx(row["sigma_median_cm2"] / row["sigma_one_sided_median_cm2"],
+    assert float(ctx["two_sided"][0][3].lstrip("×")) == pytest.approx(row["sigma_median_cm2"] / row["sigma_one_sided_median_cm2"],
                                                          abs=1e-3)
 
 

@@ -120,7 +120,7 @@ use rule toys_bonly as toys_bonly_study with:
 
 
 rule merge:
-    """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic) and its fit-error summary."""
+    """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic; the two-sided construction and the toy discovery potential when configured) and its fit-error summary."""
     input:
         workspace=out(L.WORKSPACE),
         toys=toy_files,
