@@ -182,10 +182,12 @@ def test_quick_two_runs_yaml_parses_as_documented():
     assert raw["runs"]["early"]["backgrounds"] == raw["runs"]["late"]["backgrounds"]
 
 
-def test_ws2022_ws2024_runs_add_up_to_the_pooled_run():
-    """config/lz_ws2022_ws2024.yaml splits config/lz_ws2024.yaml's pooled run: per background the two
-    runs' counts add up to the pooled count (each a published table's ROI count / the same ROI
-    fraction), the exposures to its 280 days, and the shared rates carry the pooled widths."""
+def test_ws2022_ws2024_runs_split_the_pooled_run():
+    """config/lz_ws2022_ws2024.yaml splits config/lz_ws2024.yaml's pooled run: the same sources, the
+    exposures add up to its 280 days, a source of one run only has the pooled count (WS2024's H3 and
+    atm; WS2022's Ar37 to 0.3 %: WS2022's own ROI fraction), the shared rates carry the pooled widths,
+    and the WS2024 run is the pooled analysis in everything but its backgrounds and exposure. (Each
+    run's ROI counts against its published table: tests/workflow/test_runs_workflow.py, slow.)"""
     runs = resolve_runs(load_config_stack([REPO / "config" / "lz_ws2022_ws2024.yaml"]), REPO)
     pooled = resolve_config(load_config_stack([REPO / "config" / "lz_ws2024.yaml"]), REPO)
     ws22, ws24 = runs["runs"]["ws2022"], runs["runs"]["ws2024"]
@@ -193,9 +195,11 @@ def test_ws2022_ws2024_runs_add_up_to_the_pooled_run():
     assert ws22["exposure"]["live_time_days"] + ws24["exposure"]["live_time_days"] == pooled["exposure"]["live_time_days"]
     assert runs["exposure"]["exposure_t_yr"] == pytest.approx(pooled["exposure"]["exposure_t_yr"], rel=1e-12)
     assert set(runs["backgrounds"]) == set(pooled["backgrounds"])
-    for name, entry in pooled["backgrounds"].items():
-        total = sum(c["backgrounds"][name]["counts"] for c in (ws22, ws24) if name in c["backgrounds"])
-        assert total == pytest.approx(entry["counts"], rel=2e-3), name
+    only = {name: c for c in (ws22, ws24) for name in c["backgrounds"]
+            if sum(name in other["backgrounds"] for other in (ws22, ws24)) == 1}
+    assert set(only) == {"Ar37", "H3", "atm"}
+    for name, cfg in only.items():
+        assert cfg["backgrounds"][name]["counts"] == pytest.approx(pooled["backgrounds"][name]["counts"], rel=3e-3)
     for name in runs["correlated"]:
         assert ws22["backgrounds"][name]["rel_unc"] == ws24["backgrounds"][name]["rel_unc"] == pooled[
             "backgrounds"][name]["rel_unc"]
