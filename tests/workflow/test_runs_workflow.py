@@ -134,3 +134,37 @@ def test_changing_one_runs_detector_reruns_only_that_run(repo, two_vs_one):
                                "workspace_run": 1, "combine": 1, "toys_m40": 1, "merge": 1, "curve": 1, "errors": 1,
                                "report": 1, "all": 1}
     assert "wildcards: run=b" in out and "wildcards: run=a" not in out  # nothing of run a is remade
+
+
+#: published pre-fit ROI counts per run (config/lz_ws2022_ws2024.yaml's sources: PRL22 and PRL24 Table I [S])
+PUBLISHED_ROI = {
+    "ws2022": {"Rn222": 165.1, "Rn220": 13.9, "DetER": 36.0, "pp": 27.1, "vvBB": 15.1, "Xe124LL": 3.170,
+               "Xe124LM": 1.830, "Xe127": 9.2, "Ar37": 52.5, "B8": 0.14, "accidentals": 1.2},
+    "ws2024": {"Rn222": 743.0, "Rn220": 62.7, "DetER": 162.0, "pp": 102.0, "H3": 58.3, "vvBB": 55.6, "Xe124LL": 12.3,
+               "Xe124LM": 7.1, "Xe127": 3.2, "B8": 0.06, "atm": 0.12, "accidentals": 2.8},
+}
+
+
+@pytest.mark.slow
+def test_ws2022_ws2024_two_runs_end_to_end(repo, tmp_path):
+    """config/lz_ws2022_ws2024_quick.yaml runs to the end (3 min on 2 cores): each run's PDFs hold its
+    published ROI counts (WS2022's calibrated with these very PDFs: 0.2 %; WS2024's for
+    config/lz_ws2024.yaml, measured within 0.1 %: 1 %, 8B 5 %), the combined
+    workspace has both runs' bins, the shared pp/vvBB/B8 and everything else per run, and the 40 GeV
+    median limit is LZ-like (LZ's median 5.06e-48 cm2; the pooled run's model gives ~0.6-0.7 of it)."""
+    snakemake(repo, "--configfile", "config/lz_ws2022_ws2024_quick.yaml", "--config", f"results_dir={tmp_path}")
+    tree = tmp_path / "lz_ws2022_ws2024_quick"
+    for run, table in PUBLISHED_ROI.items():
+        for source, roi in table.items():
+            got = json.loads((tree / "runs" / run / "pdfs" / f"{source}.json").read_text())["expected_events"]
+            tol = 2e-3 if run == "ws2022" else (0.05 if source == "B8" else 0.01)
+            assert got == pytest.approx(roi, rel=tol), (run, source, got, roi)
+    ws = json.loads((tree / "m40" / "workspace.json").read_text())
+    assert [(r["name"], r["n_bins"]) for r in ws["runs"]] == [("ws2022", 1600), ("ws2024", 1600)]
+    names = {b["name"] for b in ws["backgrounds"]}
+    assert {"pp", "vvBB", "B8", "ws2022:Ar37", "ws2024:H3", "ws2022:Rn222", "ws2024:Rn222"} <= names
+    assert len(names) == 3 + 8 + 9  # shared; WS2022's own 8; WS2024's own 9
+    limit = json.loads((tree / "m40" / "limit.json").read_text())
+    median = limit["limits"]["CLs+b"]["expected_sigma_cm2"]["0"]
+    assert 0.4 * 5.06e-48 < median < 1.0 * 5.06e-48, median
+    assert (tree / "report.html").is_file() and (tree / "reference_comparison.csv").is_file()
