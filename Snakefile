@@ -56,5 +56,5 @@ rule all:
     """Everything: the curve, report and fit errors, the studies, and every artefact of every analysis tree."""
     default_target: True
     input:
-        runs_targets() if RUN_VARIANTS else all_targets(),
+        RUNS_TARGETS if RUN_VARIANTS else all_targets(),
         GLOBAL_PVALUE_TARGETS,  # unblinded analyses only (workflow/rules/global.smk)

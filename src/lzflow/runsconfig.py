@@ -204,3 +204,19 @@ def combine_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     ws = L.workspace_spec(cfg, label)
     return {"mass_label": label, "runs": list(cfg["runs"]), "correlated": list(cfg["correlated"]),
             **{k: ws[k] for k in (*L.PROCEDURE_KEYS, "discovery_sigma", "poi_grid")}}
+
+
+def run_workspace_paths(runs: Mapping[str, Any], results: str, mass: str) -> list[str]:
+    """Each run's workspace of ``mass``, where the run that makes it writes it, in run order (the
+    combined model's bin order); ``runs``: :func:`lzflow.variants.run_variants`."""
+    return [v.path(results, L.fill(L.WORKSPACE, mass=mass)) for v in runs.values()]
+
+
+def runs_targets(cfg: Mapping[str, Any], runs: Mapping[str, Any], results: str) -> list[str]:
+    """``all`` of a runs analysis: the curve (and reference comparison), fit errors, report and the
+    detector it shows (the first run's), the combination's per-mass files, and every run's tree at
+    the path of the run that makes each file — no responses or PDFs of the analysis tree itself."""
+    rels = [L.CURVE_CSV, *([L.REFERENCE_COMPARISON] if cfg["reference"] else []), L.FIT_ERRORS, L.REPORT,
+            L.DETECTOR, *combined_artefacts(cfg)]
+    per_run = [v.path(results, rel) for v in runs.values() for rel in run_artefacts(v.config)]
+    return [f"{results}/{rel}" for rel in rels] + list(dict.fromkeys(per_run))
