@@ -129,12 +129,14 @@ def test_coverage_with_systematics_on_the_default_workspace_ci():
 
 @pytest.mark.slow
 def test_coverage_with_systematics_on_the_default_workspace_slow():
-    """≈ 5 min on one core: 600 pseudo-experiments x 99 toys (σ_cov ≈ 0.012); measured with 10⁴
-    (the issue's ask) it would take ≈ 80 min on one core (0.5 s per experiment, two thirds in Migrad
-    fallbacks of the single-dataset fits)."""
+    """600 pseudo-experiments x 99 toys (σ_cov ≈ 0.012): 303–409 s at host load 6 on 2 cores; measured
+    coverage 0.906 ± 0.012 (2 experiments whose own fit failed left out). 10⁴ (the issue's ask)
+    would take ≈ 1.5 h on one free core (0.5 s per experiment, two thirds in Migrad fallbacks of the
+    single-dataset fits)."""
     r = coverage_run(n_pe=600, n_toys=99, seed=2)
     print(_report(r, 99))
-    assert len(r["failed"]) <= 6 and r["n"].min() >= 95
+    ran = r["q_obs"] > 0  # the experiments whose toys were run
+    assert len(r["failed"]) <= 6 and (99 - r["n"][ran]).sum() <= 0.01 * 99 * ran.sum()  # ≤ 1 % excluded toys
     assert r["coverage"] >= 1 - ALPHA - 2.5 * r["err"]
 
 
