@@ -36,6 +36,8 @@ __all__ = ["register", "cmd_combine", "cmd_gof", "load_workspace_file", "write_d
 #: and the POI grid of :func:`lzflow.workspace.poi_grid`)
 SPEC_KEYS = ("cl", "method", "test_statistic", "power_threshold", "discovery_sigma", "poi_grid")
 GRID_KEYS = ("n_points", "min_factor", "max_factor")
+#: optional POI-grid key: μ = 0 in front of the grid (``stats.construction: two_sided``)
+GRID_OPTIONAL = ("include_zero",)
 #: suffixes of binned counts accepted by ``lzflow gof --data`` (others are event lists)
 COUNT_SUFFIXES = (".npz", ".json")
 
@@ -77,10 +79,13 @@ def check_spec(spec: Any) -> dict[str, Any]:
     for where, got, want in (("spec", spec, SPEC_KEYS), ("spec.poi_grid", spec.get("poi_grid", {}), GRID_KEYS)):
         if not isinstance(got, dict):
             raise ConfigError(f"{where}: {got!r}; expected an object with {', '.join(want)}")
-        extra, missing = sorted(set(got) - set(want)), [k for k in want if k not in got]
+        optional = GRID_OPTIONAL if where == "spec.poi_grid" else ()
+        extra, missing = sorted(set(got) - set(want) - set(optional)), [k for k in want if k not in got]
         if extra or missing:
             raise ConfigError(f"{where}: {'unknown key ' + extra[0] if extra else 'missing key ' + missing[0]}; "
-                              f"expected exactly {', '.join(want)}")
+                              f"expected exactly {', '.join(want)}" + (f" (optional: {', '.join(optional)})" if optional else ""))
+    if not isinstance(spec["poi_grid"].get("include_zero", False), bool):
+        raise ConfigError(f"spec.poi_grid.include_zero: {spec['poi_grid']['include_zero']!r}; expected true or false")
     if spec["method"] not in ("CLs+b", "CLs"):
         raise ConfigError(f"spec.method: {spec['method']!r}; expected 'CLs+b' or 'CLs'")
     return dict(spec)

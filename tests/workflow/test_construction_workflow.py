@@ -1,5 +1,5 @@
 """stats.construction: two_sided and stats.discovery_from_toys through the real Snakemake workflow:
-config/quick.yaml + config/two_sided.yaml + discovery toys (3000 B-only, 200 S+B per μ) — μ = 0
+config/quick.yaml + config/overlays/two_sided.yaml + discovery toys (3000 B-only, 200 S+B per μ) — μ = 0
 toy files, limit.json["two_sided"] and ["discovery"] consistent, the curve's headline and the
 report's paragraph. (The one_sided files are unchanged: benchmarks/compare_results.py on two quick
 runs before and after, in the commit message of this test.)"""
@@ -28,7 +28,7 @@ def two_sided_run(repo, tmp_path_factory):
     overlay = results / "discovery.yaml"
     overlay.write_text(yaml.safe_dump(DISCOVERY))
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/quick.yaml",
-           "config/two_sided.yaml", str(overlay), "--config", f"results_dir={results}"]
+           "config/overlays/two_sided.yaml", str(overlay), "--config", f"results_dir={results}"]
     result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
     assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return results / "quick"
