@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = [
     "nr_efficiency", "half_efficiency_energy", "band_median", "fraction_below", "leakage_below_median",
-    "roi_table", "summed", "physics_tables", "physics_markdown",
+    "roi_table", "summed", "physics_tables", "physics_markdown", "reference_count", "observable_notes",
 ]
 
 
@@ -146,7 +146,6 @@ def physics_tables(results_dir: str, nr_band_source: str, backgrounds: Sequence[
     from . import layout
     from .pdfs import fold_spectrum, read_pdf
     from .response.matrix import load_response
-    from .spectra import background_model
 
     root = Path(results_dir)
     nr = load_response(root / layout.fill(layout.RESPONSE, interaction="NR"))
@@ -172,14 +171,34 @@ def physics_tables(results_dir: str, nr_band_source: str, backgrounds: Sequence[
             "projection": PROJECTION_ER_LEAKAGE,
         }
     band, _ = read_pdf(root / "pdfs", nr_band_source)
-    templates, recoils, table = {}, {}, {}
+    templates, recoils = {}, {}
     for name in backgrounds:
         hist, meta = read_pdf(root / "pdfs", name)
         templates[name], recoils[name] = hist.values(), meta["recoil"]
-        table[name] = background_model(name).lz_table_counts
+    table = {name: reference_count(name) for name in backgrounds}
     out["backgrounds"] = roi_table(templates, recoils, band.values(), edges, table)
     out["nr_band_source"] = nr_band_source
+    out["notes"] = observable_notes(backgrounds)
     return out
+
+
+def reference_count(name: str) -> float | None:
+    """The projection table's count of background ``name`` in its reference energy window, or
+    None for a background with no recoil spectrum (an observable-space template such as
+    ``accidentals``, :data:`lzflow.spectra.accidentals.OBSERVABLE_BACKGROUNDS`: no energy window)."""
+    from .spectra import background_model
+    from .spectra.accidentals import OBSERVABLE_BACKGROUNDS
+
+    return None if name in OBSERVABLE_BACKGROUNDS else background_model(name).lz_table_counts
+
+
+def observable_notes(backgrounds: Sequence[str]) -> list[str]:
+    """One line per background given as a (cS1, log10 cS2) template: what of the tables applies."""
+    from .spectra.accidentals import OBSERVABLE_BACKGROUNDS
+
+    return [f"{name}: a (cS1, log10 cS2) template with no recoil spectrum: its ROI and below-NR-median counts "
+            f"apply; no reference-window count, and it is in neither the ER nor the NR total"
+            for name in backgrounds if name in OBSERVABLE_BACKGROUNDS]
 
 
 def physics_markdown(tables: Mapping) -> str:
@@ -202,4 +221,5 @@ def physics_markdown(tables: Mapping) -> str:
     for rec in ("ER", "NR"):
         lines.append(f"| **{rec} total** | | {summed(rows, rec, 'table'):.4g} | {summed(rows, rec, 'roi'):.4g} | "
                      f"{summed(rows, rec, 'below_nr_median'):.3g} |")
+    lines += [""] + [f"Note: {note}" for note in tables.get("notes", [])] if tables.get("notes") else []
     return "\n".join(lines) + "\n"
