@@ -170,7 +170,8 @@ def observed_section(model: Any, counts: np.ndarray, aux: np.ndarray, limits: Ma
                      sigma_ref: float, events: Mapping[str, Any], discovery: Mapping[str, Any]) -> dict[str, Any]:
     """The ``"observed"`` block of ``limit.json``: limits (CLs+b, CLs, PCL of each; ``sigma_cm2``
     = the configured method's power-constrained limit, as ``upper_limit_sigma_cm2`` is), best fit,
-    discovery, pulls, events (the binned list's accounting)."""
+    discovery, pulls, events (the binned list's accounting), ``salted`` (the list was salted by
+    ``lzflow salt``: every observed number includes fake signal events; docs/data.md, "Salting")."""
     fit = best_fit(model, counts, aux)
     pulls = postfit_pulls(model, fit["params"], counts, aux)
     per_method = {name: {"sigma_cm2": s["observed_sigma_cm2"], "sigma_cm2_err": _scaled(s["observed_mu_err"], sigma_ref),
@@ -191,6 +192,8 @@ def observed_section(model: Any, counts: np.ndarray, aux: np.ndarray, limits: Ma
         "pulls": pulls["parameters"],
         "pulls_covariance": pulls["covariance"],
         "events": dict(events),
+        # the list's provenance says lzflow salt wrote it: every number above includes fake signal events
+        "salted": bool((events.get("salt") or {}).get("salted")),
     }
 
 

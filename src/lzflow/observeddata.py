@@ -26,7 +26,8 @@ The binned event list
 analysis window of the config's ``pdf`` axes (the workspaces' grid: cS1 [phd] × log10 cS2, half-open)
 and returns the document written to :data:`lzflow.layout.OBSERVED_DATA`: counts
 ``[i_cS1][i_log10cS2]``, the out-of-window accounting, the window's edges, the event file's SHA-256
-and ``counts_digest`` (what the toy files and ``limit.json`` carry, :func:`observed_digest`).
+and ``counts_digest`` (what the toy files and ``limit.json`` carry, :func:`observed_digest`), and
+``salt``: whether the list is salted (``lzflow salt``) or had its salt removed, from its provenance.
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ def bin_observed(spec: Mapping[str, Any], events_path: str | Path) -> dict[str, 
                          fmt=spec["format"])
     window = AnalysisWindow(np.asarray(spec["window"]["cS1_edges"], dtype=np.float64),
                             np.asarray(spec["window"]["log10cS2_edges"], dtype=np.float64))
+    from .salt import salt_status
+
     observed = select_window(events, window)
     report = observed.report()
-    return {"format": DATA_FORMAT, "lzflow_version": __version__, "events_file": str(events_path),
+    return {"salt": salt_status(events_path, spec["format"], spec["tree"]), "format": DATA_FORMAT, "lzflow_version": __version__, "events_file": str(events_path),
             "events_sha256": _sha256(events_path), "settings": {k: spec[k] for k in ("format", "columns", "units",
                                                                                      "tree")},
             "n_total": report["n_total"], "n_inside": report["n_inside"], "n_outside": report["n_outside"],
@@ -118,9 +121,10 @@ def observed_option(wildcards: Any, input: Any) -> str:
 
 
 def observed_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """The accounting of the binned event list, as ``limit.json`` carries it."""
+    """The accounting of the binned event list, as ``limit.json`` carries it, with its salt status
+    (:func:`lzflow.salt.salt_status`: the list's provenance, not its events) where recorded."""
     return {k: doc[k] for k in ("events_file", "events_sha256", "n_total", "n_inside", "n_outside",
-                                "outside_by_reason", "counts_digest")}
+                                "outside_by_reason", "counts_digest", "salt") if k in doc}
 
 
 def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[str, Any]

@@ -290,14 +290,17 @@ def _mass_context(doc: Mapping[str, Any], pv_png: str | Path, q_png: str | Path)
     return out
 
 
-def _data_note(config: Mapping[str, Any]) -> str | None:
-    """The header's line on observed data: none without data; the event list and blind/unblinded."""
+def _data_note(config: Mapping[str, Any], limits: Sequence[Mapping[str, Any]] = ()) -> str | None:
+    """The header's line on observed data: none without data; the event list and blind/unblinded,
+    and "salted" when a limit's observed block says the list was salted (lzflow salt)."""
     data = config.get("data")
     if data is None:
         return None
     if config.get("blind") is not False:
         return f"data: {data['path']}, blind (the event list is not read; every result is the Asimov sensitivity)"
-    return f"data: {data['path']}, unblinded (blind: false): observed results below"
+    salted = any((d.get("observed") or {}).get("salted") for d in limits)
+    return (f"data: {data['path']}, unblinded (blind: false): observed results below"
+            + (" — SALTED data (lzflow salt): every observed result includes fake signal events" if salted else ""))
 
 
 def _observed_context(limits: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
@@ -424,7 +427,7 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
         "masses": [_mass_context(doc, pv, q) for doc, pv, q in sorted(zip(limits, pvalue_pngs, teststat_pngs),
                                                                      key=lambda t: t[0]["mass_GeV"])],
         "impacts": _impacts_context([read_json(p) for p in impact_paths]) if impact_paths else None,
-        "observed": (observed := _observed_context(limits)), "data_note": _data_note(config),
+        "observed": (observed := _observed_context(limits)), "data_note": _data_note(config, limits),
         "global_pvalue": global_pvalue_context(curve_csv, observed),  # unblinded: global_pvalue.json beside the curve
         "studies": _studies_context(studies),
         "errors": _errors_context(read_json(errors_json)),
