@@ -72,7 +72,7 @@ def coverage_run(n_pe: int, n_toys: int, seed: int, mu_factor: float = 1.0) -> d
     from lzflow.stats.hypotest import observed_q
     from lzflow.stats.pvalues import Ensemble
     from lzflow.stats.request import ToyRequest
-    from lzflow.stats.toys import ToySampler
+    from lzflow.stats.toys import ToySampler, generation_point
 
     m = _model()
     sampler_fitter = BatchedFitter(m, FitConfig(n_threads=1))
@@ -95,9 +95,15 @@ def coverage_run(n_pe: int, n_toys: int, seed: int, mu_factor: float = 1.0) -> d
                 ks.append(n_toys)
                 ns.append(n_toys)
                 continue
-            r = run_toys(m, ToyRequest(base_seed=1_000_000 * seed + j, mass_key=40, poi_index=0, hypothesis="sb",
-                                       mu=mu_factor, toy_indices=np.arange(n_toys), block_size=n_toys,
-                                       observed=(counts, aux), n_threads=1))
+            try:
+                r = run_toys(m, ToyRequest(base_seed=1_000_000 * seed + j, mass_key=40, poi_index=0, hypothesis="sb",
+                                           mu=mu_factor, toy_indices=np.arange(n_toys), block_size=n_toys,
+                                           observed=(counts, aux), n_threads=1))
+            except ValueError as err:  # no toys at this experiment's (μ, θ̂̂, α̂̂): no limit, counted apart
+                gen, _ = generation_point(m, mu_factor, (counts, aux))
+                failed.append({"index": j, "truth": truth.tolist(), "error": str(err), "generation_point": gen.tolist()})
+                q_obs_all.pop()
+                continue
             ens = Ensemble(r.q[:, 0], toy_quality(r, "qtilde")[:, 0] == 0)
             ks.append(int(ens.count(q_obs)))
             ns.append(ens.n)
@@ -128,15 +134,18 @@ def test_coverage_with_systematics_on_the_default_workspace_ci():
 
 
 @pytest.mark.slow
-def test_coverage_with_systematics_on_the_default_workspace_slow():
-    """600 pseudo-experiments x 99 toys (σ_cov ≈ 0.012): 303–409 s at host load 6 on 2 cores; measured
-    coverage 0.906 ± 0.012 (2 experiments whose own fit failed left out). 10⁴ (the issue's ask)
-    would take ≈ 1.5 h on one free core (0.5 s per experiment, two thirds in Migrad fallbacks of the
-    single-dataset fits)."""
-    r = coverage_run(n_pe=600, n_toys=99, seed=2)
+@pytest.mark.parametrize("mu_factor, n_pe, seed", [(1.0, 600, 2), (0.5, 400, 4)])
+def test_coverage_with_systematics_on_the_default_workspace_slow(mu_factor, n_pe, seed):
+    """μ_true = the median: 600 pseudo-experiments x 99 toys (σ_cov ≈ 0.012), 303–409 s at host load
+    6 on 2 cores, coverage 0.906 ± 0.012 (2 experiments whose own fit failed left out). μ_true = half
+    the median: 400 x 99, 67 s, 0.912 ± 0.015 (3 left out: two failed fits, and one whose conditional
+    fit went to α_g1 = −3.8, α_g2 = −2.7, where the log_quartic extrapolation overflows and no toy can
+    be drawn). 10⁴ experiments (the issue's ask) would take ≈ 1.5 h on one free core at the median
+    (0.5 s each, two thirds in Migrad fallbacks of the single-dataset fits)."""
+    r = coverage_run(n_pe=n_pe, n_toys=99, seed=seed, mu_factor=mu_factor)
     print(_report(r, 99))
     ran = r["q_obs"] > 0  # the experiments whose toys were run
-    assert len(r["failed"]) <= 6 and (99 - r["n"][ran]).sum() <= 0.01 * 99 * ran.sum()  # ≤ 1 % excluded toys
+    assert len(r["failed"]) <= 0.01 * n_pe and (99 - r["n"][ran]).sum() <= 0.01 * 99 * ran.sum()  # ≤ 1 % each
     assert r["coverage"] >= 1 - ALPHA - 2.5 * r["err"]
 
 
