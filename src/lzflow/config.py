@@ -36,6 +36,7 @@ from .exceptions import ConfigError, one_line, unknown_key_message
 from .physics_config import check_charge_scaled_yields, check_interaction, check_nest_yields, check_selection_efficiency, resolve_background, resolve_halo
 from .dataconfig import resolve_data
 from .construction_stage import check_stats
+from .precision import check_precision
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
@@ -71,7 +72,7 @@ STATS_DEFAULTS: dict[str, Any] = {
     "jobs_per_poi": 2,
     "discovery_sigma": 3.0,
     "construction": "one_sided", "discovery_from_toys": None,  # lzflow.construction_stage
-    "likelihood": "binned",
+    "likelihood": "binned", "target_precision": None, "max_toys_per_poi": None,  # lzflow.precision
     "interpolation_order": 0,
     "interpolation_floor": 1e-3,
     "template_rebin": 1,
@@ -175,8 +176,7 @@ def _key_path(path: Sequence[Any]) -> str:
 
 
 def check_finite(node: Any, path: tuple[Any, ...] = ()) -> None:
-    """Refuse NaN and ±inf anywhere (YAML's ``.nan``/``.inf``): no config value is meant to be one,
-    and NaN passes every range check of a JSON schema."""
+    """Refuse NaN and ±inf anywhere (YAML's ``.nan``/``.inf``): no config value is one; NaN passes every schema range check."""
     if isinstance(node, float) and not math.isfinite(node):
         raise ConfigError(f"{_key_path(path)}: {node!r} is not finite; expected a finite number")
     if isinstance(node, Mapping):
@@ -399,7 +399,7 @@ def _stats(config: Mapping[str, Any], labels: list[str], pdf: Mapping[str, Any])
             if pdf[axis]["bins"] % stats["template_rebin"]:
                 raise ConfigError(f"stats.template_rebin: {stats['template_rebin']} does not divide pdf.{axis}.bins "
                                   f"{pdf[axis]['bins']}; expected a divisor of both axes' bin counts")
-    return check_stats(stats)
+    return check_precision(check_stats(stats))
 
 
 def _get(node: Any, path: Sequence[str]) -> Any:

@@ -32,11 +32,13 @@ from typing import Any, Mapping
 
 from .construction_stage import merge_keys, poi_points, workspace_grid
 from .dataconfig import unblinded, window_edges
+from .precision import precision_merge_keys
 from .space import INTERACTIONS, SCALED_BETA_PATTERN
 
 __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
-    "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "IMPACTS", "TOYS_SB", "TOYS_B", "LIMIT",
+    "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "IMPACTS", "TOYS_SB", "TOYS_B", "TOYS_SB_EXTRA", "TOYS_B_EXTRA",
+    "PRECISION_DECISION", "LIMIT",
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS", "FOG_CSV", "FOG_PLOT", "FOG_JSON",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
@@ -91,6 +93,9 @@ IMPACTS = "m{mass}/impacts.json"
 #: toy files: S+B per POI index × job index (rule ``toys``), B-only per job (rule ``toys_bonly``)
 TOYS_SB = "m{mass}/toys/poi{poi}/job{job}.npz"
 TOYS_B = "m{mass}/toys/bonly/job{job}.npz"
+# toys to a target precision (lzflow.precision): the decision per mass and the extra toy files it asks for
+PRECISION_DECISION, TOYS_SB_EXTRA, TOYS_B_EXTRA = ("m{mass}/toys/precision.json", "m{mass}/toys/extra/poi{poi}/job{job}.npz",
+                                                  "m{mass}/toys/extra/bonly/job{job}.npz")
 #: per mass: the limit and the fit-error summary of its toys (rule ``merge``), plots (rule ``curve``)
 LIMIT = "m{mass}/limit.json"
 MASS_FIT_ERRORS = "m{mass}/fit_errors.json"
@@ -130,6 +135,8 @@ LOGS: dict[str, str] = {
     "toys": "m{mass}/toys_poi{poi}_job{job}.log",
     "toys_bonly": "m{mass}/toys_bonly_job{job}.log",
     "toys_batch": "m{mass}/toys_batch.log",  # all of a mass's toy files in one job (lzflow.toysplit)
+    "precision": "m{mass}/precision.log", "toys_extra": "m{mass}/toys_extra_poi{poi}_job{job}.log",
+    "toys_extra_bonly": "m{mass}/toys_extra_bonly_job{job}.log",
     "merge": "merge_m{mass}.log",
     "curve": "curve.log",
     "errors": "errors.log",
@@ -377,7 +384,7 @@ def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     """The merge of one mass: the statistical procedure and which cross section the limit is on."""
     mass_of(cfg, label)
     return {"mass_label": label, **{k: cfg["stats"][k] for k in PROCEDURE_KEYS}, **interaction_spec(cfg),
-            **observed_merge_spec(cfg), **merge_keys(cfg["stats"])}
+            **observed_merge_spec(cfg), **merge_keys(cfg["stats"]), **precision_merge_keys(cfg["stats"])}
 
 
 def observed_toys_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -464,7 +471,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "workspace": ("workspace.py", "pdfs.py", "impacts.py", "stats/*.py"),
     "toys": ("toyjobs.py", "toybatch.py", "workspace.py", "observeddata.py", "stats/*.py"),
     "merge": ("merge.py", "observed.py", "observeddata.py", "toyjobs.py", "workspace.py", "fit_errors.py",
-              "construction_stage.py", "stats/*.py"),
+              "construction_stage.py", "precision.py", "stats/*.py"),
     "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py"),
     "global": ("globalcli.py", "salt.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),

@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .exceptions import MergeError
 from .progress import progress
-from .toyjobs import CorruptToyFile, load_toy_job, toy_file_identity, workspace_digest
+from .toyjobs import CorruptToyFile, job_model, load_toy_job, toy_file_identity, workspace_digest
 
 __all__ = ["load_toy_files", "collect_toys", "merge_limits", "merge_mass", "limit_document", "json_safe",
            "limit_summary", "MergeError", "toy_asymptotic_mismatch", "TOY_ASYMPTOTIC_TOLERANCE"]
@@ -76,7 +76,7 @@ def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple
             dup = index[np.flatnonzero(np.diff(index) <= 0)[0] + 1]
             owners = [p for a, _, p in items if dup in a["toy_index"]]
             raise MergeError(f"{owners[-1]}: toy index {dup} (same seed stream) also in {owners[0]}")
-        n_total = items[0][1]["n_toys_total"]
+        n_total = max(h["n_toys_total"] for _, h, _ in items)  # extended toys (lzflow.precision): the largest
         if index.size != n_total or (index.size and (index[0] != 0 or index[-1] != n_total - 1)):
             raise MergeError(f"{key[0]} POI {key[1]}: {index.size} toys found, expected indices 0..{n_total - 1}; "
                              f"a toy job is missing")
@@ -202,10 +202,9 @@ def _records(result: Any) -> dict[str, np.ndarray]:
 
 def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToyFile]], spec: Mapping[str, Any],
                    data: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[LoadedToyFile]]:
-    """The limit document, and the records of the toys merge ran to extend the POI grid (as
-    (label, arrays, header) entries for the fit-error summary). ``toy_files()`` supplies the
-    read toy files, and is not called for a mass whose signal has no events in the ROI (no
-    limit, nothing to merge).
+    """The limit document, and the records of the toys merge ran to extend the POI grid (as (label, arrays,
+    header) entries for the fit-error summary). ``toy_files()`` supplies the read toy files, and is not
+    called for a mass whose signal has no events in the ROI (no limit, nothing to merge).
 
     Toys whose fits failed (every strategy) or whose q is NaN are left out and counted
     (``excluded``, per ensemble, with causes; module :mod:`lzflow.stats.quality`). When a
@@ -213,9 +212,9 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     (:func:`lzflow.stats.inversion.refine_toy_grid`): S+B toys there with new POI indices after
     the configured ones, and the B-only toys regenerated from their seeds (checked against their
     files) and evaluated there; deterministic, so the same config gives the same document. The
-    MC errors are bootstrap errors over all toys (``n_boot`` replicates, default
-    :data:`lzflow.stats.inversion.N_BOOT`). Non-finite numbers become null and are listed in
-    ``non_finite_to_null``. With ``data`` (the binned event list of an unblinded analysis) the
+    MC errors are bootstrap errors over all toys (``n_boot`` replicates, default :data:`lzflow.stats.inversion.N_BOOT`;
+    relative, per quantity, in ``precision`` with a ``target_precision``: :mod:`lzflow.precision`).
+    Non-finite numbers become null and are listed in ``non_finite_to_null``. With ``data`` (the binned event list of an unblinded analysis) the
     observed dataset is the data (toys generated at its fits, checked by their ``observed_digest``)
     and ``"observed"`` holds :func:`lzflow.observed.observed_section`; else it is the Asimov
     background-only dataset and nothing of any data is read.
@@ -232,7 +231,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
     from .observed import observed_results
     from .observeddata import observed_counts
-    from .toyjobs import job_model
+    from .precision import precision_section
     from .workspace import workspace_model
 
     cl = float(spec["cl"])
@@ -396,6 +395,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         "seeds": sorted({tuple(h["seed_entropy"]) for h in headers}),
     }
     doc["limits"] = {"CLs+b": summary("clsb"), "CLs": summary("cls")}
+    doc.update({"precision": precision_section(doc, spec, headers)} if "target_precision" in spec else {})
     primary = doc["limits"][spec["method"]]
     doc["upper_limit_mu"] = primary["pcl_mu"]
     doc["upper_limit_sigma_cm2"] = primary["pcl_sigma_cm2"]

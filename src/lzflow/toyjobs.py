@@ -244,14 +244,18 @@ def load_toy_job(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any
 def toy_file_identity(path: str | Path) -> tuple[str, int, int] | None:
     """(hypothesis, POI index, job index) that a toy file's name stands for, read with the toy-file
     templates of :mod:`lzflow.layout` (``.../toys/poi3/job1.npz`` → ("sb", 3, 1),
-    ``.../toys/bonly/job0.npz`` → ("b", 0, 0)), or None for another name."""
+    ``.../toys/bonly/job0.npz`` → ("b", 0, 0); the extra files of :mod:`lzflow.precision` alike,
+    ``.../toys/extra/poi3/job5.npz`` → ("sb", 3, 5)), or None for another name."""
     from . import layout
 
-    sb = layout.within_mass_pattern(layout.TOYS_SB).search(str(path))
-    if sb:
-        return "sb", int(sb["poi"]), int(sb["job"])
-    b = layout.within_mass_pattern(layout.TOYS_B).search(str(path))
-    return ("b", 0, int(b["job"])) if b else None
+    for sb_template, b_template in ((layout.TOYS_SB, layout.TOYS_B), (layout.TOYS_SB_EXTRA, layout.TOYS_B_EXTRA)):
+        sb = layout.within_mass_pattern(sb_template).search(str(path))
+        if sb:
+            return "sb", int(sb["poi"]), int(sb["job"])
+        b = layout.within_mass_pattern(b_template).search(str(path))
+        if b:
+            return "b", 0, int(b["job"])
+    return None
 
 
 def quarantine(path: str | Path) -> Path:

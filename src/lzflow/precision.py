@@ -1,0 +1,128 @@
+"""Toys to a target precision: measure the Monte Carlo error of the expected limits, add toys where it is too large.
+
+With ``stats.target_precision`` = ε (a relative error, e.g. 0.02) the workflow makes each mass's
+toys in up to two rounds:
+
+1. the **first batch**: the configured toys (``toys_per_poi`` S+B toys per POI point,
+   ``toys_bonly`` B-only toys, in ``jobs_per_poi`` jobs each), exactly the files of a run
+   without a target;
+2. a **decision** per mass (the Snakemake checkpoint ``precision``, :func:`lzflow.precisionjob.decide`): the mass is
+   merged as merge would (:func:`lzflow.merge.merge_mass`), and the relative bootstrap MC error of
+   each reported quantity Q ∈ {median, −1σ, +1σ expected limit of the primary method}
+
+   .. math:: r_Q = \\sigma^{\\rm boot}_Q / Q
+
+   (``expected_mu_err`` / ``expected_mu`` in ``limit.json``: the standard deviation of Q over
+   bootstrap replicates of all S+B and B-only toys, :func:`lzflow.stats.inversion.bootstrap_errors`)
+   is compared with ε. A Monte Carlo error falls as :math:`1/\\sqrt{N}`, so the mass needs
+   :math:`m = \\lceil 1.1\\,(\\max_Q r_Q / ε)^2 \\rceil` times its toys (1.1: :data:`MARGIN`, room
+   for the scatter of the estimate); ``m`` is capped at ``stats.max_toys_per_poi // toys_per_poi``.
+   A mass with :math:`\\max_Q r_Q ≤ ε` gets m = 1: no extra job.
+3. the **extension** (m > 1): the toys of a run with ``m × toys_per_poi`` S+B and
+   ``m × toys_bonly`` B-only toys in ``m × jobs_per_poi`` jobs per POI, less the first
+   ``jobs_per_poi`` jobs, which are the first batch: job j of that split holds toy indices
+   ``[⌊mN·j/(mJ)⌋, ⌊mN·(j+1)/(mJ)⌋)`` = ``[⌊N·j/J⌋, ⌊N·(j+1)/J⌋)`` for j < J
+   (:func:`lzflow.toyjobs.toy_block`). Seeds derive from (seed, mass, POI, toy index)
+   (:mod:`lzflow.stats.toys`), so the added toys continue the same streams, the first batch is
+   never remade, and the final merge sees toy for toy (and run number for run number) what a run
+   with the fixed count ``m × toys_per_poi`` sees: the same ``limit.json`` but for the
+   ``precision`` section this run adds.
+
+The extra toy files are ``m<mass>/toys/extra/poi<k>/job<j>.npz`` and ``…/extra/bonly/job<j>.npz``
+(:data:`lzflow.layout.TOYS_SB_EXTRA`, :data:`~lzflow.layout.TOYS_B_EXTRA`), listed with their job
+specs in the decision file ``m<mass>/toys/precision.json`` (:data:`lzflow.layout.PRECISION_DECISION`),
+written and read by :mod:`lzflow.precisionjob`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+from .exceptions import ConfigError
+
+__all__ = ["MARGIN", "QUANTITIES", "check_precision", "precision_merge_keys", "relative_errors", "multiplier",
+           "precision_section", "worst_relative_error"]
+
+#: factor on the toys the 1/√N extrapolation asks for (the measured error itself scatters by ~10 %)
+MARGIN = 1.1
+#: the reported quantities whose precision is measured: expected-limit bands {N σ} (keys of ``expected_mu``)
+QUANTITIES = ("-1", "0", "1")
+#: toy jobs per POI of one mass must stay below this (run numbers, :data:`lzflow.toyjobs.MAX_JOBS`)
+MAX_JOBS_PER_POI = 10000
+
+
+def check_precision(stats: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The resolved ``stats`` block, refused (one line naming the key) where the precision keys do
+    not fit: ``max_toys_per_poi`` is required with ``target_precision`` (no silent default) and
+    meaningless without it, at least every mass's ``toys_per_poi``, and small enough that the
+    extended jobs keep their run numbers (< :data:`MAX_JOBS_PER_POI` jobs per POI)."""
+    target, bound = stats.get("target_precision"), stats.get("max_toys_per_poi")
+    if target is None:
+        if bound is not None:
+            raise ConfigError(f"stats.max_toys_per_poi: {bound} without stats.target_precision; expected null "
+                              f"(it bounds the toys added to reach a target precision)")
+        return stats
+    if not 0 < float(target) < 1:
+        raise ConfigError(f"stats.target_precision: {target!r}; expected a relative error in (0, 1), e.g. 0.02")
+    if bound is None:
+        raise ConfigError(f"stats.max_toys_per_poi: null with stats.target_precision {target}; expected the most "
+                          f"S+B toys per POI point a mass may reach (an integer >= toys_per_poi)")
+    for label, ms in stats["per_mass"].items():
+        if int(bound) < int(ms["toys_per_poi"]):
+            raise ConfigError(f"stats.max_toys_per_poi: {bound} below toys_per_poi {ms['toys_per_poi']} (mass {label}); "
+                              f"expected at least the first batch")
+        m = int(bound) // int(ms["toys_per_poi"])
+        if m * int(ms["jobs_per_poi"]) >= MAX_JOBS_PER_POI:
+            raise ConfigError(f"stats.max_toys_per_poi: {bound} allows {m * int(ms['jobs_per_poi'])} toy jobs per POI "
+                              f"(mass {label}); expected fewer than {MAX_JOBS_PER_POI} (lower it or raise toys_per_poi)")
+    return stats
+
+
+def precision_merge_keys(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """What the merge spec adds: ``target_precision`` when set (a merge spec without it is unchanged)."""
+    target = stats.get("target_precision")
+    return {} if target is None else {"target_precision": float(target)}
+
+
+def relative_errors(doc: Mapping[str, Any], method: str) -> dict[str, float | None]:
+    """r_Q = expected_mu_err / expected_mu of ``limit.json``'s method ``method`` for each of
+    :data:`QUANTITIES`; None where either is missing, not finite or Q ≤ 0 (a band on a grid edge)."""
+    limits = doc["limits"][method]
+    out: dict[str, float | None] = {}
+    for q in QUANTITIES:
+        mu, err = limits["expected_mu"].get(q), limits["expected_mu_err"].get(q)
+        ok = mu is not None and err is not None and math.isfinite(mu) and math.isfinite(err) and mu > 0
+        out[q] = float(err) / float(mu) if ok else None
+    return out
+
+
+def worst_relative_error(rel: Mapping[str, float | None]) -> float | None:
+    """The largest measured r_Q (None when none was measured)."""
+    values = [r for r in rel.values() if r is not None]
+    return max(values) if values else None
+
+
+def multiplier(rel: Mapping[str, float | None], target: float, toys_per_poi: int, max_toys_per_poi: int) -> int:
+    """How many times its first batch a mass needs: 1 when every measured r_Q ≤ ``target`` (or
+    none could be measured), else ⌈:data:`MARGIN` (max r_Q / target)²⌉, at most
+    ``max_toys_per_poi // toys_per_poi``."""
+    worst = worst_relative_error(rel)
+    if worst is None or worst <= target:
+        return 1
+    need = math.ceil(MARGIN * (worst / target) ** 2)
+    return max(1, min(need, int(max_toys_per_poi) // int(toys_per_poi)))
+
+
+def precision_section(doc: Mapping[str, Any], spec: Mapping[str, Any],
+                      headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``limit.json``'s ``precision`` (with ``target_precision`` in the merge spec): the relative
+    bootstrap error reached per quantity, whether the target is met, and the toys used."""
+    target = float(spec["target_precision"])
+    rel = relative_errors(doc, spec["method"])
+    worst = worst_relative_error(rel)
+    return {"target": target, "method": spec["method"], "relative_error": rel, "worst": worst,
+            "reached": worst is not None and worst <= target,
+            "toys_per_poi": doc["toys"]["sb_per_poi"][0], "toys_bonly": doc["toys"]["bonly"],
+            "toy_files": len(headers), "extended": len({int(h["n_toys_total"]) for h in headers}) > 1,
+            "measure": "bootstrap standard deviation / value of the expected limit (median, -1 sigma, +1 sigma)"}

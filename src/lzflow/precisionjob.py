@@ -1,0 +1,140 @@
+"""The workflow's side of toys to a target precision (:mod:`lzflow.precision`): the decision job
+of the Snakemake checkpoint ``precision`` (one per mass) and the extra toy jobs it asks for.
+
+``python -m lzflow.precisionjob decide --spec JSON --workspace W --toys F... --out m<mass>/toys/precision.json``
+merges the first batch (:func:`lzflow.merge.merge_mass`), measures the relative bootstrap errors
+and writes the decision (:func:`decide`): the multiplier and every extra toy file with its job
+spec (:func:`extra_jobs`). ``python -m lzflow.precisionjob toys --decision D --workspace W --out F...``
+writes extra toy files, each the file its job spec stands for (:func:`lzflow.toybatch.run_batch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .precision import QUANTITIES, multiplier, relative_errors
+
+__all__ = ["precision_spec", "extra_jobs", "decide", "extra_toy_files", "extra_job_spec", "precision_trees_or_exit",
+           "main"]
+
+
+def precision_trees_or_exit(baseline, studies) -> bool:
+    """Whether the workflow adds toys to a target precision (the baseline's ``stats.target_precision``).
+    A study value's tree has no checkpoint of its own yet: a study with a target precision exits
+    with one line ``lzflow: config error: …`` (:func:`lzflow.workflow_gate.config_error_exit`)."""
+    from .exceptions import ConfigError
+    from .workflow_gate import config_error_exit
+
+    for variant in studies:
+        if variant.config["stats"].get("target_precision") is not None:
+            config_error_exit(ConfigError(
+                f"stats.target_precision: {variant.config['stats']['target_precision']} with study value "
+                f"{variant.suffix.strip('/')}; expected null in a configuration with studies (the checkpoint "
+                f"that adds toys covers the baseline tree only)"))
+    return baseline.config["stats"].get("target_precision") is not None
+
+
+def precision_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """The decision job of one mass: its merge spec, the target and bound, and the first batch's
+    toy jobs (the S+B spec of POI 0 job 0, the B-only spec of job 0, the number of POI files)."""
+    from . import layout as L
+    from .construction_stage import poi_points
+
+    stats = cfg["stats"]
+    return {"mass": label, "target_precision": float(stats["target_precision"]),
+            "max_toys_per_poi": int(stats["max_toys_per_poi"]), "merge": L.merge_spec(cfg, label),
+            "sb": L.toys_sb_spec(cfg, label, 0, 0), "b": L.toys_b_spec(cfg, label, 0),
+            "n_poi": poi_points(stats, label)}
+
+
+def extra_jobs(pspec: Mapping[str, Any], m: int) -> list[tuple[str, dict[str, Any]]]:
+    """(toy file relative to the tree, job spec) of the extension to ``m`` times the first batch:
+    jobs J … mJ−1 of ``m × n_toys`` toys in ``m × J`` jobs, per POI and B-only (module docstring)."""
+    from . import layout as L
+
+    label, sb, b = pspec["mass"], pspec["sb"], pspec["b"]
+    n_jobs = int(sb["n_jobs"])
+    jobs = range(n_jobs, m * n_jobs)
+    out = [(L.fill(L.TOYS_SB_EXTRA, mass=label, poi=k, job=j),
+            {**sb, "poi_index": k, "job_index": j, "n_jobs": m * n_jobs, "n_toys": m * int(sb["n_toys"])})
+           for k in range(int(pspec["n_poi"])) for j in jobs]
+    out += [(L.fill(L.TOYS_B_EXTRA, mass=label, job=j),
+             {**b, "job_index": j, "n_jobs": m * n_jobs, "n_toys": m * int(b["n_toys"])}) for j in jobs]
+    return out
+
+
+def decide(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], pspec: Mapping[str, Any],
+           observed: str | Path | None = None) -> dict[str, Any]:
+    """The decision document of one mass from its first batch (module docstring, step 2)."""
+    from .merge import merge_mass
+
+    target, bound = float(pspec["target_precision"]), int(pspec["max_toys_per_poi"])
+    n_sb, n_b, n_jobs = int(pspec["sb"]["n_toys"]), int(pspec["b"]["n_toys"]), int(pspec["sb"]["n_jobs"])
+    doc, _ = merge_mass(ws, toy_paths, pspec["merge"], observed)
+    rel = {q: None for q in QUANTITIES} if doc.get("no_sensitivity") else relative_errors(doc, pspec["merge"]["method"])
+    m = multiplier(rel, target, n_sb, bound)
+    return {"format": "lzflow-precision-1", "mass": pspec["mass"], "target_precision": target,
+            "max_toys_per_poi": bound, "method": pspec["merge"]["method"],
+            "first_batch": {"toys_per_poi": n_sb, "toys_bonly": n_b, "jobs_per_poi": n_jobs},
+            "relative_error_first_batch": rel, "multiplier": m,
+            "final": {"toys_per_poi": m * n_sb, "toys_bonly": m * n_b, "jobs_per_poi": m * n_jobs},
+            "extra": [{"file": name, "spec": spec} for name, spec in extra_jobs(pspec, m)]}
+
+
+def extra_toy_files(decision_path: str | Path, results: str) -> list[str]:
+    """The extra toy files a decision asks for, below the tree's results directory ``results``."""
+    return [f"{results}/{e['file']}" for e in json.loads(Path(decision_path).read_text())["extra"]]
+
+
+def extra_job_spec(decision: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
+    """The job spec of extra toy file ``out`` in ``decision`` (matched by its path's ending)."""
+    out = Path(out).as_posix()
+    for entry in decision["extra"]:
+        if out == entry["file"] or out.endswith("/" + entry["file"]):
+            return entry["spec"]
+    raise ValueError(f"{out}: not an extra toy file of the decision for mass {decision['mass']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lzflow.precisionjob decide|toys``: the checkpoint's decision of one mass, or one extra toy file."""
+    from .exceptions import USER_ERRORS, one_line
+    from .io import atomic_path
+
+    parser = argparse.ArgumentParser(prog="python -m lzflow.precisionjob", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    dec = sub.add_parser("decide", help="measure the first batch's precision, write the decision file")
+    dec.add_argument("--spec", required=True, help="the decision spec as JSON (precision_spec)")
+    dec.add_argument("--toys", required=True, nargs="+", help="the first batch's toy files")
+    toys = sub.add_parser("toys", help="write extra toy files listed in a decision file")
+    toys.add_argument("--decision", required=True)
+    for p in (dec, toys):
+        p.add_argument("--workspace", required=True, help="workspace.json of the mass")
+        p.add_argument("--observed", help="the binned event list of an unblinded analysis")
+        p.add_argument("--out", required=True, nargs="+" if p is toys else None)
+    args = parser.parse_args(argv)
+    try:
+        from .toybatch import run_batch
+        from .workspace import read_workspace
+
+        ws = read_workspace(args.workspace)
+        if args.command == "decide":
+            decision = decide(ws, args.toys, json.loads(args.spec), args.observed)
+            with atomic_path(args.out, suffix=".json") as tmp:
+                Path(tmp).write_text(json.dumps(decision, indent=1, sort_keys=True) + "\n")
+            print(f"m{decision['mass']}: relative errors {decision['relative_error_first_batch']}, target "
+                  f"{decision['target_precision']}: x{decision['multiplier']} ({len(decision['extra'])} extra files)")
+        else:
+            decision = json.loads(Path(args.decision).read_text())
+            run_batch(ws, [extra_job_spec(decision, o) for o in args.out], args.out, args.observed)
+    except USER_ERRORS as err:
+        print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
