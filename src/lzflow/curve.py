@@ -206,6 +206,10 @@ def figure_limit_curve(rows: Sequence[Mapping[str, Any]], title: str = "", refer
         ax.plot(m, col("sigma_asymptotic_median_cm2"), color="tab:blue", ls=":", label="median expected (asymptotic)")
         if any(r.get("sigma_observed_cm2") is not None for r in good):  # unblinded: the limit on the data
             ax.plot(m, col("sigma_observed_cm2"), "k-", lw=2, marker="o", label=f"observed{kind} limit (PCL, data)")
+            lo = np.array([r.get("sigma_observed_lo_cm2") or np.nan for r in good], dtype=float)
+            if np.any(lo > 0):  # two-sided: the interval's lower end where it excludes zero
+                ax.plot(m, np.where(lo > 0, lo, np.nan), "k-.", lw=1.5, marker="^",
+                        label="observed two-sided interval, lower end (excludes 0)")
         else:
             ax.plot(m, col("sigma_pcl_cm2"), color="tab:red", label=f"PCL{kind} limit (Asimov B-only data)")
     if reference is not None:

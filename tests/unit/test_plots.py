@@ -144,3 +144,22 @@ def test_overflow_counts_values_above_the_range_and_infinite_q():
     assert density * np.diff(bins) == pytest.approx([0.2, 0.4, 0, 0, 0])
     density, overflow = qtilde_histogram([], n_used=3, n_inf=3, bins=bins)
     assert overflow == 1.0 and not density.any()
+
+
+def test_observed_two_sided_interval_lower_end_is_drawn_only_where_it_excludes_zero():
+    """An unblinded two-sided curve draws the observed upper end and, where the interval excludes
+    zero, its lower end (a discovery-like interval); a lower end of 0 draws nothing there."""
+    plt = pyplot()
+    rows = _rows({10.0: 2e-47, 40.0: 1e-48})
+    for row, (up, lo) in zip(rows, ((3e-47, 0.0), (9.3e-48, 3.9e-48))):
+        row.update(construction="two_sided", sigma_observed_cm2=up, sigma_observed_lo_cm2=lo)
+    fig = figure_limit_curve(rows, "t")
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert "observed two-sided limit (PCL, data)" in lines
+    lower = lines["observed two-sided interval, lower end (excludes 0)"]
+    y = np.asarray(lower.get_ydata(), dtype=float)
+    assert np.isnan(y[0]) and y[1] == pytest.approx(3.9e-48)
+    rows[1]["sigma_observed_lo_cm2"] = 0.0  # no interval excludes zero: no lower-end line at all
+    labels = {ln.get_label() for ln in figure_limit_curve(rows, "t").axes[0].get_lines()}
+    assert not any("lower end" in label for label in labels)
+    plt.close("all")
