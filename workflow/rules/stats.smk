@@ -3,6 +3,12 @@
 # The toy files are fixed by the config; which job writes them follows the executor (TOY_SPLIT in
 # common.smk, lzflow.toysplit): one job per file (rules toys, toys_bonly: clusters) or one job per
 # tree and mass (the toys_m<mass>... rules at the end: one machine). The numbers are the same.
+# With stats.target_precision (lzflow.precision) the toy files are the first batch: the checkpoint
+# `precision` measures each mass's MC error from them and lists the extra toy files it needs
+# (rules toys_extra, toys_extra_bonly: the same seed streams, further toy indices); merge reads both.
+from lzflow.precisionjob import extra_toy_files, precision_spec, precision_trees_or_exit
+
+PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
 
 
 rule workspace:
@@ -123,7 +129,9 @@ rule merge:
     """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic; the two-sided construction and the toy discovery potential when configured) and its fit-error summary."""
     input:
         workspace=out(L.WORKSPACE),
-        toys=toy_files,
+        # with a target precision: the first batch and the extra toys the checkpoint asked for
+        toys=(lambda w: toy_files(w) + extra_toy_files(checkpoints.precision.get(mass=w.mass).output[0], RESULTS))
+        if PRECISION else toy_files,
         observed=OBSERVED_INPUT,
     output:
         limit=out(L.LIMIT),
@@ -227,3 +235,50 @@ for _batch in TOY_BATCHES:
 
     workflow.ruleorder(_batch.rule, "toys_study" if _batch.suffix else "toys")
     workflow.ruleorder(_batch.rule, "toys_bonly_study" if _batch.suffix else "toys_bonly")
+
+
+if PRECISION:
+
+    checkpoint precision:
+        """Toys to a target precision: the relative bootstrap MC error of one mass's expected limits (median, ±1σ) from its first batch, and the extra toy files that reach stats.target_precision (none when it is met), up to stats.max_toys_per_poi."""
+        input:
+            workspace=out(L.WORKSPACE),
+            toys=toy_files,
+            observed=OBSERVED_INPUT,
+        output:
+            out(L.PRECISION_DECISION),
+        params:
+            spec=lambda w: as_spec(precision_spec(LZ, w.mass)),
+            code=stage_code_hash("merge"),
+            observed=observed_option,
+        log:
+            log_path("precision"),
+        shell:
+            "python -m lzflow.precisionjob decide --spec {params.spec:q} --workspace {input.workspace:q} "
+            "--toys {input.toys:q} {params.observed} --out {output:q} > {log:q} 2>&1"
+
+    rule toys_extra:
+        """One extra S+B toy file of a mass short of the target precision: the job spec the checkpoint's decision lists for it."""
+        input:
+            workspace=out(L.WORKSPACE),
+            decision=out(L.PRECISION_DECISION),
+            observed=OBSERVED_INPUT,
+        output:
+            out(L.TOYS_SB_EXTRA),
+        params:
+            code=stage_code_hash("toys"),
+            observed=observed_option,
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        log:
+            log_path("toys_extra"),
+        shell:
+            "python -m lzflow.precisionjob toys --decision {input.decision:q} --workspace {input.workspace:q} "
+            "{params.observed} --out {output:q} > {log:q} 2>&1"
+
+    use rule toys_extra as toys_extra_bonly with:
+        output:
+            out(L.TOYS_B_EXTRA),
+        log:
+            log_path("toys_extra_bonly"),
