@@ -22,6 +22,7 @@ include: "workflow/rules/detector.smk"
 include: "workflow/rules/pdfs.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/global.smk"
+include: "workflow/rules/gof.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/studies.smk"
 include: "workflow/rules/fog.smk"
@@ -58,3 +59,4 @@ rule all:
     input:
         RUNS_TARGETS if RUN_VARIANTS else all_targets(),
         GLOBAL_PVALUE_TARGETS,  # unblinded analyses only (workflow/rules/global.smk)
+        GOF_TARGETS,  # unblinded analyses only (workflow/rules/gof.smk)

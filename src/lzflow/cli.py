@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, combinecli, datacli, fogcli, globalcli, layout, pyhfcli, salt
+from . import __version__, combinecli, datacli, fogcli, globalcli, gofstage, layout, pyhfcli, salt
 from .cliparse import config_or_spec, lists, register_all, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
            study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
     # simulate-data, events, bin-data and --observed of toys/merge; pyhf-limits; fog; combine, gof; global-pvalue;
-    register_all(sub, datacli, pyhfcli, fogcli, combinecli, globalcli, salt)  # salt, unsalt
+    register_all(sub, datacli, pyhfcli, fogcli, combinecli, globalcli, gofstage, salt)  # salt, unsalt
     return parser
 
 

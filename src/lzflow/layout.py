@@ -46,7 +46,7 @@ __all__ = [
     "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS", "SCALED_BETA_PATTERN",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS", "RESPONSE_VARIATION", "VARIATION_PDF", "VARIATION_NOMINAL", "systematics_of",
     "response_variations", "source_systematics", "varied_sources", "variation_spec", "variation_pdf_spec",
-    "GLOBAL_PVALUE", "global_pvalue_spec",
+    "GLOBAL_PVALUE", "GOF", "global_pvalue_spec",
     "source_spec", "source_interaction", "OBSERVED_DATA", "observed_toys_spec", "observed_merge_spec", "data_spec",
     "RUNS_DIR",
 ]
@@ -115,6 +115,7 @@ FOG_CSV, FOG_PLOT, FOG_JSON = "fog/fog.csv", "fog/fog.png", "fog/fog.json"
 OBSERVED_DATA = "data/observed.json"
 #: the global discovery p-value over the masses (rule ``global_pvalue``; unblinded analyses only)
 GLOBAL_PVALUE = "global_pvalue.json"
+GOF = "m{mass}/gof.json"  # goodness of fit of the data (rule ``gof``, lzflow.gofstage; unblinded only)
 #: study trees and each study's table and overlay (rule ``study``), below the baseline's tree
 STUDIES_DIR = "studies"
 STUDY_TABLE = "studies/{study}/table.csv"
@@ -146,7 +147,7 @@ LOGS: dict[str, str] = {
     "response_variation": "response_{interaction}_{systematic}.log",
     "variation_pdf": "pdf_variations_{source}.log",
     "observed_data": "observed_data.log",
-    "global_pvalue": "global_pvalue.log",
+    "global_pvalue": "global_pvalue.log", "gof": "m{mass}/gof.log",
     "combine": "combine_m{mass}.log",
 }
 BENCHMARKS: dict[str, str] = {
@@ -162,7 +163,7 @@ BENCHMARKS: dict[str, str] = {
     "response_variation": "response_{interaction}_{systematic}.tsv",
     "variation_pdf": "pdf_variations_{source}.tsv",
     "observed_data": "observed_data.tsv",
-    "global_pvalue": "global_pvalue.tsv",
+    "global_pvalue": "global_pvalue.tsv", "gof": "m{mass}/gof.tsv",
     "fog": "fog.tsv",
     "combine": "m{mass}/combine.tsv",
 }
@@ -474,10 +475,11 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
               "construction_stage.py", "precision.py", "stats/*.py"),
     "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py"),
     "global": ("globalcli.py", "salt.py", "observeddata.py", "workspace.py", "stats/*.py"),
+    "gof": ("gofstage.py", "combinecli.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py", "construction_stage.py"),
-    "report": ("report.py", "construction_report.py", "globalcli.py", "templates/*"),
+    "report": ("report.py", "construction_report.py", "globalcli.py", "gofstage.py", "templates/*"),
     # the rule runs the LZ-like mode (workspaces): the spectra (ideal mode only) do not enter its numbers
     # the combined workspace of a runs analysis (lzflow.runsjob) and its impacts
     "combine": ("runsjob.py", "combinecli.py", "workspace.py", "impacts.py", "stats/*.py"),

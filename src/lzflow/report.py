@@ -43,6 +43,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from .construction_report import construction_context
 from .curve import BAND_COLUMNS, cross_section_label
 from .globalcli import report_context as global_pvalue_context
+from .gofstage import report_context as gof_context
 from .io import atomic_path, read_json
 
 __all__ = ["software_versions", "build_report", "write_report", "environment", "Cell", "num", "exact",
@@ -429,6 +430,7 @@ def build_report(*, config: Mapping[str, Any], curve_csv: str | Path, curve_png:
         "impacts": _impacts_context([read_json(p) for p in impact_paths]) if impact_paths else None,
         "observed": (observed := _observed_context(limits)), "data_note": _data_note(config, limits),
         "global_pvalue": global_pvalue_context(curve_csv, observed),  # unblinded: global_pvalue.json beside the curve
+        "gof": gof_context(limit_paths, observed),  # unblinded: each mass's gof.json beside its limit.json
         "studies": _studies_context(studies),
         "errors": _errors_context(read_json(errors_json)),
         "provenance": _provenance_context(config, read_json(detector_json), code_hashes or {}, limits),

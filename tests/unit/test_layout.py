@@ -24,7 +24,7 @@ def test_code_hash_follows_the_stage_sources(tmp_path, monkeypatch):
     (package / "stats" / "fit.py").write_text((package / "stats" / "fit.py").read_text() + "\n# edited\n")
     again = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
     layout.stage_code_hash.cache_clear()
-    assert {stage for stage in after if after[stage] != again[stage]} == {"workspace", "toys", "merge", "fog", "global",
+    assert {stage for stage in after if after[stage] != again[stage]} == {"workspace", "toys", "merge", "fog", "global", "gof",
                                                                            "combine"}
 
 

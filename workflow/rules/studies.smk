@@ -36,6 +36,7 @@ rule report:
         study_overlays=study_targets([L.STUDY_OVERLAY]),
         comparison=[out(L.REFERENCE_COMPARISON)] if LZ["reference"] else [],
         global_pvalue=GLOBAL_PVALUE_TARGETS,  # unblinded only; the report reads it beside the curve
+        gof=GOF_TARGETS,  # unblinded only; the report reads each beside its limit.json
     output:
         report(out(L.REPORT), caption="../report/report.rst", category="Report"),
     params:
