@@ -24,7 +24,15 @@ from lzflow.response.allocation import (
     plan_allocation,
     smooth_acceptance,
 )
-from lzflow.response.nest import simulate_direct
+from lzflow.response.nest import (
+    STAGE_MAIN,
+    ChunkRunner,
+    chunk_inputs,
+    chunk_tasks,
+    cost_per_event,
+    longest_first,
+    simulate_direct,
+)
 from lzflow.response.reference import shm_wimp_shape
 from lzflow.space import INTERACTIONS, AnalysisSpace, canonical_interaction
 
@@ -314,6 +322,56 @@ def test_worker_count_invariance_and_seed_reproducibility():
     r2 = simulate_direct(DET, "beta", E, seed=5, space=SPACE, n_workers=2, chunk_size=1000, builder=BUILDER)
     for x, y in zip(r1, r2):
         np.testing.assert_array_equal(x, y)
+
+
+def test_cost_per_event_and_longest_first():
+    # bins 0-3 covered by chunk 0 (1 CPU-s, 10 events), bins 2-5 by chunk 1 (4 CPU-s, 10 events); 6-7 uncovered
+    tasks = [("NR", 0, 0, 0, np.array([1, 2, 3, 4])), ("NR", 0, 1, 2, np.array([5, 1, 3, 1])),
+             ("beta", 0, 0, 0, np.array([3]))]
+    cost = cost_per_event(tasks, {("NR", 0, 0): 1.0, ("NR", 0, 1): 4.0}, {"NR": 8, "beta": 2})
+    np.testing.assert_allclose(cost["NR"][:2], 0.1)
+    np.testing.assert_allclose(cost["NR"][2], (3 * 0.1 + 5 * 0.4) / 8)  # event-weighted mean of both chunks
+    np.testing.assert_allclose(cost["NR"][3], (4 * 0.1 + 1 * 0.4) / 5)
+    np.testing.assert_allclose(cost["NR"][4:], 0.4)  # measured, then flat beyond the last measured bin
+    np.testing.assert_array_equal(cost["beta"], [1.0, 1.0])  # nothing measured: uniform
+    main = [("NR", 1, c, j0, np.array(n)) for c, (j0, n) in enumerate([(0, [9, 1]), (4, [2, 2]), (6, [1]), (0, [1])])]
+    order = [t[2] for t in longest_first(main, cost)]
+    assert order == [1, 0, 2, 3]  # estimated 1.6, 1.0, 0.4, 0.1 CPU-s
+    tie = [("NR", 1, c, 0, np.array([2])) for c in range(4)]
+    assert [t[2] for t in longest_first(tie, cost)] == [0, 1, 2, 3]  # ties keep their order
+
+
+def test_chunk_inputs_deterministic_and_inside_bins():
+    edges = np.geomspace(1.0, 10.0, 21)
+    tasks = chunk_tasks("NR", STAGE_MAIN, np.full(20, 50), 300)
+    E, pos, seed, jrel = chunk_inputs(tasks[1], 7, edges, DET["fiducial"])
+    E2, pos2, seed2, _ = chunk_inputs(tasks[1], 7, edges, DET["fiducial"])
+    assert np.array_equal(E, E2) and np.array_equal(pos, pos2) and seed == seed2 and 0 <= seed < 2 ** 31
+    assert not np.array_equal(E, chunk_inputs(tasks[1], 8, edges, DET["fiducial"])[0])
+    j = tasks[1][3] + jrel
+    assert E.size == 300 and np.all((E >= edges[j]) & (E < edges[j + 1]))
+    r = np.hypot(pos[:, 0], pos[:, 1])
+    assert r.max() <= DET["fiducial"]["r_max_mm"] and np.all((pos[:, 2] >= DET["fiducial"]["z_min_mm"])
+                                                               & (pos[:, 2] <= DET["fiducial"]["z_max_mm"]))
+
+
+def test_runner_records_cpu_and_schedule_changes_nothing(monkeypatch):
+    edges = {"NR": np.geomspace(1.0, 50.0, 41)}
+    tasks = chunk_tasks("NR", STAGE_MAIN, np.full(40, 100), 1000)
+    runner = ChunkRunner(2, (dict(DET), BUILDER, SPACE, edges, 3), None)
+    try:
+        got = {c: block for _, _, c, _, block in runner.map_unordered(tasks)}
+    finally:
+        runner.close()
+    assert set(runner.cpu_seconds) == {("NR", STAGE_MAIN, c) for c in range(4)}
+    assert all(v > 0 for v in runner.cpu_seconds.values())
+    assert sum(b.sum() for b in got.values()) > 500
+    # the main stage in reverse of the longest-first order: the same matrix, bit for bit
+    import lzflow.response.matrix as matrix
+
+    a = _small(3, 2)
+    monkeypatch.setattr(matrix, "longest_first", lambda ts, cost: list(longest_first(ts, cost))[::-1])
+    assert _small(3, 2) == a
 
 
 def test_save_load_roundtrip(tmp_path, nr_response):

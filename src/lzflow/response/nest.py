@@ -39,7 +39,11 @@ __all__ = [
     "STAGE_DIRECT",
     "STAGE_PILOT_B",
     "ChunkRunner",
+    "chunk_inputs",
     "chunk_tasks",
+    "cost_per_event",
+    "longest_first",
+    "timed_chunk",
     "init_worker",
     "nest_version",
     "run_chunk",
@@ -150,27 +154,40 @@ def init_worker(detector: Mapping[str, Any], builder: Callable | None, space: An
     _WORKER.update(detector=dict(detector), nest=builder(detector), space=space, edges=dict(edges), seed=int(seed))
 
 
+def chunk_inputs(task: tuple[str, int, int, int, np.ndarray], seed: int, edges: np.ndarray | None,
+                 fiducial: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+    """NEST's inputs for one chunk task: (energies [keV], (n, 3) positions [mm], 31-bit NEST seed, fine-bin
+    index of each event relative to j0, or None for a direct chunk).
+
+    Pure function of (seed, task): energies uniform in ln E inside fine bins j0 + m (``counts[m]``
+    events each, in bin order) from the chunk's stream, then the positions; a direct chunk's energies
+    are the task's own. What :func:`run_chunk` simulates, and what a benchmark feeds plain nestpy.
+    """
+    interaction, stage, chunk, j0, counts = task
+    rng, nest_seed = _chunk_streams(seed, interaction, stage, chunk)
+    if stage == STAGE_DIRECT:
+        E = np.asarray(counts, dtype=float)
+        return E, sample_positions(rng, E.size, fiducial), nest_seed, None
+    nb = len(counts)
+    jrel = np.repeat(np.arange(nb), counts)
+    lnlo = np.log(edges[j0:j0 + nb])
+    lnw = np.log(edges[j0 + 1:j0 + nb + 1]) - lnlo
+    E = np.exp(lnlo[jrel] + lnw[jrel] * rng.random(jrel.size))
+    return E, sample_positions(rng, jrel.size, fiducial), nest_seed, jrel
+
+
 def run_chunk(task: tuple[str, int, int, int, np.ndarray]) -> tuple[str, int, int, int, Any]:
     """Simulate one chunk: ``counts[m]`` events in fine bins j0 + m. Pilot chunks return passing
     events per bin (1-D); main chunks the (bins, n_cS1, n_log10cS2) counts block; direct chunks
     (given energies) return (cS1, log10 cS2, in-ROI mask)."""
     interaction, stage, chunk, j0, counts = task
     det, space = _WORKER["detector"], _WORKER["space"]
-    rng, nest_seed = _chunk_streams(_WORKER["seed"], interaction, stage, chunk)
+    E, pos, nest_seed, jrel = chunk_inputs(task, _WORKER["seed"], _WORKER["edges"].get(interaction), det["fiducial"])
+    cs1, y, passes = run_nest(_WORKER["nest"], det, interaction, E, pos, nest_seed, space)
     if stage == STAGE_DIRECT:
-        E = np.asarray(counts, dtype=float)
-        pos = sample_positions(rng, E.size, det["fiducial"])
-        cs1, y, passes = run_nest(_WORKER["nest"], det, interaction, E, pos, nest_seed, space)
         ok = space.bin_events(cs1, y)[0] & passes
         return interaction, stage, chunk, j0, (cs1, y, ok)
-    edges = _WORKER["edges"][interaction]
     nb = len(counts)
-    jrel = np.repeat(np.arange(nb), counts)
-    lnlo = np.log(edges[j0:j0 + nb])
-    lnw = np.log(edges[j0 + 1:j0 + nb + 1]) - lnlo
-    E = np.exp(lnlo[jrel] + lnw[jrel] * rng.random(jrel.size))
-    pos = sample_positions(rng, jrel.size, det["fiducial"])
-    cs1, y, passes = run_nest(_WORKER["nest"], det, interaction, E, pos, nest_seed, space)
     ok, ix, iy = space.bin_events(cs1, y)
     ok &= passes
     if stage in (STAGE_PILOT, STAGE_PILOT_B):
@@ -196,13 +213,28 @@ def chunk_tasks(interaction: str, stage: int, n_per_bin: np.ndarray, chunk_size:
     return tasks
 
 
+def timed_chunk(task: tuple[str, int, int, int, np.ndarray]) -> tuple[tuple, float]:
+    """:func:`run_chunk`'s result and the CPU seconds it took in its process (``time.process_time``:
+    insensitive to other load on the CPUs)."""
+    import time
+
+    t0 = time.process_time()
+    out = run_chunk(task)
+    return out, time.process_time() - t0
+
+
 class ChunkRunner:
-    """Runs chunk tasks in-process (n_workers = 1) or on a process pool."""
+    """Runs chunk tasks in-process (n_workers = 1) or on a process pool.
+
+    ``cpu_seconds[(interaction, stage, chunk)]`` records each finished chunk's CPU time (what
+    :func:`cost_per_event` learns the main stage's schedule from); it never touches a result.
+    """
 
     def __init__(self, n_workers: int, initargs: tuple, mp_context: str | None):
         self.n_workers = max(1, int(n_workers))
         self.initargs = initargs
         self.pool = None
+        self.cpu_seconds: dict[tuple[str, int, int], float] = {}
         if self.n_workers > 1:
             import multiprocessing as mp
 
@@ -213,14 +245,15 @@ class ChunkRunner:
             init_worker(*initargs)
 
     def map_unordered(self, tasks: Iterable[tuple]) -> Iterator[tuple]:
-        """:func:`run_chunk`'s results, in completion order on a pool."""
+        """:func:`run_chunk`'s results, in completion order on a pool; the pool takes the tasks in
+        the given order (give the longest first: :func:`longest_first`)."""
         if self.pool is None:
-            for t in tasks:
-                yield run_chunk(t)
+            done = map(timed_chunk, tasks)
         else:
-            futures = [self.pool.submit(run_chunk, t) for t in tasks]
-            for fut in as_completed(futures):
-                yield fut.result()
+            done = (fut.result() for fut in as_completed([self.pool.submit(timed_chunk, t) for t in tasks]))
+        for out, cpu in done:
+            self.cpu_seconds[tuple(out[:3])] = cpu
+            yield out
 
     def close(self) -> None:
         """Shut the pool down (or forget the in-process worker state)."""
@@ -228,6 +261,45 @@ class ChunkRunner:
             self.pool.shutdown()
         else:
             _WORKER.clear()
+
+
+def cost_per_event(tasks: Sequence[tuple], cpu_seconds: Mapping[tuple[str, int, int], float],
+                   n_bins: Mapping[str, int]) -> dict[str, np.ndarray]:
+    r"""CPU seconds per event in each fine energy bin, per interaction, learnt from finished chunks.
+
+    A chunk that took :math:`T` CPU-s for :math:`n` events charges :math:`T/n` to each of its events;
+    bin j's cost is the mean over the events that fell in it, and bins no chunk covered take their
+    nearest measured neighbour's (``numpy.interp``, flat beyond the ends). NEST's cost per event
+    varies 5–10× with energy (near-threshold S1 coincidence, large S2s: module docstring), so
+    equal-size chunks are far from equal work.
+    """
+    num = {t: np.zeros(n, dtype=float) for t, n in n_bins.items()}
+    den = {t: np.zeros(n, dtype=float) for t, n in n_bins.items()}
+    for interaction, stage, chunk, j0, counts in tasks:
+        cpu = cpu_seconds.get((interaction, stage, chunk))
+        n = int(np.sum(counts))
+        if cpu is None or n == 0 or interaction not in num:
+            continue
+        num[interaction][j0:j0 + len(counts)] += cpu / n * counts
+        den[interaction][j0:j0 + len(counts)] += counts
+    out = {}
+    for t in n_bins:
+        seen = np.flatnonzero(den[t] > 0)
+        if seen.size == 0:
+            out[t] = np.ones(n_bins[t])
+            continue
+        out[t] = np.interp(np.arange(n_bins[t]), seen, num[t][seen] / den[t][seen])
+    return out
+
+
+def longest_first(tasks: Sequence[tuple], cost: Mapping[str, np.ndarray]) -> list[tuple]:
+    """The tasks in decreasing estimated cost Σ_m counts[m]·cost[j0 + m] (ties keep their order):
+    longest-processing-time-first scheduling, so the pool's last chunks are its cheapest and no
+    worker idles long at the end. The order never changes a result (each chunk's seed is its index;
+    integer sums are order-free)."""
+    est = [float(np.dot(counts, cost[t][j0:j0 + len(counts)])) if t in cost else 0.0
+           for t, _, _, j0, counts in tasks]
+    return [tasks[i] for i in sorted(range(len(tasks)), key=lambda i: -est[i])]
 
 
 def simulate_direct(detector: Mapping[str, Any], interaction: str, energies_keV: np.ndarray, *, seed: int = 0,
