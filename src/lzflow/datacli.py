@@ -11,7 +11,7 @@ import functools
 import sys
 from typing import Any, Callable
 
-from .cliparse import required, stage
+from .cliparse import lists, required, stage
 
 __all__ = ["register", "cmd_simulate_data", "cmd_events", "cmd_bin_data", "data_status"]
 
@@ -21,10 +21,11 @@ def _one_line_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[arg
     def run(args: argparse.Namespace) -> int:
         from .eventlist import DataError
         from .exceptions import one_line
+        from .observeddata import ObservedDataError
 
         try:
             return func(args)
-        except DataError as err:
+        except (DataError, ObservedDataError) as err:
             print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
             return 2
 
@@ -84,21 +85,32 @@ def cmd_bin_data(args: argparse.Namespace) -> int:
     import json
 
     from .io import write_json
-    from .observeddata import bin_observed
+    from .observeddata import ObservedDataError, bin_observed, bin_observed_runs
 
-    doc = bin_observed(json.loads(args.spec), args.events)
+    spec = json.loads(args.spec)
+    if "runs" in spec:  # a runs analysis: one list per run, in run order (lzflow.runsconfig.runs_data_spec)
+        doc = bin_observed_runs(spec, args.events)
+    elif len(args.events) != 1:
+        raise ObservedDataError(f"--events: {len(args.events)} event lists for a single-run spec; expected one")
+    else:
+        doc = bin_observed(spec, args.events[0])
     write_json(args.out, doc)
-    print(f"bin-data {args.events}: {doc['n_total']} events, {doc['n_inside']} in the window, {doc['n_outside']} "
+    print(f"bin-data {' '.join(args.events)}: {doc['n_total']} events, {doc['n_inside']} in the window, {doc['n_outside']} "
           f"outside ({', '.join(f'{k} {v}' for k, v in doc['outside_by_reason'].items())}) -> {args.out}")
     return 0
 
 
 def data_status(cfg: Any) -> str:
     """The observed data of a resolved config for ``lzflow validate``'s line: "" without data, else
-    ", data <path> (blind)" or ", data <path> (unblinded: blind false)"."""
+    ", data <path> (blind)" or ", data <path> (unblinded: blind false)", after the blind-safe checks
+    of the event list(s) (:func:`lzflow.dataconfig.check_data_files`: a ConfigError if one fails)."""
     if cfg.get("data") is None:
         return ""
-    return f", data {cfg['data']['path']} ({'blind' if cfg['blind'] else 'unblinded: blind false'})"
+    from .dataconfig import check_data_files, data_label
+
+    check_data_files(cfg)
+
+    return f", data {data_label(cfg)} ({'blind' if cfg['blind'] else 'unblinded: blind false'})"
 
 
 def register(sub: Any) -> None:
@@ -108,8 +120,10 @@ def register(sub: Any) -> None:
         sub.choices[name].add_argument("--observed", help="the binned event list (data/observed.json, lzflow "
                                                           "bin-data) of an unblinded analysis")
     p = stage(sub, "bin-data", _one_line_errors(cmd_bin_data))
-    required(p, spec="JSON: format, columns, units, tree and window {cS1_edges, log10cS2_edges} (layout.data_spec)",
-             events="the event list", out="output observed.json")
+    required(p, spec="JSON: format, columns, units, tree and window {cS1_edges, log10cS2_edges} (layout.data_spec),"
+                     " or {runs: [one such spec with its run name per run]} (runsconfig.runs_data_spec)",
+             out="output observed.json")
+    lists(p, True, events="the event list (a runs analysis: one per run, in run order)")
     formats = ["csv", "parquet", "root"]
     p = stage(sub, "simulate-data", _one_line_errors(cmd_simulate_data))
     required(p, workspace="workspace.json (or .json.gz) of one mass",

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .exceptions import ConfigError
 
-__all__ = ["DATA_DEFAULTS", "resolve_data", "unblinded", "window_edges"]
+__all__ = ["DATA_DEFAULTS", "check_data_files", "data_files", "data_label", "resolve_data", "unblinded", "window_edges"]
 
 #: documented defaults of the ``data:`` keys (recorded in the resolved configuration)
 DATA_DEFAULTS: dict[str, Any] = {"columns": {"cS1": "cS1", "cS2": "cS2"}, "units": {}, "tree": "events",
@@ -64,6 +64,47 @@ def resolve_data(config: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[st
 def unblinded(cfg: Mapping[str, Any]) -> bool:
     """True when a resolved config has data and ``blind: false``: only then is the data read."""
     return cfg.get("data") is not None and cfg.get("blind") is False
+
+
+def data_files(cfg: Mapping[str, Any]) -> list[str]:
+    """The event list(s) of a resolved config: ``[data.path]``, each run's in run order for a runs
+    analysis (:mod:`lzflow.runsconfig`), ``[]`` without data."""
+    data = cfg.get("data")
+    if data is None:
+        return []
+    if "runs" in data:
+        return [str(d["path"]) for d in data["runs"].values()]
+    return [str(data["path"])]
+
+
+def check_data_files(cfg: Mapping[str, Any]) -> None:
+    """The blind-safe checks of a resolved config's event list(s) (``lzflow validate`` and the
+    workflow's gate): each file exists and its header, schema or TTree has the declared columns
+    with phd units (:func:`lzflow.eventlist.check_columns`: names and units only, no event read or
+    counted), so that a wrong ``data`` block is found before unblinding, not at it. A ConfigError
+    naming the key (``data.path`` or ``runs.<run>.data.path``) otherwise."""
+    from .eventlist import DataError, check_columns
+
+    data = cfg.get("data")
+    if data is None:
+        return
+    entries = {f"runs.{run}.data": d for run, d in data["runs"].items()} if "runs" in data else {"data": data}
+    for key, d in entries.items():
+        try:
+            check_columns(d["path"], columns=d["columns"], units=d["units"] or None, tree=d["tree"], fmt=d["format"])
+        except DataError as err:
+            raise ConfigError(f"{key}.path: {' '.join(str(err).split())}") from None
+
+
+def data_label(cfg: Mapping[str, Any]) -> str:
+    """The event list(s) as the report and ``lzflow validate`` name them: the path, or
+    ``run: path`` per run joined by ``, `` for a runs analysis; "" without data."""
+    data = cfg.get("data")
+    if data is None:
+        return ""
+    if "runs" in data:
+        return ", ".join(f"{run}: {d['path']}" for run, d in data["runs"].items())
+    return str(data["path"])
 
 
 def window_edges(pdf: Mapping[str, Any]) -> tuple[list[float], list[float]]:

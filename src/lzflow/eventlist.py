@@ -55,7 +55,7 @@ from .io import atomic_path
 
 __all__ = ["DataError", "QUANTITIES", "UNIT", "DEFAULT_TREE", "FORMATS", "OUTSIDE_REASONS", "EventList",
            "AnalysisWindow", "ObservedEvents", "event_format", "read_events", "select_window", "load_events",
-           "write_events", "parse_pairs"]
+           "write_events", "parse_pairs", "check_columns"]
 
 #: the quantities read per event, in this order
 QUANTITIES: tuple[str, ...] = ("cS1", "cS2")
@@ -158,25 +158,8 @@ def _read_csv(path: Path, names: list[str], tree: str):
 
     with open(path, newline="", encoding="utf-8") as handle:
         rows = csv.reader(handle)
-        header: list[str] | None = None
-        for row in rows:
-            if (row and row[0].lstrip().startswith("#")) or not any(cell.strip() for cell in row):
-                continue
-            header = row
-            break
-        if header is None:
-            raise DataError(f"{path}: no header line; expected e.g. 'cS1[phd],cS2[phd]'")
-        parsed = []
-        for cell in header:
-            m = _NAME_UNIT.match(cell)
-            parsed.append((m.group(1), m.group(2)) if m else (cell.strip(), None))
+        header, parsed = _csv_header(path, rows, names)
         columns = [name for name, _ in parsed]
-        for name in set(columns):
-            if columns.count(name) > 1:
-                raise DataError(f"{path}: column {name!r} appears {columns.count(name)} times in the header")
-        for name in names:
-            if name not in columns:
-                raise _missing(path, name, columns)
         index = {name: columns.index(name) for name in names}
         values: dict[str, list[float]] = {name: [] for name in names}
         lines: list[int] = []
@@ -194,6 +177,82 @@ def _read_csv(path: Path, names: list[str], tree: str):
                                     f"expected a value in phd") from None
             lines.append(rows.line_num)
     return values, dict(parsed), lambda k: f"line {lines[k]}"
+
+
+def _csv_header(path: Path, rows: Any, names: list[str]) -> tuple[list[str], list[tuple[str, str | None]]]:
+    """The header line (after ``#`` comments and blank lines) and its (name, unit) cells; every
+    column of ``names`` there, none repeated."""
+    header: list[str] | None = None
+    for row in rows:
+        if (row and row[0].lstrip().startswith("#")) or not any(cell.strip() for cell in row):
+            continue
+        header = row
+        break
+    if header is None:
+        raise DataError(f"{path}: no header line; expected e.g. 'cS1[phd],cS2[phd]'")
+    parsed = []
+    for cell in header:
+        m = _NAME_UNIT.match(cell)
+        parsed.append((m.group(1), m.group(2)) if m else (cell.strip(), None))
+    columns = [name for name, _ in parsed]
+    for name in set(columns):
+        if columns.count(name) > 1:
+            raise DataError(f"{path}: column {name!r} appears {columns.count(name)} times in the header")
+    for name in names:
+        if name not in columns:
+            raise _missing(path, name, columns)
+    return header, parsed
+
+
+def check_columns(path: str | Path, *, columns: Mapping[str, str] | None = None,
+                  units: Mapping[str, str] | None = None, tree: str = DEFAULT_TREE, fmt: str | None = None) -> None:
+    """Check an event list without reading one event: the file exists, and its header (CSV), schema
+    (Parquet) or TTree and branch names and title (ROOT) have the columns with agreeing phd units
+    (:func:`read_events`'s checks that need no value). A blind analysis may run it: column names
+    and units reveal no observed quantity, and no row is counted."""
+    fmt = event_format(path, fmt)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such event-list file")
+    chosen = parse_pairs("columns", columns)
+    names = {q: chosen.get(q, q) for q in QUANTITIES}
+    if fmt == "csv":
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as handle:
+            declared = dict(_csv_header(path, csv.reader(handle), list(names.values()))[1])
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            schema = pq.read_schema(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DataError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())})") from None
+        for name in names.values():
+            if schema.get_field_index(name) < 0:
+                raise _missing(path, name, schema.names)
+        metas = {n: schema.field(n).metadata or {} for n in names.values()}
+        declared = {n: m[b"unit"].decode() if b"unit" in m else None for n, m in metas.items()}
+    else:
+        import uproot
+
+        try:
+            handle = uproot.open(path)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not a readable ROOT file ({' '.join(str(err).split())})") from None
+        with handle:
+            trees = sorted({k.split(";")[0] for k, c in handle.classnames().items() if c.startswith("TTree")})
+            if tree not in trees:
+                raise DataError(f"{path}: no TTree {tree!r}; TTrees there: {', '.join(trees) or 'none'}")
+            ttree = handle[tree]
+            for name in names.values():
+                if name not in ttree.keys():
+                    raise _missing(path, name, list(ttree.keys()), f" TTree {tree!r}")
+            declared = {m.group(1): m.group(2) for m in _TITLE_TOKEN.finditer(ttree.title or "")}
+    given = parse_pairs("units", units)
+    for q, name in names.items():
+        _check_unit(path, fmt, q, name, declared.get(name), given.get(q))
 
 
 def _read_parquet(path: Path, names: list[str], tree: str):
@@ -288,6 +347,10 @@ class AnalysisWindow:
     @classmethod
     def from_workspace(cls, ws: Mapping[str, Any]) -> "AnalysisWindow":
         """From ``ws["axes"]`` (:func:`lzflow.workspace.build_workspace`): cS1 [phd], log10cS2."""
+        if ws.get("runs"):  # lzflow.combinecli: a product over runs, each on its own grid
+            names = [r.get("name") for r in ws["runs"]]
+            raise DataError(f"workspace: a combination of runs {names}; expected one run's workspace (an event list "
+                            f"is one run's: results/<tag>/runs/<run>/m<mass>/workspace.json)")
         axes = ws.get("axes") or []
         got = [(a.get("name"), a.get("unit")) for a in axes]
         if got != [("cS1", "phd"), ("log10cS2", "log10(phd)")]:

@@ -168,7 +168,9 @@ def cmd_global_pvalue(args: argparse.Namespace) -> int:
     spec = json.loads(args.spec)
     data = read_json(args.observed)
     salt = None
-    if args.events:  # the list's provenance only: is it salted (lzflow salt) or unsalted (lzflow unsalt)?
+    if data.get("runs"):  # a runs analysis: bin-data recorded every run's list's salt status (any salted)
+        salt = data["salt"]
+    elif args.events:  # the list's provenance only: is it salted (lzflow salt) or unsalted (lzflow unsalt)?
         salt = salt_status(args.events, data["settings"]["format"], data["settings"]["tree"])
     doc = global_document([read_workspace(p) for p in args.workspaces], [read_json(p) for p in args.limits],
                           args.limits, data, spec, args.threads, salt)

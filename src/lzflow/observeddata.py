@@ -41,7 +41,7 @@ import numpy as np
 from . import __version__
 from .exceptions import MergeError
 
-__all__ = ["DATA_FORMAT", "ObservedDataError", "bin_observed",
+__all__ = ["DATA_FORMAT", "ObservedDataError", "bin_observed", "bin_observed_runs",
            "observed_digest", "observed_counts", "observed_summary",
            "load_observed", "observed_option"]
 
@@ -91,19 +91,57 @@ def bin_observed(spec: Mapping[str, Any], events_path: str | Path) -> dict[str, 
             "counts": observed.counts.tolist(), "counts_digest": observed_digest(observed.counts)}
 
 
+def bin_observed_runs(spec: Mapping[str, Any], events_paths: list[str | Path]) -> dict[str, Any]:
+    """The binned event lists of a runs analysis (:mod:`lzflow.runsconfig`): ``spec["runs"]`` one
+    :func:`bin_observed` spec per run with its ``run`` name, in the combined workspace's run order,
+    ``events_paths`` one list per run in that order. Each run's list is binned on its own window;
+    ``counts`` are the runs' C-order counts concatenated (the combined likelihood's bins) with their
+    ``counts_digest``; ``runs`` holds each run's document, the totals sum them, ``salt`` says whether
+    any run's list is salted (``salt_removed``: the first run's removed salt)."""
+    if len(events_paths) != len(spec["runs"]):
+        raise ObservedDataError(f"observed data: {len(events_paths)} event list(s) for {len(spec['runs'])} runs; "
+                                f"expected one per run, in run order")
+    docs = [{"run": rs["run"], **bin_observed(rs, path)} for rs, path in zip(spec["runs"], events_paths)]
+    counts = np.concatenate([np.asarray(d["counts"], dtype=np.int64).ravel() for d in docs])
+    reasons = {k: sum(d["outside_by_reason"][k] for d in docs) for k in docs[0]["outside_by_reason"]}
+    removed = next((d["salt"]["salt_removed"] for d in docs if d["salt"]["salt_removed"]), None)
+    return {"format": DATA_FORMAT, "lzflow_version": __version__,
+            "salt": {"salted": any(d["salt"]["salted"] for d in docs), "salt_removed": removed},
+            "n_total": sum(d["n_total"] for d in docs), "n_inside": sum(d["n_inside"] for d in docs),
+            "n_outside": sum(d["n_outside"] for d in docs), "outside_by_reason": reasons,
+            "counts_layout": "runs in order, each run's [i_cS1][i_log10cS2] flattened in C order, concatenated",
+            "counts": counts.tolist(), "counts_digest": observed_digest(counts),
+            "runs": [{k: v for k, v in d.items() if k not in ("format", "lzflow_version")} for d in docs]}
+
+
+def _check_window(window: Mapping[str, Any], axes: Any, what: str) -> None:
+    """The binned list's window is the workspace's grid: the workspace's edges are the TH2D's (read
+    back through ROOT's axis), equal to the config's linspace edges up to rounding (7e-15 phd at
+    80 phd), never a different binning."""
+    if not axes or len(axes) != 2:
+        raise ObservedDataError(f"observed data: {what} has axes {axes!r}; expected the (cS1, log10 cS2) grid")
+    for name, axis in (("cS1_edges", axes[0]), ("log10cS2_edges", axes[1])):
+        ours, theirs = np.asarray(window[name], dtype=np.float64), np.asarray(axis["edges"], dtype=np.float64)
+        if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-12, atol=0.0):
+            raise ObservedDataError(f"observed data: window {name} differs from {what}'s {axis['name']} edges; "
+                                    f"rebin the event list on this analysis's pdf axes")
+
+
 def observed_counts(doc: Mapping[str, Any], ws: Mapping[str, Any]) -> np.ndarray:
-    """The binned counts of ``doc`` (:func:`bin_observed`) as the binned likelihood takes them
-    (float64, C order), after checking the document and that its window is the workspace's grid."""
+    """The binned counts of ``doc`` (:func:`bin_observed`, or :func:`bin_observed_runs` for a
+    combined workspace: the same runs in the same order) as the binned likelihood takes them
+    (float64, C order), after checking the document and that each window is its workspace's grid."""
     if doc.get("format") != DATA_FORMAT:
         raise ObservedDataError(f"observed data: format {doc.get('format')!r}; expected {DATA_FORMAT!r} (lzflow bin-data)")
-    axes = ws["axes"]
-    for name, axis in (("cS1_edges", axes[0]), ("log10cS2_edges", axes[1])):
-        # the workspace's edges are the TH2D's (read back through ROOT's axis): equal to the config's
-        # linspace edges up to rounding (7e-15 phd at 80 phd), never a different binning
-        ours, theirs = np.asarray(doc["window"][name], dtype=np.float64), np.asarray(axis["edges"], dtype=np.float64)
-        if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-12, atol=0.0):
-            raise ObservedDataError(f"observed data: window {name} differs from the workspace's {axis['name']} edges; "
-                             f"rebin the event list on this analysis's pdf axes")
+    ws_runs, doc_runs = ws.get("runs") or [], doc.get("runs") or []
+    if [r["name"] for r in ws_runs] != [r["run"] for r in doc_runs]:
+        raise ObservedDataError(f"observed data: runs {[r['run'] for r in doc_runs]}, the workspace's runs "
+                                f"{[r['name'] for r in ws_runs]}; expected the same runs in the same order")
+    if ws_runs:
+        for run, part in zip(ws_runs, doc_runs):
+            _check_window(part["window"], run["axes"], f"run {run['name']!r} of the workspace")
+    else:
+        _check_window(doc["window"], ws["axes"], "the workspace")
     counts = np.asarray(doc["counts"], dtype=np.int64)
     if observed_digest(counts) != doc["counts_digest"]:
         raise ObservedDataError("observed data: counts_digest does not match the counts (edited file?); rerun lzflow bin-data")
@@ -123,8 +161,12 @@ def observed_option(wildcards: Any, input: Any) -> str:
 def observed_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The accounting of the binned event list, as ``limit.json`` carries it, with its salt status
     (:func:`lzflow.salt.salt_status`: the list's provenance, not its events) where recorded."""
-    return {k: doc[k] for k in ("events_file", "events_sha256", "n_total", "n_inside", "n_outside",
-                                "outside_by_reason", "counts_digest", "salt") if k in doc}
+    keys = ("events_file", "events_sha256", "n_total", "n_inside", "n_outside", "outside_by_reason",
+            "counts_digest", "salt")
+    out = {k: doc[k] for k in keys if k in doc}
+    if doc.get("runs"):  # a runs analysis: each run's accounting too
+        out["runs"] = {r["run"]: {k: r[k] for k in keys if k in r} for r in doc["runs"]}
+    return out
 
 
 def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[str, Any]

@@ -294,13 +294,14 @@ def _mass_context(doc: Mapping[str, Any], pv_png: str | Path, q_png: str | Path)
 def _data_note(config: Mapping[str, Any], limits: Sequence[Mapping[str, Any]] = ()) -> str | None:
     """The header's line on observed data: none without data; the event list and blind/unblinded,
     and "salted" when a limit's observed block says the list was salted (lzflow salt)."""
-    data = config.get("data")
-    if data is None:
+    from .dataconfig import data_label
+
+    if config.get("data") is None:
         return None
     if config.get("blind") is not False:
-        return f"data: {data['path']}, blind (the event list is not read; every result is the Asimov sensitivity)"
+        return f"data: {data_label(config)}, blind (the event list is not read; every result is the Asimov sensitivity)"
     salted = any((d.get("observed") or {}).get("salted") for d in limits)
-    return (f"data: {data['path']}, unblinded (blind: false): observed results below"
+    return (f"data: {data_label(config)}, unblinded (blind: false): observed results below"
             + (" — SALTED data (lzflow salt): every observed result includes fake signal events" if salted else ""))
 
 

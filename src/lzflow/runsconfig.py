@@ -33,14 +33,21 @@ names are therefore identifiers (letters, digits, ``_``; they are also directory
 Refused, each in one line: fewer than two runs; a bad run name; ``correlated`` without ``runs`` or
 ``runs`` without ``correlated``; a name in ``correlated`` that no run has, or a shared background
 whose ``rel_unc`` differs between runs (one parameter, one constraint); a top-level key that is
-also per run; ``studies`` with runs (a study of a combination is not supported); ``data`` in a run
-(the workflow does not yet bin one event list per run: bin each run with ``lzflow events`` and use
-``lzflow gof`` / :func:`lzflow.combinecli.observed_counts`).
+also per run; ``studies`` with runs (a study of a combination is not supported); ``data`` at the
+top level (each run gives its own ``runs.<r>.data``), ``data`` in some runs but not in others, or
+``data.discovery_toys`` that differ between runs.
+
+Observed data: each run may name its own event list (``runs.<r>.data``, the keys of a single run's
+``data:``); ``blind`` is then a top-level key, shared. Unblinded, the workflow bins each run's list
+on its own run's window and writes one ``data/observed.json`` whose counts are the runs' counts
+concatenated in run order, the combined workspace's bin order (:func:`runs_data_spec`,
+:func:`lzflow.observeddata.bin_observed_runs`), with each run's out-of-window accounting.
 
 The resolved configuration of a runs analysis (:func:`resolve_runs`) is that of its first run with
 the whole exposure (the sum over runs; ``fiducial_mass_t`` is the live-time weighted mean so that
 mass × live time = the total) and the union of the runs' backgrounds (the first run's entry of a
-name), plus ``runs`` (run → its resolved configuration, in config order) and ``correlated``. The
+name), plus ``runs`` (run → its resolved configuration, in config order) and ``correlated``; with
+event lists, ``data`` = ``{"runs": {run: its data}, "discovery_toys": N}`` and ``blind``. The
 workflow builds each run's detector, responses, PDFs and workspaces in
 ``<results_dir>/<tag>/runs/<r>/`` and one combined workspace per mass in the analysis tree, where
 toys, merge, curve and report run unchanged (``workflow/rules/runs.smk``).
@@ -67,6 +74,7 @@ __all__ = [
     "resolve_runs",
     "run_artefacts",
     "run_configs",
+    "runs_data_spec",
 ]
 
 #: the keys each run gives (and the top level then does not)
@@ -96,8 +104,8 @@ def _check_structure(raw: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError("correlated: missing with runs:; expected the list of nuisance parameters shared across "
                           "runs (e.g. [pp, B8]; [] shares none): nothing is shared by default")
     if "data" in raw:
-        raise ConfigError("data: given with runs:; expected no event list in a runs analysis (the workflow does not "
-                          "yet bin one per run: bin each run with lzflow events, fit with lzflow gof)")
+        raise ConfigError("data: given at the top level with runs:; expected each run's event list as "
+                          "runs.<run>.data (blind stays at the top level)")
     for key in RUN_KEYS:
         if key in raw:
             raise ConfigError(f"{key}: given at the top level with runs:; expected it per run only "
@@ -105,10 +113,11 @@ def _check_structure(raw: Mapping[str, Any]) -> dict[str, Any]:
     if "studies" in raw:
         raise ConfigError("studies: given with runs:; expected no studies block in a runs analysis (study one run "
                           "as a plain configuration)")
-    for name, entry in runs.items():
-        if "data" in entry:
-            raise ConfigError(f"runs.{name}.data: an event list per run is not binned by the workflow yet; expected no "
-                              f"data: in runs (bin each run with lzflow events, fit with lzflow gof)")
+    with_data = [name for name, entry in runs.items() if isinstance(entry, Mapping) and "data" in entry]
+    if with_data and len(with_data) < len(runs):
+        missing = next(name for name in runs if name not in with_data)
+        raise ConfigError(f"runs.{missing}.data: missing while run(s) {', '.join(with_data)} have one; expected an "
+                          f"event list in every run or in none (the combined likelihood fits every run's data)")
     return dict(runs)
 
 
@@ -161,6 +170,7 @@ def resolve_runs(raw: Mapping[str, Any], base_dir: str | Path = ".") -> dict[str
             raise ConfigError(f"correlated: {name!r} is a parameter of no run; expected background or shape-systematic "
                               f"names of the runs ({', '.join(sorted(known))})")
     _check_shared_widths(runs, correlated)
+    data = _runs_data(runs)
     first = next(iter(runs.values()))
     t_yr = sum(c["exposure"]["exposure_t_yr"] for c in runs.values())
     days = sum(c["exposure"]["live_time_days"] for c in runs.values())
@@ -171,7 +181,30 @@ def resolve_runs(raw: Mapping[str, Any], base_dir: str | Path = ".") -> dict[str
         for name, entry in cfg["backgrounds"].items():
             backgrounds.setdefault(name, entry)
     return {**first, "exposure": exposure, "backgrounds": dict(sorted(backgrounds.items())),
-            "runs": runs, "correlated": correlated}
+            "runs": runs, "correlated": correlated, **data}
+
+
+def _runs_data(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The top-level ``data``/``blind`` of a runs analysis whose runs have event lists: ``data``
+    = ``{"runs": {run: its resolved data}, "discovery_toys": N}`` (one set of discovery toys for
+    the combination: every run must give the same N), ``blind`` the shared key; ``{}`` without data."""
+    first = next(iter(runs.values()))
+    if first.get("data") is None:
+        return {}
+    toys = {run: cfg["data"]["discovery_toys"] for run, cfg in runs.items()}
+    if len(set(toys.values())) > 1:
+        shown = ", ".join(f"runs.{run}.data.discovery_toys {n!r}" for run, n in toys.items())
+        raise ConfigError(f"data.discovery_toys differs between runs ({shown}); expected one number (the combination "
+                          f"has one set of discovery toys)")
+    return {"data": {"runs": {run: dict(cfg["data"]) for run, cfg in runs.items()},
+                     "discovery_toys": toys[next(iter(toys))]}, "blind": first["blind"]}
+
+
+def runs_data_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The binning of a runs analysis's event lists (rule ``observed_data``): per run, in run order
+    (the combined workspace's bin order), how to read its list and its own window
+    (:func:`lzflow.layout.data_spec` of the run; :func:`lzflow.observeddata.bin_observed_runs`)."""
+    return {"runs": [{"run": run, **L.data_spec(rc)} for run, rc in cfg["runs"].items()]}
 
 
 def run_artefacts(cfg: Mapping[str, Any]) -> list[str]:

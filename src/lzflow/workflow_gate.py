@@ -79,12 +79,14 @@ def workflow_config(configfiles: Sequence[str | Path], cli_config: Mapping[str, 
     """(raw configuration, baseline variant, studies) of a snakemake run; a config error exits
     with one line (see the module docstring)."""
     from .config import DEFAULT_CONFIG, load_config_stack
+    from .dataconfig import check_data_files
     from .variants import expand_studies
 
     files = [str(f) for f in configfiles] or [DEFAULT_CONFIG]
     try:
         raw = load_config_stack(files, dict(cli_config or {}))
         baseline, studies = expand_studies(raw)
+        check_data_files(baseline.config)  # the event list's file and columns, blind-safe (names only)
     except ConfigError as err:
         config_error_exit(err)
     return raw, baseline, studies

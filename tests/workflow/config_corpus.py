@@ -678,7 +678,16 @@ runs_case("runs_bad_detector_override", _bad_override, "runs.b.detector_override
 runs_case("runs_with_studies", two_runs(**g1_study([0.1])), "studies", "runs")
 _data = two_runs()
 _data["runs"]["a"]["data"] = {"path": "tests/data/quick_observed_events.csv"}
-runs_case("runs_data_per_run", _data, "runs.a.data", "not binned")
+runs_case("runs_data_some_runs", _data, "runs.b.data", "missing while run(s) a have one")
+runs_case("runs_top_level_data", two_runs(data={"path": "tests/data/quick_observed_events.csv"}), "data",
+          "top level with runs", "runs.<run>.data")
+_toys = copy.deepcopy(_data)
+_toys["runs"]["b"]["data"] = {"path": "tests/data/quick_observed_events.csv", "discovery_toys": 500}
+runs_case("runs_data_discovery_toys_differ", _toys, "data.discovery_toys", "runs.b.data.discovery_toys 500",
+          "one number")
+_both = copy.deepcopy(_data)
+_both["runs"]["b"]["data"] = {"path": "tests/data/quick_observed_events.csv"}
+runs_case("legal_two_runs_with_data", _both)
 runs_case("runs_not_mapping", two_runs(runs=["a", "b"]), "runs", "object")
 runs_case("legal_two_runs", two_runs())
 runs_case("legal_two_runs_share_none", two_runs(correlated=()))

@@ -3,25 +3,30 @@
 # toys (generated at the data's fits) and merge (observed results) read the binned file. A blind
 # analysis (data: with blind: true, the default) has no such job and no such input: nothing reads
 # the event list, every result is the Asimov sensitivity, and unblinding adds this job and reruns
-# only the toys, merges and what follows them.
-from lzflow.dataconfig import unblinded
+# only the toys, merges and what follows them. A runs analysis (runs.<run>.data, lzflow.runsconfig)
+# bins each run's list on its own window in the same job; the file holds the runs' counts
+# concatenated in the combined workspace's run order, so toys, merge and global p-value read it unchanged.
+from lzflow.dataconfig import data_files, unblinded
 from lzflow.observeddata import observed_option  # params: "--observed <file>" for a job with that input
+from lzflow.runsconfig import runs_data_spec
 
 UNBLINDED = unblinded(LZ)
 #: the binned event list, an input of every toys and merge job of an unblinded analysis; else none
 OBSERVED_INPUT = [out(L.OBSERVED_DATA)] if UNBLINDED else []
+#: the event list(s): one, or one per run in run order (read only when unblinded)
+DATA_FILES = data_files(LZ)
 
 
 if UNBLINDED:
 
     rule observed_data:
-        """The observed event list binned on the analysis window (counts, out-of-window accounting, digests)."""
+        """The observed event list(s) binned on the analysis window (counts, out-of-window accounting, digests)."""
         input:
-            LZ["data"]["path"],
+            DATA_FILES,
         output:
             out(L.OBSERVED_DATA),
         params:
-            spec=as_spec(L.data_spec(LZ)),
+            spec=as_spec(runs_data_spec(LZ) if "runs" in LZ else L.data_spec(LZ)),
             code=stage_code_hash("data"),
         log:
             log_path("observed_data"),

@@ -13,7 +13,7 @@ if UNBLINDED:
             workspaces=per_mass(L.WORKSPACE),
             limits=limit_files(BASELINE),
             observed=out(L.OBSERVED_DATA),
-            events=LZ["data"]["path"],  # its provenance only: salted (lzflow salt) or not
+            events=DATA_FILES[0],  # its provenance only: salted (lzflow salt) or not (runs: data/observed.json's record)
         output:
             out(L.GLOBAL_PVALUE),
         params:
