@@ -79,3 +79,38 @@ def test_missing_gof_file_is_an_error(tmp_path):
     (tmp_path / "limit.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="gof.json is missing"):
         report_context([tmp_path / "limit.json"], [{"mass": 40.0}])
+
+
+def test_combined_workspace_has_a_piece_per_run_equal_to_lzflow_gof(tmp_path, inputs):
+    """Two runs (the 40 GeV workspace twice, B8 shared): pieces r1 + r2 = bins; the document equals
+    ``lzflow gof`` (lzflow.combinecli) on the same counts and seed; the report has a row per run."""
+    from lzflow.combinecli import combine_workspaces, write_document
+    from lzflow.observeddata import DATA_FORMAT, observed_digest
+
+    ws, one = inputs
+    spec = {"cl": 0.9, "method": "CLs+b", "test_statistic": "qtilde", "power_threshold": 0.1587,
+            "discovery_sigma": 3.0, "poi_grid": {"n_points": 3, "min_factor": 0.3, "max_factor": 2.5}}
+    comb = combine_workspaces({"r1": ws, "r2": ws}, ["B8"], spec)
+    model = workspace_model(ws)
+    second = np.random.default_rng(6).poisson(model.asimov(0.0)[0]).reshape(model.bin_shape)
+    counts = np.concatenate([np.asarray(one["counts"]).ravel(), second.ravel()])
+    runs = [{"run": "r1", **{k: one[k] for k in ("window", "counts", "counts_digest", "n_total")}},
+            {"run": "r2", "window": one["window"], "counts": second.tolist(), "n_total": int(second.sum())}]
+    data = {"format": DATA_FORMAT, "counts": counts.tolist(), "counts_digest": observed_digest(counts),
+            "n_total": int(counts.sum()), "n_inside": int(counts.sum()), "n_outside": 0, "outside_by_reason": {},
+            "runs": runs}
+    doc = gof_document(comb, data, SPEC)
+    assert doc["runs"] == ["r1", "r2"] and doc["n_bins"] == 2 * model.signal.size
+    assert doc["observed"]["r1"] + doc["observed"]["r2"] == pytest.approx(doc["observed"]["bins"], rel=1e-12)
+    assert all(0.0 <= doc["p_value"][k] <= 1.0 for k in ("total", "r1", "r2"))
+    write_document(tmp_path / "c.json", comb)
+    np.savez(tmp_path / "counts.npz", counts=counts)
+    assert main(["gof", "--workspace", str(tmp_path / "c.json"), "--data", str(tmp_path / "counts.npz"), "--toys",
+                 str(SPEC["n_toys"]), "--seed", str(SPEC["seed"]), "--out", str(tmp_path / "cli.json")]) == 0
+    cli = json.loads((tmp_path / "cli.json").read_text())
+    assert cli["observed"] == doc["observed"] and cli["p_value"] == doc["p_value"] and cli["best_fit"] == doc["best_fit"]
+    (tmp_path / "m40").mkdir()
+    (tmp_path / "m40" / "gof.json").write_text(json.dumps(doc))
+    rows = report_context([tmp_path / "m40" / "limit.json"], [{"mass": 40.0}])
+    assert [r[1] for r in rows] == ["all", "run r1", "run r2"]
+    assert rows[1][2] == f"{doc['observed']['r1']:.1f}"
