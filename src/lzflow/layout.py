@@ -38,7 +38,7 @@ from .space import INTERACTIONS, SCALED_BETA_PATTERN
 __all__ = [
     "fill", "DETECTOR", "RESPONSE", "BACKGROUND_PDF", "BACKGROUND_PDF_META", "SIGNAL_SOURCE", "SIGNAL_PDF",
     "SIGNAL_PDF_META", "WORKSPACE", "WORKSPACE_PYHF", "WORKSPACE_HS3", "IMPACTS", "TOYS_SB", "TOYS_B", "TOYS_SB_EXTRA", "TOYS_B_EXTRA",
-    "PRECISION_DECISION", "LIMIT",
+    "PRECISION_DECISION", "TOYS_EXTRA_DIR", "LIMIT",
     "MASS_FIT_ERRORS", "PVALUES_PLOT", "TESTSTAT_PLOT", "CURVE_CSV", "CURVE_PLOT", "REFERENCE_COMPARISON", "FIT_ERRORS", "FIT_ERRORS_MD",
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS", "FOG_CSV", "FOG_PLOT", "FOG_JSON",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
@@ -94,8 +94,8 @@ IMPACTS = "m{mass}/impacts.json"
 TOYS_SB = "m{mass}/toys/poi{poi}/job{job}.npz"
 TOYS_B = "m{mass}/toys/bonly/job{job}.npz"
 # toys to a target precision (lzflow.precision): the decision per mass and the extra toy files it asks for
-PRECISION_DECISION, TOYS_SB_EXTRA, TOYS_B_EXTRA = ("m{mass}/toys/precision.json", "m{mass}/toys/extra/poi{poi}/job{job}.npz",
-                                                  "m{mass}/toys/extra/bonly/job{job}.npz")
+PRECISION_DECISION, TOYS_EXTRA_DIR = "m{mass}/toys/precision.json", "m{mass}/toys/extra"
+TOYS_SB_EXTRA, TOYS_B_EXTRA = TOYS_EXTRA_DIR + "/poi{poi}/job{job}.npz", TOYS_EXTRA_DIR + "/bonly/job{job}.npz"
 #: per mass: the limit and the fit-error summary of its toys (rule ``merge``), plots (rule ``curve``)
 LIMIT = "m{mass}/limit.json"
 MASS_FIT_ERRORS = "m{mass}/fit_errors.json"
@@ -137,7 +137,7 @@ LOGS: dict[str, str] = {
     "toys_bonly": "m{mass}/toys_bonly_job{job}.log",
     "toys_batch": "m{mass}/toys_batch.log",  # all of a mass's toy files in one job (lzflow.toysplit)
     "precision": "m{mass}/precision.log", "toys_extra": "m{mass}/toys_extra_poi{poi}_job{job}.log",
-    "toys_extra_bonly": "m{mass}/toys_extra_bonly_job{job}.log",
+    "toys_extra_bonly": "m{mass}/toys_extra_bonly_job{job}.log", "toys_extra_batch": "m{mass}/toys_extra_batch.log",
     "merge": "merge_m{mass}.log",
     "curve": "curve.log",
     "errors": "errors.log",

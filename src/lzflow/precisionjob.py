@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from .precision import QUANTITIES, multiplier, relative_errors
 
 __all__ = ["precision_spec", "extra_jobs", "decide", "extra_toy_files", "extra_job_spec", "precision_trees_or_exit",
-           "main"]
+           "merge_extra_inputs", "extra_toy_args", "main"]
 
 
 def precision_trees_or_exit(baseline, studies) -> bool:
@@ -90,6 +90,24 @@ def extra_toy_files(decision_path: str | Path, results: str) -> list[str]:
     return [f"{results}/{e['file']}" for e in json.loads(Path(decision_path).read_text())["extra"]]
 
 
+def merge_extra_inputs(decision_path: str | Path, results: str, batched: bool) -> list[str]:
+    """The merge's inputs beyond the first batch: the extra toy files (the file split), or the
+    directory holding them all (``batched``: the mass split, one job writes them), or nothing."""
+    from . import layout as L
+
+    files = extra_toy_files(decision_path, results)
+    if not files or not batched:
+        return files
+    return [f"{results}/{L.fill(L.TOYS_EXTRA_DIR, mass=json.loads(Path(decision_path).read_text())['mass'])}"]
+
+
+def extra_toy_args(decision_path: str | Path | None, results: str) -> str:
+    """The extra toy files as shell words for ``lzflow merge --toys`` ("" without a decision)."""
+    import shlex
+
+    return "" if not decision_path else " ".join(shlex.quote(f) for f in extra_toy_files(decision_path, results))
+
+
 def extra_job_spec(decision: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
     """The job spec of extra toy file ``out`` in ``decision`` (matched by its path's ending)."""
     out = Path(out).as_posix()
@@ -101,6 +119,7 @@ def extra_job_spec(decision: Mapping[str, Any], out: str | Path) -> dict[str, An
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lzflow.precisionjob decide|toys``: the checkpoint's decision of one mass, or one extra toy file."""
+    from . import layout as L
     from .exceptions import USER_ERRORS, one_line
     from .io import atomic_path
 
@@ -109,12 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     dec = sub.add_parser("decide", help="measure the first batch's precision, write the decision file")
     dec.add_argument("--spec", required=True, help="the decision spec as JSON (precision_spec)")
     dec.add_argument("--toys", required=True, nargs="+", help="the first batch's toy files")
+    dec.add_argument("--out", required=True, help="the decision file")
     toys = sub.add_parser("toys", help="write extra toy files listed in a decision file")
     toys.add_argument("--decision", required=True)
+    where = toys.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", nargs="+", help="these extra toy files")
+    where.add_argument("--out-dir", help="every extra toy file of the decision, below m<mass>/toys/extra = OUT_DIR")
     for p in (dec, toys):
         p.add_argument("--workspace", required=True, help="workspace.json of the mass")
         p.add_argument("--observed", help="the binned event list of an unblinded analysis")
-        p.add_argument("--out", required=True, nargs="+" if p is toys else None)
     args = parser.parse_args(argv)
     try:
         from .toybatch import run_batch
@@ -129,7 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{decision['target_precision']}: x{decision['multiplier']} ({len(decision['extra'])} extra files)")
         else:
             decision = json.loads(Path(args.decision).read_text())
-            run_batch(ws, [extra_job_spec(decision, o) for o in args.out], args.out, args.observed)
+            if args.out_dir is not None:  # every file: m<mass>/toys/extra/<rest> -> OUT_DIR/<rest>
+                below = L.fill(L.TOYS_EXTRA_DIR, mass=decision["mass"])
+                outs = [str(Path(args.out_dir) / Path(e["file"]).relative_to(below)) for e in decision["extra"]]
+                Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+            else:
+                outs = args.out
+            run_batch(ws, [extra_job_spec(decision, o) for o in outs], outs, args.observed)
     except USER_ERRORS as err:
         print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
         return 2

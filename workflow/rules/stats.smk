@@ -5,8 +5,9 @@
 # tree and mass (the toys_m<mass>... rules at the end: one machine). The numbers are the same.
 # With stats.target_precision (lzflow.precision) the toy files are the first batch: the checkpoint
 # `precision` measures each mass's MC error from them and lists the extra toy files it needs
-# (rules toys_extra, toys_extra_bonly: the same seed streams, further toy indices); merge reads both.
-from lzflow.precisionjob import extra_toy_files, precision_spec, precision_trees_or_exit
+# (the same seed streams, further toy indices; one job per mass writes them all, toys_extra_batch, or
+# with the file split one job per file, toys_extra/toys_extra_bonly); merge reads both.
+from lzflow.precisionjob import extra_toy_args, merge_extra_inputs, precision_spec, precision_trees_or_exit
 
 PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
 
@@ -129,9 +130,11 @@ rule merge:
     """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic; the two-sided construction and the toy discovery potential when configured) and its fit-error summary."""
     input:
         workspace=out(L.WORKSPACE),
-        # with a target precision: the first batch and the extra toys the checkpoint asked for
-        toys=(lambda w: toy_files(w) + extra_toy_files(checkpoints.precision.get(mass=w.mass).output[0], RESULTS))
-        if PRECISION else toy_files,
+        toys=toy_files,
+        # with a target precision: the checkpoint's decision and the extra toys it asked for
+        **({"decision": lambda w: checkpoints.precision.get(mass=w.mass).output[0],
+            "extra": lambda w: merge_extra_inputs(checkpoints.precision.get(mass=w.mass).output[0], RESULTS,
+                                                  TOY_SPLIT == "mass")} if PRECISION else {}),
         observed=OBSERVED_INPUT,
     output:
         limit=out(L.LIMIT),
@@ -140,12 +143,13 @@ rule merge:
         spec=merge_spec,
         code=stage_code_hash("merge"),
         observed=observed_option,
+        extra=(lambda w, input: extra_toy_args(input.get("decision"), RESULTS)) if PRECISION else "",
     log:
         log_path("merge"),
     benchmark:
         bench_path("merge")
     shell:
-        "lzflow merge --spec {params.spec:q} --workspace {input.workspace:q} --toys {input.toys:q} {params.observed} "
+        "lzflow merge --spec {params.spec:q} --workspace {input.workspace:q} --toys {input.toys:q} {params.extra} {params.observed} "
         "--out {output.limit:q} --errors-out {output.errors:q} > {log:q} 2>&1"
 
 
@@ -256,6 +260,28 @@ if PRECISION:
         shell:
             "python -m lzflow.precisionjob decide --spec {params.spec:q} --workspace {input.workspace:q} "
             "--toys {input.toys:q} {params.observed} --out {output:q} > {log:q} 2>&1"
+
+    rule toys_extra_batch:
+        """Every extra toy file of a mass short of the target precision, in one process (the mass split)."""
+        input:
+            workspace=out(L.WORKSPACE),
+            decision=out(L.PRECISION_DECISION),
+            observed=OBSERVED_INPUT,
+        output:
+            directory(out(L.TOYS_EXTRA_DIR)),
+        params:
+            code=stage_code_hash("toys"),
+            observed=observed_option,
+        resources:
+            mem_mb=1000,
+            runtime=60,
+        log:
+            log_path("toys_extra_batch"),
+        shell:
+            "python -m lzflow.precisionjob toys --decision {input.decision:q} --workspace {input.workspace:q} "
+            "{params.observed} --out-dir {output:q} > {log:q} 2>&1"
+
+if PRECISION and TOY_SPLIT == "file":
 
     rule toys_extra:
         """One extra S+B toy file of a mass short of the target precision: the job spec the checkpoint's decision lists for it."""
