@@ -22,7 +22,7 @@ from lzflow.stats.synthetic import lz_like_systematics_model, simple_model
 from lzflow.stats.toys import generate_toys, generation_point
 
 
-INTERPOLATIONS = ["log_quartic", "log_code4p"]
+INTERPOLATIONS = ["log_quartic", "log_code4p", "log_pchip"]
 
 
 @pytest.fixture(scope="module", params=INTERPOLATIONS)
@@ -106,6 +106,107 @@ def test_log_quartic_exact_at_all_anchors_positive_and_exponential_beyond_2sigma
         m0.with_shape_systematics([ShapeSystematic("g1", anchors[1], anchors[-1])], "log_quartic")
 
 
+def _pchip_reference(y: np.ndarray):
+    """scipy's PchipInterpolator through ``y`` ``(5, ...)`` at α = −2 … +2 (the reference of log_pchip)."""
+    from scipy.interpolate import PchipInterpolator
+
+    return PchipInterpolator(np.arange(-2.0, 3.0), y, axis=0)
+
+
+def test_log_pchip_equals_scipy_pchip_inside_and_continues_linearly():
+    """log_pchip's ln T, its slopes at the knots (Fritsch–Carlson, scipy's end rule) and its first and
+    second derivatives equal scipy's PchipInterpolator inside ±2σ; beyond, ln T is linear with the end
+    slope (C¹), which is at most 3 end secants; exact at all five anchors; the ±2σ templates required."""
+    from lzflow.stats.logmorph import basis_functions, pchip_slopes
+
+    rng = np.random.default_rng(12)
+    y = rng.normal(size=(5, 400)) * rng.choice([0.01, 1.0, 7.0], size=(5, 400))
+    y[:, :100] = np.where(rng.random((5, 100)) < 0.4, 0.0, y[:, :100])  # flat pieces and sign changes
+    y[:, 100:150] = np.sort(y[:, 100:150], axis=0)  # monotone data
+    y[:, 100:150] -= y[2, 100:150]
+    y[2] = 0.0
+    ref = _pchip_reference(y)
+    knots = np.arange(-2.0, 3.0)
+    d = pchip_slopes(y)
+    np.testing.assert_allclose(d, ref.derivative()(knots), rtol=1e-12, atol=1e-12 * np.abs(y).max())
+    C = np.concatenate([y[[0, 1, 3, 4]], d])
+    a = np.linspace(-2.0, 2.0, 161)
+    B, B1, B2 = basis_functions(a, "log_pchip")
+    scale = np.abs(y).max()
+    for b, order in ((B, 0), (B1, 1), (B2, 2)):
+        np.testing.assert_allclose(b @ C, ref.derivative(order)(a) if order else ref(a), atol=1e-12 * scale * 10**order)
+    np.testing.assert_array_equal(basis_functions(knots, "log_pchip")[0] @ C, y)  # exact at the knots
+    mono = np.all(np.diff(y[:, 100:150], axis=0) >= 0, axis=0)
+    assert mono.all() and np.all(np.diff((B @ C)[:, 100:150], axis=0) >= -1e-12)
+    for end, sign in ((4, 1.0), (0, -1.0)):
+        out = sign * np.array([2.0, 2.5, 3.0, 5.0])
+        lin = y[end] + d[end] * (out - 2.0 * sign)[:, None]
+        np.testing.assert_allclose(basis_functions(out, "log_pchip")[0] @ C, lin, rtol=1e-13, atol=1e-13 * scale)
+        np.testing.assert_array_equal(basis_functions(out[1:], "log_pchip")[1] @ C, np.tile(d[end], (3, 1)))
+        assert np.all(basis_functions(out[1:], "log_pchip")[2] == 0.0)
+        secant = y[end] - y[end - int(sign)]
+        assert np.all(np.abs(d[end]) <= 3.0 * np.abs(secant) * (1 + 1e-15))
+    m0 = simple_model(n_bins=12, n_bkg=3, seed=4)
+    T = np.vstack([m0.signal[None], m0.backgrounds])
+    anchors = {-2: 0.29 * T, -1: 0.61 * T, 1: 1.45 * T, 2: 1.81 * T * rng.uniform(0.9, 1.1, T.shape)}
+    sy = ShapeSystematic("nr_light", anchors[1], anchors[-1], anchors[2], anchors[-2])
+    Bm = m0.with_shape_systematics([sy], "log_pchip").morph
+    for a_, tmpl in {0: T, **anchors}.items():
+        np.testing.assert_allclose(Bm.templates(np.array([float(a_)])), tmpl, rtol=1e-14)
+    _assert_smooth(Bm, (-2.0, -1.0, 1.0, 2.0), second=False)
+    with pytest.raises(ModelError, match="no ±2 sigma templates.*log_pchip"):
+        m0.with_shape_systematics([ShapeSystematic("g1", anchors[1], anchors[-1])], "log_pchip")
+
+
+def test_log_pchip_on_the_default_workspace_exact_monotone_and_bounded():
+    """On the default 40 GeV workspace (5 systematics, NEST templates; 1830 sample-bins floored):
+    log_pchip reproduces every template the response made (floored bins: RATIO_FLOOR × nominal), its
+    knot slopes are scipy's, ln T is monotone between knots where the anchors are, and beyond ±2σ
+    |ln T(α) − ln T(±2)| ≤ 3 |m_end| |α ∓ 2| per bin (m_end the end secant); one α at ±2.5σ moves the
+    expected events by < 2× (log_quartic: up to 1.3e3×)."""
+    m0, _ = _default_workspace()
+    m = m0.with_shape_systematics(m0.shape_systematics, "log_pchip")
+    B = m.morph
+    knots = np.arange(-2.0, 3.0)
+    for k, sy in enumerate(m.shape_systematics):
+        al = np.zeros((5, B.K))
+        al[:, k] = knots
+        U = B.templates(al)
+        for a_, tmpl in zip(knots, (sy.down2, sy.down, B.T, sy.up, sy.up2)):
+            want = np.where((tmpl == 0) & (B.T > 0), RATIO_FLOOR * B.T, tmpl)
+            np.testing.assert_allclose(U[int(a_) + 2], want, rtol=1e-12)
+        y = np.concatenate([B.C[:2, k], np.zeros_like(B.C[0, k])[None], B.C[2:4, k]])  # (5, S, n)
+        np.testing.assert_allclose(B.C[4:, k], _pchip_reference(y).derivative()(knots), rtol=1e-12,
+                                   atol=1e-12 * np.abs(y).max())
+        grid = np.linspace(-2.0, 2.0, 41)
+        al = np.zeros((grid.size, B.K))
+        al[:, k] = grid
+        lnT = B.log_factors(al)
+        for j in range(4):  # monotone between knots j and j+1 in the direction of the data
+            seg = lnT[10 * j : 10 * j + 11]
+            step = np.diff(seg, axis=0) * np.sign(y[j + 1] - y[j])
+            assert np.all(step >= -1e-12 * (1 + np.abs(y).max()))
+        for sign, end in ((1.0, 4), (-1.0, 0)):
+            for a_ in (2.5, 3.0, 5.0):
+                al = np.zeros(B.K)
+                al[k] = sign * a_
+                al2 = al.copy()
+                al2[k] = 2.0 * sign
+                delta = np.abs(B.log_factors(al) - B.log_factors(al2))
+                secant = np.abs(y[end] - y[end - int(sign)])
+                assert np.all(delta <= 3.0 * secant * (a_ - 2.0) * (1 + 1e-12) + 1e-12)
+                assert np.all(np.isfinite(B.templates(al)))
+    nominal = m.expected(1.0, m.nominal_nuisance()).sum()
+    worst = 0.0
+    for k in range(m.n_shape):
+        for a_ in (-2.5, 2.5):
+            nuis = m.nominal_nuisance().copy()
+            nuis[m.n_bkg + k] = a_
+            worst = max(worst, m.expected(1.0, nuis).sum() / nominal)
+    print(f"\nlog_pchip, default 40 GeV workspace: largest expected-events factor at |alpha| = 2.5: {worst:.3g}")
+    assert worst < 2.0
+
+
 def test_zero_variation_is_floored_and_new_support_refused():
     m0 = simple_model(n_bins=6, n_bkg=2, seed=2)
     T = np.vstack([m0.signal[None], m0.backgrounds])
@@ -180,9 +281,8 @@ def test_qtilde_batched_equals_iminuit(lz):
     assert np.any(qb > 0.1) and np.ptp(ru.params[:, -4:]) > 1.0
 
 
-def test_qtilde_batched_equals_iminuit_on_the_default_workspace():
-    """The default analysis's 40 GeV workspace with its 5 detector systematics (log_quartic, real NEST
-    templates at 1e7 samples; tests/data): q̃_μ at the median limit equals iminuit's within 1e-6."""
+def _default_workspace() -> tuple[BinnedModel, dict]:
+    """The default analysis's 40 GeV workspace (tests/data; log_quartic, 5 shape + 11 rate parameters)."""
     import gzip
     import json
     from pathlib import Path
@@ -191,8 +291,16 @@ def test_qtilde_batched_equals_iminuit_on_the_default_workspace():
 
     path = Path(__file__).parents[1] / "data" / "workspace_m40_systematics.json.gz"
     ws = json.loads(gzip.decompress(path.read_bytes()))
-    m = workspace_model(ws)
+    return workspace_model(ws), ws
+
+
+@pytest.mark.parametrize("interpolation", ["log_quartic", "log_pchip"])
+def test_qtilde_batched_equals_iminuit_on_the_default_workspace(interpolation):
+    """The default analysis's 40 GeV workspace with its 5 detector systematics (real NEST templates
+    at 1e7 samples; tests/data): q̃_μ at the median limit equals iminuit's within 1e-6."""
+    m, ws = _default_workspace()
     assert m.interpolation == "log_quartic" and m.n_shape == 5 and m.n_free_bkg == 11
+    m = m.with_shape_systematics(m.shape_systematics, interpolation)
     m = m.with_signal(m.signal * ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"])
     gen, _ = generation_point(m, 1.0)
     counts, aux = generate_toys(m, gen, np.arange(24), 99, 400000, 0, "sb")
@@ -204,9 +312,22 @@ def test_qtilde_batched_equals_iminuit_on_the_default_workspace():
     mc = fit_minuit(m, counts, aux, mu_fixed=1.0, init=mu_.params)
     qb = evaluate_test_statistic("qtilde", rc.nll, ru.nll, ru.mu, 1.0)
     qm = evaluate_test_statistic("qtilde", mc.nll, mu_.nll, mu_.mu, 1.0)
-    print(f"\ndefault 40 GeV workspace: max |q~ batched - q~ iminuit| = {np.max(np.abs(qb - qm)):.2e} over {qb.size} toys")
     assert ru.converged.all() and rc.converged.all()
-    assert np.max(np.abs(qb - qm)) < 1e-6 and np.any(qb > 0.5)
+    # log_pchip's knot slopes are 0 wherever a bin's anchors change direction (noisy sparse bins), so
+    # the NLL has shallow local minima near the knots: there the two fitters may stop in different
+    # ones (toy 13: α_nr_light = 0.69 batched, 1.05 iminuit, ΔNLL = 0.026). Such toys must be ones where
+    # the batched fit is the lower, and iminuit started from the batched point must stay there.
+    other = np.abs(rc.nll - mc.nll) + np.abs(ru.nll - mu_.nll) > 1e-7
+    for t in np.flatnonzero(other):
+        assert rc.nll[t] <= mc.nll[t] + 1e-9 and ru.nll[t] <= mu_.nll[t] + 1e-9
+        again = fit_minuit(m, counts[t : t + 1], aux[t : t + 1], mu_fixed=1.0, init=rc.params[t : t + 1])
+        assert abs(again.nll[0] - rc.nll[t]) < 1e-7
+    same = ~other
+    print(f"\ndefault 40 GeV workspace, {interpolation}: max |q~ batched - q~ iminuit| = "
+          f"{np.max(np.abs(qb - qm)[same]):.2e} over {same.sum()} toys; {other.sum()} toys where iminuit stopped "
+          f"in another local minimum (batched lower by {np.max(mc.nll - rc.nll, initial=0):.3g})")
+    assert np.max(np.abs(qb - qm)[same]) < 1e-6 and np.any(qb > 0.5)
+    assert other.sum() <= (0 if interpolation == "log_quartic" else 2)
 
 
 def test_profiling_cannot_tighten_asimov_limit(lz):

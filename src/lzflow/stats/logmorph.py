@@ -51,22 +51,88 @@ import numpy as np
 
 from .morphing import ShapeSystematic, code4p
 
-__all__ = ["RATIO_FLOOR", "LOG_INTERPOLATIONS", "LogMorphBasis", "basis_functions"]
+__all__ = ["RATIO_FLOOR", "LOG_INTERPOLATIONS", "LogMorphBasis", "basis_functions", "pchip_slopes"]
 
 #: relative variation used for a variation of exactly 0 in a bin the nominal fills (module docstring)
 RATIO_FLOOR = 1e-3
 
 #: the multiplicative morphings of this module and their number of basis functions M
-LOG_INTERPOLATIONS = {"log_quartic": 4, "log_code4p": 2}
+LOG_INTERPOLATIONS = {"log_quartic": 4, "log_code4p": 2, "log_pchip": 9}
 
 _QUARTIC_ANCHORS = np.array([-2.0, -1.0, 1.0, 2.0])
 #: V⁻¹ of the quartic through the anchors: C_m = Σ_a _QUARTIC_INV[m, a] ln r_a
 _QUARTIC_INV = np.linalg.inv(_QUARTIC_ANCHORS[:, None] ** np.arange(1, 5)[None, :])
 
 
+#: the knots of log_pchip (unit spacing); ln T = 0 at α = 0, so that knot's value has no basis function
+_PCHIP_KNOTS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+_PCHIP_VALUE_KNOTS = [0, 1, 3, 4]
+
+
+def pchip_slopes(y: np.ndarray) -> np.ndarray:
+    """Fritsch–Carlson (PCHIP) slopes ``(5, ...)`` of the values ``y`` ``(5, ...)`` at the unit-spaced
+    knots α = −2 … +2, as :class:`scipy.interpolate.PchipInterpolator` (Fritsch & Carlson, SIAM J.
+    Numer. Anal. 17 (1980) 238; Moler, *Numerical Computing with MATLAB* §3.6): with the secants
+    m_j = y_{j+1} − y_j, an interior slope is 0 where m_{j−1} m_j ≤ 0, else the harmonic mean
+    2 / (1/m_{j−1} + 1/m_j); an end slope is the three-point d = (3 m_0 − m_1)/2, set to 0 if its
+    sign differs from m_0's and to 3 m_0 if m_0, m_1 differ in sign and |d| > 3 |m_0|. So
+    |d_j| ≤ 2 min(|m_{j−1}|, |m_j|) inside and |d_end| ≤ 3 |m_end|: the interpolant is monotone
+    between knots where the data are, and its linear continuation beyond ±2σ no steeper than 3
+    end secants."""
+    y = np.asarray(y, dtype=np.float64)
+    m = np.diff(y, axis=0)
+    sm = np.sign(m)
+    d = np.zeros_like(y)
+    same = (sm[1:] == sm[:-1]) & (m[1:] != 0) & (m[:-1] != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d[1:-1] = np.where(same, 2.0 / (1.0 / np.where(same, m[:-1], 1.0) + 1.0 / np.where(same, m[1:], 1.0)), 0.0)
+    for end, m0, m1 in ((0, m[0], m[1]), (-1, m[-1], m[-2])):
+        e = (3.0 * m0 - m1) / 2.0
+        e = np.where(np.sign(e) != np.sign(m0), 0.0,
+                     np.where((np.sign(m0) != np.sign(m1)) & (np.abs(e) > 3.0 * np.abs(m0)), 3.0 * m0, e))
+        d[end] = e
+    return d
+
+
+def _pchip_basis(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log_pchip's ``(B, B', B'')`` ``(..., 9)``: the cubic Hermite basis of the interval holding α
+    (t = α − α_j ∈ [0, 1]: h00 = 2t³ − 3t² + 1, h10 = t³ − 2t² + t, h01 = −2t³ + 3t², h11 = t³ − t²)
+    for the values at α = −2, −1, +1, +2 (columns 0–3) and the slopes at −2 … +2 (columns 4–8);
+    beyond ±2σ the value of the end knot plus its slope times (α ∓ 2)."""
+    x = np.clip(a, -2.0, 2.0)
+    j = np.clip(np.floor(x + 2.0), 0, 3).astype(np.int64)
+    t = x + 2.0 - j
+    t2, t3 = t * t, t * t * t
+    h = np.stack([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2], axis=-1)
+    h1 = np.stack([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1, -6 * t2 + 6 * t, 3 * t2 - 2 * t], axis=-1)
+    h2 = np.stack([12 * t - 6, 6 * t - 4, -12 * t + 6, 6 * t - 2], axis=-1)
+    beyond = a - x  # 0 inside ±2σ
+    out = []
+    for hh, order in ((h, 0), (h1, 1), (h2, 2)):
+        if order == 2:
+            hh = np.where((np.abs(a) <= 2.0)[..., None], hh, 0.0)
+        vals, slopes = np.zeros(a.shape + (5,)), np.zeros(a.shape + (5,))
+        np.put_along_axis(vals, j[..., None], hh[..., :1], axis=-1)
+        np.put_along_axis(vals, j[..., None] + 1, hh[..., 2:3], axis=-1)
+        np.put_along_axis(slopes, j[..., None], hh[..., 1:2], axis=-1)
+        np.put_along_axis(slopes, j[..., None] + 1, hh[..., 3:4], axis=-1)
+        end = np.where(a > 0, 4, 0)[..., None]
+        if order == 0:  # linear continuation with the end slope
+            np.put_along_axis(slopes, end, np.take_along_axis(slopes, end, -1) + beyond[..., None], axis=-1)
+        elif order == 1:  # outside: d/dα = the end slope's coefficient 1, the value's 0
+            out_ = (np.abs(a) > 2.0)[..., None]
+            vals = np.where(out_, 0.0, vals)
+            slopes = np.where(out_, 0.0, slopes)
+            np.put_along_axis(slopes, end, np.where(out_, 1.0, np.take_along_axis(slopes, end, -1)), axis=-1)
+        out.append(np.concatenate([vals[..., _PCHIP_VALUE_KNOTS], slopes], axis=-1))
+    return out[0], out[1], out[2]
+
+
 def basis_functions(alpha: np.ndarray, interpolation: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(B, B', B'')`` ``(..., K, M)`` of the basis functions at ``alpha`` ``(..., K)`` (module docstring)."""
     a = np.asarray(alpha, dtype=np.float64)
+    if interpolation == "log_pchip":
+        return _pchip_basis(a)
     if interpolation == "log_code4p":
         f, f1, f2 = code4p(a)
         return (np.stack([a, f], axis=-1), np.stack([np.ones_like(a), f1], axis=-1),
@@ -113,11 +179,11 @@ class LogMorphBasis:
         self.C = np.zeros((self.M, self.K) + T.shape)
         self.floored: dict[str, int] = {}
         for k, sy in enumerate(systematics):
-            if interpolation == "log_quartic" and not sy.has_2sigma:
+            if interpolation != "log_code4p" and not sy.has_2sigma:
                 raise ValueError(f"shape systematic {sy.name!r} has no ±2 sigma templates; expected them for the "
-                                 f"log_quartic interpolation (or use log_code4p)")
+                                 f"{interpolation} interpolation (or use log_code4p)")
             anchors = {"+1 sigma": sy.up, "-1 sigma": sy.down}
-            if interpolation == "log_quartic":
+            if interpolation != "log_code4p":
                 anchors = {"-2 sigma": sy.down2, "-1 sigma": sy.down, "+1 sigma": sy.up, "+2 sigma": sy.up2}
             logs, floored = {}, 0
             for label, tmpl in anchors.items():
@@ -127,6 +193,10 @@ class LogMorphBasis:
             if interpolation == "log_code4p":
                 self.C[0, k] = 0.5 * (logs["+1 sigma"] - logs["-1 sigma"])
                 self.C[1, k] = 0.5 * (logs["+1 sigma"] + logs["-1 sigma"])
+            elif interpolation == "log_pchip":
+                y = np.stack([logs["-2 sigma"], logs["-1 sigma"], np.zeros_like(T), logs["+1 sigma"], logs["+2 sigma"]])
+                self.C[:4, k] = y[_PCHIP_VALUE_KNOTS]
+                self.C[4:, k] = pchip_slopes(y)
             else:
                 y = np.stack([logs[label] for label in anchors])  # (4 anchors, S, n)
                 self.C[:, k] = np.tensordot(_QUARTIC_INV, y, axes=1)

@@ -63,7 +63,8 @@ model and every number computed from it are exactly those of the rate-only model
 ``interpolation`` chooses the morphing: ``"code4p"`` (additive, above; pyhf's ``histosys``,
 exported exactly, but linear outside ±1σ, so a template can go negative), or a multiplicative one
 of :mod:`lzflow.stats.logmorph` — ``"log_quartic"`` (ln T through the ±1σ and ±2σ templates) or
-``"log_code4p"`` (code 4p on ln T) — with every template > 0 where the nominal is and
+``"log_code4p"`` (code 4p on ln T) or ``"log_pchip"`` (shape-preserving cubic in ln T through the
+±1σ and ±2σ templates) — with every template > 0 where the nominal is and
 ν = μ s(α) + Σ_b θ_b B_b(α), the rate multiplying the morphed template.
 """
 
@@ -79,7 +80,7 @@ from .morphing import MorphBasis, ShapeSystematic
 __all__ = ["BinnedModel", "ModelError", "ShapeSystematic", "INTERPOLATIONS"]
 
 #: shape-morphing choices (module docstring): additive pyhf code 4p, or multiplicative on ln T
-INTERPOLATIONS = ("code4p", "log_quartic", "log_code4p")
+INTERPOLATIONS = ("code4p", "log_quartic", "log_code4p", "log_pchip")
 
 
 class ModelError(ValueError):
