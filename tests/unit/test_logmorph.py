@@ -146,6 +146,8 @@ def test_log_pchip_equals_scipy_pchip_inside_and_continues_linearly():
         assert np.all(basis_functions(out[1:], "log_pchip")[2] == 0.0)
         secant = y[end] - y[end - int(sign)]
         assert np.all(np.abs(d[end]) <= 3.0 * np.abs(secant) * (1 + 1e-15))
+    for b in basis_functions(np.array([np.nan, 0.5]), "log_pchip"):  # a NaN trial step (overflow) stays NaN
+        assert np.isnan(b[0]).all() and np.isfinite(b[1]).all()
     m0 = simple_model(n_bins=12, n_bkg=3, seed=4)
     T = np.vstack([m0.signal[None], m0.backgrounds])
     anchors = {-2: 0.29 * T, -1: 0.61 * T, 1: 1.45 * T, 2: 1.81 * T * rng.uniform(0.9, 1.1, T.shape)}

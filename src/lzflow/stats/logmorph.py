@@ -100,7 +100,7 @@ def _pchip_basis(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for the values at α = −2, −1, +1, +2 (columns 0–3) and the slopes at −2 … +2 (columns 4–8);
     beyond ±2σ the value of the end knot plus its slope times (α ∓ 2)."""
     x = np.clip(a, -2.0, 2.0)
-    j = np.clip(np.floor(x + 2.0), 0, 3).astype(np.int64)
+    j = np.clip(np.floor(np.where(np.isnan(x), 0.0, x) + 2.0), 0, 3).astype(np.int64)  # NaN: any interval
     t = x + 2.0 - j
     t2, t3 = t * t, t * t * t
     h = np.stack([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2], axis=-1)
@@ -124,7 +124,7 @@ def _pchip_basis(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             vals = np.where(out_, 0.0, vals)
             slopes = np.where(out_, 0.0, slopes)
             np.put_along_axis(slopes, end, np.where(out_, 1.0, np.take_along_axis(slopes, end, -1)), axis=-1)
-        out.append(np.concatenate([vals[..., _PCHIP_VALUE_KNOTS], slopes], axis=-1))
+        out.append(np.concatenate([vals[..., _PCHIP_VALUE_KNOTS], slopes], axis=-1) + (0.0 * a)[..., None])  # NaN α: NaN
     return out[0], out[1], out[2]
 
 
