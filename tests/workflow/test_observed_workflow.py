@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -167,3 +168,67 @@ def test_committed_event_list_is_the_documented_command(repo, tmp_path):
         subprocess.run([sys.executable, "-m", "lzflow.cli", "simulate-data", "--workspace", str(ws), "--seed", "13",
                         "--sigma-cm2", "3.4e-48", "--out", str(out)], check=True, env=ENV)
         assert out.read_text().splitlines() == lines[1:]
+
+
+@pytest.mark.slow
+def test_runs_analysis_fits_each_runs_data_and_a_blind_run_writes_nothing_observed(repo, tmp_path):
+    """config/quick_two_runs.yaml at 40 GeV with one simulated list per run (lzflow simulate-data on
+    each run's own workspace, a 40 GeV signal at 3.4e-48 cm2, 3x the median): blind, no observed
+    number anywhere (the same search as above, plus each run's file digest and count); unblinded,
+    each run's list binned on its own window and concatenated in run order gives an observed limit
+    above the median with the best-fit interval excluding zero, and each run's accounting."""
+    results = tmp_path / "results"
+    small = tmp_path / "small.yaml"
+    small.write_text(SMALL)
+    tree = results / "quick_two_runs"
+    runs = ("early", "late")
+    targets = [str(tree / "runs" / r / "m40" / "workspace.json") for r in runs]  # the runs' workspaces only
+    subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", "2", "--configfile",
+                    "config/quick_two_runs.yaml", str(small), "--config", f"results_dir={results}"],
+                   cwd=repo, check=True, env=ENV, capture_output=True)
+    lists = {}
+    for seed, run in enumerate(runs, start=5):
+        lists[run] = tmp_path / f"{run}.csv"
+        subprocess.run([sys.executable, "-m", "lzflow.cli", "simulate-data", "--workspace",
+                        str(tree / "runs" / run / "m40" / "workspace.json"), "--seed", str(seed),
+                        "--sigma-cm2", "3.4e-48", "--out", str(lists[run])], check=True, env=ENV, capture_output=True)
+    data_yaml = "runs:\n" + "".join(f"  {r}:\n    data: {{path: {lists[r]}}}\n" for r in runs)
+    blind, unblind = tmp_path / "blind.yaml", tmp_path / "unblind.yaml"
+    blind.write_text(SMALL + "blind: true\n" + data_yaml)
+    unblind.write_text(SMALL + "blind: false\n" + data_yaml)
+
+    blind_log = _snakemake(repo, ["config/quick_two_runs.yaml", blind], results)
+    assert not (tree / "data").exists() and not (tree / "global_pvalue.json").exists()
+    limit = json.loads((tree / "m40" / "limit.json").read_text())
+    assert limit["blind"] is True and "observed" not in limit
+    blind_texts = _texts(results)
+    blind_texts["snakemake output"] = blind_log
+
+    unblind_log = _snakemake(repo, ["config/quick_two_runs.yaml", unblind], results)
+    limit = json.loads((tree / "m40" / "limit.json").read_text())
+    data = json.loads((tree / "data" / "observed.json").read_text())
+    obs = limit["observed"]
+    assert [r["run"] for r in data["runs"]] == list(runs)
+    ws = json.loads((tree / "m40" / "workspace.json").read_text())
+    assert [r["name"] for r in ws["runs"]] == list(runs) and len(data["counts"]) == sum(r["n_bins"] for r in ws["runs"])
+    for part in data["runs"]:  # each run's list on its own run's grid, every simulated event inside
+        n = len(lists[part["run"]].read_text().splitlines()) - 2  # provenance and header lines
+        assert part["n_total"] == part["n_inside"] == n == obs["events"]["runs"][part["run"]]["n_total"]
+    assert obs["events"]["n_total"] == sum(r["n_total"] for r in data["runs"]) and obs["salted"] is False
+    assert obs["sigma_cm2"] == limit["upper_limit_sigma_cm2"] > limit["median_expected_sigma_cm2"]
+    assert obs["best_fit"]["interval_excludes_zero"] and obs["discovery"]["p_value"] < 0.05
+    assert "early: " in (tree / "report.html").read_text()  # the header names each run's list
+
+    glob = json.loads((tree / "global_pvalue.json").read_text())
+    exact, short = _observed_strings(obs, {**data, "events_sha256": data["runs"][0]["events_sha256"]}, glob)
+    exact += [data["runs"][1]["events_sha256"], *(r["counts_digest"] for r in data["runs"]),
+              *(f'"n_total": {r["n_total"]}' for r in data["runs"])]
+    # a number is found as a whole token: a toy p-value such as 0.0046 (46 of 10 000 toys) is also the
+    # first digits of unrelated numbers (0.00461...), which are no leak
+    pattern = {s: re.compile(r"(?<![\d.])" + re.escape(s) + r"(?![\d])") for s in exact + short}
+    leaks = [(s, p) for s in exact + short for p, t in blind_texts.items() if pattern[s].search(t)]
+    assert not leaks, sorted({s for s, _ in leaks})
+    unblind_texts = _texts(results)
+    unblind_texts["snakemake output"] = unblind_log
+    found = {s for s in exact if any(pattern[s].search(t) for t in unblind_texts.values())}
+    assert found == set(exact), sorted(set(exact) - found)
