@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="benchmark an exported lzflow workspace.json (e.g. results/lz_projection/m40/workspace.json) "
                          "instead of the synthetic model; its signal is rescaled so that mu = 1 is the asymptotic "
                          "median limit")
-    ap.add_argument("--interpolation", choices=["log_quartic", "log_code4p", "code4p"], default=None,
+    ap.add_argument("--interpolation", choices=["log_pchip", "log_quartic", "log_code4p", "code4p"], default=None,
                     help="with --workspace: morph its shape systematics this way instead of the workspace's own")
     args = ap.parse_args(argv)
 
