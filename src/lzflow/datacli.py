@@ -87,8 +87,11 @@ def cmd_bin_data(args: argparse.Namespace) -> int:
     from .io import write_json
     from .observeddata import ObservedDataError, bin_observed, bin_observed_runs
 
-    spec = json.loads(args.spec)
-    if "runs" in spec:  # a runs analysis: one list per run, in run order (lzflow.runsconfig.runs_data_spec)
+    try:
+        spec = json.loads(args.spec)
+    except ValueError as err:
+        raise ObservedDataError(f"bin-data --spec: not JSON ({err}); expected an object (lzflow.layout.data_spec)") from None
+    if isinstance(spec, dict) and "runs" in spec:  # a runs analysis: one list per run, in run order (lzflow.runsconfig.runs_data_spec)
         doc = bin_observed_runs(spec, args.events)
     elif len(args.events) != 1:
         raise ObservedDataError(f"--events: {len(args.events)} event lists for a single-run spec; expected one")

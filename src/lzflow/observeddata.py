@@ -68,10 +68,27 @@ def observed_digest(counts: Any) -> str:
     return hashlib.sha256(f"{array.shape}".encode() + array.tobytes()).hexdigest()[:16]
 
 
+#: the keys of a binning spec (:func:`lzflow.layout.data_spec`) and of its window
+SPEC_KEYS, WINDOW_KEYS = ("format", "columns", "units", "tree", "window"), ("cS1_edges", "log10cS2_edges")
+
+
+def check_bin_spec(spec: Any, extra: tuple[str, ...] = ()) -> None:
+    """A binning spec has exactly :data:`SPEC_KEYS` (plus ``extra``) and its window both edge lists;
+    an :class:`ObservedDataError` naming what is missing or unknown otherwise."""
+    keys = (*SPEC_KEYS, *extra)
+    if not isinstance(spec, Mapping) or set(spec) != set(keys):
+        got = sorted(spec) if isinstance(spec, Mapping) else spec
+        raise ObservedDataError(f"bin-data --spec: keys {got!r}; expected {', '.join(keys)} (lzflow.layout.data_spec)")
+    if not isinstance(spec["window"], Mapping) or set(spec["window"]) != set(WINDOW_KEYS):
+        raise ObservedDataError(f"bin-data --spec: window {spec['window']!r}; expected {{{', '.join(WINDOW_KEYS)}}}")
+
+
 def bin_observed(spec: Mapping[str, Any], events_path: str | Path) -> dict[str, Any]:
     """The binned event list (module docstring). ``spec``: the resolved ``data`` keys plus
     ``window`` = ``{"cS1_edges": [...], "log10cS2_edges": [...]}`` (:func:`lzflow.layout.data_spec`)."""
     from .eventlist import AnalysisWindow, read_events, select_window
+
+    check_bin_spec({k: v for k, v in spec.items() if k != "run"} if isinstance(spec, Mapping) else spec)
 
     events = read_events(events_path, columns=spec["columns"], units=spec["units"] or None, tree=spec["tree"],
                          fmt=spec["format"])
@@ -98,6 +115,10 @@ def bin_observed_runs(spec: Mapping[str, Any], events_paths: list[str | Path]) -
     ``counts`` are the runs' C-order counts concatenated (the combined likelihood's bins) with their
     ``counts_digest``; ``runs`` holds each run's document, the totals sum them, ``salt`` says whether
     any run's list is salted (``salt_removed``: the first run's removed salt)."""
+    if set(spec) != {"runs"} or not isinstance(spec["runs"], list) or not spec["runs"]:
+        raise ObservedDataError(f"bin-data --spec: keys {sorted(spec)!r}; expected runs: [one spec per run, in run order]")
+    for part in spec["runs"]:
+        check_bin_spec(part, ("run",))
     if len(events_paths) != len(spec["runs"]):
         raise ObservedDataError(f"observed data: {len(events_paths)} event list(s) for {len(spec['runs'])} runs; "
                                 f"expected one per run, in run order")

@@ -166,3 +166,26 @@ def test_validate_and_the_workflow_gate_check_the_data_file(tmp_path, capsys):
     assert main(["validate", "--config", *configs]) == 0
     assert capsys.readouterr().out.rstrip().endswith(
         "data early: tests/data/quick_observed_events.csv, late: tests/data/quick_observed_events.csv (blind)")
+
+
+def test_bin_data_refuses_a_bad_spec_in_one_line(tmp_path, capsys):
+    from lzflow.cli import main
+
+    ws = json.loads(gzip.decompress(WORKSPACE.read_bytes()))
+    window = {"cS1_edges": ws["axes"][0]["edges"], "log10cS2_edges": ws["axes"][1]["edges"]}
+    good = {"format": "csv", "columns": {"cS1": "cS1", "cS2": "cS2"}, "units": {}, "tree": "events", "window": window}
+    out = tmp_path / "o.json"
+    cases = [({"format": "csv"}, "keys ['format']; expected format, columns, units, tree, window"),
+             ("not json", "not JSON"), ([1], "keys [1]"), ({"runs": 3}, "expected runs: [one spec per run"),
+             ({**good, "window": {"cS1_edges": [3, 4]}}, "window {'cS1_edges': [3, 4]}; expected {cS1_edges, "),
+             ({"runs": [good, {**good, "run": "b"}]}, "keys ['columns', 'format', 'tree', 'units', 'window']"),
+             ({"runs": [{**good, "run": "a"}]}, "2 event list(s) for 1 runs")]
+    for spec, message in cases:
+        text = spec if isinstance(spec, str) else json.dumps(spec)
+        assert main(["bin-data", "--spec", text, "--events", str(EVENTS), str(EVENTS), "--out", str(out)]
+                    if "2 event" in message else ["bin-data", "--spec", text, "--events", str(EVENTS), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (spec, err)
+    assert not out.exists()
+    assert main(["bin-data", "--spec", json.dumps(good), "--events", str(EVENTS), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["n_total"] == 3310
