@@ -42,7 +42,7 @@ from typing import Any, Mapping, Sequence
 from .exceptions import ConfigError
 
 __all__ = ["MARGIN", "QUANTITIES", "check_precision", "precision_merge_keys", "relative_errors", "multiplier",
-           "precision_section", "worst_relative_error"]
+           "precision_section", "worst_relative_error", "extended"]
 
 #: factor on the toys the 1/√N extrapolation asks for (the measured error itself scatters by ~10 %)
 MARGIN = 1.1
@@ -114,6 +114,11 @@ def multiplier(rel: Mapping[str, float | None], target: float, toys_per_poi: int
     return max(1, min(need, int(max_toys_per_poi) // int(toys_per_poi)))
 
 
+def extended(headers: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether toy files of one ensemble (hypothesis) disagree on its total: a first batch and an extension."""
+    return any(len({int(h["n_toys_total"]) for h in headers if h["hypothesis"] == hyp}) > 1 for hyp in ("sb", "b"))
+
+
 def precision_section(doc: Mapping[str, Any], spec: Mapping[str, Any],
                       headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``limit.json``'s ``precision`` (with ``target_precision`` in the merge spec): the relative
@@ -124,5 +129,5 @@ def precision_section(doc: Mapping[str, Any], spec: Mapping[str, Any],
     return {"target": target, "method": spec["method"], "relative_error": rel, "worst": worst,
             "reached": worst is not None and worst <= target,
             "toys_per_poi": doc["toys"]["sb_per_poi"][0], "toys_bonly": doc["toys"]["bonly"],
-            "toy_files": len(headers), "extended": len({int(h["n_toys_total"]) for h in headers}) > 1,
+            "toy_files": len(headers), "extended": extended(headers),
             "measure": "bootstrap standard deviation / value of the expected limit (median, -1 sigma, +1 sigma)"}

@@ -149,6 +149,8 @@ def test_extra_toys_extend_the_ensemble_and_merge_as_the_fixed_count(ws, tmp_pat
     precision = doc_prec.pop("precision")
     assert doc_prec == doc_fixed  # identical numbers; the precision run adds only its section
     assert "precision" not in doc_fixed
+    doc_first, _ = limit_document(ws, lambda: files[:len(first)], {**spec, "target_precision": 0.02})
+    assert not doc_first["precision"]["extended"] and doc_first["precision"]["toys_per_poi"] == 100
     assert precision["toys_per_poi"] == 300 and precision["toys_bonly"] == 600 and precision["extended"]
     rel = relative_errors(doc_fixed, "CLs+b")
     assert precision["relative_error"] == rel and precision["worst"] == max(rel.values())

@@ -1,0 +1,97 @@
+"""Toys to a target precision through Snakemake (issue 16 item 4): the checkpoint ``precision``
+measures each mass's first batch and adds toy jobs only where the target is not met; the final
+limit equals a fixed-count run's with the final toy count.
+
+On the quick config (300 S+B toys per POI, 600 B-only) the first batch's relative bootstrap errors
+of the CLs+b expected limits are (−1σ, median, +1σ) ≈ (0.57, 0.094, 0.054) at 10 GeV and
+(1.10, 0.091, 0.062) at 40 GeV (the −1σ quantile of CLs+b sits near μ = 0, where its relative
+error is large). With ``target_precision: 0.8`` 10 GeV is met (no extra job) and 40 GeV needs
+⌈1.1 (1.10/0.8)²⌉ = 3 × its toys, which ``max_toys_per_poi: 900`` allows: one extension round.
+~3 minutes on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lzflow import layout as L
+
+ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
+
+
+def _snakemake(repo: Path, targets: list[str], configs: list[Path], results: Path, *args: str,
+               split: str = "mass") -> str:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *targets, *args, "--configfile",
+           str(repo / "config" / "quick.yaml"), *map(str, configs), "--config", f"results_dir={results}"]
+    result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=dict(ENV, LZFLOW_TOY_JOBS=split))
+    assert result.returncode == 0, f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout + result.stderr
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1].split("\n\n")[0].splitlines()
+    return {p[0]: int(p[1]) for p in (line.split() for line in table)
+            if len(p) == 2 and p[1].isdigit() and p[0] != "total"}
+
+
+def _limits(tree: Path) -> list[str]:
+    return [str(tree / L.fill(L.LIMIT, mass=m)) for m in ("10", "40")]
+
+
+@pytest.mark.slow
+def test_target_precision_adds_toys_only_where_needed_and_matches_the_fixed_count(repo, tmp_path):
+    overlay = tmp_path / "precision.yaml"
+    overlay.write_text("stats:\n  target_precision: 0.8\n  max_toys_per_poi: 900\n")
+    results = tmp_path / "prec"
+    tree = results / "quick"
+    log = _snakemake(repo, _limits(tree), [overlay], results)
+    decisions = {m: json.loads((tree / L.fill(L.PRECISION_DECISION, mass=m)).read_text()) for m in ("10", "40")}
+    # 10 GeV: met by the first batch -> no extra job, no extra file
+    d10 = decisions["10"]
+    assert max(v for v in d10["relative_error_first_batch"].values() if v is not None) <= 0.8
+    assert d10["multiplier"] == 1 and d10["extra"] == [] and not (tree / "m10" / "toys" / "extra").exists()
+    # 40 GeV: x3, the extension = jobs 2..5 of 900 (1800) toys in 6 jobs per POI (B-only)
+    d40 = decisions["40"]
+    assert max(d40["relative_error_first_batch"].values()) > 0.8 and d40["multiplier"] == 3
+    assert d40["final"] == {"toys_per_poi": 900, "toys_bonly": 1800, "jobs_per_poi": 6}
+    assert len(d40["extra"]) == (8 + 1) * 4
+    assert sorted(p.relative_to(tree).as_posix() for p in (tree / "m40" / "toys" / "extra").rglob("*.npz")) == \
+        sorted(e["file"] for e in d40["extra"])
+    assert log.count("(Rule: toys_extra_batch)") == 1 and log.count("(Rule: precision)") == 2
+    prec = {m: json.loads(p.read_text()) for m, p in zip(("10", "40"), map(Path, _limits(tree)))}
+    for m, toys in (("10", (300, 600)), ("40", (900, 1800))):
+        p = prec[m]["precision"]
+        assert (p["toys_per_poi"], p["toys_bonly"]) == toys and p["target"] == 0.8
+        assert p["extended"] == (m == "40")
+        assert set(p["relative_error"]) == {"-1", "0", "1"} and p["reached"] == (p["worst"] <= 0.8)
+    assert prec["40"]["toys"]["sb_per_poi"] == [900] * 8 and prec["40"]["toys"]["bonly"] == 1800
+    # the extension brought 40 GeV's median error down by ~sqrt(3)
+    r0, r1 = d40["relative_error_first_batch"]["0"], prec["40"]["precision"]["relative_error"]["0"]
+    assert 1.3 < r0 / r1 < 2.3
+
+    # (b) the file split schedules extra jobs for 40 GeV only, once the checkpoint has decided (the first
+    # batch kept: a switched split would otherwise remake it, lzflow.toysplit)
+    for path in [*tree.glob("m*/limit.json"), tree / "m40" / "toys" / "extra"]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    counts = _job_counts(_snakemake(repo, _limits(tree), [overlay], results, "-n", "--rerun-triggers", "mtime",
+                                    "input", split="file"))
+    assert counts == {"toys_extra": 8 * 4, "toys_extra_bonly": 4, "merge": 2}
+
+    # (a) the fixed count 900 / 1800 in 6 jobs at 40 GeV (300 / 600 in 2 at 10 GeV): the same limit.json
+    fixed = tmp_path / "fixed"
+    shutil.copytree(tree, fixed / "quick", ignore=shutil.ignore_patterns("toys", "limit.json", "fit_errors.json"))
+    overlay_fixed = tmp_path / "fixed.yaml"
+    overlay_fixed.write_text("stats:\n  per_mass:\n    '40': {toys_per_poi: 900, toys_bonly: 1800, jobs_per_poi: 6}\n")
+    _snakemake(repo, _limits(fixed / "quick"), [overlay_fixed], fixed)
+    log = _snakemake(repo, _limits(tree), [overlay], results)  # the precision run's limits again (file split removed them)
+    for m in ("10", "40"):
+        a = json.loads((tree / L.fill(L.LIMIT, mass=m)).read_text())
+        b = json.loads((fixed / "quick" / L.fill(L.LIMIT, mass=m)).read_text())
+        a.pop("precision")
+        assert a == b, m  # identical numbers and provenance (run numbers, seeds); only `precision` added
