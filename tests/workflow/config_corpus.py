@@ -448,6 +448,19 @@ bad("discovery_toys_unknown", "unknown keys", {"stats.discovery_from_toys": {"n_
 good("construction_two_sided_with_discovery_toys", "legal", {"stats.construction": "two_sided",
                                                                "stats.discovery_from_toys": {"n_bonly": 30000, "n_sb": 2000}})
 good("construction_one_sided_explicit", "legal", {"stats.construction": "one_sided", "stats.discovery_from_toys": None})
+# toys to a target precision (lzflow.precision): the bound is required, never defaulted
+bad("precision_without_bound", "cross-field", {"stats.target_precision": 0.02}, "stats.max_toys_per_poi", "null",
+    "with stats.target_precision 0.02", "expected the most S+B toys per POI")
+bad("precision_bound_without_target", "cross-field", {"stats.max_toys_per_poi": 20000}, "stats.max_toys_per_poi",
+    "20000 without stats.target_precision", "expected null")
+bad("precision_bound_below_first_batch", "cross-field", {"stats.target_precision": 0.02, "stats.max_toys_per_poi": 1000},
+    "stats.max_toys_per_poi", "1000 below toys_per_poi 2000")
+bad("range_target_precision_one", "ranges", {"stats.target_precision": 1, "stats.max_toys_per_poi": 20000},
+    "stats.target_precision", "1", "< 1")
+bad("type_max_toys_per_poi_float", "types", {"stats.target_precision": 0.02, "stats.max_toys_per_poi": 2.5e4},
+    "stats.max_toys_per_poi", "25000.0", "integer")
+good("precision_target_legal", "legal", {"stats.target_precision": 0.02, "stats.max_toys_per_poi": 20000})
+good("precision_null_explicit", "legal", {"stats.target_precision": None, "stats.max_toys_per_poi": None})
 
 bad("cross_axis_order", "cross-field", {"pdf.cs1_phd": {"min": 80, "max": 3, "bins": 10}}, "pdf.cs1_phd", "min < max")
 bad("cross_log_axis_order", "cross-field", {"pdf.log10_cs2_phd": {"min": 5, "max": 5, "bins": 10}},
