@@ -2,7 +2,8 @@
 
 Each study (:mod:`lzflow.variants`) varies one parameter; its table lists, per mass and per value,
 the median expected limit with its toy-MC error, the ±1σ band, the asymptotic median, the change
-from the baseline in per cent, the toys per POI and the toy jobs' run time (summed from
+from the baseline in per cent, the toys per POI, the MC precision they reached (the largest relative
+bootstrap error of the median and ±1σ expected limits, :mod:`lzflow.precision`) and the toy jobs' run time (summed from
 Snakemake's benchmark files). The overlay draws each value's median limit curve over the
 baseline's ±1σ band, with the ratio to the baseline below.
 
@@ -21,13 +22,14 @@ from typing import Any, Mapping, Sequence
 
 from . import layout
 from .io import atomic_path, read_json
+from .precision import relative_errors, worst_relative_error
 
 __all__ = ["TABLE_COLUMNS", "read_benchmarks", "study_rows", "write_study_table", "study_markdown", "systematics_summary",
            "plot_study_overlay", "study_from_files", "write_study"]
 
 TABLE_COLUMNS = ["study", "parameter", "variant", "value", "mass_GeV", "sigma_median_cm2", "sigma_median_err_cm2",
                  "change_median_pct", "sigma_m1_cm2", "sigma_p1_cm2", "sigma_asymptotic_median_cm2",
-                 "change_asymptotic_pct", "n_toys", "toy_jobs_wall_s", "toy_jobs_cpu_s"]
+                 "change_asymptotic_pct", "n_toys", "mc_precision_pct", "toy_jobs_wall_s", "toy_jobs_cpu_s"]
 
 
 def _median(doc: Mapping[str, Any]) -> tuple[float | None, float | None, float | None, float | None, float | None]:
@@ -45,6 +47,14 @@ def _n_toys(doc: Mapping[str, Any]) -> int | None:
     """S+B toys per POI (the smallest, if they differ)."""
     per_poi = (doc.get("toys") or {}).get("sb_per_poi")
     return min(per_poi) if per_poi else None
+
+
+def _precision_pct(doc: Mapping[str, Any]) -> float | None:
+    """The MC precision reached, in %: max over Q ∈ {median, ±1σ} of bootstrap error / Q (:func:`lzflow.precision.relative_errors`)."""
+    if doc.get("no_sensitivity") or "expected_mu" not in doc["limits"][doc["method"]]:
+        return None
+    worst = worst_relative_error(relative_errors(doc, doc["method"]))
+    return None if worst is None else 100.0 * worst
 
 
 def _pct(x: float | None, ref: float | None) -> float | None:
@@ -92,7 +102,7 @@ def study_rows(study: Mapping[str, Any], baseline: Mapping[str, Mapping[str, Any
                 "sigma_median_err_cm2": err, "change_median_pct": _pct(med, base[label][0]),
                 "sigma_m1_cm2": m1, "sigma_p1_cm2": p1, "sigma_asymptotic_median_cm2": asym,
                 "change_asymptotic_pct": _pct(asym, base[label][4]),
-                "n_toys": _n_toys(doc), "toy_jobs_wall_s": wall, "toy_jobs_cpu_s": cpu,
+                "n_toys": _n_toys(doc), "mc_precision_pct": _precision_pct(doc), "toy_jobs_wall_s": wall, "toy_jobs_cpu_s": cpu,
             })
     return rows
 
@@ -113,6 +123,8 @@ def _fmt(x: Any, kind: str = "g") -> str:
         return f"{x:.3g}"
     if kind == "s":
         return f"{x:.1f}"
+    if kind == "%":
+        return f"{x:.1f} %"
     return str(x)
 
 
@@ -148,8 +160,8 @@ def study_markdown(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) 
     if _is_switch(study) and systematics_summary(rows):
         lines += [systematics_summary(rows), ""]
     lines += ["| mass [GeV] | variant | value | median σ [cm²] | ± (toys) | change | asymptotic σ [cm²] | change | "
-              "−1σ … +1σ [cm²] | toys | toy jobs [s] |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "−1σ … +1σ [cm²] | toys | MC error | toy jobs [s] |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for mass in sorted({r["mass_GeV"] for r in rows}):
         for r in (r for r in rows if r["mass_GeV"] == mass):
             band = (f"{_fmt(r['sigma_m1_cm2'], 'e')} … {_fmt(r['sigma_p1_cm2'], 'e')}"
@@ -159,7 +171,7 @@ def study_markdown(study: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) 
             lines.append(f"| {mass:g} | {r['variant']} | {_fmt(r['value'])} | {_fmt(r['sigma_median_cm2'], 'e')} | "
                          f"{_fmt(r['sigma_median_err_cm2'], 'e')} | {change} | "
                          f"{_fmt(r['sigma_asymptotic_median_cm2'], 'e')} | {achange} | {band} | "
-                         f"{_fmt(r['n_toys'])} | {_fmt(r['toy_jobs_wall_s'], 's')} |")
+                         f"{_fmt(r['n_toys'])} | {_fmt(r['mc_precision_pct'], '%')} | {_fmt(r['toy_jobs_wall_s'], 's')} |")
     lines.append("")
     return "\n".join(lines)
 

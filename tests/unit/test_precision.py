@@ -187,3 +187,21 @@ def test_decision_from_the_first_batch(ws, tmp_path):
     # the bound caps the multiplier
     capped = decide(ws, paths, _pspec(ws, 100, 200, 2, bound=250))
     assert capped["multiplier"] == 2 and capped["final"]["toys_per_poi"] == 200
+
+
+def test_study_table_reports_the_precision_reached():
+    from lzflow.study_table import study_markdown, study_rows
+
+    def limit(mass, err0):
+        return {"mass_GeV": mass, "method": "CLs", "sigma_ref_cm2": 1e-45,
+                "limits": {"CLs": {"expected_sigma_cm2": {"0": 2e-47, "-1": 1e-47, "1": 4e-47},
+                                   "expected_mu": {"-1": 1.0, "0": 2.0, "1": 4.0},
+                                   "expected_mu_err": {"-1": 0.01, "0": err0, "1": 0.04}}},
+                "asymptotic": {"expected_sigma_cm2": {"0": 2e-47}}, "toys": {"sb_per_poi": [300]}}
+
+    study = {"name": "s", "parameter": "stats.toys_per_poi"}
+    rows = study_rows(study, {"40": limit(40, 0.1)}, [{"label": "600", "value": 600, "limits": {"40": limit(40, 0.02)}}])
+    assert [r["mc_precision_pct"] for r in rows] == [pytest.approx(5.0), pytest.approx(1.0)]  # 0.1/2; max(1 %, 1 %, 1 %)
+    md = study_markdown(study, rows)
+    assert "| MC error |" in md and "| 300 | 5.0 % |" in md and "| 300 | 1.0 % |" in md
+    assert study_rows(study, {"40": {**limit(40, 0.1), "no_sensitivity": True}}, [])[0]["mc_precision_pct"] is None
