@@ -41,8 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 warnings.filterwarnings("ignore", message="Default WIMP parameters are changed")
 
+import nestpy  # noqa: E402,F401  (imported once, before any timing: every mode, and forked workers, start with it)
 from lzflow.config import load_config  # noqa: E402
-from lzflow.layout import used_interactions  # noqa: E402
+from lzflow.layout import background_interaction, used_interactions  # noqa: E402
 from lzflow.response import build_responses  # noqa: E402
 from lzflow.response.allocation import DEFAULT_ENERGY_RANGES_KEV, energy_edges  # noqa: E402
 from lzflow.response.nest import CHUNK_SIZE, STAGE_MAIN, ChunkRunner, chunk_inputs, chunk_tasks  # noqa: E402
@@ -146,8 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{t}:")
         row, resp = _timed(f"response job ({workers} workers)", lambda r: r.n_total, lambda: build_responses(
             det, [t], n_samples=ns, seed=seed, n_workers=workers, space=space)[t])
-        row.update(effective_events_per_s=ns / row["wall_s"], interaction=t)
+        n_pdfs = (len(cfg["signal"]["masses_GeV"]) if t == "NR" else 0) + sum(
+            background_interaction(cfg, b) == t for b in cfg["backgrounds"])
+        row.update(effective_events_per_s=ns / row["wall_s"], interaction=t, n_pdfs=n_pdfs)
         print(f"    -> effective {row['effective_events_per_s']:,.0f} ev/s per PDF (n_samples {ns:.3g} / wall), "
+              f"x {n_pdfs} PDFs folded from it = {n_pdfs * ns / row['wall_s']:,.0f} ev/s; "
               f"{100 * row['cpu_s'] / (workers * row['wall_s']):.0f} % of {workers} cores")
         rows.append(row)
         edges = {t: energy_edges(*DEFAULT_ENERGY_RANGES_KEV[t])}
