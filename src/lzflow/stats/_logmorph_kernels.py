@@ -42,11 +42,11 @@ _CHUNK = 256
 
 
 @numba.njit(inline="always")
-def _pass8(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
-    """``o (=|+=) Σ_{i<8} b[j+i] C[j+i, x0:x1]``."""
+def _pass8(b, ri, j, C, x0, x1, o, first):  # pragma: no cover - compiled
+    """``o (=|+=) Σ_{i<8} b[j+i] C[ri[j+i], x0:x1]``."""
     b0, b1, b2, b3, b4, b5, b6, b7 = b[j], b[j + 1], b[j + 2], b[j + 3], b[j + 4], b[j + 5], b[j + 6], b[j + 7]
-    c0, c1, c2, c3 = C[j, x0:x1], C[j + 1, x0:x1], C[j + 2, x0:x1], C[j + 3, x0:x1]
-    c4, c5, c6, c7 = C[j + 4, x0:x1], C[j + 5, x0:x1], C[j + 6, x0:x1], C[j + 7, x0:x1]
+    c0, c1, c2, c3 = C[ri[j], x0:x1], C[ri[j + 1], x0:x1], C[ri[j + 2], x0:x1], C[ri[j + 3], x0:x1]
+    c4, c5, c6, c7 = C[ri[j + 4], x0:x1], C[ri[j + 5], x0:x1], C[ri[j + 6], x0:x1], C[ri[j + 7], x0:x1]
     if first:
         for x in range(x1 - x0):
             o[x] = (b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
@@ -57,9 +57,9 @@ def _pass8(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
                      + b4 * c4[x] + b5 * c5[x] + b6 * c6[x] + b7 * c7[x])
 
 @numba.njit(inline="always")
-def _pass4(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
+def _pass4(b, ri, j, C, x0, x1, o, first):  # pragma: no cover - compiled
     b0, b1, b2, b3 = b[j], b[j + 1], b[j + 2], b[j + 3]
-    c0, c1, c2, c3 = C[j, x0:x1], C[j + 1, x0:x1], C[j + 2, x0:x1], C[j + 3, x0:x1]
+    c0, c1, c2, c3 = C[ri[j], x0:x1], C[ri[j + 1], x0:x1], C[ri[j + 2], x0:x1], C[ri[j + 3], x0:x1]
     if first:
         for x in range(x1 - x0):
             o[x] = b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
@@ -68,9 +68,9 @@ def _pass4(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
             o[x] += b0 * c0[x] + b1 * c1[x] + b2 * c2[x] + b3 * c3[x]
 
 @numba.njit(inline="always")
-def _pass1(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
+def _pass1(b, ri, j, C, x0, x1, o, first):  # pragma: no cover - compiled
     b0 = b[j]
-    c0 = C[j, x0:x1]
+    c0 = C[ri[j], x0:x1]
     if first:
         for x in range(x1 - x0):
             o[x] = b0 * c0[x]
@@ -79,30 +79,30 @@ def _pass1(b, j, C, x0, x1, o, first):  # pragma: no cover - compiled
             o[x] += b0 * c0[x]
 
 @numba.njit(inline="always")
-def _combine(b, j0, R, C, x0, x1, o):  # pragma: no cover - compiled
-    """``o = Σ_{j0 ≤ j < j0+R} b[j] C[j, x0:x1]``: eight rows a pass, then four, then one (a fixed
+def _combine(b, ri, j0, R, C, x0, x1, o):  # pragma: no cover - compiled
+    """``o = Σ_{j0 ≤ j < j0+R} b[j] C[ri[j], x0:x1]``: eight rows a pass, then four, then one (a fixed
     order for given ``j0, R``; few passes over ``o``)."""
     j = 0
     while j + 8 <= R:
-        _pass8(b, j0 + j, C, x0, x1, o, j == 0)
+        _pass8(b, ri, j0 + j, C, x0, x1, o, j == 0)
         j += 8
     while j + 4 <= R:
-        _pass4(b, j0 + j, C, x0, x1, o, j == 0)
+        _pass4(b, ri, j0 + j, C, x0, x1, o, j == 0)
         j += 4
     while j < R:
-        _pass1(b, j0 + j, C, x0, x1, o, j == 0)
+        _pass1(b, ri, j0 + j, C, x0, x1, o, j == 0)
         j += 1
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def log_terms(Bv, C, E):  # pragma: no cover - compiled
-    """``E[t] = Σ_j Bv[t, j] C[j]`` (``Bv`` ``(n, J)``, ``C`` ``(J, X)``): for each toy the same
-    operations in the same order (:func:`_combine` over j = 0 … J−1), chunk by chunk of entries."""
-    J, X = C.shape
+def log_terms(Bv, Ri, C, E):  # pragma: no cover - compiled
+    """``E[t] = Σ_j Bv[t, j] C[Ri[t, j]]`` (``Bv``, ``Ri`` ``(n, J)``, ``C`` ``(rows, X)``): for each toy
+    the same operations in the same order (:func:`_combine` over j = 0 … J−1), chunk by chunk of entries."""
+    J, X = Bv.shape[1], C.shape[1]
     for x0 in range(0, X, _CHUNK):
         x1 = min(x0 + _CHUNK, X)
         for t in range(Bv.shape[0]):
-            _combine(Bv[t], 0, J, C, x0, x1, E[t, x0:x1])
+            _combine(Bv[t], Ri[t], 0, J, C, x0, x1, E[t, x0:x1])
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
@@ -160,11 +160,11 @@ def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
-def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, col_of, nc, g, WC):  # pragma: no cover
+def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, Ri, col_of, nc, g, WC):  # pragma: no cover
     """Poisson part of the gradient ``g`` ``(n, p)`` (row t's templates ``U[ui[t]]``) (c columns ``col_of[s] ≥ 0``, α columns
-    ``nc + k``) and ``WC[t, j] = Σ_x W_x C_jx`` with W_x = q_l c_s U_x, q = 1 − n/ν."""
+    ``nc + k``) and ``WC[t, j] = Σ_x W_x C[Ri[t, j], x]`` with W_x = q_l c_s U_x, q = 1 − n/ν."""
     n, L = nu.shape
-    J, X = C.shape
+    J, X = Bv1.shape[1], C.shape[1]
     K = g.shape[1] - nc
     G = g_eoff.size
     q = np.empty(L)
@@ -193,9 +193,10 @@ def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv
                     g[t, col_of[s]] = acc
                 x0 += Lg
         jj = 0
+        ri = Ri[t]
         while jj + 8 <= J:  # eight, then four coefficient rows per pass over W
-            c0, c1, c2, c3 = C[jj], C[jj + 1], C[jj + 2], C[jj + 3]
-            c4, c5, c6, c7 = C[jj + 4], C[jj + 5], C[jj + 6], C[jj + 7]
+            c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
+            c4, c5, c6, c7 = C[ri[jj + 4]], C[ri[jj + 5]], C[ri[jj + 6]], C[ri[jj + 7]]
             a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
             for x in range(X):
                 wx = w[x]
@@ -211,7 +212,7 @@ def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv
             WC[t, jj + 4], WC[t, jj + 5], WC[t, jj + 6], WC[t, jj + 7] = a4, a5, a6, a7
             jj += 8
         while jj + 4 <= J:
-            c0, c1, c2, c3 = C[jj], C[jj + 1], C[jj + 2], C[jj + 3]
+            c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
             a0 = a1 = a2 = a3 = 0.0
             for x in range(X):
                 wx = w[x]
@@ -222,7 +223,7 @@ def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv
             WC[t, jj], WC[t, jj + 1], WC[t, jj + 2], WC[t, jj + 3] = a0, a1, a2, a3
             jj += 4
         while jj < J:
-            cj = C[jj]
+            cj = C[ri[jj]]
             acc = 0.0
             for x in range(X):
                 acc += w[x] * cj[x]
@@ -237,7 +238,7 @@ def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
-def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, Bv1, Bv2, WC, col_of, nc,
+def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, Bv1, Bv2, Ri, WC, col_of, nc,
             prec, H, D, J_):  # pragma: no cover - compiled
     """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64; row t's
     templates ``U[ui[t]]``).
@@ -246,7 +247,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
     D_kx = Σ_m B'_m(α_k) C_mkx; J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
     (w = n/ν²) + [c–α: Σ_{x∈s} q U_x D_kx] + [α–α: Σ_x W_x D_kx D_lx + δ_kl Σ_m B''_m W·C_mk] + P."""
     L = nu.shape[1]
-    JJ, X = Cw.shape
+    JJ, X = Bv1.shape[1], Cw.shape[1]
     K, p = D.shape[0], H.shape[0]
     M = JJ // K
     G = g_eoff.size
@@ -278,7 +279,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
                 q[l] = 1.0
                 pos[l] = L + l  # scratch columns, never read (distinct: no chain of stores to one address)
         for k in range(K):
-            _combine(Bv1[t], k * M, M, Cw, 0, X, D[k])
+            _combine(Bv1[t], Ri[t], k * M, M, Cw, 0, X, D[k])
         for a in range(p):
             ja = J_[a]
             for l in range(npos):

@@ -16,11 +16,11 @@ relative variations at the anchors a, ln T is a sum over the systematics of M ba
 
     T_si(α) = T_si · exp( Σ_k Σ_m B_m(α_k) C_mksi )
 
-* ``log_quartic`` (the default of ``config/overlays/systematics.yaml``): the quartic in α through
+* ``log_quartic``: the quartic in α through
   ln r at all four computed anchors α = −2, −1, +1, +2 (and 0 at α = 0): B_m(α) = α^m,
   m = 1..4, C = V⁻¹ ln r with V_am = a^m; beyond ±2σ ln T continues linearly with the quartic's
   slope at ±2 (exponential extrapolation, C¹). Exact at every template the response stage made.
-* ``log_pchip``: per bin the piecewise cubic Hermite interpolant of ln T through the five knots
+* ``log_pchip`` (the choice of ``config/overlays/systematics.yaml``): per bin the piecewise cubic Hermite interpolant of ln T through the five knots
   α = −2, −1, 0, +1, +2 (ln r_a, and 0 at 0) with the Fritsch–Carlson (PCHIP) slopes of
   :func:`pchip_slopes` (those of :class:`scipy.interpolate.PchipInterpolator`): monotone between
   knots where the anchors are, no overshoot, exact at every template; beyond ±2σ ln T continues
@@ -107,36 +107,55 @@ def pchip_slopes(y: np.ndarray) -> np.ndarray:
     return d
 
 
+#: log_pchip's basis columns that can be non-zero in each interval j (α ∈ [j − 2, j − 1], clipped to
+#: ±2σ): the values of knots j, j+1 and the slopes of knots j, j+1; knot 0's value has no column,
+#: so column 4 stands in for it with weight 0 (:data:`_PCHIP_MASK`)
+_PCHIP_ACTIVE = np.array([[0, 1, 4, 5], [1, 4, 5, 6], [4, 2, 6, 7], [2, 3, 7, 8]])
+_PCHIP_MASK = np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+
+
+def _pchip_interval(x: np.ndarray) -> np.ndarray:
+    """Index 0 … 3 of the knot interval holding ``x`` (clipped to ±2; NaN: 0)."""
+    return np.clip(np.floor(np.where(np.isnan(x), 0.0, x) + 2.0), 0, 3).astype(np.int64)
+
+
+def active_basis(alpha: np.ndarray, interpolation: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """For ``log_pchip``: ``(columns, mask)`` ``(..., K, 4)`` — the only basis columns that can be
+    non-zero at ``alpha`` (B, B' and B'' vanish elsewhere) and 0 for a stand-in column; ``None``
+    for the other morphings (every column is used)."""
+    if interpolation != "log_pchip":
+        return None
+    j = _pchip_interval(np.clip(np.asarray(alpha, dtype=np.float64), -2.0, 2.0))
+    return _PCHIP_ACTIVE[j], _PCHIP_MASK[j]
+
+
 def _pchip_basis(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """log_pchip's ``(B, B', B'')`` ``(..., 9)``: the cubic Hermite basis of the interval holding α
     (t = α − α_j ∈ [0, 1]: h00 = 2t³ − 3t² + 1, h10 = t³ − 2t² + t, h01 = −2t³ + 3t², h11 = t³ − t²)
     for the values at α = −2, −1, +1, +2 (columns 0–3) and the slopes at −2 … +2 (columns 4–8);
     beyond ±2σ the value of the end knot plus its slope times (α ∓ 2)."""
     x = np.clip(a, -2.0, 2.0)
-    j = np.clip(np.floor(np.where(np.isnan(x), 0.0, x) + 2.0), 0, 3).astype(np.int64)  # NaN: any interval
+    j = _pchip_interval(x)
     t = x + 2.0 - j
     t2, t3 = t * t, t * t * t
     h = np.stack([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t, -2 * t3 + 3 * t2, t3 - t2], axis=-1)
     h1 = np.stack([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1, -6 * t2 + 6 * t, 3 * t2 - 2 * t], axis=-1)
     h2 = np.stack([12 * t - 6, 6 * t - 4, -12 * t + 6, 6 * t - 2], axis=-1)
     beyond = a - x  # 0 inside ±2σ
+    knots = np.arange(5)
+    left, right = (j[..., None] == knots), (j[..., None] + 1 == knots)  # one-hot (..., 5)
+    end = np.where(a > 0, 4, 0)[..., None] == knots
+    inside = (np.abs(a) <= 2.0)[..., None]
     out = []
     for hh, order in ((h, 0), (h1, 1), (h2, 2)):
-        if order == 2:
-            hh = np.where((np.abs(a) <= 2.0)[..., None], hh, 0.0)
-        vals, slopes = np.zeros(a.shape + (5,)), np.zeros(a.shape + (5,))
-        np.put_along_axis(vals, j[..., None], hh[..., :1], axis=-1)
-        np.put_along_axis(vals, j[..., None] + 1, hh[..., 2:3], axis=-1)
-        np.put_along_axis(slopes, j[..., None], hh[..., 1:2], axis=-1)
-        np.put_along_axis(slopes, j[..., None] + 1, hh[..., 3:4], axis=-1)
-        end = np.where(a > 0, 4, 0)[..., None]
+        vals = left * hh[..., :1] + right * hh[..., 2:3]
+        slopes = left * hh[..., 1:2] + right * hh[..., 3:4]
         if order == 0:  # linear continuation with the end slope
-            np.put_along_axis(slopes, end, np.take_along_axis(slopes, end, -1) + beyond[..., None], axis=-1)
-        elif order == 1:  # outside: d/dα = the end slope's coefficient 1, the value's 0
-            out_ = (np.abs(a) > 2.0)[..., None]
-            vals = np.where(out_, 0.0, vals)
-            slopes = np.where(out_, 0.0, slopes)
-            np.put_along_axis(slopes, end, np.where(out_, 1.0, np.take_along_axis(slopes, end, -1)), axis=-1)
+            slopes = slopes + end * beyond[..., None]
+        elif order == 1:  # outside: d/dα is the end slope's coefficient 1 (the Hermite h' there give just that)
+            vals, slopes = np.where(inside, vals, 0.0), np.where(inside, slopes, end * 1.0)
+        else:
+            vals, slopes = np.where(inside, vals, 0.0), np.where(inside, slopes, 0.0)
         out.append(np.concatenate([vals[..., _PCHIP_VALUE_KNOTS], slopes], axis=-1) + (0.0 * a)[..., None])  # NaN α: NaN
     return out[0], out[1], out[2]
 

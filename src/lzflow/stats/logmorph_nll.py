@@ -21,6 +21,9 @@ The loops are compiled (:mod:`lzflow.stats._logmorph_kernels`, numba): the entri
 support group (samples filling the same bins), each toy is evaluated on its own in a fixed order,
 so a toy's fit is bit-identical whatever the block size, sub-block split or thread count (tested).
 Subsets made by the line search evaluate only their rows still pending (:meth:`LogMorphRows.trial`).
+The kernels read coefficient rows through a per-toy row table ``Ri``: every row k M + m for
+log_quartic and log_code4p, only the 4 basis columns of α_k's knot interval for log_pchip (of its 9;
+:func:`lzflow.stats.logmorph.active_basis`), so a log_pchip point costs what a log_quartic one does.
 The toys are fitted in sub-blocks (:func:`sub_block`) so that the morphed templates of a block
 (entries × toys, at the current and the trial points) stay small.
 
@@ -29,7 +32,10 @@ Speed (``benchmarks/bench_toys.py --workspace tests/data/workspace_m40_systemati
 cores, load ≈ 1.5): 625 CPU-µs per toy (generation + both fits) against 1,824 for the numpy
 rows this replaced, 2,750 against 517 toys/s with 2 threads. A toy evaluates ≈ 9 points,
 9 gradients and 4.6 Hessians; each costs ≈ 20 flops per entry and α (the basis coefficients).
-The kernels compile on first use (≈ 5 CPU-s) and are cached on disk.
+The kernels compile on first use (≈ 5 CPU-s) and are cached on disk. log_pchip on the same
+workspace (1 thread, host load ≈ 2–4): 1,271 against 648 CPU-µs per toy for log_quartic — its
+C¹ interpolant takes more Newton iterations (5.5 against 4.5 per unconditional fit) and twice the
+line-search points.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from .binned_nll import PointRows, PreparedData
-from .logmorph import basis_functions
+from .logmorph import active_basis, basis_functions
 from .model import BinnedModel
 from .morph_nll import FreeParameters
 
@@ -119,7 +125,7 @@ class _Point:
     of a set of rows at one point. Row i's templates are ``U[ui[i]]``: dropping rows
     (:meth:`take`) keeps ``U`` as it is instead of copying entries × rows numbers."""
 
-    __slots__ = ("c", "alpha", "Bv1", "Bv2", "nu", "pois", "ui", "U")
+    __slots__ = ("c", "alpha", "Bv1", "Bv2", "Ri", "nu", "pois", "ui", "U")
     ROWS = __slots__[:-1]  # one row per point row
 
     def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
@@ -131,9 +137,16 @@ class _Point:
         self.c, self.alpha = lay.split(y)
         B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
         n = y.shape[0]
-        self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))  # columns j = k M + m, as lay.C2's rows
+        active = active_basis(self.alpha, lay.interpolation)
+        if active is None:  # every column: j = k M + m, as lay.C2's rows
+            self.Ri = np.tile(np.arange(lay.K * lay.M), (n, 1))
+        else:  # log_pchip: the 4 columns of α_k's interval (zeros elsewhere), rows k M + column of lay.C2
+            cols, mask = active
+            B, B1, B2 = (np.take_along_axis(b, cols, axis=-1) * mask for b in (B, B1, B2))
+            self.Ri = np.ascontiguousarray((cols + lay.M * np.arange(lay.K)[:, None]).reshape(n, -1))
+        self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))
         self.U = np.empty((n, lay.Tx.size))
-        log_terms(np.ascontiguousarray(B.reshape(n, -1)), lay.C2, self.U)
+        log_terms(np.ascontiguousarray(B.reshape(n, -1)), self.Ri, lay.C2, self.U)
         np.exp(self.U, out=self.U)
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
@@ -236,8 +249,8 @@ class LogMorphRows(PointRows):
 
         lay = self.lay
         g = np.zeros((self.n, lay.p))
-        WC = np.empty((self.n, lay.C2.shape[0]))
-        gradient(pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.C2, pt.Bv1, lay.col_of, lay.nc, g, WC)
+        WC = np.empty(pt.Bv1.shape)
+        gradient(pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.C2, pt.Bv1, pt.Ri, lay.col_of, lay.nc, g, WC)
         return g + lay.prec * (y - self.aux_c), (WC,)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None = None) -> np.ndarray:
@@ -250,7 +263,7 @@ class LogMorphRows(PointRows):
         H = np.empty((lay.p, lay.p, idx.size))
         D = np.empty((lay.K, lay.Tx.size), dtype=lay.wt)
         J = np.empty((lay.p, 2 * lay.L), dtype=lay.wt)
-        hessian(idx, pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, ratios[0],
+        hessian(idx, pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, pt.Ri, ratios[0],
                    lay.col_of, lay.nc, lay.prec, H, D, J)
         return H
 
