@@ -56,7 +56,7 @@ def test_off_variant_schedules_only_workspaces_toys_and_merges(repo, tmp_path):
         assert len(pdfs) == 12 and all(re.fullmatch(rf"{tmp_path}/quick/pdfs/\w+\.root", w) for w in pdfs)
     for command in set(commands) - set(off):
         words = shlex.split(command.split(" > ")[0])
-        assert json.loads(words[words.index("--spec") + 1])["interpolation"] == "log_quartic"
+        assert json.loads(words[words.index("--spec") + 1])["interpolation"] == "log_pchip"
 
 
 @pytest.mark.slow

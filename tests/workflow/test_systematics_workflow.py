@@ -110,7 +110,7 @@ def test_workspace_carries_the_variations(repo, small_overlay, varied_tree):
     # at 10 GeV the NR light yield costs more sensitivity than the detector's g1 (its prior is 10 %)
     assert ranked["alpha_nr_light"]["impact"] > ranked["alpha_g1"]["impact"]
     # the overlay's positive morphing: recorded, its floored sample-bins counted, pyhf told why not
-    assert ws["shape_interpolation"] == "log_quartic"
+    assert ws["shape_interpolation"] == "log_pchip"
     assert set(ws["shape_ratio_floored"]) == set(names)
     pyhf_doc = json.loads((varied_tree / "m10" / "workspace.pyhf.json").read_text())
-    assert set(pyhf_doc) == {"not_exported"} and "log_quartic" in pyhf_doc["not_exported"]
+    assert set(pyhf_doc) == {"not_exported"} and "log_pchip" in pyhf_doc["not_exported"]
