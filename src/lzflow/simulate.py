@@ -133,11 +133,11 @@ def _generation_point(model: Any, draw: bool, key: np.ndarray) -> tuple[np.ndarr
 
 
 def _expected_by_source(model: Any, mu: float, theta: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(1 + n_bkg, n_bins)`` expectations per source (module docstring; with ``log_code4p`` morphing
-    ν_b = θ_b T_b(α)), checked to add up to the model's ν, and the number of bins set to 0."""
+    """``(1 + n_bkg, n_bins)`` expectations per source (module docstring; with a multiplicative morphing
+    — every interpolation but the additive ``code4p`` — ν_b = θ_b T_b(α)), checked to add up to the model's ν, and the number of bins set to 0."""
     nominal = np.vstack([model.signal[None], model.backgrounds])
     morphed = model.morph.templates(alpha) if model.n_shape else nominal
-    if getattr(model, "interpolation", "code4p") == "log_code4p":  # a rate multiplies the morphed template
+    if getattr(model, "interpolation", "code4p") != "code4p":  # log morphings: a rate multiplies the morphed template
         nu = np.vstack([mu * morphed[:1], theta[:, None] * morphed[1:]])
     else:  # additive code 4p: a rate multiplies the nominal template, the shape variations add
         nu = np.vstack([mu * morphed[:1], theta[:, None] * nominal[1:] + (morphed[1:] - nominal[1:])])

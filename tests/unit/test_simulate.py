@@ -184,3 +184,24 @@ def test_bad_workspace_and_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: a cross section or --background-only, not both
         main(["simulate-data", "--workspace", str(WS40), "--seed", "1", "--background-only", "--sigma-cm2", "1e-47",
               "--out", str(tmp_path / "o.csv")])
+
+
+@pytest.mark.parametrize("interpolation", ["log_quartic", "log_pchip", "log_code4p"])
+def test_multiplicative_morphings_scale_the_morphed_template_by_its_rate(interpolation):
+    """With every log morphing a drawn rate θ ≠ 1 multiplies the morphed template (ν_b = θ_b T_b(α));
+    the per-source expectations add up to the model's ν (they used to be refused for all but log_code4p)."""
+    from lzflow.workspace import workspace_model
+
+    ws = _systematics_workspace()
+    b1 = np.asarray(ws["backgrounds"][0]["template"])
+    tmpl = ws["shape_systematics"][0]["templates"]["A"]
+    tmpl["2"], tmpl["-2"] = (b1 * np.linspace(0.7, 1.3, 3)).tolist(), (b1 * np.linspace(1.3, 0.7, 3)).tolist()
+    ws["shape_interpolation"] = interpolation
+    data = simulate(ws, 2e-46, seed=4, nuisance="drawn")
+    model = workspace_model(ws)
+    theta_a, alpha = data.parameters["theta_A"], data.parameters["alpha_g1"]
+    assert theta_a != 1.0 and alpha != 0.0
+    np.testing.assert_allclose(data.expected.sum(axis=0).ravel(),
+                               model.expected(0.2, np.r_[theta_a, 1.0, alpha]), rtol=1e-12)
+    np.testing.assert_allclose(data.expected[1].ravel(), theta_a * model.morph.templates(np.array([alpha]))[1],
+                               rtol=1e-12)
