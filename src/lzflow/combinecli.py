@@ -19,17 +19,14 @@ likelihood, ``simulate-data``, ``events``, the HS3 export — refuse such a docu
 from __future__ import annotations
 
 import argparse
-import functools
 import gzip
-import hashlib
 import json
-import sys
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 from .cliparse import required, stage
 
-__all__ = ["register", "cmd_combine", "cmd_gof", "load_workspace_file", "write_document", "combine_workspaces",
+__all__ = ["register", "cmd_combine", "cmd_gof", "write_document", "combine_workspaces",
            "observed_counts", "run_pieces", "SPEC_KEYS"]
 
 #: the keys of ``lzflow combine --spec`` (the procedure keys of :func:`lzflow.workspace.asymptotic_summary`
@@ -40,24 +37,6 @@ GRID_KEYS = ("n_points", "min_factor", "max_factor")
 GRID_OPTIONAL = ("include_zero",)
 #: suffixes of binned counts accepted by ``lzflow gof --data`` (others are event lists)
 COUNT_SUFFIXES = (".npz", ".json")
-
-
-def load_workspace_file(path: str | Path) -> tuple[dict[str, Any], str]:
-    """A workspace document (``.json`` or gzipped) and the sha256 of the file; WorkspaceError if not one."""
-    from .exceptions import WorkspaceError
-    from .workspace import FORMAT
-
-    path = Path(path)
-    if not path.is_file():
-        raise WorkspaceError(f"{path}: no such workspace file")
-    raw = path.read_bytes()
-    try:
-        ws = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    except (ValueError, OSError) as err:
-        raise WorkspaceError(f"{path}: not a workspace JSON ({' '.join(str(err).split())})") from None
-    if not isinstance(ws, dict) or ws.get("format") != FORMAT:
-        raise WorkspaceError(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected {FORMAT}")
-    return ws, hashlib.sha256(raw).hexdigest()
 
 
 def write_document(path: str | Path, doc: Mapping[str, Any]) -> None:
@@ -232,21 +211,6 @@ def _n_bins(ws: Mapping[str, Any]) -> int:
     return int(np.asarray(ws["signal"]["template"]).size)
 
 
-def _one_line_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from .eventlist import DataError
-        from .exceptions import one_line
-
-        try:
-            return func(args)
-        except DataError as err:
-            print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def cmd_combine(args: argparse.Namespace) -> int:
     """combine science runs' workspaces into one workspace (mu shared; nuisances shared by name or per run).
 
@@ -257,6 +221,7 @@ def cmd_combine(args: argparse.Namespace) -> int:
     lzflow toys and lzflow merge read as any other.
     """
     from .exceptions import ConfigError
+    from .workspace import load_workspace_file
 
     if len(args.run_names) != len(args.workspace):
         raise ConfigError(f"--run-names: {len(args.run_names)} names for {len(args.workspace)} --workspace files; "
@@ -293,7 +258,7 @@ def cmd_gof(args: argparse.Namespace) -> int:
     from .io import write_json
     from .masskey import mass_key
     from .stats.gof import goodness_of_fit
-    from .workspace import workspace_model
+    from .workspace import load_workspace_file, workspace_model
 
     ws, sha = load_workspace_file(args.workspace)
     if args.toys < 1 or args.seed < 0:
@@ -325,7 +290,7 @@ def register(sub: Any) -> None:
     required(p, spec=f"JSON with {', '.join(SPEC_KEYS)} (as the workspace job's)",
              out="output combined workspace (.json or .json.gz)")
 
-    p = stage(sub, "gof", _one_line_errors(cmd_gof))
+    p = stage(sub, "gof", cmd_gof)
     required(p, workspace="workspace.json(.gz), one run or combined", out="output gof.json")
     p.add_argument("--data", nargs="+", required=True,
                    help="counts (.npz with 'counts', or the JSON of 'lzflow events --out') or event lists; one per "

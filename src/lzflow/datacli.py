@@ -7,29 +7,11 @@ a workspace's window, :mod:`lzflow.eventlist`). :func:`register` adds both to th
 from __future__ import annotations
 
 import argparse
-import functools
-import sys
-from typing import Any, Callable
+from typing import Any
 
 from .cliparse import lists, required, stage
 
 __all__ = ["register", "cmd_simulate_data", "cmd_events", "cmd_bin_data", "data_status"]
-
-
-def _one_line_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from .eventlist import DataError
-        from .exceptions import one_line
-        from .observeddata import ObservedDataError
-
-        try:
-            return func(args)
-        except (DataError, ObservedDataError) as err:
-            print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
-            return 2
-
-    return run
 
 
 def cmd_simulate_data(args: argparse.Namespace) -> int:
@@ -122,13 +104,13 @@ def register(sub: Any) -> None:
     for name in ("toys", "merge"):
         sub.choices[name].add_argument("--observed", help="the binned event list (data/observed.json, lzflow "
                                                           "bin-data) of an unblinded analysis")
-    p = stage(sub, "bin-data", _one_line_errors(cmd_bin_data))
+    p = stage(sub, "bin-data", cmd_bin_data)
     required(p, spec="JSON: format, columns, units, tree and window {cS1_edges, log10cS2_edges} (layout.data_spec),"
                      " or {runs: [one such spec with its run name per run]} (runsconfig.runs_data_spec)",
              out="output observed.json")
     lists(p, True, events="the event list (a runs analysis: one per run, in run order)")
     formats = ["csv", "parquet", "root"]
-    p = stage(sub, "simulate-data", _one_line_errors(cmd_simulate_data))
+    p = stage(sub, "simulate-data", cmd_simulate_data)
     required(p, workspace="workspace.json (or .json.gz) of one mass",
              out="output event list (.csv, .parquet or .root; the format follows the suffix unless --format)")
     p.add_argument("--seed", type=int, required=True, help="random seed (an integer >= 0)")
@@ -140,7 +122,7 @@ def register(sub: Any) -> None:
     p.add_argument("--format", choices=formats, help="output format (default: from the suffix of --out)")
     p.add_argument("--tree", default="events", help="TTree name (ROOT output)")
 
-    p = stage(sub, "events", _one_line_errors(cmd_events))
+    p = stage(sub, "events", cmd_events)
     required(p, events="event list (.csv, .parquet or .root)", workspace="workspace.json (or .json.gz) of one mass")
     p.add_argument("--columns", nargs="+", metavar="Q=NAME",
                    help="column of each quantity, e.g. cS1=s1c cS2=s2c (default: cS1, cS2)")

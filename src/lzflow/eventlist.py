@@ -51,6 +51,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from . import __version__
+from .exceptions import DataError
 from .io import atomic_path
 
 __all__ = ["DataError", "QUANTITIES", "UNIT", "DEFAULT_TREE", "FORMATS", "OUTSIDE_REASONS", "EventList",
@@ -73,9 +74,8 @@ _NAME_UNIT = re.compile(r"^\s*(.*?)\s*\[\s*([^\]]*?)\s*\]\s*$")
 _TITLE_TOKEN = re.compile(r"([^\s\[\]]+)\[\s*([^\]]*?)\s*\]")
 
 
-class DataError(ValueError):
-    """An event list (or a request for a pseudo-dataset) is unusable: one line naming the file,
-    the column, the value and what was expected."""
+# DataError (an unusable event list or pseudo-data request) is one of lzflow.exceptions.USER_ERRORS:
+# the console script prints it as one line with exit status 2
 
 
 # ----------------------------------------------------------------------------- reading

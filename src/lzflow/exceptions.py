@@ -11,11 +11,16 @@ import difflib
 from typing import Iterable
 
 __all__ = ["ConfigError", "UnitError", "DetectorError", "WorkspaceError", "ToyFileError", "CorruptToyFile",
-           "MergeError", "OutputError", "USER_ERRORS", "one_line", "unknown_key_message"]
+           "MergeError", "OutputError", "DataError", "USER_ERRORS", "one_line", "unknown_key_message"]
 
 
 class ConfigError(ValueError):
     """A user mistake in a configuration file: one line naming key, value and expectation."""
+
+
+class DataError(ValueError):
+    """An event list (or a request for a pseudo-dataset) is unusable: one line naming the file,
+    the column, the value and what was expected (:mod:`lzflow.eventlist`, :mod:`lzflow.simulate`)."""
 
 
 class UnitError(ValueError):
@@ -58,7 +63,7 @@ class OutputError(OSError):
 
 #: what the console script reports as one line (``lzflow: error: …``, exit status 2), never a traceback
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, UnitError, DetectorError, WorkspaceError, ToyFileError,
-                                            MergeError, OutputError, FileNotFoundError)
+                                            MergeError, OutputError, DataError, FileNotFoundError)
 
 
 def one_line(message: object) -> str:

@@ -136,7 +136,7 @@ def cmd_gof_observed(args: argparse.Namespace) -> int:
     distribution over toys generated at the best fit and refitted; write the statistic, the
     p-values with their errors, the toy count and the best-fit point as JSON (docs/data.md).
     """
-    from .combinecli import load_workspace_file
+    from .workspace import load_workspace_file
     from .exceptions import MergeError
     from .io import read_json, write_json
 

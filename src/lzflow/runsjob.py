@@ -25,12 +25,8 @@ __all__ = ["combine_job", "main"]
 def combine_job(spec: Mapping[str, Any], workspaces: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
     """Write the combined workspace of ``workspaces`` (one per run of ``spec["runs"]``, in order) at
     ``out`` and its impacts beside it; return the combined document."""
-    from .combinecli import (
-        SPEC_KEYS,
-        combine_workspaces,
-        load_workspace_file,
-        write_document,
-    )
+    from .combinecli import SPEC_KEYS, combine_workspaces, write_document
+    from .workspace import load_workspace_file
     from .exceptions import ConfigError
     from .impacts import impacts
     from .io import write_json

@@ -183,25 +183,6 @@ def _read(args: argparse.Namespace, path: str):
     return read_events(path, columns=args.columns or None, units=args.units or None, tree=args.tree, fmt=args.format)
 
 
-def _one_line(func):
-    """``func`` with a bad event list or record (:class:`lzflow.eventlist.DataError`) as one line, status 2."""
-    import functools
-    import sys
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        from .eventlist import DataError
-        from .exceptions import one_line
-
-        try:
-            return func(args)
-        except DataError as err:
-            print(f"lzflow: error: {one_line(err)}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def cmd_salt(args: argparse.Namespace) -> int:
     """hide fake signal events in an event list with a sealed seed (salting; docs/data.md).
 
@@ -257,7 +238,7 @@ def register(sub: Any) -> None:
     from .cliparse import required, stage
 
     for name, func in (("salt", cmd_salt), ("unsalt", cmd_unsalt)):
-        p = stage(sub, name, _one_line(func))
+        p = stage(sub, name, func)
         if name == "salt":
             required(p, events="the real event list", workspace="workspace.json (.gz) of the salt's mass",
                      out="output salted event list", record="output salt record (JSON; keep it from the analysts)")

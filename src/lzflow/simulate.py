@@ -45,9 +45,6 @@ the values do not depend on numpy's sampler versions.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -97,20 +94,11 @@ class PseudoData:
 
 
 def load_workspace(path: str | Path) -> tuple[dict[str, Any], str]:
-    """A workspace document (``.json`` or ``.json.gz``) and the sha256 of the file."""
-    from .workspace import FORMAT
+    """A workspace document (``.json`` or ``.json.gz``) and the sha256 of the file (a bad file is a
+    :class:`DataError`: :func:`lzflow.workspace.load_workspace_file`)."""
+    from .workspace import load_workspace_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such workspace file")
-    raw = path.read_bytes()
-    try:
-        ws = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    except (ValueError, OSError) as err:
-        raise DataError(f"{path}: not a workspace JSON ({' '.join(str(err).split())})") from None
-    if not isinstance(ws, dict) or ws.get("format") != FORMAT:
-        raise DataError(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected {FORMAT}")
-    return ws, hashlib.sha256(raw).hexdigest()
+    return load_workspace_file(path, DataError)
 
 
 def _key(seed: int, mass_GeV: float) -> np.ndarray:

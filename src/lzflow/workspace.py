@@ -41,6 +41,7 @@ __all__ = [
     "EXPORT_NAMES",
     "workspace_model",
     "read_workspace",
+    "load_workspace_file",
     "to_hs3",
     "FORMAT",
     "shape_systematics",
@@ -222,6 +223,26 @@ def write_workspace(path: str | Path, ws: Mapping[str, Any], exports: Mapping[st
     for kind, doc in exports.items():
         write_json(path.with_name(EXPORT_NAMES[kind]), doc)
     write_json(path, ws)
+
+
+def load_workspace_file(path: str | Path, error: type[Exception] = WorkspaceError) -> tuple[dict[str, Any], str]:
+    """A workspace document (``.json`` or gzipped, recognised by its bytes) and the sha256 of the
+    file; ``error`` (one line) if the file is missing, not JSON or not an lzflow workspace."""
+    import gzip
+    import hashlib
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such workspace file")
+    raw = path.read_bytes()
+    try:
+        ws = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+    except (ValueError, OSError) as err:
+        raise error(f"{path}: not a workspace JSON ({' '.join(str(err).split())})") from None
+    if not isinstance(ws, dict) or ws.get("format") != FORMAT:
+        raise error(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected {FORMAT}")
+    return ws, hashlib.sha256(raw).hexdigest()
 
 
 def read_workspace(path: str | Path) -> dict[str, Any]:
