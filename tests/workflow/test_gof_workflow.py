@@ -9,34 +9,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from snakerun import job_counts, run_snakemake
 
-ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
 #: one mass (the injected signal's) and fewer discovery toys (the GOF reuses data.discovery_toys)
 N_TOYS = 400
 SMALL = f"signal:\n  masses_GeV: [40]\ndata:\n  discovery_toys: {N_TOYS}\n"
 QUICK_OBSERVED = "config/quick_observed.yaml"
 #: stats.seed of config/quick.yaml, the GOF toys' seed
 SEED = 11
-
-
-def _snakemake(repo: Path, configs: list[Path | str], results: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *map(str, configs),
-           "--config", f"results_dir={results}", *args]
-    run = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
-    assert run.returncode == 0, f"snakemake failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    return run.stdout + run.stderr
-
-
-def _job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1].split("\n\n")[0].splitlines()
-    return {p[0]: int(p[1]) for p in (line.split() for line in table)
-            if len(p) == 2 and p[1].isdigit() and p[0] != "total"}
 
 
 def _texts(root: Path) -> dict[str, str]:
@@ -58,18 +41,18 @@ def test_gof_only_when_unblinded_and_equal_to_the_direct_statistic(repo, tmp_pat
     blind.write_text(SMALL + "blind: true\n")
 
     # blind: no gof job, no gof file, log or benchmark, no GOF table
-    jobs = _job_counts(_snakemake(repo, [QUICK_OBSERVED, blind], results, "-n"))
+    jobs = job_counts(run_snakemake(repo, [QUICK_OBSERVED, blind], results, "-n"))
     assert "gof" not in jobs and jobs["merge"] == 1
-    blind_log = _snakemake(repo, [QUICK_OBSERVED, blind], results)
+    blind_log = run_snakemake(repo, [QUICK_OBSERVED, blind], results)
     assert not [p for p in results.rglob("*gof*")]
     blind_texts = _texts(results)
     blind_texts["snakemake output"] = blind_log
     assert "Goodness of fit" not in (tree / "report.html").read_text()
 
     # unblinded: one gof job for the one mass
-    jobs = _job_counts(_snakemake(repo, [QUICK_OBSERVED, small], results, "-n"))
+    jobs = job_counts(run_snakemake(repo, [QUICK_OBSERVED, small], results, "-n"))
     assert jobs["gof"] == 1 and jobs["report"] == 1
-    unblind_log = _snakemake(repo, [QUICK_OBSERVED, small], results)
+    unblind_log = run_snakemake(repo, [QUICK_OBSERVED, small], results)
     doc = json.loads((tree / "m40" / "gof.json").read_text())
     assert doc["format"] == "lzflow-gof-1" and doc["blind"] is False and doc["mass_GeV"] == 40.0
     assert doc["runs"] == [] and set(doc["observed"]) == {"total", "bins", "constraints"}

@@ -13,7 +13,6 @@ and reruns only the toys, merge and what follows them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,26 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from snakerun import ENV, job_counts, run_snakemake
 
-ENV = dict(os.environ, CONDOR_CONFIG="/dev/null")
 #: fewer jobs than the shipped config: one mass (the injected signal's)
 SMALL = "signal:\n  masses_GeV: [40]\n"
 UNBLINDED_JOBS = {"observed_data": 1, "toys_m40": 1, "merge": 1, "global_pvalue": 1, "gof": 1, "curve": 1, "errors": 1,
                   "report": 1, "all": 1}
-
-
-def _snakemake(repo: Path, configs: list[Path | str], results: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", *map(str, configs),
-           "--config", f"results_dir={results}", *args]
-    run = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
-    assert run.returncode == 0, f"snakemake failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    return run.stdout + run.stderr
-
-
-def _job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:")[1].split("\n\n")[0].splitlines()
-    return {p[0]: int(p[1]) for p in (line.split() for line in table)
-            if len(p) == 2 and p[1].isdigit() and p[0] != "total"}
 
 
 def _texts(root: Path) -> dict[str, str]:
@@ -100,7 +85,7 @@ def test_blind_run_writes_no_observed_number_and_unblinding_reruns_only_the_data
     small.write_text(SMALL)
     blind = tmp_path / "blind.yaml"
     blind.write_text(SMALL + "blind: true\n")
-    blind_log = _snakemake(repo, ["config/quick_observed.yaml", blind], results)
+    blind_log = run_snakemake(repo, ["config/quick_observed.yaml", blind], results)
     tree = results / "quick_observed"
     assert not (tree / "data").exists()  # the event list was neither binned nor read
     assert not (tree / "global_pvalue.json").exists()  # nor the global p-value over the masses computed
@@ -115,9 +100,9 @@ def test_blind_run_writes_no_observed_number_and_unblinding_reruns_only_the_data
     before = {p: p.stat().st_mtime_ns for p in upstream}
     assert len(before) > 20
 
-    dry = _snakemake(repo, ["config/quick_observed.yaml", small], results, "-n")
-    assert _job_counts(dry) == UNBLINDED_JOBS
-    unblind_log = _snakemake(repo, ["config/quick_observed.yaml", small], results)
+    dry = run_snakemake(repo, ["config/quick_observed.yaml", small], results, "-n")
+    assert job_counts(dry) == UNBLINDED_JOBS
+    unblind_log = run_snakemake(repo, ["config/quick_observed.yaml", small], results)
     assert {p: p.stat().st_mtime_ns for p in before} == before  # detector, responses, pdfs, workspaces kept
     limit = json.loads((tree / "m40" / "limit.json").read_text())
     data = json.loads((tree / "data" / "observed.json").read_text())
@@ -197,14 +182,14 @@ def test_runs_analysis_fits_each_runs_data_and_a_blind_run_writes_nothing_observ
     blind.write_text(SMALL + "blind: true\n" + data_yaml)
     unblind.write_text(SMALL + "blind: false\n" + data_yaml)
 
-    blind_log = _snakemake(repo, ["config/quick_two_runs.yaml", blind], results)
+    blind_log = run_snakemake(repo, ["config/quick_two_runs.yaml", blind], results)
     assert not (tree / "data").exists() and not (tree / "global_pvalue.json").exists()
     limit = json.loads((tree / "m40" / "limit.json").read_text())
     assert limit["blind"] is True and "observed" not in limit
     blind_texts = _texts(results)
     blind_texts["snakemake output"] = blind_log
 
-    unblind_log = _snakemake(repo, ["config/quick_two_runs.yaml", unblind], results)
+    unblind_log = run_snakemake(repo, ["config/quick_two_runs.yaml", unblind], results)
     limit = json.loads((tree / "m40" / "limit.json").read_text())
     data = json.loads((tree / "data" / "observed.json").read_text())
     obs = limit["observed"]
