@@ -156,12 +156,12 @@ def merge_limits(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: M
 def _read_observed(spec: Mapping[str, Any], path: str | Path | None) -> dict[str, Any] | None:
     """The binned event list when the spec is unblinded (``blind: false``); a blind spec or one
     without data takes none: nothing of the data is read."""
-    from .io import read_json
+    from .observeddata import read_observed
 
     if (spec.get("blind") is False) != (path is not None):
         raise MergeError(f"observed data {'missing' if path is None else 'given'} for a merge spec with blind "
                          f"{spec.get('blind')}; expected --observed exactly when blind is false")
-    return None if path is None else read_json(path)
+    return None if path is None else read_observed(path)
 
 
 def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Mapping[str, Any],
@@ -222,15 +222,14 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     from .config import STATS_DEFAULTS
     from .construction_stage import add_limit_sections
     from .stats.bands import BANDS, pcl_with_status
-    from .stats.hypotest import observed_q
     from .stats.inversion import (MAX_REFINE_ROUNDS, N_BOOT, ToyGrid, bootstrap_errors, invert_toys, refine_toy_grid,
                                   toy_grid)
     from .stats.pvalues import pvalue_table
     from .stats.quality import EXCLUSION_POLICY, GOOD, cause_counts
-    from .stats.request import ToyRequest
+    from .observedfit import toy_request
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
     from .observed import observed_results
-    from .observeddata import observed_counts
+    from .observeddata import data_digest, observed_counts, observed_fit
     from .precision import precision_section
     from .workspace import workspace_model
 
@@ -264,10 +263,11 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         raise MergeError(f"toys use test statistic {test_stat!r}, the merge spec {spec['test_statistic']!r}; "
                          f"rerun the toys")
     counts, aux = observed_asimov(model) if data is None else (observed_counts(data, ws), model.nominal_nuisance())
-    if settings["observed_digest"] != (None if data is None else data["counts_digest"]):
+    if settings["observed_digest"] != (None if data is None else data_digest(data)):
         raise MergeError(f"toy files generated at observed data {settings['observed_digest']}, the merge has "
-                         f"{None if data is None else data['counts_digest']}; rerun the toys of this mass")
-    q_obs, _ = observed_q(model, counts, aux, mus, test_stat)
+                         f"{None if data is None else data_digest(data)}; rerun the toys of this mass")
+    obs = observed_fit(model, counts, aux, data, lambda: job_model(ws, settings["likelihood"]))  # binned or events
+    q_obs = obs.q(mus, test_stat)
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
     grid = grid.subset(mus > 0) if spec.get("construction") == "two_sided" else grid  # q̃ = 0 at μ = 0
     warnings, notes = [], []  # type: list[str], list[str]
@@ -290,17 +290,17 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
         toys = job_model(ws, settings["likelihood"])
         ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat,
-                        block_size=settings["toy_block"], n_threads=1, observed=None if data is None else (counts, aux))
-        sb_new = [run_toys(toys, ToyRequest(poi_index=int(k), hypothesis="sb", mu=float(mu),
+                        block_size=settings["toy_block"], n_threads=1, observed=None if data is None else obs.toy_source)
+        sb_new = [run_toys(toys, toy_request(poi_index=int(k), hypothesis="sb", mu=float(mu),
                                             toy_indices=np.arange(n_sb_new), **ensemble))
                   for mu, k in zip(mu_new, idx_new)]
-        b_new = run_toys(toys, ToyRequest(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(mu_new[0]),
+        b_new = run_toys(toys, toy_request(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(mu_new[0]),
                                           mu_test=mu_new, toy_indices=b_index, **ensemble))
         if not (np.array_equal(b_new.aux, b["aux"]) and np.array_equal(b_new.n_events, b["n_events"])
                 and np.allclose(b_new.nll_uncond, b["nll_uncond"], rtol=1e-9, atol=1e-9, equal_nan=True)):
             raise MergeError("the B-only toys could not be regenerated from their seeds (toy files made by other "
                              "code?); rerun the toys of this mass")
-        q_new, _ = observed_q(model, counts, aux, mu_new, test_stat)
+        q_new = obs.q(mu_new, test_stat)
         label = f"merge m{ws['mass_GeV']:g} grid extension"
         for mu, k, r in zip(mu_new, idx_new, sb_new):
             recs = _records(r)
@@ -439,7 +439,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         "note": "used toys only, finite q (every ~N/500-th); +inf q (data impossible under mu) counted in *_n_inf",
     }
     if data is not None:
-        doc["observed"] = observed_results(model, counts, aux, doc, spec, settings, data, key)
+        doc["observed"] = observed_results(obs, doc, spec, settings, data, key)
     add_limit_sections(doc, warnings, model, ws, counts, aux, sb, b, spec, settings, key, data is not None,
                        (add_points, extra))
     mismatch = toy_asymptotic_mismatch(doc)

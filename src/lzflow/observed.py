@@ -39,6 +39,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from .observedfit import as_observed, toy_request
+
 __all__ = ["DISCOVERY_POI_INDEX", "INTERVAL_CL", "best_fit", "postfit_pulls", "discovery_pvalue",
            "observed_section", "observed_results"]
 
@@ -49,28 +51,21 @@ DISCOVERY_POI_INDEX = 999
 INTERVAL_CL = 0.6827
 
 
-def _fitter(model: Any):
-    from .stats.fit import BatchedFitter
-    from .stats.fitresult import FitConfig
-
-    return BatchedFitter(model, FitConfig(n_threads=1))
-
-
-def best_fit(model: Any, counts: np.ndarray, aux: np.ndarray) -> dict[str, Any]:
+def best_fit(data: Any, counts: np.ndarray | None = None, aux: np.ndarray | None = None) -> dict[str, Any]:
     """μ̂ ≥ 0, the full best-fit parameter vector and the 68.27 % profile-likelihood interval
-    (module docstring)."""
-    fitter = _fitter(model)
-    c, a = np.asarray(counts, float)[None, :], np.asarray(aux, float)[None, :]
-    ru = fitter.fit(c, a, mu_fixed=None, mu_lower=0.0)
+    (module docstring) of ``data``, an :class:`lzflow.observedfit.ObservedData` (binned or unbinned),
+    or of a binned model with ``counts`` and ``aux``."""
+    data = as_observed(data, counts, aux)
+    ru = data.fit(mu_fixed=None, mu_lower=0.0)
     mu_hat, nll_hat = float(ru.params[0, 0]), float(ru.nll[0])
 
     def t(mu: float) -> float:
         init = ru.params.copy()
         init[:, 0] = mu
-        rc = fitter.fit(c, a, mu_fixed=float(mu), init=init)
+        rc = data.fit(mu_fixed=float(mu), init=init)
         return 2.0 * (float(rc.nll[0]) - nll_hat)
 
-    scale = max(mu_hat, 1.0 / max(model.signal_total, 1e-300))  # ~ one signal event
+    scale = max(mu_hat, 1.0 / max(data.signal_total, 1e-300))  # ~ one signal event
     t0 = t(0.0)
     lower = 0.0 if t0 <= 1.0 else brentq(lambda m: t(m) - 1.0, 0.0, mu_hat, xtol=1e-6 * scale, rtol=1e-8)
     hi, step = mu_hat + scale, scale
@@ -96,18 +91,21 @@ def _hessian(f, x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return (v[..., 0] - v[..., 1] - v[..., 2] + v[..., 3]) / (4.0 * np.outer(h, h))
 
 
-def postfit_pulls(model: Any, params: np.ndarray, counts: np.ndarray, aux: np.ndarray) -> dict[str, Any]:
+def postfit_pulls(data: Any, params: np.ndarray, counts: np.ndarray | None = None,
+                  aux: np.ndarray | None = None) -> dict[str, Any]:
     """Pull and constraint of every nuisance parameter at the best fit ``params`` (module
-    docstring); ``{"parameters": {name: {...}}, "covariance": how σ̂ was obtained}``."""
-    fitter = _fitter(model)
-    cols = np.asarray(fitter.free_columns(None))
-    info = fitter.expected_information(params, mu_free=True)
+    docstring) of ``data`` (as :func:`best_fit`); ``{"parameters": {name: {...}}, "covariance":
+    how σ̂ was obtained}``."""
+    data = as_observed(data, counts, aux)
+    model, aux = data.model, data.aux
+    cols = np.asarray(data.free_columns(None))
+    info = data.expected_information(params, mu_free=True)
     h = 1e-3 / np.sqrt(np.clip(np.diag(info), 1e-300, None))
 
     def nll(sub: np.ndarray) -> np.ndarray:
         full = np.broadcast_to(params, sub.shape[:-1] + params.shape).copy()
         full[..., cols] = sub
-        return model.nll(full, counts, aux)
+        return data.nll(full)
 
     hess = _hessian(nll, params[cols], h)
     how = "observed Hessian (central differences)"
@@ -134,21 +132,18 @@ def postfit_pulls(model: Any, params: np.ndarray, counts: np.ndarray, aux: np.nd
     return {"parameters": out, "covariance": how}
 
 
-def discovery_pvalue(model: Any, counts: np.ndarray, aux: np.ndarray, n_toys: int, base_seed: int,
-                     mass_key: int, block_size: int) -> dict[str, Any]:
-    """q₀ of the data and its toy p-value from background-only toys at the data's (0, θ̂̂(0))
-    (module docstring)."""
-    from .stats.hypotest import observed_q
+def discovery_pvalue(data: Any, n_toys: int, base_seed: int, mass_key: int, block_size: int) -> dict[str, Any]:
+    """q₀ of ``data`` (:class:`lzflow.observedfit.ObservedData`) and its toy p-value from
+    background-only toys at the data's (0, θ̂̂(0)) (module docstring), of the data's likelihood."""
     from .stats.pvalues import Ensemble
     from .stats.quality import GOOD, toy_quality
-    from .stats.request import ToyRequest
     from .stats.toys import run_toys
 
-    q_obs = float(observed_q(model, counts, aux, [0.0], "q0")[0][0])
-    toys = run_toys(model, ToyRequest(base_seed=int(base_seed), mass_key=int(mass_key),
-                                      poi_index=DISCOVERY_POI_INDEX, hypothesis="b", mu=0.0, test_stat="q0",
-                                      toy_indices=np.arange(int(n_toys)), block_size=int(block_size), n_threads=1,
-                                      observed=(np.asarray(counts, float), np.asarray(aux, float))))
+    q_obs = float(data.q([0.0], "q0")[0])
+    toys = run_toys(data.model, toy_request(base_seed=int(base_seed), mass_key=int(mass_key),
+                                            poi_index=DISCOVERY_POI_INDEX, hypothesis="b", mu=0.0, test_stat="q0",
+                                            toy_indices=np.arange(int(n_toys)), block_size=int(block_size),
+                                            n_threads=1, observed=data.toy_source))
     good = toy_quality(toys, "q0")[:, 0] == GOOD
     ens = Ensemble(toys.q[:, 0], good)
     p = float(ens.fraction(q_obs))
@@ -166,14 +161,14 @@ def discovery_pvalue(model: Any, counts: np.ndarray, aux: np.ndarray, n_toys: in
             "generated_at": "mu = 0, the observed data's conditional fit theta_hat_hat(0)", "scope": "local"}
 
 
-def observed_section(model: Any, counts: np.ndarray, aux: np.ndarray, limits: Mapping[str, Any], method: str,
-                     sigma_ref: float, events: Mapping[str, Any], discovery: Mapping[str, Any]) -> dict[str, Any]:
+def observed_section(data: Any, limits: Mapping[str, Any], method: str, sigma_ref: float,
+                     events: Mapping[str, Any], discovery: Mapping[str, Any]) -> dict[str, Any]:
     """The ``"observed"`` block of ``limit.json``: limits (CLs+b, CLs, PCL of each; ``sigma_cm2``
     = the configured method's power-constrained limit, as ``upper_limit_sigma_cm2`` is), best fit,
     discovery, pulls, events (the binned list's accounting), ``salted`` (the list was salted by
     ``lzflow salt``: every observed number includes fake signal events; docs/data.md, "Salting")."""
-    fit = best_fit(model, counts, aux)
-    pulls = postfit_pulls(model, fit["params"], counts, aux)
+    fit = best_fit(data)
+    pulls = postfit_pulls(data, fit["params"])
     per_method = {name: {"sigma_cm2": s["observed_sigma_cm2"], "sigma_cm2_err": _scaled(s["observed_mu_err"], sigma_ref),
                          "status": s["observed_status"], "pcl_sigma_cm2": s["pcl_sigma_cm2"],
                          "pcl_status": s["pcl_status"]}
@@ -197,18 +192,20 @@ def observed_section(model: Any, counts: np.ndarray, aux: np.ndarray, limits: Ma
     }
 
 
-def observed_results(model: Any, counts: np.ndarray, aux: np.ndarray, doc: Mapping[str, Any],
-                     spec: Mapping[str, Any], settings: Mapping[str, Any], data: Mapping[str, Any],
-                     mass_key: int) -> dict[str, Any]:
-    """:func:`observed_section` for :func:`lzflow.merge.limit_document`: its limits (``doc["limits"]``),
-    the toys' seed and block (``settings``), ``spec["discovery_toys"]`` discovery toys, and the
-    accounting of the binned event list ``data``."""
+def observed_results(obs: Any, doc: Mapping[str, Any], spec: Mapping[str, Any], settings: Mapping[str, Any],
+                     data: Mapping[str, Any], mass_key: int) -> dict[str, Any]:
+    """:func:`observed_section` of the dataset ``obs`` (:class:`lzflow.observedfit.ObservedData`:
+    binned counts or unbinned events) for :func:`lzflow.merge.limit_document`: its limits
+    (``doc["limits"]``), the toys' seed and block (``settings``), ``spec["discovery_toys"]``
+    discovery toys, the accounting of the event list ``data`` (:data:`lzflow.layout.OBSERVED_DATA`)
+    and ``likelihood``: which likelihood the fits used (binned counts or unbinned events)."""
     from .observeddata import observed_summary
 
-    disc = discovery_pvalue(model, counts, aux, int(spec["discovery_toys"]), settings["seed"], mass_key,
-                            settings["toy_block"])
-    return observed_section(model, counts, aux, doc["limits"], doc["method"], float(doc["sigma_ref_cm2"]),
-                            observed_summary(data), disc)
+    disc = discovery_pvalue(obs, int(spec["discovery_toys"]), settings["seed"], mass_key, settings["toy_block"])
+    section = observed_section(obs, doc["limits"], doc["method"], float(doc["sigma_ref_cm2"]),
+                               observed_summary(data), disc)
+    section["likelihood"] = settings["likelihood"]["likelihood"]
+    return section
 
 
 def _scaled(x: float | None, factor: float) -> float | None:

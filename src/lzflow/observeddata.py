@@ -43,7 +43,8 @@ from .exceptions import MergeError
 
 __all__ = ["DATA_FORMAT", "ObservedDataError", "bin_observed", "bin_observed_runs",
            "observed_digest", "observed_counts", "observed_summary",
-           "load_observed", "observed_option"]
+           "load_observed", "observed_option", "OBSERVED_EVENTS", "events_digest", "data_digest", "read_observed",
+           "observed_fit"]
 
 class ObservedDataError(MergeError):
     """The binned event list cannot be used by a toys or merge job (a user error: one line; a
@@ -52,6 +53,9 @@ class ObservedDataError(MergeError):
 
 #: the ``format`` of the binned event list
 DATA_FORMAT = "lzflow-observed-1"
+#: the in-window events of an unblinded unbinned analysis, written by ``lzflow bin-data`` beside
+#: :data:`lzflow.layout.OBSERVED_DATA` (``.npz``: float64 arrays ``cS1`` [phd] and ``log10cS2``, file order)
+OBSERVED_EVENTS = "data/observed_events.npz"
 
 
 def _sha256(path: str | Path) -> str:
@@ -83,12 +87,21 @@ def check_bin_spec(spec: Any, extra: tuple[str, ...] = ()) -> None:
         raise ObservedDataError(f"bin-data --spec: window {spec['window']!r}; expected {{{', '.join(WINDOW_KEYS)}}}")
 
 
-def bin_observed(spec: Mapping[str, Any], events_path: str | Path) -> dict[str, Any]:
+def bin_observed(spec: Mapping[str, Any], events_path: str | Path, events_out: str | Path | None = None
+                 ) -> dict[str, Any]:
     """The binned event list (module docstring). ``spec``: the resolved ``data`` keys plus
-    ``window`` = ``{"cS1_edges": [...], "log10cS2_edges": [...]}`` (:func:`lzflow.layout.data_spec`)."""
+    ``window`` = ``{"cS1_edges": [...], "log10cS2_edges": [...]}`` (:func:`lzflow.layout.data_spec`),
+    and ``unbinned_events: true`` for an unbinned likelihood: the in-window events are then written
+    to ``events_out`` (:data:`OBSERVED_EVENTS`, atomically) and the document's ``unbinned_events``
+    records its file name (beside the document), the number of events and :func:`events_digest`."""
     from .eventlist import AnalysisWindow, read_events, select_window
 
-    check_bin_spec({k: v for k, v in spec.items() if k != "run"} if isinstance(spec, Mapping) else spec)
+    keep = spec.get("unbinned_events", False) if isinstance(spec, Mapping) else False
+    if keep is not False and (keep is not True or events_out is None):
+        raise ObservedDataError(f"bin-data --spec: unbinned_events {keep!r} (events file {events_out}); expected "
+                                f"true with an events file, or no such key")
+    check_bin_spec({k: v for k, v in spec.items() if k not in ("run", "unbinned_events")}
+                   if isinstance(spec, Mapping) else spec)
 
     events = read_events(events_path, columns=spec["columns"], units=spec["units"] or None, tree=spec["tree"],
                          fmt=spec["format"])
@@ -98,7 +111,8 @@ def bin_observed(spec: Mapping[str, Any], events_path: str | Path) -> dict[str, 
 
     observed = select_window(events, window)
     report = observed.report()
-    return {"salt": salt_status(events_path, spec["format"], spec["tree"]), "format": DATA_FORMAT, "lzflow_version": __version__, "events_file": str(events_path),
+    unbinned = {"unbinned_events": write_observed_events(events_out, observed.cs1, observed.log10cs2)} if keep else {}
+    return {**unbinned, "salt": salt_status(events_path, spec["format"], spec["tree"]), "format": DATA_FORMAT, "lzflow_version": __version__, "events_file": str(events_path),
             "events_sha256": _sha256(events_path), "settings": {k: spec[k] for k in ("format", "columns", "units",
                                                                                      "tree")},
             "n_total": report["n_total"], "n_inside": report["n_inside"], "n_outside": report["n_outside"],
@@ -183,25 +197,98 @@ def observed_summary(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The accounting of the binned event list, as ``limit.json`` carries it, with its salt status
     (:func:`lzflow.salt.salt_status`: the list's provenance, not its events) where recorded."""
     keys = ("events_file", "events_sha256", "n_total", "n_inside", "n_outside", "outside_by_reason",
-            "counts_digest", "salt")
+            "counts_digest", "unbinned_events", "salt")
     out = {k: doc[k] for k in keys if k in doc}
     if doc.get("runs"):  # a runs analysis: each run's accounting too
         out["runs"] = {r["run"]: {k: r[k] for k in keys if k in r} for r in doc["runs"]}
     return out
 
 
-def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[str, Any]
-                  ) -> tuple[tuple[np.ndarray, np.ndarray], str]:
-    """((counts, aux), counts_digest) of the binned event list at ``path`` for a job whose spec
-    asks for it (``observed_data``): the counts on the workspace's grid, and the observed
-    auxiliary observables, the nominal values (:meth:`~lzflow.stats.model.BinnedModel.nominal_nuisance`)."""
-    from .io import read_json
+def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[str, Any], model: Any = None
+                  ) -> tuple[Any, str]:
+    """(toy source, :func:`data_digest`) of the event list at ``path`` for a job whose spec asks for
+    it (``observed_data``): for a binned job (``model`` None or binned) (counts, aux), the counts
+    on the workspace's grid and the observed auxiliary observables, the nominal values
+    (:meth:`~lzflow.stats.model.BinnedModel.nominal_nuisance`); for the unbinned ``model`` the
+    in-window events as an :class:`~lzflow.stats.unbinned_observed.UnbinnedObserved` (toys at its θ̂̂)."""
     from .workspace import workspace_model
 
     if not spec.get("observed_data") or path is None:
         raise ObservedDataError(f"observed data: the job spec {'asks for' if path is None else 'does not ask for'} the "
                          f"observed data but {'none was' if path is None else path + ' was'} given; expected "
                          f"--observed exactly when the spec has observed_data (an unblinded analysis)")
-    doc = read_json(path)
+    doc = read_observed(path)
     counts = observed_counts(doc, ws)
-    return (counts, workspace_model(ws).nominal_nuisance()), str(doc["counts_digest"])
+    binned = workspace_model(ws)
+    obs = observed_fit(binned, counts, binned.nominal_nuisance(), doc, lambda: binned if model is None else model)
+    return obs.toy_source, data_digest(doc)
+
+
+# ----------------------------------------------------------------------------- unbinned events
+def events_digest(cs1: Any, log10cs2: Any) -> str:
+    """SHA-256 (16 hex digits) of in-window events: the float64 bytes of cS1 then log10 cS2, with the count."""
+    x, y = (np.ascontiguousarray(np.asarray(v, dtype=np.float64)) for v in (cs1, log10cs2))
+    return hashlib.sha256(f"{x.shape}{y.shape}".encode() + x.tobytes() + y.tobytes()).hexdigest()[:16]
+
+
+def write_observed_events(path: str | Path, cs1: np.ndarray, log10cs2: np.ndarray) -> dict[str, Any]:
+    """Write the in-window events to ``path`` (.npz, atomically); their record in the binned document."""
+    from .io import atomic_path
+
+    with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, cS1=np.asarray(cs1, dtype=np.float64), log10cS2=np.asarray(log10cs2, dtype=np.float64))
+    return {"file": Path(path).name, "n": int(np.asarray(cs1).size), "digest": events_digest(cs1, log10cs2),
+            "layout": "npz: cS1 [phd], log10cS2 (in-window events, file order)"}
+
+
+def data_digest(doc: Mapping[str, Any]) -> str:
+    """What the toys of the data record as ``observed_digest``: the events' digest for an unbinned
+    likelihood (the document has ``unbinned_events``), else the counts' ``counts_digest``."""
+    return str(doc["unbinned_events"]["digest"] if "unbinned_events" in doc else doc["counts_digest"])
+
+
+def read_observed(path: str | Path) -> dict[str, Any]:
+    """The binned event list at ``path`` (:data:`lzflow.layout.OBSERVED_DATA`); with
+    ``unbinned_events`` also its events, read from the file beside it and checked against the
+    recorded digest, in ``doc["event_arrays"]`` = (cS1, log10 cS2) (in memory only)."""
+    from .io import read_json
+
+    doc = read_json(path)
+    record = doc.get("unbinned_events")
+    if record is None:
+        return doc
+    events = Path(path).parent / str(record["file"])
+    if not events.is_file():
+        raise ObservedDataError(f"observed data: {events} missing (the events of {path}); rerun lzflow bin-data")
+    with np.load(events, allow_pickle=False) as arrays:
+        cs1, y = np.asarray(arrays["cS1"], dtype=np.float64), np.asarray(arrays["log10cS2"], dtype=np.float64)
+    if events_digest(cs1, y) != record["digest"]:
+        raise ObservedDataError(f"observed data: {events} does not match the digest {record['digest']} recorded in "
+                                f"{path} (edited file?); rerun lzflow bin-data")
+    return {**doc, "event_arrays": (cs1, y)}
+
+
+def observed_fit(model: Any, counts: np.ndarray, aux: np.ndarray, doc: Mapping[str, Any] | None,
+                 likelihood_model: Any) -> Any:
+    """The observed dataset (:class:`lzflow.observedfit.ObservedData`) of a merge or toy job:
+    ``(counts, aux)`` of the binned ``model`` without data (the Asimov dataset) or with binned data;
+    the events of ``doc`` (:func:`read_observed`) under the unbinned model ``likelihood_model()``
+    returns for an unbinned likelihood. Data binned for one likelihood and toys of the other are refused."""
+    from .observedfit import BinnedObserved
+    from .stats.unbinned_model import UnbinnedModel
+
+    if doc is None:
+        return BinnedObserved(model, counts, aux)
+    fitted = likelihood_model()
+    unbinned = isinstance(fitted, UnbinnedModel)
+    if unbinned != ("unbinned_events" in doc):
+        raise ObservedDataError(f"observed data: {'no' if unbinned else 'unbinned'} events in the binned document for "
+                                f"a{'n unbinned' if unbinned else ' binned'} likelihood; expected lzflow bin-data "
+                                f"with unbinned_events exactly for stats.likelihood unbinned (rerun observed_data)")
+    if not unbinned:
+        return BinnedObserved(model, counts, aux)
+    if "event_arrays" not in doc:
+        raise ObservedDataError("observed data: the events were not read; expected lzflow.observeddata.read_observed")
+    from .stats.unbinned_observed import UnbinnedObserved
+
+    return UnbinnedObserved(fitted, *doc["event_arrays"], aux)

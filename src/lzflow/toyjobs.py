@@ -102,8 +102,9 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tu
     this header (:func:`run_toy_job`): S+B toys generated at its POI value, B-only toys evaluated
     on the whole POI grid; one thread, canonical blocks of the header's ``toy_block``. A header
     with an ``observed_digest`` (toys generated at the observed data's θ̂̂) needs ``observed`` =
-    (counts, aux) of those data."""
-    from .stats.request import ToyRequest
+    (counts, aux) of those data, or their events for an unbinned likelihood
+    (:func:`lzflow.observeddata.load_observed`; :func:`lzflow.observedfit.toy_request`)."""
+    from .observedfit import toy_request
 
     if ("observed_digest" in header) != (observed is not None):
         raise ToyFileError(f"toy job m{header['mass_GeV']:g}: generated at the observed data's fits but no observed "
@@ -112,9 +113,9 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tu
                 poi_index=int(header["poi_index"]), toy_indices=toy_indices,
                 test_stat=header["test_statistic"], block_size=int(header.get("toy_block", TOY_BLOCK)), n_threads=1)
     if header["hypothesis"] == "sb":
-        return ToyRequest(hypothesis="sb", mu=float(header["poi_value"]), **seed)
+        return toy_request(hypothesis="sb", mu=float(header["poi_value"]), **seed)
     grid = np.asarray(header["poi_grid"], dtype=np.float64)
-    return ToyRequest(hypothesis="b", mu=float(grid[0]), mu_test=grid, **seed)
+    return toy_request(hypothesis="b", mu=float(grid[0]), mu_test=grid, **seed)
 
 
 def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | Path | None = None):
@@ -159,12 +160,12 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | 
     }
     if likelihood["likelihood"] != "binned":  # binned headers stay as they were (bit-identical files)
         header["likelihood"] = likelihood
-    data = None
+    data, model = None, job_model(ws, likelihood)
     if spec.get("observed_data") or observed is not None:  # without data the header is as it was
         from .observeddata import load_observed
 
-        data, header["observed_digest"] = load_observed(observed, ws, spec)
-    return run_toys(job_model(ws, likelihood), job_request(header, indices, data)), header
+        data, header["observed_digest"] = load_observed(observed, ws, spec, model)  # binned counts or events
+    return run_toys(model, job_request(header, indices, data)), header
 
 
 def _required_arrays() -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import pytest
 
 from lzflow.eventlist import AnalysisWindow, EventList, select_window
 from lzflow.observed import best_fit, discovery_pvalue, postfit_pulls
+from lzflow.observedfit import BinnedObserved
 from lzflow.observeddata import ObservedDataError, bin_observed, observed_counts, observed_digest
 from lzflow.simulate import simulate
 from lzflow.stats.hypotest import toy_limits
@@ -73,7 +74,7 @@ def test_signal_at_three_times_the_median_is_found(ws, model):
     lo, hi = fit["interval_mu"]
     assert 0 < lo < fit["mu_hat"] < hi
     assert lo < mu_inj < hi + 2 * (hi - lo)  # the injected value within ~3σ of the fit
-    disc = discovery_pvalue(model, counts, aux, 10_000, 1, mass_key(40.0), 256)
+    disc = discovery_pvalue(BinnedObserved(model, counts, aux), 10_000, 1, mass_key(40.0), 256)
     assert disc["p_value"] < 1e-3, disc
     assert disc["significance"] > 3.09
     assert disc["q0"] == pytest.approx(disc["significance_asymptotic"] ** 2)
