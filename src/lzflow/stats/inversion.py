@@ -205,6 +205,56 @@ def invert_toys(grid: ToyGrid, alpha: float, method: str = "clsb", power_thresho
                      int(np.sum(codes != LIMIT_UNDEFINED)), cause_counts(first_bad))
 
 
+class _ResampledTails:
+    """Tail counts of one ensemble under bootstrap resampling, without re-sorting per replicate.
+
+    A replicate that draws the indices ``j`` (with replacement) from the ``n`` values ``x`` has
+    ``w = bincount(rank(x)[j])`` copies of each sorted value; the number of resampled usable values
+    with q ≥ q_obs is the suffix sum of ``w`` from ``searchsorted(sorted(x), q_obs, "left")``, which
+    is exactly :meth:`lzflow.stats.pvalues.Ensemble.count` of the resampled array (same integers,
+    so the same fractions bit for bit). ``use`` marks the usable values (NaN never is).
+    """
+
+    def __init__(self, x: np.ndarray, use: np.ndarray):
+        x = np.asarray(x, dtype=np.float64)
+        use = np.asarray(use, dtype=bool) & ~np.isnan(x)
+        self.n_values = x.size
+        self.rows = np.flatnonzero(use)                       # usable values' indices in x
+        order = np.argsort(x[self.rows], kind="stable")
+        self.rows = self.rows[order]                          # ... in sorted order of q
+        self.sorted = x[self.rows]
+        self.slot = np.full(x.size, self.rows.size, dtype=np.int64)   # unusable values → past the end
+        self.slot[self.rows] = np.arange(self.rows.size)
+
+    def weights(self, draws: np.ndarray) -> np.ndarray:
+        """Copies of each sorted usable value in a replicate drawing the indices ``draws``."""
+        return np.bincount(self.slot[draws], minlength=self.rows.size + 1)[:self.rows.size]
+
+    def weights_of_rows(self, row_weights: np.ndarray) -> np.ndarray:
+        """Copies of each sorted usable value given the copies of every original value."""
+        return row_weights[self.rows]
+
+    def positions(self, q: np.ndarray) -> np.ndarray:
+        """Insertion points of the queries (``-1`` for NaN, whose tail fraction is NaN)."""
+        q = np.asarray(q, dtype=np.float64)
+        return np.where(np.isnan(q), -1, np.searchsorted(self.sorted, q, side="left"))
+
+    @staticmethod
+    def used(w: np.ndarray) -> int:
+        return int(w.sum())
+
+    @staticmethod
+    def tail_fractions(w: np.ndarray, *positions: np.ndarray) -> list[np.ndarray]:
+        """P(q ≥ q_obs) of the replicate with weights ``w`` for queries at each ``positions`` array
+        (NaN for NaN queries, or everywhere for an empty ensemble)."""
+        n = int(w.sum())
+        if n == 0:
+            return [np.full(pos.shape, np.nan) for pos in positions]
+        suffix = np.zeros(w.size + 1)
+        suffix[:-1] = np.cumsum(w[::-1])[::-1]
+        return [np.where(pos < 0, np.nan, suffix[np.maximum(pos, 0)]) / n for pos in positions]
+
+
 def bootstrap_errors(grid: ToyGrid, alpha: float, methods: Sequence[str], power_threshold: float = POWER_THRESHOLD,
                      n_boot: int = N_BOOT, seed: Sequence[int] | int = 0,
                      interpolation: str = "loglinear") -> dict[str, dict[str, Any]]:
@@ -220,18 +270,32 @@ def bootstrap_errors(grid: ToyGrid, alpha: float, methods: Sequence[str], power_
     levels = [*BAND_QUANTILES, power_threshold]
     good_sb = [q[c == GOOD] for q, c in zip(grid.q_sb, grid.cause_sb)]
     n_b, n_mu = grid.q_b.shape
+    tails_sb = [_ResampledTails(x, np.ones(x.size, dtype=bool)) for x in good_sb]
+    tails_b = [_ResampledTails(grid.q_b[:, k], grid.cause_b[:, k] == GOOD) for k in range(n_mu)]
+    all_good = np.all(grid.cause_b == GOOD, axis=1)
+    # queries: every B-only row's q at every point, and the observed q (fixed; only the weights change)
+    pos_sb = [t.positions(grid.q_b[:, k]) for k, t in enumerate(tails_sb)]
+    pos_b = [t.positions(grid.q_b[:, k]) for k, t in enumerate(tails_b)]
+    obs_sb = [t.positions(np.atleast_1d(grid.q_obs[k])) for k, t in enumerate(tails_sb)]
+    obs_b = [t.positions(np.atleast_1d(grid.q_obs[k])) for k, t in enumerate(tails_b)]
     res = {m: np.full((n_boot, len(levels) + 2), np.nan) for m in methods}
     for i in range(n_boot):
-        e_sb = [Ensemble(x[rng.integers(0, x.size, x.size)]) for x in good_sb]
+        # the same draws, in the same order, as resampling the arrays themselves (rng calls unchanged)
+        w_sb = [t.weights(rng.integers(0, x.size, x.size)) for t, x in zip(tails_sb, good_sb)]
         jb = rng.integers(0, n_b, n_b)
-        qb, cb = grid.q_b[jb], grid.cause_b[jb]
-        e_b = [Ensemble(qb[:, k], cb[:, k] == GOOD) for k in range(n_mu)]
-        rows = np.all(cb == GOOD, axis=1)
-        floor = _p_floor(e_sb)
-        clsb_obs = np.array([e.fraction(grid.q_obs[k]) for k, e in enumerate(e_sb)], dtype=np.float64)
-        clb_obs = np.array([e.fraction(grid.q_obs[k]) for k, e in enumerate(e_b)], dtype=np.float64)
+        w_b = np.bincount(jb, minlength=n_b)
+        w_bk = [t.weights_of_rows(w_b) for t in tails_b]
+        rows_jb = jb[all_good[jb]]
+        floor = 0.5 / max(min(t.used(w) for t, w in zip(tails_sb, w_sb)), 1)
+        sb_frac = [t.tail_fractions(w, p, o) for t, w, p, o in zip(tails_sb, w_sb, pos_sb, obs_sb)]
+        b_frac = [t.tail_fractions(w, p, o) for t, w, p, o in zip(tails_b, w_bk, pos_b, obs_b)]
+        clsb_obs = np.array([f[1][0] for f in sb_frac], dtype=np.float64)
+        clb_obs = np.array([f[1][0] for f in b_frac], dtype=np.float64)
+        psb = np.column_stack([f[0] for f in sb_frac])[rows_jb]
+        pb = np.column_stack([f[0] for f in b_frac])[rows_jb]
         for m in methods:
-            lim, codes = limits_from_curves(grid.mu, pvalue_curves(qb[rows], e_sb, e_b, m), alpha, floor)
+            curves = psb if m == "clsb" else cls_ratio(psb, pb)[0]
+            lim, codes = limits_from_curves(grid.mu, curves.reshape(-1, n_mu), alpha, floor)
             bands = band_quantiles(lim, codes, levels, grid.mu[0], grid.mu[-1])
             p_obs = clsb_obs if m == "clsb" else cls_ratio(clsb_obs, clb_obs)[0]
             obs = crossing(grid.mu, p_obs, alpha, None, interpolation, p_floor=floor)
