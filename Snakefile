@@ -48,6 +48,7 @@ onstart:
 localrules:
     all,
     curve,
+    mass_plots,
     errors,
     study,
     report,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, combinecli, datacli, fogcli, globalcli, gofstage, layout, pyhfcli, salt
+from . import __version__, combinecli, datacli, fogcli, globalcli, gofstage, layout, massplots, pyhfcli, salt
 from .cliparse import config_or_spec, lists, register_all, required, stage
 from .config import ConfigError, load_config
 from .exceptions import USER_ERRORS, one_line
@@ -243,10 +243,10 @@ def cmd_curve(args: argparse.Namespace) -> int:
     """limit curve over masses: CSV and plots.
 
     Collect every mass's limit.json into limit_curve.csv and plot sigma_SI vs mass with the median
-    and +-1/2 sigma bands, the asymptotic median and the LZ projection reference point; per mass,
-    p-values vs mu and the test-statistic distributions.
+    and +-1/2 sigma bands, the asymptotic median and the LZ projection reference point (the per-mass
+    plots are lzflow mass-plots).
     """
-    from .curve import curve_rows, plot_limit_curve, plot_pvalues, plot_teststat, summary_line, write_curve_csv
+    from .curve import curve_rows, plot_limit_curve, summary_line, write_curve_csv
     from .io import read_json
     from .references import compare_with_reference, load_reference, write_comparison
 
@@ -259,9 +259,6 @@ def cmd_curve(args: argparse.Namespace) -> int:
                      reference=reference)
     if reference is not None:
         write_comparison(Path(args.out).with_name(layout.REFERENCE_COMPARISON), compare_with_reference(rows, reference))
-    for path, doc in zip(args.limits, docs):
-        plot_pvalues(doc, Path(path).with_name(Path(layout.PVALUES_PLOT).name))
-        plot_teststat(doc, Path(path).with_name(Path(layout.TESTSTAT_PLOT).name))
     for row in rows:
         print(summary_line(row))
     print(f"-> {args.out}")
@@ -477,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
            study_overlays="overlay.png per study (spec order)", impacts="impacts.json per mass (lzflow.impacts)")
     p.add_argument("--reference-comparison", help="reference_comparison.csv of 'lzflow curve --reference'")
     # simulate-data, events, bin-data and --observed of toys/merge; pyhf-limits; fog; combine, gof; global-pvalue;
-    register_all(sub, datacli, pyhfcli, fogcli, combinecli, globalcli, gofstage, salt)  # salt, unsalt
+    register_all(sub, datacli, pyhfcli, fogcli, combinecli, globalcli, gofstage, salt, massplots)  # salt, unsalt
     return parser
 
 

@@ -94,9 +94,9 @@ IMPACTS = "m{mass}/impacts.json"
 TOYS_SB = "m{mass}/toys/poi{poi}/job{job}.npz"
 TOYS_B = "m{mass}/toys/bonly/job{job}.npz"
 # toys to a target precision (lzflow.precision): the decision per mass and the extra toy files it asks for
-PRECISION_DECISION, TOYS_EXTRA_DIR = "m{mass}/toys/precision.json", "m{mass}/toys/extra"
+PRECISION_DECISION, TOYS_EXTRA_DIR = "m{mass}/toys/precision_r{round}.json", "m{mass}/toys/extra/r{round}"
 TOYS_SB_EXTRA, TOYS_B_EXTRA = TOYS_EXTRA_DIR + "/poi{poi}/job{job}.npz", TOYS_EXTRA_DIR + "/bonly/job{job}.npz"
-#: per mass: the limit and the fit-error summary of its toys (rule ``merge``), plots (rule ``curve``)
+#: per mass: the limit and the fit-error summary of its toys (rule ``merge``), plots (rule ``mass_plots``)
 LIMIT = "m{mass}/limit.json"
 MASS_FIT_ERRORS = "m{mass}/fit_errors.json"
 PVALUES_PLOT = "m{mass}/pvalues.png"
@@ -136,10 +136,10 @@ LOGS: dict[str, str] = {
     "toys": "m{mass}/toys_poi{poi}_job{job}.log",
     "toys_bonly": "m{mass}/toys_bonly_job{job}.log",
     "toys_batch": "m{mass}/toys_batch.log",  # all of a mass's toy files in one job (lzflow.toysplit)
-    "precision": "m{mass}/precision.log", "toys_extra": "m{mass}/toys_extra_poi{poi}_job{job}.log",
-    "toys_extra_bonly": "m{mass}/toys_extra_bonly_job{job}.log", "toys_extra_batch": "m{mass}/toys_extra_batch.log",
+    "precision": "m{mass}/precision_r{round}.log", "toys_extra": "m{mass}/toys_extra_r{round}_poi{poi}_job{job}.log",
+    "toys_extra_bonly": "m{mass}/toys_extra_r{round}_bonly_job{job}.log", "toys_extra_batch": "m{mass}/toys_extra_r{round}.log",
     "merge": "merge_m{mass}.log",
-    "curve": "curve.log",
+    "curve": "curve.log", "mass_plots": "m{mass}/plots.log",
     "errors": "errors.log",
     "study": "studies/{study}.log",
     "report": "report.log",
@@ -176,7 +176,7 @@ def analysis_dirs(results_dir: str, tag: str) -> tuple[str, str, str]:
 
 
 #: what a field of a template matches when a path is read back (:func:`within_mass_pattern`)
-FIELD_PATTERNS = {"poi": r"\d+", "job": r"\d+", "mass": r"[0-9]+(?:\.[0-9]+)?"}
+FIELD_PATTERNS = {"poi": r"\d+", "job": r"\d+", "round": r"\d+", "mass": r"[0-9]+(?:\.[0-9]+)?"}
 
 
 @lru_cache(maxsize=None)
@@ -477,6 +477,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "global": ("globalcli.py", "salt.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "gof": ("gofstage.py", "combinecli.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),
+    "mass_plots": ("curve.py", "massplots.py"),
     "errors": ("fit_errors.py", "toyjobs.py"),
     "studies": ("study_table.py", "curve.py", "construction_stage.py"),
     "report": ("report.py", "construction_report.py", "globalcli.py", "gofstage.py", "templates/*"),

@@ -1,12 +1,13 @@
 """Toys to a target precision: measure the Monte Carlo error of the expected limits, add toys where it is too large.
 
 With ``stats.target_precision`` = ε (a relative error, e.g. 0.02) the workflow makes each mass's
-toys in up to two rounds:
+toys in rounds:
 
-1. the **first batch**: the configured toys (``toys_per_poi`` S+B toys per POI point,
-   ``toys_bonly`` B-only toys, in ``jobs_per_poi`` jobs each), exactly the files of a run
+1. the **first batch**: the configured toys (``toys_per_poi`` = N S+B toys per POI point,
+   ``toys_bonly`` = N_B B-only toys, in ``jobs_per_poi`` = J jobs each), exactly the files of a run
    without a target;
-2. a **decision** per mass (the Snakemake checkpoint ``precision``, :func:`lzflow.precisionjob.decide`): the mass is
+2. **round r** (r = 1, 2, …; the Snakemake checkpoint ``precision`` per mass and round,
+   :func:`lzflow.precisionjob.decide`): the toys so far (m_{r−1} × the first batch, m_0 = 1) are
    merged as merge would (:func:`lzflow.merge.merge_mass`), and the relative bootstrap MC error of
    each reported quantity Q ∈ {median, −1σ, +1σ expected limit of the primary method}
 
@@ -15,23 +16,24 @@ toys in up to two rounds:
    (``expected_mu_err`` / ``expected_mu`` in ``limit.json``: the standard deviation of Q over
    bootstrap replicates of all S+B and B-only toys, :func:`lzflow.stats.inversion.bootstrap_errors`)
    is compared with ε. A Monte Carlo error falls as :math:`1/\\sqrt{N}`, so the mass needs
-   :math:`m = \\lceil 1.1\\,(\\max_Q r_Q / ε)^2 \\rceil` times its toys (1.1: :data:`MARGIN`, room
-   for the scatter of the estimate); ``m`` is capped at ``stats.max_toys_per_poi // toys_per_poi``.
-   A mass with :math:`\\max_Q r_Q ≤ ε` gets m = 1: no extra job.
-3. the **extension** (m > 1): the toys of a run with ``m × toys_per_poi`` S+B and
-   ``m × toys_bonly`` B-only toys in ``m × jobs_per_poi`` jobs per POI, less the first
-   ``jobs_per_poi`` jobs, which are the first batch: job j of that split holds toy indices
-   ``[⌊mN·j/(mJ)⌋, ⌊mN·(j+1)/(mJ)⌋)`` = ``[⌊N·j/J⌋, ⌊N·(j+1)/J⌋)`` for j < J
-   (:func:`lzflow.toyjobs.toy_block`). Seeds derive from (seed, mass, POI, toy index)
-   (:mod:`lzflow.stats.toys`), so the added toys continue the same streams, the first batch is
-   never remade, and the final merge sees toy for toy (and run number for run number) what a run
-   with the fixed count ``m × toys_per_poi`` sees: the same ``limit.json`` but for the
-   ``precision`` section this run adds.
+   :math:`m_r = \\lceil 1.1\\, m_{r-1} (\\max_Q r_Q / ε)^2 \\rceil` times its first batch (1.1:
+   :data:`MARGIN`, room for the scatter of the estimate), at most ``stats.max_toys_per_poi // N``.
+   A mass with :math:`\\max_Q r_Q ≤ ε` keeps m_r = m_{r−1}: no extra job, and no later round;
+   a round at the bound, or round :data:`MAX_ROUNDS`, is the last too (its toys are still made and merged).
+3. the **extension** of round r: the toys of a run with ``m_r × N`` S+B and ``m_r × N_B`` B-only
+   toys in ``m_r × J`` jobs per POI, less its first ``m_{r−1} × J`` jobs, which exist: job j of any
+   such split holds toy indices ``[⌊m N·j/(m J)⌋, ⌊m N·(j+1)/(m J)⌋)`` = ``[⌊N·j/J⌋, ⌊N·(j+1)/J⌋)``,
+   whatever m (:func:`lzflow.toyjobs.toy_block`). Seeds derive from (seed, mass, POI, toy index)
+   (:mod:`lzflow.stats.toys`), so each round continues the same streams, no toy is ever remade, and
+   the final merge sees toy for toy (and run number for run number) what a run with the fixed
+   count ``m_R × toys_per_poi`` sees: the same ``limit.json`` but for the ``precision`` section
+   (:func:`precision_section`: the error reached and, per round, the toys measured, r_Q, whether
+   ε was met and the toys asked for).
 
-The extra toy files are ``m<mass>/toys/extra/poi<k>/job<j>.npz`` and ``…/extra/bonly/job<j>.npz``
-(:data:`lzflow.layout.TOYS_SB_EXTRA`, :data:`~lzflow.layout.TOYS_B_EXTRA`), listed with their job
-specs in the decision file ``m<mass>/toys/precision.json`` (:data:`lzflow.layout.PRECISION_DECISION`),
-written and read by :mod:`lzflow.precisionjob`.
+The extra toy files of round r are ``m<mass>/toys/extra/r<r>/poi<k>/job<j>.npz`` and
+``…/extra/r<r>/bonly/job<j>.npz`` (:data:`lzflow.layout.TOYS_SB_EXTRA`, :data:`~lzflow.layout.TOYS_B_EXTRA`),
+listed with their job specs in the round's decision file ``m<mass>/toys/precision_r<r>.json``
+(:data:`lzflow.layout.PRECISION_DECISION`), written and read by :mod:`lzflow.precisionjob`.
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ from typing import Any, Mapping, Sequence
 
 from .exceptions import ConfigError
 
-__all__ = ["MARGIN", "QUANTITIES", "check_precision", "precision_merge_keys", "relative_errors", "multiplier",
+__all__ = ["MARGIN", "MAX_ROUNDS", "QUANTITIES", "check_precision", "precision_merge_keys", "relative_errors", "multiplier",
            "precision_section", "worst_relative_error", "extended"]
 
 #: factor on the toys the 1/√N extrapolation asks for (the measured error itself scatters by ~10 %)
 MARGIN = 1.1
 #: the reported quantities whose precision is measured: expected-limit bands {N σ} (keys of ``expected_mu``)
 QUANTITIES = ("-1", "0", "1")
+#: most extension rounds (decisions) after the first batch: the estimate of the error scatters itself,
+#: so one 1/√N extrapolation can fall short (tests/unit/test_precision.py, the seed-scatter test)
+MAX_ROUNDS = 3
 #: toy jobs per POI of one mass must stay below this (run numbers, :data:`lzflow.toyjobs.MAX_JOBS`)
 MAX_JOBS_PER_POI = 10000
 
@@ -103,15 +108,17 @@ def worst_relative_error(rel: Mapping[str, float | None]) -> float | None:
     return max(values) if values else None
 
 
-def multiplier(rel: Mapping[str, float | None], target: float, toys_per_poi: int, max_toys_per_poi: int) -> int:
-    """How many times its first batch a mass needs: 1 when every measured r_Q ≤ ``target`` (or
-    none could be measured), else ⌈:data:`MARGIN` (max r_Q / target)²⌉, at most
-    ``max_toys_per_poi // toys_per_poi``."""
+def multiplier(rel: Mapping[str, float | None], target: float, toys_per_poi: int, max_toys_per_poi: int,
+               current: int = 1) -> int:
+    """How many times its first batch a mass needs, measured with ``current`` times it: ``current``
+    when every measured r_Q ≤ ``target`` (or none could be measured), else
+    ⌈:data:`MARGIN` · current · (max r_Q / target)²⌉, at most ``max_toys_per_poi // toys_per_poi``
+    and never fewer than ``current``."""
     worst = worst_relative_error(rel)
     if worst is None or worst <= target:
-        return 1
-    need = math.ceil(MARGIN * (worst / target) ** 2)
-    return max(1, min(need, int(max_toys_per_poi) // int(toys_per_poi)))
+        return current
+    need = math.ceil(MARGIN * current * (worst / target) ** 2)
+    return max(current, min(need, int(max_toys_per_poi) // int(toys_per_poi)))
 
 
 def extended(headers: Sequence[Mapping[str, Any]]) -> bool:
@@ -130,4 +137,6 @@ def precision_section(doc: Mapping[str, Any], spec: Mapping[str, Any],
             "reached": worst is not None and worst <= target,
             "toys_per_poi": doc["toys"]["sb_per_poi"][0], "toys_bonly": doc["toys"]["bonly"],
             "toy_files": len(headers), "extended": extended(headers),
+            # the checkpoint's rounds (lzflow.precisionjob.round_record): toys measured, r_Q, reached, toys asked for
+            "rounds": list(spec.get("precision_rounds", [])),
             "measure": "bootstrap standard deviation / value of the expected limit (median, -1 sigma, +1 sigma)"}

@@ -1,11 +1,15 @@
-"""The workflow's side of toys to a target precision (:mod:`lzflow.precision`): the decision job
-of the Snakemake checkpoint ``precision`` (one per mass) and the extra toy jobs it asks for.
+"""The workflow's side of toys to a target precision (:mod:`lzflow.precision`): the decision jobs
+of the Snakemake checkpoint ``precision`` (one per mass and round) and the extra toy jobs they ask for.
 
-``python -m lzflow.precisionjob decide --spec JSON --workspace W --toys F... --out m<mass>/toys/precision.json``
-merges the first batch (:func:`lzflow.merge.merge_mass`), measures the relative bootstrap errors
-and writes the decision (:func:`decide`): the multiplier and every extra toy file with its job
-spec (:func:`extra_jobs`). ``python -m lzflow.precisionjob toys --decision D --workspace W --out F...``
-writes extra toy files, each the file its job spec stands for (:func:`lzflow.toybatch.run_batch`).
+``python -m lzflow.precisionjob decide --spec JSON --workspace W --toys F... [--previous D] --out m<mass>/toys/precision_r<round>.json``
+merges the toys so far (:func:`lzflow.merge.merge_mass`: the first batch and the extra files of
+the earlier rounds, whose last decision is ``--previous``), measures the relative bootstrap errors
+and writes the round's decision (:func:`decide`): the multiplier, whether it is the last round, and
+every extra toy file with its job spec (:func:`extra_jobs`). ``python -m lzflow.precisionjob toys
+--decision D --workspace W --out F...`` writes extra toy files, each the file its job spec stands for
+(:func:`lzflow.toybatch.run_batch`). The merge rule reads every round's decision
+(:func:`decisions_before`) and records them in ``limit.json["precision"]["rounds"]``
+(:func:`merge_spec_with_rounds`).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from .precision import QUANTITIES, multiplier, relative_errors
+from .precision import MAX_ROUNDS, QUANTITIES, multiplier, relative_errors, worst_relative_error
 
 __all__ = ["precision_spec", "extra_jobs", "decide", "extra_toy_files", "extra_job_spec", "precision_trees_or_exit",
-           "merge_extra_inputs", "extra_toy_args", "main"]
+           "merge_extra_inputs", "decisions_before", "checkpoint_decisions", "extra_inputs", "extra_toy_args", "round_record",
+           "merge_spec_with_rounds", "main"]
 
 
 def precision_trees_or_exit(baseline, studies) -> bool:
@@ -51,38 +56,50 @@ def precision_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
             "n_poi": poi_points(stats, label)}
 
 
-def extra_jobs(pspec: Mapping[str, Any], m: int) -> list[tuple[str, dict[str, Any]]]:
-    """(toy file relative to the tree, job spec) of the extension to ``m`` times the first batch:
-    jobs J … mJ−1 of ``m × n_toys`` toys in ``m × J`` jobs, per POI and B-only (module docstring)."""
+def extra_jobs(pspec: Mapping[str, Any], m: int, m_from: int = 1, round: int = 1) -> list[tuple[str, dict[str, Any]]]:
+    """(toy file relative to the tree, job spec) of extension round ``round`` from ``m_from`` to ``m``
+    times the first batch: jobs m_from·J … m·J−1 of ``m × n_toys`` toys in ``m × J`` jobs, per POI
+    and B-only (:mod:`lzflow.precision`; job j holds the same toy indices in every such split)."""
     from . import layout as L
 
     label, sb, b = pspec["mass"], pspec["sb"], pspec["b"]
     n_jobs = int(sb["n_jobs"])
-    jobs = range(n_jobs, m * n_jobs)
-    out = [(L.fill(L.TOYS_SB_EXTRA, mass=label, poi=k, job=j),
+    jobs = range(m_from * n_jobs, m * n_jobs)
+    out = [(L.fill(L.TOYS_SB_EXTRA, mass=label, round=round, poi=k, job=j),
             {**sb, "poi_index": k, "job_index": j, "n_jobs": m * n_jobs, "n_toys": m * int(sb["n_toys"])})
            for k in range(int(pspec["n_poi"])) for j in jobs]
-    out += [(L.fill(L.TOYS_B_EXTRA, mass=label, job=j),
+    out += [(L.fill(L.TOYS_B_EXTRA, mass=label, round=round, job=j),
              {**b, "job_index": j, "n_jobs": m * n_jobs, "n_toys": m * int(b["n_toys"])}) for j in jobs]
     return out
 
 
 def decide(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], pspec: Mapping[str, Any],
-           observed: str | Path | None = None) -> dict[str, Any]:
-    """The decision document of one mass from its first batch (module docstring, step 2)."""
+           observed: str | Path | None = None, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The decision of one mass in round ``previous["round"] + 1`` (1 without ``previous``) from
+    the toys so far, ``toy_paths`` (the first batch and every earlier round's extra files):
+    :func:`lzflow.precision.multiplier` on their relative errors; ``last`` when no later round is
+    needed (no extra toys, round :data:`lzflow.precision.MAX_ROUNDS`, or ``max_toys_per_poi`` reached)."""
     from .merge import merge_mass
 
     target, bound = float(pspec["target_precision"]), int(pspec["max_toys_per_poi"])
     n_sb, n_b, n_jobs = int(pspec["sb"]["n_toys"]), int(pspec["b"]["n_toys"]), int(pspec["sb"]["n_jobs"])
+    round_, m_from = (1, 1) if previous is None else (int(previous["round"]) + 1, int(previous["multiplier"]))
+    if previous is not None and (previous["last"] or previous["mass"] != pspec["mass"]):
+        raise ValueError(f"precision round {round_} of mass {pspec['mass']}: the previous decision is "
+                         f"{'the last' if previous['last'] else 'of mass ' + str(previous['mass'])}; expected an open round")
     doc, _ = merge_mass(ws, toy_paths, pspec["merge"], observed)
     rel = {q: None for q in QUANTITIES} if doc.get("no_sensitivity") else relative_errors(doc, pspec["merge"]["method"])
-    m = multiplier(rel, target, n_sb, bound)
-    return {"format": "lzflow-precision-1", "mass": pspec["mass"], "target_precision": target,
+    m = multiplier(rel, target, n_sb, bound, m_from)
+    extra = extra_jobs(pspec, m, m_from, round_)
+    cap = bound // n_sb  # at the bound: a later round could add nothing
+    return {"format": "lzflow-precision-1", "mass": pspec["mass"], "round": round_, "target_precision": target,
             "max_toys_per_poi": bound, "method": pspec["merge"]["method"],
             "first_batch": {"toys_per_poi": n_sb, "toys_bonly": n_b, "jobs_per_poi": n_jobs},
-            "relative_error_first_batch": rel, "multiplier": m,
+            "measured_with": {"toys_per_poi": m_from * n_sb, "toys_bonly": m_from * n_b},
+            "relative_error": rel, "multiplier_before": m_from, "multiplier": m,
             "final": {"toys_per_poi": m * n_sb, "toys_bonly": m * n_b, "jobs_per_poi": m * n_jobs},
-            "extra": [{"file": name, "spec": spec} for name, spec in extra_jobs(pspec, m)]}
+            "last": not extra or round_ >= MAX_ROUNDS or m >= cap,
+            "extra": [{"file": name, "spec": spec} for name, spec in extra]}
 
 
 def extra_toy_files(decision_path: str | Path, results: str) -> list[str]:
@@ -91,21 +108,72 @@ def extra_toy_files(decision_path: str | Path, results: str) -> list[str]:
 
 
 def merge_extra_inputs(decision_path: str | Path, results: str, batched: bool) -> list[str]:
-    """The merge's inputs beyond the first batch: the extra toy files (the file split), or the
-    directory holding them all (``batched``: the mass split, one job writes them), or nothing."""
+    """The inputs one decision adds: its extra toy files (the file split), or the directory holding
+    them all (``batched``: the mass split, one job writes them), or nothing."""
     from . import layout as L
 
     files = extra_toy_files(decision_path, results)
     if not files or not batched:
         return files
-    return [f"{results}/{L.fill(L.TOYS_EXTRA_DIR, mass=json.loads(Path(decision_path).read_text())['mass'])}"]
+    d = json.loads(Path(decision_path).read_text())
+    return [f"{results}/{L.fill(L.TOYS_EXTRA_DIR, mass=d['mass'], round=d['round'])}"]
 
 
-def extra_toy_args(decision_path: str | Path | None, results: str) -> str:
-    """The extra toy files as shell words for ``lzflow merge --toys`` ("" without a decision)."""
+def decisions_before(get: Callable[[int], str], round_: int | None = None) -> list[str]:
+    """The decision files of rounds 1 … ``round_`` − 1 (``None``: every round to the last), read
+    through ``get(round) -> path`` (in the workflow ``checkpoints.precision.get(...).output[0]``,
+    which raises until that round's checkpoint has run)."""
+    paths, r = [], 1
+    while round_ is None or r < round_:
+        paths.append(get(r))
+        if json.loads(Path(paths[-1]).read_text())["last"]:
+            break
+        r += 1
+    return paths
+
+
+def checkpoint_decisions(checkpoint: Any, mass: str, round_: int | None = None) -> list[str]:
+    """:func:`decisions_before` through the Snakemake checkpoint ``checkpoints.precision`` of mass ``mass``."""
+    return decisions_before(lambda r: checkpoint.get(mass=mass, round=r).output[0], round_)
+
+
+def extra_inputs(decisions: Sequence[str], results: str, batched: bool) -> list[str]:
+    """:func:`merge_extra_inputs` of every decision in ``decisions``."""
+    return [f for d in decisions for f in merge_extra_inputs(d, results, batched)]
+
+
+def _paths(decisions: str | Path | Sequence[str | Path] | None) -> list[str | Path]:
+    """Decision files as a list: Snakemake passes one path (a str) while a checkpoint is pending.
+    Reading a file not made yet raises FileNotFoundError naming it, which Snakemake's dry run
+    shows as <TBD> for a parameter that depends on an input."""
+    if decisions is None:
+        return []
+    return [decisions] if isinstance(decisions, (str, Path)) else list(decisions)
+
+
+def round_record(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """One round's entry in ``limit.json["precision"]["rounds"]``: the toys it measured, r_Q,
+    whether the target was met there, and the toys per POI it asked for (``next_toys_per_poi``)."""
+    worst = worst_relative_error(decision["relative_error"])
+    return {"round": int(decision["round"]), **decision["measured_with"], "relative_error": decision["relative_error"],
+            "worst": worst, "reached": worst is not None and worst <= float(decision["target_precision"]),
+            "next_toys_per_poi": int(decision["final"]["toys_per_poi"]), "extra_files": len(decision["extra"])}
+
+
+def merge_spec_with_rounds(spec: str, decisions: str | Path | Sequence[str | Path] | None) -> str:
+    """The merge spec (JSON text) with ``precision_rounds``: :func:`round_record` of each decision
+    file, in round order (read by :func:`lzflow.precision.precision_section`)."""
+    from .layout import as_spec
+
+    rounds = [round_record(json.loads(Path(d).read_text())) for d in _paths(decisions)]
+    return as_spec({**json.loads(spec), "precision_rounds": rounds})
+
+
+def extra_toy_args(decisions: str | Path | Sequence[str | Path] | None, results: str) -> str:
+    """The extra toy files of ``decisions`` as shell words for ``--toys`` ("" without any)."""
     import shlex
 
-    return "" if not decision_path else " ".join(shlex.quote(f) for f in extra_toy_files(decision_path, results))
+    return " ".join(shlex.quote(f) for d in _paths(decisions) for f in extra_toy_files(d, results))
 
 
 def extra_job_spec(decision: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
@@ -127,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     dec = sub.add_parser("decide", help="measure the first batch's precision, write the decision file")
     dec.add_argument("--spec", required=True, help="the decision spec as JSON (precision_spec)")
-    dec.add_argument("--toys", required=True, nargs="+", help="the first batch's toy files")
+    dec.add_argument("--toys", required=True, nargs="+", help="the toy files so far (first batch, earlier rounds)")
+    dec.add_argument("--previous", help="the previous round's decision file (none in round 1)")
     dec.add_argument("--out", required=True, help="the decision file")
     toys = sub.add_parser("toys", help="write extra toy files listed in a decision file")
     toys.add_argument("--decision", required=True)
@@ -144,15 +213,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ws = read_workspace(args.workspace)
         if args.command == "decide":
-            decision = decide(ws, args.toys, json.loads(args.spec), args.observed)
+            previous = json.loads(Path(args.previous).read_text()) if args.previous else None
+            decision = decide(ws, args.toys, json.loads(args.spec), args.observed, previous)
             with atomic_path(args.out, suffix=".json") as tmp:
                 Path(tmp).write_text(json.dumps(decision, indent=1, sort_keys=True) + "\n")
-            print(f"m{decision['mass']}: relative errors {decision['relative_error_first_batch']}, target "
+            print(f"m{decision['mass']} round {decision['round']}: relative errors {decision['relative_error']}, target "
                   f"{decision['target_precision']}: x{decision['multiplier']} ({len(decision['extra'])} extra files)")
         else:
             decision = json.loads(Path(args.decision).read_text())
             if args.out_dir is not None:  # every file: m<mass>/toys/extra/<rest> -> OUT_DIR/<rest>
-                below = L.fill(L.TOYS_EXTRA_DIR, mass=decision["mass"])
+                below = L.fill(L.TOYS_EXTRA_DIR, mass=decision["mass"], round=decision["round"])
                 outs = [str(Path(args.out_dir) / Path(e["file"]).relative_to(below)) for e in decision["extra"]]
                 Path(args.out_dir).mkdir(parents=True, exist_ok=True)
             else:

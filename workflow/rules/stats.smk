@@ -4,10 +4,12 @@
 # common.smk, lzflow.toysplit): one job per file (rules toys, toys_bonly: clusters) or one job per
 # tree and mass (the toys_m<mass>... rules at the end: one machine). The numbers are the same.
 # With stats.target_precision (lzflow.precision) the toy files are the first batch: the checkpoint
-# `precision` measures each mass's MC error from them and lists the extra toy files it needs
-# (the same seed streams, further toy indices; one job per mass writes them all, toys_extra_batch, or
-# with the file split one job per file, toys_extra/toys_extra_bonly); merge reads both.
-from lzflow.precisionjob import extra_toy_args, merge_extra_inputs, precision_spec, precision_trees_or_exit
+# `precision` (per mass and round) measures the MC error of the toys so far and lists the extra toy
+# files it needs (the same seed streams, further toy indices; one job per mass and round writes them,
+# toys_extra_batch, or with the file split one job per file, toys_extra/toys_extra_bonly), until the
+# target is met, the bound reached or lzflow.precision.MAX_ROUNDS rounds made; merge reads them all.
+from lzflow.precisionjob import (checkpoint_decisions, extra_inputs, extra_toy_args, merge_spec_with_rounds, precision_spec,
+                                 precision_trees_or_exit)
 
 PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
 
@@ -131,19 +133,20 @@ rule merge:
     input:
         workspace=out(L.WORKSPACE),
         toys=toy_files,
-        # with a target precision: the checkpoint's decision and the extra toys it asked for
-        **({"decision": lambda w: checkpoints.precision.get(mass=w.mass).output[0],
-            "extra": lambda w: merge_extra_inputs(checkpoints.precision.get(mass=w.mass).output[0], RESULTS,
-                                                  TOY_SPLIT == "mass")} if PRECISION else {}),
+        # with a target precision: every round's decision and the extra toys they asked for
+        **({"decisions": lambda w: checkpoint_decisions(checkpoints.precision, w.mass),
+            "extra": lambda w: extra_inputs(checkpoint_decisions(checkpoints.precision, w.mass), RESULTS,
+                                            TOY_SPLIT == "mass")} if PRECISION else {}),
         observed=OBSERVED_INPUT,
     output:
         limit=out(L.LIMIT),
         errors=out(L.MASS_FIT_ERRORS),
     params:
-        spec=merge_spec,
+        # with a target precision: each round's toys, errors and whether it met the target (limit.json precision.rounds)
+        spec=(lambda w, input: merge_spec_with_rounds(merge_spec(w), input.decisions)) if PRECISION else merge_spec,
         code=stage_code_hash("merge"),
         observed=observed_option,
-        extra=(lambda w, input: extra_toy_args(input.get("decision"), RESULTS)) if PRECISION else "",
+        extra=(lambda w, input: extra_toy_args(input.get("decisions"), RESULTS)) if PRECISION else "",
     log:
         log_path("merge"),
     benchmark:
@@ -167,17 +170,33 @@ use rule merge as merge_study with:
         study_bench_path("merge")
 
 
+# Per mass, as soon as its merge ends (in parallel with the other masses' toys); a change to one
+# mass redraws that mass's plots only (lzflow.massplots).
+rule mass_plots:
+    """One mass's p-value scan and test-statistic distributions."""
+    input:
+        out(L.LIMIT),
+    output:
+        pvalues=report(out(L.PVALUES_PLOT), caption="../report/pvalues.rst", category="Per mass",
+                       subcategory="p-value scans"),
+        teststat=report(out(L.TESTSTAT_PLOT), caption="../report/teststat.rst", category="Per mass",
+                        subcategory="test statistics"),
+    params:
+        code=stage_code_hash("mass_plots"),
+    log:
+        log_path("mass_plots"),
+    shell:
+        "lzflow mass-plots --limit {input:q} --pvalues-out {output.pvalues:q} --teststat-out {output.teststat:q} "
+        "> {log:q} 2>&1"
+
+
 rule curve:
-    """The limit curve over the masses (CSV and plot, with the published reference), p-value and test-statistic plots per mass."""
+    """The limit curve over the masses (CSV and plot, with the published reference)."""
     input:
         limit_files(BASELINE),
     output:
         csv=report(out(L.CURVE_CSV), caption="../report/limit_curve_table.rst", category="Limit curve"),
         plot=report(out(L.CURVE_PLOT), caption="../report/limit_curve.rst", category="Limit curve"),
-        pvalues=report(per_mass(L.PVALUES_PLOT), caption="../report/pvalues.rst", category="Per mass",
-                       subcategory="p-value scans"),
-        teststat=report(per_mass(L.TESTSTAT_PLOT), caption="../report/teststat.rst", category="Per mass",
-                        subcategory="test statistics"),
         # with a configured published reference: lzflow / reference per mass (lzflow.references)
         **({"comparison": out(L.REFERENCE_COMPARISON)} if LZ["reference"] else {}),
     params:
@@ -243,11 +262,18 @@ for _batch in TOY_BATCHES:
 
 if PRECISION:
 
+    wildcard_constraints:
+        round=r"[0-9]+",
+
     checkpoint precision:
-        """Toys to a target precision: the relative bootstrap MC error of one mass's expected limits (median, ±1σ) from its first batch, and the extra toy files that reach stats.target_precision (none when it is met), up to stats.max_toys_per_poi."""
+        """Toys to a target precision, round {round} of one mass: the relative bootstrap MC error of its expected limits (median, ±1σ) from the toys so far, and the extra toy files that reach stats.target_precision (none when it is met), up to stats.max_toys_per_poi."""
         input:
             workspace=out(L.WORKSPACE),
             toys=toy_files,
+            # the rounds before this one: their decisions and extra toys
+            previous=lambda w: checkpoint_decisions(checkpoints.precision, w.mass, int(w.round)),
+            extra=lambda w: extra_inputs(checkpoint_decisions(checkpoints.precision, w.mass, int(w.round)), RESULTS,
+                                         TOY_SPLIT == "mass"),
             observed=OBSERVED_INPUT,
         output:
             out(L.PRECISION_DECISION),
@@ -255,11 +281,13 @@ if PRECISION:
             spec=lambda w: as_spec(precision_spec(LZ, w.mass)),
             code=stage_code_hash("merge"),
             observed=observed_option,
+            extra=lambda w, input: extra_toy_args(input.previous, RESULTS),
+            previous=lambda w, input: f"--previous {shlex.quote(input.previous[-1])}" if input.previous else "",
         log:
             log_path("precision"),
         shell:
             "python -m lzflow.precisionjob decide --spec {params.spec:q} --workspace {input.workspace:q} "
-            "--toys {input.toys:q} {params.observed} --out {output:q} > {log:q} 2>&1"
+            "--toys {input.toys:q} {params.extra} {params.previous} {params.observed} --out {output:q} > {log:q} 2>&1"
 
     rule toys_extra_batch:
         """Every extra toy file of a mass short of the target precision, in one process (the mass split)."""
