@@ -43,7 +43,7 @@ def test_quick_two_runs_job_graph(repo, tmp_path):
                     f"results_dir={tmp_path}")
     assert job_counts(out) == {"detector": 1, "detector_run": 1, "response_run": 2, "background_pdf_run": 22,
                                "signal_pdf_run": 4, "workspace_run": 4, "combine": 2, "toys_m10": 1, "toys_m40": 1,
-                               "merge": 2, "curve": 1, "errors": 1, "report": 1, "all": 1}
+                               "merge": 2, "mass_plots": 2, "curve": 1, "errors": 1, "report": 1, "all": 1}
     tree = f"{tmp_path}/quick_two_runs"
     combines = [line.removeprefix("Shell command: ") for line in out.splitlines()
                 if line.startswith("Shell command: python -m lzflow.runsjob")]
@@ -131,7 +131,7 @@ def test_changing_one_runs_detector_reruns_only_that_run(repo, two_vs_one):
     changed = _write(tmp / "two_changed.yaml", raw)
     out = snakemake(repo, "-n", "--configfile", str(changed))
     assert job_counts(out) == {"detector_run": 1, "response_run": 2, "background_pdf_run": 11, "signal_pdf_run": 1,
-                               "workspace_run": 1, "combine": 1, "toys_m40": 1, "merge": 1, "curve": 1, "errors": 1,
+                               "workspace_run": 1, "combine": 1, "toys_m40": 1, "merge": 1, "mass_plots": 1, "curve": 1, "errors": 1,
                                "report": 1, "all": 1}
     assert "wildcards: run=b" in out and "wildcards: run=a" not in out  # nothing of run a is remade
 

@@ -67,7 +67,7 @@ def test_switching_to_sd_reruns_only_the_folds(repo, si_tree, overlay, interacti
     assert "response" not in jobs and "background_pdf" not in jobs and "detector" not in jobs
     # the toys: one job for the mass (local toy split, lzflow.toysplit)
     assert jobs == {"signal_pdf": 1, "workspace": 1, "toys_m40": 1, "merge": 1, "curve": 1,
-                    "errors": 1, "report": 1, "all": 1}
+                    "mass_plots": 1, "errors": 1, "report": 1, "all": 1}
 
 
 def test_sd_overlay_with_its_own_tag_is_a_new_tree(repo, si_tree):

@@ -174,7 +174,7 @@ def test_cluster_split_gives_byte_identical_results(repo, quick_run, tmp_path):
     env = dict(ENV, LZFLOW_TOY_JOBS="file")
     dry = snakemake(repo, "-n", "--config", f"results_dir={tmp_path}", env=env)
     assert job_counts(dry.stdout + dry.stderr) == {"toys": 2 * 8 * 2, "toys_bonly": 2 * 2, "merge": 2, "curve": 1,
-                                                   "errors": 1, "report": 1, "all": 1}
+                                                   "mass_plots": 2, "errors": 1, "report": 1, "all": 1}
     snakemake(repo, "--config", f"results_dir={tmp_path}", env=env)
     assert (tmp_path / "logs" / "quick" / L.fill(L.LOGS["toys"], mass="40", poi=7, job=1)).is_file()
     for rel in ("m10/limit.json", "m40/limit.json", "limit_curve.csv", "fit_errors.json", "m40/fit_errors.json"):
@@ -241,19 +241,20 @@ def test_lint_findings_are_the_justified_ones(repo):
 def test_changing_one_mass_reruns_only_that_mass(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"stats": {"per_mass": {"40": {"toys_per_poi": 200}}}})
     # the local split (LZFLOW_TOY_JOBS unset: lzflow.toysplit): one toy job per mass
-    assert jobs == {"toys_m40": 1, "merge": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
+    # and that mass's plots only (rule mass_plots)
+    assert jobs == {"toys_m40": 1, "merge": 1, "mass_plots": 1, "curve": 1, "errors": 1, "report": 1, "all": 1}
 
 
 def test_adding_a_mass_runs_only_its_chain(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"signal": {"masses_GeV": [10, 40, 100]}})
     assert jobs == {"signal_pdf": 1, "workspace": 1, "toys_m100": 1, "merge": 1, "curve": 1,
-                    "errors": 1, "report": 1, "all": 1}
+                    "mass_plots": 1, "errors": 1, "report": 1, "all": 1}
 
 
 def test_changing_a_background_reruns_its_pdf_and_downstream(repo, quick_run, tmp_path):
     jobs = _dry_run_with(repo, quick_run, tmp_path, {"backgrounds": {"pp": {"counts": 200.0}}})
     assert jobs == {"background_pdf": 1, "workspace": 2, "toys_m10": 1, "toys_m40": 1, "merge": 2, "curve": 1,
-                    "errors": 1, "report": 1, "all": 1}
+                    "mass_plots": 2, "errors": 1, "report": 1, "all": 1}
 
 
 def test_changing_the_detector_reruns_everything(repo, quick_run, tmp_path):
@@ -302,6 +303,10 @@ def test_mass_without_sensitivity_is_explicit(quick_run, tmp_path):
         rows = list(csv.DictReader(handle))
     assert rows[0]["mass_GeV"] == "2.0" and rows[0]["sigma_median_cm2"] == ""
     assert rows[0]["no_sensitivity"] == "True" and rows[1]["no_sensitivity"] == "False"
+    # its per-mass plots say so instead of failing (lzflow mass-plots, rule mass_plots)
+    pv, ts = tmp_path / "m2" / "pvalues.png", tmp_path / "m2" / "teststat.png"
+    assert main(["mass-plots", "--limit", str(limit), "--pvalues-out", str(pv), "--teststat-out", str(ts)]) == 0
+    assert pv.stat().st_size > 1000 and ts.stat().st_size > 1000
 
 
 def test_physics_tables_of_a_results_tree(quick_run, tmp_path):
@@ -545,7 +550,7 @@ def test_job_split_does_not_change_the_limit(repo, quick_run, tmp_path):
     output = dry.stdout + dry.stderr
     assert "Job stats" in output, output[-3000:]
     scheduled = job_counts(output)
-    assert set(scheduled) == {"toys_m10", "toys_m40", "merge", "curve", "errors", "report", "all"}, scheduled
+    assert set(scheduled) == {"toys_m10", "toys_m40", "merge", "mass_plots", "curve", "errors", "report", "all"}, scheduled
     assert scheduled["merge"] == 2
     snakemake(repo, "--config", f"results_dir={results}", extra_config=extra)
     assert (results / "quick" / "m40" / "toys" / "poi0" / "job2.npz").exists()

@@ -31,6 +31,7 @@ from .binned_nll import BinnedRows, PreparedData, make_layout
 from .fitresult import ALPHA_BOUND, FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .model import BinnedModel
+from .mcstat import McStatLayout, McStatRows, mcstat_information, mcstat_problem
 from .logmorph_nll import LogMorphLayout, LogMorphRows, log_morph_problem, sub_block
 from .morph_nll import MorphLayout, MorphRows, morph_problem
 from .newton import fit_in_blocks
@@ -57,6 +58,11 @@ class BatchedFitter:
         K = model.n_shape
         # auxiliary observables that must be finite: the floating backgrounds' (and every α's)
         self._aux_used = np.r_[model.free_bkg, model.n_bkg + np.arange(K)].astype(int) if K else model.free_bkg
+        # template MC statistics (lzflow.stats.mcstat): γ profiled in the rows, aux a_γ after a_θ
+        self._mcstat = {mu_free: McStatLayout(model, mu_free) for mu_free in (True, False)} \
+            if model.n_gamma else None
+        if self._mcstat:
+            self._aux_used = np.r_[self._aux_used, self._mcstat[True].aux_gamma].astype(int)
         self._fixed_template = model.backgrounds[np.flatnonzero(~model.constrained)].sum(axis=0)
         self._templates = np.vstack([model.signal[None, :], model.backgrounds])  # (n_par, n_bins)
         self._layouts = {
@@ -128,7 +134,7 @@ class BatchedFitter:
     def _check_aux(self, aux: np.ndarray | None, n: int) -> np.ndarray:
         m = self.model
         if aux is None:
-            return np.ones((n, m.n_bkg)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
+            return np.ones((n, m.n_aux)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
         aux = np.asarray(aux, dtype=np.float64)
         if aux.ndim == 1:
             aux = np.broadcast_to(aux, (n, aux.size))
@@ -142,6 +148,8 @@ class BatchedFitter:
         Hessian for data generated at ``params``."""
         if self._morph is not None:
             return self._morph_information(np.asarray(params, dtype=np.float64), mu_free)
+        if self._mcstat:
+            return mcstat_information(self.model, self._mcstat[mu_free], np.asarray(params, dtype=np.float64))
         lay = self._layouts[mu_free]
         nu = self.model.expected(params[0], np.asarray(params[1:]))
         X = self._templates[lay.cols].T
@@ -230,6 +238,8 @@ class BatchedFitter:
             return LogMorphRows.build(self._morph[mu_fixed is None].at(mu_fixed), data)
         if self._morph is not None:
             return MorphRows.build(self._morph[mu_fixed is None].at(mu_fixed), data)
+        if self._mcstat:
+            return McStatRows.build(self._mcstat[mu_fixed is None].at(mu_fixed), data, self.dense_bins, self.sparse_bins)
         return BinnedRows.build(self._layouts[mu_fixed is None], data, self._offset(mu_fixed),
                                 self.dense_bins, self.sparse_bins)
 
@@ -255,6 +265,12 @@ class BatchedFitter:
             counts[self.sparse_bins[data.e_bin[sel]]] = data.e_n[sel]
             problem = log_morph_problem if self._log else morph_problem
             return MigradProblem(*problem(self.model, self._morph[mu_fixed is None].at(mu_fixed), counts, data.aux[t]))
+        if self._mcstat:
+            counts = np.zeros(self.model.n_bins)
+            counts[self.dense_bins] = data.nD[t]
+            sel = data.e_toy == t
+            counts[self.sparse_bins[data.e_bin[sel]]] = data.e_n[sel]
+            return MigradProblem(*mcstat_problem(self._mcstat[mu_fixed is None].at(mu_fixed), counts, data.aux[t]))
         cols = self.free_columns(mu_fixed)
         offset = self._offset(mu_fixed)
         prec = self.model.constraint_precision[cols]

@@ -66,6 +66,15 @@ of :mod:`lzflow.stats.logmorph` — ``"log_quartic"`` (ln T through the ±1σ an
 ``"log_code4p"`` (code 4p on ln T) or ``"log_pchip"`` (shape-preserving cubic in ln T through the
 ±1σ and ±2σ templates) — with every template > 0 where the nominal is and
 ν = μ s(α) + Σ_b θ_b B_b(α), the rate multiplying the morphed template.
+
+Template MC statistics
+----------------------
+With ``mc_stat`` (``(n_bins,)`` relative MC errors δ_b of the total background, 0 = no parameter)
+each bin with δ_b > 0 gets a Barlow–Beeston-lite multiplier γ_b of the total background with a
+Gaussian constraint of width δ_b, **profiled analytically** (:mod:`lzflow.stats.mcstat`): the
+parameter vector stays ``[μ, θ]``, the auxiliary vector grows to ``[a_θ (n_bkg), a_γ (G)]`` (nominal
+1), and every NLL of the model is the one with γ at γ̂(μ, θ). ``mc_stat=None`` (the default) is
+exactly the model above. Not combined with shape systematics (refused).
 """
 
 from __future__ import annotations
@@ -126,6 +135,7 @@ class BinnedModel:
     bin_shape: tuple[int, ...] = field(default=())
     shape_systematics: tuple[ShapeSystematic, ...] = ()
     interpolation: str = "code4p"
+    mc_stat: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         sig = np.asarray(self.signal, dtype=np.float64)
@@ -170,6 +180,20 @@ class BinnedModel:
         object.__setattr__(self, "rel_unc", _as_readonly(rel))
         object.__setattr__(self, "bin_shape", shape)
         object.__setattr__(self, "shape_systematics", self._check_systematics(sig, bkg, names))
+        if self.mc_stat is not None:
+            object.__setattr__(self, "mc_stat", self._check_mc_stat(bkg))
+
+    def _check_mc_stat(self, bkg: np.ndarray) -> np.ndarray:
+        d = np.asarray(self.mc_stat, dtype=np.float64).ravel()
+        if d.shape != (bkg.shape[1],):
+            raise ModelError(f"mc_stat must have one relative error per bin ({bkg.shape[1]}), got shape {d.shape}")
+        if not np.all(np.isfinite(d)) or np.any(d < 0):
+            raise ModelError("mc_stat must be finite and >= 0 (relative MC error of each bin)")
+        if np.any((d > 0) & ~(bkg.sum(axis=0) > 0)):
+            raise ModelError("mc_stat > 0 in a bin without background: a γ there scales nothing")
+        if self.shape_systematics:
+            raise ModelError("mc_stat with shape systematics is not supported; expected one of the two")
+        return _as_readonly(d)
 
     def _check_systematics(self, sig: np.ndarray, bkg: np.ndarray, names: tuple[str, ...]) -> tuple:
         systs = tuple(self.shape_systematics or ())
@@ -231,9 +255,14 @@ class BinnedModel:
         return self.__dict__["_morph"]
 
     @property
+    def n_gamma(self) -> int:
+        """G, the number of bins with a template-statistics γ (``mc_stat`` > 0)."""
+        return 0 if self.mc_stat is None else int(np.count_nonzero(self.mc_stat))
+
+    @property
     def n_aux(self) -> int:
-        """Length of an auxiliary-observable vector ``[a_θ (n_bkg), a_α (K)]``."""
-        return self.n_bkg + self.n_shape
+        """Length of an auxiliary-observable vector ``[a_θ (n_bkg), a_α (K), a_γ (G)]``."""
+        return self.n_bkg + self.n_shape + self.n_gamma
 
     @property
     def n_par(self) -> int:
@@ -355,6 +384,11 @@ class BinnedModel:
         """
         params = np.asarray(params, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
+        if self.n_gamma:
+            from .mcstat import profiled_nll
+
+            out = profiled_nll(self, params, counts, aux)
+            return out.reshape(np.broadcast_shapes(params.shape[:-1], counts.shape[:-1]))
         aux = self.nominal_nuisance() if aux is None else np.asarray(aux, dtype=np.float64)
         K = self.n_shape
         if K:
@@ -382,6 +416,8 @@ class BinnedModel:
             nuis = self._nuisance(theta)
             return self.expected(mu, nuis), nuis.copy()
         theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
+        if self.n_gamma:  # a_γ = 1: the γ at their nominal values
+            return self.expected(mu, theta), np.r_[theta, np.ones(self.n_gamma)]
         return self.expected(mu, theta), theta.copy()
 
     # ------------------------------------------------------------------ construction helpers
@@ -411,13 +447,13 @@ class BinnedModel:
             systs = tuple(s.rows_scaled(0, ratio, new) for s in systs)
         return BinnedModel(
             new, self.backgrounds, self.names, self.rel_unc, self.signal_name, self.bin_shape, systs,
-            self.interpolation,
+            self.interpolation, self.mc_stat,
         )
 
     def with_rel_unc(self, rel_unc: np.ndarray) -> "BinnedModel":
         return BinnedModel(
             self.signal, self.backgrounds, self.names, np.asarray(rel_unc, float),
-            self.signal_name, self.bin_shape, self.shape_systematics, self.interpolation,
+            self.signal_name, self.bin_shape, self.shape_systematics, self.interpolation, self.mc_stat,
         )
 
     def with_shape_systematics(self, systematics: Sequence[ShapeSystematic] = (),
@@ -426,5 +462,13 @@ class BinnedModel:
         by ``interpolation`` (default: this model's)."""
         return BinnedModel(
             self.signal, self.backgrounds, self.names, self.rel_unc, self.signal_name,
-            self.bin_shape, tuple(systematics), interpolation or self.interpolation,
+            self.bin_shape, tuple(systematics), interpolation or self.interpolation, self.mc_stat,
+        )
+
+    def with_mc_stat(self, mc_stat: np.ndarray | None) -> "BinnedModel":
+        """The same model with per-bin template-statistics widths δ_b (``None``: none; module
+        docstring, "Template MC statistics")."""
+        return BinnedModel(
+            self.signal, self.backgrounds, self.names, self.rel_unc, self.signal_name,
+            self.bin_shape, self.shape_systematics, self.interpolation, mc_stat,
         )

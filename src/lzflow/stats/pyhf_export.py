@@ -26,6 +26,14 @@ Samples and modifiers:
   function, and histosys deltas add: pyhf's expected counts are
   μ T_0(α) + Σ_b [θ_b B_b + Σ_k Δ_kb(α)], exactly lzflow's (:mod:`lzflow.stats.morphing`).
 
+* template MC statistics (``BinnedModel.mc_stat``, :mod:`lzflow.stats.mcstat`): one ``staterror``
+  modifier ``"mcstat"`` on every background sample. pyhf derives the relative width of γ_b as
+  sqrt(Σ_k σ_kb²)/Σ_k B_kb over the samples carrying it; lzflow writes
+  σ_kb = δ_b (Σ_k B_kb) B_kb / sqrt(Σ_k B_kb²), which gives exactly lzflow's δ_b, and σ_kb = 0 in
+  bins without γ (δ_b = 0), which pyhf fixes at γ_b = 1 (``suggested_fixed``; their aux is 1).
+  pyhf bounds γ to [1e-10, 10], lzflow to γ ≥ 0 (the NLLs differ by O(1e-10) at γ̂ = 0; γ̂ > 10
+  would differ).
+
 Observations default to the Asimov background-only expectation Σ_b B_b (not rounded — pyhf
 accepts non-integer observations).
 """
@@ -36,7 +44,10 @@ import numpy as np
 
 from .model import BinnedModel
 
-__all__ = ["to_pyhf_workspace", "pyhf_aux_from_lzflow", "pyhf_data", "PYHF_MODIFIER_SETTINGS"]
+__all__ = ["to_pyhf_workspace", "pyhf_aux_from_lzflow", "pyhf_data", "PYHF_MODIFIER_SETTINGS", "MCSTAT_MODIFIER"]
+
+#: name of the ``staterror`` modifier of the template MC statistics
+MCSTAT_MODIFIER = "mcstat"
 
 #: pyhf model settings that reproduce lzflow's morphing (``pyhf.Workspace.model(modifier_settings=…)``)
 PYHF_MODIFIER_SETTINGS = {"histosys": {"interpcode": "code4p"}}
@@ -72,6 +83,7 @@ def to_pyhf_workspace(
                                   "data": {"hi_data": sy.up[s].tolist(), "lo_data": sy.down[s].tolist()}})
     samples[0]["modifiers"].extend(shape_mods[0])
     params: list[dict] = []
+    mcstat = _staterror_data(model) if model.n_gamma else None
     for b, name in enumerate(model.names):
         tmpl = model.backgrounds[b]
         r = float(model.rel_unc[b])
@@ -85,6 +97,8 @@ def to_pyhf_workspace(
                 }
             )
             params.append({"name": name, "bounds": [[max(-5.0, -1.0 / r), 5.0]]})
+        if mcstat is not None:
+            mods.append({"name": MCSTAT_MODIFIER, "type": "staterror", "data": mcstat[b].tolist()})
         samples.append({"name": name, "data": tmpl.tolist(), "modifiers": mods + shape_mods[1 + b]})
     if poi_bounds is None:
         poi_bounds = (0.0, 10.0 * max(1.0, _rough_scale(model)))
@@ -96,6 +110,15 @@ def to_pyhf_workspace(
         "measurements": [{"name": measurement, "config": {"poi": "mu", "parameters": params}}],
         "version": "1.0.0",
     }
+
+
+def _staterror_data(model: BinnedModel) -> np.ndarray:
+    """``(n_bkg, n_bins)`` absolute errors σ_kb whose pyhf quadrature sum over the total is δ_b
+    (module docstring)."""
+    B = model.backgrounds
+    norm = np.sqrt((B ** 2).sum(axis=0))
+    scale = np.where(norm > 0, model.mc_stat * B.sum(axis=0) / np.where(norm > 0, norm, 1.0), 0.0)
+    return B * scale
 
 
 def _rough_scale(model: BinnedModel) -> float:
@@ -117,6 +140,8 @@ def pyhf_aux_from_lzflow(
     the shape parameters.
     """
     aux = np.asarray(aux, float)
+    if model.n_gamma:
+        return _aux_with_mcstat(model, aux, order)
     shape = model.shape_parameters
     if order is None:
         order = [model.names[b] for b in model.free_bkg] + list(shape)
@@ -128,6 +153,24 @@ def pyhf_aux_from_lzflow(
     rel = np.r_[np.where(model.rel_unc > 0, model.rel_unc, 1.0), np.ones(model.n_shape)][idx]
     off = np.r_[np.ones(model.n_bkg), np.zeros(model.n_shape)][idx]
     return (aux[..., idx] - off) / rel
+
+
+def _aux_with_mcstat(model: BinnedModel, aux: np.ndarray, order) -> np.ndarray:
+    """pyhf aux of a model with γ bins: α_b of the constrained backgrounds, then per bin of the
+    ``staterror`` vector a_γ (1 in bins without γ, which pyhf keeps fixed)."""
+    order = list(order) if order is not None else [model.names[b] for b in model.free_bkg] + [MCSTAT_MODIFIER]
+    nb = model.n_bkg
+    gb = np.flatnonzero(model.mc_stat > 0)
+    parts = []
+    for name in order:
+        if name == MCSTAT_MODIFIER:
+            g = np.ones(aux.shape[:-1] + (model.n_bins,))
+            g[..., gb] = aux[..., nb : nb + gb.size]
+            parts.append(g)
+        else:
+            b = model.names.index(name)
+            parts.append(((aux[..., b] - 1.0) / model.rel_unc[b])[..., None])
+    return np.concatenate(parts, axis=-1)
 
 
 def pyhf_data(model: BinnedModel, pyhf_model, counts: np.ndarray, aux: np.ndarray) -> np.ndarray:
