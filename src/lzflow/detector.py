@@ -30,6 +30,9 @@ __all__ = [
     "NEST_PRESETS",
     "DEFAULT_YIELDS",
     "DetectorError",
+    "ER_SKEWNESS_MODEL",
+    "NEST_MODEL_SENTINEL",
+    "check_er_skewness",
     "resolve_detector",
     "build_nest_detector",
     "derived_quantities",
@@ -100,10 +103,31 @@ MAX_DRIFT_FIELD_V_CM = 1e5
 DETECTOR_KEYS: dict[str, tuple[str, ...] | None] = {
     "name": None, "base": None, "nest": tuple(NEST_PARAMETERS), "drift_field": None,
     "fiducial": _FIDUCIAL_KEYS, "yields": tuple(_YIELD_LENGTHS), "s1_mode": None, "s2_mode": None,
+    "er_skewness": None,
 }
 #: A key written one level too high is pointed to where it belongs (e.g. ``g1`` → ``nest.g1``).
 _KEY_HINTS = {**{k: f"nest.{k}" for k in NEST_PARAMETERS}, **{k: f"fiducial.{k}" for k in _FIDUCIAL_KEYS},
               **{k: f"yields.{k}" for k in _YIELD_LENGTHS}}
+#: ``er_skewness``'s default: NEST's own ER recombination-skewness model (what ``runNESTvec`` applies;
+#: a number is NEST's fixed ``SkewnessER``, 0 = Gaussian; lzflow.response.skewness).
+ER_SKEWNESS_MODEL = "nest"
+#: ``GetQuanta``'s ``SkewnessER`` value meaning "use NEST's model" (src/NEST.cpp).
+NEST_MODEL_SENTINEL = -999.0
+
+
+def check_er_skewness(value: Any, where: str) -> str | float:
+    """``"nest"`` or a finite number (NEST's ``SkewnessER``, 0 = Gaussian); anything else is refused
+    with one line (an unquoted YAML ``off``/``no`` reads as false and is refused too)."""
+    if value == ER_SKEWNESS_MODEL and isinstance(value, str):
+        return ER_SKEWNESS_MODEL
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value == NEST_MODEL_SENTINEL:
+        hint = " (YAML reads an unquoted off/no as false)" if isinstance(value, bool) else ""
+        raise DetectorError(f"{where}: {value!r}{hint}; expected 'nest' (NEST's ER skewness model) or a finite "
+                         "number, NEST's SkewnessER (0 = Gaussian recombination fluctuations)")
+    return float(value)
+
+
 _S1_MODES = ("Full", "Parametric", "Hybrid")
 _S2_MODES = ("Full", "Parametric")
 
@@ -301,6 +325,9 @@ def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[s
     if s2_mode not in _S2_MODES:
         raise DetectorError(f"{prefix}.s2_mode: {s2_mode!r} is unknown; expected one of {', '.join(_S2_MODES)}")
 
+    # NEST's ER recombination skewness: its model (default) or a fixed SkewnessER (lzflow.response.skewness)
+    er_skewness = check_er_skewness(raw.get("er_skewness", ER_SKEWNESS_MODEL), f"{prefix}.er_skewness")
+
     det = {
         "name": str(raw.get("name", base)),
         "base": base,
@@ -310,6 +337,7 @@ def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[s
         "fiducial": fiducial,
         "s1_mode": s1_mode,
         "s2_mode": s2_mode,
+        "er_skewness": er_skewness,
     }
     _check_detector(det, prefix)
     det["hash"] = detector_hash(det)
@@ -317,8 +345,11 @@ def resolve_detector(raw: Mapping[str, Any], prefix: str = "detector") -> dict[s
 
 
 def detector_hash(det: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of the physics content (``name`` and ``hash`` excluded)."""
-    content = {k: v for k, v in det.items() if k not in ("hash", "name", "derived")}
+    """SHA-256 of the canonical JSON of the physics content (``name`` and ``hash`` excluded; so is
+    ``er_skewness`` at its default ``nest``, which keeps the hash of every detector written before the
+    key existed)."""
+    content = {k: v for k, v in det.items() if k not in ("hash", "name", "derived")
+               and not (k == "er_skewness" and v == ER_SKEWNESS_MODEL)}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -18,7 +18,8 @@ nominal template (:func:`lzflow.pdfs.varied_template`). What is shared:
   (yields+quanta, S1, S2) and NEST is reseeded before each stage: a g1 shift leaves every event's
   quanta and S2 bit-identical and its S1 a monotone function of the same uniforms.
 
-Events are simulated one by one with ``NESTcalc.FullCalculation`` / ``GetS1`` / ``GetS2`` in the
+Events are simulated one by one with ``NESTcalc.GetYields`` / ``GetQuanta`` (the detector's
+``er_skewness``, :mod:`lzflow.response.skewness`) / ``GetS1`` / ``GetS2`` in the
 order ``nestpy.array.runNESTvec`` uses (with a single seed per event the engine reproduces
 ``runNESTvec`` event for event; test), ≈ 12 µs per event against ≈ 9 µs batched.
 The CRN nominal matrix of an interaction is made once (``systematic = "nominal"``) and shared by
@@ -41,6 +42,7 @@ from ..progress import progress
 from ..space import TYPE_CODES, AnalysisSpace
 from .matrix import ResponseMatrix
 from .nest import CHUNK_SIZE, chunk_tasks, nest_version, sample_positions
+from .skewness import skewness_argument
 
 __all__ = ["STAGE_CRN", "VariationSet", "crn_allocation", "build_variations", "save_variations",
            "load_variations", "simulate_events", "variation_job"]
@@ -123,6 +125,7 @@ def simulate_events(state: Mapping[str, Any], interaction: str, energies_keV: np
     s2m = getattr(nestpy.S2CalculationMode, det.get("s2_mode", "Full"))
     t_k, p_bar, molar, top = nd.get_T_Kelvin(), nd.get_p_bar(), nd.get_molarMass(), nd.get_TopDrift()
     fixed = det.get("drift_field_V_cm")
+    alpha = skewness_argument(det)
     n = len(energies_keV)
     cs1, cs2, nhits, s2raw = np.empty(n), np.empty(n), np.empty(n, dtype=np.int64), np.empty(n)
     for i in range(n):
@@ -130,14 +133,15 @@ def simulate_events(state: Mapping[str, Any], interaction: str, energies_keV: np
         energy = float(energies_keV[i])
         fld = float(fixed) if fixed is not None else nd.FitEF(x, y, z)
         rng.set_seed(int(seeds[i, 0]))
-        res = calc.FullCalculation(itype, energy, rho, fld, molar, 54.0, nr, widths, er, False)
+        # FullCalculation's GetYields + GetQuanta, with the detector's ER skewness (-999: NEST's model)
+        quanta = calc.GetQuanta(calc.GetYields(itype, energy, rho, fld, molar, 54.0, nr, er), rho, widths, alpha)
         v_drift = calc.SetDriftVelocity(t_k, rho, fld, p_bar)
         if split_streams:
             rng.set_seed(int(seeds[i, 1]))
-        s1 = calc.GetS1(res.quanta, x, y, z, x, y, z, v_drift, v_drift, itype, 0, fld, energy, s1m, -1, [], [])
+        s1 = calc.GetS1(quanta, x, y, z, x, y, z, v_drift, v_drift, itype, 0, fld, energy, s1m, -1, [], [])
         if split_streams:
             rng.set_seed(int(seeds[i, 2]))
-        s2 = calc.GetS2(res.quanta.electrons, x, y, z, x, y, z, (top - z) / v_drift, v_drift, 0, fld, s2m, -1,
+        s2 = calc.GetS2(quanta.electrons, x, y, z, x, y, z, (top - z) / v_drift, v_drift, 0, fld, s2m, -1,
                         [], [], g2)
         cs1[i], nhits[i], cs2[i], s2raw[i] = abs(s1[5]), abs(int(s1[8])), abs(s2[7]), abs(s2[6])
     with np.errstate(divide="ignore", invalid="ignore"):

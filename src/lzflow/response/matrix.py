@@ -258,6 +258,8 @@ def _detector_facts(detector: Mapping[str, Any]) -> dict[str, Any]:
         "drift_field_V_cm": detector.get("drift_field_V_cm"),
         "s1_mode": detector.get("s1_mode", "Hybrid"),
         "s2_mode": detector.get("s2_mode", "Full"),
+        # a fixed ER skewness (lzflow.response.skewness); absent at NEST's model, as before the key existed
+        **({} if detector.get("er_skewness", "nest") == "nest" else {"er_skewness": detector["er_skewness"]}),
     }
 
 

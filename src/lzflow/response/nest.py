@@ -29,6 +29,7 @@ import numpy as np
 
 from ..progress import progress
 from ..space import TYPE_CODES, AnalysisSpace, base_interaction, canonical_interaction, charge_yield_scale
+from .skewness import run_events, skewness_argument, uses_event_path
 
 __all__ = [
     "CHUNK_SIZE",
@@ -75,7 +76,9 @@ def sample_positions(rng: np.random.Generator, n: int, fiducial: Mapping[str, fl
 
 def run_nest(nest_detector: Any, detector: Mapping[str, Any], interaction: str, energies_keV: np.ndarray,
              positions_mm: np.ndarray, seed: int, space: AnalysisSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run ``nestpy.array.runNESTvec`` with the detector dict's field, yields, widths and S1/S2 modes.
+    """Run ``nestpy.array.runNESTvec`` with the detector dict's field, yields, widths and S1/S2 modes
+    (an ER-like type of a detector with a fixed ``er_skewness``: NEST event by event with that
+    skewness, :mod:`lzflow.response.skewness`).
 
     Returns (cS1 [phd], log10 cS2 [phd], passes) where ``passes`` is the S1 coincidence
     (``s1_nhits_thr >= coinLevel``) and raw-S2 (``s2r_phd >= s2_raw_min_phd``) cut; the cS1/cS2
@@ -86,6 +89,10 @@ def run_nest(nest_detector: Any, detector: Mapping[str, Any], interaction: str, 
     field = detector.get("drift_field_V_cm")
     yields = detector["yields"]
     er = charge_scaled_er_params(yields["er"], charge_yield_scale(interaction))
+    if uses_event_path(detector, base_interaction(interaction)):  # a fixed ER skewness: NEST event by event
+        cs1, cs2, nhits, s2r = run_events(nest_detector, detector, base_interaction(interaction), energies_keV,
+                                          positions_mm, seed, er, skewness_argument(detector))
+        return _observables(cs1, cs2, nhits, s2r, detector, space)
     res = nestpy.array.runNESTvec(
         nest_detector, getattr(nestpy.interactions, base_interaction(interaction)),
         np.ascontiguousarray(energies_keV, dtype=np.float64), np.ascontiguousarray(positions_mm, dtype=np.float64),
@@ -95,12 +102,18 @@ def run_nest(nest_detector: Any, detector: Mapping[str, Any], interaction: str, 
         getattr(nestpy.S2CalculationMode, detector.get("s2_mode", "Full")),
         False,
     )
-    cs1 = np.asarray(res.s1c_phd, dtype=float)
-    cs2 = np.asarray(res.s2c_phd, dtype=float)
+    return _observables(res.s1c_phd, res.s2c_phd, res.s1_nhits_thr, res.s2r_phd, detector, space)
+
+
+def _observables(s1c_phd: Any, s2c_phd: Any, s1_nhits_thr: Any, s2r_phd: Any, detector: Mapping[str, Any],
+                 space: AnalysisSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cS1, log10 cS2 (NaN where cS2 <= 0), passes: S1 coincidence and raw-S2 cut) from NEST's outputs."""
+    cs1 = np.asarray(s1c_phd, dtype=float)
+    cs2 = np.asarray(s2c_phd, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.where(cs2 > 0, np.log10(np.where(cs2 > 0, cs2, 1.0)), np.nan)
-    passes = ((np.asarray(res.s1_nhits_thr) >= int(detector["nest"]["coinLevel"]))
-              & (np.asarray(res.s2r_phd, dtype=float) >= space.s2_raw_min_phd))
+    passes = ((np.asarray(s1_nhits_thr) >= int(detector["nest"]["coinLevel"]))
+              & (np.asarray(s2r_phd, dtype=float) >= space.s2_raw_min_phd))
     return cs1, y, passes
 
 
