@@ -44,11 +44,17 @@ __all__ = [
     "load_workspace_file",
     "to_hs3",
     "FORMAT",
+    "FORMATS",
+    "add_mc_stat",
     "shape_systematics",
     "shape_systematic_models",
 ]
 
 FORMAT = "lzflow-workspace-1"
+#: a workspace with template MC statistics (``mc_stat``, :func:`add_mc_stat`): readers that do not
+#: know the γ refuse it instead of reading it without them; without ``mc_stat`` the format stays 1
+FORMAT_MCSTAT = "lzflow-workspace-2"
+FORMATS = (FORMAT, FORMAT_MCSTAT)
 
 #: the exports written beside ``workspace.json``: pyhf JSON and HS3 (names from :mod:`lzflow.layout`)
 EXPORT_NAMES = {"pyhf": PurePosixPath(layout.WORKSPACE_PYHF).name, "hs3": PurePosixPath(layout.WORKSPACE_HS3).name,
@@ -181,6 +187,8 @@ def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path]
     if spec.get("systematics"):
         ws["shape_systematics"] = shape_systematics(ws, spec["systematics"], variations)
         ws["shape_interpolation"] = spec["interpolation"]
+    if spec.get("mc_stat"):
+        add_mc_stat(ws, background_pdfs, spec["mc_stat"]["threshold"])
     if ws["signal"]["empty"]:
         ws["poi_grid"] = []
         ws["asymptotic"] = {"no_sensitivity": True}
@@ -209,6 +217,9 @@ def hs3_export(ws: Mapping[str, Any]) -> dict[str, Any]:
     """The HS3 document of ``ws``, or ``{"not_exported": <why>}`` for shape systematics with a
     multiplicative morphing (a ``histfactory_dist`` morphs additively: :mod:`lzflow.hs3`)."""
     interpolation = ws.get("shape_interpolation", "code4p")
+    if ws.get("mc_stat"):
+        return {"not_exported": "the HS3 export has no template MC statistics (staterror) yet; "
+                                "the pyhf export carries them"}
     if ws.get("shape_systematics") and interpolation != "code4p":
         return {"not_exported": f"HS3's histfactory_dist has no multiplicative histosys interpolation ({interpolation}); "
                                 f"set systematics.interpolation: code4p for an HS3 export"}
@@ -240,8 +251,8 @@ def load_workspace_file(path: str | Path, error: type[Exception] = WorkspaceErro
         ws = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
     except (ValueError, OSError) as err:
         raise error(f"{path}: not a workspace JSON ({' '.join(str(err).split())})") from None
-    if not isinstance(ws, dict) or ws.get("format") != FORMAT:
-        raise error(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected {FORMAT}")
+    if not isinstance(ws, dict) or ws.get("format") not in FORMATS:
+        raise error(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected one of {FORMATS}")
     return ws, hashlib.sha256(raw).hexdigest()
 
 
@@ -253,7 +264,7 @@ def read_workspace(path: str | Path) -> dict[str, Any]:
 
     raw = Path(path).read_bytes() if str(path).endswith(".gz") else None
     ws = read_json(path) if raw is None else json.loads(gzip.decompress(raw))
-    if not isinstance(ws, dict) or ws.get("format") != FORMAT:
+    if not isinstance(ws, dict) or ws.get("format") not in FORMATS:
         raise WorkspaceError(f"{path}: not an lzflow workspace (format {ws.get('format') if isinstance(ws, dict) else None!r})")
     return ws
 
@@ -270,10 +281,50 @@ def workspace_model(ws: Mapping[str, Any]):
         rel_unc=[b["rel_unc"] for b in ws["backgrounds"]],
         signal_name=ws["signal"]["name"],
     )
+    if ws.get("mc_stat"):
+        return model.with_mc_stat(mc_stat_delta(ws))
     if not ws.get("shape_systematics"):
         return model
     # workspaces written before the interpolation was a choice were morphed with code 4p
     return model.with_shape_systematics(shape_systematic_models(ws), ws.get("shape_interpolation", "code4p"))
+
+
+def add_mc_stat(ws: dict[str, Any], background_pdfs: Sequence[str | Path], threshold: float) -> None:
+    """Template MC statistics (:mod:`lzflow.stats.mcstat`): each background of ``ws`` gets
+    ``mc_rel_error``, the relative MC error sqrt(variance)/value of its template per bin (the fold's
+    variance Σ_j p_j² c_jb/N_j², :func:`lzflow.pdfs.fold_spectrum`, read from the PDF's Weight
+    storage; 0 in empty bins), ``ws["mc_stat"]`` the threshold and the number of γ bins, and the
+    format becomes :data:`FORMAT_MCSTAT`. Refused with shape systematics (not supported together)."""
+    from .pdfs import read_pdf
+
+    if ws.get("shape_systematics"):
+        raise WorkspaceError("systematics.mc_stat with shape systematics is not supported; expected one of the two")
+    by_name = {b["name"]: b for b in ws["backgrounds"]}
+    for path in background_pdfs:
+        hist, meta = read_pdf(Path(path).parent, Path(path).stem)
+        values, var = np.asarray(hist.values(), float), np.asarray(hist.variances(), float)
+        if not np.array_equal(values, np.asarray(by_name[meta["source"]]["template"], float)):
+            raise WorkspaceError(f"{path}: template differs from the workspace's {meta['source']!r}")
+        rel = np.where(values > 0, np.sqrt(np.clip(var, 0.0, None)) / np.where(values > 0, values, 1.0), 0.0)
+        by_name[meta["source"]]["mc_rel_error"] = rel.tolist()
+    missing = [b["name"] for b in ws["backgrounds"] if "mc_rel_error" not in b]
+    if missing:
+        raise WorkspaceError(f"mc_stat: no PDF given for backgrounds {missing}")
+    ws["format"] = FORMAT_MCSTAT
+    ws["mc_stat"] = {"threshold": float(threshold)}
+    ws["mc_stat"]["gamma_bins"] = int(np.count_nonzero(mc_stat_delta(ws)))
+
+
+def mc_stat_delta(ws: Mapping[str, Any]) -> np.ndarray:
+    """δ_b (flattened, C order) of a workspace with ``mc_stat``: the total background's relative MC
+    error, 0 below the threshold (:func:`lzflow.stats.mcstat.total_delta`)."""
+    from .stats.mcstat import total_delta
+
+    if any("mc_rel_error" not in b for b in ws["backgrounds"]):
+        raise WorkspaceError("workspace has mc_stat but a background without mc_rel_error; expected one per background")
+    t = np.stack([np.asarray(b["template"], float).ravel() for b in ws["backgrounds"]])
+    r = np.stack([np.asarray(b["mc_rel_error"], float).ravel() for b in ws["backgrounds"]])
+    return total_delta(t, r, float(ws["mc_stat"]["threshold"]))
 
 
 def shape_systematics(ws: Mapping[str, Any], names: Sequence[str], variations: Sequence[str | Path]
