@@ -62,12 +62,16 @@ def cmd_bin_data(args: argparse.Namespace) -> int:
 
     Read the event list with the spec's format, columns, units and tree (lzflow.eventlist), place
     it on the spec's window (the pdf axes' edges) and write the counts, the out-of-window
-    accounting, the file's SHA-256 and the counts' digest as JSON (lzflow.observeddata).
+    accounting, the file's SHA-256 and the counts' digest as JSON (lzflow.observeddata); with
+    unbinned_events: true in the spec (an unbinned likelihood) also the in-window events, as
+    observed_events.npz beside --out, their digest recorded in the JSON.
     """
     import json
 
     from .io import write_json
-    from .observeddata import ObservedDataError, bin_observed, bin_observed_runs
+    from pathlib import Path
+
+    from .observeddata import OBSERVED_EVENTS, ObservedDataError, bin_observed, bin_observed_runs
 
     try:
         spec = json.loads(args.spec)
@@ -77,8 +81,9 @@ def cmd_bin_data(args: argparse.Namespace) -> int:
         doc = bin_observed_runs(spec, args.events)
     elif len(args.events) != 1:
         raise ObservedDataError(f"--events: {len(args.events)} event lists for a single-run spec; expected one")
-    else:
-        doc = bin_observed(spec, args.events[0])
+    else:  # an unbinned likelihood keeps the in-window events too, beside --out (observeddata.OBSERVED_EVENTS)
+        keep = isinstance(spec, dict) and "unbinned_events" in spec
+        doc = bin_observed(spec, args.events[0], Path(args.out).parent / Path(OBSERVED_EVENTS).name if keep else None)
     write_json(args.out, doc)
     print(f"bin-data {' '.join(args.events)}: {doc['n_total']} events, {doc['n_inside']} in the window, {doc['n_outside']} "
           f"outside ({', '.join(f'{k} {v}' for k, v in doc['outside_by_reason'].items())}) -> {args.out}")

@@ -51,9 +51,11 @@ def resolve_data(config: Mapping[str, Any], stats: Mapping[str, Any]) -> dict[st
     if columns["cS1"] == columns["cS2"]:
         raise ConfigError(f"data.columns: cS1 and cS2 both read column {columns['cS1']!r}; expected two columns")
     blind = True if blind is None else bool(blind)
-    if not blind and stats.get("likelihood", "binned") != "binned":
-        raise ConfigError("blind: false with stats.likelihood unbinned; expected stats.likelihood: binned (the "
-                          "observed fits are binned only)")
+    if not blind and stats.get("likelihood", "binned") == "unbinned":
+        for key, plain in (("construction", "one_sided"), ("discovery_from_toys", None)):
+            if stats.get(key, plain) != plain:  # these sections fit the binned counts only (lzflow.construction_stage)
+                raise ConfigError(f"stats.{key}: {stats[key]!r} with blind: false and stats.likelihood unbinned; "
+                                  f"expected stats.{key}: {plain!r} or stats.likelihood: binned")
     data = {"path": path, "format": fmt, "columns": columns,
             "units": dict(raw.get("units") or DATA_DEFAULTS["units"]),
             "tree": str(raw.get("tree", DATA_DEFAULTS["tree"])),

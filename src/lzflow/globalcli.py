@@ -77,7 +77,7 @@ def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Ma
     check_spec(spec)
     if len(workspaces) != len(limits):
         raise MergeError(f"global p-value: {len(workspaces)} workspaces but {len(limits)} limit files; expected one each")
-    models, local, empty, counts = {}, {}, [], None
+    models, local, empty, counts, unbinned = {}, {}, [], None, set()
     for ws, limit, path in zip(workspaces, limits, limit_paths):
         mass = float(ws["mass_GeV"])
         if limit["mass_GeV"] != ws["mass_GeV"]:
@@ -90,20 +90,23 @@ def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Ma
         counts = c if counts is None else counts
         models[mass] = workspace_model(ws)
         local[mass] = _local(limit, data["counts_digest"], path)
+        unbinned |= {mass} if limit["observed"].get("likelihood") == "unbinned" else set()
     model0 = next(iter(models.values()), None)
     res = global_pvalue(models, counts, None if model0 is None else model0.nominal_nuisance(), spec["n_toys"],
                         spec["seed"], block_size=TOY_BLOCK, n_threads=n_threads)
     for mass, q0 in zip(res["masses_GeV"], res["q0_observed"]):
         theirs = float(local[mass]["q0"])
-        if abs(q0 - theirs) > Q0_RTOL * max(1.0, abs(theirs)):
+        if mass not in unbinned and abs(q0 - theirs) > Q0_RTOL * max(1.0, abs(theirs)):
             raise MergeError(f"global p-value: q0 at {mass:g} GeV is {q0!r} here, {theirs!r} in its limit.json; "
                              f"expected the same fit of the same data")
     per_mass = [{"mass_GeV": m, "q0": q, "local_p_value": local[m]["p_value"],
                  "local_p_value_is_upper_bound": local[m]["p_value_is_upper_bound"],
-                 "local_significance": local[m]["significance"]}
+                 "local_significance": local[m]["significance"], "local_q0": float(local[m]["q0"])}
                 for m, q in zip(res["masses_GeV"], res["q0_observed"])]
+    note = ({"likelihood": "binned", "note": "the merges fitted the events unbinned (local_q0, local p-values); the "
+             "global p-value uses the binned likelihood on the binned counts at every mass"} if unbinned else {})
     return {"format": GLOBAL_FORMAT, "lzflow_version": __version__, "blind": False, **res, "per_mass": per_mass,
-            "masses_without_signal_GeV": empty, "events": observed_summary(data),
+            "masses_without_signal_GeV": empty, "events": observed_summary(data), **note,
             **({"salt": dict(salt)} if salt is not None else {})}
 
 

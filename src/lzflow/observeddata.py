@@ -190,7 +190,8 @@ def observed_option(wildcards: Any, input: Any) -> str:
 
     files = input.get("observed", [])
     files = [files] if isinstance(files, str) else list(files)
-    return " ".join(f"--observed {shlex.quote(str(f))}" for f in files)
+    events = Path(OBSERVED_EVENTS).name  # read through the binned file's record, not given on the command line
+    return " ".join(f"--observed {shlex.quote(str(f))}" for f in files if Path(str(f)).name != events)
 
 
 def observed_summary(doc: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .stats.fit import BatchedFitter
 from .stats.fitresult import FitConfig, FitResult
 from .stats.request import ToyRequest
 
-__all__ = ["ObservedData", "BinnedObserved", "as_observed", "toy_request"]
+__all__ = ["ObservedData", "BinnedObserved", "as_observed", "toy_request", "observed_toy_limit"]
 
 
 class ObservedData(Protocol):
@@ -116,3 +116,37 @@ def toy_request(*, observed: Any = None, **fields: Any) -> ToyRequest:
         return ToyRequest(observed=observed, **fields)
     request = ToyRequest(**fields)
     return replace(request, gen_params=observed.generation_point(request.mu_generation))
+
+
+def observed_toy_limit(obs: ObservedData, mu_grid: Sequence[float], n_sb: int, n_b: int, base_seed: int,
+                       mass_key: int, cl: float = 0.9, method: str = "clsb", test_stat: str = "qtilde",
+                       power_threshold: float = 0.1587, block_size: int = 256) -> Any:
+    """The toy inversion of one dataset ``obs`` (binned or unbinned) on a POI grid, in memory: S+B
+    toys (``n_sb`` per point, seed index = grid index) and ``n_b`` B-only toys (seed index
+    :data:`~lzflow.stats.request.BONLY_POI_INDEX`), all generated at ``obs``'s fits
+    (:func:`toy_request`), inverted with its observed q (:func:`lzflow.stats.inversion.invert_toys`)
+    after the grid-edge extension of :func:`lzflow.stats.inversion.refine_toy_grid` — the
+    procedure of ``lzflow merge`` (methods CLs+b and CLs, π_crit ``power_threshold`` for the
+    PCL floor, loglinear interpolation). Returns the :class:`~lzflow.stats.inversion.Inversion`
+    of ``method``."""
+    from .stats.inversion import invert_toys, refine_toy_grid, toy_grid
+    from .stats.pvalues import pvalue_table
+    from .stats.request import BONLY_POI_INDEX
+    from .stats.toys import run_toys
+
+    mus = np.asarray(mu_grid, dtype=np.float64)
+    common = dict(base_seed=base_seed, mass_key=mass_key, test_stat=test_stat, block_size=block_size, n_threads=1,
+                  observed=obs.toy_source)
+    b_index = np.arange(int(n_b))
+
+    def points(mu_new: np.ndarray, idx_new: np.ndarray) -> Any:
+        sb = [run_toys(obs.model, toy_request(poi_index=int(k), hypothesis="sb", mu=float(mu),
+                                              toy_indices=np.arange(int(n_sb)), **common))
+              for mu, k in zip(mu_new, idx_new)]
+        b = run_toys(obs.model, toy_request(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(mu_new[0]),
+                                            mu_test=mu_new, toy_indices=b_index, **common))
+        return toy_grid(mu_new, obs.q(mu_new, test_stat), sb, b, test_stat, idx_new)
+
+    grid, _ = refine_toy_grid(points(mus, np.arange(mus.size)), points, 1.0 - cl, ("clsb", "cls"), power_threshold)
+    table = pvalue_table(grid.q_obs, grid.sb, grid.b)
+    return invert_toys(grid, 1.0 - cl, method, power_threshold, table=table)

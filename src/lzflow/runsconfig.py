@@ -163,6 +163,10 @@ def resolve_runs(raw: Mapping[str, Any], base_dir: str | Path = ".") -> dict[str
             runs[name] = resolve_config(run_raw, base_dir)
         except ConfigError as err:
             raise _run_error(name, err) from None
+    unbinned = [name for name, cfg in runs.items() if cfg["stats"].get("likelihood") == "unbinned"]
+    if unbinned:  # the combined workspace has one likelihood over every run's bins (lzflow.stats.combine)
+        raise ConfigError(f"stats.likelihood: 'unbinned' with runs: (run {unbinned[0]!r}); expected stats.likelihood: "
+                          f"binned (the runs' combined likelihood is binned only)")
     correlated = list(raw["correlated"])
     known = set().union(*(parameter_names(c) for c in runs.values()))
     for name in correlated:

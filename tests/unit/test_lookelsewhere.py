@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lzflow.observed import DISCOVERY_POI_INDEX, discovery_pvalue
+from lzflow.observedfit import BinnedObserved
 from lzflow.stats.lookelsewhere import (
     LookElsewhereError,
     check_same_background,
@@ -43,7 +44,7 @@ def test_one_mass_is_its_local_discovery_pvalue(m40):
     counts, aux = _data(m40, 0.0021)
     key = mass_key(40.0)
     res = global_pvalue({40.0: m40}, counts, aux, 2048, 11, mass_key=key, poi_index=DISCOVERY_POI_INDEX)
-    disc = discovery_pvalue(m40, counts, aux, 2048, 11, key, 256)
+    disc = discovery_pvalue(BinnedObserved(m40, counts, aux), 2048, 11, key, 256)
     assert res["q0_observed"][0] == pytest.approx(disc["q0"], rel=1e-12)
     assert 2.0 < disc["q0"] < 6.0
     assert res["global"]["toys_at_or_above"] == disc["toys_at_or_above"] > 5
@@ -153,8 +154,8 @@ def _analysis(tmp_path, m40):
     limits = []
     for ws in (ws20, ws40):
         model = workspace_model(ws)
-        disc = discovery_pvalue(model, counts.ravel().astype(float), model.nominal_nuisance(), 300, 11,
-                                mass_key(ws["mass_GeV"]), 256)
+        disc = discovery_pvalue(BinnedObserved(model, counts.ravel().astype(float), model.nominal_nuisance()), 300,
+                                11, mass_key(ws["mass_GeV"]), 256)
         limits.append({"mass_GeV": ws["mass_GeV"],
                        "observed": {"events": {"counts_digest": data["counts_digest"]}, "discovery": disc}})
     paths = {}

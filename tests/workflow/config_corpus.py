@@ -634,8 +634,12 @@ bad("data_unit_phe", "data", {"data": {"path": "events.csv", "units": {"cS1": "p
 bad("data_same_column", "data", {"data": {"path": "events.csv", "columns": {"cS1": "s", "cS2": "s"}}},
     "data.columns", "'s'", "two columns")
 bad("data_blind_string", "data", {"data": {"path": "events.csv"}, "blind": "no"}, "blind", "'no'", "boolean")
-bad("data_unblinded_unbinned", "data", {"data": {"path": "events.csv"}, "blind": False,
-                                         "stats": {"likelihood": "unbinned"}}, "blind", "unbinned", "binned")
+bad("data_unblinded_unbinned_discovery_toys", "data", {"data": {"path": "events.csv"}, "blind": False,
+                                                        "stats": {"likelihood": "unbinned",
+                                                                  "discovery_from_toys": {"n_bonly": 1000, "n_sb": 100}}},
+    "stats.discovery_from_toys", "unbinned", "None")
+good("legal_data_unblinded_unbinned", "legal", {"data": {"path": "tests/data/quick_observed_events.csv"},
+                                                "blind": False, "stats": {"likelihood": "unbinned"}})
 good("legal_data_blind_by_default", "legal", {"data": {"path": "tests/data/quick_observed_events.csv"}})
 
 
@@ -656,6 +660,9 @@ def runs_case(name: str, raw: dict[str, Any], *expect: str) -> None:
                       list(expect) if expect else None))
 
 
+_unbinned_runs = two_runs()
+_unbinned_runs["stats"] = {**_unbinned_runs.get("stats", {}), "likelihood": "unbinned"}
+runs_case("runs_unbinned", _unbinned_runs, "stats.likelihood", "unbinned", "binned")
 _one = two_runs()
 del _one["runs"]["b"]
 runs_case("runs_one_run", _one, "runs", "1 run(s)", "at least 2")
