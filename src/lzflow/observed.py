@@ -1,6 +1,9 @@
-"""Observed results of one mass on binned data: best fit with its profile-likelihood interval,
-post-fit pulls, and the local discovery p-value from toys (``limit.json`` → ``"observed"``,
-written by :mod:`lzflow.merge` in an unblinded analysis; docs/data.md).
+"""Observed results of one mass: best fit with its profile-likelihood interval, post-fit pulls,
+and the local discovery p-value from toys (``limit.json`` → ``"observed"``, written by
+:mod:`lzflow.merge` in an unblinded analysis; docs/data.md). The data are an
+:class:`lzflow.observedfit.ObservedData`: binned counts with the binned likelihood, or the
+in-window events with the unbinned one (:class:`lzflow.stats.unbinned_observed.UnbinnedObserved`);
+every formula below holds for either NLL.
 
 Best fit and interval
 ---------------------
