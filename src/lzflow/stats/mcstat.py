@@ -56,7 +56,12 @@ import numpy as np
 from .binned_nll import PointRows, PreparedData
 
 __all__ = ["gamma_hat", "total_delta", "McStatLayout", "McStatRows", "profiled_nll", "mcstat_problem",
-           "mcstat_information", "explicit_gamma_fit", "dense_counts", "MCSTAT_KEYS"]
+           "mcstat_information", "explicit_gamma_fit", "dense_counts", "MCSTAT_KEYS", "draw_gamma_aux",
+           "GAMMA_WORD0"]
+
+#: counter-stream word index of a toy's first γ auxiliary normal: far above the words its θ, α,
+#: dense-bin and sparse-event draws use (< 2⁴⁰), so those stay the words they are without γ
+GAMMA_WORD0 = 1 << 62
 
 #: the keys of the ``systematics.mc_stat`` config block
 MCSTAT_KEYS = ("enabled", "threshold")
@@ -245,6 +250,26 @@ class McStatRows(PointRows):
         idx = np.arange(lay.p)
         h[idx, idx] += lay.prec[:, None]
         return h
+
+
+def draw_gamma_aux(model: Any, aux: np.ndarray, key: np.ndarray | None = None, toys: np.ndarray | None = None,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
+    """Toys' γ auxiliary measurements a_γ ~ Gauss(1, δ) (the global observables of the γ, drawn at
+    the nominal γ = 1) written into ``aux[..., n_bkg + K:]``: from the counter stream ``key`` at words
+    :data:`GAMMA_WORD0` + g of each of ``toys`` (``(n, n_aux)`` aux), or from one toy's ``rng``
+    after its other draws (``(n_aux,)`` aux)."""
+    from scipy.special import ndtri
+
+    from ._rng import uniforms_from_words, words
+
+    delta = model.mc_stat[model.mc_stat > 0]
+    start = model.n_bkg + model.n_shape
+    if rng is not None:
+        aux[start:] = 1.0 + delta * rng.standard_normal(delta.size)
+        return aux
+    u = uniforms_from_words(words(key, np.asarray(toys)[:, None], GAMMA_WORD0 + np.arange(delta.size)[None, :]))
+    aux[:, start:] = 1.0 + delta * ndtri(u)
+    return aux
 
 
 def profiled_nll(model: Any, params: np.ndarray, counts: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:

@@ -85,11 +85,11 @@ class ToyResult:
     @classmethod
     def empty(cls, hypothesis: str, poi_index: int, base_seed: int, mass_key: int, test_stat: str,
               gen_params: np.ndarray, mu_test: np.ndarray, toy_indices: np.ndarray, n_bkg: int,
-              n_shape: int = 0) -> "ToyResult":
+              n_shape: int = 0, n_gamma: int = 0) -> "ToyResult":
         """Records for ``toy_indices`` before any fit: NaN values, NOT_RUN statuses, aux at nominal
-        (θ = 1, α = 0)."""
+        (θ = 1, α = 0; the a_γ of template MC statistics, :mod:`lzflow.stats.mcstat`, 1)."""
         n, n_mu = toy_indices.size, mu_test.size
-        aux = np.ones((n, n_bkg)) if not n_shape else np.tile(np.r_[np.ones(n_bkg), np.zeros(n_shape)], (n, 1))
+        aux = np.ones((n, n_bkg + n_gamma)) if not n_shape else np.tile(np.r_[np.ones(n_bkg), np.zeros(n_shape)], (n, 1))
         return cls(
             hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
             mass_key=int(mass_key), test_stat=test_stat, gen_params=gen_params, mu_test=mu_test,

@@ -55,6 +55,7 @@ from ._threads import available_cores, blas_threads
 from .binned_nll import PreparedData
 from .fit import BatchedFitter
 from .fitresult import FitConfig, FitResult
+from .mcstat import draw_gamma_aux
 from .model import BinnedModel
 from .request import BONLY_POI_INDEX, HYPOTHESES, STREAMS, ToyRequest
 from .teststat import evaluate_test_statistic, mu_lower_bound
@@ -119,7 +120,7 @@ def generation_point(
         nuis = np.r_[np.where(model.constrained, np.clip(aux[:nb], 0.05, None), 1.0), aux[nb:]]
         init = model.full_params(mu, nuis)
     else:
-        init = model.full_params(mu, np.where(model.constrained, np.clip(aux, 0.05, None), 1.0))
+        init = model.full_params(mu, np.where(model.constrained, np.clip(aux[: model.n_bkg], 0.05, None), 1.0))
     r = fitter.fit(np.asarray(counts)[None, :], np.asarray(aux)[None, :], mu_fixed=float(mu),
                    init=init[None, :])
     return r.params[0].copy(), r
@@ -188,6 +189,7 @@ class ToySampler:
         if nk:
             aux[:, m.n_bkg :] = self.alpha_gen + ndtri(u[:, nf : nf + nk])
             nf += nk  # the words after the aux normals
+        aux = draw_gamma_aux(m, aux, key, toys) if m.n_gamma else aux  # template MC statistics
         nD = self._pois.sample(u[:, nf : nf + nd])
         ns = poisson_inverse_scalar(self.lamS, u[:, nf + nd]) if self.lamS > 0 else np.zeros(n, int)
         tot = int(ns.sum())
@@ -231,6 +233,7 @@ class ToySampler:
                 e_toy.append(np.full(ub.size, t))
                 e_bin.append(ub)
                 e_n.append(uc)
+            aux[t] = draw_gamma_aux(m, aux[t], rng=rng) if m.n_gamma else aux[t]  # after the toy's other draws
         if e_toy:
             et, eb, en = np.concatenate(e_toy), np.concatenate(e_bin), np.concatenate(e_n)
         else:
@@ -240,7 +243,7 @@ class ToySampler:
 
     def _nominal_aux(self, n: int) -> np.ndarray:
         m = self.fitter.model
-        return np.ones((n, m.n_bkg)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
+        return np.ones((n, m.n_aux)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
 
     def dense_counts(self, data: PreparedData) -> np.ndarray:
         """Reassemble dense ``(n, n_bins)`` counts from prepared toys (for tests/exports)."""
@@ -416,7 +419,8 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResu
     slope = likelihood.truth_fitter.profile_slope(gen)
     draw = likelihood.drawer(gen, request)
     res = ToyResult.empty(request.hypothesis, request.poi_index, request.base_seed, request.mass_key,
-                          request.test_stat, gen, request.mu_test, indices, model.n_bkg, model.n_shape)
+                          request.test_stat, gen, request.mu_test, indices, model.n_bkg, model.n_shape,
+                          getattr(model, "n_gamma", 0))
 
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
