@@ -20,16 +20,28 @@ relative variations at the anchors a, ln T is a sum over the systematics of M ba
   ln r at all four computed anchors α = −2, −1, +1, +2 (and 0 at α = 0): B_m(α) = α^m,
   m = 1..4, C = V⁻¹ ln r with V_am = a^m; beyond ±2σ ln T continues linearly with the quartic's
   slope at ±2 (exponential extrapolation, C¹). Exact at every template the response stage made.
-* ``log_pchip`` (the choice of ``config/overlays/systematics.yaml``): per bin the piecewise cubic Hermite interpolant of ln T through the five knots
-  α = −2, −1, 0, +1, +2 (ln r_a, and 0 at 0) with the Fritsch–Carlson (PCHIP) slopes of
-  :func:`pchip_slopes` (those of :class:`scipy.interpolate.PchipInterpolator`): monotone between
-  knots where the anchors are, no overshoot, exact at every template; beyond ±2σ ln T continues
-  linearly with the end slope (C¹), at most 3 end secants m_end, so |ln T(α) − ln T(±2)| ≤
-  3 |m_end| (|α| − 2). B = (the Hermite value functions of the knots −2, −1, +1, +2; the slope
-  functions of the knots −2 … +2), M = 9; C = (ln r_a; the knot slopes). Its curvature jumps at the
-  knots, and its slope is 0 at every knot where a bin's anchors change direction (sparse, noisy
-  bins): the NLL gets shallow local minima near the knots (on the default 40 GeV workspace, 2 of 24
-  conditional fits stop in different ones in the batched and the iminuit fit).
+* ``log_pchip`` (the choice of ``config/overlays/systematics.yaml``): per bin the piecewise cubic
+  Hermite interpolant of ln T through the five knots α = −2, −1, 0, +1, +2 (ln r_a, and 0 at 0),
+  exact at every template. The slopes at −1, 0, +1 are the Fritsch–Carlson (PCHIP) ones of
+  :func:`pchip_slopes` (those of :class:`scipy.interpolate.PchipInterpolator`; 0 where a bin's
+  anchors change direction, no overshoot between −1 and +1). The slopes at the end knots ±2 are
+  the sample's *normalisation* response, ±½ ln r̄_{±2} with r̄_a = Σ_i T^(a)_si / Σ_i T_si over the
+  sample's well-measured bins (below), and beyond ±2σ ln T continues linearly with them (C¹)::
+
+      T_si(α) = T_si(±2) · r̄_{s,±2}^{(|α| − 2)/2}     (|α| ≥ 2)
+
+  No template was computed beyond ±2σ, so no bin's *shape* response is measured there: the shape
+  is frozen at the outermost template and the sample's total follows HistFactory's exponential
+  extrapolation of its measured ±2σ normalisation, Σ_i T_si(α) = Σ_i T_si · r̄_{s,±2}^{|α|/2}
+  (codes 1/4 of ``PiecewiseInterpolation``, with the ±2σ knot). So every bin's growth beyond ±2σ
+  is bounded by measured quantities, T_si(α)/T_si(±2) = r̄^{(|α|−2)/2}: at most 2.88^{1.5} = 4.9
+  at |α| = 3 on the default 40 GeV workspace (its B8 sample gains 2.88× at α(nr_light) = +2:
+  CEvNS events cross the S1 threshold). Between ±1 and ±2 the cubic may overshoot its knots by at
+  most (4/27)(|d_±1| + |d_±2|) in ln T (the extrema of the Hermite slope functions). B = (the
+  Hermite value functions of the knots −2, −1, +1, +2; the slope functions of the knots −2 … +2),
+  M = 9; C = (ln r_a; the knot slopes). Its curvature jumps at the knots, and its slope is 0 at
+  every interior knot where a bin's anchors change direction (sparse, noisy bins): the NLL gets
+  shallow local minima near the knots.
 * ``log_code4p``: code 4p (:func:`lzflow.stats.morphing.code4p`) on ln T through the ±1σ anchors
   only: B = (α, f(α)), C = (SL, AL) with SL = (ln r₊₁ − ln r₋₁)/2, AL = (ln r₊₁ + ln r₋₁)/2;
   ln T is C², (r_{±1})^{|α|} outside ±1σ — HistFactory's multiplicative codes 1/5 of
@@ -43,14 +55,27 @@ events against the template's 3704, code 4p's linear extrapolation 3735; log_qua
 by construction (docs/method.md, "Interpolation"). pyhf can express neither (its ``histosys`` codes
 are additive), so these workspaces are not exported to pyhf.
 
-A relative variation of exactly 0 (the varied template empties a bin the nominal fills: a few
-common-random-number events that all leave, :func:`lzflow.pdfs.varied_template`) has no
-logarithm; it is taken as :data:`RATIO_FLOOR` (the bin drops ×10³ there), and the number of such
-sample-bins is reported (:attr:`LogMorphBasis.floored`). Next to a filled anchor the floor makes
-secants of up to ln 10³ ≈ 6.9 per σ, which the extrapolations continue: on the default 40 GeV
-workspace (median signal) one α at 2.5σ moves the expected events by ≤ 1.07× with log_pchip
-(log_quartic: 450–500×), at 3σ by up to 159× (log_quartic: 4e11×). A variation that fills a bin the nominal
-leaves empty cannot be a factor and is refused (the varied templates never do that).
+MC-empty variations (issue 12). A varied template that is exactly 0 in a bin the nominal fills
+(the few common-random-number events of that bin all leave at that shift,
+:func:`lzflow.pdfs.varied_template`) is an MC-statistics artefact, not a measured ×0 response:
+the CRN sample (``n_samples_fraction`` of the nominal's) has no event left there to measure the
+ratio with, its one-event resolution is coarser than the effect. Such a sample-bin carries no
+shape information at *any* knot (its filled anchors rest on the same handful of events, and a
+lone empty knot between filled ones is what made the steep secants), so, as HistFactory analyses
+prune shape effects below MC precision to their normalisation part, the bin takes at every anchor
+a the ratio of its coarsest neighbourhood, the sample's well-measured bins (every anchor filled):
+r̄_sa = Σ_good T^(a)_si / Σ_good T_si (:func:`log_ratios`). The morphed sample total at each
+anchor is then r̄_sa Σ_i T_si exactly; every other bin reproduces its templates exactly. The
+number of such sample-bins is reported (:attr:`LogMorphBasis.floored`, the workspace's
+``shape_ratio_floored``). This replaces a floor of the ratio at 10⁻³ (until issue 12), which made
+secants of ln 10³ per σ next to a filled knot: one α at 3σ multiplied the default 40 GeV
+workspace's expected events (median signal) by 159 with log_pchip and 4e11 with log_quartic; now
+by 1.06 with log_pchip (1.10 at 5σ) and 451 with log_quartic (whose quartic slope at ±2 follows
+the noisy knots of bins that *are* filled). The rule needs only the templates: bins that are
+filled but rest on one or two MC events (ratios up to 10⁸ where the nominal holds 10⁻²⁰ events)
+are kept as measured; telling them apart needs per-bin MC counts, which the varied templates do
+not carry. A variation that fills a bin the nominal leaves empty cannot be a factor and is
+refused (the varied templates never do that).
 
 Expected counts, as in :mod:`lzflow.stats.morphing`: ν(μ, θ, α) = μ T_0(α) + Σ_b θ_b T_b(α), here
 with the rate θ_b multiplying the morphed template (HistFactory's product of modifiers).
@@ -58,16 +83,13 @@ with the rate θ_b multiplying the morphed template (HistFactory's product of mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from .morphing import ShapeSystematic, code4p
 
-__all__ = ["RATIO_FLOOR", "LOG_INTERPOLATIONS", "LogMorphBasis", "basis_functions", "pchip_slopes"]
-
-#: relative variation used for a variation of exactly 0 in a bin the nominal fills (module docstring)
-RATIO_FLOOR = 1e-3
+__all__ = ["LOG_INTERPOLATIONS", "LogMorphBasis", "basis_functions", "pchip_slopes"]
 
 #: the multiplicative morphings of this module and their number of basis functions M
 LOG_INTERPOLATIONS = {"log_quartic": 4, "log_code4p": 2, "log_pchip": 9}
@@ -179,19 +201,40 @@ def basis_functions(alpha: np.ndarray, interpolation: str) -> tuple[np.ndarray, 
     return val, d1, np.where(inside, d2, 0.0)
 
 
-def log_ratios(nominal: np.ndarray, varied: np.ndarray, name: str, label: str) -> tuple[np.ndarray, int]:
-    """``ln(varied/nominal)`` ``(S, n_bins)`` (0 where the nominal is 0) and the number of sample-bins
-    whose ratio 0 was raised to :data:`RATIO_FLOOR`; a variation filling an empty nominal bin is refused."""
+def log_ratios(nominal: np.ndarray, anchors: Mapping[str, np.ndarray], name: str
+               ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """``ln(varied/nominal)`` ``(S, n_bins)`` per anchor label (0 where the nominal is 0), with the
+    MC-empty rule of the module docstring: a sample-bin the nominal fills where *any* anchor's
+    varied template is empty takes, at every anchor a, the ratio r̄_sa = Σ_good T^(a)_s / Σ_good T_s
+    of its sample's well-measured bins (those with every anchor filled). Returns ``(logs, pruned,
+    ln r̄)``: ``pruned`` ``(S, n_bins)`` marks the sample-bins on that rule, ``ln r̄`` ``{label: (S,)}``.
+    A variation filling an empty nominal bin is refused, and so is a sample whose well-measured bins
+    are all empty at an anchor (no ratio to fall back to)."""
     filled = nominal > 0
-    bad = ~filled & (varied > 0)
-    if bad.any():
-        s, i = (int(v[0]) for v in np.nonzero(bad))
-        raise ValueError(f"shape systematic {name!r}: its {label} template has {varied[s, i]:.3g} events in bin {i} of "
-                         f"sample {s}, where the nominal is empty; expected no support outside the nominal's "
-                         f"for a multiplicative (log) interpolation")
-    ratio = np.divide(varied, nominal, out=np.ones_like(nominal), where=filled)
-    zero = filled & ~(ratio > 0)
-    return np.log(np.where(zero, RATIO_FLOOR, ratio)), int(zero.sum())
+    for label, varied in anchors.items():
+        bad = ~filled & (varied > 0)
+        if bad.any():
+            s, i = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(f"shape systematic {name!r}: its {label} template has {varied[s, i]:.3g} events in bin {i} "
+                             f"of sample {s}, where the nominal is empty; expected no support outside the nominal's "
+                             f"for a multiplicative (log) interpolation")
+    pruned = filled & np.any([~(v > 0) for v in anchors.values()], axis=0)
+    good = filled & ~pruned
+    norm = np.where(good, nominal, 0.0).sum(axis=-1)
+    logs, log_rbar = {}, {}
+    for label, varied in anchors.items():
+        num = np.where(good, varied, 0.0).sum(axis=-1)
+        need = pruned.any(axis=-1)
+        if np.any(need & ~(num > 0)):
+            s = int(np.flatnonzero(need & ~(num > 0))[0])
+            raise ValueError(f"shape systematic {name!r}: its {label} template of sample {s} is empty in every bin whose "
+                             f"variations are all filled; expected events there to estimate the ratio of its "
+                             f"{int(pruned[s].sum())} MC-empty bins")
+        rbar = np.divide(num, norm, out=np.ones_like(num), where=(num > 0) & (norm > 0))
+        ratio = np.divide(varied, nominal, out=np.ones_like(nominal), where=good)
+        logs[label] = np.where(pruned, np.log(rbar)[:, None], np.log(ratio))
+        log_rbar[label] = np.log(rbar)
+    return logs, pruned, log_rbar
 
 
 class LogMorphBasis:
@@ -199,7 +242,7 @@ class LogMorphBasis:
     by ``systematics`` with ``interpolation`` (module docstring); the interface of
     :class:`lzflow.stats.morphing.MorphBasis` (``templates``, ``expected``, ``jacobian``).
 
-    ``C``: ``(M, K, S, n_bins)`` coefficients; ``floored``: ``{name: sample-bins at RATIO_FLOOR}``."""
+    ``C``: ``(M, K, S, n_bins)`` coefficients; ``floored``: ``{name: MC-empty sample-bins on their sample's ratio}`` (module docstring)."""
 
     def __init__(self, nominal: np.ndarray, systematics: Sequence[ShapeSystematic], interpolation: str):
         if interpolation not in LOG_INTERPOLATIONS:
@@ -217,11 +260,8 @@ class LogMorphBasis:
             anchors = {"+1 sigma": sy.up, "-1 sigma": sy.down}
             if interpolation != "log_code4p":
                 anchors = {"-2 sigma": sy.down2, "-1 sigma": sy.down, "+1 sigma": sy.up, "+2 sigma": sy.up2}
-            logs, floored = {}, 0
-            for label, tmpl in anchors.items():
-                logs[label], n = log_ratios(T, tmpl, sy.name, label)
-                floored += n
-            self.floored[sy.name] = floored
+            logs, pruned, log_rbar = log_ratios(T, anchors, sy.name)
+            self.floored[sy.name] = int(pruned.sum())
             if interpolation == "log_code4p":
                 self.C[0, k] = 0.5 * (logs["+1 sigma"] - logs["-1 sigma"])
                 self.C[1, k] = 0.5 * (logs["+1 sigma"] + logs["-1 sigma"])
@@ -229,6 +269,9 @@ class LogMorphBasis:
                 y = np.stack([logs["-2 sigma"], logs["-1 sigma"], np.zeros_like(T), logs["+1 sigma"], logs["+2 sigma"]])
                 self.C[:4, k] = y[_PCHIP_VALUE_KNOTS]
                 self.C[4:, k] = pchip_slopes(y)
+                # the end slopes: the sample's normalisation response beyond ±2σ (module docstring)
+                self.C[4, k] = np.where(T > 0, -0.5 * log_rbar["-2 sigma"][:, None], 0.0)
+                self.C[8, k] = np.where(T > 0, 0.5 * log_rbar["+2 sigma"][:, None], 0.0)
             else:
                 y = np.stack([logs[label] for label in anchors])  # (4 anchors, S, n)
                 self.C[:, k] = np.tensordot(_QUARTIC_INV, y, axes=1)
