@@ -40,9 +40,14 @@ domain [−5, 5], global observable ``nom_alpha_<name>``). ROOT 6.40's ``histfac
 morphs every ``histosys`` with ``PiecewiseInterpolation`` code 4 — pyhf's and lzflow's code 4p —
 and sets it positive-definite (a sample's morphed bin is clipped at 0; lzflow and pyhf do not clip,
 so the two likelihoods differ only where a template has gone negative). The multiplicative
-morphings (``log_quartic``, ``log_code4p``) are refused (:class:`~lzflow.exceptions.WorkspaceError`)
-rather than written as a different model: they would need ROOT's generic ``"type":
-"interpolation"`` function, not a ``histfactory_dist``.
+morphings (``log_quartic``, ``log_pchip``, ``log_code4p``) are refused in one line
+(:class:`~lzflow.exceptions.WorkspaceError`) rather than written as a different model. A
+``histfactory_dist`` morphs with ``PiecewiseInterpolation`` (codes 0, 1, 2, 4, 5, 6), each defined by
+the ±1σ templates alone and acting on T: none holds the ±2σ knots of log_quartic/log_pchip, and
+codes 1/5 agree with log_code4p only at 0, ±1 and beyond ±1σ. The exact model could be written only
+outside the HistFactory schema (a ``generic_function`` per sample-bin for exp(Σ_k Σ_m B_m(α_k)
+C_mk) of :mod:`lzflow.stats.logmorph`, with the Poisson terms and constraints spelled out), which
+this module does not do (docs/method.md, "Exports").
 
 References: HS3 standard, https://hep-statistics-serialization-standard.github.io (parts/histfactory,
 §2.5 domains, §2.6 parameter points, §2.7 analyses); ROOT ``roofit/hs3/src/RooJSONFactoryWSTool.cxx``
@@ -106,8 +111,9 @@ def hs3_document(model: BinnedModel, axes: Sequence[Mapping[str, Any]], descript
     background-only Asimov data set."""
     if model.n_shape and model.interpolation != "code4p":
         raise WorkspaceError(f"shape_systematics {', '.join(model.shape_parameters)}: interpolation "
-                             f"{model.interpolation!r} cannot be written as a histfactory_dist (ROOT morphs every "
-                             f"histosys additively, code 4); expected 'code4p'")
+                             f"{model.interpolation!r} cannot be written as a histfactory_dist (ROOT's "
+                             f"PiecewiseInterpolation codes 0/1/2/4/5/6 use the ±1 sigma templates only, on T not "
+                             f"ln T); expected 'code4p' (histosys, code 4) for the HS3 export")
     hs3_axes = _regular_axes(axes)
     spec = to_pyhf_workspace(model, observed, channel=CHANNEL)
     (channel,) = spec["channels"]
