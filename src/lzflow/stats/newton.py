@@ -172,7 +172,7 @@ def minimise(
     rows: NewtonRows, y0: np.ndarray, lb: np.ndarray, cfg: FitConfig, max_iter: int,
     step_cap: float | None = None, fisher: np.ndarray | None = None,
     start_floor: np.ndarray | None = None, ub: np.ndarray | None = None,
-    start_shrink: np.ndarray | None = None,
+    start_shrink: np.ndarray | None = None, interpolate: bool = False,
 ) -> NewtonRun:
     """Projected Newton with Armijo backtracking for all rows, from ``y0`` ``(n, p)`` with lower
     bounds ``lb`` ``(p,)`` and upper bounds ``ub`` ``(p,)`` (``None``: none; see the module
@@ -186,6 +186,8 @@ def minimise(
     starts with a non-finite NLL are raised to (``None``: such starts fail as NON_FINITE).
     ``start_shrink``: ``(p,)`` boolean, parameters pulled towards 0 (halved, then 0) in starts
     whose NLL is still non-finite (the shape parameters α: α = 0 gives ν ≥ 0 for μ, θ ≥ 0).
+    ``interpolate``: the line search tries the minimum of the quadratic through
+    f(0), f'(0) and the failed point instead of halving (:func:`_backtrack`).
     """
     n, p = y0.shape
     proj = _projection(lb, ub)
@@ -288,7 +290,8 @@ def minimise(
                 st.rows.take_trial(sub, ok_s)
                 ok[rows_ok] = True
 
-            _backtrack(st.y[fail], d[fail], g[fail], st.f[fail], dec[fail], proj, cfg, sub.trial, accept)
+            _backtrack(st.y[fail], d[fail], g[fail], st.f[fail], dec[fail], proj, cfg, sub.trial, accept,
+                       fc[fail] if interpolate else None)
         if not ok.all():
             _end_failed_search(ok, dec, g, finish)
             n_iter[st.active[~ok]] += 1
@@ -334,19 +337,46 @@ def _cap_step(d: np.ndarray, y: np.ndarray, step_cap: float) -> np.ndarray:
     return d * fac[:, None]
 
 
+def _next_t(t: np.ndarray, f_c: np.ndarray, f: np.ndarray, g: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Next step fraction of the interpolating line search: the minimum of the parabola through
+    φ(0) = f, φ'(0) = g·step/t and φ(t) = f_c (Nocedal & Wright 2006, eq. 3.57), kept within
+    [t/10, t/2] (t/10 where f_c is not finite)."""
+    slope = np.einsum("ti,ti->t", g, step) / t  # φ'(0) along the step (< 0 for a descent direction)
+    with np.errstate(all="ignore"):
+        curv = f_c - f - slope * t
+        t_q = -slope * t * t / (2.0 * curv)
+    t_q = np.where(np.isfinite(t_q) & (curv > 0), t_q, 0.1 * t)
+    return np.clip(t_q, 0.1 * t, 0.5 * t)
+
+
 def _backtrack(y, d, g, f, dec, proj: Callable[[np.ndarray], np.ndarray], cfg: FitConfig,
                evaluate: Callable[[np.ndarray], np.ndarray],
-               accept: Callable[[np.ndarray, np.ndarray, np.ndarray], None]) -> None:
+               accept: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
+               f_full: np.ndarray | None = None) -> None:
     """Backtracking along the projection arc for the rows whose full step failed :func:`_armijo`.
 
     Candidates are ``proj(y + t d)`` with t = 1/2, 1/4, … (at most ``cfg.max_backtrack``
-    halvings). ``evaluate(c) -> nll`` computes the NLL at the candidates (and keeps their ν);
-    ``accept(ok, c, nll)`` takes the rows (mask ``ok``) that passed at this t."""
+    halvings) or, given the NLL ``f_full`` at the full steps, with t from :func:`_next_t`
+    (as many tries). ``evaluate(c) -> nll`` computes the NLL at the candidates (and keeps their
+    ν); ``accept(ok, c, nll)`` takes the rows (mask ``ok``) that passed at this t."""
     pending = np.ones(y.shape[0], dtype=bool)
-    t = 1.0
+    if f_full is None:
+        t = 1.0
+        for _ in range(cfg.max_backtrack):
+            t *= 0.5
+            c = proj(y + t * d)
+            f_c = evaluate(c)
+            ok = pending & _armijo(f_c, f, g, c - y, dec, cfg)
+            if ok.any():
+                accept(ok, c, f_c)
+                pending &= ~ok
+            if not pending.any():
+                break
+        return
+    t = np.ones(y.shape[0])
+    t = _next_t(t, f_full, f, g, proj(y + d) - y)
     for _ in range(cfg.max_backtrack):
-        t *= 0.5
-        c = proj(y + t * d)
+        c = proj(y + t[:, None] * d)
         f_c = evaluate(c)
         ok = pending & _armijo(f_c, f, g, c - y, dec, cfg)
         if ok.any():
@@ -354,6 +384,7 @@ def _backtrack(y, d, g, f, dec, proj: Callable[[np.ndarray], np.ndarray], cfg: F
             pending &= ~ok
         if not pending.any():
             break
+        t = np.where(pending, _next_t(t, f_c, f, g, c - y), t)
 
 
 def _end_failed_search(ok: np.ndarray, dec: np.ndarray, g: np.ndarray, finish) -> None:
@@ -388,7 +419,7 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
     ub = upper_bounds(cols.size, n_shape)
     proj = _projection(lb, ub)
     shrink = None
-    if n_shape:
+    if n_shape:  # shape fits: start shrink, interpolating line search
         shrink = np.zeros(cols.size, dtype=bool)
         shrink[cols.size - n_shape :] = True
     bad_in = ~data.valid
@@ -415,7 +446,7 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
             fa[0] = mu_fixed
         fisher = fitter.expected_information(fa, mu_free=mu_fixed is None)
     floor = fitter.start_floor(mu_fixed)
-    run = minimise(rows, y0, lb, cfg, cfg.max_iter, None, fisher, floor, ub, shrink)
+    run = minimise(rows, y0, lb, cfg, cfg.max_iter, None, fisher, floor, ub, shrink, bool(n_shape))
     run.store(res, ids, cols, mu_fixed, Strategy.NEWTON)
     failed = ids[run.status != FitStatus.CONVERGED]
     if failed.size:
@@ -424,7 +455,7 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
         sub = data.subset(failed)
         start = proj(fitter.default_init(sub, mu_fixed)[:, cols])
         run2 = minimise(fitter.newton_rows(sub, mu_fixed), start, lb, cfg, 4 * cfg.max_iter, 0.5,
-                        None, floor, ub, shrink)
+                        None, floor, ub, shrink, bool(n_shape))
         prev_iter = res.n_iter[failed].copy()
         run2.store(res, failed, cols, mu_fixed, Strategy.NEWTON_RETRY)
         res.n_iter[failed] += prev_iter
