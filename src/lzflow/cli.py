@@ -303,7 +303,7 @@ def cmd_errors(args: argparse.Namespace) -> int:
         if not args.workspace:
             raise ConfigError("--replay needs --workspace (the workspace.json the toy file was made from)")
         path, index = args.replay
-        result = replay_toy(read_workspace(args.workspace), path, int(index))
+        result = replay_toy(read_workspace(args.workspace), path, int(index), args.observed)  # datacli.register
         print(json.dumps(result, indent=1))
         return 0 if result["identical"] else 1
     if args.toys and args.summaries:

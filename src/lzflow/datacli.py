@@ -105,8 +105,9 @@ def data_status(cfg: Any) -> str:
 
 def register(sub: Any) -> None:
     """Add ``simulate-data``, ``events`` and ``bin-data`` to the console script's subparsers, and
-    ``--observed`` (the binned event list of an unblinded analysis) to its ``toys`` and ``merge``."""
-    for name in ("toys", "merge"):
+    ``--observed`` (the binned event list of an unblinded analysis) to its ``toys``, ``merge`` and
+    ``errors`` (``--replay`` of a toy generated at the data)."""
+    for name in ("toys", "merge", "errors"):  # errors: --replay of a toy generated at the data
         sub.choices[name].add_argument("--observed", help="the binned event list (data/observed.json, lzflow "
                                                           "bin-data) of an unblinded analysis")
     p = stage(sub, "bin-data", cmd_bin_data)

@@ -135,9 +135,13 @@ def combine_summaries(summaries: Iterable[Mapping[str, Any]], max_listed: int = 
     return _summary(rows, n_files, listed)
 
 
-def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> dict[str, Any]:
+def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int,
+               observed: str | Path | None = None) -> dict[str, Any]:
     """Regenerate toy ``toy_index`` of ``toy_file`` from its seed, refit it, and compare with the stored
-    record. Returns both records and ``identical`` (bit equality of q, μ̂, NLLs, statuses, aux)."""
+    record. Returns both records and ``identical`` (bit equality of q, μ̂, NLLs, statuses, aux).
+    A toy generated at observed data (its header's ``observed_digest``) needs ``observed``, the
+    data/observed.json it was generated at (binned counts, or the events beside it when unbinned):
+    its digest must be the header's."""
     from .stats.toys import run_toys
     from .toyjobs import job_model, job_request, likelihood_settings
 
@@ -149,7 +153,10 @@ def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> d
                            f"{int(have.min())}..{int(have.max())}" if have.size else f"{toy_file}: no toys")
     i = int(where[0])
     likelihood = likelihood_settings(header.get("likelihood", {}))
-    res = run_toys(job_model(ws, likelihood), job_request(header, np.array([toy_index], dtype=np.int64)))
+    model, data = job_model(ws, likelihood), None
+    if "observed_digest" in header or observed is not None:
+        data = _replay_data(ws, toy_file, header, observed, model)
+    res = run_toys(model, job_request(header, np.array([toy_index], dtype=np.int64), data))
     keys = ("q", "mu_hat", "nll_uncond", "nll_cond", "status_uncond", "status_cond", "aux", "n_events")
     stored = {k: np.asarray(arrays[k][i]) for k in keys}
     replayed = {k: np.asarray(getattr(res, k)[0]) for k in keys}
@@ -157,6 +164,23 @@ def replay_toy(ws: Mapping[str, Any], toy_file: str | Path, toy_index: int) -> d
     return {"run_number": header["run_number"], "toy_index": toy_index, "identical": identical,
             "stored": {k: v.tolist() for k, v in stored.items()},
             "replayed": {k: v.tolist() for k, v in replayed.items()}}
+
+
+def _replay_data(ws: Mapping[str, Any], toy_file: str | Path, header: Mapping[str, Any],
+                 observed: str | Path | None, model: Any) -> Any:
+    """The observed data a toy was generated at (:func:`lzflow.observeddata.load_observed`), checked
+    against its header's ``observed_digest``; a one-line ToyFileError otherwise."""
+    from .observeddata import load_observed
+
+    digest = header.get("observed_digest")
+    if observed is None or digest is None:
+        raise ToyFileError(f"{toy_file}: generated at {'observed data ' + digest if digest else 'the Asimov dataset'}"
+                           f"; expected --observed {'<data/observed.json it was made at>' if digest else 'not given'}")
+    data, got = load_observed(observed, ws, {"observed_data": True}, model)
+    if got != digest:
+        raise ToyFileError(f"{toy_file}: generated at observed data {digest}, {observed} has {got}; expected the "
+                           f"observed file the toys were made at")
+    return data
 
 
 def errors_markdown(summary: Mapping[str, Any]) -> str:

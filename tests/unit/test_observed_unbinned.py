@@ -214,3 +214,33 @@ def test_merge_on_unbinned_data_equals_the_direct_inversion_of_the_same_events(t
     write_json(plain, bin_observed(_spec(ws, False), events))
     with pytest.raises(ObservedDataError, match="no events"):
         run_toy_job(ws, specs[0], plain)
+
+
+@pytest.mark.slow
+def test_replay_of_a_toy_generated_at_the_events(tmp_path, ws):
+    """``lzflow errors --replay`` of a toy made at observed events: with the observed file it is
+    regenerated at the same θ̂̂ and refitted bit for bit; without it, or with other data, one line."""
+    from lzflow.exceptions import ToyFileError
+    from lzflow.fit_errors import replay_toy
+    from lzflow.io import write_json
+    from lzflow.toyjobs import run_toy_job, save_toy_job
+
+    ws = {**ws, "poi_grid": ws["poi_grid"][8:10]}
+    data = simulate(ws, 2 * _median_mu(ws) * ws["sigma_ref_cm2"], 4, "nominal")
+    events = tmp_path / "events.csv"
+    write_events(events, data.cs1, data.cs2)
+    observed, other = tmp_path / "observed.json", tmp_path / "other" / "observed.json"
+    write_json(observed, bin_observed(_spec(ws, True), events, tmp_path / "observed_events.npz"))
+    spec = {"n_jobs": 1, "job_index": 0, "seed": 7, "test_statistic": "qtilde", "observed_data": True,
+            "hypothesis": "sb", "poi_index": 1, "n_toys": 8, **LIKELIHOOD}
+    result, header = run_toy_job(ws, spec, observed)
+    toy_file = tmp_path / "m40" / "toys" / "poi1" / "job0.npz"
+    save_toy_job(toy_file, result, header)
+    replay = replay_toy(ws, toy_file, 5, observed)
+    assert replay["identical"] and replay["stored"]["q"] == result.q[5].tolist()
+    with pytest.raises(ToyFileError, match="expected --observed"):
+        replay_toy(ws, toy_file, 5)
+    write_events(tmp_path / "other.csv", data.cs1[:-1], data.cs2[:-1])
+    write_json(other, bin_observed(_spec(ws, True), tmp_path / "other.csv", other.parent / "observed_events.npz"))
+    with pytest.raises(ToyFileError, match="expected the observed file the toys were made at"):
+        replay_toy(ws, toy_file, 5, other)
