@@ -37,6 +37,7 @@ from .physics_config import check_charge_scaled_yields, check_interaction, check
 from .dataconfig import resolve_data
 from .construction_stage import check_stats
 from .precision import check_precision
+from .mcstatconfig import check_mc_stat
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
@@ -399,7 +400,7 @@ def _stats(config: Mapping[str, Any], labels: list[str], pdf: Mapping[str, Any])
             if pdf[axis]["bins"] % stats["template_rebin"]:
                 raise ConfigError(f"stats.template_rebin: {stats['template_rebin']} does not divide pdf.{axis}.bins "
                                   f"{pdf[axis]['bins']}; expected a divisor of both axes' bin counts")
-    return check_precision(check_stats(stats))
+    return check_mc_stat(config, check_precision(check_stats(stats)))
 
 
 def _get(node: Any, path: Sequence[str]) -> Any:
@@ -479,7 +480,6 @@ def resolve_config(config: Mapping[str, Any], base_dir: str | Path = ".") -> dic
     systematics = config.get("systematics")  # detector systematics (docs/configuration.md)
     if systematics is not None:  # (imported only then: NEST and the response package)
         from .response.variations import resolve_systematics
-
         resolved = resolve_systematics(systematics, detector, backgrounds, pdf["n_samples"])
         systematics = {**resolved, "interpolation": systematics["interpolation"]}  # the workspace's morphing
 

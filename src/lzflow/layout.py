@@ -292,6 +292,7 @@ def workspace_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
         "poi_grid": workspace_grid(stats, label),  # two_sided: μ = 0 in front (lzflow.construction_stage)
         **{k: stats[k] for k in (*PROCEDURE_KEYS, "discovery_sigma")},
         **({"systematics": names, "interpolation": cfg["systematics"]["interpolation"]} if names else {}),
+        **({"mc_stat": {"threshold": stats["mc_stat"]["threshold"]}} if (stats.get("mc_stat") or {}).get("enabled") else {}),
     }
 
 
