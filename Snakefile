@@ -29,6 +29,7 @@ include: "workflow/rules/fog.smk"
 include: "workflow/rules/runs.smk"
 
 
+from lzflow.reblind import remove_stale_observed
 from lzflow.runguard import lock_results_or_exit, require_storage_tools
 
 
@@ -43,6 +44,8 @@ require_storage_tools(workflow.storage_settings.default_storage_provider)
 onstart:
     lock_results_or_exit(RESULTS, workflow.storage_settings.default_storage_provider,
                          workflow.storage_settings.default_storage_prefix, also_writable=[LOGS, BENCHMARKS])
+    # a blind analysis leaves no output of an earlier unblinded run in its trees (lzflow.reblind)
+    remove_stale_observed(RESULTS, LOGS, BENCHMARKS, UNBLINDED, UNBINNED_DATA)
 
 
 localrules:
