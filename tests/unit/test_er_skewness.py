@@ -166,3 +166,16 @@ def test_matrix_without_skewness_is_bit_identical_across_workers(ws2024, ws2024_
     assert "er_skewness" not in model["beta"].metadata
     assert np.array_equal(model["NR"].counts, one["NR"].counts)
     assert not np.array_equal(model["beta"].counts, one["beta"].counts)
+
+
+def test_ws2024_configs_turn_the_skewness_off_and_name_a_bad_override():
+    """The WS2024-like configs (pooled and two-run, via base:) resolve with er_skewness 0 for every
+    detector; a bad override is named where it was written."""
+    from lzflow.config import ConfigError, load_config, load_config_stack
+    from lzflow.runsconfig import resolve_runs
+
+    assert load_config("config/lz_ws2024_quick.yaml")["detector"]["er_skewness"] == 0.0
+    runs = resolve_runs(load_config_stack(["config/lz_ws2022_ws2024_quick.yaml"]))["runs"]
+    assert {name: run["detector"]["er_skewness"] for name, run in runs.items()} == {"ws2022": 0.0, "ws2024": 0.0}
+    with pytest.raises(ConfigError, match=r"^detector_overrides\.er_skewness: False \(YAML reads an unquoted"):
+        load_config("config/lz_ws2024_quick.yaml", overrides={"detector_overrides": {"er_skewness": False}})
