@@ -40,14 +40,15 @@ domain [−5, 5], global observable ``nom_alpha_<name>``). ROOT 6.40's ``histfac
 morphs every ``histosys`` with ``PiecewiseInterpolation`` code 4 — pyhf's and lzflow's code 4p —
 and sets it positive-definite (a sample's morphed bin is clipped at 0; lzflow and pyhf do not clip,
 so the two likelihoods differ only where a template has gone negative). The multiplicative
-morphings (``log_quartic``, ``log_pchip``, ``log_code4p``) are refused in one line
-(:class:`~lzflow.exceptions.WorkspaceError`) rather than written as a different model. A
-``histfactory_dist`` morphs with ``PiecewiseInterpolation`` (codes 0, 1, 2, 4, 5, 6), each defined by
-the ±1σ templates alone and acting on T: none holds the ±2σ knots of log_quartic/log_pchip, and
-codes 1/5 agree with log_code4p only at 0, ±1 and beyond ±1σ. The exact model could be written only
-outside the HistFactory schema (a ``generic_function`` per sample-bin for exp(Σ_k Σ_m B_m(α_k)
-C_mk) of :mod:`lzflow.stats.logmorph`, with the Poisson terms and constraints spelled out), which
-this module does not do (docs/method.md, "Exports").
+morphings (``log_quartic``, ``log_pchip``, ``log_code4p``) are not a ``histosys``: ROOT's
+``PiecewiseInterpolation`` codes (0, 1, 2, 4, 5, 6) are each defined by the ±1σ templates alone and
+act on T, so none holds the ±2σ knots of log_quartic/log_pchip, and codes 1/5 agree with log_code4p
+only at 0, ±1 and beyond ±1σ. They are written exactly instead (:mod:`lzflow.hs3_logmorph`): each
+affected sample gets a ``shapefactor`` whose per-bin parameters are ``generic_function`` factors
+exp(Σ_k Σ_m B_m(α_k) C_mk) (the basis functions themselves ``generic_function`` of ``alpha_<name>``),
+and each ``alpha_<name>`` its unit Gaussian constraint through a ``normsys`` with hi = lo = 1 (a factor
+of exactly 1); ROOT 6.40 reads it with RooFit NLL differences equal to lzflow's (1e-8,
+``tests/unit/test_hs3_logmorph.py``).
 
 References: HS3 standard, https://hep-statistics-serialization-standard.github.io (parts/histfactory,
 §2.5 domains, §2.6 parameter points, §2.7 analyses); ROOT ``roofit/hs3/src/RooJSONFactoryWSTool.cxx``
@@ -62,6 +63,7 @@ import numpy as np
 
 from . import __version__
 from .exceptions import WorkspaceError
+from .hs3_logmorph import log_morph_hs3
 from .stats.model import BinnedModel
 from .stats.pyhf_export import to_pyhf_workspace
 
@@ -109,13 +111,9 @@ def hs3_document(model: BinnedModel, axes: Sequence[Mapping[str, Any]], descript
     """The HS3 document of ``model`` (module docstring). ``axes``: lzflow's ``[{"name", "edges"}]``
     of the two template axes; ``observed``: counts (any shape, C order) or None for the
     background-only Asimov data set."""
-    if model.n_shape and model.interpolation != "code4p":
-        raise WorkspaceError(f"shape_systematics {', '.join(model.shape_parameters)}: interpolation "
-                             f"{model.interpolation!r} cannot be written as a histfactory_dist (ROOT's "
-                             f"PiecewiseInterpolation codes 0/1/2/4/5/6 use the ±1 sigma templates only, on T not "
-                             f"ln T); expected 'code4p' (histosys, code 4) for the HS3 export")
     hs3_axes = _regular_axes(axes)
-    spec = to_pyhf_workspace(model, observed, channel=CHANNEL)
+    log = bool(model.n_shape) and model.interpolation != "code4p"
+    spec = to_pyhf_workspace(model.with_shape_systematics() if log else model, observed, channel=CHANNEL)
     (channel,) = spec["channels"]
     samples = [{"name": s["name"], "data": {"contents": s["data"]}, "modifiers": [_modifier(m) for m in s["modifiers"]]}
                for s in channel["samples"]]
@@ -123,6 +121,16 @@ def hs3_document(model: BinnedModel, axes: Sequence[Mapping[str, Any]], descript
     poi = config["poi"]
     bounds = {p["name"]: p["bounds"][0] for p in config["parameters"]}
     inits = {p["name"]: p.get("inits", [0.0])[0] for p in config["parameters"]}
+    functions: list[dict[str, Any]] = []
+    if log:  # the exact multiplicative morphing (lzflow.hs3_logmorph)
+        functions, shapefactors = log_morph_hs3(model.morph.C, model.interpolation, model.shape_parameters,
+                                                [s["name"] for s in samples], [ax["nbins"] for ax in hs3_axes])
+        for s, mod in shapefactors.items():
+            samples[s]["modifiers"].append(mod)
+        for par in model.shape_parameters:  # a factor of exactly 1 that carries alpha's unit Gaussian constraint
+            samples[0]["modifiers"].append({"type": "normsys", "name": par, "parameter": par, "constraint": "Gauss",
+                                            "data": {"hi": 1.0, "lo": 1.0}})
+            bounds[par], inits[par] = [-5.0, 5.0], 0.0
     constrained = sorted({m["parameter"] for s in samples for m in s["modifiers"] if "constraint" in m})
     domain = [{"name": name, "min": float(lo), "max": float(hi)} for name, (lo, hi) in bounds.items()]
     domain += [{"name": global_observable(p), "min": GLOBAL_OBSERVABLE_RANGE[0], "max": GLOBAL_OBSERVABLE_RANGE[1]}
@@ -134,6 +142,7 @@ def hs3_document(model: BinnedModel, axes: Sequence[Mapping[str, Any]], descript
     return {
         "metadata": {"hs3_version": "0.2", "packages": [{"name": "lzflow", "version": __version__}],
                      "description": description},
+        **({"functions": functions} if functions else {}),
         "distributions": [{"name": DISTRIBUTION, "type": "histfactory_dist", "axes": hs3_axes, "samples": samples}],
         "data": [{"name": data_name, "type": "binned", "axes": hs3_axes, "contents": obs["data"]}],
         "likelihoods": [{"name": "likelihood", "distributions": [DISTRIBUTION], "data": [data_name]}],

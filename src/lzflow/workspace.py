@@ -214,15 +214,11 @@ def pyhf_export(model: Any) -> dict[str, Any]:
 
 
 def hs3_export(ws: Mapping[str, Any]) -> dict[str, Any]:
-    """The HS3 document of ``ws``, or ``{"not_exported": <why>}`` for shape systematics with a
-    multiplicative morphing (a ``histfactory_dist`` morphs additively: :mod:`lzflow.hs3`)."""
-    interpolation = ws.get("shape_interpolation", "code4p")
+    """The HS3 document of ``ws`` (multiplicative morphings as per-bin ``generic_function`` factors of a
+    ``shapefactor``: :mod:`lzflow.hs3_logmorph`), or ``{"not_exported": <why>}`` with template MC statistics."""
     if ws.get("mc_stat"):
         return {"not_exported": "the HS3 export has no template MC statistics (staterror) yet; "
                                 "the pyhf export carries them"}
-    if ws.get("shape_systematics") and interpolation != "code4p":
-        return {"not_exported": f"HS3's histfactory_dist has no multiplicative histosys interpolation ({interpolation}); "
-                                f"set systematics.interpolation: code4p for an HS3 export"}
     return to_hs3(ws)
 
 
@@ -393,7 +389,7 @@ def _hs3_description(ws: Mapping[str, Any]) -> str:
 
 def to_hs3(ws: Mapping[str, Any], observed: np.ndarray | None = None) -> dict[str, Any]:
     """HS3 document of a workspace (:func:`lzflow.hs3.hs3_document`: one ``histfactory_dist`` with
-    pyhf's parameter names, domains and a ROOT ModelConfig); refuses shape systematics."""
+    pyhf's parameter names, domains and a ROOT ModelConfig)."""
     from .hs3 import hs3_document
 
     if ws.get("runs"):  # lzflow.combinecli: no single (cS1, log10cS2) grid
