@@ -45,7 +45,7 @@ onstart:
     lock_results_or_exit(RESULTS, workflow.storage_settings.default_storage_provider,
                          workflow.storage_settings.default_storage_prefix, also_writable=[LOGS, BENCHMARKS])
     # a blind analysis leaves no output of an earlier unblinded run in its trees (lzflow.reblind)
-    remove_stale_observed(RESULTS, LOGS, BENCHMARKS, UNBLINDED, UNBINNED_DATA)
+    remove_stale_observed(RESULTS, LOGS, BENCHMARKS, UNBLINDED, EVENTS_FILE)
 
 
 localrules:

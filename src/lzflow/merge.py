@@ -229,7 +229,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     from .observedfit import toy_request
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
     from .observed import observed_results
-    from .observeddata import data_digest, observed_counts, observed_fit
+    from .observeddata import observed_counts, observed_fit
     from .precision import precision_section
     from .workspace import workspace_model
 
@@ -263,10 +263,10 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         raise MergeError(f"toys use test statistic {test_stat!r}, the merge spec {spec['test_statistic']!r}; "
                          f"rerun the toys")
     counts, aux = observed_asimov(model) if data is None else (observed_counts(data, ws), model.nominal_nuisance())
-    if settings["observed_digest"] != (None if data is None else data_digest(data)):
-        raise MergeError(f"toy files generated at observed data {settings['observed_digest']}, the merge has "
-                         f"{None if data is None else data_digest(data)}; rerun the toys of this mass")
     obs = observed_fit(model, counts, aux, data, lambda: job_model(ws, settings["likelihood"]))  # binned or events
+    if settings["observed_digest"] != (None if data is None else obs.digest):
+        raise MergeError(f"toy files generated at observed data {settings['observed_digest']}, the merge has "
+                         f"{None if data is None else obs.digest}; rerun the toys of this mass")
     q_obs = obs.q(mus, test_stat)
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
     grid = grid.subset(mus > 0) if spec.get("construction") == "two_sided" else grid  # q̃ = 0 at μ = 0

@@ -222,7 +222,7 @@ def load_observed(path: str | Path | None, ws: Mapping[str, Any], spec: Mapping[
     counts = observed_counts(doc, ws)
     binned = workspace_model(ws)
     obs = observed_fit(binned, counts, binned.nominal_nuisance(), doc, lambda: binned if model is None else model)
-    return obs.toy_source, data_digest(doc)
+    return obs.toy_source, obs.digest
 
 
 # ----------------------------------------------------------------------------- unbinned events
@@ -242,10 +242,15 @@ def write_observed_events(path: str | Path, cs1: np.ndarray, log10cs2: np.ndarra
             "layout": "npz: cS1 [phd], log10cS2 (in-window events, file order)"}
 
 
-def data_digest(doc: Mapping[str, Any]) -> str:
-    """What the toys of the data record as ``observed_digest``: the events' digest for an unbinned
-    likelihood (the document has ``unbinned_events``), else the counts' ``counts_digest``."""
-    return str(doc["unbinned_events"]["digest"] if "unbinned_events" in doc else doc["counts_digest"])
+def data_digest(doc: Mapping[str, Any], unbinned: bool) -> str:
+    """What the toys of the data record as ``observed_digest``: the events' digest for an
+    ``unbinned`` likelihood, else the counts' ``counts_digest`` (binned fits see only the counts)."""
+    if not unbinned:
+        return str(doc["counts_digest"])
+    if "unbinned_events" not in doc:
+        raise ObservedDataError("observed data: no events in the binned document for an unbinned likelihood; expected "
+                                "lzflow bin-data with unbinned_events (the workflow's observed_data rule writes them)")
+    return str(doc["unbinned_events"]["digest"])
 
 
 def read_observed(path: str | Path) -> dict[str, Any]:
@@ -272,9 +277,10 @@ def read_observed(path: str | Path) -> dict[str, Any]:
 def observed_fit(model: Any, counts: np.ndarray, aux: np.ndarray, doc: Mapping[str, Any] | None,
                  likelihood_model: Any) -> Any:
     """The observed dataset (:class:`lzflow.observedfit.ObservedData`) of a merge or toy job:
-    ``(counts, aux)`` of the binned ``model`` without data (the Asimov dataset) or with binned data;
-    the events of ``doc`` (:func:`read_observed`) under the unbinned model ``likelihood_model()``
-    returns for an unbinned likelihood. Data binned for one likelihood and toys of the other are refused."""
+    ``(counts, aux)`` of the binned ``model`` without data (the Asimov dataset) or when
+    ``likelihood_model()`` is binned; the events of ``doc`` (:func:`read_observed`) under that
+    unbinned model when it is unbinned. With data, its ``digest`` is :func:`data_digest` (what the
+    toys made at it record)."""
     from .observedfit import BinnedObserved
     from .stats.unbinned_model import UnbinnedModel
 
@@ -282,14 +288,14 @@ def observed_fit(model: Any, counts: np.ndarray, aux: np.ndarray, doc: Mapping[s
         return BinnedObserved(model, counts, aux)
     fitted = likelihood_model()
     unbinned = isinstance(fitted, UnbinnedModel)
-    if unbinned != ("unbinned_events" in doc):
-        raise ObservedDataError(f"observed data: {'no' if unbinned else 'unbinned'} events in the binned document for "
-                                f"a{'n unbinned' if unbinned else ' binned'} likelihood; expected lzflow bin-data "
-                                f"with unbinned_events exactly for stats.likelihood unbinned (rerun observed_data)")
+    digest = data_digest(doc, unbinned)
     if not unbinned:
-        return BinnedObserved(model, counts, aux)
-    if "event_arrays" not in doc:
+        obs = BinnedObserved(model, counts, aux)
+    elif "event_arrays" not in doc:
         raise ObservedDataError("observed data: the events were not read; expected lzflow.observeddata.read_observed")
-    from .stats.unbinned_observed import UnbinnedObserved
+    else:
+        from .stats.unbinned_observed import UnbinnedObserved
 
-    return UnbinnedObserved(fitted, *doc["event_arrays"], aux)
+        obs = UnbinnedObserved(fitted, *doc["event_arrays"], aux)
+    obs.digest = digest
+    return obs

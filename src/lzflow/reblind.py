@@ -8,9 +8,8 @@ binned event list and its events (:data:`lzflow.layout.OBSERVED_DATA`,
 :data:`lzflow.observeddata.OBSERVED_EVENTS`), the global p-value (:data:`lzflow.layout.GLOBAL_PVALUE`),
 every mass's goodness of fit (:data:`lzflow.layout.GOF`) and their logs (event counts, q₀) and
 benchmarks. :func:`remove_stale_observed`, called by the workflow's ``onstart`` (never in a dry
-run), removes them from a blind analysis's trees. An unblinded binned analysis drops the unbinned
-events file of an earlier unbinned run (it holds nothing the binned file does not, but it is no
-output of this analysis).
+run), removes them from a blind analysis's trees. An unblinded analysis without an events file
+(``runs:``) drops a stale one.
 """
 
 from __future__ import annotations
@@ -30,12 +29,12 @@ def _per_mass(root: Path, template: str) -> list[Path]:
 
 
 def stale_observed_files(results: str | Path, logs: str | Path, benchmarks: str | Path, unblinded: bool,
-                         unbinned: bool) -> list[Path]:
-    """The existing observed-data outputs that the analysis (``unblinded``; ``unbinned``: its
-    observed data fitted unbinned) does not make (module docstring)."""
+                         events: bool) -> list[Path]:
+    """The existing observed-data outputs that the analysis (``unblinded``; ``events``: it writes
+    the events file, :data:`lzflow.observeddata.OBSERVED_EVENTS`) does not make (module docstring)."""
     results, logs, benchmarks = Path(results), Path(logs), Path(benchmarks)
     if unblinded:
-        stale = [] if unbinned else [results / OBSERVED_EVENTS]
+        stale = [] if events else [results / OBSERVED_EVENTS]
     else:
         stale = [results / L.OBSERVED_DATA, results / OBSERVED_EVENTS, results / L.GLOBAL_PVALUE,
                  *_per_mass(results, L.GOF)]
@@ -45,10 +44,10 @@ def stale_observed_files(results: str | Path, logs: str | Path, benchmarks: str 
 
 
 def remove_stale_observed(results: str | Path, logs: str | Path, benchmarks: str | Path, unblinded: bool,
-                          unbinned: bool) -> list[Path]:
+                          events: bool) -> list[Path]:
     """Remove :func:`stale_observed_files` (and the data directory when it is left empty); the
     removed paths, each also printed on one line."""
-    removed = stale_observed_files(results, logs, benchmarks, unblinded, unbinned)
+    removed = stale_observed_files(results, logs, benchmarks, unblinded, events)
     for path in removed:
         path.unlink()
         print(f"lzflow: blind analysis: removed {path} (an output of an earlier unblinded run)")

@@ -154,10 +154,12 @@ def test_events_file_round_trip_digest_and_outside_accounting(tmp_path, ws):
     ev = _events(ws, 0.0, 2)
     np.testing.assert_array_equal(x, ev.cs1)
     np.testing.assert_array_equal(y, ev.log10cs2)
-    assert data_digest(back) == events_digest(x, y) != doc["counts_digest"]
+    assert data_digest(back, True) == events_digest(x, y) != doc["counts_digest"] == data_digest(back, False)
     assert observed_counts(back, ws).sum() == x.size
     plain = bin_observed(_spec(ws, False), events)
-    assert "unbinned_events" not in plain and data_digest(plain) == plain["counts_digest"]
+    assert "unbinned_events" not in plain and data_digest(plain, False) == plain["counts_digest"]
+    with pytest.raises(ObservedDataError, match="no events"):
+        data_digest(plain, True)
     np.savez(tmp_path / "observed_events.npz", cS1=x, log10cS2=np.r_[y[:-1], y[-1] + 1e-9])
     with pytest.raises(ObservedDataError, match="does not match the digest"):
         read_observed(tmp_path / "observed.json")

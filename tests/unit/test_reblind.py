@@ -1,6 +1,6 @@
 """Re-blinding (lzflow.reblind): a blind analysis removes every output of an earlier unblinded run
-from its results, logs and benchmarks trees, and nothing else; an unblinded binned analysis drops
-only the unbinned events file."""
+from its results, logs and benchmarks trees, and nothing else; an unblinded analysis without an
+events file (runs:) drops only a stale one."""
 
 from __future__ import annotations
 
@@ -42,6 +42,6 @@ def test_blind_run_removes_every_observed_output_and_nothing_else(tmp_path, caps
 
 def test_unblinded_runs_keep_their_outputs(tmp_path):
     dirs = _tree(tmp_path)
-    assert remove_stale_observed(*dirs, True, True) == []  # unbinned: every file is one of its outputs
+    assert remove_stale_observed(*dirs, True, True) == []  # every file is one of its outputs
     assert _files(tmp_path) == set(OBSERVED_OUTPUTS + KEPT)
-    assert remove_stale_observed(*dirs, True, False) == [tmp_path / "results" / OBSERVED_EVENTS]  # binned
+    assert remove_stale_observed(*dirs, True, False) == [tmp_path / "results" / OBSERVED_EVENTS]  # runs:

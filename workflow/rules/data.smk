@@ -6,18 +6,18 @@
 # only the toys, merges and what follows them. A runs analysis (runs.<run>.data, lzflow.runsconfig)
 # bins each run's list on its own window in the same job; the file holds the runs' counts
 # concatenated in the combined workspace's run order, so toys, merge and global p-value read it unchanged.
-# With stats.likelihood unbinned the job also writes the in-window events (OBSERVED_EVENTS, their
-# digest in the binned file): the toys (generated at the events' fits) and merges (observed q on the
-# events) take both, so a change of the events reruns them and nothing else.
+# The job also writes the in-window events (OBSERVED_EVENTS, their digest in the binned file), which
+# an unbinned likelihood fits (the baseline's or a study's, stats.likelihood unbinned): the toys
+# (generated at the data's fits) and merges take both files. (Not for runs: their combination is binned.)
 from lzflow.dataconfig import data_files, unblinded
 from lzflow.observeddata import OBSERVED_EVENTS, observed_option  # params: "--observed <file>" for a job with that input
 from lzflow.runsconfig import runs_data_spec
 
 UNBLINDED = unblinded(LZ)
-#: the observed data are fitted unbinned: the events travel beside the binned file
-UNBINNED_DATA = UNBLINDED and LZ["stats"]["likelihood"] == "unbinned"
-#: the binned event list (and the events, unbinned), inputs of every toys and merge job of an unblinded analysis; else none
-OBSERVED_INPUT = [out(L.OBSERVED_DATA), *([out(OBSERVED_EVENTS)] if UNBINNED_DATA else [])] if UNBLINDED else []
+#: the in-window events travel beside the binned file (an unblinded single-run analysis)
+EVENTS_FILE = UNBLINDED and "runs" not in LZ
+#: the binned event list (and the events), inputs of every toys and merge job of an unblinded analysis; else none
+OBSERVED_INPUT = [out(L.OBSERVED_DATA), *([out(OBSERVED_EVENTS)] if EVENTS_FILE else [])] if UNBLINDED else []
 #: the event list(s): one, or one per run in run order (read only when unblinded)
 DATA_FILES = data_files(LZ)
 
@@ -30,10 +30,9 @@ if UNBLINDED:
             DATA_FILES,
         output:
             out(L.OBSERVED_DATA),
-            *([out(OBSERVED_EVENTS)] if UNBINNED_DATA else []),
+            *([out(OBSERVED_EVENTS)] if EVENTS_FILE else []),
         params:
-            spec=as_spec(runs_data_spec(LZ) if "runs" in LZ
-                         else {**L.data_spec(LZ), **({"unbinned_events": True} if UNBINNED_DATA else {})}),
+            spec=as_spec(runs_data_spec(LZ) if "runs" in LZ else {**L.data_spec(LZ), "unbinned_events": True}),
             code=stage_code_hash("data"),
         log:
             log_path("observed_data"),
