@@ -207,7 +207,11 @@ def test_fixed_background_and_failure_handling(ws40):
     ref = UnbinnedFitter(m, FitConfig(n_threads=1)).fit(UnbinnedFitter(m).prepare(ev))
     rb = BatchedFitter(m.truth, FitConfig(n_threads=1)).fit(ev.binned_counts(m), ev.aux)
     assert ref.converged.all() and np.all(ref.params[:, 2] == 1.0)
-    np.testing.assert_allclose(ref.params, rb.params, rtol=0, atol=1e-7)
+    # both stop at λ² < tol = 1e-9 (NLL within ~1e-9 of the minimum; other iterates, compiled
+    # vs batched Newton): parameters agree to ~1e-6 (observed 2.4e-7)
+    np.testing.assert_allclose(ref.params, rb.params, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ref.nll, UnbinnedFitter(m).fit(UnbinnedFitter(m).prepare(ev), batched=True).nll,
+                               rtol=0, atol=1e-9)
     f1 = UnbinnedFitter(m, FitConfig(n_threads=1, max_iter=1))
     r1 = f1.fit(f1.prepare(ev))
     assert r1.n == 10 and np.all(r1.first_failure == FitStatus.MAX_ITER)

@@ -45,9 +45,11 @@ products: other iterates, same minimum).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
-from ._threads import available_cores
+from ._threads import available_cores, blas_threads
 from .fit import BatchedFitter
 from .fitresult import FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
@@ -90,15 +92,13 @@ class EventRows:
         self.totals = totals  # (P,)
         self.prec = prec  # (p,) constraint precisions (0 for μ)
         self.aux_c = aux_c  # (n, p) constraint centres (0 for μ), per stored row
-        self.f32 = hessian_float32
-        self._contiguous = bool(np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)))
+        self.f32 = hessian_float32  # kept for the interface: the unbinned Hessians are float64
         self.sel = np.arange(data.n)  # active stored rows
         self.parent_rows: np.ndarray | None = None  # of a subset: its rows in the parent
         n, c_max = data.pad.shape
         self._bufs: list[np.ndarray] | None = None  # [ν now, ν trial] (n, C)
         self._grads: list[np.ndarray] | None = None  # [g now, g trial] (n, p)
         self._points: list[np.ndarray] | None = None  # [y now, y trial] (n, p)
-        self._xs: np.ndarray | None = None  # scaled columns of the Hessian (n, p', C)
 
     # ------------------------------------------------------------------ rows
     def infeasible(self) -> np.ndarray:
@@ -182,25 +182,16 @@ class EventRows:
 
     def hessian(self, nu: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Hessians ``(p, p, k)`` (toy-last) of the stored ``rows`` at ν:
-        ``Σ_e w_e x_e x_eᵀ / ν_e² + P`` = ``Σ_e s_e s_eᵀ + P`` with ``s_e = x_e √w_e / ν_e``
-        (:func:`~lzflow.stats._unbinned_kernels.scaled_columns`), the product in single
-        precision when ``hessian_float32`` (the Hessian only sets the search direction; see
-        :class:`FitConfig`). ``s`` is padded to a multiple of 4 columns (BLAS kernels for odd
-        sizes are ~2× slower)."""
-        from ._unbinned_kernels import scaled_columns
+        ``Σ_e w_e x_e x_eᵀ / ν_e² + P`` in double precision, one compiled pass per toy
+        (:func:`~lzflow.stats._unbinned_kernels.hessians`; faster here than the single-precision
+        BLAS product of scaled columns it replaces, so ``hessian_float32`` does not apply)."""
+        from ._unbinned_kernels import hessians
 
         d = self.data
         p = self.cols.size
-        V, col0 = (d.V, int(self.cols[0])) if self._contiguous else (d.V[:, self.cols], 0)
-        shape = (rows.size, -(-p // 4) * 4, d.pad.shape[1])
-        if self._xs is None or self._xs.shape[0] < rows.size:  # one buffer (no fresh mmaps)
-            self._xs = np.empty((d.n,) + shape[1:], dtype=np.float32 if self.f32 else np.float64)
-        xs = self._xs[: rows.size]
-        scaled_columns(V, rows, col0, p, d.n_cols, d.weight, nu, xs)
-        h = np.matmul(xs, xs.transpose(0, 2, 1))[:, :p, :p].astype(np.float64)
-        idx = np.arange(p)
-        h[:, idx, idx] += self.prec
-        return np.ascontiguousarray(h.transpose(1, 2, 0))
+        out = np.empty((p, p, rows.size))
+        hessians(d.V, rows, self.cols, d.n_cols, d.weight, nu, self.prec, out)
+        return out
 
 
 def _bits(cols: np.ndarray) -> int:
@@ -384,13 +375,41 @@ class UnbinnedFitter:
     # ------------------------------------------------------------------ fits
     def fit(self, data: EventData, mu_fixed: float | None = None,
             init: np.ndarray | None = None, mu_lower: float | None = 0.0,
-            fisher_at: np.ndarray | None = None) -> FitResult:
+            fisher_at: np.ndarray | None = None, batched: bool = False) -> FitResult:
         """Fit every toy; μ free (bounded below by ``mu_lower``, ``None`` = unbounded) or fixed
         at ``mu_fixed``. ``fisher_at``: full parameter vector whose expected information makes
         the first Newton step (see :meth:`BatchedFitter.fit`). Blocks of ``config.block_size``
-        toys are spread over threads."""
+        toys are spread over threads. Each toy is fitted by the compiled Newton of
+        :mod:`lzflow.stats.unbinned_newton` (the batched engine for the rare toys it leaves
+        unconverged); ``batched=True``: the batched engine for all (the reference)."""
         bs = min(max(1, int(self.config.block_size)), sub_block_size(data.V.shape[1], data.V.shape[2]))
-        return fit_in_blocks(self, data, init, mu_fixed, mu_lower, fisher_at, bs)
+        if batched:
+            return fit_in_blocks(self, data, init, mu_fixed, mu_lower, fisher_at, bs)
+        from .unbinned_newton import fit_block_compiled  # numba: compiled on first use
+
+        n_par = self.model.n_par
+        init = self.default_init(data, mu_fixed) if init is None else init
+        init = np.array(init, dtype=np.float64, copy=True)
+        if init.shape != (data.n, n_par):
+            raise ValueError(f"init must have shape ({data.n}, {n_par})")
+        if mu_fixed is not None:
+            init[:, 0] = mu_fixed
+        res = FitResult.empty(data.n, n_par)
+        blocks = [(s, min(s + bs, data.n)) for s in range(0, data.n, bs)]
+
+        def work(block: tuple[int, int]) -> None:
+            a, b = block
+            sub = data if (a, b) == (0, data.n) else data.slice(a, b)
+            res.put(np.arange(a, b), fit_block_compiled(self, sub, mu_fixed, init[a:b], mu_lower, fisher_at))
+
+        n_threads = min(self.n_threads, len(blocks))
+        if n_threads > 1:
+            with blas_threads(1), ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(work, blocks))
+        else:
+            for block in blocks:
+                work(block)
+        return res
 
 
 def fit_minuit_events(
