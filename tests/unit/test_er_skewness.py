@@ -85,6 +85,23 @@ def test_event_path_at_nests_model_reproduces_runnestvec(ws2024):
         assert np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.mark.parametrize("interaction", ["beta", "gammaRay"])
+def test_event_path_reproduces_runnestvec_at_a_fixed_field(interaction):
+    """The projection detector (a fixed 310 V/cm, no field map), β and γ: the same identity."""
+    det = resolve_detector(load_yaml("config/detector/lz_projection.yaml"))
+    nd = build_nest_detector(det)
+    rng = np.random.default_rng(1)
+    energies = rng.uniform(1.0, 20.0, 800)
+    positions = sample_positions(rng, 800, det["fiducial"])
+    y = det["yields"]
+    res = nestpy.array.runNESTvec(nd, getattr(nestpy.interactions, interaction), energies, positions,
+                                  det["drift_field_V_cm"], 77, y["er"], y["nr"], y["widths"],
+                                  nestpy.S1CalculationMode.Hybrid, nestpy.S2CalculationMode.Full, False)
+    got = run_events(nd, det, interaction, energies, positions, 77, y["er"], -999.0)
+    for a, b in zip(got, (res.s1c_phd, res.s2c_phd, res.s1_nhits_thr, res.s2r_phd)):
+        assert np.array_equal(a, np.asarray(b))
+
+
 def _electrons(detector, energy_keV, n, alpha, seed):
     nd = build_nest_detector(detector)
     calc = nestpy.NESTcalc(nd)
