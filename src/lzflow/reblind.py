@@ -50,7 +50,7 @@ def remove_stale_observed(results: str | Path, logs: str | Path, benchmarks: str
     removed = stale_observed_files(results, logs, benchmarks, unblinded, events)
     for path in removed:
         path.unlink()
-        print(f"lzflow: blind analysis: removed {path} (an output of an earlier unblinded run)")
+        print(f"lzflow: blind analysis: removed {path} (made by an earlier run with blind: false)")
     data_dir = Path(results) / Path(L.OBSERVED_DATA).parent
     if not unblinded and data_dir.is_dir() and not any(data_dir.iterdir()):
         data_dir.rmdir()

@@ -1,6 +1,6 @@
 """Observed data with the unbinned likelihood on a real Snakemake run (issue 13): config/quick.yaml +
 config/quick_observed.yaml + ``stats.likelihood: unbinned``, both masses, first blind, then unblinded
-in the same results tree.
+in the same results tree, then blind again.
 
 Blind: no data file, no observed block, and none of the unblinded run's observed numbers, digests
 or keys anywhere in the results, logs and benchmarks trees or Snakemake's output (the search of
@@ -8,6 +8,7 @@ tests/workflow/test_observed_workflow.py). Unblinded: the observed_data job writ
 events beside the binned file, every mass's toys record the events' digest (toys generated at the
 events' fits) and every limit.json has an ``"observed"`` block fitted unbinned; at 40 GeV (a signal
 injected at ~3x the median) the best-fit interval excludes zero and the local p-value is < 1e-3.
+Blind again (lzflow.reblind): the data's outputs are removed and the same search finds nothing.
 """
 
 from __future__ import annotations
@@ -74,3 +75,14 @@ def test_unbinned_data_run_fits_the_events_and_its_blind_run_leaks_nothing(repo,
     unblind_texts["snakemake output"] = unblind_log
     found = {s for s in exact if any(s in t for t in unblind_texts.values())}
     assert found == set(exact), sorted(set(exact) - found)
+
+    # re-blinding: the data's outputs are removed before any job, every result is blind again
+    reblind_log = run_snakemake(repo, [*base, blind], results)
+    assert reblind_log.count("blind analysis: removed") >= 6  # data (2), global p-value, gof (2), logs, benchmarks
+    assert not (tree / "data").exists() and not (tree / "global_pvalue.json").exists()
+    assert not list(tree.glob("m*/gof.json"))
+    assert all(d["blind"] is True and "observed" not in d for d in _limits(tree).values())
+    reblind_texts = _texts(results)
+    reblind_texts["snakemake output"] = reblind_log
+    leaks = [(s, p) for s in exact + short for p, t in reblind_texts.items() if s in t]
+    assert not leaks, leaks[:10]
