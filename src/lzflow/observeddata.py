@@ -28,6 +28,12 @@ and returns the document written to :data:`lzflow.layout.OBSERVED_DATA`: counts
 ``[i_cS1][i_log10cS2]``, the out-of-window accounting, the window's edges, the event file's SHA-256
 and ``counts_digest`` (what the toy files and ``limit.json`` carry, :func:`observed_digest`), and
 ``salt``: whether the list is salted (``lzflow salt``) or had its salt removed, from its provenance.
+
+With ``unbinned_events: true`` in the spec (the workflow's single-run analyses) the in-window
+events themselves are written beside it (:data:`OBSERVED_EVENTS`) and recorded with their digest
+(:func:`events_digest`); :func:`read_observed` reads both, :func:`observed_fit` makes the dataset a
+job fits (binned counts, or the events under an unbinned likelihood) and :func:`data_digest` what
+its toys record.
 """
 
 from __future__ import annotations
