@@ -31,8 +31,11 @@ comparisons (1 or 0) and ``exp``: a reader needs no more than that (the tests ev
 twenty-line evaluator and compare with lzflow's expected events, and with ROOT's NLL where ROOT is
 installed).
 
-Size: 9 K + (bins with a non-zero coefficient) functions for log_pchip, e.g. the quick 40 GeV
-workspace (12 samples × 400 bins, 5 systematics).
+Size: 1 + M K + (sample-bins with a non-zero coefficient) functions: the quick 40 GeV workspace
+(12 samples × 400 bins, 5 systematics, log_pchip) 1281 functions, 2.1 MB, which ROOT 6.40 imports in
+87 s (one JIT-compiled TFormula per function) and whose RooFit NLL differences equal lzflow's to
+6.5e-11 at α up to ±4.5 (measured on the pipeline's ``workspace.hs3.json``); the default 40 GeV one
+(1600 bins) 5619 functions, 8.4 MB.
 """
 
 from __future__ import annotations
