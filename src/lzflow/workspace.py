@@ -17,7 +17,8 @@ max_factor, n_points)``. An empty signal (no events in the ROI) gives an empty g
 
 Exports: a pyhf JSON workspace (:func:`lzflow.stats.pyhf_export.to_pyhf_workspace`) and an HS3
 (HEP Statistics Serialization Standard) document with a native two-axis ``histfactory_dist`` and
-the same parameter names (:mod:`lzflow.hs3`; not yet with shape systematics).
+the same parameter names (:mod:`lzflow.hs3`; shape systematics as ``histosys`` (code4p) or, for the
+multiplicative morphings, per-bin ``generic_function`` factors, :mod:`lzflow.hs3_logmorph`).
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def make_workspace(signal_pdf: str | Path, background_pdfs: Sequence[str | Path]
         ws["asymptotic"] = {"no_sensitivity": True}
         return ws, {kind: {"no_sensitivity": True} for kind in EXPORT_NAMES}
     model = workspace_model(ws)
-    if model.shape_systematics and model.interpolation != "code4p":  # sample-bins whose variation 0 was floored
+    if model.shape_systematics and model.interpolation != "code4p":  # MC-empty sample-bins on their sample's ratio
         ws["shape_ratio_floored"] = dict(model.morph.floored)
     ws["asymptotic"] = asymptotic_summary(model, spec, ws["sigma_ref_cm2"])
     ws["poi_grid"] = poi_grid(ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"], spec["poi_grid"])
