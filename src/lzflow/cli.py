@@ -16,11 +16,12 @@ from typing import Any, Sequence
 
 from . import __version__, combinecli, datacli, fogcli, globalcli, gofstage, layout, massplots, pyhfcli, salt
 from .cliparse import config_or_spec, lists, register_all, required, stage
-from .config import ConfigError, load_config
-from .exceptions import USER_ERRORS, one_line
+from .exceptions import USER_ERRORS, ConfigError, one_line
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
+    from .config import load_config  # not at the top: ~0.5 s of start-up that only --config needs
+
     return load_config(args.config)
 
 

@@ -40,9 +40,9 @@ from typing import Any, Mapping
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import norm
 
 from .observedfit import as_observed, toy_request
+from .stats.special import norm_isf, norm_sf
 
 __all__ = ["DISCOVERY_POI_INDEX", "INTERVAL_CL", "best_fit", "postfit_pulls", "discovery_pvalue",
            "observed_section", "observed_results"]
@@ -154,9 +154,9 @@ def discovery_pvalue(data: Any, n_toys: int, base_seed: int, mass_key: int, bloc
     bound = ens.count(q_obs) == 0
     p_report = hi if bound else p
     return {"q0": q_obs, "p_value": p_report, "p_value_interval": [lo, hi], "p_value_is_upper_bound": bool(bound),
-            "significance": float(norm.isf(p_report)) if p_report > 0 else float("inf"),
+            "significance": float(norm_isf(p_report)) if p_report > 0 else float("inf"),
             "significance_is_lower_bound": bool(bound),
-            "p_value_asymptotic": float(norm.sf(np.sqrt(max(q_obs, 0.0)))),
+            "p_value_asymptotic": float(norm_sf(np.sqrt(max(q_obs, 0.0)))),
             "significance_asymptotic": float(np.sqrt(max(q_obs, 0.0))),
             "n_toys": int(ens.n_total), "n_toys_used": int(ens.n),
             "toys_at_or_above": int(ens.count(q_obs)),

@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.stats import norm
 
 from .bands import BANDS, POWER_THRESHOLD, power_constrained
 from .fit import BatchedFitter
 from .fitresult import FitConfig, FitResult, FitStatus
 from .model import BinnedModel
+from .special import norm_cdf, norm_isf, norm_ppf, norm_sf
 from .teststat import mu_lower_bound, evaluate_test_statistic
 
 __all__ = [
@@ -151,17 +151,17 @@ def pvalues_asymptotic(
     qa = np.maximum(np.asarray(q_asimov, dtype=np.float64), 0.0)
     sq, sqa = np.sqrt(q), np.sqrt(qa)
     if test_stat == "q0":
-        p0 = norm.sf(sq)
+        p0 = norm_sf(sq)
         return p0, np.ones_like(p0), p0
     with np.errstate(divide="ignore", invalid="ignore"):
         if test_stat == "qtilde":
             big = q > qa
             safe = np.where(sqa > 0, sqa, 1.0)
-            clsb = np.where(big, norm.sf((q + qa) / (2 * safe)), norm.sf(sq))
-            clb = np.where(big, norm.sf((q - qa) / (2 * safe)), norm.sf(sq - sqa))
+            clsb = np.where(big, norm_sf((q + qa) / (2 * safe)), norm_sf(sq))
+            clb = np.where(big, norm_sf((q - qa) / (2 * safe)), norm_sf(sq - sqa))
         elif test_stat == "q":
-            clsb = norm.sf(sq)
-            clb = norm.sf(sq - sqa)
+            clsb = norm_sf(sq)
+            clb = norm_sf(sq - sqa)
         else:
             raise ValueError(f"unknown test statistic {test_stat!r}")
         cls = np.where(clb > 0, clsb / clb, np.where(clsb > 0, np.inf, 0.0))
@@ -179,18 +179,18 @@ def qtilde_cdf(
     a = float(mu_over_sigma)
     b = a if mu_prime_over_sigma is None else float(mu_prime_over_sigma)
     sq = np.sqrt(q)
-    low = norm.cdf(sq - (a - b))
+    low = norm_cdf(sq - (a - b))
     with np.errstate(divide="ignore", invalid="ignore"):
-        high = norm.cdf((q - (a * a - 2 * a * b)) / (2 * a)) if a > 0 else np.ones_like(q)
+        high = norm_cdf((q - (a * a - 2 * a * b)) / (2 * a)) if a > 0 else np.ones_like(q)
     return np.where(q <= a * a, low, high)
 
 
 def band_target(n_sigma: float, alpha: float, method: str) -> float:
     """√q_{μ,A} at which band ``n_sigma`` is reached (module docstring)."""
     if method == "clsb":
-        return float(norm.isf(alpha) + n_sigma)
+        return float(norm_isf(alpha) + n_sigma)
     if method == "cls":
-        return float(norm.isf(alpha * norm.cdf(n_sigma)) + n_sigma)
+        return float(norm_isf(alpha * norm_cdf(n_sigma)) + n_sigma)
     raise ValueError(f"method must be 'clsb' or 'cls', got {method!r}")
 
 
@@ -279,7 +279,7 @@ def asymptotic_limits(
         return _solve_increasing(lambda mu: np.sqrt(prof.q_asimov(mu)) - target, target * s0)
 
     expected = {int(n): band(float(n)) for n in bands}
-    n_floor = float(norm.ppf(power_threshold))
+    n_floor = float(norm_ppf(power_threshold))
     floor = band(n_floor)
 
     def pobs(mu: float) -> float:

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 from .crossing import LIMIT_ABOVE, LIMIT_BELOW, LIMIT_UNDEFINED, Crossing
+from .special import norm_cdf
 
 __all__ = [
     "BANDS",
@@ -49,11 +49,11 @@ __all__ = [
 #: expected-band labels (N σ)
 BANDS = (-2, -1, 0, 1, 2)
 #: quantile levels Φ(N) of the bands
-BAND_QUANTILES = tuple(float(norm.cdf(n)) for n in BANDS)
+BAND_QUANTILES = tuple(float(norm_cdf(n)) for n in BANDS)
 #: π_crit of the PCL, Φ(−1) ≈ 0.1587 (arXiv:1105.3166: the −1σ band)
-POWER_THRESHOLD = float(norm.cdf(-1.0))
+POWER_THRESHOLD = float(norm_cdf(-1.0))
 #: probability content of ±1σ: the confidence level of the p-value intervals
-ONE_SIGMA_CL = float(norm.cdf(1.0) - norm.cdf(-1.0))
+ONE_SIGMA_CL = float(norm_cdf(1.0) - norm_cdf(-1.0))
 
 
 def quantile_with_error(x: np.ndarray, qs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +78,7 @@ def expected_bands(
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Expected-limit bands {N: value} and order-statistics errors {N: error} from B-only
     experiments' limits (no grid-edge bookkeeping: see :func:`band_quantiles`)."""
-    qs = [float(norm.cdf(n)) for n in bands]
+    qs = [float(norm_cdf(n)) for n in bands]
     val, err = quantile_with_error(limits, qs)
     return ({int(n): float(v) for n, v in zip(bands, val)},
             {int(n): float(e) for n, e in zip(bands, err)})

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import norm
 
 from .bands import BANDS, POWER_THRESHOLD, pcl_with_status
 from .fit import BatchedFitter
@@ -34,6 +33,7 @@ from .inversion import MAX_REFINE_ROUNDS, ToyGrid, bootstrap_errors, invert_toys
 from .model import BinnedModel
 from .pvalues import Ensemble, pvalue_table
 from .quality import cause_counts
+from .special import norm_isf
 from .teststat import mu_lower_bound, evaluate_test_statistic
 from .request import ToyRequest
 from .toys import BONLY_POI_INDEX, ToyResult, observed_asimov, run_toys
@@ -306,7 +306,7 @@ def discovery_potential_toys(model: BinnedModel, mu_grid: Sequence[float], n_toy
         med[k] = np.nanmedian(r.q[:, 0])
     p0, _ = eb.tail(med)
     with np.errstate(divide="ignore"):
-        z_toys = np.where(p0 > 0, norm.isf(p0), np.nan)
+        z_toys = np.where(p0 > 0, norm_isf(p0), np.nan)
     z_asym = np.sqrt(np.maximum(med, 0.0))
     return DiscoveryToys(z, mus, med, z_asym, z_toys, _first_reach(mus, z_asym, z),
                          _first_reach(mus, z_toys, z), eb.n)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import beta as beta_dist
 
 from .bands import ONE_SIGMA_CL
+from .special import beta_isf, beta_ppf
 
 __all__ = [
     "binomial_interval",
@@ -56,9 +56,9 @@ def binomial_interval(k: np.ndarray | float, n: np.ndarray | float,
     hi = np.ones(k.shape)
     valid = (n > 0) & ~np.isnan(k)
     pos = valid & (k > 0)
-    lo[pos] = beta_dist.ppf(a, k[pos], n[pos] - k[pos] + 1)
+    lo[pos] = beta_ppf(a, k[pos], n[pos] - k[pos] + 1)
     under = valid & (k < n)
-    hi[under] = beta_dist.isf(a, k[under] + 1, n[under] - k[under])
+    hi[under] = beta_isf(a, k[under] + 1, n[under] - k[under])
     lo[~valid] = np.nan
     hi[~valid] = np.nan
     return lo, hi
