@@ -17,6 +17,7 @@ CPU); no assumption about NaN or infinities is made.
   is vectorised, numba's scalar one is 7× slower);
 * :func:`point_nll` — U = T ⊙ exp(E) (in place), ν_l = Σ_s c_s U_sl and the Poisson part of the NLL;
 * :func:`gradient` — ∂NLL/∂c_s (free c) and ∂NLL/∂α_k, plus W·C for the Hessian's diagonal;
+* :func:`point_grad` — both, toy by toy (the gradient while the toy's templates are in the cache);
 * :func:`hessian` — Gauss–Newton part and second-derivative terms, in the work type (float32 by
   default), returned toy-last as the Newton engine wants.
 
@@ -31,7 +32,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["gradient", "hessian", "log_terms", "point_nll"]
+__all__ = ["gradient", "hessian", "log_terms", "point_grad", "point_nll"]
 
 _MATH = {"reassoc", "contract"}
 
@@ -105,58 +106,133 @@ def log_terms(Bv, Ri, C, E):  # pragma: no cover - compiled
             _combine(Bv[t], Ri[t], 0, J, C, x0, x1, E[t, x0:x1])
 
 
+@numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
+def _point_one(u, Tx, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, ct, v, tmp):  # pragma: no cover - compiled
+    """One toy of :func:`point_nll`: ``u *= Tx``, ``v`` = ν, returns the Poisson part of the NLL."""
+    G = g_eoff.size
+    L = v.size
+    for i in range(L):
+        v[i] = 0.0
+    for g in range(G):
+        bins = g_bins[g_bptr[g] : g_bptr[g + 1]]
+        Lg = bins.size
+        x0 = g_eoff[g]
+        for r in range(g_sptr[g], g_sptr[g + 1]):
+            cs = c_t[g_samp[r]]
+            ug = u[x0 : x0 + Lg]
+            tg = Tx[x0 : x0 + Lg]
+            if r == g_sptr[g]:
+                for j in range(Lg):
+                    ug[j] *= tg[j]
+                    tmp[j] = cs * ug[j]
+            else:
+                for j in range(Lg):
+                    ug[j] *= tg[j]
+                    tmp[j] += cs * ug[j]
+            x0 += Lg
+        for j in range(Lg):
+            v[bins[j]] += tmp[j]
+    total = 0.0
+    for i in range(L):
+        total += v[i]
+    logs = 0.0
+    bad = False
+    for i in range(L):
+        k = ct[i]
+        if k > 0.0:
+            if v[i] > 0.0:
+                logs += k * math.log(v[i])
+            elif v[i] == v[i]:  # ν ≤ 0 (NaN propagates)
+                bad = True
+    return np.inf if bad else total - logs
+
+
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def point_nll(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out):  # pragma: no cover
     """``U[t] *= Tx`` (U held exp(E)); ``ν[t]`` ``(L,)`` over the live bins; ``out[t]`` = Σ_l ν_l −
     Σ_{n_l > 0} n_l ln ν_l (+inf where ν_l ≤ 0 with n_l > 0, NaN propagated)."""
     n, L = nu.shape
-    G = g_eoff.size
     tmp = np.empty(L)
     for t in range(n):
-        u = U[t]
-        v = nu[t]
-        for i in range(L):
-            v[i] = 0.0
-        for g in range(G):
-            bins = g_bins[g_bptr[g] : g_bptr[g + 1]]
-            Lg = bins.size
-            x0 = g_eoff[g]
-            for r in range(g_sptr[g], g_sptr[g + 1]):
-                cs = c[t, g_samp[r]]
-                ug = u[x0 : x0 + Lg]
-                tg = Tx[x0 : x0 + Lg]
-                if r == g_sptr[g]:
-                    for j in range(Lg):
-                        ug[j] *= tg[j]
-                        tmp[j] = cs * ug[j]
-                else:
-                    for j in range(Lg):
-                        ug[j] *= tg[j]
-                        tmp[j] += cs * ug[j]
-                x0 += Lg
-            for j in range(Lg):
-                v[bins[j]] += tmp[j]
-        total = 0.0
-        for i in range(L):
-            total += v[i]
-        logs = 0.0
-        bad = False
-        ct = counts[t]
-        for i in range(L):
-            k = ct[i]
-            if k > 0.0:
-                if v[i] > 0.0:
-                    logs += k * math.log(v[i])
-                elif v[i] == v[i]:  # ν ≤ 0 (NaN propagates)
-                    bad = True
-        out[t] = np.inf if bad else total - logs
+        out[t] = _point_one(U[t], Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
 
 
-@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
+@numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
 def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
     for i in range(nu_t.size):
         k = counts_t[i]
         q[i] = 1.0 - k / nu_t[i] if k > 0.0 else 1.0
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
+def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, ri, col_of, nc, g_t, wc,
+              q, qg, w):  # pragma: no cover - compiled
+    """One toy of :func:`gradient` (templates ``u``): ``g_t`` and ``wc``; ``q``, ``qg``, ``w`` work arrays."""
+    J, X = bv1.size, C.shape[1]
+    K = g_t.size - nc
+    G = g_eoff.size
+    _q_of(ct, nu_t, q)
+    for g_ in range(G):
+        bins = g_bins[g_bptr[g_] : g_bptr[g_ + 1]]
+        Lg = bins.size
+        for j in range(Lg):
+            qg[j] = q[bins[j]]
+        x0 = g_eoff[g_]
+        for r in range(g_sptr[g_], g_sptr[g_ + 1]):
+            s = g_samp[r]
+            cs = c_t[s]
+            ug = u[x0 : x0 + Lg]
+            wg = w[x0 : x0 + Lg]
+            acc = 0.0
+            for j in range(Lg):
+                qu = qg[j] * ug[j]
+                acc += qu
+                wg[j] = cs * qu
+            if col_of[s] >= 0:
+                g_t[col_of[s]] = acc
+            x0 += Lg
+    jj = 0
+    while jj + 8 <= J:  # eight, then four coefficient rows per pass over W
+        c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
+        c4, c5, c6, c7 = C[ri[jj + 4]], C[ri[jj + 5]], C[ri[jj + 6]], C[ri[jj + 7]]
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+        for x in range(X):
+            wx = w[x]
+            a0 += wx * c0[x]
+            a1 += wx * c1[x]
+            a2 += wx * c2[x]
+            a3 += wx * c3[x]
+            a4 += wx * c4[x]
+            a5 += wx * c5[x]
+            a6 += wx * c6[x]
+            a7 += wx * c7[x]
+        wc[jj], wc[jj + 1], wc[jj + 2], wc[jj + 3] = a0, a1, a2, a3
+        wc[jj + 4], wc[jj + 5], wc[jj + 6], wc[jj + 7] = a4, a5, a6, a7
+        jj += 8
+    while jj + 4 <= J:
+        c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
+        a0 = a1 = a2 = a3 = 0.0
+        for x in range(X):
+            wx = w[x]
+            a0 += wx * c0[x]
+            a1 += wx * c1[x]
+            a2 += wx * c2[x]
+            a3 += wx * c3[x]
+        wc[jj], wc[jj + 1], wc[jj + 2], wc[jj + 3] = a0, a1, a2, a3
+        jj += 4
+    while jj < J:
+        cj = C[ri[jj]]
+        acc = 0.0
+        for x in range(X):
+            acc += w[x] * cj[x]
+        wc[jj] = acc
+        jj += 1
+    M = J // K
+    for k in range(K):
+        acc = 0.0
+        for m in range(M):
+            acc += bv1[k * M + m] * wc[k * M + m]
+        g_t[nc + k] = acc
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
@@ -164,77 +240,29 @@ def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv
     """Poisson part of the gradient ``g`` ``(n, p)`` (row t's templates ``U[ui[t]]``) (c columns ``col_of[s] ≥ 0``, α columns
     ``nc + k``) and ``WC[t, j] = Σ_x W_x C[Ri[t, j], x]`` with W_x = q_l c_s U_x, q = 1 − n/ν."""
     n, L = nu.shape
-    J, X = Bv1.shape[1], C.shape[1]
-    K = g.shape[1] - nc
-    G = g_eoff.size
     q = np.empty(L)
     qg = np.empty(L)
-    w = np.empty(X)
+    w = np.empty(C.shape[1])
     for t in range(n):
-        _q_of(counts[t], nu[t], q)
-        u = U[ui[t]]
-        for g_ in range(G):
-            bins = g_bins[g_bptr[g_] : g_bptr[g_ + 1]]
-            Lg = bins.size
-            for j in range(Lg):
-                qg[j] = q[bins[j]]
-            x0 = g_eoff[g_]
-            for r in range(g_sptr[g_], g_sptr[g_ + 1]):
-                s = g_samp[r]
-                cs = c[t, s]
-                ug = u[x0 : x0 + Lg]
-                wg = w[x0 : x0 + Lg]
-                acc = 0.0
-                for j in range(Lg):
-                    qu = qg[j] * ug[j]
-                    acc += qu
-                    wg[j] = cs * qu
-                if col_of[s] >= 0:
-                    g[t, col_of[s]] = acc
-                x0 += Lg
-        jj = 0
-        ri = Ri[t]
-        while jj + 8 <= J:  # eight, then four coefficient rows per pass over W
-            c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
-            c4, c5, c6, c7 = C[ri[jj + 4]], C[ri[jj + 5]], C[ri[jj + 6]], C[ri[jj + 7]]
-            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-            for x in range(X):
-                wx = w[x]
-                a0 += wx * c0[x]
-                a1 += wx * c1[x]
-                a2 += wx * c2[x]
-                a3 += wx * c3[x]
-                a4 += wx * c4[x]
-                a5 += wx * c5[x]
-                a6 += wx * c6[x]
-                a7 += wx * c7[x]
-            WC[t, jj], WC[t, jj + 1], WC[t, jj + 2], WC[t, jj + 3] = a0, a1, a2, a3
-            WC[t, jj + 4], WC[t, jj + 5], WC[t, jj + 6], WC[t, jj + 7] = a4, a5, a6, a7
-            jj += 8
-        while jj + 4 <= J:
-            c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
-            a0 = a1 = a2 = a3 = 0.0
-            for x in range(X):
-                wx = w[x]
-                a0 += wx * c0[x]
-                a1 += wx * c1[x]
-                a2 += wx * c2[x]
-                a3 += wx * c3[x]
-            WC[t, jj], WC[t, jj + 1], WC[t, jj + 2], WC[t, jj + 3] = a0, a1, a2, a3
-            jj += 4
-        while jj < J:
-            cj = C[ri[jj]]
-            acc = 0.0
-            for x in range(X):
-                acc += w[x] * cj[x]
-            WC[t, jj] = acc
-            jj += 1
-        M = J // K
-        for k in range(K):
-            acc = 0.0
-            for m in range(M):
-                acc += Bv1[t, k * M + m] * WC[t, k * M + m]
-            g[t, nc + k] = acc
+        _grad_one(U[ui[t]], nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
+                  col_of, nc, g[t], WC[t], q, qg, w)
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
+def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out, C, Bv1, Ri, col_of, nc, g,
+               WC):  # pragma: no cover - compiled
+    """:func:`point_nll` and :func:`gradient` (``ui`` the identity) in one pass per toy: the
+    gradient reads the toy's templates while they are still in the cache (the Newton engine asks
+    for the gradient at almost every point it evaluates). Same operations as the two kernels."""
+    n, L = nu.shape
+    tmp = np.empty(L)
+    q = np.empty(L)
+    qg = np.empty(L)
+    w = np.empty(C.shape[1])
+    for t in range(n):
+        out[t] = _point_one(U[t], Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
+        _grad_one(U[t], nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
+                  col_of, nc, g[t], WC[t], q, qg, w)
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
@@ -244,7 +272,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
     templates ``U[ui[t]]``).
 
     Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, 2 L)`` of the work type (float32 or float64):
-    D_kx = Σ_m B'_m(α_k) C_mkx; J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
+    D_kx = Σ_m B'_m(α_k) C_mkx (B' rounded to the work type); J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
     (w = n/ν²) + [c–α: Σ_{x∈s} q U_x D_kx] + [α–α: Σ_x W_x D_kx D_lx + δ_kl Σ_m B''_m W·C_mk] + P."""
     L = nu.shape[1]
     JJ, X = Bv1.shape[1], Cw.shape[1]
@@ -263,6 +291,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
     pg = np.empty(L, dtype=np.int64)
     tmp = np.empty(max(L, X), dtype=D.dtype)
     acc_a = np.empty(p)
+    bw = np.empty(JJ, dtype=D.dtype)
     for i in range(rows.size):
         t = rows[i]
         ct, nt, vt = counts[t], nu[t], U[ui[t]]
@@ -278,8 +307,10 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
             else:
                 q[l] = 1.0
                 pos[l] = L + l  # scratch columns, never read (distinct: no chain of stores to one address)
+        for j in range(JJ):  # B' in the work type: D's sums then stay in it (float32: 5× faster)
+            bw[j] = Bv1[t, j]
         for k in range(K):
-            _combine(Bv1[t], Ri[t], k * M, M, Cw, 0, X, D[k])
+            _combine(bw, Ri[t], k * M, M, Cw, 0, X, D[k])
         for a in range(p):
             ja = J_[a]
             for l in range(npos):

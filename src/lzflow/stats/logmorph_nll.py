@@ -125,13 +125,13 @@ class _Point:
     of a set of rows at one point. Row i's templates are ``U[ui[i]]``: dropping rows
     (:meth:`take`) keeps ``U`` as it is instead of copying entries × rows numbers."""
 
-    __slots__ = ("c", "alpha", "Bv1", "Bv2", "Ri", "nu", "pois", "ui", "U")
+    __slots__ = ("c", "alpha", "Bv1", "Bv2", "Ri", "nu", "pois", "gp", "WC", "ui", "U")
     ROWS = __slots__[:-1]  # one row per point row
 
     def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
         from ._logmorph_kernels import (  # numba: compiled on first use
             log_terms,
-            point_nll,
+            point_grad,
         )
 
         self.c, self.alpha = lay.split(y)
@@ -150,7 +150,10 @@ class _Point:
         np.exp(self.U, out=self.U)
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
-        point_nll(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois)
+        self.gp = np.zeros((n, lay.p))  # Poisson part of the gradient, and W·C: formed with ν (fused)
+        self.WC = np.empty(self.Bv1.shape)
+        point_grad(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois, lay.C2, self.Bv1, self.Ri,
+                   lay.col_of, lay.nc, self.gp, self.WC)
         self.ui = np.arange(n)
 
     def take(self, keep: np.ndarray) -> _Point:
@@ -244,14 +247,9 @@ class LogMorphRows(PointRows):
         return np.where(np.isnan(out), np.inf, out)
 
     def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
-        """Gradient ``(n, p)`` and (W·C,) for :meth:`hessian`."""
-        from ._logmorph_kernels import gradient
-
-        lay = self.lay
-        g = np.zeros((self.n, lay.p))
-        WC = np.empty(pt.Bv1.shape)
-        gradient(pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.C2, pt.Bv1, pt.Ri, lay.col_of, lay.nc, g, WC)
-        return g + lay.prec * (y - self.aux_c), (WC,)
+        """Gradient ``(n, p)`` and (W·C,) for :meth:`hessian` (their Poisson parts were formed with
+        the point: :func:`lzflow.stats._logmorph_kernels.point_grad`)."""
+        return pt.gp + self.lay.prec * (y - self.aux_c), (pt.WC,)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None = None) -> np.ndarray:
         """Hessians ``(p, p, k)`` (toy-last, float64) at the point of the last gradient (all rows or
