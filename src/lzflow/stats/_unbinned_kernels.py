@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["draw_events", "event_values", "hessians", "nu_and_sums"]
+__all__ = ["block4", "draw_events", "event_values", "hessians", "nu_and_sums"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -267,7 +267,7 @@ _CHUNK = 128
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_FIT_MATH)
-def _block4(s, x, j0, k0, m, h):  # pragma: no cover - compiled
+def block4(s, x, j0, k0, m, h):  # pragma: no cover - compiled
     """``h[j0 + a, k0 + b] += Σ_{e<m} s[j0 + a, e] · x[k0 + b, e]`` for a, b < 4: 16 sums in one
     vectorised pass over the events (8 loads per 16 multiply-adds)."""
     s0, s1, s2, s3 = s[j0], s[j0 + 1], s[j0 + 2], s[j0 + 3]
@@ -317,7 +317,7 @@ def hessians(V, rows, cols, n_cols, w, nu, prec, out):  # pragma: no cover - com
     for ``t = rows[i]`` and the parameters ``c = cols`` (``w`` ``None``: 1), in double
     precision. The events run in chunks of ``_CHUNK``: per chunk the columns ``x_j = V_{c_j}``
     and ``s_j = x_j · w/ν²`` are copied (zero rows up to a multiple of 4) and the lower triangle
-    of ``Σ s xᵀ`` is accumulated in 4 × 4 blocks (:func:`_block4`); the upper is its mirror."""
+    of ``Σ s xᵀ`` is accumulated in 4 × 4 blocks (:func:`block4`); the upper is its mirror."""
     p = cols.size
     pp = (p + 3) // 4 * 4
     s = np.zeros((pp, _CHUNK))
@@ -348,7 +348,7 @@ def hessians(V, rows, cols, n_cols, w, nu, prec, out):  # pragma: no cover - com
                         sj[e] = xj[e] * (w[t, e0 + e] * (r * r))
             for j0 in range(0, pp, 4):
                 for k0 in range(0, j0 + 1, 4):
-                    _block4(s, x, j0, k0, m, h)
+                    block4(s, x, j0, k0, m, h)
         for j in range(p):
             out[j, j, i] = h[j, j] + prec[j]
             for k in range(j):

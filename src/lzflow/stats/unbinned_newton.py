@@ -36,6 +36,7 @@ import numba
 import numpy as np
 
 from .fitresult import FitResult, FitStatus, Strategy, lower_bounds
+from ._unbinned_kernels import block4
 from .newton import NewtonRun, fit_block
 
 __all__ = ["newton_toys", "fit_block_compiled"]
@@ -113,31 +114,77 @@ def _decrease_bound(nu, nu_t, n, wt, has_w, prec, c, y, slope0):  # pragma: no c
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_FIT_MATH)
-def _hessian(Vt, n, wt, has_w, cols, nu, prec, q, s, x, h):  # pragma: no cover - compiled
-    """``h = Σ_e w_e x_e x_eᵀ / ν_e² + diag(prec)`` (full symmetric), in chunks of events."""
+def _block4_f32(s, x, j0, k0, m, h):  # pragma: no cover - compiled
+    """:func:`lzflow.stats._unbinned_kernels.block4` in single precision (8 lanes per AVX
+    register): ``h[j0 + a, k0 + b] += Σ_{e<m} s[j0 + a, e] x[k0 + b, e]``, float32 sums."""
+    s0, s1, s2, s3 = s[j0], s[j0 + 1], s[j0 + 2], s[j0 + 3]
+    x0, x1, x2, x3 = x[k0], x[k0 + 1], x[k0 + 2], x[k0 + 3]
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = np.float32(0.0)
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = np.float32(0.0)
+    for e in range(m):
+        u0, u1, u2, u3 = s0[e], s1[e], s2[e], s3[e]
+        v0, v1, v2, v3 = x0[e], x1[e], x2[e], x3[e]
+        a00 += u0 * v0
+        a01 += u0 * v1
+        a02 += u0 * v2
+        a03 += u0 * v3
+        a10 += u1 * v0
+        a11 += u1 * v1
+        a12 += u1 * v2
+        a13 += u1 * v3
+        a20 += u2 * v0
+        a21 += u2 * v1
+        a22 += u2 * v2
+        a23 += u2 * v3
+        a30 += u3 * v0
+        a31 += u3 * v1
+        a32 += u3 * v2
+        a33 += u3 * v3
+    acc = ((a00, a01, a02, a03), (a10, a11, a12, a13), (a20, a21, a22, a23), (a30, a31, a32, a33))
+    for i in range(4):
+        for k in range(4):
+            h[j0 + i, k0 + k] += acc[i][k]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_FIT_MATH)
+def _hessian(Vt, n, wt, has_w, cols, nu, prec, q, h, f32):  # pragma: no cover - compiled
+    """``h = Σ_e w_e x_e x_eᵀ / ν_e² + diag(prec)`` (full symmetric): per chunk of events the
+    columns ``x_j`` and ``s_j = x_j w/ν²`` (zero rows up to a multiple of 4), the lower
+    triangle in 4 × 4 blocks (:func:`lzflow.stats._unbinned_kernels.block4`); with ``f32``
+    (``FitConfig.hessian_float32``, as the batched engine's BLAS product: the Hessian only sets
+    the search direction) ``Σ s sᵀ`` of the scaled columns ``s_j = x_j √w/ν`` (bounded by 1/z_j)
+    in single precision per chunk, the chunk totals accumulated in double."""
     p = cols.size
-    pp = s.shape[0]
+    pp = h.shape[0]
+    s = np.zeros((pp, _CHUNK))  # local: known not to alias the arguments (vectorised blocks)
+    x = np.zeros((pp, _CHUNK))
+    s32 = np.zeros((pp, _CHUNK), dtype=np.float32)
     for e in range(n):
         ri = 1.0 / nu[e]
-        q[e] = ri * ri * (wt[e] if has_w else 1.0)
+        we = wt[e] if has_w else 1.0
+        q[e] = ri * np.sqrt(we) if f32 else ri * ri * we  # f32: symmetric x √w/ν (bounded)
     for j in range(pp):
         for k in range(pp):
             h[j, k] = 0.0
     for e0 in range(0, n, _CHUNK):
         m = min(_CHUNK, n - e0)
-        for j in range(p):
-            v = Vt[cols[j]]
-            for e in range(m):
-                x[j, e] = v[e0 + e]
-                s[j, e] = v[e0 + e] * q[e0 + e]
-        for j in range(p):
-            sj = s[j]
-            for k in range(j + 1):
-                xk = x[k]
-                acc = 0.0
+        if f32:
+            for j in range(p):
+                v = Vt[cols[j]]
                 for e in range(m):
-                    acc += sj[e] * xk[e]
-                h[j, k] += acc
+                    s32[j, e] = np.float32(v[e0 + e] * q[e0 + e])
+            for j0 in range(0, pp, 4):
+                for k0 in range(0, j0 + 1, 4):
+                    _block4_f32(s32, s32, j0, k0, m, h)
+        else:
+            for j in range(p):
+                v = Vt[cols[j]]
+                for e in range(m):
+                    x[j, e] = v[e0 + e]
+                    s[j, e] = v[e0 + e] * q[e0 + e]
+            for j0 in range(0, pp, 4):
+                for k0 in range(0, j0 + 1, 4):
+                    block4(s, x, j0, k0, m, h)
     for j in range(p):
         h[j, j] += prec[j]
         for k in range(j):
@@ -196,7 +243,7 @@ def _solve(L, scale, g, d):  # pragma: no cover - compiled
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def newton_toys(V, rows, n_cols, w, cols, z_fixed, tvec, prec, aux_c, y0, lb, fisher, use_fisher,
-                start_floor, tol, max_iter, max_backtrack, armijo,
+                start_floor, tol, max_iter, max_backtrack, armijo, f32,
                 y_out, status, n_iter, dec_out, g_out, nu_out):  # pragma: no cover - compiled
     """Fit the stored toys ``rows`` of ``V`` ``(n, P, C)`` (columns ``n_cols``, weights ``w``
     or ``None``) from ``y0`` ``(k, p)``: free parameters ``cols``, fixed ones from ``z_fixed``,
@@ -216,7 +263,6 @@ def newton_toys(V, rows, n_cols, w, cols, z_fixed, tvec, prec, aux_c, y0, lb, fi
     sums = np.empty(p)
     g = np.empty(p)
     g_t = np.empty(p)
-    h = np.empty((p, p))
     L = np.empty((p, p))
     scale = np.empty(p)
     d = np.empty(p)
@@ -224,8 +270,8 @@ def newton_toys(V, rows, n_cols, w, cols, z_fixed, tvec, prec, aux_c, y0, lb, fi
     c = np.empty(p)
     free = np.empty(p, dtype=np.bool_)
     free_l = np.empty(p, dtype=np.bool_)
-    s_buf = np.empty((p, _CHUNK))
-    x_buf = np.empty((p, _CHUNK))
+    pp = (p + 3) // 4 * 4
+    h = np.empty((pp, pp))
     for i in range(rows.size):
         t = rows[i]
         n = n_cols[t]
@@ -274,7 +320,7 @@ def newton_toys(V, rows, n_cols, w, cols, z_fixed, tvec, prec, aux_c, y0, lb, fi
             if st != _CONVERGED and need_h:
                 exact = not (use_fisher and it == 0)
                 if exact:
-                    _hessian(Vt, n, wt, has_w, cols, nu, prec, r, s_buf, x_buf, h)
+                    _hessian(Vt, n, wt, has_w, cols, nu, prec, r, h, f32)
                 else:
                     for j in range(p):
                         for k in range(p):
@@ -370,6 +416,7 @@ def fit_block_compiled(fitter: Any, data: Any, mu_fixed: float | None, init: np.
     newton_toys(data.V, ids, data.n_cols, data.weight, cols, rows.z_fixed, rows.tvec, rows.prec, aux_c,
                 np.maximum(init[ids][:, cols], lb), lb, fisher, fisher_at is not None,
                 fitter.start_floor(mu_fixed), cfg.tol, cfg.max_iter, cfg.max_backtrack, cfg.armijo,
+                bool(cfg.hessian_float32),
                 y, status, n_iter, dec, g, nu)
     z = np.repeat(rows.z_fixed[None, :], k, axis=0)
     z[:, cols] = y
