@@ -338,16 +338,24 @@ def test_compiled_densities_are_pdf_points(ws40, order, edge, floor, rebin_):
     ys = [ev.events(0)[1], np.r_[ey[0], ey[-1], ey[3], ey[-1] + 0.1, rng.uniform(ey[0], ey[-1], 50)],
           ev.events(2)[1]]
     toys = EventToys.from_lists(xs, ys, ev.aux[:3])
-    data = UnbinnedFitter(m, FitConfig(n_threads=1)).prepare(toys, aggregate=False)
+    fitter = UnbinnedFitter(m, FitConfig(n_threads=1))
+    assert fitter.power_basis == (order > 0)
+    power = fitter.prepare(toys, aggregate=False)
+    fitter.power_basis = False  # the Lagrange form: bit for bit
+    data = fitter.prepare(toys, aggregate=False)
     for t in range(3):
         want = m.event_values(xs[t], ys[t])
         k = want.shape[0]
         assert np.array_equal(data.V[t, :, :k].T, want)
+        # the power basis per stencil cell: the same polynomial to ~1e-15 of each template's scale
+        scale = np.abs(want).max(axis=0) + 1e-300
+        assert np.all(np.abs(power.V[t, :, :k].T - want) <= 1e-13 * scale)
+        np.testing.assert_array_equal(power.bits[t], data.bits[t])
         assert np.all(data.V[t, :, k:] == 0) and np.all(data.pad[t, k:]) and not data.pad[t, :k].any()
         np.testing.assert_array_equal(data.bits[t, :k], ((want > 0) << np.arange(m.n_par)).sum(axis=1))
     assert np.all(data.V[1, :, 2:4] == 0) and data.dead[1]  # outside the range: no template
     if order > 0:
-        assert np.array_equal(data.V, UnbinnedFitter(m).prepare(toys).V)
+        assert np.array_equal(power.V, UnbinnedFitter(m).prepare(toys).V)  # the default
     else:
         with pytest.raises(ValueError, match="aggregate"):
             UnbinnedFitter(UnbinnedModel.from_workspace(ws40, 1, 1)).prepare(toys, aggregate=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["block4", "draw_events", "event_values", "hessians", "nu_and_sums"]
+__all__ = ["block4", "draw_events", "event_values", "event_values_power", "hessians", "nu_and_sums"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -208,6 +208,75 @@ def event_values(x, y, offsets, order, ex, ey, cx, cy, tab_x, tab_y, table, floo
                 v = (acc[s] * inv_norm[s]) * totals[s]
                 V[t, s, j] = v
                 if v > 0.0:
+                    mask |= 1 << s
+            bits[t, j] = mask
+        for j in range(ne, e_max):
+            bits[t, j] = 0
+            for s in range(n_sources):
+                V[t, s, j] = 0.0
+
+
+@numba.njit(nogil=True, cache=True)
+def event_values_power(x, y, offsets, order, ex, ey, cx, cy, lo_x, lo_y, ref_x, ref_y, coef, table,
+                       floor, inv_norm, totals, V, bits):  # pragma: no cover - compiled
+    """:func:`event_values` (orders 1–3) from the interpolant written per stencil cell in powers of
+    ``u = x − ref_x[r]``, ``v = y − ref_y[q]``: ``P_s = Σ_{k,l} u^k v^l coef[r, q, k m + l, s]``
+    (:func:`lzflow.stats.unbinned.power_tables`); r, q the stencil rows of :func:`_stencils`.
+    The same polynomial as the Lagrange form, without the per-event weights (≈ 1e-15 relative
+    apart); clipping, floor, scaling and bits as :func:`event_values`."""
+    n_sources = table.shape[1]
+    ny = ey.size - 1
+    e_max = V.shape[2]
+    m = order + 1
+    half = order // 2
+    acc = np.empty(n_sources)
+    pu = np.empty(m)
+    pv = np.empty(m)
+    for t in range(offsets.size - 1):
+        a0 = offsets[t]
+        ne = offsets[t + 1] - a0
+        for j in range(ne):
+            xe = x[a0 + j]
+            ye = y[a0 + j]
+            bits[t, j] = 0
+            if not (xe >= ex[0] and xe <= ex[ex.size - 1] and ye >= ey[0] and ye <= ey[ny]):
+                for s in range(n_sources):
+                    V[t, s, j] = 0.0
+                continue
+            r = _right_index(cx, xe) - half - lo_x
+            q = _right_index(cy, ye) - half - lo_y
+            u = xe - ref_x[r]
+            v = ye - ref_y[q]
+            pu[0] = 1.0
+            pv[0] = 1.0
+            for k in range(1, m):
+                pu[k] = pu[k - 1] * u
+                pv[k] = pv[k - 1] * v
+            for s in range(n_sources):
+                acc[s] = 0.0
+            cq = coef[r, q]
+            for k in range(m):
+                for l in range(m):
+                    mk = pu[k] * pv[l]
+                    row = cq[k * m + l]
+                    for s in range(n_sources):
+                        acc[s] += mk * row[s]
+            if floor > 0.0:
+                f0 = min(max(_right_index(ex, xe), 0), ex.size - 2) * ny
+                f0 += min(max(_right_index(ey, ye), 0), ny - 1)
+                for s in range(n_sources):
+                    low = floor * table[f0, s]
+                    if acc[s] < low:
+                        acc[s] = low
+            else:
+                for s in range(n_sources):
+                    if acc[s] < 0.0:
+                        acc[s] = 0.0
+            mask = 0
+            for s in range(n_sources):
+                val = (acc[s] * inv_norm[s]) * totals[s]
+                V[t, s, j] = val
+                if val > 0.0:
                     mask |= 1 << s
             bits[t, j] = mask
         for j in range(ne, e_max):
