@@ -28,14 +28,15 @@ The toys are fitted in sub-blocks (:func:`sub_block`) so that the morphed templa
 (entries × toys, at the current and the trial points) stay small.
 
 Speed (``benchmarks/bench_toys.py --workspace tests/data/workspace_m40_systematics.json.gz
---interpolation log_quartic``: 5 shape + 11 rate parameters, 5,573 template entries; 2 shared
-cores, load ≈ 1.5): 625 CPU-µs per toy (generation + both fits) against 1,824 for the numpy
-rows this replaced, 2,750 against 517 toys/s with 2 threads. A toy evaluates ≈ 9 points,
-9 gradients and 4.6 Hessians; each costs ≈ 20 flops per entry and α (the basis coefficients).
-The kernels compile on first use (≈ 5 CPU-s) and are cached on disk. log_pchip on the same
-workspace (1 thread, host load ≈ 2–4): 1,271 against 648 CPU-µs per toy for log_quartic — its
-C¹ interpolant takes more Newton iterations (5.5 against 4.5 per unconditional fit) and twice the
-line-search points.
+--interpolation log_quartic``: 5 shape + 11 rate parameters, 5,573 template entries). 2 shared cores,
+host load 9–13 (other jobs), 8,192 toys, CPU-µs per toy on 1 thread (generation + both fits):
+log_quartic 800 (840 before the fused point + gradient kernel and the float32 D of the Hessian),
+log_pchip 1,120 (1,405 before; also the interpolating line search of :mod:`lzflow.stats.newton`);
+at host load ≈ 1.5 log_quartic measured 625 before these changes. A toy evaluates ≈ 9 points
+(each with its gradient, :func:`lzflow.stats._logmorph_kernels.point_grad`) and 4.7 Hessians
+(log_quartic: 4.5 + 2.2 Newton iterations for the unconditional + conditional fit; log_pchip
+5.5 + 2.45: its C¹ interpolant's curvature jumps at the knots). The kernels compile on first use
+(≈ 5 CPU-s) and are cached on disk.
 """
 
 from __future__ import annotations
