@@ -69,18 +69,34 @@ def draw_events(key, toys, offsets, n_free, cdf, guide, last_pos, ex, ex_below, 
     ``bins`` (truth bin, C order), ``x`` and ``y`` (only the bins unless ``positions``).
 
     ``cdf``/``guide``/``last_pos``: the categorical table of the truth bins; ``ex_below`` =
-    ``nextafter(ex[1:], -inf)`` (positions stay strictly below the upper edge)."""
+    ``nextafter(ex[1:], -inf)`` (positions stay strictly below the upper edge). Per toy the
+    uniforms of all its words are formed first (a branch-free loop over the events that the
+    compiler vectorises), then the guide-table searches and the positions use them."""
     k0 = np.uint64(key[0])
     k1 = np.uint64(key[1])
     n_guide = guide.size
     ny = ey.size - 1
     first = np.uint64(n_free + 1)
+    n_max = 0
+    for t in range(toys.size):
+        n_max = max(n_max, offsets[t + 1] - offsets[t])
+    u0 = np.empty(n_max)
+    u1 = np.empty(n_max)
+    u2 = np.empty(n_max)
     for t in range(toys.size):
         toy = np.uint64(toys[t])
         a = offsets[t]
-        for j in range(offsets[t + 1] - a):
+        ne = offsets[t + 1] - a
+        for j in range(ne):
             j0 = first + _THREE * np.uint64(j)
-            u = _uniform(k0, k1, toy, j0)
+            u0[j] = _uniform(k0, k1, toy, j0)
+        if positions:
+            for j in range(ne):
+                j0 = first + _THREE * np.uint64(j)
+                u1[j] = _uniform(k0, k1, toy, j0 + _ONE)
+                u2[j] = _uniform(k0, k1, toy, j0 + _ONE + _ONE)
+        for j in range(ne):
+            u = u0[j]
             c = np.int64(u * n_guide)
             if c > n_guide - 1:
                 c = n_guide - 1
@@ -91,13 +107,11 @@ def draw_events(key, toys, offsets, n_free, cdf, guide, last_pos, ex, ex_below, 
             if positions:
                 ix = i // ny
                 iy = i - ix * ny
-                u1 = _uniform(k0, k1, toy, j0 + _ONE)
-                u2 = _uniform(k0, k1, toy, j0 + _ONE + _ONE)
                 lo = ex[ix]
-                v = lo + u1 * (ex[ix + 1] - lo)
+                v = lo + u1[j] * (ex[ix + 1] - lo)
                 x[a + j] = v if v <= ex_below[ix] else ex_below[ix]
                 lo = ey[iy]
-                v = lo + u2 * (ey[iy + 1] - lo)
+                v = lo + u2[j] * (ey[iy + 1] - lo)
                 y[a + j] = v if v <= ey_below[iy] else ey_below[iy]
 
 
