@@ -4,7 +4,8 @@
 templates have a relative MC error ≥ ``threshold`` a Barlow–Beeston-lite γ (docs/method.md). The
 schema checks the keys and types; here the combinations the γ are not implemented for are refused,
 in one line: shape ``systematics`` (the morphed NLLs have no γ), ``runs`` (the combined model would
-drop them) and ``stats.likelihood: unbinned`` (the unbinned NLL has no bins to scale).
+drop them), ``stats.likelihood: unbinned`` (the unbinned NLL has no bins to scale) and ``blind: false``
+(the observed-data fits, :mod:`lzflow.observed`, would be given the θ auxiliary vector only).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def check_mc_stat(config: Mapping[str, Any], stats: dict[str, Any]) -> dict[str,
     if not (stats.get("mc_stat") or {}).get("enabled"):
         return stats
     other = ("systematics" if config.get("systematics") is not None else "runs" if config.get("runs")
-             else "stats.likelihood: unbinned" if stats.get("likelihood") == "unbinned" else None)
+             else "stats.likelihood: unbinned" if stats.get("likelihood") == "unbinned"
+             else "blind: false (the observed-data fits have no a_γ yet)" if config.get("blind") is False else None)
     if other:
         raise ConfigError(f"stats.mc_stat: enabled: true with {other}; expected mc_stat without it "
                           f"(template MC statistics are implemented for the binned rate-only model)")

@@ -45,3 +45,10 @@ def test_malformed_mc_stat_refused_in_one_line(repo, default_config, mc_stat, fr
 def test_mc_stat_with_unbinned_likelihood_refused(repo, default_config):
     with pytest.raises(ConfigError, match=r"^stats.mc_stat: enabled: true with stats.likelihood: unbinned;"):
         _resolve(repo, default_config, {"mc_stat": {"enabled": True, "threshold": 0.05}, "likelihood": "unbinned"})
+
+
+def test_mc_stat_unblinded_refused(repo, default_config):
+    with pytest.raises(ConfigError, match=r"^stats.mc_stat: enabled: true with blind: false"):
+        _resolve(repo, default_config, {"mc_stat": {"enabled": True, "threshold": 0.05}}, blind=False,
+                 data={"path": "tests/data/quick_observed_events.csv", "format": "csv",
+                       "columns": {"cS1": "cS1", "cS2": "cS2"}})
