@@ -359,22 +359,9 @@ def _backtrack(y, d, g, f, dec, proj: Callable[[np.ndarray], np.ndarray], cfg: F
     halvings) or, given the NLL ``f_full`` at the full steps, with t from :func:`_next_t`
     (as many tries). ``evaluate(c) -> nll`` computes the NLL at the candidates (and keeps their
     ν); ``accept(ok, c, nll)`` takes the rows (mask ``ok``) that passed at this t."""
-    pending = np.ones(y.shape[0], dtype=bool)
-    if f_full is None:
-        t = 1.0
-        for _ in range(cfg.max_backtrack):
-            t *= 0.5
-            c = proj(y + t * d)
-            f_c = evaluate(c)
-            ok = pending & _armijo(f_c, f, g, c - y, dec, cfg)
-            if ok.any():
-                accept(ok, c, f_c)
-                pending &= ~ok
-            if not pending.any():
-                break
-        return
-    t = np.ones(y.shape[0])
-    t = _next_t(t, f_full, f, g, proj(y + d) - y)
+    n = y.shape[0]
+    pending = np.ones(n, dtype=bool)
+    t = np.full(n, 0.5) if f_full is None else _next_t(np.ones(n), f_full, f, g, proj(y + d) - y)
     for _ in range(cfg.max_backtrack):
         c = proj(y + t[:, None] * d)
         f_c = evaluate(c)
@@ -384,7 +371,7 @@ def _backtrack(y, d, g, f, dec, proj: Callable[[np.ndarray], np.ndarray], cfg: F
             pending &= ~ok
         if not pending.any():
             break
-        t = np.where(pending, _next_t(t, f_c, f, g, c - y), t)
+        t = 0.5 * t if f_full is None else np.where(pending, _next_t(t, f_c, f, g, c - y), t)
 
 
 def _end_failed_search(ok: np.ndarray, dec: np.ndarray, g: np.ndarray, finish) -> None:
