@@ -19,7 +19,8 @@ Paths (one row each):
 
 Columns: ``toys/s`` wall clock with ``--threads`` threads (best of ``--repeat``); ``toys/cpu-s``
 the same run per CPU-second of this process (all threads) — on a shared machine the wall rate
-follows the other load, the CPU rate much less; ``draw/s`` and ``prep/s`` the event draws and the
+follows the other load, the CPU rate much less — and ``cpu-us/toy`` its inverse; ``x iminuit``
+toys/s over the iminuit rate of the same row (one thread, one column per event); ``draw/s`` and ``prep/s`` the event draws and the
 template values at the events alone (one thread, the sub-blocks of ``run_toys``). The load
 average (``os.getloadavg``) is printed before and after. Toys whose events fall where every
 clipped density is 0 (floor 0, orders ≥ 2) are INFEASIBLE: counted, never dropped, and left out
@@ -171,15 +172,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  done {row['path']}: {row['toys_per_s']:.0f} toys/s", file=sys.stderr)
 
     base = rows[0]["toys_per_s"]
-    print(f"\n{'path':<20}{'toys/s':>9}{'toys/cpu-s':>11}{'binned/this':>12}{'draw/s':>8}{'prep/s':>8}"
-          f"{'iminuit/s':>10}{'max|dq~|':>10}{'max|dmu|':>10}{'infeas.':>8}{'failed':>7}{'mean mu^':>10}"
+    print(f"\n{'path':<20}{'toys/s':>9}{'toys/cpu-s':>11}{'cpu-us/toy':>11}{'binned/this':>12}{'draw/s':>8}"
+          f"{'prep/s':>8}{'iminuit/s':>10}{'x iminuit':>10}{'max|dq~|':>10}{'max|dmu|':>10}{'infeas.':>8}{'failed':>7}{'mean mu^':>10}"
           f"{'P(q~>2.71)':>11}{'clip':>8}")
     for r in rows:
         print(f"{r['path']:<20}{r['toys_per_s']:>9.0f}{r['toys_per_cpu_s']:>11.0f}"
-              f"{base / r['toys_per_s']:>12.1f}"
+              f"{1e6 / r['toys_per_cpu_s']:>11.0f}{base / r['toys_per_s']:>12.1f}"
               f"{r.get('draw_toys_per_cpu_s', float('nan')):>8.0f}"
               f"{r.get('prep_toys_per_cpu_s', float('nan')):>8.0f}"
               f"{r.get('minuit_toys_per_s', float('nan')):>10.1f}"
+              f"{r['toys_per_s'] / r.get('minuit_toys_per_s', float('nan')):>10.0f}"
               f"{r.get('max_abs_dq_minuit', float('nan')):>10.1e}"
               f"{r.get('max_abs_dmu_minuit', float('nan')):>10.1e}"
               f"{r.get('infeasible', 0):>8d}{r['failed']:>7d}{r['mean_mu_hat']:>10.2e}"
