@@ -92,7 +92,7 @@ def decide(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], pspec: Mappin
     m = multiplier(rel, target, n_sb, bound, m_from)
     extra = extra_jobs(pspec, m, m_from, round_)
     cap = bound // n_sb  # at the bound: a later round could add nothing
-    return {"format": "lzflow-precision-1", "mass": pspec["mass"], "round": round_, "target_precision": target,
+    return {"format": "lzflow-precision-2", "mass": pspec["mass"], "round": round_, "target_precision": target,
             "max_toys_per_poi": bound, "method": pspec["merge"]["method"],
             "first_batch": {"toys_per_poi": n_sb, "toys_bonly": n_b, "jobs_per_poi": n_jobs},
             "measured_with": {"toys_per_poi": m_from * n_sb, "toys_bonly": m_from * n_b},
@@ -186,14 +186,14 @@ def extra_job_spec(decision: Mapping[str, Any], out: str | Path) -> dict[str, An
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lzflow.precisionjob decide|toys``: the checkpoint's decision of one mass, or one extra toy file."""
+    """``python -m lzflow.precisionjob decide|toys``: the checkpoint's decision of one mass and round, or extra toy files."""
     from . import layout as L
     from .exceptions import USER_ERRORS, one_line
     from .io import atomic_path
 
     parser = argparse.ArgumentParser(prog="python -m lzflow.precisionjob", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    dec = sub.add_parser("decide", help="measure the first batch's precision, write the decision file")
+    dec = sub.add_parser("decide", help="measure the precision of the toys so far, write the round's decision file")
     dec.add_argument("--spec", required=True, help="the decision spec as JSON (precision_spec)")
     dec.add_argument("--toys", required=True, nargs="+", help="the toy files so far (first batch, earlier rounds)")
     dec.add_argument("--previous", help="the previous round's decision file (none in round 1)")
