@@ -214,3 +214,11 @@ def test_toys_randomise_the_gamma_aux_and_their_qtilde_is_the_reference(stream):
         n_u, full = explicit_gamma_fit(model, counts[t], aux[t])
         n_c, _ = explicit_gamma_fit(model, counts[t], aux[t], mu_fixed=1.0)
         assert res.q[t, 0] == pytest.approx(2 * (n_c - n_u) if full[0] <= 1.0 else 0.0, abs=1e-6)
+
+
+def test_combining_runs_with_gamma_refused():
+    from lzflow.stats.combine import combine_models
+
+    base, delta = _model()
+    with pytest.raises(ModelError, match="template MC statistics"):
+        combine_models({"a": base.with_mc_stat(delta), "b": base}, ())

@@ -216,6 +216,8 @@ def combine_models(runs: Mapping[str, BinnedModel], correlated: Collection[str])
     no run has, different constraint widths of a shared rate, different signal names or morphings.
     """
     _check_runs(runs, correlated)
+    if any(getattr(m, "n_gamma", 0) for m in runs.values()):  # lzflow.stats.mcstat: the γ would be dropped
+        raise ModelError("runs with template MC statistics (mc_stat) cannot be combined yet; expected models without")
     shared = set(correlated)
     bkg_names, rel, bkg_row = _background_rows(runs, shared)
     shape_names = _shape_names(runs, shared)
