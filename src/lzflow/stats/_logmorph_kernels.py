@@ -15,9 +15,10 @@ CPU); no assumption about NaN or infinities is made.
 
 * :func:`log_terms` — E_tx = Σ_j B_tj C_jx (the exponent, before ``np.exp``: numpy's exponential
   is vectorised, numba's scalar one is 7× slower);
-* :func:`point_nll` — U = T ⊙ exp(E) (in place), ν_l = Σ_s c_s U_sl and the Poisson part of the NLL;
-* :func:`gradient` — ∂NLL/∂c_s (free c) and ∂NLL/∂α_k, plus W·C for the Hessian's diagonal;
-* :func:`point_grad` — both, toy by toy (the gradient while the toy's templates are in the cache);
+* :func:`point_grad` — per toy: U = T ⊙ exp(E) (in place), ν_l = Σ_s c_s U_sl and the Poisson part
+  of the NLL (:func:`_point_one`), then, while the toy's templates are in the cache, the gradient
+  ∂NLL/∂c_s (free c) and ∂NLL/∂α_k plus W·C for the Hessian's diagonal (:func:`_grad_one`): the Newton
+  engine asks for the gradient at almost every point it evaluates;
 * :func:`hessian` — Gauss–Newton part and second-derivative terms, in the work type (float32 by
   default), returned toy-last as the Newton engine wants.
 
@@ -32,7 +33,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["gradient", "hessian", "log_terms", "point_grad", "point_nll"]
+__all__ = ["hessian", "log_terms", "point_grad"]
 
 _MATH = {"reassoc", "contract"}
 
@@ -108,7 +109,8 @@ def log_terms(Bv, Ri, C, E):  # pragma: no cover - compiled
 
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
 def _point_one(u, Tx, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, ct, v, tmp):  # pragma: no cover - compiled
-    """One toy of :func:`point_nll`: ``u *= Tx``, ``v`` = ν, returns the Poisson part of the NLL."""
+    """One toy: ``u *= Tx`` (u held exp(E)); ``v`` = ν ``(L,)`` over the live bins; returns Σ_l ν_l −
+    Σ_{n_l > 0} n_l ln ν_l (+inf where ν_l ≤ 0 with n_l > 0, NaN propagated)."""
     G = g_eoff.size
     L = v.size
     for i in range(L):
@@ -147,16 +149,6 @@ def _point_one(u, Tx, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, ct, v, tmp): 
     return np.inf if bad else total - logs
 
 
-@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
-def point_nll(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out):  # pragma: no cover
-    """``U[t] *= Tx`` (U held exp(E)); ``ν[t]`` ``(L,)`` over the live bins; ``out[t]`` = Σ_l ν_l −
-    Σ_{n_l > 0} n_l ln ν_l (+inf where ν_l ≤ 0 with n_l > 0, NaN propagated)."""
-    n, L = nu.shape
-    tmp = np.empty(L)
-    for t in range(n):
-        out[t] = _point_one(U[t], Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
-
-
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
 def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
     for i in range(nu_t.size):
@@ -167,7 +159,9 @@ def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
 def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, ri, col_of, nc, g_t, wc,
               q, qg, w):  # pragma: no cover - compiled
-    """One toy of :func:`gradient` (templates ``u``): ``g_t`` and ``wc``; ``q``, ``qg``, ``w`` work arrays."""
+    """One toy (templates ``u``): Poisson part of the gradient ``g_t`` ``(p,)`` (c columns ``col_of[s] ≥ 0``,
+    α columns ``nc + k``) and ``wc[j] = Σ_x W_x C[ri[j], x]`` with W_x = q_l c_s U_x, q = 1 − n/ν;
+    ``q``, ``qg``, ``w``: work arrays."""
     J, X = bv1.size, C.shape[1]
     K = g_t.size - nc
     G = g_eoff.size
@@ -236,24 +230,10 @@ def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, 
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
-def gradient(U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1, Ri, col_of, nc, g, WC):  # pragma: no cover
-    """Poisson part of the gradient ``g`` ``(n, p)`` (row t's templates ``U[ui[t]]``) (c columns ``col_of[s] ≥ 0``, α columns
-    ``nc + k``) and ``WC[t, j] = Σ_x W_x C[Ri[t, j], x]`` with W_x = q_l c_s U_x, q = 1 − n/ν."""
-    n, L = nu.shape
-    q = np.empty(L)
-    qg = np.empty(L)
-    w = np.empty(C.shape[1])
-    for t in range(n):
-        _grad_one(U[ui[t]], nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
-                  col_of, nc, g[t], WC[t], q, qg, w)
-
-
-@numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out, C, Bv1, Ri, col_of, nc, g,
                WC):  # pragma: no cover - compiled
-    """:func:`point_nll` and :func:`gradient` (``ui`` the identity) in one pass per toy: the
-    gradient reads the toy's templates while they are still in the cache (the Newton engine asks
-    for the gradient at almost every point it evaluates). Same operations as the two kernels."""
+    """For each toy t: :func:`_point_one` (NLL ``out[t]``, ν ``nu[t]``, ``U[t]`` completed) then
+    :func:`_grad_one` (``g[t]``, ``WC[t]``) on the same templates."""
     n, L = nu.shape
     tmp = np.empty(L)
     q = np.empty(L)
