@@ -147,18 +147,17 @@ def _block4_f32(s, x, j0, k0, m, h):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_FIT_MATH)
-def _hessian(Vt, n, wt, has_w, cols, nu, prec, q, h, f32):  # pragma: no cover - compiled
+def _hessian(Vt, n, wt, has_w, cols, nu, prec, q, h, f32, s32):  # pragma: no cover - compiled
     """``h = Σ_e w_e x_e x_eᵀ / ν_e² + diag(prec)`` (full symmetric): per chunk of events the
-    columns ``x_j`` and ``s_j = x_j w/ν²`` (zero rows up to a multiple of 4), the lower
+    columns ``x_j`` and ``s_j = x_j w/ν²`` (zero rows up to a multiple of 4), their lower
     triangle in 4 × 4 blocks (:func:`lzflow.stats._unbinned_kernels.block4`); with ``f32``
     (``FitConfig.hessian_float32``, as the batched engine's BLAS product: the Hessian only sets
     the search direction) ``Σ s sᵀ`` of the scaled columns ``s_j = x_j √w/ν`` (bounded by 1/z_j)
-    in single precision per chunk, the chunk totals accumulated in double."""
+    in single precision over all events at once (``s32`` ``(pp, ≥ n)``, rows ≥ p zero)."""
     p = cols.size
     pp = h.shape[0]
-    s = np.zeros((pp, _CHUNK))  # local: known not to alias the arguments (vectorised blocks)
+    s = np.zeros((pp, _CHUNK))
     x = np.zeros((pp, _CHUNK))
-    s32 = np.zeros((pp, _CHUNK), dtype=np.float32)
     for e in range(n):
         ri = 1.0 / nu[e]
         we = wt[e] if has_w else 1.0
@@ -166,17 +165,18 @@ def _hessian(Vt, n, wt, has_w, cols, nu, prec, q, h, f32):  # pragma: no cover -
     for j in range(pp):
         for k in range(pp):
             h[j, k] = 0.0
-    for e0 in range(0, n, _CHUNK):
-        m = min(_CHUNK, n - e0)
-        if f32:
-            for j in range(p):
-                v = Vt[cols[j]]
-                for e in range(m):
-                    s32[j, e] = np.float32(v[e0 + e] * q[e0 + e])
-            for j0 in range(0, pp, 4):
-                for k0 in range(0, j0 + 1, 4):
-                    _block4_f32(s32, s32, j0, k0, m, h)
-        else:
+    if f32:  # all events at once (s32: (pp, ≥ n), rows ≥ p zero): fewer, longer loops
+        for j in range(p):
+            v = Vt[cols[j]]
+            sj = s32[j]
+            for e in range(n):
+                sj[e] = np.float32(v[e] * q[e])
+        for j0 in range(0, pp, 4):
+            for k0 in range(0, j0 + 1, 4):
+                _block4_f32(s32, s32, j0, k0, n, h)
+    else:  # double precision, in chunks of events (the chunk's columns stay in L1)
+        for e0 in range(0, n, _CHUNK):
+            m = min(_CHUNK, n - e0)
             for j in range(p):
                 v = Vt[cols[j]]
                 for e in range(m):
@@ -272,6 +272,7 @@ def newton_toys(V, rows, n_cols, w, cols, z_fixed, tvec, prec, aux_c, y0, lb, fi
     free_l = np.empty(p, dtype=np.bool_)
     pp = (p + 3) // 4 * 4
     h = np.empty((pp, pp))
+    s32 = np.zeros((pp, c_max if f32 else 1), dtype=np.float32)
     for i in range(rows.size):
         t = rows[i]
         n = n_cols[t]
@@ -320,7 +321,7 @@ def newton_toys(V, rows, n_cols, w, cols, z_fixed, tvec, prec, aux_c, y0, lb, fi
             if st != _CONVERGED and need_h:
                 exact = not (use_fisher and it == 0)
                 if exact:
-                    _hessian(Vt, n, wt, has_w, cols, nu, prec, r, h, f32)
+                    _hessian(Vt, n, wt, has_w, cols, nu, prec, r, h, f32, s32)
                 else:
                     for j in range(p):
                         for k in range(p):
