@@ -1,14 +1,16 @@
-"""`snakemake --profile slurm` on a real (one-node) Slurm cluster gives the same results as a local run.
+"""`snakemake --profile slurm` and `--profile slurm-small` on a real (one-node) Slurm cluster give the
+same results as a local run; slurm-small takes at most twice the local run's time (docs/cluster.md).
 
-Needs a running cluster: `bash .ci/slurm.sh start` (root; installs slurm-wlm + munge and starts
-../shared/tools/single-node-slurm.sh), `bash .ci/slurm.sh stop` afterwards. Skipped when `sbatch` is
-missing or `sinfo` shows no usable node.
+The cluster tests need a running cluster: `bash .ci/slurm.sh start` (root; installs slurm-wlm + munge
+and starts ../shared/tools/single-node-slurm.sh), `bash .ci/slurm.sh stop` afterwards. They are skipped
+when `sbatch` is missing or `sinfo` shows no usable node. The profile checks run everywhere.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,7 +41,9 @@ def _cluster_up() -> str | None:
 
 
 _SKIP = _cluster_up()
-pytestmark = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
+needs_cluster = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
+# What profiles/slurm-small changes in profiles/slurm (everything else must stay equal: no drift)
+SMALL_KEYS = {"slurm-init-seconds-before-status-checks": 2}
 
 
 def _stages() -> set[str]:
@@ -81,8 +85,8 @@ def _snapshot(results: Path) -> dict[str, object]:
     return snap
 
 
-def _run(repo, results, *args, timeout=1200):
-    env = dict(os.environ)
+def _run(repo, results, *args, timeout=1200, env=None):
+    env = dict(os.environ if env is None else env)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     cmd = [sys.executable, "-m", "snakemake", "--configfile", "config/quick.yaml",
            "--config", f"results_dir={results}", *args, "--until", *_until()]
@@ -91,15 +95,83 @@ def _run(repo, results, *args, timeout=1200):
     return result, time.monotonic() - start
 
 
-def test_slurm_profile_matches_local_run(repo, tmp_path):
-    results = tmp_path / "results"  # the same path for both runs: outputs may record their inputs' paths
-    before = set(repo.glob("slurm-*.out"))
+def test_slurm_small_profile_is_slurm_plus_small_cluster_keys(repo, load_profile):
+    """slurm-small = slurm with a 2 s status poll and one toy job per mass; nothing else differs."""
+    link = repo / "slurm-small"
+    assert link.is_symlink() and os.readlink(link) == "profiles/slurm-small"
+    small = load_profile(repo / "profiles" / "slurm-small")
+    base = load_profile(repo / "profiles" / "slurm")
+    assert {k: small[k] for k in SMALL_KEYS} == SMALL_KEYS
+    assert {k: v for k, v in small.items() if k not in SMALL_KEYS} == \
+        {k: v for k, v in base.items() if k not in SMALL_KEYS}
 
+
+@pytest.mark.parametrize(("name", "split"), [("slurm", "file"), ("slurm-small", "mass")])
+def test_slurm_profiles_choose_their_toy_split(repo, name, split):
+    """The profile sets LZFLOW_TOY_JOBS before the workflow is parsed: the dry run's toy rules show it."""
+    env = {k: v for k, v in os.environ.items() if k != "LZFLOW_TOY_JOBS"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("CONDOR_CONFIG", "/dev/null")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--profile", name, "-n", "--configfile",
+                             "config/quick.yaml", "--config", "results_dir=/nonexistent/lzflow-dry"],
+                            cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    rules = {line.split()[0] for line in result.stdout.splitlines() if re.match(r"^\w+\s+\d+$", line)}
+    per_mass = {"toys_m10", "toys_m40"}
+    per_file = {"toys", "toys_bonly"}
+    assert (per_mass if split == "mass" else per_file) <= rules, sorted(rules)
+    assert not (per_file if split == "mass" else per_mass) & rules, sorted(rules)
+
+
+def test_bad_local_detector_value_is_one_line(repo):
+    env = dict(os.environ, LZFLOW_LOCAL_DETECTOR="yes", CONDOR_CONFIG="/dev/null")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                             "config/quick.yaml", "--config", "results_dir=/nonexistent/lzflow-dry"],
+                            cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "lzflow: config error: LZFLOW_LOCAL_DETECTOR='yes': expected 0 or 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def local_reference(repo, tmp_path_factory):
+    """One local run of the quick config: (results path for every run, snapshot, seconds)."""
+    base = tmp_path_factory.mktemp("slurm")
+    results = base / "results"  # the same path for every run: outputs may record their inputs' paths
     local, t_local = _run(repo, results, "--profile", "local")
     assert local.returncode == 0, (local.stdout + local.stderr)[-4000:]
     reference = _snapshot(results)
     assert "quick/detector.json" in reference
-    shutil.move(results, tmp_path / "local")
+    shutil.move(results, base / "local")
+    return results, reference, t_local
+
+
+@needs_cluster
+def test_slurm_small_profile_matches_local_run_within_twice_its_time(repo, local_reference):
+    """Right after the local run (same load): same bytes, at most 2x its wall time (issue 16)."""
+    results, reference, t_local = local_reference
+    before = set(repo.glob("slurm-*.out"))
+    env = {k: v for k, v in os.environ.items() if k != "LZFLOW_TOY_JOBS"}
+    small, t_small = _run(repo, results, "--profile", "slurm-small", env=env)
+    out = small.stdout + small.stderr
+    assert small.returncode == 0, out[-4000:]
+    assert "submitted with SLURM jobid" in out  # really went through sbatch
+    assert re.search(r"Rule: toys_m\d+", out) and not re.search(r"Rule: toys\)", out)  # one toy job per mass
+    assert "Rule: detector)" in out and "rule_detector/" not in out  # detector ran on the controller
+    load = os.getloadavg()
+    print(f"\nlocal run: {t_local:.1f} s; slurm-small run: {t_small:.1f} s ({t_small / t_local:.2f}x); "
+          f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    assert _snapshot(results) == reference
+    shutil.rmtree(results)
+    assert set(repo.glob("slurm-*.out")) == before, "sbatch wrote slurm-*.out into the repository"
+    assert t_small <= 2 * t_local, f"slurm-small took {t_small:.0f} s, local {t_local:.0f} s: more than 2x"
+
+
+@needs_cluster
+def test_slurm_profile_matches_local_run(repo, local_reference):
+    results, reference, t_local = local_reference
+    before = set(repo.glob("slurm-*.out"))
 
     slurm, t_slurm = _run(repo, results, "--profile", "slurm", "--seconds-between-status-checks", "2",
                           "--slurm-init-seconds-before-status-checks", "2")
@@ -107,7 +179,9 @@ def test_slurm_profile_matches_local_run(repo, tmp_path):
     assert slurm.returncode == 0, out[-4000:]
     assert "submitted with SLURM jobid" in out  # really went through sbatch
     assert "array" in out.lower()  # toy jobs went as job arrays
+    assert "rule_detector/" in out  # every rule but the profiles' localrules went through sbatch
     print(f"\nlocal run: {t_local:.1f} s; slurm run: {t_slurm:.1f} s; until: {_until()}")
 
     assert _snapshot(results) == reference
+    shutil.rmtree(results)
     assert set(repo.glob("slurm-*.out")) == before, "sbatch wrote slurm-*.out into the repository"
