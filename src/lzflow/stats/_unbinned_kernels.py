@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["block4", "draw_events", "event_values", "event_values_power", "hessians", "nu_and_sums"]
+__all__ = ["bin_columns", "block4", "draw_events", "event_values", "event_values_power", "hessians", "nu_and_sums"]
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -297,6 +297,42 @@ def event_values_power(x, y, offsets, order, ex, ey, cx, cy, lo_x, lo_y, ref_x, 
             bits[t, j] = 0
             for s in range(n_sources):
                 V[t, s, j] = 0.0
+
+
+@numba.njit(nogil=True, cache=True)
+def bin_columns(key, offsets, n_bins, vals, bit_of):  # pragma: no cover - compiled
+    """Order 0: per toy the bins ``key`` (0 … ``n_bins``, the last: outside) holding its events,
+    ascending, as columns: ``V (n, P, C)`` = ``vals[bin]``, weights = the bin's events, bits =
+    ``bit_of[bin]``, and the columns per toy (0 in the padding)."""
+    n = offsets.size - 1
+    n_par = vals.shape[1]
+    counts = np.zeros((n, n_bins + 1), np.int64)
+    ncol = np.zeros(n, np.int64)
+    for t in range(n):
+        ct = counts[t]
+        for i in range(offsets[t], offsets[t + 1]):
+            ct[key[i]] += 1
+        c = 0
+        for b in range(n_bins + 1):
+            c += ct[b] > 0
+        ncol[t] = c
+    c_max = 0
+    for t in range(n):
+        c_max = max(c_max, ncol[t])
+    V = np.zeros((n, n_par, c_max))
+    w = np.zeros((n, c_max))
+    bits = np.zeros((n, c_max), np.int64)
+    for t in range(n):
+        c = 0
+        for b in range(n_bins + 1):
+            k = counts[t, b]
+            if k > 0:
+                for s in range(n_par):
+                    V[t, s, c] = vals[b, s]
+                w[t, c] = k
+                bits[t, c] = bit_of[b]
+                c += 1
+    return V, bits, w, ncol
 
 
 # ----------------------------------------------------------------------------- fits

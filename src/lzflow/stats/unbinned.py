@@ -316,21 +316,11 @@ class UnbinnedFitter:
             iy = np.clip(right_index(toys.y, ey), 0, ey.size - 2)
             inside = (toys.x >= ex[0]) & (toys.x <= ex[-1]) & (toys.y >= ey[0]) & (toys.y <= ey[-1])
             key = np.where(inside, ix * (ey.size - 1) + iy, nb)
-        n = toys.n
-        toy = np.repeat(np.arange(n), toys.n_events)
-        counts = np.bincount(toy * (nb + 1) + key, minlength=n * (nb + 1)).reshape(n, nb + 1)
-        t, b = np.nonzero(counts)
-        ncol = np.bincount(t, minlength=n)
-        pos = np.arange(t.size) - np.r_[0, np.cumsum(ncol)][t]
+        from ._unbinned_kernels import bin_columns  # numba: compiled on first use
+
         vals, bit_of = self._bin_values
-        c_max = int(ncol.max()) if n else 0
-        V = np.zeros((n, c_max, m.n_par))
-        V[t, pos] = vals[b]
-        V = np.ascontiguousarray(V.transpose(0, 2, 1))
-        w = np.zeros((n, c_max))
-        w[t, pos] = counts[t, b]
-        bits = np.zeros((n, c_max), dtype=np.int64)
-        bits[t, pos] = bit_of[b]
+        V, bits, w, ncol = bin_columns(np.ascontiguousarray(key, dtype=np.int64), toys.offsets, nb,
+                                       vals, np.ascontiguousarray(bit_of, dtype=np.int64))
         return V, bits, w, ncol
 
     def expected_information(self, params: np.ndarray, mu_free: bool = True) -> np.ndarray:
