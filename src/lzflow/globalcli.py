@@ -7,8 +7,12 @@ Inputs: every mass's workspace, its ``limit.json`` (the merge's observed block: 
 one computed here on the same binned data, its local p-value is listed beside the global one) and
 the binned event list (:data:`lzflow.layout.OBSERVED_DATA`). The spec
 (:func:`lzflow.layout.global_pvalue_spec`) holds ``blind`` (must be false), ``n_toys`` (the
-config's ``data.discovery_toys``) and ``seed`` (``stats.seed``). :func:`register` adds the
-subcommand to :mod:`lzflow.cli`.
+config's ``data.discovery_toys``) and ``seed`` (``stats.seed``), and for an unbinned likelihood
+the toy jobs' likelihood keys (:func:`lzflow.layout.likelihood_spec`: ``likelihood: unbinned``,
+interpolation order and floor, template rebin): the in-window events (read beside the binned
+list, digest checked) are then fitted with the unbinned likelihood at every mass
+(:mod:`lzflow.stats.lookelsewhere_unbinned`), their q₀ checked equal to each limit.json's.
+:func:`register` adds the subcommand to :mod:`lzflow.cli`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ __all__ = ["GLOBAL_FORMAT", "SPEC_KEYS", "TOY_BLOCK", "cmd_global_pvalue", "glob
 GLOBAL_FORMAT = "lzflow-global-pvalue-1"
 #: the spec's keys, all required
 SPEC_KEYS = ("blind", "n_toys", "seed")
+#: optional keys: the likelihood of the toy jobs (lzflow.layout.LIKELIHOOD_KEYS; absent: binned)
+LIKELIHOOD_KEYS = ("likelihood", "interpolation_order", "interpolation_floor", "template_rebin")
 #: the datasets' canonical block size (the toy jobs' lzflow.toyjobs.TOY_BLOCK)
 TOY_BLOCK = 256
 #: relative agreement required between this job's observed q0 and limit.json's
@@ -36,8 +42,12 @@ def check_spec(spec: Mapping[str, Any]) -> None:
     """Refuse (one line) a spec with unknown or missing keys, a blind analysis or a bad toy count/seed."""
     from .exceptions import MergeError
 
-    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    unknown = sorted(set(spec) - set(SPEC_KEYS) - set(LIKELIHOOD_KEYS))
     missing = [k for k in SPEC_KEYS if k not in spec]
+    if "likelihood" in spec:
+        missing += [k for k in LIKELIHOOD_KEYS if k not in spec and spec["likelihood"] != "binned"]
+    elif set(spec) & set(LIKELIHOOD_KEYS):
+        missing.append("likelihood")
     if unknown or missing:
         raise MergeError(f"global p-value spec: unknown keys {unknown}, missing keys {missing}; expected {list(SPEC_KEYS)}")
     if spec["blind"] is not False:
@@ -47,18 +57,38 @@ def check_spec(spec: Mapping[str, Any]) -> None:
         raise MergeError(f"global p-value spec: n_toys {spec['n_toys']!r}; expected an integer >= 1")
     if not isinstance(spec["seed"], int) or spec["seed"] < 0:
         raise MergeError(f"global p-value spec: seed {spec['seed']!r}; expected an integer >= 0")
+    if spec.get("likelihood", "binned") not in ("binned", "unbinned"):
+        raise MergeError(f"global p-value spec: likelihood {spec['likelihood']!r}; expected 'binned' or 'unbinned'")
 
 
-def _local(limit: Mapping[str, Any], digest: str, path: str) -> dict[str, Any]:
-    """The merge's local discovery result of one mass, checked to be on the same data."""
+def _likelihood(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec's likelihood settings (:func:`lzflow.toyjobs.likelihood_settings`; binned by default)."""
+    from .toyjobs import likelihood_settings
+
+    return likelihood_settings(spec)
+
+
+def _local(limit: Mapping[str, Any], data: Mapping[str, Any], path: str, likelihood: str) -> dict[str, Any]:
+    """The merge's local discovery result of one mass, checked to be on the same data (the same
+    counts; for the unbinned likelihood the same events too) with the same likelihood."""
     from .exceptions import MergeError
 
     obs = limit.get("observed")
     if not obs:
         raise MergeError(f"{path}: no observed block; expected the limit of an unblinded merge (blind: false)")
+    digest = data["counts_digest"]
     if obs["events"]["counts_digest"] != digest:
         raise MergeError(f"{path}: observed counts_digest {obs['events']['counts_digest']}, the binned data has "
                          f"{digest}; rerun the merge of this mass")
+    theirs = obs.get("likelihood", "binned")
+    if theirs != likelihood:
+        raise MergeError(f"{path}: observed likelihood {theirs!r}, the global p-value spec {likelihood!r}; expected "
+                         f"the likelihood of the merges (the config's stats.likelihood)")
+    if likelihood == "unbinned":
+        mine, recorded = data["unbinned_events"]["digest"], obs["events"].get("unbinned_events", {}).get("digest")
+        if recorded != mine:
+            raise MergeError(f"{path}: observed unbinned_events digest {recorded}, the events have {mine}; rerun "
+                             f"the merge of this mass")
     return obs["discovery"]
 
 
@@ -72,12 +102,18 @@ def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Ma
     from .exceptions import MergeError
     from .observeddata import observed_counts, observed_summary
     from .stats.lookelsewhere import global_pvalue
+    from .toyjobs import job_model
     from .workspace import workspace_model
 
     check_spec(spec)
+    settings = _likelihood(spec)
+    unbinned = settings["likelihood"] == "unbinned"
+    if unbinned and "event_arrays" not in data:
+        raise MergeError("global p-value: likelihood unbinned but the binned list's events were not read; expected "
+                         "the binned list with unbinned_events (lzflow.observeddata.read_observed)")
     if len(workspaces) != len(limits):
         raise MergeError(f"global p-value: {len(workspaces)} workspaces but {len(limits)} limit files; expected one each")
-    models, local, empty, counts, unbinned = {}, {}, [], None, set()
+    models, fitted, local, empty, counts = {}, {}, {}, [], None
     for ws, limit, path in zip(workspaces, limits, limit_paths):
         mass = float(ws["mass_GeV"])
         if limit["mass_GeV"] != ws["mass_GeV"]:
@@ -89,24 +125,29 @@ def global_document(workspaces: Sequence[Mapping[str, Any]], limits: Sequence[Ma
         c = observed_counts(data, ws)
         counts = c if counts is None else counts
         models[mass] = workspace_model(ws)
-        local[mass] = _local(limit, data["counts_digest"], path)
-        unbinned |= {mass} if limit["observed"].get("likelihood") == "unbinned" else set()
+        fitted[mass] = job_model(ws, settings) if unbinned else models[mass]
+        local[mass] = _local(limit, data, path, settings["likelihood"])
     model0 = next(iter(models.values()), None)
-    res = global_pvalue(models, counts, None if model0 is None else model0.nominal_nuisance(), spec["n_toys"],
-                        spec["seed"], block_size=TOY_BLOCK, n_threads=n_threads)
+    aux = None if model0 is None else model0.nominal_nuisance()  # the observed auxiliary observables (merge's)
+    if unbinned:
+        from .stats.lookelsewhere_unbinned import global_pvalue_unbinned
+
+        res = global_pvalue_unbinned(fitted, *data["event_arrays"], aux, spec["n_toys"], spec["seed"],
+                                     block_size=TOY_BLOCK, n_threads=n_threads)
+    else:
+        res = global_pvalue(models, counts, aux, spec["n_toys"], spec["seed"], block_size=TOY_BLOCK,
+                            n_threads=n_threads)
     for mass, q0 in zip(res["masses_GeV"], res["q0_observed"]):
         theirs = float(local[mass]["q0"])
-        if mass not in unbinned and abs(q0 - theirs) > Q0_RTOL * max(1.0, abs(theirs)):
+        if abs(q0 - theirs) > Q0_RTOL * max(1.0, abs(theirs)):
             raise MergeError(f"global p-value: q0 at {mass:g} GeV is {q0!r} here, {theirs!r} in its limit.json; "
                              f"expected the same fit of the same data")
     per_mass = [{"mass_GeV": m, "q0": q, "local_p_value": local[m]["p_value"],
                  "local_p_value_is_upper_bound": local[m]["p_value_is_upper_bound"],
                  "local_significance": local[m]["significance"], "local_q0": float(local[m]["q0"])}
                 for m, q in zip(res["masses_GeV"], res["q0_observed"])]
-    note = ({"likelihood": "binned", "note": "the merges fitted the events unbinned (local_q0, local p-values); the "
-             "global p-value uses the binned likelihood on the binned counts at every mass"} if unbinned else {})
     return {"format": GLOBAL_FORMAT, "lzflow_version": __version__, "blind": False, **res, "per_mass": per_mass,
-            "masses_without_signal_GeV": empty, "events": observed_summary(data), **note,
+            "masses_without_signal_GeV": empty, "events": observed_summary(data),
             **({"salt": dict(salt)} if salt is not None else {})}
 
 
@@ -165,11 +206,13 @@ def cmd_global_pvalue(args: argparse.Namespace) -> int:
     factor p_global / p_local (Gross & Vitells 2010; docs/data.md).
     """
     from .io import read_json, write_json
+    from .observeddata import read_observed
     from .salt import salt_status
     from .workspace import read_workspace
 
     spec = json.loads(args.spec)
-    data = read_json(args.observed)
+    # the unbinned likelihood reads the events beside the binned list too (their digest checked)
+    data = read_observed(args.observed) if spec.get("likelihood") == "unbinned" else read_json(args.observed)
     salt = None
     if data.get("runs"):  # a runs analysis: bin-data recorded every run's list's salt status (any salted)
         salt = data["salt"]

@@ -65,7 +65,11 @@ def test_unbinned_data_run_fits_the_events_and_its_blind_run_leaks_nothing(repo,
     assert obs["best_fit"]["interval_excludes_zero"] and obs["discovery"]["p_value"] < 1e-3
     assert limits["m40"]["limits"]["CLs+b"]["observed_mu"] > limits["m40"]["limits"]["CLs+b"]["expected_mu"]["0"]
     glob = json.loads((tree / "global_pvalue.json").read_text())
-    assert glob["likelihood"] == "binned" and "unbinned" in glob["note"]
+    # the global p-value fits the events with the unbinned likelihood: each mass's q0 is its limit.json's
+    assert glob["likelihood"] == "unbinned" and "note" not in glob
+    for m in glob["per_mass"]:
+        assert m["q0"] == pytest.approx(limits[f"m{m['mass_GeV']:g}"]["observed"]["discovery"]["q0"], rel=1e-9)
+    assert glob["global"]["p_value"] >= glob["local_at_max"]["p_value"] and glob["max_mass_GeV"] == 40.0
 
     exact, short = _observed_strings(obs, data, glob)
     exact += [digest]

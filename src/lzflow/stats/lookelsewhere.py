@@ -79,6 +79,7 @@ __all__ = [
     "LookElsewhereError",
     "check_same_background",
     "global_pvalue",
+    "global_summary",
     "global_toys",
     "gross_vitells",
     "upcrossings",
@@ -227,6 +228,15 @@ def global_pvalue(models: Mapping[float, BinnedModel], counts: np.ndarray, aux: 
     q_obs = np.array([max(float(observed_q(m, counts, aux, [0.0], "q0")[0][0]), 0.0) for m in models.values()])
     toys = global_toys(list(models.values()), counts, aux, n_toys, base_seed, mass_key, poi_index, block_size,
                        n_threads)
+    return global_summary(masses, q_obs, toys, n_toys, base_seed, mass_key, poi_index)
+
+
+def global_summary(masses: Sequence[float], q_obs: np.ndarray, toys: GlobalToys, n_toys: int, base_seed: int,
+                   mass_key: int, poi_index: int) -> dict[str, Any]:
+    """The global p-value document of :func:`global_pvalue` from the observed q₀ per mass
+    (``masses`` ascending) and the datasets' q₀ ``toys`` (binned or unbinned likelihood alike):
+    p_global, the local p-value at the largest observed q₀, the trials factor, Gross & Vitells."""
+    q_obs = np.asarray(q_obs, dtype=np.float64)
     star = int(np.argmax(q_obs))
     glob = _pvalue(Ensemble(np.max(toys.q0, axis=1), toys.good), float(q_obs[star]))
     local = _pvalue(Ensemble(toys.q0[:, star], toys.good), float(q_obs[star]))
