@@ -1,4 +1,4 @@
-"""Fits of the unbinned extended likelihood (:mod:`lzflow.stats.unbinned_model`), batched over toys.
+"""Fits of the unbinned extended likelihood (:mod:`lzflow.stats.unbinned_model`).
 
 Fits
 ----
@@ -16,16 +16,19 @@ template bin, so the events of a bin are one column with weight w = its number o
 (``Σ_e ln ν(x_e) = Σ_B n_B ln ν_B`` exactly): ≈ 340 columns per toy on the 40 GeV workspace
 (40×40 templates; 110 on 20×20) instead of ≈ 3,300 events.
 
-The fitter hands these toys (:class:`EventRows`) to the projected-Newton engine of the binned
-fitter (:mod:`lzflow.stats.newton`: active set at the bounds, Jacobi-scaled modified Cholesky
-vectorised over toys, Armijo backtracking along the projection arc, convergence on the Newton
-decrement λ² < ``tol`` tested first with the previous Hessian factor, an optional shared
-first-step matrix — the expected information at the generation point, taken from the
-full-resolution binned model —, converged toys dropped). The rows never copy the toys' arrays
-(the active toys are an index array); one compiled pass per point gives ν and the gradient, so
-the gradient at an accepted trial point is already known; the Hessian's product is formed in
-single precision when ``FitConfig.hessian_float32`` (as in the binned fitter: it only sets the
-search direction). Toys are fitted in sub-blocks whose column arrays stay ≲ 16 MiB
+Each toy is fitted to convergence by the compiled projected Newton of
+:mod:`lzflow.stats.unbinned_newton` (the iteration of the binned fitter's engine,
+:mod:`lzflow.stats.newton`: active set at the bounds, Jacobi-scaled modified Cholesky, Armijo
+backtracking along the projection arc — certified there by a log-free bound of the NLL
+decrease —, convergence on the Newton decrement λ² < ``tol`` tested first with the previous
+Hessian factor, an optional shared first-step matrix — the expected information at the generation
+point, taken from the full-resolution binned model); its values stay in cache across the
+iterations and no Python runs per iteration. Toys it leaves unconverged go to the batched engine
+(:func:`lzflow.stats.newton.fit_block` on :class:`EventRows`: the toys vectorised, one compiled
+pass per point for ν and the gradient), which also serves as the reference
+(``UnbinnedFitter.fit(..., batched=True)``). The compiled fits form the Hessians in single
+precision when ``FitConfig.hessian_float32`` (as the binned fitter: they only set the search
+direction), the batched ones in double (:func:`~lzflow.stats._unbinned_kernels.hessians`). Toys are fitted in sub-blocks whose column arrays stay ≲ 16 MiB
 (:func:`sub_block_size`, ≈ 52 toys of 3,300 events). Failures are retried from the nominal
 start with a step cap, then fitted one by one with iminuit (:func:`fit_minuit_events`);
 statuses, strategies and first-failure causes are those of
@@ -40,7 +43,8 @@ Records are bit-identical under any split of the toys into calls, threads or sub
 toy's arithmetic is its own; the compiled sums are deterministic on a given machine). Against the
 numpy implementation before (2026-12) the NLLs differ at the rounding level (≈ 1e-12 relative:
 the order of the sums) and the fitted points within the convergence tolerance (float32 Hessian
-products: other iterates, same minimum).
+products: other iterates, same minimum); the compiled per-toy Newton gives the batched engine's
+q̃ within 2e-9 (both stop at λ² < 1e-9; ``tests/unit/test_unbinned_newton.py``).
 """
 
 from __future__ import annotations
