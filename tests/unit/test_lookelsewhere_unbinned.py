@@ -91,6 +91,15 @@ def test_different_fit_densities_are_refused(setup):
         check_same_unbinned_background({10.0: models[10.0], 40.0: UnbinnedModel.from_workspace(wss[40.0], 0, 2)})
 
 
+def test_infeasible_observed_fit_is_refused(setup):
+    """Order 3 with ROOT's clipping (floor 0): the interpolants vanish under some of these events, the
+    observed q0 is NaN at both masses — refused in one line before any dataset is drawn."""
+    wss, _, x, y, aux = setup
+    cubic = {m: UnbinnedModel.from_workspace(ws, 3) for m, ws in wss.items()}
+    with pytest.raises(LookElsewhereError, match=r"observed q0 at 10, 40 GeV is not finite"):
+        global_pvalue_unbinned(cubic, x, y, aux, 8, 1)
+
+
 # ----------------------------------------------------------------------------- lzflow global-pvalue
 UNBINNED_SPEC = {"likelihood": "unbinned", "interpolation_order": 0, "interpolation_floor": 0.0, "template_rebin": 1}
 

@@ -135,7 +135,13 @@ def global_pvalue_unbinned(models: Mapping[float, UnbinnedModel], x: np.ndarray,
     check_same_unbinned_background(models)
     models = dict(sorted(models.items()))  # masses ascending (the upcrossings follow the scan)
     observed = [UnbinnedObserved(m, x, y, aux, config) for m in models.values()]
-    q_obs = np.array([max(float(o.q([0.0], "q0")[0]), 0.0) for o in observed])
+    q_obs = np.array([float(o.q([0.0], "q0")[0]) for o in observed])
+    bad = [m for m, q in zip(models, q_obs) if not np.isfinite(q)]
+    if bad:
+        raise LookElsewhereError(f"global p-value: the observed q0 at {', '.join(f'{m:g}' for m in bad)} GeV is not "
+                                 f"finite (events no allowed parameter explains: infeasible fits); expected a finite "
+                                 f"q0 at every mass (an interpolation_floor > 0 avoids it)")
+    q_obs = np.maximum(q_obs, 0.0)
     toys = global_toys_unbinned(list(models.values()), observed[0], n_toys, base_seed, mass_key, poi_index,
                                 block_size, n_threads, config)
     doc = global_summary(list(models), q_obs, toys, n_toys, base_seed, mass_key, poi_index)
