@@ -42,8 +42,10 @@ q₀ < u₀ at one mass, ≥ u₀ at the next, masses ascending). It extrapolate
 toys; it assumes q₀(m) is a smooth χ² process, so on a coarse mass grid it undercounts.
 
 A dataset is used only if its q₀ is usable at every mass (:func:`lzflow.stats.quality.toy_quality`);
-the others are counted per cause. Limits: the observed data must be binned and unblinded (the
-global p-value is an observed quantity); masses whose signal has no event in the ROI are left out.
+the others are counted per cause. Limits: the observed data must be unblinded (the global p-value
+is an observed quantity); masses whose signal has no event in the ROI are left out. This module
+fits binned counts; :mod:`lzflow.stats.lookelsewhere_unbinned` fits events with the unbinned
+likelihood and shares :func:`global_summary`.
 """
 
 from __future__ import annotations
