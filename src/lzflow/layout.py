@@ -475,7 +475,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "merge": ("merge.py", "observed.py", "observeddata.py", "toyjobs.py", "workspace.py", "fit_errors.py",
               "construction_stage.py", "precision.py", "stats/*.py"),
     "data": ("observeddata.py", "dataconfig.py", "eventlist.py", "space.py", "salt.py"),  # salt: the list's salt status
-    "global": ("globalcli.py", "salt.py", "observeddata.py", "workspace.py", "stats/*.py"),
+    "global": ("globalcli.py", "salt.py", "observeddata.py", "toyjobs.py", "workspace.py", "stats/*.py"),
     "gof": ("gofstage.py", "combinecli.py", "observeddata.py", "workspace.py", "stats/*.py"),
     "curve": ("curve.py", "construction_stage.py", "references.py", "reference_data.py", "data/references/*.csv"),
     "mass_plots": ("curve.py", "massplots.py"),
