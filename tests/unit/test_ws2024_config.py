@@ -37,6 +37,18 @@ def test_ws2024_config_validates(repo, monkeypatch, path):
         assert bkg[name]["window_keV"] == [0.01, 100.0]
     assert all(0 < b["rel_unc"] <= 1 for b in bkg.values())
     assert cfg["stats"]["power_threshold"] == pytest.approx(0.1587)  # PCL at -1 sigma
+    # LZ's two-sided construction (the config's comment: Baxter et al.; the diamx reproduction)
+    assert cfg["stats"]["construction"] == "two_sided"
+
+
+def test_two_run_ws2024_config_is_two_sided_too(repo, monkeypatch):
+    from lzflow.config import load_config_stack
+    from lzflow.variants import expand_studies
+
+    monkeypatch.chdir(repo)
+    for path in ("config/lz_ws2022_ws2024.yaml", "config/lz_ws2022_ws2024_quick.yaml"):
+        baseline, _ = expand_studies(load_config_stack([path]))
+        assert baseline.config["stats"]["construction"] == "two_sided", path
 
 
 def test_default_analysis_keeps_its_eleven(repo, monkeypatch):
