@@ -205,7 +205,9 @@ def _combined_systematic(key: str, runs: Mapping[str, BinnedModel], shared: set[
         rows = [0] + [1 + bkg_row[(run, b)] for b in m.names]
         for label in labels:
             anchors[label][rows, offsets[k] : offsets[k + 1]] = getattr(s, label)
-    return ShapeSystematic(key, anchors["up"], anchors["down"], anchors.get("up2"), anchors.get("down2"))
+    # each run's block of bins keeps its own sample ratios in the log morphings' MC-empty rule
+    return ShapeSystematic(key, anchors["up"], anchors["down"], anchors.get("up2"), anchors.get("down2"),
+                           segments=tuple(int(o) for o in offsets))
 
 
 def combine_models(runs: Mapping[str, BinnedModel], correlated: Collection[str]) -> Combination:

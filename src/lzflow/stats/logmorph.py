@@ -201,15 +201,17 @@ def basis_functions(alpha: np.ndarray, interpolation: str) -> tuple[np.ndarray, 
     return val, d1, np.where(inside, d2, 0.0)
 
 
-def log_ratios(nominal: np.ndarray, anchors: Mapping[str, np.ndarray], name: str
-               ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def log_ratios(nominal: np.ndarray, anchors: Mapping[str, np.ndarray], name: str, segments: Sequence[int] = ()
+               ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """``ln(varied/nominal)`` ``(S, n_bins)`` per anchor label (0 where the nominal is 0), with the
     MC-empty rule of the module docstring: a sample-bin the nominal fills where *any* anchor's
     varied template is empty takes, at every anchor a, the ratio r̄_sa = Σ_good T^(a)_s / Σ_good T_s
-    of its sample's well-measured bins (those with every anchor filled). Returns ``(logs, pruned,
-    ln r̄)``: ``pruned`` ``(S, n_bins)`` marks the sample-bins on that rule, ``ln r̄`` ``{label: (S,)}``.
+    of its sample's well-measured bins (those with every anchor filled) in the same block of bins
+    (``segments``: boundaries ``(0, …, n_bins)``, the runs of a combined model, each with its own
+    templates; empty = one block). Returns ``(logs, pruned, ln r̄)``: ``pruned`` ``(S, n_bins)`` marks
+    the sample-bins on that rule, ``ln r̄`` ``{label: (S, n_bins)}`` (each bin its block's value).
     A variation filling an empty nominal bin is refused, and so is a sample whose well-measured bins
-    are all empty at an anchor (no ratio to fall back to)."""
+    in a block are all empty at an anchor while that block needs the ratio."""
     filled = nominal > 0
     for label, varied in anchors.items():
         bad = ~filled & (varied > 0)
@@ -220,20 +222,25 @@ def log_ratios(nominal: np.ndarray, anchors: Mapping[str, np.ndarray], name: str
                              f"for a multiplicative (log) interpolation")
     pruned = filled & np.any([~(v > 0) for v in anchors.values()], axis=0)
     good = filled & ~pruned
-    norm = np.where(good, nominal, 0.0).sum(axis=-1)
+    bounds = tuple(segments) or (0, nominal.shape[-1])
     logs, log_rbar = {}, {}
     for label, varied in anchors.items():
-        num = np.where(good, varied, 0.0).sum(axis=-1)
-        need = pruned.any(axis=-1)
-        if np.any(need & ~(num > 0)):
-            s = int(np.flatnonzero(need & ~(num > 0))[0])
-            raise ValueError(f"shape systematic {name!r}: its {label} template of sample {s} is empty in every bin whose "
-                             f"variations are all filled; expected events there to estimate the ratio of its "
-                             f"{int(pruned[s].sum())} MC-empty bins")
-        rbar = np.divide(num, norm, out=np.ones_like(num), where=(num > 0) & (norm > 0))
         ratio = np.divide(varied, nominal, out=np.ones_like(nominal), where=good)
-        logs[label] = np.where(pruned, np.log(rbar)[:, None], np.log(ratio))
-        log_rbar[label] = np.log(rbar)
+        lr = np.zeros_like(nominal)
+        for a, b in zip(bounds, bounds[1:]):
+            g = good[:, a:b]
+            norm = np.where(g, nominal[:, a:b], 0.0).sum(axis=-1)
+            num = np.where(g, varied[:, a:b], 0.0).sum(axis=-1)
+            need = pruned[:, a:b].any(axis=-1)
+            if np.any(need & ~(num > 0)):
+                s = int(np.flatnonzero(need & ~(num > 0))[0])
+                raise ValueError(f"shape systematic {name!r}: its {label} template of sample {s} is empty in every bin "
+                                 f"whose variations are all filled; expected events there to estimate the ratio of "
+                                 f"its {int(pruned[s, a:b].sum())} MC-empty bins")
+            rbar = np.divide(num, norm, out=np.ones_like(num), where=(num > 0) & (norm > 0))
+            lr[:, a:b] = np.log(rbar)[:, None]
+        logs[label] = np.where(pruned, lr, np.log(ratio))
+        log_rbar[label] = lr
     return logs, pruned, log_rbar
 
 
@@ -260,7 +267,7 @@ class LogMorphBasis:
             anchors = {"+1 sigma": sy.up, "-1 sigma": sy.down}
             if interpolation != "log_code4p":
                 anchors = {"-2 sigma": sy.down2, "-1 sigma": sy.down, "+1 sigma": sy.up, "+2 sigma": sy.up2}
-            logs, pruned, log_rbar = log_ratios(T, anchors, sy.name)
+            logs, pruned, log_rbar = log_ratios(T, anchors, sy.name, sy.segments)
             self.floored[sy.name] = int(pruned.sum())
             if interpolation == "log_code4p":
                 self.C[0, k] = 0.5 * (logs["+1 sigma"] - logs["-1 sigma"])
@@ -270,8 +277,8 @@ class LogMorphBasis:
                 self.C[:4, k] = y[_PCHIP_VALUE_KNOTS]
                 self.C[4:, k] = pchip_slopes(y)
                 # the end slopes: the sample's normalisation response beyond ±2σ (module docstring)
-                self.C[4, k] = np.where(T > 0, -0.5 * log_rbar["-2 sigma"][:, None], 0.0)
-                self.C[8, k] = np.where(T > 0, 0.5 * log_rbar["+2 sigma"][:, None], 0.0)
+                self.C[4, k] = np.where(T > 0, -0.5 * log_rbar["-2 sigma"], 0.0)
+                self.C[8, k] = np.where(T > 0, 0.5 * log_rbar["+2 sigma"], 0.0)
             else:
                 y = np.stack([logs[label] for label in anchors])  # (4 anchors, S, n)
                 self.C[:, k] = np.tensordot(_QUARTIC_INV, y, axes=1)

@@ -66,7 +66,10 @@ class ShapeSystematic:
     order) templates of [signal, *backgrounds] at α = +1 and −1, finite and ≥ 0; ``up2``/``down2``
     (optional, same shape) those at α = +2 and −2, used by the ``log_quartic`` morphing
     (:mod:`lzflow.stats.logmorph`). Its parameter is called ``alpha_<name>`` (the pyhf modifier of
-    the same name).
+    the same name). ``segments`` (optional): the bin boundaries ``(0, n_1, …, n_bins)`` of independent
+    blocks of bins (the runs of a combined model, :mod:`lzflow.stats.combine`), within which the
+    log morphings' sample-ratio rule takes its ratios (:func:`lzflow.stats.logmorph.log_ratios`);
+    empty = one block.
     """
 
     name: str
@@ -74,6 +77,7 @@ class ShapeSystematic:
     down: np.ndarray
     up2: np.ndarray | None = None
     down2: np.ndarray | None = None
+    segments: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         name = str(self.name)
@@ -103,6 +107,10 @@ class ShapeSystematic:
         object.__setattr__(self, "name", name)
         for label, a in zip(("up", "down", "up2", "down2"), arrs):
             object.__setattr__(self, label, a)
+        seg = tuple(int(b) for b in self.segments)
+        if seg and (seg[0] != 0 or seg[-1] != arrs[0].shape[1] or any(b <= a for a, b in zip(seg, seg[1:]))):
+            raise ValueError(f"shape systematic {name!r}: segments {seg} must rise from 0 to n_bins = {arrs[0].shape[1]}")
+        object.__setattr__(self, "segments", seg)
 
     @property
     def has_2sigma(self) -> bool:
