@@ -66,7 +66,7 @@ def run_batch(ws: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], outs: S
     an empty signal gets the no-sensitivity file at every output, as the single-file job writes.
     ``observed``: the binned event list of an unblinded analysis (:func:`lzflow.toyjobs.run_toy_job`).
     Returns the headers written (empty for no sensitivity)."""
-    from .toyjobs import run_toy_job, save_toy_job, write_no_sensitivity_file
+    from .toyjobs import run_toy_job, save_toy_job, workspace_digest, write_no_sensitivity_file
 
     if len(specs) != len(outs):
         raise ValueError(f"toy batch: {len(specs)} job specs for {len(outs)} outputs; expected one spec per output")
@@ -76,9 +76,9 @@ def run_batch(ws: Mapping[str, Any], specs: Sequence[Mapping[str, Any]], outs: S
         for out in outs:
             write_no_sensitivity_file(out)
         return []
-    headers = []
+    headers, digest = [], workspace_digest(ws)  # once: the canonical JSON of the workspace is ~5 ms
     for spec, out in zip(specs, outs):
-        result, header = run_toy_job(ws, spec, observed)
+        result, header = run_toy_job(ws, spec, observed, digest)
         save_toy_job(out, result, header)
         headers.append(header)
         print(f"toys run {header['run_number']}: {header['hypothesis']} POI {header['poi_index']} "

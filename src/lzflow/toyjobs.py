@@ -118,8 +118,10 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tu
     return toy_request(hypothesis="b", mu=float(grid[0]), mu_test=grid, **seed)
 
 
-def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | Path | None = None):
-    """Run one toy job; returns (ToyResult, header dict).
+def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | Path | None = None,
+                ws_digest: str | None = None):
+    """Run one toy job; returns (ToyResult, header dict). ``ws_digest``: :func:`workspace_digest` of
+    ``ws`` if already computed (a batch of jobs on one workspace computes it once).
 
     ``observed``: the binned event list (:data:`lzflow.layout.OBSERVED_DATA`), required when the
     spec has ``observed_data`` (an unblinded analysis): the toys are then generated at the observed
@@ -156,7 +158,7 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | 
         "seed_entropy": [int(spec["seed"]), key, poi_index, h],
         "test_statistic": spec["test_statistic"],
         "toy_block": TOY_BLOCK,
-        "workspace_digest": workspace_digest(ws),
+        "workspace_digest": workspace_digest(ws) if ws_digest is None else ws_digest,
     }
     if likelihood["likelihood"] != "binned":  # binned headers stay as they were (bit-identical files)
         header["likelihood"] = likelihood
