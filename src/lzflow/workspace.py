@@ -249,7 +249,7 @@ def load_workspace_file(path: str | Path, error: type[Exception] = WorkspaceErro
     except (ValueError, OSError) as err:
         raise error(f"{path}: not a workspace JSON ({' '.join(str(err).split())})") from None
     if not isinstance(ws, dict) or ws.get("format") not in FORMATS:
-        raise error(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected one of {FORMATS}")
+        raise error(f"{path}: format {ws.get('format') if isinstance(ws, dict) else None!r}; expected {' or '.join(FORMATS)}")
     return ws, hashlib.sha256(raw).hexdigest()
 
 

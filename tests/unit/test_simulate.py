@@ -165,7 +165,7 @@ def test_bad_workspace_and_cli_errors(tmp_path, capsys):
     from lzflow.cli import main
 
     (tmp_path / "x.json").write_text('{"format": "other"}')
-    with pytest.raises(DataError, match=r"x.json: format 'other'; expected lzflow-workspace-1"):
+    with pytest.raises(DataError, match=r"x.json: format 'other'; expected lzflow-workspace-1 or lzflow-workspace-2"):
         load_workspace(tmp_path / "x.json")
     (tmp_path / "y.json.gz").write_bytes(gzip.compress(b"{not json"))
     with pytest.raises(DataError, match=r"y.json.gz: not a workspace JSON"):
