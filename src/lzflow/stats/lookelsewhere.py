@@ -78,6 +78,7 @@ __all__ = [
     "GLOBAL_POI_INDEX",
     "GV_THRESHOLD",
     "GlobalToys",
+    "discovery_q0",
     "LookElsewhereError",
     "check_same_background",
     "global_pvalue",
@@ -176,16 +177,21 @@ def global_toys(models: Sequence[BinnedModel], counts: np.ndarray, aux: np.ndarr
         for j, (fitter, slope) in enumerate(zip(fitters, slopes)):
             prepared = data if j == 0 else fitter.prepare(dense, block_aux)
             ru, (rc,) = fit_toy_block(fitter, prepared, gen, zero, "q0", slope)
-            mu_hat = ru.params[pos, 0]
-            q = evaluate_test_statistic("q0", rc.nll[pos][:, None], ru.nll[pos], mu_hat, zero)[:, 0]
-            records = {"q": q[:, None], "mu_hat": mu_hat, "mu_test": zero, "status_uncond": ru.status[pos],
-                       "status_cond": rc.status[pos][:, None]}
-            q0[rows, j] = q
-            codes[rows, j] = toy_quality(records, "q0")[:, 0]
+            q0[rows, j], codes[rows, j] = discovery_q0(ru, rc, pos, zero)
 
     run_blocks(work, canonical_blocks(indices, int(block_size)), n_threads, n, "global p-value toys")
     good = np.all(codes == GOOD, axis=1)
     return GlobalToys(q0=q0, good=good, causes=cause_counts(codes), gen=gen)
+
+
+def discovery_q0(ru: Any, rc: Any, pos: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """q₀ of the rows ``pos`` of a block's unconditional fit ``ru`` and its μ = 0 fit ``rc``
+    (``zero`` = ``[0.]``), and their :func:`~lzflow.stats.quality.toy_quality` codes."""
+    mu_hat = ru.params[pos, 0]
+    q = evaluate_test_statistic("q0", rc.nll[pos][:, None], ru.nll[pos], mu_hat, zero)[:, 0]
+    records = {"q": q[:, None], "mu_hat": mu_hat, "mu_test": zero, "status_uncond": ru.status[pos],
+               "status_cond": rc.status[pos][:, None]}
+    return q, toy_quality(records, "q0")[:, 0]
 
 
 def _pvalue(ens: Ensemble, q_obs: float) -> dict[str, Any]:

@@ -41,10 +41,10 @@ from .lookelsewhere import (
     GlobalToys,
     LookElsewhereError,
     check_same_background,
+    discovery_q0,
     global_summary,
 )
-from .quality import GOOD, cause_counts, toy_quality
-from .teststat import evaluate_test_statistic
+from .quality import GOOD, cause_counts
 from .toys import DrawnBlock, UnbinnedToys, canonical_blocks, fit_drawn_block, run_blocks
 from .unbinned import sub_block_size
 from .unbinned_model import UnbinnedModel, UnbinnedToySampler
@@ -108,12 +108,7 @@ def global_toys_unbinned(models: Sequence[UnbinnedModel], observed: UnbinnedObse
                     for s0 in range(0, events.n, size))
             ru, (rc,) = fit_drawn_block(lk.fitter, DrawnBlock(events.aux, events.n_events, subs), gen, zero, "q0",
                                         slope)
-            mu_hat = ru.params[pos, 0]
-            q = evaluate_test_statistic("q0", rc.nll[pos][:, None], ru.nll[pos], mu_hat, zero)[:, 0]
-            records = {"q": q[:, None], "mu_hat": mu_hat, "mu_test": zero, "status_uncond": ru.status[pos],
-                       "status_cond": rc.status[pos][:, None]}
-            q0[rows, j] = q
-            codes[rows, j] = toy_quality(records, "q0")[:, 0]
+            q0[rows, j], codes[rows, j] = discovery_q0(ru, rc, pos, zero)
 
     run_blocks(work, canonical_blocks(indices, int(block_size)), n_threads, n, "global p-value unbinned toys")
     good = np.all(codes == GOOD, axis=1)
