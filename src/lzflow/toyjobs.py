@@ -248,7 +248,7 @@ def toy_file_identity(path: str | Path) -> tuple[str, int, int] | None:
     """(hypothesis, POI index, job index) that a toy file's name stands for, read with the toy-file
     templates of :mod:`lzflow.layout` (``.../toys/poi3/job1.npz`` → ("sb", 3, 1),
     ``.../toys/bonly/job0.npz`` → ("b", 0, 0); the extra files of :mod:`lzflow.precision` alike,
-    ``.../toys/extra/poi3/job5.npz`` → ("sb", 3, 5)), or None for another name."""
+    ``.../toys/extra/r1/poi3/job5.npz`` → ("sb", 3, 5)), or None for another name."""
     from . import layout
 
     for sb_template, b_template in ((layout.TOYS_SB, layout.TOYS_B), (layout.TOYS_SB_EXTRA, layout.TOYS_B_EXTRA)):
