@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy.stats import norm
@@ -79,6 +79,7 @@ __all__ = [
     "GV_THRESHOLD",
     "GlobalToys",
     "discovery_q0",
+    "refuse_model_differences",
     "LookElsewhereError",
     "check_same_background",
     "global_pvalue",
@@ -125,17 +126,24 @@ def _background_difference(a: BinnedModel, b: BinnedModel) -> str | None:
     return None
 
 
-def check_same_background(models: Mapping[float, BinnedModel]) -> None:
-    """Refuse (one line, :class:`LookElsewhereError`) masses whose background-only models differ:
-    templates, names, constraints, shape systematics' background templates (module docstring)."""
+def refuse_model_differences(models: Mapping[float, Any], difference: Callable[[Any, Any], str | None],
+                             what: str, expected: str) -> None:
+    """Raise :class:`LookElsewhereError` (one line) at the first mass whose model differs from the
+    first mass's by ``difference`` (a description, or None when they agree)."""
     items = list(models.items())
     ref_mass, ref = items[0]
     for mass, model in items[1:]:
-        diff = _background_difference(ref, model)
+        diff = difference(ref, model)
         if diff is not None:
-            raise LookElsewhereError(
-                f"global p-value: the background model at {mass:g} GeV differs from {ref_mass:g} GeV's ({diff}); "
-                f"expected the same backgrounds at every mass, so that background-only datasets are shared")
+            raise LookElsewhereError(f"global p-value: the {what} at {mass:g} GeV differs from {ref_mass:g} GeV's "
+                                     f"({diff}); expected {expected}")
+
+
+def check_same_background(models: Mapping[float, BinnedModel]) -> None:
+    """Refuse (one line, :class:`LookElsewhereError`) masses whose background-only models differ:
+    templates, names, constraints, shape systematics' background templates (module docstring)."""
+    refuse_model_differences(models, _background_difference, "background model",
+                             "the same backgrounds at every mass, so that background-only datasets are shared")
 
 
 @dataclass

@@ -43,6 +43,7 @@ from .lookelsewhere import (
     check_same_background,
     discovery_q0,
     global_summary,
+    refuse_model_differences,
 )
 from .quality import GOOD, cause_counts
 from .toys import DrawnBlock, UnbinnedToys, canonical_blocks, fit_drawn_block, run_blocks
@@ -69,14 +70,8 @@ def check_same_unbinned_background(models: Mapping[float, UnbinnedModel]) -> Non
     background-only unbinned models differ: truth backgrounds (binned check), grid edges, interpolation
     order, template rebin, edge rule and floor (module docstring)."""
     check_same_background({m: model.truth for m, model in models.items()})
-    items = list(models.items())
-    ref_mass, ref = items[0]
-    for mass, model in items[1:]:
-        diff = _density_difference(ref, model)
-        if diff is not None:
-            raise LookElsewhereError(
-                f"global p-value: the unbinned model at {mass:g} GeV differs from {ref_mass:g} GeV's ({diff}); "
-                f"expected the same grid and fit densities at every mass, so that event datasets are shared")
+    refuse_model_differences(models, _density_difference, "unbinned model",
+                             "the same grid and fit densities at every mass, so that event datasets are shared")
 
 
 def global_toys_unbinned(models: Sequence[UnbinnedModel], observed: UnbinnedObserved, n_toys: int, base_seed: int,
