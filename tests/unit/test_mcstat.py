@@ -178,10 +178,22 @@ def test_malformed_mc_stat_refused():
     empty = BinnedModel(base.signal, B0, base.names, base.rel_unc)
     with pytest.raises(ModelError, match="without background"):
         empty.with_mc_stat(np.full(NB, 0.1))
+
+
+def test_mc_stat_with_shape_systematics_is_a_model():
+    """γ and α together (lzflow.stats.mcstat_morph; fits tested in test_mcstat_morph.py): the aux vector
+    is [a_θ, a_α, a_γ], the Asimov a_γ = 1, and at nominal aux the profiled NLL is the γ-less one where
+    the data are the background expectation (γ̂ = 1)."""
+    base, delta = _model()
     up = np.vstack([base.signal, base.backgrounds]) * 1.1
     sy = ShapeSystematic("x", up, up / 1.21)
-    with pytest.raises(ModelError, match="shape systematics is not supported"):
-        base.with_mc_stat(delta).with_shape_systematics([sy])
+    model = base.with_mc_stat(delta).with_shape_systematics([sy])
+    assert (model.n_shape, model.n_gamma, model.n_aux) == (1, int((delta > 0).sum()), 3 + 1 + int((delta > 0).sum()))
+    counts, aux = model.asimov(0.0)
+    np.testing.assert_array_equal(aux, np.r_[1.0, 1.0, 1.0, 0.0, np.ones(model.n_gamma)])
+    full = model.full_params(0.0)
+    plain = model.with_mc_stat(None)
+    assert model.nll(full, counts, aux) == pytest.approx(plain.nll(full, counts, aux[:4]), rel=1e-14)
 
 
 @pytest.mark.parametrize("stream", ["counter", "seedsequence"])

@@ -32,6 +32,7 @@ from .fitresult import ALPHA_BOUND, FitConfig, FitResult
 from .minuit import MigradProblem, fit_toys_minuit
 from .model import BinnedModel
 from .mcstat import McStatLayout, McStatRows, mcstat_information, mcstat_problem
+from .mcstat_morph import GammaMorphLayout, GammaMorphRows, gamma_morph_information, gamma_morph_problem
 from .logmorph_nll import LogMorphLayout, LogMorphRows, log_morph_problem, sub_block
 from .morph_nll import MorphLayout, MorphRows, morph_problem
 from .newton import fit_in_blocks
@@ -60,7 +61,12 @@ class BatchedFitter:
         self._aux_used = np.r_[model.free_bkg, model.n_bkg + np.arange(K)].astype(int) if K else model.free_bkg
         # template MC statistics (lzflow.stats.mcstat): γ profiled in the rows, aux a_γ after a_θ
         self._mcstat = {mu_free: McStatLayout(model, mu_free) for mu_free in (True, False)} \
-            if model.n_gamma else None
+            if model.n_gamma and not K else None
+        # γ with shape systematics (lzflow.stats.mcstat_morph): dense rows, γ profiled
+        self._gmorph = {mu_free: GammaMorphLayout(model, None if mu_free else 1.0) for mu_free in (True, False)} \
+            if model.n_gamma and K else None
+        if self._gmorph:
+            self._aux_used = np.r_[self._aux_used, self._gmorph[True].aux_gamma].astype(int)
         if self._mcstat:
             self._aux_used = np.r_[self._aux_used, self._mcstat[True].aux_gamma].astype(int)
         self._fixed_template = model.backgrounds[np.flatnonzero(~model.constrained)].sum(axis=0)
@@ -134,7 +140,8 @@ class BatchedFitter:
     def _check_aux(self, aux: np.ndarray | None, n: int) -> np.ndarray:
         m = self.model
         if aux is None:
-            return np.ones((n, m.n_aux)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
+            return np.ones((n, m.n_aux)) if not m.n_shape else \
+                np.tile(np.r_[m.nominal_nuisance(), np.ones(m.n_gamma)], (n, 1))
         aux = np.asarray(aux, dtype=np.float64)
         if aux.ndim == 1:
             aux = np.broadcast_to(aux, (n, aux.size))
@@ -146,6 +153,8 @@ class BatchedFitter:
         """Expected (Fisher) information of the free parameters at full parameter vector
         ``params``: ``Σ_i x_i x_iᵀ / ν_i + P`` (bins with ν_i > 0), the expectation of the
         Hessian for data generated at ``params``."""
+        if self._gmorph:
+            return gamma_morph_information(self.model, self._gmorph[mu_free], np.asarray(params, dtype=np.float64))
         if self._morph is not None:
             return self._morph_information(np.asarray(params, dtype=np.float64), mu_free)
         if self._mcstat:
@@ -179,7 +188,7 @@ class BatchedFitter:
         m = self.model
         init = np.ones((data.n, m.n_par))
         if m.n_shape:  # α from its auxiliary observable (within the bounds ±5)
-            init[:, 1 + m.n_bkg :] = np.clip(data.aux[:, m.n_bkg :], -ALPHA_BOUND, ALPHA_BOUND)
+            init[:, 1 + m.n_bkg :] = np.clip(data.aux[:, m.n_bkg : m.n_bkg + m.n_shape], -ALPHA_BOUND, ALPHA_BOUND)
         th = np.clip(data.aux[:, : m.n_bkg], 0.05, None)
         init[:, 1 : 1 + m.n_bkg] = np.where(m.constrained, th, 1.0)
         if mu_fixed is not None:
@@ -234,6 +243,9 @@ class BatchedFitter:
 
     def newton_rows(self, data: PreparedData, mu_fixed: float | None) -> BinnedRows:
         """NLL, gradient and Hessians of the toys of ``data`` for the Newton engine."""
+        if self._gmorph:
+            return GammaMorphRows.build(self._gmorph[mu_fixed is None].at(mu_fixed), data, self.dense_bins,
+                                        self.sparse_bins)
         if self._log:
             return LogMorphRows.build(self._morph[mu_fixed is None].at(mu_fixed), data)
         if self._morph is not None:
@@ -263,6 +275,8 @@ class BatchedFitter:
             counts[self.dense_bins] = data.nD[t]
             sel = data.e_toy == t
             counts[self.sparse_bins[data.e_bin[sel]]] = data.e_n[sel]
+            if self._gmorph:
+                return MigradProblem(*gamma_morph_problem(self._gmorph[mu_fixed is None].at(mu_fixed), counts, data.aux[t]))
             problem = log_morph_problem if self._log else morph_problem
             return MigradProblem(*problem(self.model, self._morph[mu_fixed is None].at(mu_fixed), counts, data.aux[t]))
         if self._mcstat:

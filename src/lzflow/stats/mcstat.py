@@ -57,7 +57,7 @@ from .binned_nll import PointRows, PreparedData
 
 __all__ = ["gamma_hat", "total_delta", "McStatLayout", "McStatRows", "profiled_nll", "mcstat_problem",
            "mcstat_information", "explicit_gamma_fit", "dense_counts", "MCSTAT_KEYS", "draw_gamma_aux",
-           "GAMMA_WORD0"]
+           "GAMMA_WORD0", "poisson_terms"]
 
 #: counter-stream word index of a toy's first γ auxiliary normal: far above the words its θ, α,
 #: dense-bin and sparse-event draws use (< 2⁴⁰), so those stay the words they are without γ
@@ -153,7 +153,7 @@ class _Point:
         return out
 
 
-def _poisson_terms(counts: np.ndarray, nu: np.ndarray) -> np.ndarray:
+def poisson_terms(counts: np.ndarray, nu: np.ndarray) -> np.ndarray:
     """Σ_b [ν − n ln ν] per row (0 ln 0 = 0; +inf where ν ≤ 0 with n > 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         pos = counts > 0
@@ -210,7 +210,7 @@ class McStatRows(PointRows):
     def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
         lay = self.lay
         cons = 0.5 * (((y - self.aux_c) ** 2) @ lay.prec)
-        return _poisson_terms(self.counts, pt.nu) + 0.5 * (((pt.g - self.ag) ** 2) / lay.d2).sum(axis=1) + cons
+        return poisson_terms(self.counts, pt.nu) + 0.5 * (((pt.g - self.ag) ** 2) / lay.d2).sum(axis=1) + cons
 
     def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
         """∇f = Σ_b (1 − r_b) x̃_b + P (y − a), r = n/ν̂ (0 where n = 0)."""
@@ -277,21 +277,28 @@ def profiled_nll(model: Any, params: np.ndarray, counts: np.ndarray, aux: np.nda
     γ̂ (dense reference of :class:`McStatRows`); aux ``(..., n_aux)`` = [a_θ, a_γ], default nominal."""
     params = np.atleast_2d(np.asarray(params, float))
     counts = np.atleast_2d(np.asarray(counts, float))
-    nb = model.n_bkg
-    aux = np.ones(model.n_aux) if aux is None else np.asarray(aux, float)
+    nb, K = model.n_bkg, model.n_shape
+    aux = np.r_[np.ones(nb), np.zeros(K), np.ones(model.n_gamma)] if aux is None else np.asarray(aux, float)
     aux = np.broadcast_to(aux, counts.shape[:-1] + (model.n_aux,))
     delta = np.asarray(model.mc_stat, float)
     gb = np.flatnonzero(delta > 0)
-    u = params[..., :1] * model.signal
-    v = params[..., 1:] @ model.backgrounds
-    ag = aux[..., nb + model.n_shape :]
+    if K:  # shape systematics: v = ν(0, θ, α), u = ν − v (lzflow.stats.mcstat_morph)
+        v = model.expected(np.zeros(params.shape[:-1]), params[..., 1:])
+        u = model.expected(params[..., 0], params[..., 1:]) - v
+        params, alpha = params[..., : 1 + nb], params[..., 1 + nb :]
+    else:
+        u = params[..., :1] * model.signal
+        v = params[..., 1:] @ model.backgrounds
+    ag = aux[..., nb + K :]
     g = gamma_hat(u[..., gb], v[..., gb], counts[..., gb], ag, delta[gb] ** 2)
     nu = u + v
     nu[..., gb] = u[..., gb] + g * v[..., gb]
     c = model.constrained
     rel = np.where(c, model.rel_unc, 1.0)
     cons = np.where(c, 0.5 * ((aux[..., :nb] - params[..., 1:]) / rel) ** 2, 0.0).sum(axis=-1)
-    return _poisson_terms(counts, nu) + 0.5 * (((g - ag) / delta[gb]) ** 2).sum(axis=-1) + cons
+    if K:
+        cons = cons + 0.5 * ((aux[..., nb : nb + K] - alpha) ** 2).sum(axis=-1)
+    return poisson_terms(counts, nu) + 0.5 * (((g - ag) / delta[gb]) ** 2).sum(axis=-1) + cons
 
 
 def mcstat_problem(lay: McStatLayout, counts: np.ndarray, aux: np.ndarray):

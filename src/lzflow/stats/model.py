@@ -74,7 +74,8 @@ each bin with δ_b > 0 gets a Barlow–Beeston-lite multiplier γ_b of the total
 Gaussian constraint of width δ_b, **profiled analytically** (:mod:`lzflow.stats.mcstat`): the
 parameter vector stays ``[μ, θ]``, the auxiliary vector grows to ``[a_θ (n_bkg), a_γ (G)]`` (nominal
 1), and every NLL of the model is the one with γ at γ̂(μ, θ). ``mc_stat=None`` (the default) is
-exactly the model above. Not combined with shape systematics (refused).
+exactly the model above. With shape systematics γ_b scales the background part ν(0, θ, α) of its
+bin (:mod:`lzflow.stats.mcstat_morph`), the auxiliary vector is ``[a_θ, a_α, a_γ]``.
 """
 
 from __future__ import annotations
@@ -191,8 +192,6 @@ class BinnedModel:
             raise ModelError("mc_stat must be finite and >= 0 (relative MC error of each bin)")
         if np.any((d > 0) & ~(bkg.sum(axis=0) > 0)):
             raise ModelError("mc_stat > 0 in a bin without background: a γ there scales nothing")
-        if self.shape_systematics:
-            raise ModelError("mc_stat with shape systematics is not supported; expected one of the two")
         return _as_readonly(d)
 
     def _check_systematics(self, sig: np.ndarray, bkg: np.ndarray, names: tuple[str, ...]) -> tuple:
@@ -334,12 +333,12 @@ class BinnedModel:
         if theta is None:
             return self.nominal_nuisance()
         theta = np.asarray(theta, dtype=np.float64)
-        if theta.shape[-1] == self.n_aux:
-            return theta
+        if theta.shape[-1] in (self.n_aux, self.n_bkg + self.n_shape):  # [θ, α(, a_γ)]: γ aux dropped
+            return theta[..., : self.n_bkg + self.n_shape]
         if theta.shape[-1] != self.n_bkg:
             raise ModelError(f"nuisance vectors have length n_bkg or n_bkg + K = {self.n_bkg} or "
-                             f"{self.n_aux}, got {theta.shape[-1]}")
-        out = np.zeros(theta.shape[:-1] + (self.n_aux,))
+                             f"{self.n_bkg + self.n_shape}, got {theta.shape[-1]}")
+        out = np.zeros(theta.shape[:-1] + (self.n_bkg + self.n_shape,))
         out[..., : self.n_bkg] = theta
         return out
 
@@ -412,9 +411,9 @@ class BinnedModel:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Asimov dataset at (μ, θ(, α)): counts = ν (not rounded), aux = the nuisance values
         (arXiv:1007.1727 §5; a_α = α, 0 at the nominal point)."""
-        if self.n_shape:
+        if self.n_shape:  # with template MC statistics a_γ = 1 (the γ at their nominal values)
             nuis = self._nuisance(theta)
-            return self.expected(mu, nuis), nuis.copy()
+            return self.expected(mu, nuis), np.concatenate([nuis, np.ones(nuis.shape[:-1] + (self.n_gamma,))], axis=-1)
         theta = self.nominal_theta() if theta is None else np.asarray(theta, dtype=np.float64)
         if self.n_gamma:  # a_γ = 1: the γ at their nominal values
             return self.expected(mu, theta), np.r_[theta, np.ones(self.n_gamma)]

@@ -117,7 +117,7 @@ def generation_point(
         fitter = BatchedFitter(model, replace(cfg, n_threads=1, max_iter=10 * cfg.max_iter))
         aux = np.asarray(aux, dtype=np.float64)
         nb = model.n_bkg
-        nuis = np.r_[np.where(model.constrained, np.clip(aux[:nb], 0.05, None), 1.0), aux[nb:]]
+        nuis = np.r_[np.where(model.constrained, np.clip(aux[:nb], 0.05, None), 1.0), aux[nb : nb + model.n_shape]]
         init = model.full_params(mu, nuis)
     else:
         init = model.full_params(mu, np.where(model.constrained, np.clip(aux[: model.n_bkg], 0.05, None), 1.0))
@@ -187,7 +187,7 @@ class ToySampler:
         if nf:
             aux[:, self.free] = self.theta_free + self.rel_free * ndtri(u[:, :nf])
         if nk:
-            aux[:, m.n_bkg :] = self.alpha_gen + ndtri(u[:, nf : nf + nk])
+            aux[:, m.n_bkg : m.n_bkg + nk] = self.alpha_gen + ndtri(u[:, nf : nf + nk])
             nf += nk  # the words after the aux normals
         aux = draw_gamma_aux(m, aux, key, toys) if m.n_gamma else aux  # template MC statistics
         nD = self._pois.sample(u[:, nf : nf + nd])
@@ -223,7 +223,7 @@ class ToySampler:
             if nf:
                 aux[t, self.free] = self.theta_free + self.rel_free * rng.standard_normal(nf)
             if self.n_shape:
-                aux[t, m.n_bkg :] = self.alpha_gen + rng.standard_normal(self.n_shape)
+                aux[t, m.n_bkg : m.n_bkg + self.n_shape] = self.alpha_gen + rng.standard_normal(self.n_shape)
             nD[t] = rng.poisson(self.nuD)
             ns = int(rng.poisson(self.lamS)) if self.lamS > 0 else 0
             if ns:
@@ -243,7 +243,7 @@ class ToySampler:
 
     def _nominal_aux(self, n: int) -> np.ndarray:
         m = self.fitter.model
-        return np.ones((n, m.n_aux)) if not m.n_shape else np.tile(m.nominal_nuisance(), (n, 1))
+        return np.ones((n, m.n_aux)) if not m.n_shape else np.tile(np.r_[m.nominal_nuisance(), np.ones(m.n_gamma)], (n, 1))
 
     def dense_counts(self, data: PreparedData) -> np.ndarray:
         """Reassemble dense ``(n, n_bins)`` counts from prepared toys (for tests/exports)."""

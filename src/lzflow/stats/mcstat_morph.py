@@ -1,0 +1,402 @@
+r"""Template MC statistics with shape systematics: Barlow–Beeston-lite γ on a morphed model.
+
+The γ of :mod:`lzflow.stats.mcstat` scale the total background of their bin. With shape
+systematics (:mod:`lzflow.stats.morphing`, code 4p; :mod:`lzflow.stats.logmorph`, the log
+morphings) the expected counts split the same way, u the signal part and v the background part::
+
+    ν_b(μ, θ, α, γ) = u_b + γ_b v_b,     u_b = μ T_0b(α),
+    v_b = Σ_k θ_k T_kb + Σ_k Δ_kb(α)   (code 4p)   or   Σ_k θ_k T_kb(α)   (log morphings)
+
+(v = ν(0, θ, α), u = ν − v: ν is linear in μ). For fixed y = (μ, θ, α) the γ_b decouple and γ̂_b
+is the root of the same quadratic as for the rate-only model (:func:`lzflow.stats.mcstat.gamma_hat`
+with u_b(y), v_b(y)). The derivatives of the profiled NLL f(y) = min_γ F(y, γ) follow as there,
+now with the second derivatives of ν (x̃_b = ∂u_b/∂y + γ̂_b ∂v_b/∂y, r = n/ν̂, w = n/ν̂²)::
+
+    ∇f   = Σ_b (1 − r_b) x̃_b + P (y − a)                               (envelope theorem)
+    ∇²f  = Σ_b w_b x̃_b x̃_bᵀ + Σ_b (1 − r_b) (∂²u_b + γ̂_b ∂²v_b) + P
+           − Σ_{b ∈ Γ, γ̂_b > 0} c_b c_bᵀ / F_γγ,b                       (Schur complement)
+    c_b = w_b v_b x̃_b + (1 − r_b) ∂v_b/∂y,       F_γγ,b = w_b v_b² + 1/δ_b²
+
+The second derivatives are those of :mod:`lzflow.stats.morph_nll` (code 4p: ∂²u/∂μ∂α_k = S⁰_k + f'A⁰_k,
+∂²u/∂α_k² = μ f'' A⁰_k, ∂²v/∂α_k² = f'' A^B_k) and :mod:`lzflow.stats.logmorph_nll` (U_s = T_s e^{L_s},
+D_ks = Σ_m B'_m C_mks, E_ks = Σ_m B''_m C_mks: ∂²u/∂μ∂α_k = U_0 D_k0, ∂²u/∂α_k∂α_l = μ U_0 (D_k0 D_l0 +
+δ_kl E_k0), ∂²v/∂θ_s∂α_k = U_s D_ks, ∂²v/∂α_k∂α_l = Σ_s θ_s U_s (D_ks D_ls + δ_kl E_ks)), split
+into the signal and the background part. Where v_b ≤ 0 (code 4p far outside ±1σ) γ̂_b = max(a_b, 0)
+(:func:`~lzflow.stats.mcstat.gamma_hat`) and the envelope theorem does not hold there: such points
+are unphysical, and the fits' bounds |α| ≤ 5 keep them rare.
+
+This path evaluates every bin densely, per toy (``(toys, bins, p)`` Jacobians, in chunks of toys);
+it wraps the public morphing bases (``model.morph``) and :class:`lzflow.stats.morph_nll.FreeParameters`,
+and leaves the optimised kernels of the γ-less morphed fits untouched. The reference path
+(:func:`explicit_gamma_morph_fit`, every γ an explicit Migrad parameter, ν from ``model.expected`` and
+its Jacobian from ``model.morph.jacobian``) gives the same q̃ (tests/unit/test_mcstat_morph.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .binned_nll import PointRows, PreparedData
+from .mcstat import dense_counts, gamma_hat, poisson_terms
+from .morph_nll import FreeParameters
+from .morphing import code4p
+
+__all__ = ["GammaMorphLayout", "GammaMorphRows", "gamma_morph_problem", "gamma_morph_information",
+           "explicit_gamma_morph_fit", "split_expected"]
+
+#: toys per chunk of the (toys, bins, p) work arrays
+_CHUNK = 32
+
+
+def split_expected(model: Any, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) ``(..., n_bins)`` of a model with shape systematics at full parameters ``params``
+    ``(..., n_par)``: v = ν(0, θ, α), u = ν(μ, θ, α) − v (module docstring)."""
+    params = np.asarray(params, float)
+    nuis = params[..., 1:]
+    v = model.expected(np.zeros(params.shape[:-1]), nuis)
+    return model.expected(params[..., 0], nuis) - v, v
+
+
+class GammaMorphLayout(FreeParameters):
+    """One fit type (μ free, or fixed) of a morphed model with γ bins: the free parameters of
+    :class:`~lzflow.stats.morph_nll.FreeParameters` (μ, floating θ, every α), the morphing basis,
+    the γ bins and their δ², and the bins some allowed parameter value can fill."""
+
+    def __init__(self, model: Any, mu_fixed: float | None):
+        super().__init__(model, mu_fixed)
+        self.basis = model.morph
+        self.log = model.interpolation != "code4p"
+        delta = np.asarray(model.mc_stat, float)
+        self.gbins = np.flatnonzero(delta > 0)
+        self.d2 = delta[self.gbins] ** 2
+        self.aux_gamma = model.n_bkg + model.n_shape + np.arange(self.gbins.size)
+        b = self.basis
+        if self.log:
+            sig_live, bkg_live = b.T[0] > 0, np.any(b.T[1:] > 0, axis=0)
+        else:
+            sig_live = np.any(np.vstack([b.T[:1], b.Sd[:, 0], b.Ad[:, 0]]) != 0, axis=0)
+            bkg_live = np.any(np.vstack([b.T[1:], b.Sd[:, 1:].reshape(-1, b.n_bins),
+                                         b.Ad[:, 1:].reshape(-1, b.n_bins)]) != 0, axis=0)
+        self._live = {True: sig_live | bkg_live, False: bkg_live}
+        self.live = self._live[mu_fixed is None or mu_fixed != 0]
+
+    def _fix_mu(self, mu_fixed: float) -> None:
+        self.live = self._live[mu_fixed != 0]
+
+    # ------------------------------------------------------------------ morphing
+    def parts(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(u, v) ``(n, bins)`` at free-parameter rows ``y`` ``(n, p)`` and what :meth:`jacobians`
+        and :meth:`curvature` need."""
+        c, al = self.split(y)
+        b = self.basis
+        mu = c[:, :1]
+        if self.log:
+            B, B1, B2 = b.basis(al)  # (n, K, M)
+            U = b.T * np.exp(np.einsum("nkm,mksi->nsi", B, b.C))  # (n, S, bins)
+            return mu * U[:, 0], np.einsum("ns,nsi->ni", c[:, 1:], U[:, 1:]), (c, al, B1, B2, U)
+        f, f1, f2 = code4p(al)
+        S0, A0 = b.Sd[:, 0], b.Ad[:, 0]
+        SB, AB = b.Sd[:, 1:].sum(axis=1), b.Ad[:, 1:].sum(axis=1)
+        T0a = b.T[0] + al @ S0 + f @ A0
+        v = c[:, 1:] @ b.T[1:] + al @ SB + f @ AB
+        return mu * T0a, v, (c, al, f1, f2, T0a)
+
+    def _log_derivs(self, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
+        c, al, B1, B2, U = ex
+        C = self.basis.C
+        return np.einsum("nkm,mksi->nksi", B1, C), np.einsum("nkm,mksi->nksi", B2, C)
+
+    def jacobians(self, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """(∂u/∂y, ∂v/∂y) ``(n, bins, p)`` (module docstring)."""
+        nc, K = self.nc, self.K
+        c = ex[0]
+        n, bins = c.shape[0], self.basis.n_bins
+        Ju, Jv = np.zeros((n, bins, self.p)), np.zeros((n, bins, self.p))
+        th = np.flatnonzero(self.cfree > 0)
+        mu = c[:, :1, None]
+        if self.log:
+            U = ex[4]
+            D, _ = self._log_derivs(ex)
+            if self.mu_free:
+                Ju[:, :, 0] = U[:, 0]
+            Jv[:, :, th] = U[:, self.cfree[th]].transpose(0, 2, 1)
+            Ju[:, :, nc:] = (mu * U[:, None, 0] * D[:, :, 0]).transpose(0, 2, 1)
+            Jv[:, :, nc:] = np.einsum("ns,nsi,nksi->nik", c[:, 1:], U[:, 1:], D[:, :, 1:])
+            return Ju, Jv
+        b = self.basis
+        f1, T0a = ex[2], ex[4]
+        if self.mu_free:
+            Ju[:, :, 0] = T0a
+        Jv[:, :, th] = b.T[self.cfree[th]].T[None]
+        dS = b.Sd[None, :, 0] + f1[:, :, None] * b.Ad[None, :, 0]  # (n, K, bins)
+        dB = b.Sd[:, 1:].sum(axis=1)[None] + f1[:, :, None] * b.Ad[:, 1:].sum(axis=1)[None]
+        Ju[:, :, nc:] = (mu * dS).transpose(0, 2, 1)
+        Jv[:, :, nc:] = dB.transpose(0, 2, 1)
+        return Ju, Jv
+
+    def curvature(self, ex: tuple, lu: np.ndarray, lv: np.ndarray) -> np.ndarray:
+        """Σ_b (lu_b ∂²u_b + lv_b ∂²v_b) ``(n, p, p)`` for per-bin weights ``(n, bins)``."""
+        nc, K = self.nc, self.K
+        c = ex[0]
+        n = c.shape[0]
+        h = np.zeros((n, self.p, self.p))
+        ia = np.arange(nc, self.p)
+        mu = c[:, :1]
+        if self.log:
+            U = ex[4]
+            D, E = self._log_derivs(ex)
+            Wu = lu[:, None] * U[:, :1]  # (n, 1, bins)
+            Wv = lv[:, None] * U[:, 1:] * c[:, 1:, None]  # θ_s lv U_s (n, S−1, bins)
+            if self.mu_free:
+                cross = np.einsum("ni,nki->nk", Wu[:, 0], D[:, :, 0])
+                h[:, 0, ia] += cross
+                h[:, ia, 0] += cross
+            aa = mu[:, :, None] * np.einsum("ni,nki,nli->nkl", Wu[:, 0], D[:, :, 0], D[:, :, 0])
+            aa += np.einsum("nsi,nksi,nlsi->nkl", Wv, D[:, :, 1:], D[:, :, 1:])
+            diag = mu * np.einsum("ni,nki->nk", Wu[:, 0], E[:, :, 0]) + np.einsum("nsi,nksi->nk", Wv, E[:, :, 1:])
+            aa[:, np.arange(K), np.arange(K)] += diag
+            h[:, nc:, nc:] += aa
+            th = np.flatnonzero(self.cfree > 0)
+            if th.size:  # ∂²v/∂θ_s∂α_k = U_s D_ks
+                s = self.cfree[th]
+                ta = np.einsum("ni,nsi,nksi->nsk", lv, U[:, s], D[:, :, s])
+                h[:, th[:, None], ia[None, :]] += ta
+                h[:, ia[:, None], th[None, :]] += ta.transpose(0, 2, 1)
+            return h
+        b = self.basis
+        f1, f2 = ex[2], ex[3]
+        if self.mu_free:
+            cross = lu @ b.Sd[:, 0].T + f1 * (lu @ b.Ad[:, 0].T)
+            h[:, 0, ia] += cross
+            h[:, ia, 0] += cross
+        h[:, ia, ia] += f2 * (mu * (lu @ b.Ad[:, 0].T) + lv @ b.Ad[:, 1:].sum(axis=1).T)
+        return h
+
+
+class _Point:
+    __slots__ = ("u", "v", "g", "nu", "ex", "jac")
+
+    def __init__(self, lay: GammaMorphLayout, y: np.ndarray, counts: np.ndarray, ag: np.ndarray):
+        self.u, self.v, self.ex = lay.parts(y)
+        gb = lay.gbins
+        self.g = gamma_hat(self.u[:, gb], self.v[:, gb], counts[:, gb], ag, lay.d2)
+        self.nu = self.u + self.v
+        self.nu[:, gb] = self.u[:, gb] + self.g * self.v[:, gb]
+        self.jac = None
+
+    def take(self, keep: np.ndarray) -> "_Point":
+        out = _Point.__new__(_Point)
+        for name in ("u", "v", "g", "nu"):
+            setattr(out, name, getattr(self, name)[keep])
+        out.ex = tuple(e[keep] for e in self.ex)
+        out.jac = None if self.jac is None else tuple(j[keep] for j in self.jac)
+        return out
+
+
+class GammaMorphRows(PointRows):
+    """NLL, gradient and Hessians of toys under a morphed model with γ bins, γ profiled
+    analytically (a :class:`lzflow.stats.newton.NewtonRows`; module docstring). Dense ``(toys, bins)``."""
+
+    def __init__(self, lay: GammaMorphLayout, counts: np.ndarray, aux_c: np.ndarray, ag: np.ndarray):
+        self.lay, self.counts, self.aux_c, self.ag = lay, counts, aux_c, ag
+        self.n = counts.shape[0]
+        self.cur = self.trial_pt = self.ratios = None
+        self.parent_rows = None
+
+    @classmethod
+    def build(cls, lay: GammaMorphLayout, data: PreparedData, dense_bins: np.ndarray,
+              sparse_bins: np.ndarray) -> "GammaMorphRows":
+        counts = dense_counts(data, dense_bins, sparse_bins, lay.basis.n_bins)
+        aux_c = np.zeros((data.n, lay.p))
+        nuis = lay.cols > 0
+        aux_c[:, nuis] = data.aux[:, lay.cols[nuis] - 1]
+        return cls(lay, counts, aux_c, data.aux[:, lay.aux_gamma])
+
+    def infeasible(self) -> np.ndarray:
+        return np.any(self.counts[:, ~self.lay.live] > 0, axis=1)
+
+    def subset(self, keep: np.ndarray) -> "GammaMorphRows":
+        sub = GammaMorphRows(self.lay, self.counts[keep], self.aux_c[keep], self.ag[keep])
+        sub.parent_rows = np.flatnonzero(keep)
+        return sub
+
+    def compact(self, keep: np.ndarray, ratios: bool) -> None:
+        self.counts, self.aux_c, self.ag = self.counts[keep], self.aux_c[keep], self.ag[keep]
+        self.n = int(keep.sum())
+        if self.cur is not None:
+            self.cur = self.cur.take(keep)
+        if self.trial_pt is not None:
+            self.trial_pt = self.trial_pt.take(keep)
+        if ratios and self.ratios is not None:
+            self.ratios = tuple(r[keep] for r in self.ratios)
+
+    def point(self, y: np.ndarray) -> _Point:
+        return _Point(self.lay, y, self.counts, self.ag)
+
+    def take_trial(self, sub: "GammaMorphRows", ok: np.ndarray) -> None:
+        rows = sub.parent_rows[ok]
+        dst, src = self.trial_pt, sub.trial_pt
+        for name in ("u", "v", "g", "nu"):
+            getattr(dst, name)[rows] = getattr(src, name)[ok]
+        for d, s in zip(dst.ex, src.ex):
+            d[rows] = s[ok]
+        dst.jac = None
+
+    def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
+        lay = self.lay
+        cons = 0.5 * (((y - self.aux_c) ** 2) @ lay.prec)
+        return poisson_terms(self.counts, pt.nu) + 0.5 * (((pt.g - self.ag) ** 2) / lay.d2).sum(axis=1) + cons
+
+    def _gam(self, pt: _Point) -> np.ndarray:
+        gam = np.ones_like(pt.nu)
+        gam[:, self.lay.gbins] = pt.g
+        return gam
+
+    def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
+        """∇f = Σ_b (1 − r_b) x̃_b + P (y − a) and (r, γ) for :meth:`hessian`."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(self.counts > 0, self.counts / pt.nu, 0.0)
+        if pt.jac is None:
+            pt.jac = self.lay.jacobians(pt.ex)
+        Ju, Jv = pt.jac
+        gam = self._gam(pt)
+        one_r = 1.0 - r
+        g = np.einsum("nb,nbp->np", one_r, Ju) + np.einsum("nb,nbp->np", one_r * gam, Jv)
+        return g + self.lay.prec * (y - self.aux_c), (r, gam)
+
+    def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None) -> np.ndarray:
+        """``(p, p, k)`` Hessians: Gauss–Newton + curvature terms minus the Schur correction."""
+        lay = self.lay
+        r, gam = ratios
+        if pt.jac is None:
+            pt.jac = lay.jacobians(pt.ex)
+        nu, v, counts, g, (Ju, Jv), ex = pt.nu, pt.v, self.counts, pt.g, pt.jac, pt.ex
+        if rows is not None:
+            r, gam, nu, v, counts, g, Ju, Jv = (a[rows] for a in (r, gam, nu, v, counts, g, Ju, Jv))
+            ex = tuple(e[rows] for e in ex)
+        k = r.shape[0]
+        gb = lay.gbins
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(counts > 0, r / nu, 0.0)
+        one_r = 1.0 - r
+        wg, vg = w[:, gb], v[:, gb]
+        scale = np.sqrt(np.where(g > 0, 1.0 / (wg * vg * vg + 1.0 / lay.d2), 0.0))
+        h = np.empty((lay.p, lay.p, k))
+        for a in range(0, k, _CHUNK):
+            sl = slice(a, a + _CHUNK)
+            xt = Ju[sl] + gam[sl, :, None] * Jv[sl]
+            hh = np.einsum("cb,cbj,cbk->cjk", w[sl], xt, xt)
+            hh += lay.curvature(tuple(e[sl] for e in ex), one_r[sl], one_r[sl] * gam[sl])
+            cc = (wg[sl] * vg[sl])[:, :, None] * xt[:, gb] + one_r[sl][:, gb, None] * Jv[sl][:, gb]
+            cc *= scale[sl][:, :, None]
+            hh -= np.einsum("cbj,cbk->cjk", cc, cc)
+            h[:, :, sl] = np.moveaxis(hh, 0, -1)
+        idx = np.arange(lay.p)
+        h[idx, idx] += lay.prec[:, None]
+        return h
+
+
+def gamma_morph_problem(lay: GammaMorphLayout, counts: np.ndarray, aux: np.ndarray):
+    """(nll, grad) of one toy over the free parameters, for Migrad (γ profiled)."""
+    rows = GammaMorphRows(lay, counts[None, :], np.zeros((1, lay.p)), aux[None, lay.aux_gamma])
+    nuis = lay.cols > 0
+    rows.aux_c[0, nuis] = aux[lay.cols[nuis] - 1]
+
+    def nll(y: np.ndarray) -> float:
+        val = float(rows.nll(y[None, :], rows.point(y[None, :]))[0])
+        return val if np.isfinite(val) else 1e300
+
+    def grad(y: np.ndarray) -> np.ndarray:
+        return rows.gradient(y[None, :], rows.point(y[None, :]))[0][0]
+
+    return nll, grad
+
+
+def gamma_morph_information(model: Any, lay: GammaMorphLayout, params: np.ndarray) -> np.ndarray:
+    """Expected information of the profiled likelihood at full parameters ``params`` (γ = 1, the
+    Asimov values): Σ_b x xᵀ/ν − Σ_{b∈Γ} c cᵀ/(v²/ν + 1/δ²) + P, c = v x/ν, x = ∂ν/∂y (the
+    curvature terms have expectation 0, E[1 − n/ν] = 0)."""
+    y = np.asarray(params, float)[lay.cols][None, :]
+    u, v, ex = lay.parts(y)
+    Ju, Jv = lay.jacobians(ex)
+    X, u, v = (Ju + Jv)[0], u[0], v[0]
+    nu = u + v
+    pos = nu > 0
+    info = (X[pos] / nu[pos, None]).T @ X[pos]
+    gb = lay.gbins[pos[lay.gbins]]
+    c = (v[gb] / nu[gb])[:, None] * X[gb]
+    fgg = v[gb] ** 2 / nu[gb] + 1.0 / (model.mc_stat[gb] ** 2)
+    info -= (c / fgg[:, None]).T @ c
+    return info + np.diag(lay.prec)
+
+
+def explicit_gamma_morph_fit(model: Any, counts: np.ndarray, aux: np.ndarray, mu_fixed: float | None = None,
+                             mu_lower: float | None = 0.0, tol: float = 1e-9) -> tuple[float, np.ndarray]:
+    """Reference fit with every γ_b an explicit Migrad parameter (≥ 0) and (μ, θ, α) explicit too:
+    (NLL at the minimum, fitted ``[μ, θ, α, γ]``). ν from ``model.expected`` (u, v by
+    :func:`split_expected`), its gradient from ``model.morph.jacobian``; independent of
+    :class:`GammaMorphRows`. Slow; for tests."""
+    from iminuit import Minuit
+
+    from .fitresult import ALPHA_BOUND
+
+    counts, aux = np.asarray(counts, float), np.asarray(aux, float)
+    nb, K, S = model.n_bkg, model.n_shape, 1 + model.n_bkg
+    cols = model.fit_columns(mu_fixed is None)
+    p = cols.size
+    delta = np.asarray(model.mc_stat, float)
+    gb = np.flatnonzero(delta > 0)
+    d2 = delta[gb] ** 2
+    ag = aux[nb + K:]
+    prec = model.constraint_precision
+    a_full = np.r_[0.0, aux[: nb + K]]
+    pos = counts > 0
+    base = model.full_params(0.0 if mu_fixed is None else mu_fixed)
+
+    def unpack(z):
+        full = base.copy()
+        full[cols] = z[:p]
+        gam = np.ones(model.n_bins)
+        gam[gb] = z[p:]
+        u, v = split_expected(model, full)
+        return full, gam, u, v, u + gam * v
+
+    def nll(z):
+        full, gam, u, v, nu = unpack(z)
+        if np.any(pos & ~(nu > 0)):
+            return 1e300
+        return float(nu.sum() - counts[pos] @ np.log(nu[pos]) + 0.5 * (((z[p:] - ag) ** 2) / d2).sum()
+                     + 0.5 * prec @ (full - a_full) ** 2)
+
+    def grad(z):
+        full, gam, u, v, nu = unpack(z)
+        one_r = 1.0 - np.where(pos, counts / np.where(pos, nu, 1.0), 0.0)
+        c, al = full[:S], full[S:]
+        J = model.morph.jacobian(c, al)  # (S + K, bins): ∂ν/∂[μ, θ, α]
+        Jv = model.morph.jacobian(np.r_[0.0, c[1:]], al)  # ∂v/∂[·]; row 0 (∂/∂μ) unused
+        Jv[0] = 0.0
+        xt = (J - Jv) + gam * Jv
+        gy = xt @ one_r + prec * (full - a_full)
+        return np.r_[gy[cols], (one_r * v)[gb] + (z[p:] - ag) / d2]
+
+    z0 = np.r_[np.clip(model.full_params(0.5 / max(model.signal_total, 1e-300), aux[: nb + K])[cols], None, None),
+               np.clip(ag, 0.05, None)]
+    if mu_fixed is None:
+        z0[0] = max(0.5 / max(model.signal_total, 1e-300), 1e-3)
+    th = (cols >= 1) & (cols <= nb)
+    z0[:p][th] = np.clip(z0[:p][th], 0.05, None)
+    z0[:p][cols > nb] = np.clip(z0[:p][cols > nb], -ALPHA_BOUND, ALPHA_BOUND)
+    mn = Minuit(nll, z0, grad=grad)
+    mn.errordef = Minuit.LIKELIHOOD
+    mn.tol = tol
+    mn.print_level = 0
+    lim = [(mu_lower, None)] if mu_fixed is None else []
+    lim += [(0.0, None)] * int(th.sum()) + [(-ALPHA_BOUND, ALPHA_BOUND)] * K + [(0.0, None)] * gb.size
+    mn.limits = lim
+    mn.strategy = 2
+    mn.migrad()
+    mn.migrad()
+    z = np.array(mn.values)
+    return nll(z), np.r_[unpack(z)[0], z[p:]]
