@@ -39,17 +39,23 @@ listed with their job specs in the round's decision file ``m<mass>/toys/precisio
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 from .exceptions import ConfigError
 
-__all__ = ["MARGIN", "MAX_ROUNDS", "QUANTITIES", "check_precision", "precision_merge_keys", "relative_errors", "multiplier",
-           "precision_section", "worst_relative_error", "extended"]
+#: ``stats.target_precision`` when set: a number, or {quantity name: number} (:func:`targets`)
+Target = Union[float, Mapping[str, float]]
+
+__all__ = ["MARGIN", "MAX_ROUNDS", "QUANTITIES", "QUANTITY_NAMES", "check_precision", "precision_merge_keys",
+           "relative_errors", "multiplier", "precision_section", "worst_relative_error", "extended", "targets",
+           "shortfall", "target_reached", "target_value", "Target"]
 
 #: factor on the toys the 1/√N extrapolation asks for (the measured error itself scatters by ~10 %)
 MARGIN = 1.1
 #: the reported quantities whose precision is measured: expected-limit bands {N σ} (keys of ``expected_mu``)
 QUANTITIES = ("-1", "0", "1")
+#: the names of :data:`QUANTITIES` in the mapping form of ``stats.target_precision``
+QUANTITY_NAMES = {"minus_1sigma": "-1", "median": "0", "plus_1sigma": "1"}
 #: most rounds (decisions) per mass; the extension of the last one is merged unmeasured. The error
 #: estimate scatters itself, so one 1/√N extrapolation falls short for about half the masses
 #: (measured: 3 of 8 seeds reach ε after one round); three rounds left 1 of 12 quick-config seeds at
@@ -70,8 +76,10 @@ def check_precision(stats: Mapping[str, Any]) -> Mapping[str, Any]:
             raise ConfigError(f"stats.max_toys_per_poi: {bound} without stats.target_precision; expected null "
                               f"(it bounds the toys added to reach a target precision)")
         return stats
-    if not 0 < float(target) < 1:
-        raise ConfigError(f"stats.target_precision: {target!r}; expected a relative error in (0, 1), e.g. 0.02")
+    targets(target)  # refuses an unknown quantity or a value that is not a positive number
+    for key, _, v in _entries(target):
+        if not 0 < float(v) < 1:
+            raise ConfigError(f"{key}: {v!r}; expected a relative error in (0, 1), e.g. 0.02")
     if bound is None:
         raise ConfigError(f"stats.max_toys_per_poi: null with stats.target_precision {target}; expected the most "
                           f"S+B toys per POI point a mass may reach (an integer >= toys_per_poi)")
@@ -87,9 +95,49 @@ def check_precision(stats: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def precision_merge_keys(stats: Mapping[str, Any]) -> dict[str, Any]:
-    """What the merge spec adds: ``target_precision`` when set (a merge spec without it is unchanged)."""
+    """What the merge spec adds: ``target_precision`` when set, as configured (a number, or the
+    mapping of quantity names to numbers; a merge spec without it is unchanged)."""
     target = stats.get("target_precision")
-    return {} if target is None else {"target_precision": float(target)}
+    return {} if target is None else {"target_precision": target_value(target)}
+
+
+def target_value(target: Target) -> Target:
+    """``stats.target_precision`` (not null) in the specs and decision files: a float, or
+    {name: float} in the order of :data:`QUANTITY_NAMES` (checked by :func:`targets`)."""
+    targets(target)
+    if isinstance(target, Mapping):
+        return {name: float(target[name]) for name in QUANTITY_NAMES if name in target}
+    return float(target)
+
+
+def targets(target: Target) -> dict[str, float]:
+    """The target ε_Q of each quantity it covers (keys of :data:`QUANTITIES`, in their order).
+
+    ``stats.target_precision`` is either a number ε, which covers the median and both ±1σ
+    expected limits (ε_Q = ε for every Q), or a mapping naming the quantities it covers, each with
+    its own target, e.g. ``{median: 0.02}`` or ``{median: 0.02, plus_1sigma: 0.05}``
+    (:data:`QUANTITY_NAMES`). Other forms, and values that are not positive numbers, are refused
+    with one line (:class:`~lzflow.exceptions.ConfigError`) naming the key, the value and what was
+    expected (a configuration is held to 0 < ε_Q < 1 by the schema and :func:`check_precision`)."""
+    entries = _entries(target)
+    for key, _, v in entries:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+            raise ConfigError(f"{key}: {v!r}; expected a positive relative error, e.g. 0.02")
+    eps = {q: float(v) for _, q, v in entries}
+    return {q: eps[q] for q in QUANTITIES if q in eps}
+
+
+def _entries(target: Target) -> list[tuple[str, str, Any]]:
+    """(configuration key, quantity, value) of each quantity ``target`` covers; the mapping form's
+    names checked (at least one, none unknown)."""
+    if not isinstance(target, Mapping):
+        return [("stats.target_precision", q, target) for q in QUANTITIES]
+    unknown = sorted(str(k) for k in target if k not in QUANTITY_NAMES)
+    if unknown or not target:
+        raise ConfigError(f"stats.target_precision: {dict(target)!r}; expected a mapping naming at least one of "
+                          f"{', '.join(QUANTITY_NAMES)} (each with its relative error)"
+                          + (f", not {', '.join(unknown)}" if unknown else ""))
+    return [(f"stats.target_precision.{name}", QUANTITY_NAMES[name], v) for name, v in target.items()]
 
 
 def relative_errors(doc: Mapping[str, Any], method: str) -> dict[str, float | None]:
@@ -104,22 +152,38 @@ def relative_errors(doc: Mapping[str, Any], method: str) -> dict[str, float | No
     return out
 
 
-def worst_relative_error(rel: Mapping[str, float | None]) -> float | None:
-    """The largest measured r_Q (None when none was measured)."""
-    values = [r for r in rel.values() if r is not None]
+def worst_relative_error(rel: Mapping[str, float | None], target: Target | None = None) -> float | None:
+    """The largest measured r_Q (None when none was measured), over the quantities ``target``
+    covers (:func:`targets`; every quantity without it)."""
+    covered = QUANTITIES if target is None else targets(target)
+    values = [r for q, r in rel.items() if r is not None and q in covered]
     return max(values) if values else None
 
 
-def multiplier(rel: Mapping[str, float | None], target: float, toys_per_poi: int, max_toys_per_poi: int,
+def shortfall(rel: Mapping[str, float | None], target: Target) -> float | None:
+    """:math:`s = \\max_Q r_Q / ε_Q` over the covered quantities that were measured (None if none):
+    the target is met when s ≤ 1. With a number ε, s = max_Q r_Q / ε exactly (division by one
+    positive number keeps the order, also in floating point)."""
+    values = [r / eps for q, eps in targets(target).items() if (r := rel.get(q)) is not None]
+    return max(values) if values else None
+
+
+def target_reached(rel: Mapping[str, float | None], target: Target) -> bool:
+    """Whether every covered quantity that was measured has r_Q ≤ ε_Q, and at least one was."""
+    measured = [(rel[q], eps) for q, eps in targets(target).items() if rel.get(q) is not None]
+    return bool(measured) and all(r <= eps for r, eps in measured)
+
+
+def multiplier(rel: Mapping[str, float | None], target: Target, toys_per_poi: int, max_toys_per_poi: int,
                current: int = 1) -> int:
     """How many times its first batch a mass needs, measured with ``current`` times it: ``current``
-    when every measured r_Q ≤ ``target`` (or none could be measured), else
-    ⌈:data:`MARGIN` · current · (max r_Q / target)²⌉, at most ``max_toys_per_poi // toys_per_poi``
-    and never fewer than ``current``."""
-    worst = worst_relative_error(rel)
-    if worst is None or worst <= target:
+    when every covered r_Q ≤ ε_Q (:func:`target_reached`; or none could be measured), else
+    ⌈:data:`MARGIN` · current · s²⌉ with s = max_Q r_Q / ε_Q (:func:`shortfall`), at most
+    ``max_toys_per_poi // toys_per_poi`` and never fewer than ``current``."""
+    s = shortfall(rel, target)
+    if s is None or target_reached(rel, target):
         return current
-    need = math.ceil(MARGIN * current * (worst / target) ** 2)
+    need = math.ceil(MARGIN * current * s ** 2)
     return max(current, min(need, int(max_toys_per_poi) // int(toys_per_poi)))
 
 
@@ -131,12 +195,12 @@ def extended(headers: Sequence[Mapping[str, Any]]) -> bool:
 def precision_section(doc: Mapping[str, Any], spec: Mapping[str, Any],
                       headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """``limit.json``'s ``precision`` (with ``target_precision`` in the merge spec): the relative
-    bootstrap error reached per quantity, whether the target is met, and the toys used."""
-    target = float(spec["target_precision"])
+    bootstrap error reached per quantity, the target per covered quantity (``targets``), whether
+    it is met, and the toys used; ``worst`` is the largest r_Q of the covered quantities."""
+    target = spec["target_precision"]
     rel = relative_errors(doc, spec["method"])
-    worst = worst_relative_error(rel)
-    return {"target": target, "method": spec["method"], "relative_error": rel, "worst": worst,
-            "reached": worst is not None and worst <= target,
+    return {"target": target, "targets": targets(target), "method": spec["method"], "relative_error": rel,
+            "worst": worst_relative_error(rel, target), "reached": target_reached(rel, target),
             "toys_per_poi": doc["toys"]["sb_per_poi"][0], "toys_bonly": doc["toys"]["bonly"],
             "toy_files": len(headers), "extended": extended(headers),
             # the checkpoint's rounds (lzflow.precisionjob.round_record): toys measured, r_Q, reached, toys asked for

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .precision import MAX_ROUNDS, QUANTITIES, multiplier, relative_errors, worst_relative_error
+from .precision import MAX_ROUNDS, QUANTITIES, multiplier, relative_errors, target_reached, target_value, worst_relative_error
 
 __all__ = ["precision_spec", "extra_jobs", "decide", "extra_toy_files", "extra_job_spec", "precision_trees_or_exit",
            "merge_extra_inputs", "decisions_before", "checkpoint_decisions", "extra_inputs", "extra_toy_args", "round_record",
@@ -50,7 +50,7 @@ def precision_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     from .construction_stage import poi_points
 
     stats = cfg["stats"]
-    return {"mass": label, "target_precision": float(stats["target_precision"]),
+    return {"mass": label, "target_precision": target_value(stats["target_precision"]),
             "max_toys_per_poi": int(stats["max_toys_per_poi"]), "merge": L.merge_spec(cfg, label),
             "sb": L.toys_sb_spec(cfg, label, 0, 0), "b": L.toys_b_spec(cfg, label, 0),
             "n_poi": poi_points(stats, label)}
@@ -81,7 +81,7 @@ def decide(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], pspec: Mappin
     needed (no extra toys, round :data:`lzflow.precision.MAX_ROUNDS`, or ``max_toys_per_poi`` reached)."""
     from .merge import merge_mass
 
-    target, bound = float(pspec["target_precision"]), int(pspec["max_toys_per_poi"])
+    target, bound = pspec["target_precision"], int(pspec["max_toys_per_poi"])
     n_sb, n_b, n_jobs = int(pspec["sb"]["n_toys"]), int(pspec["b"]["n_toys"]), int(pspec["sb"]["n_jobs"])
     round_, m_from = (1, 1) if previous is None else (int(previous["round"]) + 1, int(previous["multiplier"]))
     if previous is not None and (previous["last"] or previous["mass"] != pspec["mass"]):
@@ -152,11 +152,12 @@ def _paths(decisions: str | Path | Sequence[str | Path] | None) -> list[str | Pa
 
 
 def round_record(decision: Mapping[str, Any]) -> dict[str, Any]:
-    """One round's entry in ``limit.json["precision"]["rounds"]``: the toys it measured, r_Q,
-    whether the target was met there, and the toys per POI it asked for (``next_toys_per_poi``)."""
-    worst = worst_relative_error(decision["relative_error"])
-    return {"round": int(decision["round"]), **decision["measured_with"], "relative_error": decision["relative_error"],
-            "worst": worst, "reached": worst is not None and worst <= float(decision["target_precision"]),
+    """One round's entry in ``limit.json["precision"]["rounds"]``: the toys it measured, r_Q, the
+    largest r_Q the target covers, whether the target was met there, and the toys per POI it asked
+    for (``next_toys_per_poi``)."""
+    rel, target = decision["relative_error"], decision["target_precision"]
+    return {"round": int(decision["round"]), **decision["measured_with"], "relative_error": rel,
+            "worst": worst_relative_error(rel, target), "reached": target_reached(rel, target),
             "next_toys_per_poi": int(decision["final"]["toys_per_poi"]), "extra_files": len(decision["extra"])}
 
 

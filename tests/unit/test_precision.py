@@ -16,7 +16,8 @@ from lzflow import layout as L
 from lzflow.config import load_config_file, resolve_config
 from lzflow.exceptions import ConfigError
 from lzflow.merge import limit_document, merge_mass
-from lzflow.precision import MARGIN, MAX_ROUNDS, check_precision, multiplier, precision_merge_keys, relative_errors
+from lzflow.precision import (MARGIN, MAX_ROUNDS, check_precision, multiplier, precision_merge_keys, precision_section,
+                              relative_errors, shortfall, target_reached, targets, worst_relative_error)
 from lzflow.precisionjob import (decide, decisions_before, extra_job_spec, extra_jobs, extra_toy_files,
                                  merge_spec_with_rounds, round_record)
 from lzflow.toyjobs import run_toy_job, toy_file_identity
@@ -72,6 +73,55 @@ def test_check_precision_refuses_out_of_range_target_directly():
         check_precision({"target_precision": 1.5, "max_toys_per_poi": 10, "per_mass": {}})
 
 
+def test_target_naming_its_quantities(repo, quick):
+    """The mapping form covers the quantities it names, each with its own ε; a number covers all three."""
+    assert targets(0.02) == {"-1": 0.02, "0": 0.02, "1": 0.02}
+    assert targets({"plus_1sigma": 0.05, "median": 0.02}) == {"0": 0.02, "1": 0.05}
+    cfg = _resolve(repo, quick, target_precision={"plus_1sigma": 0.05, "median": 0.02}, max_toys_per_poi=3000)
+    assert cfg["stats"]["target_precision"] == {"plus_1sigma": 0.05, "median": 0.02}
+    # the specs carry it in the order of QUANTITY_NAMES; a number stays the float it was
+    assert L.merge_spec(cfg, "40")["target_precision"] == {"median": 0.02, "plus_1sigma": 0.05}
+    assert list(L.merge_spec(cfg, "40")["target_precision"]) == ["median", "plus_1sigma"]
+    rel = {"-1": 0.5, "0": 0.03, "1": 0.04}  # the -1σ (not covered) would ask for 625x
+    assert shortfall(rel, {"median": 0.02}) == pytest.approx(1.5) and not target_reached(rel, {"median": 0.02})
+    assert multiplier(rel, {"median": 0.02}, 300, 10**6) == int(np.ceil(MARGIN * 1.5 ** 2)) == 3
+    assert multiplier(rel, {"median": 0.02, "plus_1sigma": 0.01}, 300, 10**6) == int(np.ceil(MARGIN * 16)) == 18
+    assert multiplier(rel, 0.02, 300, 10**6) == int(np.ceil(MARGIN * 625))  # the number covers the -1σ too
+    assert target_reached(rel, {"median": 0.03, "plus_1sigma": 0.04}) and multiplier(rel, {"median": 0.03}, 300, 10**6) == 1
+    assert worst_relative_error(rel, {"median": 0.02}) == 0.03 and worst_relative_error(rel) == 0.5
+    # a covered quantity that could not be measured (a band on a grid edge) is not held against the target
+    assert target_reached({"-1": None, "0": 0.01, "1": None}, 0.02)
+    assert not target_reached({"-1": 0.01, "0": None, "1": None}, {"median": 0.02})
+    assert multiplier({"-1": 0.01, "0": None, "1": None}, {"median": 0.02}, 300, 10**6, current=2) == 2
+    doc = {"limits": {"CLs+b": {"expected_mu": {"-1": 1.0, "0": 2.0, "1": 4.0},
+                                "expected_mu_err": {"-1": 0.5, "0": 0.03, "1": 0.1}}}, "toys": {"sb_per_poi": [300], "bonly": 600}}
+    section = precision_section(doc, {"method": "CLs+b", "target_precision": {"median": 0.02}}, [])
+    assert section["targets"] == {"0": 0.02} and section["worst"] == pytest.approx(0.015) and section["reached"]
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"mean": 0.02}, "stats.target_precision.mean: unknown key"),
+    ({}, "stats.target_precision: {}; expected a mapping naming at least one of minus_1sigma, median, plus_1sigma"),
+    ({"median": 1.0}, "stats.target_precision.median: 1.0 is out of range; expected 0 < median < 1"),
+    ({"median": "2%"}, "stats.target_precision.median: '2%' is invalid; expected a value of type number"),
+    ([0.02], "stats.target_precision: [0.02] is invalid; expected a value of type number or object or null"),
+])
+def test_bad_target_mapping_one_line(repo, quick, value, message):
+    with pytest.raises(ConfigError) as err:
+        _resolve(repo, quick, target_precision=value, max_toys_per_poi=3000)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_targets_refuse_bad_forms_directly():
+    with pytest.raises(ConfigError, match=r"^stats.target_precision: \{'mean': 0.1\}; expected a mapping naming at "
+                                          r"least one of minus_1sigma, median, plus_1sigma \(each with its relative error\), not mean$"):
+        targets({"mean": 0.1})
+    with pytest.raises(ConfigError, match=r"^stats.target_precision.median: 0; expected a positive relative error"):
+        targets({"median": 0})
+    with pytest.raises(ConfigError, match=r"^stats.target_precision.plus_1sigma: 1.5; expected a relative error in \(0, 1\)"):
+        check_precision({"target_precision": {"median": 0.02, "plus_1sigma": 1.5}, "max_toys_per_poi": 10, "per_mass": {}})
+
+
 # ----------------------------------------------------------------------------- the measure
 def test_relative_errors_and_multiplier():
     doc = {"limits": {"CLs": {"expected_mu": {"-2": 1.0, "-1": 2.0, "0": 4.0, "1": 8.0, "2": None},
@@ -113,7 +163,7 @@ def _files(ws, jobs):
     return out
 
 
-def _pspec(ws, n_sb, n_b, n_jobs, target=0.02, bound=100_000):
+def pspec_for(ws, n_sb, n_b, n_jobs, target=0.02, bound=100_000):
     base = {"n_jobs": n_jobs, "seed": 5, "test_statistic": "qtilde"}
     return {"mass": "40", "target_precision": target, "max_toys_per_poi": bound,
             "merge": {**SPEC, "n_boot": 50, "target_precision": target},
@@ -133,7 +183,7 @@ def test_rounds_extend_the_ensemble_and_merge_as_the_fixed_count(ws, tmp_path):
     fixed-count run with 4x the toys gives, but for the precision section."""
     from lzflow.io import write_json
 
-    pspec = _pspec(ws, 100, 200, 2)
+    pspec = pspec_for(ws, 100, 200, 2)
     first = _first_batch(pspec)
     r1, r2 = extra_jobs(pspec, 3), extra_jobs(pspec, 4, 3, round=2)
     # (m-1) x jobs per POI and B-only, each named as the job it stands for, indices continuing the first batch's
@@ -143,7 +193,7 @@ def test_rounds_extend_the_ensemble_and_merge_as_the_fixed_count(ws, tmp_path):
         assert f"/toys/extra/r{r}/" in name and spec["job_index"] in jobs and spec["n_jobs"] == n
     files = _files(ws, first + r1 + r2)
     # the fixed-count run: 400 S+B and 800 B-only toys per POI in 8 jobs
-    fixed = _files(ws, _first_batch(_pspec(ws, 400, 800, 8)))
+    fixed = _files(ws, _first_batch(pspec_for(ws, 400, 800, 8)))
     by_run = {h["run_number"]: a for _, a, h in fixed}
     assert sorted(by_run) == sorted(h["run_number"] for _, _, h in files)  # the same run numbers
     for _, arrays, header in files:  # toy for toy the same records: no toy made twice, none changed
@@ -180,7 +230,7 @@ def test_decisions_round_by_round(ws, tmp_path):
         return out
 
     # first batch: 100 S+B / 200 B-only toys: the median's bootstrap error is several per cent
-    pspec = _pspec(ws, 100, 200, 2)
+    pspec = pspec_for(ws, 100, 200, 2)
     paths = save(_first_batch(pspec))
     decision = decide(ws, paths, pspec)
     worst = max(v for v in decision["relative_error"].values() if v is not None)
@@ -198,15 +248,15 @@ def test_decisions_round_by_round(ws, tmp_path):
     with pytest.raises(ValueError, match="not an extra toy file"):
         extra_job_spec(decision, "R/m40/toys/extra/r1/poi0/job9999.npz")
     # a looser target is met: no extra toys, the last round
-    loose = decide(ws, paths, _pspec(ws, 100, 200, 2, target=round(worst * 1.01, 6)))
+    loose = decide(ws, paths, pspec_for(ws, 100, 200, 2, target=round(worst * 1.01, 6)))
     assert loose["multiplier"] == 1 and loose["extra"] == [] and loose["last"]
     # the bound caps the multiplier; at the bound no later round
-    capped = decide(ws, paths, _pspec(ws, 100, 200, 2, bound=250))
+    capped = decide(ws, paths, pspec_for(ws, 100, 200, 2, bound=250))
     assert capped["multiplier"] == 2 and capped["final"]["toys_per_poi"] == 200 and capped["last"]
 
     # two rounds to a target 1.3x below the first batch's worst error: round 1 asks for ceil(1.1 * 1.69) = 2x
     target = round(worst / 1.3, 6)
-    p2 = _pspec(ws, 100, 200, 2, target=target)
+    p2 = pspec_for(ws, 100, 200, 2, target=target)
     d1 = decide(ws, paths, p2)
     assert d1["multiplier"] == 2 and not d1["last"] and len(d1["extra"]) == 2 * (p2["n_poi"] + 1)
     paths2 = paths + save((e["file"], e["spec"]) for e in d1["extra"])
@@ -255,9 +305,10 @@ def test_study_table_reports_the_precision_reached():
     assert study_rows(study, {"40": {**limit(40, 0.1), "no_sensitivity": True}}, [])[0]["mc_precision_pct"] is None
 
 
-def _rounds_to_target(ws, tmp_path, pspec):
+def rounds_to_target(ws, tmp_path, pspec):
     """One mass through the workflow's rounds (lzflow.precisionjob.decide on the toys so far, the
-    extra files it asks for, until the last round), then the final merge: (limit document, decisions)."""
+    extra files it asks for, until the last round), then the final merge: (limit document, decisions,
+    every toy file)."""
     from lzflow.toyjobs import save_toy_job
 
     def save(jobs):
@@ -273,7 +324,7 @@ def _rounds_to_target(ws, tmp_path, pspec):
         decisions.append(decide(ws, paths, pspec, previous=decisions[-1] if decisions else None))
         paths += save((e["file"], e["spec"]) for e in decisions[-1]["extra"])
     spec = {**pspec["merge"], "precision_rounds": [round_record(d) for d in decisions]}
-    return merge_mass(ws, paths, spec)[0], decisions
+    return merge_mass(ws, paths, spec)[0], decisions, paths
 
 
 @pytest.mark.slow
@@ -293,13 +344,13 @@ def test_rounds_reach_the_target_and_errors_match_the_seed_scatter(repo, tmp_pat
     ws = json.loads(gzip.decompress((repo / "tests" / "data" / f"workspace_quick_m{mass}.json.gz").read_bytes()))
     target, values, errors, toys, one_round = 0.1, [], [], [], []
     for seed in range(6):
-        pspec = _pspec(ws, 100, 200, 2, target=target, bound=3000)
+        pspec = pspec_for(ws, 100, 200, 2, target=target, bound=3000)
         pspec["mass"] = pspec["merge"]["mass_label"] = mass
         pspec["merge"]["method"] = "CLs"
         del pspec["merge"]["n_boot"]  # the workflow's bootstrap (N_BOOT replicates)
         for key in ("sb", "b"):
             pspec[key]["seed"] = 100 + seed
-        doc, decisions = _rounds_to_target(ws, tmp_path / f"s{seed}", pspec)
+        doc, decisions, _ = rounds_to_target(ws, tmp_path / f"s{seed}", pspec)
         p = doc["precision"]
         assert p["reached"] and p["worst"] <= target, (seed, p)  # every seed reaches the target
         assert p["rounds"] == [round_record(d) for d in decisions] and len(decisions) <= MAX_ROUNDS
