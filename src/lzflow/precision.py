@@ -15,10 +15,14 @@ toys in rounds:
 
    (``expected_mu_err`` / ``expected_mu`` in ``limit.json``: the standard deviation of Q over
    bootstrap replicates of all S+B and B-only toys, :func:`lzflow.stats.inversion.bootstrap_errors`)
-   is compared with ε. A Monte Carlo error falls as :math:`1/\\sqrt{N}`, so the mass needs
-   :math:`m_r = \\lceil 1.1\\, m_{r-1} (\\max_Q r_Q / ε)^2 \\rceil` times its first batch (1.1:
+   is compared with its target ε_Q: ε_Q = ε for all three with a number ε; the mapping form
+   ``{median: ε_0, minus_1sigma: ε_−, plus_1sigma: ε_+}`` covers only the quantities it names
+   (:func:`targets`; e.g. ``{median: 0.02}`` for CLs+b, whose −1σ quantile sits near μ = 0 and would
+   need ~100x the median's toys). A Monte Carlo error falls as :math:`1/\\sqrt{N}`, so the mass needs
+   :math:`m_r = \\lceil 1.1\\, m_{r-1} s^2 \\rceil`, :math:`s = \\max_Q r_Q / ε_Q` over the covered
+   quantities (:func:`shortfall`), times its first batch (1.1:
    :data:`MARGIN`, room for the scatter of the estimate), at most ``stats.max_toys_per_poi // N``.
-   A mass with :math:`\\max_Q r_Q ≤ ε` keeps m_r = m_{r−1}: no extra job, and no later round;
+   A mass with every covered :math:`r_Q ≤ ε_Q` keeps m_r = m_{r−1}: no extra job, and no later round;
    a round at the bound, or round :data:`MAX_ROUNDS`, is the last too (its toys are still made and merged).
 3. the **extension** of round r: the toys of a run with ``m_r × N`` S+B and ``m_r × N_B`` B-only
    toys in ``m_r × J`` jobs per POI, less its first ``m_{r−1} × J`` jobs, which exist: job j of any
