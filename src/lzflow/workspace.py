@@ -278,12 +278,12 @@ def workspace_model(ws: Mapping[str, Any]):
         rel_unc=[b["rel_unc"] for b in ws["backgrounds"]],
         signal_name=ws["signal"]["name"],
     )
-    if ws.get("mc_stat"):
-        return model.with_mc_stat(mc_stat_delta(ws))
-    if not ws.get("shape_systematics"):
-        return model
-    # workspaces written before the interpolation was a choice were morphed with code 4p
-    return model.with_shape_systematics(shape_systematic_models(ws), ws.get("shape_interpolation", "code4p"))
+    if ws.get("shape_systematics"):
+        # workspaces written before the interpolation was a choice were morphed with code 4p
+        model = model.with_shape_systematics(shape_systematic_models(ws), ws.get("shape_interpolation", "code4p"))
+    if ws.get("mc_stat"):  # with shape systematics too (lzflow.stats.mcstat_morph)
+        model = model.with_mc_stat(mc_stat_delta(ws))
+    return model
 
 
 def add_mc_stat(ws: dict[str, Any], background_pdfs: Sequence[str | Path], threshold: float) -> None:
@@ -291,11 +291,10 @@ def add_mc_stat(ws: dict[str, Any], background_pdfs: Sequence[str | Path], thres
     ``mc_rel_error``, the relative MC error sqrt(variance)/value of its template per bin (the fold's
     variance Σ_j p_j² c_jb/N_j², :func:`lzflow.pdfs.fold_spectrum`, read from the PDF's Weight
     storage; 0 in empty bins), ``ws["mc_stat"]`` the threshold and the number of γ bins, and the
-    format becomes :data:`FORMAT_MCSTAT`. Refused with shape systematics (not supported together)."""
+    format becomes :data:`FORMAT_MCSTAT`. With shape systematics the γ scale the morphed background
+    (:mod:`lzflow.stats.mcstat_morph`); δ_b is that of the nominal templates."""
     from .pdfs import read_pdf
 
-    if ws.get("shape_systematics"):
-        raise WorkspaceError("systematics.mc_stat with shape systematics is not supported; expected one of the two")
     by_name = {b["name"]: b for b in ws["backgrounds"]}
     for path in background_pdfs:
         hist, meta = read_pdf(Path(path).parent, Path(path).stem)

@@ -52,3 +52,14 @@ def test_mc_stat_unblinded_refused(repo, default_config):
         _resolve(repo, default_config, {"mc_stat": {"enabled": True, "threshold": 0.05}}, blind=False,
                  data={"path": "tests/data/quick_observed_events.csv", "format": "csv",
                        "columns": {"cS1": "cS1", "cS2": "cS2"}})
+
+
+def test_mc_stat_with_shape_systematics_reaches_the_workspace_spec(repo, default_config):
+    """Once refused, now a model (lzflow.stats.mcstat_morph): the spec asks for the γ and the α."""
+    from lzflow.config import deep_merge, load_yaml
+
+    raw = deep_merge(copy.deepcopy(default_config), load_yaml(repo / "config" / "overlays" / "systematics.yaml"))
+    raw["stats"] = {**raw.get("stats", {}), "mc_stat": {"enabled": True, "threshold": 0.05}}
+    spec = workspace_spec(resolve_config(raw, base_dir=repo), "40")
+    assert spec["mc_stat"] == {"threshold": 0.05}
+    assert spec["systematics"] and spec["interpolation"] == "log_pchip"

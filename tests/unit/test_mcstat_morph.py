@@ -122,3 +122,26 @@ def test_qtilde_batched_equals_explicit_gamma_migrad(interpolation):
     # and the γ change q̃: without them the same toys give other values
     q_none, _, _ = _qtilde(model.with_mc_stat(None), counts, aux[:, : model.n_bkg + model.n_shape], 1.5)
     assert np.abs(q_none - q).max() > 1e-3
+
+
+def test_qtilde_equals_pyhf_staterror_with_code4p_histosys():
+    """pyhf's ``staterror`` multiplies each background sample after its additive ``histosys`` deltas, so
+    its γ_b scales ν(0, θ, α) of the bin as lzflow's does: same q̃ on the exported workspace."""
+    pyhf = pytest.importorskip("pyhf")
+    from lzflow.stats.pyhf_export import PYHF_MODIFIER_SETTINGS, pyhf_data, to_pyhf_workspace
+
+    model = _model("code4p", 2)
+    counts, aux = _toys(model, 3, 0.4, 7)
+    q, _, _ = _qtilde(model, counts, aux, 1.5)
+    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(tolerance=1e-8, strategy=2))
+    try:
+        pm = pyhf.Workspace(to_pyhf_workspace(model)).model(modifier_settings=PYHF_MODIFIER_SETTINGS)
+        cfg = pm.config
+        assert {"alpha_tilt", "alpha_stretch", "mcstat"} <= set(cfg.parameters)
+        qp = [float(pyhf.infer.test_statistics.qmu_tilde(1.5, pyhf_data(model, pm, counts[t], aux[t]), pm,
+                                                          cfg.suggested_init(), cfg.suggested_bounds(),
+                                                          cfg.suggested_fixed())) for t in range(3)]
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+    assert np.abs(q - np.array(qp)).max() < 1e-6
+    assert max(qp) > 0.5

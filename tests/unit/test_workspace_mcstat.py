@@ -65,7 +65,22 @@ def test_mc_stat_refusals(pdfs):
     ws["mc_stat"] = {"threshold": 0.05}
     with pytest.raises(WorkspaceError, match="without mc_rel_error"):
         workspace_model(ws)
-    ws.pop("mc_stat")
-    ws["shape_systematics"] = [{"name": "x"}]
-    with pytest.raises(WorkspaceError, match="not supported"):
-        add_mc_stat(ws, backgrounds, 0.05)
+
+
+def test_mc_stat_with_shape_systematics(pdfs):
+    """Both together (lzflow.stats.mcstat_morph): the model carries the α and the γ, the pyhf export
+    a histosys on the varied sample and the staterror on every background."""
+    signal, backgrounds = pdfs
+    ws, _ = make_workspace(signal, backgrounds, SPEC)
+    t = np.asarray(next(b for b in ws["backgrounds"] if b["name"] == "bkgA")["template"])
+    ws["shape_systematics"] = [{"name": "x", "templates": {"bkgA": {"1": (1.1 * t).tolist(), "-1": (0.9 * t).tolist(),
+                                                                     "2": (1.2 * t).tolist(), "-2": (0.8 * t).tolist()}}}]
+    ws["shape_interpolation"] = "code4p"
+    add_mc_stat(ws, backgrounds, 0.0)
+    model = workspace_model(ws)
+    assert (model.n_shape, model.n_gamma, model.n_aux) == (1, 12, 2 + 1 + 12)
+    assert np.array_equal(model.mc_stat, mc_stat_delta(ws))
+    from lzflow.workspace import pyhf_export
+
+    mods = {m["type"] for s in pyhf_export(model)["channels"][0]["samples"] for m in s["modifiers"]}
+    assert {"histosys", "staterror"} <= mods

@@ -104,13 +104,12 @@ class GammaMorphLayout(FreeParameters):
         return mu * T0a, v, (c, al, f1, f2, T0a)
 
     def _log_derivs(self, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
-        c, al, B1, B2, U = ex
-        C = self.basis.C
+        B1, B2, C = ex[2], ex[3], self.basis.C
         return np.einsum("nkm,mksi->nksi", B1, C), np.einsum("nkm,mksi->nksi", B2, C)
 
     def jacobians(self, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
         """(∂u/∂y, ∂v/∂y) ``(n, bins, p)`` (module docstring)."""
-        nc, K = self.nc, self.K
+        nc = self.nc
         c = ex[0]
         n, bins = c.shape[0], self.basis.n_bins
         Ju, Jv = np.zeros((n, bins, self.p)), np.zeros((n, bins, self.p))
@@ -364,14 +363,14 @@ def explicit_gamma_morph_fit(model: Any, counts: np.ndarray, aux: np.ndarray, mu
         return full, gam, u, v, u + gam * v
 
     def nll(z):
-        full, gam, u, v, nu = unpack(z)
+        full, _, _, _, nu = unpack(z)
         if np.any(pos & ~(nu > 0)):
             return 1e300
         return float(nu.sum() - counts[pos] @ np.log(nu[pos]) + 0.5 * (((z[p:] - ag) ** 2) / d2).sum()
                      + 0.5 * prec @ (full - a_full) ** 2)
 
     def grad(z):
-        full, gam, u, v, nu = unpack(z)
+        full, gam, _, v, nu = unpack(z)
         one_r = 1.0 - np.where(pos, counts / np.where(pos, nu, 1.0), 0.0)
         c, al = full[:S], full[S:]
         J = model.morph.jacobian(c, al)  # (S + K, bins): ∂ν/∂[μ, θ, α]
@@ -381,8 +380,7 @@ def explicit_gamma_morph_fit(model: Any, counts: np.ndarray, aux: np.ndarray, mu
         gy = xt @ one_r + prec * (full - a_full)
         return np.r_[gy[cols], (one_r * v)[gb] + (z[p:] - ag) / d2]
 
-    z0 = np.r_[np.clip(model.full_params(0.5 / max(model.signal_total, 1e-300), aux[: nb + K])[cols], None, None),
-               np.clip(ag, 0.05, None)]
+    z0 = np.r_[model.full_params(0.5 / max(model.signal_total, 1e-300), aux[: nb + K])[cols], np.clip(ag, 0.05, None)]
     if mu_fixed is None:
         z0[0] = max(0.5 / max(model.signal_total, 1e-300), 1e-3)
     th = (cols >= 1) & (cols <= nb)

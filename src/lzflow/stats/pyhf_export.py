@@ -156,17 +156,21 @@ def pyhf_aux_from_lzflow(
 
 
 def _aux_with_mcstat(model: BinnedModel, aux: np.ndarray, order) -> np.ndarray:
-    """pyhf aux of a model with γ bins: α_b of the constrained backgrounds, then per bin of the
-    ``staterror`` vector a_γ (1 in bins without γ, which pyhf keeps fixed)."""
-    order = list(order) if order is not None else [model.names[b] for b in model.free_bkg] + [MCSTAT_MODIFIER]
-    nb = model.n_bkg
+    """pyhf aux of a model with γ bins: α_b of the constrained backgrounds, a shape parameter's a_k
+    itself, and per bin of the ``staterror`` vector a_γ (1 in bins without γ, which pyhf keeps fixed)."""
+    shape = model.shape_parameters
+    order = list(order) if order is not None else \
+        [model.names[b] for b in model.free_bkg] + list(shape) + [MCSTAT_MODIFIER]
+    nb, K = model.n_bkg, model.n_shape
     gb = np.flatnonzero(model.mc_stat > 0)
     parts = []
     for name in order:
         if name == MCSTAT_MODIFIER:
             g = np.ones(aux.shape[:-1] + (model.n_bins,))
-            g[..., gb] = aux[..., nb : nb + gb.size]
+            g[..., gb] = aux[..., nb + K : nb + K + gb.size]
             parts.append(g)
+        elif name in shape:
+            parts.append(aux[..., nb + shape.index(name)][..., None])
         else:
             b = model.names.index(name)
             parts.append(((aux[..., b] - 1.0) / model.rel_unc[b])[..., None])
