@@ -13,7 +13,8 @@ import pytest
 
 from lzflow.stats.fit import BatchedFitter, fit_minuit
 from lzflow.stats.fitresult import FitConfig
-from lzflow.stats.mcstat import McStatLayout, McStatRows, explicit_gamma_fit, gamma_hat, total_delta
+from lzflow.stats.mcstat import (McStatLayout, McStatRows, explicit_gamma_fit, gamma_generation, gamma_hat,
+                                 total_delta)
 from lzflow.stats.model import BinnedModel, ModelError
 from lzflow.stats.morphing import ShapeSystematic
 from lzflow.stats.teststat import evaluate_test_statistic
@@ -209,7 +210,9 @@ def test_toys_randomise_the_gamma_aux_and_their_qtilde_is_the_reference(stream):
     res = run_toys(model, req)
     assert res.aux.shape == (n, model.n_aux)
     ag = res.aux[:, model.n_bkg:]
-    z = (ag - 1.0) / delta[delta > 0]  # a_γ ~ Gauss(1, δ): standard normal after scaling
+    centre = gamma_generation(model, res.gen_params)  # γ̂̂(μ = 1) on the Asimov background-only data
+    assert np.abs(centre - 1).max() > 0.02  # the signal pulls the γ of the conditional fit
+    z = (ag - centre) / delta[delta > 0]  # a_γ ~ Gauss(γ̂̂, δ): standard normal after scaling
     assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.std() - 1) < 0.05
     assert np.all(np.isfinite(res.q[:, 0])) and (res.status_uncond == 0).all()
     # the same toys split differently give the same records (a_γ are a function of the toy index)
@@ -234,3 +237,41 @@ def test_combining_runs_with_gamma_refused():
     base, delta = _model()
     with pytest.raises(ModelError, match="template MC statistics"):
         combine_models({"a": base.with_mc_stat(delta), "b": base}, ())
+
+
+@pytest.mark.parametrize("stream", ["counter", "seedsequence"])
+def test_toys_gamma_generated_at_the_conditional_fit(stream):
+    """a_γ ~ Gauss(γ̂̂(μ), δ), as θ and α at θ̂̂, α̂̂: at background-only Asimov data γ̂̂(0) = 1 exactly and
+    the toys are those drawn at the nominal γ bit for bit; with data the generation point carries γ̂̂,
+    the γ of the explicit-γ conditional fit, and the a_γ move by γ̂̂ − 1 with the same normals."""
+    from lzflow.stats.toys import BatchedFitter as _BF, ToySampler, generation_point
+
+    base, delta = _model()
+    model = base.with_mc_stat(delta)
+    fitter = _BF(model, FitConfig(n_threads=1))
+    gen0, _ = generation_point(model, 0.0, None, fitter)
+    g0 = gamma_generation(model, gen0)
+    assert np.array_equal(g0, np.ones(model.n_gamma))
+    idx = np.arange(40)
+    nominal = ToySampler(fitter, gen0, stream).draw(3, 7, 0, "b", idx)[1]
+    at_g0 = ToySampler(fitter, gen0, stream, g0).draw(3, 7, 0, "b", idx)[1]
+    assert np.array_equal(nominal, at_g0)
+    from lzflow.stats.request import ToyRequest
+    from lzflow.stats.toys import run_toys
+
+    res = run_toys(model, ToyRequest(base_seed=3, mass_key=7, poi_index=0, hypothesis="b", toy_indices=idx, mu=1.0,
+                                     block_size=64, n_threads=1, stream=stream))
+    assert np.array_equal(res.aux, nominal)  # run_toys' B-only toys: today's, bit for bit
+    # data: a toy-like observed dataset (counts and a_γ off nominal); B-only and S+B generation points
+    counts, aux = _toys(model, 1, 0.3, 21)
+    obs = (counts[0], aux[0])
+    for mu in (0.0, 1.0):
+        gen, _ = generation_point(model, mu, obs, fitter)
+        g = gamma_generation(model, gen, obs)
+        _, full = explicit_gamma_fit(model, counts[0], aux[0], mu_fixed=mu)
+        np.testing.assert_allclose(g, full[1 + model.n_bkg:], atol=2e-5)  # Migrad's γ (tolerance-limited)
+        assert np.abs(g - 1).max() > 0.05
+        moved = ToySampler(fitter, gen, stream, g).draw(3, 7, 0, "sb", idx)[1]
+        plain = ToySampler(fitter, gen, stream).draw(3, 7, 0, "sb", idx)[1]
+        np.testing.assert_array_equal(moved[:, :3], plain[:, :3])
+        np.testing.assert_allclose(moved[:, 3:] - plain[:, 3:], np.broadcast_to(g - 1, (40, g.size)), atol=1e-14)

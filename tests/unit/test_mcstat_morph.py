@@ -145,3 +145,29 @@ def test_qtilde_equals_pyhf_staterror_with_code4p_histosys():
         pyhf.set_backend("numpy", "scipy")
     assert np.abs(q - np.array(qp)).max() < 1e-6
     assert max(qp) > 0.5
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_toys_of_a_morphed_gamma_model(interpolation):
+    """run_toys end to end: a_α ~ Gauss(α̂̂, 1) and a_γ ~ Gauss(γ̂̂, δ) at the conditional fit of the
+    Asimov data, and q̃ of the first toys equals the explicit-γ, explicit-α Migrad one."""
+    from lzflow.stats.mcstat import gamma_generation
+    from lzflow.stats.request import ToyRequest
+    from lzflow.stats.toys import generate_toys, run_toys
+
+    model = _model(interpolation)
+    req = ToyRequest(base_seed=5, mass_key=400000, poi_index=0, hypothesis="sb", toy_indices=np.arange(200),
+                     mu=1.5, block_size=64, n_threads=1)
+    res = run_toys(model, req)
+    assert (res.status_uncond == 0).all() and np.all(np.isfinite(res.q[:, 0]))
+    d = model.mc_stat[model.mc_stat > 0]
+    z = (res.aux[:, model.n_bkg + model.n_shape:] - gamma_generation(model, res.gen_params)) / d
+    assert abs(z.mean()) < 4 / np.sqrt(z.size) and abs(z.std() - 1) < 0.05
+    za = res.aux[:, model.n_bkg:model.n_bkg + model.n_shape] - res.gen_params[1 + model.n_bkg:]
+    assert np.abs(za.mean(axis=0)).max() < 4 / np.sqrt(200) and np.abs(res.gen_params[-2:]).max() > 0.05
+    counts, aux = generate_toys(model, res.gen_params, np.arange(3), 5, 400000, 0, "sb")
+    assert np.array_equal(aux, res.aux[:3])
+    for t in range(3):
+        n_u, full = explicit_gamma_morph_fit(model, counts[t], aux[t])
+        n_c, _ = explicit_gamma_morph_fit(model, counts[t], aux[t], mu_fixed=1.5)
+        assert res.q[t, 0] == pytest.approx(2 * (n_c - n_u) if full[0] <= 1.5 else 0.0, abs=1e-6)

@@ -57,7 +57,7 @@ from .binned_nll import PointRows, PreparedData
 
 __all__ = ["gamma_hat", "total_delta", "McStatLayout", "McStatRows", "profiled_nll", "mcstat_problem",
            "mcstat_information", "explicit_gamma_fit", "dense_counts", "MCSTAT_KEYS", "draw_gamma_aux",
-           "GAMMA_WORD0", "poisson_terms"]
+           "GAMMA_WORD0", "poisson_terms", "expected_parts", "gamma_generation"]
 
 #: counter-stream word index of a toy's first γ auxiliary normal: far above the words its θ, α,
 #: dense-bin and sparse-event draws use (< 2⁴⁰), so those stay the words they are without γ
@@ -252,12 +252,43 @@ class McStatRows(PointRows):
         return h
 
 
+def expected_parts(model: Any, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(u, v) ``(..., n_bins)`` at full parameters ``params`` ``(..., n_par)``: ν = u + γ v, u the
+    signal part (μ s; with shape systematics ν(μ, θ, α) − v), v the background part the γ scale
+    (θ B; with shape systematics ν(0, θ, α), :mod:`lzflow.stats.mcstat_morph`)."""
+    params = np.asarray(params, float)
+    if model.n_shape:
+        v = model.expected(np.zeros(params.shape[:-1]), params[..., 1:])
+        return model.expected(params[..., 0], params[..., 1:]) - v, v
+    return params[..., :1] * model.signal, params[..., 1 : 1 + model.n_bkg] @ model.backgrounds
+
+
+def gamma_generation(model: Any, params: np.ndarray, observed: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> np.ndarray:
+    """γ̂̂ ``(G,)``: the γ̂ of the conditional fit whose (μ, θ̂̂, α̂̂) are ``params``, on ``observed`` =
+    (counts, aux) (default: the Asimov background-only data, :meth:`BinnedModel.asimov` at μ = 0) —
+    the centre of the toys' a_γ (:func:`draw_gamma_aux`), as θ̂̂ and α̂̂ are of theirs. Where γ = 1
+    solves the quadratic of :func:`gamma_hat` exactly in floating point, i.e.
+    (1 − a)(u + v) + δ² v (u + v − n) = 0 (a = 1 and n = u + v: background-only Asimov data at μ = 0),
+    γ̂̂ is 1 exactly (it is then the larger root, ν = u + v > 0), not the root formula's 1 ± 1 ulp:
+    those toys stay those drawn at the nominal γ, bit for bit."""
+    counts, aux = model.asimov(0.0) if observed is None else observed
+    counts, aux = np.asarray(counts, float), np.asarray(aux, float)
+    u, v = expected_parts(model, params)
+    gb = np.flatnonzero(np.asarray(model.mc_stat, float) > 0)
+    u, v, n = u[gb], v[gb], counts[gb]
+    a = aux[model.n_bkg + model.n_shape :]
+    d2 = model.mc_stat[gb] ** 2
+    exact = ((1.0 - a) * (u + v) + d2 * v * (u + v - n) == 0.0) & (u + v > 0)
+    return np.where(exact, 1.0, gamma_hat(u, v, n, a, d2))
+
+
 def draw_gamma_aux(model: Any, aux: np.ndarray, key: np.ndarray | None = None, toys: np.ndarray | None = None,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
-    """Toys' γ auxiliary measurements a_γ ~ Gauss(1, δ) (the global observables of the γ, drawn at
-    the nominal γ = 1) written into ``aux[..., n_bkg + K:]``: from the counter stream ``key`` at words
-    :data:`GAMMA_WORD0` + g of each of ``toys`` (``(n, n_aux)`` aux), or from one toy's ``rng``
-    after its other draws (``(n_aux,)`` aux)."""
+                   rng: np.random.Generator | None = None, centre: np.ndarray | None = None) -> np.ndarray:
+    """Toys' γ auxiliary measurements a_γ ~ Gauss(γ_gen, δ) (the global observables of the γ, drawn at
+    ``centre`` = γ_gen ``(G,)``, :func:`gamma_generation`; ``None``: the nominal γ = 1) written into
+    ``aux[..., n_bkg + K:]``: from the counter stream ``key`` at words :data:`GAMMA_WORD0` + g of each
+    of ``toys`` (``(n, n_aux)`` aux), or from one toy's ``rng`` after its other draws (``(n_aux,)`` aux)."""
     from scipy.special import ndtri
 
     from ._rng import uniforms_from_words, words
@@ -265,16 +296,17 @@ def draw_gamma_aux(model: Any, aux: np.ndarray, key: np.ndarray | None = None, t
     delta = model.mc_stat[model.mc_stat > 0]
     start = model.n_bkg + model.n_shape
     if rng is not None:
-        aux[start:] = 1.0 + delta * rng.standard_normal(delta.size)
+        aux[start:] = (1.0 if centre is None else centre) + delta * rng.standard_normal(delta.size)
         return aux
     u = uniforms_from_words(words(key, np.asarray(toys)[:, None], GAMMA_WORD0 + np.arange(delta.size)[None, :]))
-    aux[:, start:] = 1.0 + delta * ndtri(u)
+    aux[:, start:] = (1.0 if centre is None else centre) + delta * ndtri(u)
     return aux
 
 
 def profiled_nll(model: Any, params: np.ndarray, counts: np.ndarray, aux: np.ndarray | None = None) -> np.ndarray:
-    """The model's NLL at full parameter vectors ``params`` ``(..., 1 + n_bkg)`` with every γ at
-    γ̂ (dense reference of :class:`McStatRows`); aux ``(..., n_aux)`` = [a_θ, a_γ], default nominal."""
+    """The model's NLL at full parameter vectors ``params`` ``(..., n_par)`` with every γ at γ̂ (dense
+    reference of :class:`McStatRows` and :class:`lzflow.stats.mcstat_morph.GammaMorphRows`); aux
+    ``(..., n_aux)`` = [a_θ, a_α, a_γ], default nominal."""
     params = np.atleast_2d(np.asarray(params, float))
     counts = np.atleast_2d(np.asarray(counts, float))
     nb, K = model.n_bkg, model.n_shape
@@ -282,13 +314,9 @@ def profiled_nll(model: Any, params: np.ndarray, counts: np.ndarray, aux: np.nda
     aux = np.broadcast_to(aux, counts.shape[:-1] + (model.n_aux,))
     delta = np.asarray(model.mc_stat, float)
     gb = np.flatnonzero(delta > 0)
-    if K:  # shape systematics: v = ν(0, θ, α), u = ν − v (lzflow.stats.mcstat_morph)
-        v = model.expected(np.zeros(params.shape[:-1]), params[..., 1:])
-        u = model.expected(params[..., 0], params[..., 1:]) - v
+    u, v = expected_parts(model, params)  # with shape systematics: v = ν(0, θ, α), u = ν − v
+    if K:
         params, alpha = params[..., : 1 + nb], params[..., 1 + nb :]
-    else:
-        u = params[..., :1] * model.signal
-        v = params[..., 1:] @ model.backgrounds
     ag = aux[..., nb + K :]
     g = gamma_hat(u[..., gb], v[..., gb], counts[..., gb], ag, delta[gb] ** 2)
     nu = u + v

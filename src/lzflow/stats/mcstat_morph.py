@@ -39,24 +39,15 @@ from typing import Any
 import numpy as np
 
 from .binned_nll import PointRows, PreparedData
-from .mcstat import dense_counts, gamma_hat, poisson_terms
+from .mcstat import dense_counts, expected_parts, gamma_hat, poisson_terms
 from .morph_nll import FreeParameters
 from .morphing import code4p
 
 __all__ = ["GammaMorphLayout", "GammaMorphRows", "gamma_morph_problem", "gamma_morph_information",
-           "explicit_gamma_morph_fit", "split_expected"]
+           "explicit_gamma_morph_fit"]
 
 #: toys per chunk of the (toys, bins, p) work arrays
 _CHUNK = 32
-
-
-def split_expected(model: Any, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(u, v) ``(..., n_bins)`` of a model with shape systematics at full parameters ``params``
-    ``(..., n_par)``: v = ν(0, θ, α), u = ν(μ, θ, α) − v (module docstring)."""
-    params = np.asarray(params, float)
-    nuis = params[..., 1:]
-    v = model.expected(np.zeros(params.shape[:-1]), nuis)
-    return model.expected(params[..., 0], nuis) - v, v
 
 
 class GammaMorphLayout(FreeParameters):
@@ -335,7 +326,7 @@ def explicit_gamma_morph_fit(model: Any, counts: np.ndarray, aux: np.ndarray, mu
                              mu_lower: float | None = 0.0, tol: float = 1e-9) -> tuple[float, np.ndarray]:
     """Reference fit with every γ_b an explicit Migrad parameter (≥ 0) and (μ, θ, α) explicit too:
     (NLL at the minimum, fitted ``[μ, θ, α, γ]``). ν from ``model.expected`` (u, v by
-    :func:`split_expected`), its gradient from ``model.morph.jacobian``; independent of
+    :func:`lzflow.stats.mcstat.expected_parts`), its gradient from ``model.morph.jacobian``; independent of
     :class:`GammaMorphRows`. Slow; for tests."""
     from iminuit import Minuit
 
@@ -359,7 +350,7 @@ def explicit_gamma_morph_fit(model: Any, counts: np.ndarray, aux: np.ndarray, mu
         full[cols] = z[:p]
         gam = np.ones(model.n_bins)
         gam[gb] = z[p:]
-        u, v = split_expected(model, full)
+        u, v = expected_parts(model, full)
         return full, gam, u, v, u + gam * v
 
     def nll(z):

@@ -89,7 +89,7 @@ class ToyResult:
         """Records for ``toy_indices`` before any fit: NaN values, NOT_RUN statuses, aux at nominal
         (θ = 1, α = 0; the a_γ of template MC statistics, :mod:`lzflow.stats.mcstat`, 1)."""
         n, n_mu = toy_indices.size, mu_test.size
-        aux = np.ones((n, n_bkg + n_gamma)) if not n_shape else np.tile(np.r_[np.ones(n_bkg), np.zeros(n_shape)], (n, 1))
+        aux = np.ones((n, n_bkg + n_gamma)) if not n_shape else np.tile(np.r_[np.ones(n_bkg), np.zeros(n_shape), np.ones(n_gamma)], (n, 1))
         return cls(
             hypothesis=hypothesis, poi_index=int(poi_index), base_seed=int(base_seed),
             mass_key=int(mass_key), test_stat=test_stat, gen_params=gen_params, mu_test=mu_test,

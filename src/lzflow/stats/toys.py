@@ -55,7 +55,7 @@ from ._threads import available_cores, blas_threads
 from .binned_nll import PreparedData
 from .fit import BatchedFitter
 from .fitresult import FitConfig, FitResult
-from .mcstat import draw_gamma_aux
+from .mcstat import draw_gamma_aux, gamma_generation
 from .model import BinnedModel
 from .request import BONLY_POI_INDEX, HYPOTHESES, STREAMS, ToyRequest
 from .teststat import evaluate_test_statistic, mu_lower_bound
@@ -144,7 +144,7 @@ class ToySampler:
         (aux normals of θ then of α, dense Poissons, sparse total, its uniforms). ~10× slower.
     """
 
-    def __init__(self, fitter: BatchedFitter, params: np.ndarray, stream: str = "counter"):
+    def __init__(self, fitter: BatchedFitter, params: np.ndarray, stream: str = "counter", gamma_gen=None):
         if stream not in STREAMS:
             raise ValueError(f"stream must be one of {STREAMS}, got {stream!r}")
         m = fitter.model
@@ -163,7 +163,7 @@ class ToySampler:
         self.rel_free = m.rel_unc[self.free]
         self.theta_free = self.params[1:][self.free]
         self.n_shape = m.n_shape
-        self.alpha_gen = self.params[1 + m.n_bkg :]
+        self.alpha_gen, self.gamma_gen = self.params[1 + m.n_bkg :], gamma_gen  # γ̂̂: mcstat.gamma_generation
         self._pois = PoissonInverse(self.nuD) if stream == "counter" else None
 
     def draw(
@@ -189,7 +189,7 @@ class ToySampler:
         if nk:
             aux[:, m.n_bkg : m.n_bkg + nk] = self.alpha_gen + ndtri(u[:, nf : nf + nk])
             nf += nk  # the words after the aux normals
-        aux = draw_gamma_aux(m, aux, key, toys) if m.n_gamma else aux  # template MC statistics
+        aux = draw_gamma_aux(m, aux, key, toys, centre=self.gamma_gen) if m.n_gamma else aux  # template MC statistics
         nD = self._pois.sample(u[:, nf : nf + nd])
         ns = poisson_inverse_scalar(self.lamS, u[:, nf + nd]) if self.lamS > 0 else np.zeros(n, int)
         tot = int(ns.sum())
@@ -233,7 +233,7 @@ class ToySampler:
                 e_toy.append(np.full(ub.size, t))
                 e_bin.append(ub)
                 e_n.append(uc)
-            aux[t] = draw_gamma_aux(m, aux[t], rng=rng) if m.n_gamma else aux[t]  # after the toy's other draws
+            aux[t] = draw_gamma_aux(m, aux[t], rng=rng, centre=self.gamma_gen) if m.n_gamma else aux[t]  # after the other draws
         if e_toy:
             et, eb, en = np.concatenate(e_toy), np.concatenate(e_bin), np.concatenate(e_n)
         else:
@@ -262,12 +262,13 @@ def generate_toys(
     mass_key: int,
     poi_index: int,
     hypothesis: str | int,
-    stream: str = "counter",
+    stream: str = "counter", observed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense toy data: (counts ``(n, n_bins)``, aux ``(n, n_aux)``) — the same toys
-    :func:`run_toys` fits for these seeds and generation point."""
+    """Dense toy data: (counts ``(n, n_bins)``, aux ``(n, n_aux)``) — the same toys :func:`run_toys`
+    fits for these seeds, generation point and ``observed`` data (the centre γ̂̂ of the a_γ)."""
     fitter = BatchedFitter(model, FitConfig(n_threads=1))
-    sampler = ToySampler(fitter, np.asarray(gen_params, dtype=np.float64), stream)
+    gen = np.asarray(gen_params, dtype=np.float64)
+    sampler = ToySampler(fitter, gen, stream, gamma_generation(model, gen, observed) if model.n_gamma else None)
     data, aux = sampler.draw(base_seed, mass_key, poi_index, hypothesis,
                              np.asarray(toy_indices, dtype=np.int64))
     return sampler.dense_counts(data), aux
@@ -340,7 +341,8 @@ class BinnedToys:
         self.truth_fitter = self.fitter
 
     def drawer(self, gen: np.ndarray, request: ToyRequest) -> Callable[[np.ndarray], DrawnBlock]:
-        sampler = ToySampler(self.fitter, gen, request.stream)
+        m = self.fitter.model  # template MC statistics: the a_γ centred at γ̂̂ (mcstat.gamma_generation)
+        sampler = ToySampler(self.fitter, gen, request.stream, gamma_generation(m, gen, request.observed) if m.n_gamma else None)
         seed = (request.base_seed, request.mass_key, request.poi_index, request.hypothesis_index)
 
         def draw(toys: np.ndarray) -> DrawnBlock:
