@@ -1,5 +1,5 @@
 """`snakemake --profile slurm` and `--profile slurm-small` on a real (one-node) Slurm cluster give the
-same results as a local run; slurm-small with 21 batch jobs instead of 56 (times: docs/cluster.md).
+same results as a local run; slurm-small with 4 batch jobs (job groups) instead of 56 (times: docs/cluster.md).
 
 The cluster tests need a running cluster: `bash .ci/slurm.sh start` (root; installs slurm-wlm + munge
 and starts ../shared/tools/single-node-slurm.sh), `bash .ci/slurm.sh stop` afterwards. They are skipped
@@ -43,7 +43,7 @@ def _cluster_up() -> str | None:
 _SKIP = _cluster_up()
 needs_cluster = pytest.mark.skipif(_SKIP is not None, reason=str(_SKIP))
 # What profiles/slurm-small changes in profiles/slurm (everything else must stay equal: no drift)
-SMALL_KEYS = {"slurm-init-seconds-before-status-checks": 2}
+SMALL_KEYS = {"slurm-init-seconds-before-status-checks": 2, "cores": 2}
 
 
 def _stages() -> set[str]:
@@ -96,7 +96,8 @@ def _run(repo, results, *args, timeout=1200, env=None):
 
 
 def test_slurm_small_profile_is_slurm_plus_small_cluster_keys(repo, load_profile):
-    """slurm-small = slurm with a 2 s status poll and one toy job per mass; nothing else differs."""
+    """slurm-small = slurm with a 2 s status poll and at most 2 CPUs per group job; nothing else differs
+    (its toy split, local detector and job groups come from environment variables, tested below)."""
     link = repo / "slurm-small"
     assert link.is_symlink() and os.readlink(link) == "profiles/slurm-small"
     small = load_profile(repo / "profiles" / "slurm-small")
@@ -121,6 +122,55 @@ def test_slurm_profiles_choose_their_toy_split(repo, name, split):
     per_file = {"toys", "toys_bonly"}
     assert (per_mass if split == "mass" else per_file) <= rules, sorted(rules)
     assert not (per_file if split == "mass" else per_mass) & rules, sorted(rules)
+
+
+def _dry_run(repo, *args, env=None, configs=("config/quick.yaml",)):
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("CONDOR_CONFIG", "/dev/null")
+    return subprocess.run([sys.executable, "-m", "snakemake", *args, "-n", "--configfile", *configs,
+                           "--config", "results_dir=/nonexistent/lzflow-dry"],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _group_jobs(out: str) -> list[str]:
+    """The group of each group job a dry run prints, sorted."""
+    return sorted(re.findall(r"Group job (\w+) \(jobs in", out))
+
+
+def test_slurm_small_groups_each_interaction_and_mass(repo):
+    """slurm-small (LZFLOW_JOB_GROUPS=1): the quick config's 21 cluster jobs become 4 group jobs, one per
+    interaction (response + its PDFs) and one per mass (workspace -> toys -> merge); slurm groups nothing."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LZFLOW_TOY_JOBS", "LZFLOW_JOB_GROUPS")}
+    small = _dry_run(repo, "--profile", "slurm-small", env=env)
+    assert small.returncode == 0, (small.stdout + small.stderr)[-3000:]
+    assert _group_jobs(small.stdout) == ["mass", "mass", "pdfs", "pdfs"], small.stdout[-3000:]
+    # every rule of a group job is inside one: nothing but the controller's localrules is left over
+    ungrouped = re.findall(r"^\[.*\]\s*\n(?:localrule|rule) (\w+):", small.stdout, re.M)
+    assert set(ungrouped) <= {"detector", "mass_plots", "curve", "errors", "report", "all"}, ungrouped
+    big = _dry_run(repo, "--profile", "slurm", env=env)
+    assert big.returncode == 0, (big.stdout + big.stderr)[-3000:]
+    assert _group_jobs(big.stdout) == []
+
+
+def test_slurm_small_groups_are_valid_with_studies_and_systematics(repo):
+    """A group must not be left and re-entered (Snakemake refuses such a DAG): with detector systematics
+    (variation matrices and varied templates) and a study's trees the groups still build."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LZFLOW_TOY_JOBS", "LZFLOW_JOB_GROUPS")}
+    result = _dry_run(repo, "--profile", "slurm-small", env=env,
+                      configs=("config/quick.yaml", "config/overlays/systematics.yaml",
+                               "config/studies/systematics_onoff.yaml"))
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    groups = _group_jobs(result.stdout)
+    assert "pdfs" in groups and groups.count("mass") >= 4, groups  # baseline + study trees, 2 masses each
+
+
+def test_bad_job_groups_value_is_one_line(repo):
+    env = dict(os.environ, LZFLOW_JOB_GROUPS="yes")
+    result = _dry_run(repo, "--cores", "1", env=env)
+    assert result.returncode != 0
+    assert "lzflow: config error: LZFLOW_JOB_GROUPS='yes': expected 0 or 1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bad_local_detector_value_is_one_line(repo):
@@ -149,7 +199,7 @@ def local_reference(repo, tmp_path_factory):
 
 @needs_cluster
 def test_slurm_small_profile_matches_local_run(repo, local_reference):
-    """Right after the local run (same load): same bytes, 21 batch jobs; prints both wall times (issue 16)."""
+    """Right after the local run (same load): same bytes, 4 batch jobs; prints both wall times (issue 16)."""
     results, reference, t_local = local_reference
     before = set(repo.glob("slurm-*.out"))
     env = {k: v for k, v in os.environ.items() if k != "LZFLOW_TOY_JOBS"}
@@ -159,16 +209,17 @@ def test_slurm_small_profile_matches_local_run(repo, local_reference):
     assert "submitted with SLURM jobid" in out  # really went through sbatch
     assert re.search(r"Rule: toys_m\d+", out) and not re.search(r"Rule: toys\)", out)  # one toy job per mass
     assert "Rule: detector)" in out and "rule_detector/" not in out  # detector ran on the controller
+    assert "slurm_logs/group_pdfs" in out and "slurm_logs/group_mass" in out  # went as group jobs
     load = os.getloadavg()
     print(f"\nlocal run: {t_local:.1f} s; slurm-small run: {t_small:.1f} s ({t_small / t_local:.2f}x); "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     assert _snapshot(results) == reference
     shutil.rmtree(results)
     assert set(repo.glob("slurm-*.out")) == before, "sbatch wrote slurm-*.out into the repository"
-    # The wall-time ratio depends on the machine's load (docs/cluster.md: 1.86x at load 6-9, 5.6x
-    # idle), so it is printed, not asserted; what drives it is asserted: the number of batch jobs
-    # (2 responses, 13 PDFs, 2 workspaces, 2 toy jobs, 2 merges; no detector, no per-file toy jobs).
-    assert len(re.findall(r"submitted with SLURM jobid", out)) == 21, out[-4000:]
+    # The wall-time ratio depends on the machine's load (docs/cluster.md), so it is printed, not
+    # asserted; what drives it is asserted: the number of batch jobs, 4 group jobs (per interaction its
+    # response + PDFs, per mass workspace -> toys -> merge) instead of 21 single jobs.
+    assert len(re.findall(r"submitted with SLURM jobid", out)) == 4, out[-4000:]
 
 
 @needs_cluster

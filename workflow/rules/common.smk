@@ -8,6 +8,7 @@
 # reuses every output it does not change). Keeping the baseline's paths free of a leading wildcard
 # lets Snakemake find each file's producer by path prefix, which keeps DAG building fast.
 import gc
+import os
 import re
 import shlex
 
@@ -55,6 +56,17 @@ VARIED_SOURCES = sorted({s for v in [BASELINE, *STUDY_VARIANTS.values()] for s i
 TOY_SPLIT = toy_split_or_exit()
 TOY_BATCHES = toy_batches([BASELINE, *STUDY_VARIANTS.values()], RESULTS, LOGS, BENCHMARKS) if TOY_SPLIT == "mass" else []
 TOY_BATCH_OF = {(b.suffix, b.mass): b for b in TOY_BATCHES}
+
+# LZFLOW_JOB_GROUPS=1 (set by profiles/slurm-small): Snakemake job groups on a cluster, so that a batch
+# job's fixed cost (sbatch, two Snakemake start-ups, the status poll) is paid per group, not per rule.
+# A group job holds the connected jobs of one group: "pdfs", per interaction its response (and
+# systematic variations) and every PDF folded from it; "mass" (MASS_GROUP, stats.smk), per tree and
+# mass its workspace -> toy batch -> merge. Unset or 0: no groups. Local runs ignore groups; no number
+# depends on them.
+JOB_GROUPS = os.environ.get("LZFLOW_JOB_GROUPS", "0")
+if JOB_GROUPS not in ("0", "1"):
+    raise SystemExit(f"lzflow: config error: LZFLOW_JOB_GROUPS={JOB_GROUPS!r}: expected 0 or 1")
+PDF_GROUP = "pdfs" if JOB_GROUPS == "1" else None
 
 
 wildcard_constraints:

@@ -4,6 +4,7 @@
 
 rule response:
     """NEST detector response of one interaction type (energy -> cS1, log10 cS2 after cuts), shared by every source of that type."""
+    group: PDF_GROUP
     input:
         detector=out(L.DETECTOR),
     output:
@@ -37,6 +38,7 @@ use rule response as response_study with:
 
 rule background_pdf:
     """One background's 2D PDF in (cS1, log10 cS2): its spectrum folded through its response (TH2D .root with a .json sidecar)."""
+    group: PDF_GROUP
     input:
         response=background_response,
     output:
@@ -65,6 +67,7 @@ use rule background_pdf as background_pdf_study with:
 
 rule signal_pdf:
     """The WIMP signal's 2D PDF of one mass: its recoil spectrum folded through the NR response (TH2D .root with a .json sidecar)."""
+    group: PDF_GROUP
     input:
         response=out(L.fill(L.RESPONSE, interaction="NR")),
     output:
@@ -98,6 +101,7 @@ use rule signal_pdf as signal_pdf_study with:
 # (lzflow.response.crn), then one job per affected source folding its varied templates.
 rule response_variation:
     """Response of one interaction with one detector systematic shifted, on common random numbers (only with a systematics block)."""
+    group: PDF_GROUP
     input:
         detector=out(L.DETECTOR),
         nominal=out(L.RESPONSE),
@@ -133,6 +137,7 @@ use rule response_variation as response_variation_study with:
 
 rule variation_pdf:
     """One source's varied templates for its detector systematics, from the CRN variation matrices (only with a systematics block)."""
+    group: PDF_GROUP
     input:
         unpack(variation_pdf_inputs),
     output:

@@ -12,10 +12,15 @@ from lzflow.precisionjob import (checkpoint_decisions, extra_inputs, extra_toy_a
                                  precision_trees_or_exit)
 
 PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
+# LZFLOW_JOB_GROUPS=1 (common.smk): one batch job per tree and mass for workspace -> toy batch -> merge.
+# Not with the file split (the toy jobs go as job arrays, which Slurm cannot group) nor with a target
+# precision (its checkpoint sits between toys and merge).
+MASS_GROUP = "mass" if JOB_GROUPS == "1" and TOY_SPLIT == "mass" and not PRECISION else None
 
 
 rule workspace:
     """Likelihood workspace of one mass (templates, constraints, POI grid, asymptotic limits), its pyhf and HS3 exports and the nuisance-parameter impacts."""
+    group: MASS_GROUP
     input:
         signal=out(L.SIGNAL_PDF),
         backgrounds=workspace_backgrounds,
@@ -130,6 +135,7 @@ use rule toys_bonly as toys_bonly_study with:
 
 rule merge:
     """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic; the two-sided construction and the toy discovery potential when configured) and its fit-error summary."""
+    group: MASS_GROUP
     input:
         workspace=out(L.WORKSPACE),
         toys=toy_files,
@@ -236,6 +242,8 @@ for _batch in TOY_BATCHES:
         """Every toy file of one mass (S+B per POI x job, B-only per job) in one process: the local split, LZFLOW_TOY_JOBS=mass."""
         name:
             _batch.rule
+        group:
+            MASS_GROUP
         input:
             workspace=_batch.workspace,
             observed=OBSERVED_INPUT,
