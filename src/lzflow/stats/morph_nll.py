@@ -17,12 +17,12 @@ Every Σ_i (1 − r_i) (·) is a projection of the basis, Π = M·1 − M r: one
 of toys on the dense bins (``r @ Mᵀ``) plus CSR products over the non-zero sparse entries (empty
 bins enter only through the constant M·1). The gradient and the whole second-derivative part of H
 (μ–α cross terms and the α–α diagonal of code 4p) are contractions of Π with (μ, α). The
-Gauss–Newton part Σ w ∂ν ∂νᵀ splits by columns: the θ–θ block is the rate-only fitter's one BLAS
-product ``W @ P_θθ`` with the precomputed pair products of the fixed templates; the columns that
-vary per toy (μ, α; 1 + K at most) are built in chunks of toys by matrix products, and give the
-θ–(μ, α) block with one more product against the fixed templates and the (μ, α) block with small
-per-toy products — single precision by default (only the search direction depends on it,
-:class:`~lzflow.stats.fitresult.FitConfig`). The dense/sparse split, the fixed part (μ when fixed,
+Gauss–Newton part Σ w ∂ν ∂νᵀ: every dense-bin Jacobian column is a combination of R fixed basis
+rows G (μ free: [T_s; S⁰; A⁰; T_θ; S^B; A^B]; μ fixed: [T_θ; μS⁰ + S^B; μA⁰ + A^B]) with per-toy
+coefficients C (p × R: 1, α, f, μ, μf', f'), so Σ w J Jᵀ = C (Σ_i w_i G_i G_iᵀ) Cᵀ: one BLAS
+product ``w @ GG`` over the block with the precomputed pair products of G (single precision by
+default, :class:`~lzflow.stats.fitresult.FitConfig`: only the search direction depends on it),
+then a (p × R) sandwich per toy in double precision. The dense/sparse split, the fixed part (μ when fixed,
 fixed backgrounds) and the NewtonRows protocol (:class:`lzflow.stats.newton.NewtonRows`) are those
 of the rate-only fitter (:mod:`lzflow.stats.binned_nll`).
 """
@@ -39,10 +39,7 @@ from .binned_nll import PointRows, PreparedData
 from .model import BinnedModel
 from .morphing import code4p
 
-__all__ = ["FreeParameters", "MorphLayout", "MorphRows", "morph_problem", "JACOBIAN_CHUNK"]
-
-#: toys whose varying Jacobian columns (μ, α) are built and multiplied together (work arrays in cache)
-JACOBIAN_CHUNK = 32
+__all__ = ["FreeParameters", "MorphLayout", "MorphRows", "morph_problem"]
 
 
 class FreeParameters:
@@ -92,7 +89,6 @@ class MorphLayout(FreeParameters):
         basis = model.morph
         S, K = basis.S, basis.K
         self.theta = self.cfree[self.cfree > 0]  # free θ (indices into c)
-        self.nv = int(self.mu_free) + K  # Jacobian columns that vary per toy: μ (if free), α
         M = basis.M
         # ν and Π use only the basis rows that are not identically 0: ``keep``; Π of the others is 0
         self.keep = np.flatnonzero(np.any(M != 0, axis=1))
@@ -101,19 +97,13 @@ class MorphLayout(FreeParameters):
         self.MDkT = np.ascontiguousarray(self.MDk.T)  # (D, R_kept)
         self.MS = np.ascontiguousarray(Mk[:, sparse_bins].T)  # (nS, R_kept)
         self.Mtot = Mk.sum(axis=1)  # (R_kept,)
-        wt = np.float32 if float32 else np.float64
-        self.wt = wt
+        self.wt = np.float32 if float32 else np.float64
         MD = M[:, dense_bins]
         if float32:  # the Hessian's copies: values the float32 range cannot hold normally are 0
             MD = np.where(np.abs(MD) < 1e-20, 0.0, MD)  # (subnormal products are ~100× slower)
-        B = MD[self.theta]  # (nθ, D) fixed Jacobian columns of the free θ
-        self.iu, self.ju = np.triu_indices(self.theta.size)
+        self.MD = MD
         self.piu, self.pju = np.triu_indices(self.p)
-        self.PD = np.ascontiguousarray((B[self.iu] * B[self.ju]).T, dtype=wt)  # (D, nθ(nθ+1)/2)
-        self.BT = np.ascontiguousarray(B.T, dtype=wt)  # (D, nθ)
-        m4 = MD[S:].reshape(4, K, -1)
-        self.Bsig = np.ascontiguousarray(np.concatenate([MD[:1], m4[0], m4[1]]), dtype=wt)  # (1 + 2K, D)
-        self.m4 = np.ascontiguousarray(m4, dtype=wt)  # S⁰, A⁰, S^B, A^B (4, K, D)
+        self._jacobian_basis(mu_fixed)
         # bins some allowed parameter value can fill (without / with the signal when μ is fixed)
         self._live = {}
         for with_signal in (False, True):
@@ -127,6 +117,53 @@ class MorphLayout(FreeParameters):
 
     def _fix_mu(self, mu_fixed: float) -> None:
         self.liveD, self.liveS = self._live[mu_fixed != 0]
+        self._jacobian_basis(mu_fixed)
+
+    def _jacobian_basis(self, mu_fixed: float | None) -> None:
+        """The rows G ``(R, D)`` that span every dense-bin Jacobian column, J = C(y) G, and their
+        pair products ``GG`` ``(D, R(R+1)/2)`` (Hessian precision): μ free, G = [T_s; S⁰; A⁰; T_θ;
+        S^B; A^B]; μ fixed, G = [T_θ; μS⁰ + S^B; μA⁰ + A^B]. Rows that are 0 in every dense bin are
+        left out. ``gcols``: the rows of the full list kept."""
+        S, K, MD = self.S, self.K, self.MD
+        s0, a0, sb, ab = MD[S:].reshape(4, K, -1)
+        th = MD[self.theta]
+        if mu_fixed is None:
+            G = np.vstack([MD[:1], s0, a0, th, sb, ab])
+        else:
+            G = np.vstack([th, mu_fixed * s0 + sb, mu_fixed * a0 + ab])
+        nz = np.flatnonzero(np.any(G != 0, axis=1))
+        newcol = np.full(G.shape[0], -1)
+        newcol[nz] = np.arange(nz.size)
+        self.gcols = nz
+        G = G[nz]
+        iu, ju = np.triu_indices(nz.size)
+        GG = (G[iu] * G[ju]).T
+        if self.wt is np.float32:  # products below the float32 normal range: 0 (subnormals are slow)
+            GG = np.where(np.abs(GG) < 1e-30, 0.0, GG)
+        self.GG = np.ascontiguousarray(GG, dtype=self.wt)
+        self.gpair = np.zeros((nz.size, nz.size), dtype=np.intp)
+        self.gpair[iu, ju] = self.gpair[ju, iu] = np.arange(iu.size)
+        # slots (row, column of G before leaving rows out) of C's constant 1s and of its values
+        # (in the order of MorphRows.coefficient_matrix): see there
+        nth, nc, k_ = th.shape[0], self.nc, np.arange(K)
+        ia = nc + k_
+        if mu_fixed is None:
+            one = [(0, 0)] + [(1 + j, 1 + 2 * K + j) for j in range(nth)] + list(zip(ia, 1 + 2 * K + nth + k_))
+            var = (list(zip([0] * K, 1 + k_)) + list(zip([0] * K, 1 + K + k_)) + list(zip(ia, 1 + k_))
+                   + list(zip(ia, 1 + K + k_)) + list(zip(ia, 1 + 3 * K + nth + k_)))
+        else:
+            one = [(j, j) for j in range(nth)] + list(zip(ia, nth + k_))
+            var = list(zip(ia, nth + K + k_))
+
+        def flat(slots):
+            rc = np.array(slots, dtype=np.intp).reshape(-1, 2)
+            c = newcol[rc[:, 1]]
+            return rc[:, 0] * nz.size + c, c >= 0
+
+        (self.c_one, keep1), (self.c_var, self.c_vsel) = flat(one), flat(var)
+        self.c_one, self.c_var = self.c_one[keep1], self.c_var[self.c_vsel]
+        if self.c_vsel.all():
+            self.c_vsel = None
 
     def coefficients(self, c: np.ndarray, alpha: np.ndarray, f: np.ndarray) -> np.ndarray:
         """z ``(n, R)`` = [c, μα, μf, α, f], so that ν = z @ M."""
@@ -166,6 +203,7 @@ class MorphRows(PointRows):
         self.trial_pt: _Point | None = None
         self.ratios: tuple | None = None  # (r, re, Π) of the last gradient
         self.parent_rows = self.parent_entries = None
+        self._cbuf: np.ndarray | None = None  # work array of coefficient_matrix
 
     @classmethod
     def build(cls, lay: MorphLayout, data: PreparedData) -> "MorphRows":
@@ -284,49 +322,38 @@ class MorphRows(PointRows):
         g += lay.prec * (y - self.aux_c)
         return g, (r, re, P)
 
+    def coefficient_matrix(self, pt: _Point, rows: np.ndarray | None = None) -> np.ndarray:
+        """C ``(k, p, R)`` with the dense-bin Jacobian ∂ν/∂y = C G (G: the layout's
+        :meth:`MorphLayout._jacobian_basis`; module docstring): μ ← [1, α, f] on [T_s, S⁰, A⁰],
+        θ_b ← 1 on T_b, α_k ← [μ, μf'_k, 1, f'_k] on [S⁰_k, A⁰_k, S^B_k, A^B_k] (μ free) or
+        [1, f'_k] on [μS⁰_k + S^B_k, μA⁰_k + A^B_k] (μ fixed). In a work array of these rows
+        (its constant entries set once), valid until the next call."""
+        lay = self.lay
+        sel = slice(None) if rows is None else rows
+        f1 = pt.f1[sel]
+        k = f1.shape[0]
+        if self._cbuf is None or self._cbuf.shape[0] < k:
+            self._cbuf = np.zeros((max(k, self.n), lay.p * lay.gcols.size))
+            self._cbuf[:, lay.c_one] = 1.0
+        C = self._cbuf[:k]
+        if lay.mu_free:
+            mu = pt.c[sel, :1]
+            vals = (pt.alpha[sel], pt.f[sel], np.broadcast_to(mu, f1.shape), mu * f1, f1)
+        else:
+            vals = (f1,)
+        v = np.concatenate(vals, axis=1)
+        C[:, lay.c_var] = v if lay.c_vsel is None else v[:, lay.c_vsel]
+        return C.reshape(k, lay.p, lay.gcols.size)
+
     def gauss_newton_dense(self, pt: _Point, w: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Σ_i w_i ∂ν_i ∂ν_iᵀ over the dense bins, ``(k, p, p)``, for the weights ``w`` ``(k, D)``
-        (Hessian precision) of the rows (all, or the boolean mask ``rows``); module docstring."""
+        (Hessian precision) of the rows (all, or the boolean mask ``rows``): with ∂ν = C G,
+        C (Σ_i w_i G_i G_iᵀ) Cᵀ — the pair products of the basis rows weighted in one BLAS product
+        ``w @ GG`` over the block, then a small (p × R) product per toy in double precision."""
         lay = self.lay
-        K, nc, p, nv, wt = lay.K, lay.nc, lay.p, lay.nv, lay.wt
-        mf, nth = int(lay.mu_free), lay.theta.size
-        sel = slice(None) if rows is None else rows
-        k, D = w.shape
-        H = np.empty((k, p, p))
-        if nth:
-            tt = unpack_symmetric((w @ lay.PD).astype(np.float64), lay.iu, lay.ju, nth)  # (nθ, nθ, k)
-            H[:, mf:nc, mf:nc] = tt.transpose(2, 0, 1)
-        alpha, f, f1 = pt.alpha[sel].astype(wt), pt.f[sel].astype(wt), pt.f1[sel].astype(wt)
-        mu = pt.c[sel, :1].astype(wt)
-        a = np.concatenate([np.ones((k, 1), dtype=wt), alpha, f], axis=1)
-        vv = np.empty((k, nv, nv), dtype=wt)
-        vt = np.empty((k, nv, nth), dtype=wt)
-        V = np.empty((JACOBIAN_CHUNK, nv, D), dtype=wt)
-        for s0 in range(0, k, JACOBIAN_CHUNK):
-            s1 = min(s0 + JACOBIAN_CHUNK, k)
-            m = s1 - s0
-            Vc = V[:m]
-            if mf:
-                np.matmul(a[s0:s1], lay.Bsig, out=Vc[:, 0])
-            f1c = f1[s0:s1, :, None]
-            Va = Vc[:, mf:]
-            np.multiply(f1c, lay.m4[1], out=Va)
-            Va += lay.m4[0]
-            Va *= mu[s0:s1, :, None]
-            Va += lay.m4[2]
-            Va += f1c * lay.m4[3]
-            Vw = Vc * w[s0:s1, None, :]
-            np.matmul(Vw, Vc.transpose(0, 2, 1), out=vv[s0:s1])
-            if nth:
-                np.matmul(Vw.reshape(m * nv, D), lay.BT, out=vt[s0:s1].reshape(m * nv, nth))
-        H[:, nc:, nc:] = vv[:, mf:, mf:]
-        H[:, nc:, mf:nc] = vt[:, mf:]
-        H[:, mf:nc, nc:] = vt[:, mf:].transpose(0, 2, 1)
-        if mf:
-            H[:, 0, :1] = vv[:, 0, :1]
-            H[:, 0, nc:] = H[:, nc:, 0] = vv[:, 0, 1:]
-            H[:, 0, 1:nc] = H[:, 1:nc, 0] = vt[:, 0]
-        return H
+        Q = np.take((w @ lay.GG).astype(np.float64), lay.gpair, axis=1)  # (k, R, R), C-contiguous
+        C = self.coefficient_matrix(pt, rows)
+        return np.matmul(np.matmul(C, Q), C.transpose(0, 2, 1))
 
     def jacobian_entries(self, pt: _Point, e_row: np.ndarray, MSe: np.ndarray) -> np.ndarray:
         """∂ν/∂y at the sparse entries ``(E, p)``."""
