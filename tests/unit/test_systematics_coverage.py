@@ -108,7 +108,7 @@ def _block(m, fitter, seed: int, n_toys: int, mu: float, alpha_span: float, js: 
     for i in np.flatnonzero(~np.isfinite(obs.q)):  # the experiment's own fit failed: no limit, counted apart
         failed.append({"index": int(js[i]), "truth": truths[i].tolist(), **obs.info(i)})
     k[obs.q <= 0.0] = n[obs.q <= 0.0] = n_toys  # μ̂ ≥ μ_true: every toy has q̃ ≥ 0 = q̃_obs, p̂ = 1
-    ran = np.flatnonzero(obs.q > 0.0)
+    ran = np.flatnonzero(np.isfinite(obs.q) & (obs.q > 0.0))
     gen = generation_points_many(m, mu, counts[ran], aux[ran])
     for g, i in enumerate(ran):
         j = int(js[i])
