@@ -22,12 +22,14 @@ INTERPOLATIONS = ["code4p", "log_quartic"]
 
 
 def _model(interpolation: str, seed: int = 1) -> BinnedModel:
-    """3 backgrounds (one fixed), 2 shape systematics (a tilt of every sample, a signal-only
+    """3 backgrounds (one fixed; some template bins empty), 2 shape systematics (a tilt of every sample, a signal-only
     stretch), ±1σ and ±2σ templates; δ_b uniform in [0, 0.3), below 0.05 no γ."""
     rng = np.random.default_rng(seed)
     x = (np.arange(NB) + 0.5) / NB
     sig = 3.0 * np.exp(-x / 0.2)
     bkg = np.stack([np.full(NB, 2.0), 5.0 * np.exp(-2.0 * x) + 0.1, 0.1 + 0.9 * x])
+    sig[-3:] = 0.0  # empty template bins (the log morphings evaluate the non-zero entries only)
+    bkg[1, :2] = bkg[2, 5:8] = 0.0
     nom = np.vstack([sig, bkg])
 
     def tilt(s):
@@ -35,7 +37,8 @@ def _model(interpolation: str, seed: int = 1) -> BinnedModel:
 
     def stretch(s):
         out = nom.copy()
-        out[0] = 3.0 * np.exp(-x / (0.2 * (1 + s))) * sig.sum() / (3.0 * np.exp(-x / (0.2 * (1 + s)))).sum()
+        out[0] = np.where(sig > 0, np.exp(-x / (0.2 * (1 + s))), 0.0)
+        out[0] *= sig.sum() / out[0].sum()
         return out
 
     systs = [ShapeSystematic(name, f(0.3), f(-0.25), f(0.65), f(-0.45)) for name, f in (("tilt", tilt), ("stretch", stretch))]

@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from .binned_nll import PointRows, PreparedData
 from .mcstat import dense_counts, expected_parts, gamma_hat, poisson_terms
@@ -66,6 +67,7 @@ class GammaMorphLayout(FreeParameters):
         b = self.basis
         if self.log:
             sig_live, bkg_live = b.T[0] > 0, np.any(b.T[1:] > 0, axis=0)
+            self._entries(b)
         else:
             sig_live = np.any(np.vstack([b.T[:1], b.Sd[:, 0], b.Ad[:, 0]]) != 0, axis=0)
             bkg_live = np.any(np.vstack([b.T[1:], b.Sd[:, 1:].reshape(-1, b.n_bins),
@@ -76,7 +78,32 @@ class GammaMorphLayout(FreeParameters):
     def _fix_mu(self, mu_fixed: float) -> None:
         self.live = self._live[mu_fixed != 0]
 
+    def _entries(self, b: Any) -> None:
+        """The log morphings act on the templates' non-zero entries (sample s_e, bin i_e) only (a
+        morphed template is 0 where the nominal is): the signal's (``sig``, bins ``isig``, unique)
+        and the backgrounds' (``bkg``; ``Pb`` ``(E_B, bins)`` sums them into bins), C_mk per entry."""
+        s_e, i_e = np.nonzero(b.T)
+        self.s_e, self.i_e, self.T_e = s_e, i_e, b.T[s_e, i_e]
+        self.sig, self.bkg = np.flatnonzero(s_e == 0), np.flatnonzero(s_e > 0)
+        self.isig = i_e[self.sig]
+        self.Pb = sp.csr_matrix((np.ones(self.bkg.size), (np.arange(self.bkg.size), i_e[self.bkg])),
+                                shape=(self.bkg.size, b.n_bins))
+        self.Ck = [np.ascontiguousarray(b.C[:, k, s_e, i_e]) for k in range(b.K)]  # (M, E) each
+        self.theta_entries = [np.flatnonzero(s_e == sj) for sj in self.cfree[self.cfree > 0]]
+
+    def _to_bins(self, X: np.ndarray) -> np.ndarray:
+        """Σ over the background entries of each bin: ``(..., E_B)`` → ``(..., bins)``."""
+        lead = X.shape[:-1]
+        return np.asarray((self.Pb.T @ X.reshape(-1, X.shape[-1]).T).T).reshape(lead + (self.basis.n_bins,))
+
     # ------------------------------------------------------------------ morphing
+    def _contract(self, Bx: np.ndarray) -> np.ndarray:
+        """Σ_m Bx_m(α_k) C_mke ``(n, K, E)`` at the entries for basis values ``Bx`` ``(n, K, M)``."""
+        out = np.empty((Bx.shape[0], len(self.Ck), self.s_e.size))
+        for k, Ck in enumerate(self.Ck):
+            out[:, k] = Bx[:, k] @ Ck
+        return out
+
     def parts(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
         """(u, v) ``(n, bins)`` at free-parameter rows ``y`` ``(n, p)`` and what :meth:`jacobians`
         and :meth:`curvature` need."""
@@ -85,8 +112,10 @@ class GammaMorphLayout(FreeParameters):
         mu = c[:, :1]
         if self.log:
             B, B1, B2 = b.basis(al)  # (n, K, M)
-            U = b.T * np.exp(np.einsum("nkm,mksi->nsi", B, b.C))  # (n, S, bins)
-            return mu * U[:, 0], np.einsum("ns,nsi->ni", c[:, 1:], U[:, 1:]), (c, al, B1, B2, U)
+            U = self.T_e * np.exp(self._contract(B).sum(axis=1))  # (n, E): the morphed entries
+            u = np.zeros((y.shape[0], b.n_bins))
+            u[:, self.isig] = mu * U[:, self.sig]
+            return u, self._to_bins(c[:, self.s_e[self.bkg]] * U[:, self.bkg]), (c, al, B1, B2, U)
         f, f1, f2 = code4p(al)
         S0, A0 = b.Sd[:, 0], b.Ad[:, 0]
         SB, AB = b.Sd[:, 1:].sum(axis=1), b.Ad[:, 1:].sum(axis=1)
@@ -94,12 +123,9 @@ class GammaMorphLayout(FreeParameters):
         v = c[:, 1:] @ b.T[1:] + al @ SB + f @ AB
         return mu * T0a, v, (c, al, f1, f2, T0a)
 
-    def _log_derivs(self, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
-        B1, B2, C = ex[2], ex[3], self.basis.C
-        return np.einsum("nkm,mksi->nksi", B1, C), np.einsum("nkm,mksi->nksi", B2, C)
-
-    def jacobians(self, ex: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """(∂u/∂y, ∂v/∂y) ``(n, bins, p)`` (module docstring)."""
+    def jacobians(self, ex: tuple) -> tuple[np.ndarray, ...]:
+        """(∂u/∂y, ∂v/∂y) ``(n, bins, p)`` (module docstring), then for the log morphings D and E
+        ``(n, K, E)`` at the entries for :meth:`curvature`."""
         nc = self.nc
         c = ex[0]
         n, bins = c.shape[0], self.basis.n_bins
@@ -108,13 +134,16 @@ class GammaMorphLayout(FreeParameters):
         mu = c[:, :1, None]
         if self.log:
             U = ex[4]
-            D, _ = self._log_derivs(ex)
+            D, E = self._contract(ex[2]), self._contract(ex[3])
+            sig, bkg = self.sig, self.bkg
             if self.mu_free:
-                Ju[:, :, 0] = U[:, 0]
-            Jv[:, :, th] = U[:, self.cfree[th]].transpose(0, 2, 1)
-            Ju[:, :, nc:] = (mu * U[:, None, 0] * D[:, :, 0]).transpose(0, 2, 1)
-            Jv[:, :, nc:] = np.einsum("ns,nsi,nksi->nik", c[:, 1:], U[:, 1:], D[:, :, 1:])
-            return Ju, Jv
+                Ju[:, self.isig, 0] = U[:, sig]
+            for j, e in zip(th, self.theta_entries):
+                Jv[:, self.i_e[e], j] = U[:, e]
+            Ju[:, self.isig, nc:] = (mu * U[:, None, sig] * D[:, :, sig]).transpose(0, 2, 1)
+            W = c[:, self.s_e[bkg]] * U[:, bkg]  # θ_s U_s at the background entries (n, E_B)
+            Jv[:, :, nc:] = self._to_bins(W[:, None] * D[:, :, bkg]).transpose(0, 2, 1)
+            return Ju, Jv, D, E
         b = self.basis
         f1, T0a = ex[2], ex[4]
         if self.mu_free:
@@ -126,8 +155,9 @@ class GammaMorphLayout(FreeParameters):
         Jv[:, :, nc:] = dB.transpose(0, 2, 1)
         return Ju, Jv
 
-    def curvature(self, ex: tuple, lu: np.ndarray, lv: np.ndarray) -> np.ndarray:
-        """Σ_b (lu_b ∂²u_b + lv_b ∂²v_b) ``(n, p, p)`` for per-bin weights ``(n, bins)``."""
+    def curvature(self, ex: tuple, jac: tuple, lu: np.ndarray, lv: np.ndarray) -> np.ndarray:
+        """Σ_b (lu_b ∂²u_b + lv_b ∂²v_b) ``(n, p, p)`` for per-bin weights ``(n, bins)`` (``jac``: what
+        :meth:`jacobians` returned)."""
         nc, K = self.nc, self.K
         c = ex[0]
         n = c.shape[0]
@@ -135,25 +165,24 @@ class GammaMorphLayout(FreeParameters):
         ia = np.arange(nc, self.p)
         mu = c[:, :1]
         if self.log:
-            U = ex[4]
-            D, E = self._log_derivs(ex)
-            Wu = lu[:, None] * U[:, :1]  # (n, 1, bins)
-            Wv = lv[:, None] * U[:, 1:] * c[:, 1:, None]  # θ_s lv U_s (n, S−1, bins)
+            U, (D, E) = ex[4], jac[2:]
+            sig, bkg = self.sig, self.bkg
+            Wu = lu[:, self.isig] * U[:, sig]  # (n, E_s)
+            Wv = lv[:, self.i_e[bkg]] * U[:, bkg] * c[:, self.s_e[bkg]]  # θ_s lv U_s (n, E_B)
+            D0, E0, Dv, Ev = D[:, :, sig], E[:, :, sig], D[:, :, bkg], E[:, :, bkg]
             if self.mu_free:
-                cross = np.einsum("ni,nki->nk", Wu[:, 0], D[:, :, 0])
+                cross = (D0 * Wu[:, None]).sum(axis=-1)
                 h[:, 0, ia] += cross
                 h[:, ia, 0] += cross
-            aa = mu[:, :, None] * np.einsum("ni,nki,nli->nkl", Wu[:, 0], D[:, :, 0], D[:, :, 0])
-            aa += np.einsum("nsi,nksi,nlsi->nkl", Wv, D[:, :, 1:], D[:, :, 1:])
-            diag = mu * np.einsum("ni,nki->nk", Wu[:, 0], E[:, :, 0]) + np.einsum("nsi,nksi->nk", Wv, E[:, :, 1:])
+            aa = mu[:, :, None] * ((D0 * Wu[:, None]) @ D0.transpose(0, 2, 1))
+            aa += (Dv * Wv[:, None]) @ Dv.transpose(0, 2, 1)
+            diag = mu * (E0 * Wu[:, None]).sum(axis=-1) + (Ev * Wv[:, None]).sum(axis=-1)
             aa[:, np.arange(K), np.arange(K)] += diag
             h[:, nc:, nc:] += aa
-            th = np.flatnonzero(self.cfree > 0)
-            if th.size:  # ∂²v/∂θ_s∂α_k = U_s D_ks
-                s = self.cfree[th]
-                ta = np.einsum("ni,nsi,nksi->nsk", lv, U[:, s], D[:, :, s])
-                h[:, th[:, None], ia[None, :]] += ta
-                h[:, ia[:, None], th[None, :]] += ta.transpose(0, 2, 1)
+            for j, e in zip(np.flatnonzero(self.cfree > 0), self.theta_entries):  # ∂²v/∂θ_s∂α_k = U_s D_ks
+                ta = ((lv[:, self.i_e[e]] * U[:, e])[:, None] * D[:, :, e]).sum(axis=-1)  # (n, K)
+                h[:, ia, j] += ta
+                h[:, j, ia] += ta
             return h
         b = self.basis
         f1, f2 = ex[2], ex[3]
@@ -250,10 +279,10 @@ class GammaMorphRows(PointRows):
             r = np.where(self.counts > 0, self.counts / pt.nu, 0.0)
         if pt.jac is None:
             pt.jac = self.lay.jacobians(pt.ex)
-        Ju, Jv = pt.jac
+        Ju, Jv = pt.jac[:2]
         gam = self._gam(pt)
         one_r = 1.0 - r
-        g = np.einsum("nb,nbp->np", one_r, Ju) + np.einsum("nb,nbp->np", one_r * gam, Jv)
+        g = (one_r[:, None, :] @ Ju)[:, 0] + ((one_r * gam)[:, None, :] @ Jv)[:, 0]
         return g + self.lay.prec * (y - self.aux_c), (r, gam)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None) -> np.ndarray:
@@ -262,10 +291,11 @@ class GammaMorphRows(PointRows):
         r, gam = ratios
         if pt.jac is None:
             pt.jac = lay.jacobians(pt.ex)
-        nu, v, counts, g, (Ju, Jv), ex = pt.nu, pt.v, self.counts, pt.g, pt.jac, pt.ex
+        nu, v, counts, g, jac, ex = pt.nu, pt.v, self.counts, pt.g, pt.jac, pt.ex
         if rows is not None:
-            r, gam, nu, v, counts, g, Ju, Jv = (a[rows] for a in (r, gam, nu, v, counts, g, Ju, Jv))
-            ex = tuple(e[rows] for e in ex)
+            r, gam, nu, v, counts, g = (a[rows] for a in (r, gam, nu, v, counts, g))
+            ex, jac = tuple(e[rows] for e in ex), tuple(j[rows] for j in jac)
+        Ju, Jv = jac[:2]
         k = r.shape[0]
         gb = lay.gbins
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -277,11 +307,11 @@ class GammaMorphRows(PointRows):
         for a in range(0, k, _CHUNK):
             sl = slice(a, a + _CHUNK)
             xt = Ju[sl] + gam[sl, :, None] * Jv[sl]
-            hh = np.einsum("cb,cbj,cbk->cjk", w[sl], xt, xt)
-            hh += lay.curvature(tuple(e[sl] for e in ex), one_r[sl], one_r[sl] * gam[sl])
+            hh = (xt * w[sl][:, :, None]).transpose(0, 2, 1) @ xt
+            hh += lay.curvature(tuple(e[sl] for e in ex), tuple(j[sl] for j in jac), one_r[sl], one_r[sl] * gam[sl])
             cc = (wg[sl] * vg[sl])[:, :, None] * xt[:, gb] + one_r[sl][:, gb, None] * Jv[sl][:, gb]
             cc *= scale[sl][:, :, None]
-            hh -= np.einsum("cbj,cbk->cjk", cc, cc)
+            hh -= cc.transpose(0, 2, 1) @ cc
             h[:, :, sl] = np.moveaxis(hh, 0, -1)
         idx = np.arange(lay.p)
         h[idx, idx] += lay.prec[:, None]
@@ -310,7 +340,7 @@ def gamma_morph_information(model: Any, lay: GammaMorphLayout, params: np.ndarra
     curvature terms have expectation 0, E[1 − n/ν] = 0)."""
     y = np.asarray(params, float)[lay.cols][None, :]
     u, v, ex = lay.parts(y)
-    Ju, Jv = lay.jacobians(ex)
+    Ju, Jv = lay.jacobians(ex)[:2]
     X, u, v = (Ju + Jv)[0], u[0], v[0]
     nu = u + v
     pos = nu > 0
