@@ -22,7 +22,7 @@ rows G (μ free: [T_s; S⁰; A⁰; T_θ; S^B; A^B]; μ fixed: [T_θ; μS⁰ + S^
 coefficients C (p × R: 1, α, f, μ, μf', f'), so Σ w J Jᵀ = C (Σ_i w_i G_i G_iᵀ) Cᵀ: one BLAS
 product ``w @ GG`` over the block with the precomputed pair products of G (single precision by
 default, :class:`~lzflow.stats.fitresult.FitConfig`: only the search direction depends on it),
-then a (p × R) sandwich per toy in double precision. The dense/sparse split, the fixed part (μ when fixed,
+then a (p × R) sandwich per toy. The dense/sparse split, the fixed part (μ when fixed,
 fixed backgrounds) and the NewtonRows protocol (:class:`lzflow.stats.newton.NewtonRows`) are those
 of the rate-only fitter (:mod:`lzflow.stats.binned_nll`).
 """
@@ -201,9 +201,10 @@ class MorphRows(PointRows):
         self.n = nD.shape[0]
         self.cur: _Point | None = None
         self.trial_pt: _Point | None = None
-        self.ratios: tuple | None = None  # (r, re, Π) of the last gradient
+        self.ratios: tuple | None = None  # (r, re, Π, rows with ν = 0 in a bin) of the last gradient
         self.parent_rows = self.parent_entries = None
         self._cbuf: np.ndarray | None = None  # work array of coefficient_matrix
+        self._sel: sp.csr_matrix | None = None  # segsum's CSR structure (entries → rows)
 
     @classmethod
     def build(cls, lay: MorphLayout, data: PreparedData) -> "MorphRows":
@@ -240,13 +241,14 @@ class MorphRows(PointRows):
         self.e_row, self.e_n, self.MSe = self._entries_of(keep)
         self.aux_c = self.aux_c[keep]
         self.n = int(keep.sum())
+        self._sel = None
         if self.cur is not None:
             self.cur = self.cur.take(keep, em)
         if self.trial_pt is not None:
             self.trial_pt = self.trial_pt.take(keep, em)
         if ratios and self.ratios is not None:
-            r, re, P = self.ratios
-            self.ratios = (r[keep], re[em], P[keep])
+            r, re, P, bad = self.ratios
+            self.ratios = (r[keep], re[em], P[keep], bad[keep])
 
     # ---------------------------------- NewtonRows (start, grad, hess, trial, advance: PointRows)
     def point(self, y: np.ndarray) -> _Point:
@@ -264,15 +266,15 @@ class MorphRows(PointRows):
     # ------------------------------------------------------------------ maths
     def segsum(self, weights: np.ndarray, V: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Σ over the sparse entries of each row of ``weights[e] · V[e]`` → ``(n, V.shape[1])``
-        (``rows``: only the rows of this boolean mask, in order)."""
-        e_row, n = self.e_row, self.n
-        if rows is not None:
-            em = self.entry_mask(rows)
-            e_row, weights, V, n = (np.cumsum(rows) - 1)[e_row[em]], weights[em], V[em], int(rows.sum())
-        indptr = np.searchsorted(e_row, np.arange(n + 1))
-        sel = sp.csr_matrix((np.asarray(weights, dtype=np.float64), np.arange(e_row.size), indptr),
-                            shape=(n, e_row.size))
-        return np.asarray(sel @ V)
+        (``rows``: only the rows of this boolean mask, in order). One CSR product whose structure
+        is built once per set of rows (only its values change)."""
+        if self._sel is None:
+            indptr = np.searchsorted(self.e_row, np.arange(self.n + 1))
+            self._sel = sp.csr_matrix((np.ones(self.e_row.size), np.arange(self.e_row.size), indptr),
+                                      shape=(self.n, self.e_row.size))
+        self._sel.data = np.ascontiguousarray(weights, dtype=np.float64)
+        out = np.asarray(self._sel @ V)
+        return out if rows is None else out[rows]
 
     def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
         """Per-row NLL (+inf where ν ≤ 0 in a bin with n > 0)."""
@@ -299,16 +301,17 @@ class MorphRows(PointRows):
         return P[:, :S], m4[:, 0], m4[:, 1], m4[:, 2], m4[:, 3]
 
     def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
-        """Gradient ``(n, p)`` and (r, r_e, Π) for :meth:`hessian`."""
+        """Gradient ``(n, p)`` and (r, r_e, Π, rows where ν = 0 in some bin) for :meth:`hessian`."""
         lay = self.lay
         n = self.n
         with np.errstate(divide="ignore", invalid="ignore"):
             r = self.nD / pt.nuD
-            bad = ~np.isfinite(r).all(axis=1)
+            Pk = lay.Mtot - r @ lay.MDkT
+            bad = ~np.isfinite(Pk).all(axis=1)  # (a non-finite r_i makes its row's product so)
             if bad.any():  # 0/0 in bins with n = ν = 0 contributes 0
                 r[bad] = np.where(self.nD[bad] > 0, r[bad], 0.0)
+                Pk[bad] = lay.Mtot - r[bad] @ lay.MDkT
             re = self.e_n / pt.nue if self.e_row.size else np.zeros(0)
-        Pk = lay.Mtot - r @ lay.MDkT
         if self.e_row.size:
             Pk -= self.segsum(re, self.MSe)
         P = np.zeros((n, lay.S + 4 * lay.K))
@@ -320,7 +323,7 @@ class MorphRows(PointRows):
         g[:, : lay.nc] = gc[:, lay.cfree]
         g[:, lay.nc :] = pt.c[:, :1] * (PS0 + pt.f1 * PA0) + PSB + pt.f1 * PAB
         g += lay.prec * (y - self.aux_c)
-        return g, (r, re, P)
+        return g, (r, re, P, bad)
 
     def coefficient_matrix(self, pt: _Point, rows: np.ndarray | None = None) -> np.ndarray:
         """C ``(k, p, R)`` with the dense-bin Jacobian ∂ν/∂y = C G (G: the layout's
@@ -333,7 +336,7 @@ class MorphRows(PointRows):
         f1 = pt.f1[sel]
         k = f1.shape[0]
         if self._cbuf is None or self._cbuf.shape[0] < k:
-            self._cbuf = np.zeros((max(k, self.n), lay.p * lay.gcols.size))
+            self._cbuf = np.zeros((max(k, self.n), lay.p * lay.gcols.size), dtype=lay.wt)
             self._cbuf[:, lay.c_one] = 1.0
         C = self._cbuf[:k]
         if lay.mu_free:
@@ -349,11 +352,11 @@ class MorphRows(PointRows):
         """Σ_i w_i ∂ν_i ∂ν_iᵀ over the dense bins, ``(k, p, p)``, for the weights ``w`` ``(k, D)``
         (Hessian precision) of the rows (all, or the boolean mask ``rows``): with ∂ν = C G,
         C (Σ_i w_i G_i G_iᵀ) Cᵀ — the pair products of the basis rows weighted in one BLAS product
-        ``w @ GG`` over the block, then a small (p × R) product per toy in double precision."""
+        ``w @ GG`` over the block, then a small (p × R) product per toy (in the same precision)."""
         lay = self.lay
-        Q = np.take((w @ lay.GG).astype(np.float64), lay.gpair, axis=1)  # (k, R, R), C-contiguous
+        Q = np.take(w @ lay.GG, lay.gpair, axis=1)  # (k, R, R), C-contiguous
         C = self.coefficient_matrix(pt, rows)
-        return np.matmul(np.matmul(C, Q), C.transpose(0, 2, 1))
+        return np.matmul(np.matmul(C, Q), C.transpose(0, 2, 1)).astype(np.float64)
 
     def jacobian_entries(self, pt: _Point, e_row: np.ndarray, MSe: np.ndarray) -> np.ndarray:
         """∂ν/∂y at the sparse entries ``(E, p)``."""
@@ -373,16 +376,14 @@ class MorphRows(PointRows):
         boolean mask ``rows``)."""
         lay = self.lay
         nc, p = lay.nc, lay.p
-        r, re, P = ratios
+        r, re, P, bad = ratios
         nD = self.nD
         sel = slice(None) if rows is None else rows
         if rows is not None:
-            r, P, nD = r[rows], P[rows], nD[rows]
-        k = r.shape[0]
+            r, P, nD, bad = r[rows], P[rows], nD[rows], bad[rows]
         with np.errstate(divide="ignore", invalid="ignore"):
             w = np.divide(r, pt.nuD[sel], dtype=lay.wt)  # n/ν² (the Hessian's precision)
-            bad = ~np.isfinite(w).all(axis=1)
-            if bad.any():  # 0/0 in bins with n = ν = 0
+            if bad.any():  # rows with ν = 0 somewhere (gradient): 0/0 in bins with n = ν = 0
                 w[bad] = np.where(nD[bad] > 0, w[bad], 0.0)
         h = self.gauss_newton_dense(pt, w, rows)
         if self.e_row.size:
