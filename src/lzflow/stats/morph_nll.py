@@ -20,7 +20,8 @@ bins enter only through the constant M·1). The gradient and the whole second-de
 Gauss–Newton part Σ w ∂ν ∂νᵀ: every dense-bin Jacobian column is a combination of R fixed basis
 rows G (μ free: [T_s; S⁰; A⁰; T_θ; S^B; A^B]; μ fixed: [T_θ; μS⁰ + S^B; μA⁰ + A^B]) with per-toy
 coefficients C (p × R: 1, α, f, μ, μf', f'), so Σ w J Jᵀ = C (Σ_i w_i G_i G_iᵀ) Cᵀ: one BLAS
-product ``w @ GG`` over the block with the precomputed pair products of G (single precision by
+product ``w @ GG`` over the block with the precomputed pair products of G in the dense bins, plus
+one CSR product of the sparse entries' weights with the pair products in the sparse bins (single precision by
 default, :class:`~lzflow.stats.fitresult.FitConfig`: only the search direction depends on it),
 then a (p × R) sandwich per toy. The dense/sparse split, the fixed part (μ when fixed,
 fixed backgrounds) and the NewtonRows protocol (:class:`lzflow.stats.newton.NewtonRows`) are those
@@ -34,7 +35,6 @@ import copy
 import numpy as np
 import scipy.sparse as sp
 
-from ._linalg import unpack_symmetric
 from .binned_nll import PointRows, PreparedData
 from .model import BinnedModel
 from .morphing import code4p
@@ -90,6 +90,7 @@ class MorphLayout(FreeParameters):
         S, K = basis.S, basis.K
         self.theta = self.cfree[self.cfree > 0]  # free θ (indices into c)
         M = basis.M
+        self.model_M = M
         # ν and Π use only the basis rows that are not identically 0: ``keep``; Π of the others is 0
         self.keep = np.flatnonzero(np.any(M != 0, axis=1))
         Mk = M[self.keep]
@@ -98,11 +99,7 @@ class MorphLayout(FreeParameters):
         self.MS = np.ascontiguousarray(Mk[:, sparse_bins].T)  # (nS, R_kept)
         self.Mtot = Mk.sum(axis=1)  # (R_kept,)
         self.wt = np.float32 if float32 else np.float64
-        MD = M[:, dense_bins]
-        if float32:  # the Hessian's copies: values the float32 range cannot hold normally are 0
-            MD = np.where(np.abs(MD) < 1e-20, 0.0, MD)  # (subnormal products are ~100× slower)
-        self.MD = MD
-        self.piu, self.pju = np.triu_indices(self.p)
+        self.dense_bins, self.sparse_bins = dense_bins, sparse_bins
         self._jacobian_basis(mu_fixed)
         # bins some allowed parameter value can fill (without / with the signal when μ is fixed)
         self._live = {}
@@ -120,15 +117,16 @@ class MorphLayout(FreeParameters):
         self._jacobian_basis(mu_fixed)
 
     def _jacobian_basis(self, mu_fixed: float | None) -> None:
-        """The rows G ``(R, D)`` that span every dense-bin Jacobian column, J = C(y) G, and their
-        pair products ``GG`` ``(D, R(R+1)/2)`` (Hessian precision): μ free, G = [T_s; S⁰; A⁰; T_θ;
-        S^B; A^B]; μ fixed, G = [T_θ; μS⁰ + S^B; μA⁰ + A^B]. Rows that are 0 in every dense bin are
-        left out. ``gcols``: the rows of the full list kept."""
-        S, K, MD = self.S, self.K, self.MD
-        s0, a0, sb, ab = MD[S:].reshape(4, K, -1)
-        th = MD[self.theta]
+        """The rows G ``(R, n_bins)`` that span every Jacobian column, J = C(y) G, and their pair
+        products in the dense bins, ``GG`` ``(D, R(R+1)/2)`` (Hessian precision), and in the sparse
+        bins, ``GGS`` ``(nS, R(R+1)/2)`` (double): μ free, G = [T_s; S⁰; A⁰; T_θ; S^B; A^B]; μ
+        fixed, G = [T_θ; μS⁰ + S^B; μA⁰ + A^B]. Rows that are 0 in every bin are left out.
+        ``gcols``: the rows of the full list kept."""
+        S, K, M = self.S, self.K, self.model_M
+        s0, a0, sb, ab = M[S:].reshape(4, K, -1)
+        th = M[self.theta]
         if mu_fixed is None:
-            G = np.vstack([MD[:1], s0, a0, th, sb, ab])
+            G = np.vstack([M[:1], s0, a0, th, sb, ab])
         else:
             G = np.vstack([th, mu_fixed * s0 + sb, mu_fixed * a0 + ab])
         nz = np.flatnonzero(np.any(G != 0, axis=1))
@@ -137,10 +135,15 @@ class MorphLayout(FreeParameters):
         self.gcols = nz
         G = G[nz]
         iu, ju = np.triu_indices(nz.size)
-        GG = (G[iu] * G[ju]).T
-        if self.wt is np.float32:  # products below the float32 normal range: 0 (subnormals are slow)
+        GD = G[:, self.dense_bins]
+        if self.wt is np.float32:  # values the float32 range cannot hold normally are 0
+            GD = np.where(np.abs(GD) < 1e-20, 0.0, GD)  # (subnormal products are ~100× slower)
+        GG = (GD[iu] * GD[ju]).T
+        if self.wt is np.float32:  # products below the float32 normal range: 0
             GG = np.where(np.abs(GG) < 1e-30, 0.0, GG)
         self.GG = np.ascontiguousarray(GG, dtype=self.wt)
+        GS = G[:, self.sparse_bins]
+        self.GGS = np.ascontiguousarray((GS[iu] * GS[ju]).T)
         self.gpair = np.zeros((nz.size, nz.size), dtype=np.intp)
         self.gpair[iu, ju] = self.gpair[ju, iu] = np.arange(iu.size)
         # slots (row, column of G before leaving rows out) of C's constant 1s and of its values
@@ -196,30 +199,31 @@ class MorphRows(PointRows):
     :class:`lzflow.stats.newton.NewtonRows`; maths in the module docstring)."""
 
     def __init__(self, lay: MorphLayout, nD: np.ndarray, e_row: np.ndarray, e_n: np.ndarray,
-                 MSe: np.ndarray, aux_c: np.ndarray):
+                 MSe: np.ndarray, e_bin: np.ndarray, aux_c: np.ndarray):
         self.lay, self.nD, self.e_row, self.e_n, self.MSe, self.aux_c = lay, nD, e_row, e_n, MSe, aux_c
+        self.e_bin = e_bin  # sparse bin of each entry (index into lay.sparse_bins)
         self.n = nD.shape[0]
         self.cur: _Point | None = None
         self.trial_pt: _Point | None = None
         self.ratios: tuple | None = None  # (r, re, Π, rows with ν = 0 in a bin) of the last gradient
         self.parent_rows = self.parent_entries = None
         self._cbuf: np.ndarray | None = None  # work array of coefficient_matrix
-        self._sel: sp.csr_matrix | None = None  # segsum's CSR structure (entries → rows)
+        self._sel: sp.csr_matrix | None = None  # binsum's CSR structure (rows × sparse bins)
 
     @classmethod
     def build(cls, lay: MorphLayout, data: PreparedData) -> "MorphRows":
         aux_c = np.zeros((data.n, lay.p))
         nuis = lay.cols > 0
         aux_c[:, nuis] = data.aux[:, lay.cols[nuis] - 1]
-        return cls(lay, data.nD, data.e_toy, data.e_n, lay.MS[data.e_bin], aux_c)
+        return cls(lay, data.nD, data.e_toy, data.e_n, lay.MS[data.e_bin], data.e_bin, aux_c)
 
     # ------------------------------------------------------------------ rows
     def entry_mask(self, keep: np.ndarray) -> np.ndarray:
         return keep[self.e_row]
 
-    def _entries_of(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _entries_of(self, keep: np.ndarray) -> tuple[np.ndarray, ...]:
         em = self.entry_mask(keep)
-        return (np.cumsum(keep) - 1)[self.e_row[em]], self.e_n[em], self.MSe[em]
+        return (np.cumsum(keep) - 1)[self.e_row[em]], self.e_n[em], self.MSe[em], self.e_bin[em]
 
     def infeasible(self) -> np.ndarray:
         out = np.any(self.nD[:, ~self.lay.liveD] > 0, axis=1)
@@ -238,7 +242,7 @@ class MorphRows(PointRows):
     def compact(self, keep: np.ndarray, ratios: bool) -> None:
         em = self.entry_mask(keep)
         self.nD = self.nD[keep]
-        self.e_row, self.e_n, self.MSe = self._entries_of(keep)
+        self.e_row, self.e_n, self.MSe, self.e_bin = self._entries_of(keep)
         self.aux_c = self.aux_c[keep]
         self.n = int(keep.sum())
         self._sel = None
@@ -264,17 +268,16 @@ class MorphRows(PointRows):
             dst.nue[sub.parent_entries[e_ok]] = src.nue[e_ok]
 
     # ------------------------------------------------------------------ maths
-    def segsum(self, weights: np.ndarray, V: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Σ over the sparse entries of each row of ``weights[e] · V[e]`` → ``(n, V.shape[1])``
-        (``rows``: only the rows of this boolean mask, in order). One CSR product whose structure
+    def binsum(self, weights: np.ndarray, V: np.ndarray) -> np.ndarray:
+        """Σ over the sparse entries of each row of ``weights[e] · V[bin of e]`` → ``(n, V.shape[1])``
+        for a table ``V`` over the sparse bins: one CSR product (rows × sparse bins) whose structure
         is built once per set of rows (only its values change)."""
         if self._sel is None:
             indptr = np.searchsorted(self.e_row, np.arange(self.n + 1))
-            self._sel = sp.csr_matrix((np.ones(self.e_row.size), np.arange(self.e_row.size), indptr),
-                                      shape=(self.n, self.e_row.size))
+            self._sel = sp.csr_matrix((np.ones(self.e_row.size), self.e_bin, indptr),
+                                      shape=(self.n, V.shape[0]))
         self._sel.data = np.ascontiguousarray(weights, dtype=np.float64)
-        out = np.asarray(self._sel @ V)
-        return out if rows is None else out[rows]
+        return np.asarray(self._sel @ V)
 
     def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
         """Per-row NLL (+inf where ν ≤ 0 in a bin with n > 0)."""
@@ -313,7 +316,7 @@ class MorphRows(PointRows):
                 Pk[bad] = lay.Mtot - r[bad] @ lay.MDkT
             re = self.e_n / pt.nue if self.e_row.size else np.zeros(0)
         if self.e_row.size:
-            Pk -= self.segsum(re, self.MSe)
+            Pk -= self.binsum(re, lay.MS)
         P = np.zeros((n, lay.S + 4 * lay.K))
         P[:, lay.keep] = Pk
         PT, PS0, PA0, PSB, PAB = self.projections(P)
@@ -348,28 +351,20 @@ class MorphRows(PointRows):
         C[:, lay.c_var] = v if lay.c_vsel is None else v[:, lay.c_vsel]
         return C.reshape(k, lay.p, lay.gcols.size)
 
-    def gauss_newton_dense(self, pt: _Point, w: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Σ_i w_i ∂ν_i ∂ν_iᵀ over the dense bins, ``(k, p, p)``, for the weights ``w`` ``(k, D)``
-        (Hessian precision) of the rows (all, or the boolean mask ``rows``): with ∂ν = C G,
+    def gauss_newton(self, pt: _Point, w: np.ndarray, rows: np.ndarray | None = None,
+                     extra: np.ndarray | None = None) -> np.ndarray:
+        """Σ_i w_i ∂ν_i ∂ν_iᵀ, ``(k, p, p)``, for the dense-bin weights ``w`` ``(k, D)`` (Hessian
+        precision) of the rows (all, or the boolean mask ``rows``): with ∂ν = C G,
         C (Σ_i w_i G_i G_iᵀ) Cᵀ — the pair products of the basis rows weighted in one BLAS product
-        ``w @ GG`` over the block, then a small (p × R) product per toy (in the same precision)."""
+        ``w @ GG`` over the block (plus ``extra``, the packed sums of other bins: the sparse
+        entries), then a small (p × R) product per toy (in the same precision)."""
         lay = self.lay
-        Q = np.take(w @ lay.GG, lay.gpair, axis=1)  # (k, R, R), C-contiguous
+        Qp = w @ lay.GG
+        if extra is not None:
+            Qp += extra
+        Q = np.take(Qp, lay.gpair, axis=1)  # (k, R, R), C-contiguous
         C = self.coefficient_matrix(pt, rows)
         return np.matmul(np.matmul(C, Q), C.transpose(0, 2, 1)).astype(np.float64)
-
-    def jacobian_entries(self, pt: _Point, e_row: np.ndarray, MSe: np.ndarray) -> np.ndarray:
-        """∂ν/∂y at the sparse entries ``(E, p)``."""
-        lay = self.lay
-        S, K = lay.S, lay.K
-        full = np.zeros((e_row.size, S + 4 * K))
-        full[:, lay.keep] = MSe
-        T, m4 = full[:, :S], full[:, S:].reshape(-1, 4, K)
-        al, f, f1, mu = pt.alpha[e_row], pt.f[e_row], pt.f1[e_row], pt.c[e_row, :1]
-        Jc = T.copy()
-        Jc[:, 0] += np.vecdot(al, m4[:, 0]) + np.vecdot(f, m4[:, 1])
-        Ja = mu * (m4[:, 0] + f1 * m4[:, 1]) + m4[:, 2] + f1 * m4[:, 3]
-        return np.concatenate([Jc[:, lay.cfree], Ja], axis=1)
 
     def hessian(self, pt: _Point, ratios: tuple, rows: np.ndarray | None = None) -> np.ndarray:
         """Hessians ``(p, p, k)`` (toy-last) at the point of the last gradient (all rows or the
@@ -385,13 +380,13 @@ class MorphRows(PointRows):
             w = np.divide(r, pt.nuD[sel], dtype=lay.wt)  # n/ν² (the Hessian's precision)
             if bad.any():  # rows with ν = 0 somewhere (gradient): 0/0 in bins with n = ν = 0
                 w[bad] = np.where(nD[bad] > 0, w[bad], 0.0)
-        h = self.gauss_newton_dense(pt, w, rows)
-        if self.e_row.size:
+        Qe = None
+        if self.e_row.size:  # the sparse entries' Σ_e w_e G_e G_eᵀ (packed), added before the sandwich
             with np.errstate(divide="ignore", invalid="ignore"):
                 we = np.where(self.e_n > 0, re / pt.nue, 0.0)
-            Je = self.jacobian_entries(pt, self.e_row, self.MSe)
-            hp = self.segsum(we, Je[:, lay.piu] * Je[:, lay.pju], rows)  # upper triangles (k, p(p+1)/2)
-            h += unpack_symmetric(hp, lay.piu, lay.pju, p).transpose(2, 0, 1)
+            Qe = self.binsum(we, lay.GGS)
+            Qe = Qe if rows is None else Qe[rows]
+        h = self.gauss_newton(pt, w, rows, Qe)
         # second-derivative terms Σ (1 − r) ∂²ν from the projections Π
         _, PS0, PA0, _, PAB = self.projections(P)
         f1, f2, mu = pt.f1[sel], pt.f2[sel], pt.c[sel, :1]
