@@ -45,6 +45,7 @@ class Strategy(IntEnum):
     NEWTON_RETRY = 1  #: Newton restarted from the nominal point with a step cap
     MINUIT = 2  #: iminuit Migrad with analytic gradient
     NONE = 3  #: not fitted (invalid input)
+    NEWTON_RESTART = 4  #: a further start (``FitConfig.extra_starts``) reached a lower minimum
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class FitConfig:
     minuit_fallback: fit what still failed with iminuit, toy by toy.
     n_threads: worker threads over blocks (default: the available cores); with > 1 thread BLAS
         runs single-threaded inside the workers (:mod:`lzflow.stats._threads`).
+    extra_starts: further starts of the μ-free fits with shape systematics, whose NLL is not
+        convex in α (:mod:`lzflow.stats.multistart`: ``"aux"``, ``"alpha0"``, ``"reflect"``); every
+        toy keeps the lowest converged minimum. Unused by the rate-only fits (convex).
+    extra_starts_fixed: the same for the fits at fixed μ (which start from the μ-free result).
     hessian_float32: form the dense-bin part of the Hessians Σ w_i x_i x_iᵀ in single precision
         (2× faster matrix product). The Hessian only sets the search direction — gradient, NLL,
         line search and the convergence test stay in double precision — so the fixed point is
@@ -78,6 +83,15 @@ class FitConfig:
     minuit_fallback: bool = True
     n_threads: int | None = None
     hessian_float32: bool = True
+    extra_starts: tuple[str, ...] = ("aux", "alpha0", "reflect")
+    extra_starts_fixed: tuple[str, ...] = ("reflect",)
+
+    def __post_init__(self) -> None:
+        known = ("aux", "alpha0", "reflect")  # lzflow.stats.multistart.START_KINDS
+        for name in ("extra_starts", "extra_starts_fixed"):
+            val = getattr(self, name)
+            if isinstance(val, str) or any(k not in known for k in val):
+                raise ValueError(f"FitConfig.{name}: got {val!r}; expected a tuple of {', '.join(known)}")
 
 
 @dataclass
@@ -157,7 +171,7 @@ class FitResult:
             k = int(np.sum(self.first_failure == s))
             if k and s != FitStatus.CONVERGED:
                 out[f"first:{s.name}"] = k
-        for st in (Strategy.NEWTON_RETRY, Strategy.MINUIT):
+        for st in (Strategy.NEWTON_RETRY, Strategy.NEWTON_RESTART, Strategy.MINUIT):
             k = int(np.sum(self.strategy == st))
             if k:
                 out[f"strategy:{st.name}"] = k

@@ -44,6 +44,7 @@ from ._linalg import newton_direction, reuse_direction
 from ._threads import blas_threads
 from .fitresult import FitConfig, FitResult, FitStatus, Strategy, lower_bounds, upper_bounds
 from .minuit import MinuitFitter, fit_toys_minuit
+from .multistart import restart, start_points
 
 __all__ = ["NewtonRows", "NewtonFitter", "NewtonRun", "minimise", "fit_block", "fit_in_blocks"]
 
@@ -447,6 +448,14 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
         run2.store(res, failed, cols, mu_fixed, Strategy.NEWTON_RETRY)
         res.n_iter[failed] += prev_iter
         failed = failed[run2.status != FitStatus.CONVERGED]
+    kinds = cfg.extra_starts if mu_fixed is None else cfg.extra_starts_fixed
+    if n_shape and kinds:  # the NLL is not convex in α: further starts (lzflow.stats.multistart)
+        restart(res, ids, cols, mu_fixed, kinds,
+                lambda kind, i: proj(start_points(kind, fitter, data.subset(i), mu_fixed, cols, init[i],
+                                                  res.params[i][:, cols], n_shape)),
+                lambda y1, i: minimise(fitter.newton_rows(data.subset(i), mu_fixed), y1, lb, cfg, cfg.max_iter,
+                                       None, None, floor, ub, shrink, True))
+        failed = failed[res.status[failed] != FitStatus.CONVERGED]
     if failed.size and cfg.minuit_fallback:
         for i in failed:
             r = fit_toys_minuit(fitter, data.subset(np.array([i])), mu_fixed=mu_fixed,
