@@ -174,3 +174,27 @@ def test_toys_of_a_morphed_gamma_model(interpolation):
         n_u, full = explicit_gamma_morph_fit(model, counts[t], aux[t])
         n_c, _ = explicit_gamma_morph_fit(model, counts[t], aux[t], mu_fixed=1.5)
         assert res.q[t, 0] == pytest.approx(2 * (n_c - n_u) if full[0] <= 1.5 else 0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("interpolation", INTERPOLATIONS)
+def test_expected_information_is_the_hessian_at_asimov_data(interpolation):
+    """At Asimov data of (μ, θ, α) with a = the parameters and a_γ = 1, γ̂ = 1 and n = ν: the curvature
+    terms vanish and the profiled Hessian is the expected information (the fitter's first step and
+    profile slope, ``BatchedFitter.expected_information``)."""
+    from lzflow.stats.mcstat_morph import gamma_morph_information
+
+    model = _model(interpolation)
+    nuis = np.r_[1.05, 0.9, 1.0, 0.3, -0.4]
+    counts, aux = model.asimov(0.7, nuis)
+    full = model.full_params(0.7, nuis)
+    for mu_free in (True, False):
+        rows = _rows(model, counts, aux, mu_free, None if mu_free else 0.7)
+        y = full[rows.lay.cols][None, :]
+        pt = rows.point(y)
+        np.testing.assert_allclose(pt.g, 1.0, rtol=1e-12)
+        g, ratios = rows.gradient(y, pt)
+        np.testing.assert_allclose(g, 0.0, atol=1e-10)
+        h = rows.hessian(pt, ratios, None)[:, :, 0]
+        info = BatchedFitter(model).expected_information(full, mu_free)
+        np.testing.assert_allclose(info, h, rtol=1e-10, atol=1e-12 * np.abs(h).max())
+        assert np.allclose(info, gamma_morph_information(model, rows.lay, full))

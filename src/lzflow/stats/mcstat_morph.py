@@ -340,7 +340,9 @@ def gamma_morph_information(model: Any, lay: GammaMorphLayout, params: np.ndarra
     """Expected information of the profiled likelihood at full parameters ``params`` (γ = 1, the
     Asimov values): Σ_b x xᵀ/ν − Σ_{b∈Γ} c cᵀ/(v²/ν + 1/δ²) + P, c = v x/ν, x = ∂ν/∂y (the
     curvature terms have expectation 0, E[1 − n/ν] = 0)."""
-    y = np.asarray(params, float)[lay.cols][None, :]
+    params = np.asarray(params, float)
+    lay = lay if lay.mu_free else lay.at(float(params[0]))  # a fixed μ: the value of params
+    y = params[lay.cols][None, :]
     u, v, ex = lay.parts(y)
     Ju, Jv = lay.jacobians(ex)[:2]
     X, u, v = (Ju + Jv)[0], u[0], v[0]
