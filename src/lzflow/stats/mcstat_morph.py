@@ -23,14 +23,14 @@ D_ks = Σ_m B'_m C_mks, E_ks = Σ_m B''_m C_mks: ∂²u/∂μ∂α_k = U_0 D_k0,
 δ_kl E_k0), ∂²v/∂θ_s∂α_k = U_s D_ks, ∂²v/∂α_k∂α_l = Σ_s θ_s U_s (D_ks D_ls + δ_kl E_ks)), split
 into the signal and the background part. Where v_b ≤ 0 (code 4p far outside ±1σ) γ̂_b = max(a_b, 0)
 (:func:`~lzflow.stats.mcstat.gamma_hat`) and the envelope theorem does not hold there: such points
-are unphysical, and the fits' bounds |α| ≤ 5 keep them rare.
+have a negative background expectation (unphysical; not met in the tests).
 
 This path evaluates every bin densely, per toy (``(toys, bins, p)`` Jacobians, in chunks of toys; the
 log morphings' templates, D and E on the templates' non-zero entries only); it wraps the public
 morphing bases (``model.morph``) and :class:`lzflow.stats.morph_nll.FreeParameters`, and leaves the
 optimised kernels of the γ-less morphed fits untouched. Cost: 0.10 CPU-s per S+B toy on the 40 GeV
-systematics workspace (log_quartic, 5 α, 1600 bins) with 308 γ bins, 0.014 without γ (docs/method.md). The reference path
-(:func:`explicit_gamma_morph_fit`, every γ an explicit Migrad parameter, ν from ``model.expected`` and
+systematics workspace (log_quartic, 5 α, 1600 bins) with 308 γ bins, 0.014 without γ (docs/method.md).
+The reference path (:func:`explicit_gamma_morph_fit`, every γ an explicit Migrad parameter, ν from ``model.expected`` and
 its Jacobian from ``model.morph.jacobian``) gives the same q̃ (tests/unit/test_mcstat_morph.py).
 """
 
