@@ -114,3 +114,39 @@ def test_float32_hessian_close_and_subnormal_free():
         tiny = (GG != 0) & (np.abs(GG) < np.finfo(np.float32).tiny)
         assert not tiny.any()
     np.testing.assert_allclose(out[1], out[0], rtol=0, atol=2e-6 * np.abs(out[0]).max())
+
+
+def test_line_search_subset_evaluates_only_pending_rows():
+    """After the parent took some rows' trial points, a line-search subset evaluates only the
+    others: their NLL and the ν the parent takes equal a full evaluation; taken rows give +inf."""
+    m = _model(seed=5)
+    f = BatchedFitter(m, FitConfig(dense_threshold=0.3, hessian_float32=False))
+    rng = np.random.default_rng(8)
+    n = 8
+    counts = rng.poisson(m.expected(1.0), size=(n, m.n_bins)).astype(float)
+    rows = f.newton_rows(f.prepare(counts), None)
+    p = rows.lay.p
+    y0 = np.tile(np.r_[1.0, np.ones(m.n_bkg), 0.0, 0.0, 0.0], (n, 1))
+    y1 = y0 + rng.uniform(-0.3, 0.3, (n, p))
+    y2 = y0 + rng.uniform(-0.3, 0.3, (n, p))
+    rows.start(y0)
+    rows.trial(y0)
+    fail = np.arange(n) % 2 == 0
+    sub = rows.subset(fail)
+    f1 = sub.trial(y1[fail])
+    ok1 = np.arange(fail.sum()) < 2  # the parent takes the first two
+    rows.take_trial(sub, ok1)
+    f2 = sub.trial(y2[fail])
+    assert np.all(np.isinf(f2[ok1]))
+    ref = f.newton_rows(f.prepare(counts), None)
+    np.testing.assert_allclose(f1, ref.start(y1)[fail], rtol=1e-13)
+    np.testing.assert_allclose(f2[~ok1], ref.start(y2)[fail][~ok1], rtol=1e-13)
+    ok2 = ~ok1
+    rows.take_trial(sub, ok2)
+    rows.advance()
+    want = np.where(fail[:, None], 0.0, y0)
+    want[np.flatnonzero(fail)[ok1]] = y1[fail][ok1]
+    want[np.flatnonzero(fail)[ok2]] = y2[fail][ok2]
+    want[~fail] = y0[~fail]
+    np.testing.assert_allclose(rows.cur.nuD, ref.point(want).nuD, rtol=1e-13)
+    np.testing.assert_allclose(rows.cur.nue, ref.point(want).nue, rtol=1e-13)

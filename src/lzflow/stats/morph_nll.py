@@ -178,6 +178,7 @@ class _Point:
     """ν and the morphing coefficients of a set of rows at one parameter point."""
 
     __slots__ = ("c", "alpha", "f", "f1", "f2", "z", "nuD", "nue")
+    ROWS = ("c", "alpha", "f", "f1", "f2", "z", "nuD")  # the per-row arrays (nue: per entry)
 
     def __init__(self, lay: MorphLayout, y: np.ndarray, e_row: np.ndarray, MSe: np.ndarray):
         self.c, self.alpha = lay.split(y)
@@ -188,7 +189,7 @@ class _Point:
 
     def take(self, keep: np.ndarray, em: np.ndarray) -> "_Point":
         out = _Point.__new__(_Point)
-        for name in ("c", "alpha", "f", "f1", "f2", "z", "nuD"):
+        for name in _Point.ROWS:
             setattr(out, name, getattr(self, name)[keep])
         out.nue = self.nue[em]
         return out
@@ -209,6 +210,7 @@ class MorphRows(PointRows):
         self.parent_rows = self.parent_entries = None
         self._cbuf: np.ndarray | None = None  # work array of coefficient_matrix
         self._sel: sp.csr_matrix | None = None  # binsum's CSR structure (rows × sparse bins)
+        self.taken: np.ndarray | None = None  # line-search subset: rows whose point the parent took
 
     @classmethod
     def build(cls, lay: MorphLayout, data: PreparedData) -> "MorphRows":
@@ -261,11 +263,34 @@ class MorphRows(PointRows):
     def take_trial(self, sub: "MorphRows", ok: np.ndarray) -> None:
         dst, src = self.trial_pt, sub.trial_pt
         rows = sub.parent_rows[ok]
-        for name in ("c", "alpha", "f", "f1", "f2", "z", "nuD"):
+        for name in _Point.ROWS:
             getattr(dst, name)[rows] = getattr(src, name)[ok]
         if sub.e_row.size:
             e_ok = sub.entry_mask(ok)
             dst.nue[sub.parent_entries[e_ok]] = src.nue[e_ok]
+        sub.taken = ok.copy() if sub.taken is None else sub.taken | ok
+
+    def trial(self, y: np.ndarray) -> np.ndarray:
+        """NLL at the trial points ``y``. In a subset made for the line search, rows whose point
+        the parent already took (:meth:`take_trial`) are not evaluated again (NLL +inf, never read;
+        as :meth:`lzflow.stats.logmorph_nll.LogMorphRows.trial`)."""
+        if self.taken is None or not self.taken.any():
+            return super().trial(y)
+        todo = ~self.taken
+        part = self.subset(todo)
+        pt = part.point(y[todo])
+        out = np.full(self.n, np.inf)
+        out[todo] = part.nll(y[todo], pt)
+        full = _Point.__new__(_Point)
+        for name in _Point.ROWS:
+            v = getattr(pt, name)
+            arr = np.zeros((self.n,) + v.shape[1:])
+            arr[todo] = v
+            setattr(full, name, arr)
+        full.nue = np.zeros(self.e_row.size)
+        full.nue[self.entry_mask(todo)] = pt.nue
+        self.trial_pt = full
+        return out
 
     # ------------------------------------------------------------------ maths
     def binsum(self, weights: np.ndarray, V: np.ndarray) -> np.ndarray:
