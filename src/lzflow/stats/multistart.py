@@ -77,7 +77,8 @@ def restart(res: FitResult, ids: np.ndarray, cols: np.ndarray, mu_fixed: float |
     ``res.n_iter``. Returns the number of toys whose result a further start replaced."""
     replaced = np.zeros(ids.size, dtype=bool)
     for kind in kinds:
-        r = run(make_start(kind, ids), ids)
+        with np.errstate(over="ignore", invalid="ignore"):  # a far start may overflow: NLL inf, never kept
+            r = run(make_start(kind, ids), ids)
         res.n_iter[ids] += r.n_iter
         old = res.nll[ids]
         old_ok = res.status[ids] == FitStatus.CONVERGED
