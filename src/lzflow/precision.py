@@ -43,12 +43,12 @@ listed with their job specs in the round's decision file ``m<mass>/toys/precisio
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 from .exceptions import ConfigError
 
 #: ``stats.target_precision`` when set: a number, or {quantity name: number} (:func:`targets`)
-Target = Union[float, Mapping[str, float]]
+Target = float | Mapping[str, float]
 
 __all__ = ["MARGIN", "MAX_ROUNDS", "QUANTITIES", "QUANTITY_NAMES", "check_precision", "precision_merge_keys",
            "relative_errors", "multiplier", "precision_section", "worst_relative_error", "extended", "targets",
