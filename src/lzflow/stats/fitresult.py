@@ -87,7 +87,7 @@ class FitConfig:
     extra_starts_fixed: tuple[str, ...] = ("reflect",)
 
     def __post_init__(self) -> None:
-        known = ("aux", "alpha0", "reflect")  # lzflow.stats.multistart.START_KINDS
+        known = ("aux", "alpha0", "reflect", "half")  # lzflow.stats.multistart.START_KINDS
         for name in ("extra_starts", "extra_starts_fixed"):
             val = getattr(self, name)
             if isinstance(val, str) or any(k not in known for k in val):

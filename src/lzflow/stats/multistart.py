@@ -24,7 +24,9 @@ silent). The starts, in the fitted parameters:
   toy's a_α lies there;
 * ``"alpha0"``: the given start with every α set to 0 (nominal shapes);
 * ``"reflect"``: the first result with every α̂ mirrored, α → −α̂: the other well of an even
-  profile.
+  profile;
+* ``"half"``: the first result with every α̂ halved, α → α̂/2: a minimum between the nominal and
+  α̂ that a full Newton step jumped over (log_pchip's flat knots at ±1σ, ±2σ).
 
 Rate-only fits (K = 0) are convex and never restarted (their numbers and speed are unchanged).
 Everything is deterministic: the same toys in the same blocks give bit-identical results.
@@ -42,7 +44,7 @@ from .fitresult import FitResult, FitStatus, Strategy
 __all__ = ["START_KINDS", "MARGIN", "start_points", "restart"]
 
 #: the further starts known to :func:`start_points`
-START_KINDS = ("aux", "alpha0", "reflect")
+START_KINDS = ("aux", "alpha0", "reflect", "half")
 #: a further start replaces the result only if its NLL is lower by more than this (NLL units)
 MARGIN = 1e-9
 
@@ -59,9 +61,9 @@ def start_points(kind: str, fitter: Any, sub: Any, mu_fixed: float | None, cols:
         y = init[:, cols].copy()
         y[:, cols.size - n_shape :] = 0.0
         return y
-    if kind == "reflect":
+    if kind in ("reflect", "half"):
         y = found.copy()
-        y[:, cols.size - n_shape :] *= -1.0
+        y[:, cols.size - n_shape :] *= -1.0 if kind == "reflect" else 0.5
         return y
     raise ValueError(f"FitConfig.extra_starts: unknown start {kind!r}; expected one of {', '.join(START_KINDS)}")
 
