@@ -198,8 +198,9 @@ def test_coverage_with_systematics_on_the_default_workspace_ci():
 def test_coverage_over_1e4_pseudo_experiments(interpolation):
     """The issue's 10⁴: 157 blocks of 64 = 10 048 pseudo-experiments x 19 toys at μ_true = the
     median (σ_cov = 0.003); coverage within ±0.01 of 0.90, experiments left out and toys excluded
-    ≤ 1 % each, one block in the middle rerun alone bit-identical. Measured: docs/method.md,
-    "Coverage on the real default workspace"."""
+    ≤ 1 % each, one block in the middle rerun alone bit-identical. Measured (docs/method.md,
+    "Coverage on the real default workspace"): log_pchip 0.9008 ± 0.0030, 339 s CPU; log_quartic
+    0.8989 ± 0.0030, 437 s CPU; no experiment left out, 0 and 1 of ≈ 96 000 toys excluded."""
     n_pe = 157 * PE_BLOCK
     r = coverage_run(n_pe=n_pe, n_toys=19, seed=5, interpolation=interpolation)
     print(_report(r, 19))
