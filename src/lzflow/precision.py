@@ -18,9 +18,9 @@ toys in rounds:
    is compared with its target ε_Q: ε_Q = ε for all three with a number ε; the mapping form
    ``{median: ε_0, minus_1sigma: ε_−, plus_1sigma: ε_+}`` covers only the quantities it names
    (:func:`targets`; e.g. ``{median: 0.02}`` for CLs+b, whose −1σ quantile sits near μ = 0 and needs
-   8–17x the median's toys for the same relative error: docs/method.md). A Monte Carlo error falls as :math:`1/\\sqrt{N}`, so the mass needs
-   :math:`m_r = \\lceil 1.1\\, m_{r-1} s^2 \\rceil`, :math:`s = \\max_Q r_Q / ε_Q` over the covered
-   quantities (:func:`shortfall`), times its first batch (1.1:
+   8–17x the median's toys for the same relative error: docs/method.md). A Monte Carlo error falls
+   as :math:`1/\\sqrt{N}`, so the mass needs :math:`m_r = \\lceil 1.1\\, m_{r-1} s^2 \\rceil` times its
+   first batch, :math:`s = \\max_Q r_Q / ε_Q` over the covered quantities (:func:`shortfall`; 1.1:
    :data:`MARGIN`, room for the scatter of the estimate), at most ``stats.max_toys_per_poi // N``.
    A mass with every covered :math:`r_Q ≤ ε_Q` keeps m_r = m_{r−1}: no extra job, and no later round;
    a round at the bound, or round :data:`MAX_ROUNDS`, is the last too (its toys are still made and merged).
