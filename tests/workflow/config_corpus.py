@@ -461,6 +461,17 @@ bad("type_max_toys_per_poi_float", "types", {"stats.target_precision": 0.02, "st
     "stats.max_toys_per_poi", "25000.0", "integer")
 good("precision_target_legal", "legal", {"stats.target_precision": 0.02, "stats.max_toys_per_poi": 20000})
 good("precision_null_explicit", "legal", {"stats.target_precision": None, "stats.max_toys_per_poi": None})
+# the mapping form names the quantities the target covers (lzflow.precision.targets)
+good("precision_target_mapping_legal", "legal", {"stats.target_precision": {"median": 0.02, "plus_1sigma": 0.05},
+                                                  "stats.max_toys_per_poi": 20000})
+bad("precision_target_mapping_unknown", "unknown keys", {"stats.target_precision": {"mean": 0.02}, "stats.max_toys_per_poi": 20000},
+    "stats.target_precision.mean", "median, minus_1sigma, plus_1sigma")
+bad("precision_target_mapping_range", "ranges", {"stats.target_precision": {"median": 1.5}, "stats.max_toys_per_poi": 20000},
+    "stats.target_precision.median", "1.5", "< 1")
+bad("precision_target_mapping_type", "types", {"stats.target_precision": {"median": True}, "stats.max_toys_per_poi": 20000},
+    "stats.target_precision.median", "True", "number")
+bad("precision_target_mapping_empty", "cross-field", {"stats.target_precision": {}, "stats.max_toys_per_poi": 20000},
+    "stats.target_precision", "{}", "at least one of")
 
 bad("cross_axis_order", "cross-field", {"pdf.cs1_phd": {"min": 80, "max": 3, "bins": 10}}, "pdf.cs1_phd", "min < max")
 bad("cross_log_axis_order", "cross-field", {"pdf.log10_cs2_phd": {"min": 5, "max": 5, "bins": 10}},

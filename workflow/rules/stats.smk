@@ -274,7 +274,7 @@ if PRECISION:
         round=r"[0-9]+",
 
     checkpoint precision:
-        """Toys to a target precision, round {round} of one mass: the relative bootstrap MC error of its expected limits (median, ±1σ) from the toys so far, and the extra toy files that reach stats.target_precision (none when it is met), up to stats.max_toys_per_poi."""
+        """Toys to a target precision, round {round} of one mass: the relative bootstrap MC error of its expected limits (median, ±1σ) from the toys so far, and the extra toy files that reach stats.target_precision on the quantities it covers (a number: all three; a mapping: those it names; none when it is met), up to stats.max_toys_per_poi."""
         input:
             workspace=out(L.WORKSPACE),
             toys=toy_files,
