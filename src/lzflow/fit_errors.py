@@ -66,7 +66,7 @@ def summarise_loaded(files: Iterable[tuple[str, Mapping[str, np.ndarray], Mappin
 def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
                 test_stat: str = "qtilde") -> list[tuple[int, list[str]]]:
     """Add one file's counts to ``row``; return its flagged toys (position in file, causes)."""
-    from .stats.fitresult import FitStatus, alpha_at_bound
+    from .stats.fitresult import FitStatus, Strategy, alpha_at_bound
     from .stats.quality import GOOD, toy_quality
 
     n = arrays["toy_index"].size
@@ -103,6 +103,10 @@ def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
         cond = np.any(alpha_at_bound(alpha_cond, k).reshape(n, -1), axis=1)
         row["uncond:alpha_at_bound"] = row.get("uncond:alpha_at_bound", 0) + int(uncond.sum())
         row["cond:alpha_at_bound"] = row.get("cond:alpha_at_bound", 0) + int(cond.sum())
+    for fit in ("uncond", "cond"):  # a further start reached a lower minimum (shape fits; lzflow.stats.multistart)
+        lower = np.any(arrays[f"strategy_{fit}"].reshape(n, -1) == Strategy.NEWTON_RESTART, axis=1)
+        if lower.any():
+            row[f"{fit}:restart_lower"] = row.get(f"{fit}:restart_lower", 0) + int(lower.sum())
     return sorted(flagged.items())
 
 
@@ -112,6 +116,7 @@ def _summary(rows: Mapping[tuple, Mapping[str, int]], n_files: int, listed: list
     return {"files": n_files, "toys": sum(r["toys"] for r in table),
             "failed_fits": sum(v for r in table for k, v in r.items() if ":final:" in k),
             "retried_fits": sum(v for r in table for k, v in r.items() if ":retried:" in k),
+            "restart_lower_fits": sum(v for r in table for k, v in r.items() if k.endswith(":restart_lower")),
             "nan_q": sum(r.get("nan_q", 0) for r in table),
             "excluded_toys": sum(r.get("excluded", 0) for r in table), "table": table, "toys_to_replay": listed}
 
@@ -193,6 +198,7 @@ def errors_markdown(summary: Mapping[str, Any]) -> str:
                      + " | ".join(str(r.get(c, 0)) for c in causes) + " |")
     lines.append("")
     lines.append(f"{summary['toys']} toys in {summary['files']} files: {summary['failed_fits']} fits failed in every "
-                 f"strategy, {summary['retried_fits']} needed a retry, {summary['nan_q']} toys with NaN q, "
+                 f"strategy, {summary['retried_fits']} needed a retry, {summary.get('restart_lower_fits', 0)} reached a "
+                 f"lower minimum from a further start, {summary['nan_q']} toys with NaN q, "
                  f"{summary.get('excluded_toys', 0)} toys left out of the p-values.")
     return "\n".join(lines) + "\n"

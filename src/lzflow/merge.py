@@ -35,8 +35,7 @@ LoadedToyFile = tuple[str, dict[str, np.ndarray], dict[str, Any]]
 
 def load_toy_files(paths: Iterable[str | Path]) -> list[LoadedToyFile]:
     """Read toy files in sorted path order: [(path, arrays, header)]; a corrupt one raises naming it."""
-    return [(path, *load_toy_job(path))
-            for path in progress(sorted(map(str, paths)), desc="reading toy files", unit="file")]
+    return [(path, *load_toy_job(path)) for path in progress(sorted(map(str, paths)), desc="reading toy files", unit="file")]
 
 
 def _identity_text(identity: tuple) -> str:
@@ -94,17 +93,18 @@ def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple
 
 
 def _failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Fit failures of one ensemble by final status and by the first failure's cause (retried fits)."""
-    from .stats.fitresult import FitStatus
+    """Fit failures of one ensemble by final status and by the first failure's cause (retried fits),
+    and the fits whose result came from a further start (``restart_lower``: a lower minimum)."""
+    from .stats.fitresult import FitStatus, Strategy
 
     out: dict[str, Any] = {"n_toys": int(records["toy_index"].size)}
     for label in ("uncond", "cond"):
-        status = np.asarray(records[f"status_{label}"])
-        first = np.asarray(records[f"first_failure_{label}"])
+        status, first = np.asarray(records[f"status_{label}"]), np.asarray(records[f"first_failure_{label}"])
         out[label] = {
             "n_fits": int(status.size),
             "failed": int(np.sum(status != FitStatus.CONVERGED)),
             "retried": int(np.sum(first != FitStatus.CONVERGED)),
+            "restart_lower": int(np.sum(np.asarray(records[f"strategy_{label}"]) == Strategy.NEWTON_RESTART)),
             "causes_final": {s.name: int(np.sum(status == s)) for s in FitStatus
                              if s != FitStatus.CONVERGED and np.any(status == s)},
             "causes_first": {s.name: int(np.sum(first == s)) for s in FitStatus

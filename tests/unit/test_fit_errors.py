@@ -11,7 +11,7 @@ import pytest
 from lzflow.cli import main
 from lzflow.fit_errors import combine_summaries, errors_markdown, summarise_errors, summarise_loaded
 from lzflow.merge import load_toy_files
-from lzflow.stats.fitresult import FitStatus
+from lzflow.stats.fitresult import FitStatus, Strategy
 
 
 def _write_toy_file(path: Path, mass: float, hypothesis: str, poi: int, run: int, first_toy: int, n: int,
@@ -33,6 +33,8 @@ def _write_toy_file(path: Path, mass: float, hypothesis: str, poi: int, run: int
         per_fit = (lambda a: a) if fit == "uncond" else (lambda a: a[:, None])  # cond: one column per μ
         setattr(result, f"status_{fit}", per_fit(status))
         setattr(result, f"first_failure_{fit}", per_fit(first))
+        strategy = np.where(~failed & (rng.random(n) < 0.1), Strategy.NEWTON_RESTART, Strategy.NEWTON).astype(np.int8)
+        setattr(result, f"strategy_{fit}", per_fit(strategy))
     result.q = rng.exponential(size=(n, 1))
     result.q[rng.random(n) < 0.1] = np.nan
     result.mu_hat = rng.normal(size=n)
@@ -60,6 +62,13 @@ def toy_tree(tmp_path):
 def test_per_mass_summaries_combine_to_the_all_files_summary(toy_tree, max_listed):
     everything = summarise_errors(toy_tree.rglob("job*.npz"), max_listed=max_listed)
     assert everything["failed_fits"] > 0 and everything["retried_fits"] > 0 and everything["nan_q"] > 0
+    # fits whose result came from a further start are counted per fit type, never silently
+    restarts = 0
+    for path in toy_tree.rglob("job*.npz"):
+        with np.load(path) as arrays:
+            restarts += sum(int(np.sum(arrays[f"strategy_{f}"] == Strategy.NEWTON_RESTART)) for f in ("uncond", "cond"))
+    assert everything["restart_lower_fits"] == restarts > 0
+    assert f"{restarts} reached a lower minimum from a further start" in errors_markdown(everything)
     per_mass = {}
     for mass_dir in toy_tree.glob("m*"):
         files = load_toy_files(mass_dir.rglob("job*.npz"))
