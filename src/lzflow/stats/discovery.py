@@ -200,8 +200,9 @@ def discovery_tail(
             data, aux = sampler.draw(base_seed, mass_key, _IS_POI_OFFSET + k, "b", idx)
             q_all.append(q0_of_toys(fitter, data))
             # ln L_k/L_B: Poisson part Σ n ln(ν_k/b) − Σ(ν_k − b); Gaussian aux part
-            # Σ prec [(a − θ0)² − (a − θ_k)²]/2 = Σ prec [a (θ_k − θ0)] + Σ prec (θ0² − θ_k²)/2
-            ell = np.stack([c + _sum_counts(data, fitter, lr) + aux @ (prec * (g[1:] - theta0))
+            # Σ prec [(a − θ0)² − (a − θ_k)²]/2 = Σ prec [a (θ_k − θ0)] + Σ prec (θ0² − θ_k²)/2; the a_γ
+            # of template MC statistics (after a_θ, a_α) are drawn at γ = 1 in every component: they cancel
+            ell = np.stack([c + _sum_counts(data, fitter, lr) + aux[:, :prec.size] @ (prec * (g[1:] - theta0))
                             for g, lr, c in zip(points, lratio, const)])
             logw = -logsumexp(ell + logf[:, None], axis=0)
             if impossible.any():
