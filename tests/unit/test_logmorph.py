@@ -393,6 +393,8 @@ def test_pyhf_export_refused_with_one_line(lz):
     to_pyhf_workspace(lz.with_shape_systematics(lz.shape_systematics, "code4p"))  # the additive one is exported
 
 
+@pytest.mark.slow  # ~3.5 min since every shape fit takes further starts (×4.5 CPU); the fast suite keeps
+# tests/unit/test_systematics_coverage.py's CI version on the real 40 GeV workspace
 def test_coverage_with_log_morphing_ci():
     """CLs+b coverage of the toy upper limit with 2 shape (log_quartic, ±40 % variations) + 2 rate
     nuisance parameters, pseudo-experiments generated away from nominal; 120 experiments

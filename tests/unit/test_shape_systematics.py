@@ -260,6 +260,8 @@ def _coverage(n_pe: int, n_sb: int, n_b: int, seed: int, mu_factor: float = 1.0)
     return c, err
 
 
+@pytest.mark.slow  # ~3.5 min since every shape fit takes further starts (×4.5 CPU); the fast suite keeps
+# tests/unit/test_systematics_coverage.py's CI version on the real 40 GeV workspace
 def test_coverage_with_systematics_ci():
     """CI size: 120 pseudo-experiments (σ_cov ≈ 0.027), 100 S+B / 200 B-only toys per grid point."""
     c, err = _coverage(n_pe=120, n_sb=100, n_b=200, seed=1)
