@@ -55,7 +55,7 @@ import numpy as np
 
 from .binned_nll import PointRows, PreparedData
 
-__all__ = ["gamma_hat", "total_delta", "McStatLayout", "McStatRows", "profiled_nll", "mcstat_problem",
+__all__ = ["gamma_hat", "total_delta", "McStatLayout", "GammaRows", "McStatRows", "profiled_nll", "mcstat_problem",
            "mcstat_information", "explicit_gamma_fit", "dense_counts", "MCSTAT_KEYS", "draw_gamma_aux",
            "GAMMA_WORD0", "poisson_terms", "expected_parts", "gamma_generation"]
 
@@ -162,17 +162,34 @@ def poisson_terms(counts: np.ndarray, nu: np.ndarray) -> np.ndarray:
     return np.where(bad, np.inf, nu.sum(axis=-1) - log.sum(axis=-1))
 
 
-class McStatRows(PointRows):
-    """NLL, gradient and Hessians of toys under a model with γ bins, γ profiled analytically (a
-    :class:`lzflow.stats.newton.NewtonRows`; maths in the module docstring). Dense arrays
-    ``(toys, bins)``: every bin is evaluated (the optional path; the rate-only fitter keeps its
-    dense/sparse split)."""
+class GammaRows(PointRows):
+    """The part of the γ-profiled rows that does not depend on how ν is built (shared by
+    :class:`McStatRows` and :class:`lzflow.stats.mcstat_morph.GammaMorphRows`): per-toy counts,
+    constraint centres ``aux_c`` of the fitted parameters and γ auxiliary measurements ``ag``; the
+    NLL Σ Poisson + Σ_b (γ̂_b − a_b)²/(2δ_b²) + ½ (y − a)ᵀ P (y − a) at a point with ``nu`` and ``g``."""
 
-    def __init__(self, lay: McStatLayout, counts: np.ndarray, aux_c: np.ndarray, ag: np.ndarray):
+    def __init__(self, lay: Any, counts: np.ndarray, aux_c: np.ndarray, ag: np.ndarray):
         self.lay, self.counts, self.aux_c, self.ag = lay, counts, aux_c, ag
         self.n = counts.shape[0]
         self.cur = self.trial_pt = self.ratios = None
         self.parent_rows = None
+
+    def subset(self, keep: np.ndarray) -> "GammaRows":
+        sub = type(self)(self.lay, self.counts[keep], self.aux_c[keep], self.ag[keep])
+        sub.parent_rows = np.flatnonzero(keep)
+        return sub
+
+    def nll(self, y: np.ndarray, pt: Any) -> np.ndarray:
+        lay = self.lay
+        cons = 0.5 * (((y - self.aux_c) ** 2) @ lay.prec)
+        return poisson_terms(self.counts, pt.nu) + 0.5 * (((pt.g - self.ag) ** 2) / lay.d2).sum(axis=1) + cons
+
+
+class McStatRows(GammaRows):
+    """NLL, gradient and Hessians of toys under a model with γ bins, γ profiled analytically (a
+    :class:`lzflow.stats.newton.NewtonRows`; maths in the module docstring). Dense arrays
+    ``(toys, bins)``: every bin is evaluated (the optional path; the rate-only fitter keeps its
+    dense/sparse split)."""
 
     @classmethod
     def build(cls, lay: McStatLayout, data: PreparedData, dense_bins: np.ndarray,
@@ -185,11 +202,6 @@ class McStatRows(PointRows):
     def infeasible(self) -> np.ndarray:
         live = np.any(self.lay.X > 0, axis=1) | (self.lay.u0 > 0) | (self.lay.v0 > 0)
         return np.any(self.counts[:, ~live] > 0, axis=1)
-
-    def subset(self, keep: np.ndarray) -> "McStatRows":
-        sub = McStatRows(self.lay, self.counts[keep], self.aux_c[keep], self.ag[keep])
-        sub.parent_rows = np.flatnonzero(keep)
-        return sub
 
     def compact(self, keep: np.ndarray, ratios: bool) -> None:
         self.counts, self.aux_c, self.ag = self.counts[keep], self.aux_c[keep], self.ag[keep]
@@ -206,11 +218,6 @@ class McStatRows(PointRows):
         rows = sub.parent_rows[ok]
         for name in _Point.__slots__:
             getattr(self.trial_pt, name)[rows] = getattr(sub.trial_pt, name)[ok]
-
-    def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
-        lay = self.lay
-        cons = 0.5 * (((y - self.aux_c) ** 2) @ lay.prec)
-        return poisson_terms(self.counts, pt.nu) + 0.5 * (((pt.g - self.ag) ** 2) / lay.d2).sum(axis=1) + cons
 
     def gradient(self, y: np.ndarray, pt: _Point) -> tuple[np.ndarray, tuple]:
         """∇f = Σ_b (1 − r_b) x̃_b + P (y − a), r = n/ν̂ (0 where n = 0)."""

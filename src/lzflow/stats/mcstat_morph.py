@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .binned_nll import PointRows, PreparedData
-from .mcstat import dense_counts, expected_parts, gamma_hat, poisson_terms
+from .binned_nll import PreparedData
+from .mcstat import GammaRows, dense_counts, expected_parts, gamma_hat
 from .morph_nll import FreeParameters
 from .morphing import code4p
 
@@ -216,15 +216,9 @@ class _Point:
         return out
 
 
-class GammaMorphRows(PointRows):
+class GammaMorphRows(GammaRows):
     """NLL, gradient and Hessians of toys under a morphed model with γ bins, γ profiled
     analytically (a :class:`lzflow.stats.newton.NewtonRows`; module docstring). Dense ``(toys, bins)``."""
-
-    def __init__(self, lay: GammaMorphLayout, counts: np.ndarray, aux_c: np.ndarray, ag: np.ndarray):
-        self.lay, self.counts, self.aux_c, self.ag = lay, counts, aux_c, ag
-        self.n = counts.shape[0]
-        self.cur = self.trial_pt = self.ratios = None
-        self.parent_rows = None
 
     @classmethod
     def build(cls, lay: GammaMorphLayout, data: PreparedData, dense_bins: np.ndarray,
@@ -237,11 +231,6 @@ class GammaMorphRows(PointRows):
 
     def infeasible(self) -> np.ndarray:
         return np.any(self.counts[:, ~self.lay.live] > 0, axis=1)
-
-    def subset(self, keep: np.ndarray) -> "GammaMorphRows":
-        sub = GammaMorphRows(self.lay, self.counts[keep], self.aux_c[keep], self.ag[keep])
-        sub.parent_rows = np.flatnonzero(keep)
-        return sub
 
     def compact(self, keep: np.ndarray, ratios: bool) -> None:
         self.counts, self.aux_c, self.ag = self.counts[keep], self.aux_c[keep], self.ag[keep]
@@ -264,11 +253,6 @@ class GammaMorphRows(PointRows):
         for d, s in zip(dst.ex, src.ex):
             d[rows] = s[ok]
         dst.jac = None
-
-    def nll(self, y: np.ndarray, pt: _Point) -> np.ndarray:
-        lay = self.lay
-        cons = 0.5 * (((y - self.aux_c) ** 2) @ lay.prec)
-        return poisson_terms(self.counts, pt.nu) + 0.5 * (((pt.g - self.ag) ** 2) / lay.d2).sum(axis=1) + cons
 
     def _gam(self, pt: _Point) -> np.ndarray:
         gam = np.ones_like(pt.nu)
