@@ -138,38 +138,52 @@ def _group_jobs(out: str) -> list[str]:
     return sorted(re.findall(r"Group job (\w+) \(jobs in", out))
 
 
-def test_slurm_small_groups_each_interaction_and_mass(repo):
-    """slurm-small (LZFLOW_JOB_GROUPS=1): the quick config's 21 cluster jobs become 4 group jobs, one per
-    interaction (response + its PDFs) and one per mass (workspace -> toys -> merge); slurm groups nothing."""
+@pytest.mark.parametrize(("groups", "expected"), [(None, ["analysis"]), ("single", ["analysis"]),
+                                                   ("1", ["mass", "mass", "pdfs", "pdfs"])])
+def test_slurm_small_groups_the_cluster_jobs(repo, groups, expected):
+    """slurm-small (LZFLOW_JOB_GROUPS=single unless exported): the quick config's 21 cluster jobs become ONE
+    group job; exported =1, 4 group jobs, one per interaction (response + its PDFs) and one per mass
+    (workspace -> toys -> merge); slurm groups nothing."""
     env = {k: v for k, v in os.environ.items() if k not in ("LZFLOW_TOY_JOBS", "LZFLOW_JOB_GROUPS")}
+    if groups is not None:
+        env["LZFLOW_JOB_GROUPS"] = groups
     small = _dry_run(repo, "--profile", "slurm-small", env=env)
     assert small.returncode == 0, (small.stdout + small.stderr)[-3000:]
-    assert _group_jobs(small.stdout) == ["mass", "mass", "pdfs", "pdfs"], small.stdout[-3000:]
+    assert _group_jobs(small.stdout) == expected, small.stdout[-3000:]
     # every rule of a group job is inside one: nothing but the controller's localrules is left over
     ungrouped = re.findall(r"^\[.*\]\s*\n(?:localrule|rule) (\w+):", small.stdout, re.M)
     assert set(ungrouped) <= {"detector", "mass_plots", "curve", "errors", "report", "all"}, ungrouped
+    if groups is not None:
+        return
     big = _dry_run(repo, "--profile", "slurm", env=env)
     assert big.returncode == 0, (big.stdout + big.stderr)[-3000:]
     assert _group_jobs(big.stdout) == []
 
 
-def test_slurm_small_groups_are_valid_with_studies_and_systematics(repo):
+@pytest.mark.parametrize("groups", ["1", "single"])
+def test_slurm_small_groups_are_valid_with_studies_and_systematics(repo, groups):
     """A group must not be left and re-entered (Snakemake refuses such a DAG): with detector systematics
     (variation matrices and varied templates) and a study's trees the groups still build."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LZFLOW_TOY_JOBS", "LZFLOW_JOB_GROUPS")}
+    env = {k: v for k, v in os.environ.items() if k != "LZFLOW_TOY_JOBS"}
+    env["LZFLOW_JOB_GROUPS"] = groups
     result = _dry_run(repo, "--profile", "slurm-small", env=env,
                       configs=("config/quick.yaml", "config/overlays/systematics.yaml",
                                "config/studies/systematics_onoff.yaml"))
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    groups = _group_jobs(result.stdout)
-    assert "pdfs" in groups and groups.count("mass") >= 4, groups  # baseline + study trees, 2 masses each
+    found = _group_jobs(result.stdout)
+    if groups == "1":
+        assert "pdfs" in found and found.count("mass") >= 4, found  # baseline + study trees, 2 masses each
+    else:
+        assert found == ["analysis"], found  # every tree's batch jobs in one
+    ungrouped = re.findall(r"^\[.*\]\s*\n(?:localrule|rule) (\w+):", result.stdout, re.M)
+    assert set(ungrouped) <= {"detector", "mass_plots", "curve", "errors", "report", "study", "all"}, ungrouped
 
 
 def test_bad_job_groups_value_is_one_line(repo):
     env = dict(os.environ, LZFLOW_JOB_GROUPS="yes")
     result = _dry_run(repo, "--cores", "1", env=env)
     assert result.returncode != 0
-    assert "lzflow: config error: LZFLOW_JOB_GROUPS='yes': expected 0 or 1" in result.stderr
+    assert "lzflow: config error: LZFLOW_JOB_GROUPS='yes': expected 0, 1 or single" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -180,7 +194,7 @@ def test_bad_local_detector_value_is_one_line(repo):
                              "config/quick.yaml", "--config", "results_dir=/nonexistent/lzflow-dry"],
                             cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode != 0
-    assert "lzflow: config error: LZFLOW_LOCAL_DETECTOR='yes': expected 0 or 1" in result.stderr
+    assert "lzflow: config error: LZFLOW_LOCAL_DETECTOR='yes': expected 0, 1 or single" in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -199,7 +213,7 @@ def local_reference(repo, tmp_path_factory):
 
 @needs_cluster
 def test_slurm_small_profile_matches_local_run(repo, local_reference):
-    """Right after the local run (same load): same bytes, 4 batch jobs; prints both wall times (issue 16)."""
+    """Right after the local run (same load): same bytes, 1 batch job; prints both wall times (issue 16)."""
     results, reference, t_local = local_reference
     before = set(repo.glob("slurm-*.out"))
     env = {k: v for k, v in os.environ.items() if k not in ("LZFLOW_TOY_JOBS", "LZFLOW_JOB_GROUPS")}
@@ -209,7 +223,7 @@ def test_slurm_small_profile_matches_local_run(repo, local_reference):
     assert "submitted with SLURM jobid" in out  # really went through sbatch
     assert re.search(r"Rule: toys_m\d+", out) and not re.search(r"Rule: toys\)", out)  # one toy job per mass
     assert "Rule: detector)" in out and "rule_detector/" not in out  # detector ran on the controller
-    assert "slurm_logs/group_pdfs" in out and "slurm_logs/group_mass" in out  # went as group jobs
+    assert "slurm_logs/group_analysis" in out  # went as one group job
     load = os.getloadavg()
     print(f"\nlocal run: {t_local:.1f} s; slurm-small run: {t_small:.1f} s ({t_small / t_local:.2f}x); "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
@@ -217,9 +231,9 @@ def test_slurm_small_profile_matches_local_run(repo, local_reference):
     shutil.rmtree(results)
     assert set(repo.glob("slurm-*.out")) == before, "sbatch wrote slurm-*.out into the repository"
     # The wall-time ratio depends on the machine's load (docs/cluster.md), so it is printed, not
-    # asserted; what drives it is asserted: the number of batch jobs, 4 group jobs (per interaction its
-    # response + PDFs, per mass workspace -> toys -> merge) instead of 21 single jobs.
-    assert len(re.findall(r"submitted with SLURM jobid", out)) == 4, out[-4000:]
+    # asserted; what drives it is asserted: the number of batch jobs, ONE group job (responses, PDFs,
+    # workspaces, toys and merges: one level) instead of 21 single jobs in 5 levels.
+    assert len(re.findall(r"submitted with SLURM jobid", out)) == 1, out[-4000:]
 
 
 @needs_cluster

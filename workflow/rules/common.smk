@@ -57,16 +57,20 @@ TOY_SPLIT = toy_split_or_exit()
 TOY_BATCHES = toy_batches([BASELINE, *STUDY_VARIANTS.values()], RESULTS, LOGS, BENCHMARKS) if TOY_SPLIT == "mass" else []
 TOY_BATCH_OF = {(b.suffix, b.mass): b for b in TOY_BATCHES}
 
-# LZFLOW_JOB_GROUPS=1 (set by profiles/slurm-small): Snakemake job groups on a cluster, so that a batch
-# job's fixed cost (sbatch, two Snakemake start-ups, the status poll) is paid per group, not per rule.
-# A group job holds the connected jobs of one group: "pdfs", per interaction its response (and
-# systematic variations) and every PDF folded from it; "mass" (MASS_GROUP, stats.smk), per tree and
-# mass its workspace -> toy batch -> merge. Unset or 0: no groups. Local runs ignore groups; no number
-# depends on them.
+# LZFLOW_JOB_GROUPS (set by profiles/slurm-small): Snakemake job groups on a cluster, so that a batch job's
+# fixed cost (sbatch, two Snakemake start-ups, the status poll that sees it end) is paid per group, not
+# per rule. A group job holds the connected jobs of one group name.
+#   1: "pdfs", per interaction its response (and systematic variations) and every PDF folded from it;
+#      "mass" (MASS_GROUP, stats.smk), per tree and mass its workspace -> toy batch -> merge. Two levels
+#      of batch jobs; the groups of one level can run on different nodes.
+#   single: one name ("analysis") for both, so every batch job of the run is ONE group job (one level,
+#      one node: right for a one-node cluster, where the jobs run one after the other anyway; on several
+#      nodes it leaves all but one idle).
+#   0 or unset: no groups. Local runs ignore groups; no number depends on them (docs/cluster.md).
 JOB_GROUPS = os.environ.get("LZFLOW_JOB_GROUPS", "0")
-if JOB_GROUPS not in ("0", "1"):
-    raise SystemExit(f"lzflow: config error: LZFLOW_JOB_GROUPS={JOB_GROUPS!r}: expected 0 or 1")
-PDF_GROUP = "pdfs" if JOB_GROUPS == "1" else None
+if JOB_GROUPS not in ("0", "1", "single"):
+    raise SystemExit(f"lzflow: config error: LZFLOW_JOB_GROUPS={JOB_GROUPS!r}: expected 0, 1 or single")
+PDF_GROUP = {"1": "pdfs", "single": "analysis"}.get(JOB_GROUPS)
 
 
 wildcard_constraints:

@@ -12,10 +12,11 @@ from lzflow.precisionjob import (checkpoint_decisions, extra_inputs, extra_toy_a
                                  precision_trees_or_exit)
 
 PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
-# LZFLOW_JOB_GROUPS=1 (common.smk): one batch job per tree and mass for workspace -> toy batch -> merge.
-# Not with the file split (the toy jobs go as job arrays, which Slurm cannot group) nor with a target
-# precision (its checkpoint sits between toys and merge).
-MASS_GROUP = "mass" if JOB_GROUPS == "1" and TOY_SPLIT == "mass" and not PRECISION else None
+# LZFLOW_JOB_GROUPS=1 (common.smk): one batch job per tree and mass for workspace -> toy batch -> merge;
+# =single: these jobs join the PDFs' group (one batch job in all). Not with the file split (the toy
+# jobs go as job arrays, which Slurm cannot group) nor with a target precision (its checkpoint sits
+# between toys and merge).
+MASS_GROUP = {"1": "mass", "single": PDF_GROUP}.get(JOB_GROUPS) if TOY_SPLIT == "mass" and not PRECISION else None
 
 
 rule workspace:
