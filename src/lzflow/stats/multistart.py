@@ -28,6 +28,12 @@ silent). The starts, in the fitted parameters:
 * ``"half"``: the first result with every α̂ halved, α → α̂/2: a minimum between the nominal and
   α̂ that a full Newton step jumped over (log_pchip's flat knots at ±1σ, ±2σ).
 
+Pruning (:mod:`lzflow.stats.restart_prune`, on by default): a start that lies at a minimum the toy
+already knows (its first result or a converged further start) is not run, and a run is stopped as
+soon as it enters such a minimum's well near its bottom; neither can end lower than the incumbent
+by more than :data:`MARGIN`, so the records are the same as without pruning (bit for bit on 800
+toys per interpolation) for ≈ 20 % fewer Newton iterations (docs/method.md).
+
 Rate-only fits (K = 0) are convex and never restarted (their numbers and speed are unchanged).
 Everything is deterministic: the same toys in the same blocks give bit-identical results.
 """
@@ -40,6 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .fitresult import FitResult, FitStatus, Strategy
+from .restart_prune import KnownMinima
 
 __all__ = ["START_KINDS", "MARGIN", "start_points", "restart"]
 
@@ -70,24 +77,36 @@ def start_points(kind: str, fitter: Any, sub: Any, mu_fixed: float | None, cols:
 
 def restart(res: FitResult, ids: np.ndarray, cols: np.ndarray, mu_fixed: float | None,
             kinds: tuple[str, ...], make_start: Callable[[str, np.ndarray], np.ndarray],
-            run: Callable[[np.ndarray, np.ndarray], Any]) -> int:
+            run: Callable[[np.ndarray, np.ndarray, Callable | None], Any], prune: bool = True) -> int:
     """Fit the toys ``ids`` (rows of ``res``, already fitted once) again from each start of
     ``kinds`` and keep, per toy, the lowest NLL of a converged run (lower by more than
     :data:`MARGIN`; a toy whose first fit failed takes any converged run). ``make_start(kind,
-    ids)`` gives the start vectors (fitted columns), ``run(start, ids)`` a
-    :class:`~lzflow.stats.newton.NewtonRun` of those toys. Iterations of every run are added to
-    ``res.n_iter``. Returns the number of toys whose result a further start replaced."""
+    ids)`` gives the start vectors (fitted columns), ``run(start, ids, prune)`` a
+    :class:`~lzflow.stats.newton.NewtonRun` of those toys (``prune``: the hook of
+    :func:`~lzflow.stats.newton.minimise`). With ``prune`` starts and runs in the well of a
+    minimum the toy already knows are stopped (:mod:`lzflow.stats.restart_prune`; same results).
+    Iterations of every run are added to ``res.n_iter``. Returns the number of toys whose result
+    a further start replaced."""
     replaced = np.zeros(ids.size, dtype=bool)
+    known = KnownMinima(res.params[ids][:, cols], res.nll[ids], res.status[ids] == FitStatus.CONVERGED)
+    local = np.arange(ids.size)
     for kind in kinds:
+        start = make_start(kind, ids)
+        loc = local[~known.near(local, start)] if prune else local
+        if not loc.size:
+            continue
         with np.errstate(over="ignore", invalid="ignore"):  # a far start may overflow: NLL inf, never kept
-            r = run(make_start(kind, ids), ids)
-        res.n_iter[ids] += r.n_iter
-        old = res.nll[ids]
-        old_ok = res.status[ids] == FitStatus.CONVERGED
-        better = (r.status == FitStatus.CONVERGED) & (~old_ok | (r.nll < old - MARGIN))
+            r = run(start[loc], ids[loc], known.pruner(loc) if prune else None)
+        sel = ids[loc]
+        res.n_iter[sel] += r.n_iter
+        old = res.nll[sel]
+        old_ok = res.status[sel] == FitStatus.CONVERGED
+        conv = r.status == FitStatus.CONVERGED
+        better = conv & (~old_ok | (r.nll < old - MARGIN))
         if better.any():
-            keep_iter, keep_first = res.n_iter[ids[better]].copy(), res.first_failure[ids[better]].copy()
-            type(r)(**{f.name: getattr(r, f.name)[better] for f in fields(r)}).store(res, ids[better], cols, mu_fixed, Strategy.NEWTON_RESTART)
-            res.n_iter[ids[better]], res.first_failure[ids[better]] = keep_iter, keep_first
-            replaced |= better
+            keep_iter, keep_first = res.n_iter[sel[better]].copy(), res.first_failure[sel[better]].copy()
+            type(r)(**{f.name: getattr(r, f.name)[better] for f in fields(r)}).store(res, sel[better], cols, mu_fixed, Strategy.NEWTON_RESTART)
+            res.n_iter[sel[better]], res.first_failure[sel[better]] = keep_iter, keep_first
+            replaced[loc[better]] = True
+        known.add(loc, r.y, r.nll, conv)
     return int(replaced.sum())

@@ -173,7 +173,7 @@ def minimise(
     rows: NewtonRows, y0: np.ndarray, lb: np.ndarray, cfg: FitConfig, max_iter: int,
     step_cap: float | None = None, fisher: np.ndarray | None = None,
     start_floor: np.ndarray | None = None, ub: np.ndarray | None = None,
-    start_shrink: np.ndarray | None = None, interpolate: bool = False,
+    start_shrink: np.ndarray | None = None, interpolate: bool = False, prune: Callable | None = None,
 ) -> NewtonRun:
     """Projected Newton with Armijo backtracking for all rows, from ``y0`` ``(n, p)`` with lower
     bounds ``lb`` ``(p,)`` and upper bounds ``ub`` ``(p,)`` (``None``: none; see the module
@@ -187,8 +187,9 @@ def minimise(
     starts with a non-finite NLL are raised to (``None``: such starts fail as NON_FINITE).
     ``start_shrink``: ``(p,)`` boolean, parameters pulled towards 0 (halved, then 0) in starts
     whose NLL is still non-finite (the shape parameters α: α = 0 gives ν ≥ 0 for μ, θ ≥ 0).
-    ``interpolate``: the line search tries the minimum of the quadratic through
-    f(0), f'(0) and the failed point instead of halving (:func:`_backtrack`).
+    ``interpolate``: the line search tries the minimum of the quadratic through f(0), f'(0) and the
+    failed point instead of halving (:func:`_backtrack`). ``prune(rows, y, f) -> mask``: rows
+    (ids into ``y0``) stopped at the start of an iteration, status NOT_RUN (further starts).
     """
     n, p = y0.shape
     proj = _projection(lb, ub)
@@ -223,6 +224,9 @@ def minimise(
         g_out[ids] = g[mask]
 
     for it in range(max_iter):
+        if prune is not None and st.active.size and (cut := prune(st.active, st.y, st.f)).any():
+            finish(cut, FitStatus.NOT_RUN, np.full(cut.size, np.nan), np.zeros(st.y.shape))
+            st.keep(~cut)
         if not st.active.size:
             break
         g = st.rows.grad(st.y)
@@ -314,8 +318,7 @@ def minimise(
 
 
 def _projection(lb: np.ndarray, ub: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
-    """Projection onto the box [lb, ub] (onto y ≥ lb alone when ``ub`` is None: the rate-only
-    fits do exactly what they did before upper bounds existed)."""
+    """Projection onto the box [lb, ub] (onto y ≥ lb alone when ``ub`` is None)."""
     if ub is None:
         return lambda x: np.maximum(x, lb)
     return lambda x: np.minimum(np.maximum(x, lb), ub)
@@ -376,8 +379,7 @@ def _backtrack(y, d, g, f, dec, proj: Callable[[np.ndarray], np.ndarray], cfg: F
 
 
 def _end_failed_search(ok: np.ndarray, dec: np.ndarray, g: np.ndarray, finish) -> None:
-    """Rows (``~ok``) where no step decreased the NLL: at the rounding-noise level (Newton
-    decrement < 1e-6) the point is the minimum (CONVERGED), otherwise LINE_SEARCH."""
+    """Rows (``~ok``) where no step decreased the NLL: CONVERGED at the noise level (λ² < 1e-6), else LINE_SEARCH."""
     noise = ~ok & (dec < 1e-6)
     if noise.any():
         finish(noise, FitStatus.CONVERGED, dec, g)
@@ -453,8 +455,8 @@ def fit_block(fitter: NewtonFitter, data: Any, mu_fixed: float | None, init: np.
         restart(res, ids, cols, mu_fixed, kinds,
                 lambda kind, i: proj(start_points(kind, fitter, data.subset(i), mu_fixed, cols, init[i],
                                                   res.params[i][:, cols], n_shape)),
-                lambda y1, i: minimise(fitter.newton_rows(data.subset(i), mu_fixed), y1, lb, cfg, cfg.max_iter,
-                                       None, None, floor, ub, shrink, True))
+                lambda y1, i, cut: minimise(fitter.newton_rows(data.subset(i), mu_fixed), y1, lb, cfg,
+                                            cfg.max_iter, None, None, floor, ub, shrink, True, cut))
         failed = failed[res.status[failed] != FitStatus.CONVERGED]
     if failed.size and cfg.minuit_fallback:
         for i in failed:
