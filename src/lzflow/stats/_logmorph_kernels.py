@@ -81,30 +81,42 @@ def _pass1(b, ri, j, C, x0, x1, o, first):  # pragma: no cover - compiled
             o[x] += b0 * c0[x]
 
 @numba.njit(inline="always")
-def _combine(b, ri, j0, R, C, x0, x1, o):  # pragma: no cover - compiled
-    """``o = Σ_{j0 ≤ j < j0+R} b[j] C[ri[j], x0:x1]``: eight rows a pass, then four, then one (a fixed
-    order for given ``j0, R``; few passes over ``o``)."""
+def _combine(b, ri, j0, R, C, x0, x1, o, init):  # pragma: no cover - compiled
+    """``o (=|+=) Σ_{j0 ≤ j < j0+R} b[j] C[ri[j], x0:x1]`` (``=`` if ``init``): eight rows a pass, then
+    four, then one (a fixed order for given ``j0, R``; few passes over ``o``)."""
     j = 0
     while j + 8 <= R:
-        _pass8(b, ri, j0 + j, C, x0, x1, o, j == 0)
+        _pass8(b, ri, j0 + j, C, x0, x1, o, init and j == 0)
         j += 8
     while j + 4 <= R:
-        _pass4(b, ri, j0 + j, C, x0, x1, o, j == 0)
+        _pass4(b, ri, j0 + j, C, x0, x1, o, init and j == 0)
         j += 4
     while j < R:
-        _pass1(b, ri, j0 + j, C, x0, x1, o, j == 0)
+        _pass1(b, ri, j0 + j, C, x0, x1, o, init and j == 0)
         j += 1
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def log_terms(Bv, Ri, C, E):  # pragma: no cover - compiled
+def log_terms(Bv, Ri, C, E, runs):  # pragma: no cover - compiled
     """``E[t] = Σ_j Bv[t, j] C[Ri[t, j]]`` (``Bv``, ``Ri`` ``(n, J)``, ``C`` ``(rows, X)``): for each toy
-    the same operations in the same order (:func:`_combine` over j = 0 … J−1), chunk by chunk of entries."""
+    the same operations in the same order, chunk by chunk of entries. ``runs`` ``(R, 4)``: systematics
+    k0 ≤ k < k1 whose coefficients vanish outside the entries lo ≤ x < hi (rows k Ĵ … (k+1) Ĵ − 1 of
+    a toy, Ĵ = J / K): each run is a :func:`_combine` over its rows and entries only, in run order;
+    entries the first run does not cover start from 0."""
     J, X = Bv.shape[1], C.shape[1]
+    Jk = J // runs[-1, 1]
     for x0 in range(0, X, _CHUNK):
         x1 = min(x0 + _CHUNK, X)
+        full = runs[0, 2] <= x0 and runs[0, 3] >= x1
         for t in range(Bv.shape[0]):
-            _combine(Bv[t], Ri[t], 0, J, C, x0, x1, E[t, x0:x1])
+            if not full:
+                for x in range(x0, x1):
+                    E[t, x] = 0.0
+            for r in range(runs.shape[0]):
+                a, b = max(x0, runs[r, 2]), min(x1, runs[r, 3])
+                if a < b:
+                    _combine(Bv[t], Ri[t], runs[r, 0] * Jk, (runs[r, 1] - runs[r, 0]) * Jk, C, a, b, E[t, a:b],
+                             full and r == 0)
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
@@ -158,11 +170,11 @@ def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
 
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
 def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, ri, col_of, nc, g_t, wc,
-              q, qg, w):  # pragma: no cover - compiled
+              q, qg, w, runs):  # pragma: no cover - compiled
     """One toy (templates ``u``): Poisson part of the gradient ``g_t`` ``(p,)`` (c columns ``col_of[s] ≥ 0``,
     α columns ``nc + k``) and ``wc[j] = Σ_x W_x C[ri[j], x]`` with W_x = q_l c_s U_x, q = 1 − n/ν;
-    ``q``, ``qg``, ``w``: work arrays."""
-    J, X = bv1.size, C.shape[1]
+    ``q``, ``qg``, ``w``: work arrays; ``runs``: as :func:`log_terms` (W·C_j is summed over its run's entries)."""
+    J = bv1.size
     K = g_t.size - nc
     G = g_eoff.size
     _q_of(ct, nu_t, q)
@@ -185,42 +197,46 @@ def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, 
             if col_of[s] >= 0:
                 g_t[col_of[s]] = acc
             x0 += Lg
-    jj = 0
-    while jj + 8 <= J:  # eight, then four coefficient rows per pass over W
-        c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
-        c4, c5, c6, c7 = C[ri[jj + 4]], C[ri[jj + 5]], C[ri[jj + 6]], C[ri[jj + 7]]
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
-        for x in range(X):
-            wx = w[x]
-            a0 += wx * c0[x]
-            a1 += wx * c1[x]
-            a2 += wx * c2[x]
-            a3 += wx * c3[x]
-            a4 += wx * c4[x]
-            a5 += wx * c5[x]
-            a6 += wx * c6[x]
-            a7 += wx * c7[x]
-        wc[jj], wc[jj + 1], wc[jj + 2], wc[jj + 3] = a0, a1, a2, a3
-        wc[jj + 4], wc[jj + 5], wc[jj + 6], wc[jj + 7] = a4, a5, a6, a7
-        jj += 8
-    while jj + 4 <= J:
-        c0, c1, c2, c3 = C[ri[jj]], C[ri[jj + 1]], C[ri[jj + 2]], C[ri[jj + 3]]
-        a0 = a1 = a2 = a3 = 0.0
-        for x in range(X):
-            wx = w[x]
-            a0 += wx * c0[x]
-            a1 += wx * c1[x]
-            a2 += wx * c2[x]
-            a3 += wx * c3[x]
-        wc[jj], wc[jj + 1], wc[jj + 2], wc[jj + 3] = a0, a1, a2, a3
-        jj += 4
-    while jj < J:
-        cj = C[ri[jj]]
-        acc = 0.0
-        for x in range(X):
-            acc += w[x] * cj[x]
-        wc[jj] = acc
-        jj += 1
+    Jk = J // K
+    for r_ in range(runs.shape[0]):  # per run of systematics: its rows over its entries only
+        jj, jend, xa, xb = runs[r_, 0] * Jk, runs[r_, 1] * Jk, runs[r_, 2], runs[r_, 3]
+        nx = xb - xa  # loops from 0 over slices: indices provably ≥ 0, so the loops vectorise
+        wr = w[xa:xb]
+        while jj + 8 <= jend:  # eight, then four coefficient rows per pass over W
+            c0, c1, c2, c3 = C[ri[jj], xa:xb], C[ri[jj + 1], xa:xb], C[ri[jj + 2], xa:xb], C[ri[jj + 3], xa:xb]
+            c4, c5, c6, c7 = C[ri[jj + 4], xa:xb], C[ri[jj + 5], xa:xb], C[ri[jj + 6], xa:xb], C[ri[jj + 7], xa:xb]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+            for x in range(nx):
+                wx = wr[x]
+                a0 += wx * c0[x]
+                a1 += wx * c1[x]
+                a2 += wx * c2[x]
+                a3 += wx * c3[x]
+                a4 += wx * c4[x]
+                a5 += wx * c5[x]
+                a6 += wx * c6[x]
+                a7 += wx * c7[x]
+            wc[jj], wc[jj + 1], wc[jj + 2], wc[jj + 3] = a0, a1, a2, a3
+            wc[jj + 4], wc[jj + 5], wc[jj + 6], wc[jj + 7] = a4, a5, a6, a7
+            jj += 8
+        while jj + 4 <= jend:
+            c0, c1, c2, c3 = C[ri[jj], xa:xb], C[ri[jj + 1], xa:xb], C[ri[jj + 2], xa:xb], C[ri[jj + 3], xa:xb]
+            a0 = a1 = a2 = a3 = 0.0
+            for x in range(nx):
+                wx = wr[x]
+                a0 += wx * c0[x]
+                a1 += wx * c1[x]
+                a2 += wx * c2[x]
+                a3 += wx * c3[x]
+            wc[jj], wc[jj + 1], wc[jj + 2], wc[jj + 3] = a0, a1, a2, a3
+            jj += 4
+        while jj < jend:
+            cj = C[ri[jj], xa:xb]
+            acc = 0.0
+            for x in range(nx):
+                acc += wr[x] * cj[x]
+            wc[jj] = acc
+            jj += 1
     M = J // K
     for k in range(K):
         acc = 0.0
@@ -231,7 +247,7 @@ def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out, C, Bv1, Ri, col_of, nc, g,
-               WC):  # pragma: no cover - compiled
+               WC, runs):  # pragma: no cover - compiled
     """For each toy t: :func:`_point_one` (NLL ``out[t]``, ν ``nu[t]``, ``U[t]`` completed) then
     :func:`_grad_one` (``g[t]``, ``WC[t]``) on the same templates."""
     n, L = nu.shape
@@ -242,16 +258,17 @@ def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out
     for t in range(n):
         out[t] = _point_one(U[t], Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
         _grad_one(U[t], nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
-                  col_of, nc, g[t], WC[t], q, qg, w)
+                  col_of, nc, g[t], WC[t], q, qg, w, runs)
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, Bv1, Bv2, Ri, WC, col_of, nc,
-            prec, H, D, J_):  # pragma: no cover - compiled
+            prec, H, D, J_, runs):  # pragma: no cover - compiled
     """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64; row t's
     templates ``U[ui[t]]``).
 
-    Work arrays ``D`` ``(K, X)`` and ``J_`` ``(p, 2 L)`` of the work type (float32 or float64):
+    Work arrays ``D`` ``(K, X)`` (zero-filled: only each systematic's run of entries, ``runs`` as in
+    :func:`log_terms`, is written) and ``J_`` ``(p, 2 L)`` of the work type (float32 or float64):
     D_kx = Σ_m B'_m(α_k) C_mkx (B' rounded to the work type); J the Jacobian ∂ν_l/∂y over the bins with counts (w = 0 elsewhere). H = Σ_l w_l J_l J_lᵀ
     (w = n/ν²) + [c–α: Σ_{x∈s} q U_x D_kx] + [α–α: Σ_x W_x D_kx D_lx + δ_kl Σ_m B''_m W·C_mk] + P."""
     L = nu.shape[1]
@@ -272,6 +289,11 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
     tmp = np.empty(max(L, X), dtype=D.dtype)
     acc_a = np.empty(p)
     bw = np.empty(JJ, dtype=D.dtype)
+    klo = np.empty(K, dtype=np.int64)  # the run of entries of each systematic
+    khi = np.empty(K, dtype=np.int64)
+    for r_ in range(runs.shape[0]):
+        for k in range(runs[r_, 0], runs[r_, 1]):
+            klo[k], khi[k] = runs[r_, 2], runs[r_, 3]
     for i in range(rows.size):
         t = rows[i]
         ct, nt, vt = counts[t], nu[t], U[ui[t]]
@@ -289,8 +311,11 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
                 pos[l] = L + l  # scratch columns, never read (distinct: no chain of stores to one address)
         for j in range(JJ):  # B' in the work type: D's sums then stay in it (float32: 5× faster)
             bw[j] = Bv1[t, j]
-        for k in range(K):
-            _combine(bw, Ri[t], k * M, M, Cw, 0, X, D[k])
+        for r_ in range(runs.shape[0]):  # D_k over k's run of entries (D is 0 outside it: allocated so)
+            xa, xb = runs[r_, 2], runs[r_, 3]
+            for k in range(runs[r_, 0], runs[r_, 1]):
+                if xa < xb:
+                    _combine(bw, Ri[t], k * M, M, Cw, xa, xb, D[k, xa:xb], True)
         for a in range(p):
             ja = J_[a]
             for l in range(npos):
@@ -345,15 +370,19 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
                 for j in range(Lg):
                     ja[pg[j]] += ak[j]
         # α–α second derivatives: Σ_x W D_k D_l (+ δ_kl Σ_m B''_m (W·C)_mk, in float64)
-        for k in range(K):
+        for k in range(K):  # over the entries where both D_k and D_l can be non-zero
             dk = D[k]
-            for x in range(X):
-                tmp[x] = W[x] * dk[x]
+            xa = klo[k]
+            wk, dkk, tk = W[xa : khi[k]], dk[xa : khi[k]], tmp[xa : khi[k]]
+            for x in range(wk.size):  # loops from 0 over slices: indices provably ≥ 0, so they vectorise
+                tk[x] = wk[x] * dkk[x]
             for k2 in range(k, K):
-                d2 = D[k2]
+                a_, b_ = max(xa, klo[k2]), min(khi[k], khi[k2])
+                d2 = D[k2, a_:b_] if a_ < b_ else D[k2, :0]
+                t2 = tmp[a_:b_] if a_ < b_ else tmp[:0]
                 acc = zero
-                for x in range(X):
-                    acc += tmp[x] * d2[x]
+                for x in range(d2.size):
+                    acc += t2[x] * d2[x]
                 H[nc + k, nc + k2, i] += acc
                 if k2 != k:
                     H[nc + k2, nc + k, i] += acc

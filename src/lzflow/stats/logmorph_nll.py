@@ -72,6 +72,37 @@ def support_groups(T: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.array(samples), bins) for samples, bins in groups.values()]
 
 
+def _order_groups(groups: list[tuple[np.ndarray, np.ndarray]], C: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``groups`` with those that more systematics act on first (``C`` ``(M, K, S, L)``; ties: in the order of the
+    systematics acting, then as given), so that each systematic's entries form one leading run
+    (:func:`entry_runs`) where the systematics' sample sets nest (default 40 GeV workspace: the NR
+    yield systematics act on the NR, B8 and hep samples, the detector ones on all)."""
+    acts = [np.any(C[:, :, s][..., b] != 0, axis=(0, 2, 3)) for s, b in groups]  # (K,) per group
+    order = sorted(range(len(groups)), key=lambda i: (-int(acts[i].sum()), tuple(~acts[i]), i))
+    return [groups[i] for i in order]
+
+
+def entry_runs(C2: np.ndarray, K: int, bounds: np.ndarray) -> np.ndarray:
+    """``(R, 4)`` int64 rows ``(k0, k1, lo, hi)``: the maximal runs of systematics k0 ≤ k < k1 whose
+    coefficient rows ``C2[k M : (k+1) M]`` (``C2`` ``(K M, X)``) vanish outside the same entries
+    lo ≤ x < hi: from the first to the last block of entries ``bounds[i] ≤ x < bounds[i+1]`` (one
+    sample of a support group; ``bounds`` ascending from 0 to X) where one is non-zero ((0, 0) for
+    none). The kernels (:mod:`lzflow.stats._logmorph_kernels`) skip the products with these exact zeros."""
+    M = C2.shape[0] // K
+    spans = []
+    for k in range(K):
+        nz = np.any(C2[k * M : (k + 1) * M] != 0, axis=0)
+        used = np.flatnonzero(np.logical_or.reduceat(nz, bounds[:-1])) if nz.size else np.zeros(0, int)
+        spans.append((int(bounds[used[0]]), int(bounds[used[-1] + 1])) if used.size else (0, 0))
+    runs = []
+    for k, span in enumerate(spans):
+        if runs and (runs[-1][2], runs[-1][3]) == span:
+            runs[-1][1] = k + 1
+        else:
+            runs.append([k, k + 1, *span])
+    return np.array(runs, dtype=np.int64).reshape(-1, 4)
+
+
 class LogMorphLayout(FreeParameters):
     """Free-parameter design of one fit type (μ free, or fixed at ``mu_fixed``) of a model with
     multiplicative morphing, and its fixed tables over the template's non-zero entries x (sample,
@@ -87,7 +118,7 @@ class LogMorphLayout(FreeParameters):
         T = basis.T
         self.live = np.flatnonzero(np.any(T > 0, axis=0))
         self.L, self.M, self.interpolation = self.live.size, basis.M, basis.interpolation
-        groups = support_groups(T[:, self.live])
+        groups = _order_groups(support_groups(T[:, self.live]), basis.C[:, :, :, self.live])
         self.g_samp = np.concatenate([g for g, _ in groups]).astype(np.int64)
         self.g_sptr = np.cumsum([0] + [g.size for g, _ in groups]).astype(np.int64)
         self.g_bins = np.concatenate([b for _, b in groups]).astype(np.int64)
@@ -100,6 +131,8 @@ class LogMorphLayout(FreeParameters):
         C = basis.C[:, :, self.s_of, self.live[self.l_of]]  # (M, K, X)
         self.C2 = np.ascontiguousarray(C.transpose(1, 0, 2).reshape(K * basis.M, -1))  # rows j = k M + m
         self.Cw = np.ascontiguousarray(self.C2, dtype=self.wt)
+        sizes = np.repeat(np.diff(self.g_bptr), np.diff(self.g_sptr))  # entries of each (group, sample)
+        self.runs = entry_runs(self.C2, K, np.cumsum(np.r_[0, sizes]))
         self.col_of = np.full(self.S, -1, dtype=np.int64)  # free column of each sample coefficient
         self.col_of[self.cfree] = np.arange(self.nc)
         # bins an allowed parameter value can fill, without / with the signal (μ fixed at 0: without)
@@ -147,14 +180,14 @@ class _Point:
             self.Ri = np.ascontiguousarray((cols + lay.M * np.arange(lay.K)[:, None]).reshape(n, -1))
         self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))
         self.U = np.empty((n, lay.Tx.size))
-        log_terms(np.ascontiguousarray(B.reshape(n, -1)), self.Ri, lay.C2, self.U)
+        log_terms(np.ascontiguousarray(B.reshape(n, -1)), self.Ri, lay.C2, self.U, lay.runs)
         np.exp(self.U, out=self.U)
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
         self.gp = np.zeros((n, lay.p))  # Poisson part of the gradient, and W·C: formed with ν (fused)
         self.WC = np.empty(self.Bv1.shape)
         point_grad(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois, lay.C2, self.Bv1, self.Ri,
-                   lay.col_of, lay.nc, self.gp, self.WC)
+                   lay.col_of, lay.nc, self.gp, self.WC, lay.runs)
         self.ui = np.arange(n)
 
     def take(self, keep: np.ndarray) -> _Point:
@@ -260,10 +293,10 @@ class LogMorphRows(PointRows):
         lay = self.lay
         idx = np.arange(self.n) if rows is None else np.flatnonzero(rows)
         H = np.empty((lay.p, lay.p, idx.size))
-        D = np.empty((lay.K, lay.Tx.size), dtype=lay.wt)
+        D = np.zeros((lay.K, lay.Tx.size), dtype=lay.wt)
         J = np.empty((lay.p, 2 * lay.L), dtype=lay.wt)
         hessian(idx, pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, pt.Ri, ratios[0],
-                   lay.col_of, lay.nc, lay.prec, H, D, J)
+                   lay.col_of, lay.nc, lay.prec, H, D, J, lay.runs)
         return H
 
 
