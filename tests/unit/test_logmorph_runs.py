@@ -113,3 +113,25 @@ def test_disjoint_systematics_rows_equal_the_dense_formulas():
     assert len(runs) == 2 and not (runs[0, 2] == 0 and runs[0, 3] == X)  # the zero-start path
     assert all(r[3] - r[2] < X for r in runs)
     assert worst < 1e-12
+
+
+def test_pchip_rows_equal_the_numpy_basis():
+    """The compiled log_pchip basis rows (:func:`pchip_rows`) are bit for bit those of
+    :func:`basis_functions` on the columns of :func:`active_basis`: inside every knot interval, on the
+    knots, just inside and beyond ±2σ, and NaN."""
+    from lzflow.stats._logmorph_kernels import pchip_rows
+    from lzflow.stats.logmorph import active_basis
+
+    rng = np.random.default_rng(11)
+    special = np.r_[-2.0, -1.0, 0.0, 1.0, 2.0, np.nextafter(2.0, 0), np.nextafter(-2.0, 0), -5.0, 5.0, 2.5, -3.7, np.nan]
+    alpha = np.concatenate([rng.uniform(-5.0, 5.0, 300), special, rng.uniform(-2.0, 2.0, 3)]).reshape(-1, 3)
+    n, K = alpha.shape
+    cols, mask = active_basis(alpha, "log_pchip")
+    ref = [(np.take_along_axis(b, cols, axis=-1) * mask).reshape(n, -1) for b in basis_functions(alpha, "log_pchip")]
+    out = [np.empty((n, 4 * K)) for _ in range(3)]
+    Ri = np.empty((n, 4 * K), dtype=np.int64)
+    pchip_rows(alpha, 9, *out, Ri)
+    for o, r in zip(out, ref):
+        np.testing.assert_array_equal(o, r)
+    np.testing.assert_array_equal(Ri, (cols + 9 * np.arange(K)[:, None]).reshape(n, -1))
+    assert np.isnan(out[0][-2]).any() and not np.isnan(out[0][:-2]).any()

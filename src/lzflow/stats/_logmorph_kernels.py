@@ -406,3 +406,46 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
                 if b_ != a:
                     H[b_, a, i] += acc_a[b_]
             H[a, a, i] += prec[a]
+
+
+@numba.njit(nogil=True, cache=True, error_model="numpy")
+def pchip_rows(alpha, M, B0, B1, B2, Ri):  # pragma: no cover - compiled
+    """log_pchip's basis functions at ``alpha`` ``(n, K)`` on the 4 columns of each α_k's knot interval
+    j (:func:`lzflow.stats.logmorph.active_basis`; value of knots j, j+1, slope of knots j, j+1; the
+    knot α = 0 has no value column: 0 there) into ``B0, B1, B2`` ``(n, 4 K)`` and their coefficient
+    rows k M + column into ``Ri``: the same numbers as :func:`lzflow.stats.logmorph.basis_functions`
+    taken on those columns (same operations, strict IEEE: no contraction), without the numpy
+    temporaries of the (n, K, 9) arrays."""
+    n, K = alpha.shape
+    for t_ in range(n):
+        for k in range(K):
+            a = alpha[t_, k]
+            x = min(max(a, -2.0), 2.0) if a == a else a
+            j = int(min(max(math.floor((x if x == x else 0.0) + 2.0), 0.0), 3.0))
+            t = x + 2.0 - j
+            t2 = t * t
+            t3 = t * t * t
+            inside = abs(a) <= 2.0
+            beyond = a - x
+            nan0 = 0.0 * a  # NaN α: NaN
+            end = 4 if a > 0 else 0
+            eL, eR = (1.0 if end == j else 0.0), (1.0 if end == j + 1 else 0.0)
+            v = (2 * t3 - 3 * t2 + 1, -2 * t3 + 3 * t2, t3 - 2 * t2 + t + eL * beyond, t3 - t2 + eR * beyond)
+            if inside:
+                d = (6 * t2 - 6 * t, -6 * t2 + 6 * t, 3 * t2 - 4 * t + 1, 3 * t2 - 2 * t)
+                dd = (12 * t - 6, -12 * t + 6, 6 * t - 4, 6 * t - 2)
+            else:  # linear continuation: slope 1 on the end knot's slope column
+                d = (0.0, 0.0, eL, eR)
+                dd = (0.0, 0.0, 0.0, 0.0)
+            # columns: values of knots -2, -1, +1, +2 are 0-3 (knot 0 has none), slopes of knots -2 … +2 are 4-8
+            cL = j if j < 2 else j - 1
+            cR = j + 1 if j + 1 < 2 else j
+            hasL, hasR = j != 2, j + 1 != 2
+            cols = (cL if hasL else 4, cR if hasR else 4, 4 + j, 5 + j)
+            keep = (1.0 if hasL else 0.0, 1.0 if hasR else 0.0, 1.0, 1.0)
+            for i in range(4):
+                o = 4 * k + i
+                B0[t_, o] = (v[i] + nan0) * keep[i]
+                B1[t_, o] = (d[i] + nan0) * keep[i]
+                B2[t_, o] = (dd[i] + nan0) * keep[i]
+                Ri[t_, o] = k * M + cols[i]

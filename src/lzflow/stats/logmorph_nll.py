@@ -23,7 +23,8 @@ so a toy's fit is bit-identical whatever the block size, sub-block split or thre
 Subsets made by the line search evaluate only their rows still pending (:meth:`LogMorphRows.trial`).
 The kernels read coefficient rows through a per-toy row table ``Ri``: every row k M + m for
 log_quartic and log_code4p, only the 4 basis columns of α_k's knot interval for log_pchip (of its 9;
-:func:`lzflow.stats.logmorph.active_basis`), so a log_pchip point costs what a log_quartic one does.
+:func:`lzflow.stats.logmorph.active_basis`, formed by :func:`lzflow.stats._logmorph_kernels.pchip_rows`),
+so a log_pchip point costs what a log_quartic one does.
 The toys are fitted in sub-blocks (:func:`sub_block`) so that the morphed templates of a block
 (entries × toys, at the current and the trial points) stay small.
 
@@ -44,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from .binned_nll import PointRows, PreparedData
-from .logmorph import active_basis, basis_functions
+from .logmorph import basis_functions
 from .model import BinnedModel
 from .morph_nll import FreeParameters
 
@@ -165,22 +166,23 @@ class _Point:
     def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
         from ._logmorph_kernels import (  # numba: compiled on first use
             log_terms,
+            pchip_rows,
             point_grad,
         )
 
         self.c, self.alpha = lay.split(y)
-        B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
         n = y.shape[0]
-        active = active_basis(self.alpha, lay.interpolation)
-        if active is None:  # every column: j = k M + m, as lay.C2's rows
+        if lay.interpolation == "log_pchip":  # the 4 columns of α_k's interval, rows k M + column of lay.C2
+            B, self.Bv1, self.Bv2 = (np.empty((n, 4 * lay.K)) for _ in range(3))
+            self.Ri = np.empty((n, 4 * lay.K), dtype=np.int64)
+            pchip_rows(np.ascontiguousarray(self.alpha), lay.M, B, self.Bv1, self.Bv2, self.Ri)
+        else:  # every column: j = k M + m, as lay.C2's rows
+            B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
             self.Ri = np.tile(np.arange(lay.K * lay.M), (n, 1))
-        else:  # log_pchip: the 4 columns of α_k's interval (zeros elsewhere), rows k M + column of lay.C2
-            cols, mask = active
-            B, B1, B2 = (np.take_along_axis(b, cols, axis=-1) * mask for b in (B, B1, B2))
-            self.Ri = np.ascontiguousarray((cols + lay.M * np.arange(lay.K)[:, None]).reshape(n, -1))
-        self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))
+            B = np.ascontiguousarray(B.reshape(n, -1))
+            self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))
         self.U = np.empty((n, lay.Tx.size))
-        log_terms(np.ascontiguousarray(B.reshape(n, -1)), self.Ri, lay.C2, self.U, lay.runs)
+        log_terms(B, self.Ri, lay.C2, self.U, lay.runs)
         np.exp(self.U, out=self.U)
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
