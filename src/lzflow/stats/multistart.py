@@ -32,7 +32,7 @@ Pruning (:mod:`lzflow.stats.restart_prune`, on by default): a start that lies at
 already knows (its first result or a converged further start) is not run, and a run is stopped as
 soon as it enters such a minimum's well near its bottom; neither can end lower than the incumbent
 by more than :data:`MARGIN`, so the records are the same as without pruning (bit for bit on 800
-toys per interpolation) for ≈ 20 % fewer Newton iterations (docs/method.md).
+toys per interpolation) for 25–30 % fewer Newton iterations (docs/method.md).
 
 Rate-only fits (K = 0) are convex and never restarted (their numbers and speed are unchanged).
 Everything is deterministic: the same toys in the same blocks give bit-identical results.

@@ -188,8 +188,8 @@ def minimise(
     ``start_shrink``: ``(p,)`` boolean, parameters pulled towards 0 (halved, then 0) in starts
     whose NLL is still non-finite (the shape parameters α: α = 0 gives ν ≥ 0 for μ, θ ≥ 0).
     ``interpolate``: the line search tries the minimum of the quadratic through f(0), f'(0) and the
-    failed point instead of halving (:func:`_backtrack`). ``prune(rows, y, f) -> mask``: rows
-    (ids into ``y0``) stopped at the start of an iteration, status NOT_RUN (further starts).
+    failed point instead of halving (:func:`_backtrack`). ``prune(rows, y, f, y_newton, λ²) -> mask``:
+    rows (ids into ``y0``) stopped before the line search, status NOT_RUN (further starts).
     """
     n, p = y0.shape
     proj = _projection(lb, ub)
@@ -224,9 +224,6 @@ def minimise(
         g_out[ids] = g[mask]
 
     for it in range(max_iter):
-        if prune is not None and st.active.size and (cut := prune(st.active, st.y, st.f)).any():
-            finish(cut, FitStatus.NOT_RUN, np.full(cut.size, np.nan), np.zeros(st.y.shape))
-            st.keep(~cut)
         if not st.active.size:
             break
         g = st.rows.grad(st.y)
@@ -274,6 +271,9 @@ def minimise(
                     finish(conv, FitStatus.CONVERGED, dec, g)
                     done |= conv
         st.free = free
+        if prune is not None and (cut := ~done & prune(st.active, st.y, st.f, proj(st.y + d), dec)).any():
+            finish(cut, FitStatus.NOT_RUN, dec, g)
+            done |= cut
         if done.any():
             g, d, dec = st.keep(~done, g, d, dec)
             if not st.active.size:
