@@ -51,8 +51,10 @@ def _peak_rss_mb() -> float:
 
 
 def bench_batched(model, n_toys: int, chunk: int, threads: int | None, block: int, repeat: int,
-                  procs: int = 1):
-    from lzflow.stats import ToyRequest, run_toys
+                  procs: int = 1, starts: dict | None = None):
+    from lzflow.stats import FitConfig, ToyRequest, run_toys
+
+    config = FitConfig(**(starts or {}))
 
     if procs > 1:  # start the worker processes outside the timing
         run_toys(model, ToyRequest(base_seed=1, mass_key=1, poi_index=0, hypothesis="sb", mu=1.0,
@@ -66,7 +68,8 @@ def bench_batched(model, n_toys: int, chunk: int, threads: int | None, block: in
         for start in range(0, n_toys, chunk):
             idx = np.arange(start, min(start + chunk, n_toys))
             r = run_toys(model, ToyRequest(base_seed=1234, mass_key=400000, poi_index=0, hypothesis="sb", mu=1.0,
-                                           toy_indices=idx, block_size=block, n_threads=threads, n_procs=procs))
+                                           toy_indices=idx, block_size=block, n_threads=threads, n_procs=procs,
+                                           config=config))
             q_sum += float(np.nansum(r.q))
             n_fail += int(np.sum(r.status_uncond != 0) + np.sum(r.status_cond != 0))
             del r
@@ -74,10 +77,11 @@ def bench_batched(model, n_toys: int, chunk: int, threads: int | None, block: in
     return best, q_sum / n_toys, n_fail
 
 
-def bench_batched_fit(model, counts, aux, gen, threads: int | None, block: int, repeat: int):
+def bench_batched_fit(model, counts, aux, gen, threads: int | None, block: int, repeat: int,
+                      starts: dict | None = None):
     from lzflow.stats import BatchedFitter, FitConfig
 
-    f = BatchedFitter(model, FitConfig(block_size=block, n_threads=threads))
+    f = BatchedFitter(model, FitConfig(block_size=block, n_threads=threads, **(starts or {})))
     slope = f.profile_slope(gen)
     data = f.prepare(counts, aux)
     init = np.broadcast_to(gen, (data.n, gen.size))
@@ -148,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
                          "median limit")
     ap.add_argument("--interpolation", choices=["log_pchip", "log_quartic", "log_code4p", "code4p"], default=None,
                     help="with --workspace: morph its shape systematics this way instead of the workspace's own")
+    ap.add_argument("--one-start", action="store_true",
+                    help="fit from one start only (FitConfig extra_starts=(), extra_starts_fixed=()): the cost of one "
+                         "Newton fit with shape systematics")
     args = ap.parse_args(argv)
+    starts = {"extra_starts": (), "extra_starts_fixed": ()} if args.one_start else {}
 
     from lzflow.stats import evaluate_test_statistic, generate_toys, generation_point
     from lzflow.stats._threads import available_cores
@@ -182,26 +190,26 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict = {}
     c0 = time.process_time()
     t_b, q_mean, n_fail = bench_batched(model, args.n_toys, args.chunk, args.threads, args.block,
-                                        args.repeat)
+                                        args.repeat, starts=starts)
     cpu_b = (time.process_time() - c0) / args.repeat
     nthr = args.threads or available_cores()
     rows.append((f"batched, {nthr} threads", args.n_toys, t_b))
     # one core: wall time and CPU time of a single-threaded run (robust on a shared machine)
     n1 = min(args.n_toys, 65536)
     c0 = time.process_time()
-    t_1, _, _ = bench_batched(model, n1, args.chunk, 1, args.block, 1)
+    t_1, _, _ = bench_batched(model, n1, args.chunk, 1, args.block, 1, starts=starts)
     cpu_1 = time.process_time() - c0
     rows.append(("batched, 1 thread", n1, t_1))
     if args.procs > 1:
         t_p, q_mean_p, n_fail_p = bench_batched(model, args.n_toys, args.chunk, 1, args.block,
-                                                args.repeat, args.procs)
+                                                args.repeat, args.procs, starts=starts)
         rows.append((f"batched, {args.procs} processes", args.n_toys, t_p))
         assert abs(q_mean_p - q_mean) < 1e-9 and n_fail_p == n_fail  # identical toys and fits
     n_fit = max(args.n_fit, args.n_minuit, args.n_pyhf)
     counts, aux = generate_toys(model, gen, np.arange(n_fit), 99, 400000, 0, "sb")
     counts = counts.astype(np.int32)
     t_f, (ru, rc) = bench_batched_fit(model, counts, aux, gen, args.threads, args.block,
-                                      args.repeat)
+                                      args.repeat, starts=starts)
     rows.append((f"batched fit-only, {nthr} thr", n_fit, t_f))
     q_b = evaluate_test_statistic("qtilde", rc.nll, ru.nll, ru.mu, 1.0)
     extra["newton_iterations_uncond"] = float(np.mean(ru.n_iter))
