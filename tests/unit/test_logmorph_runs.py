@@ -117,8 +117,9 @@ def test_disjoint_systematics_rows_equal_the_dense_formulas():
 
 def test_pchip_rows_equal_the_numpy_basis():
     """The compiled log_pchip basis rows (:func:`pchip_rows`) are bit for bit those of
-    :func:`basis_functions` on the columns of :func:`active_basis`: inside every knot interval, on the
-    knots, just inside and beyond ±2σ, and NaN."""
+    :func:`basis_functions` on the columns of :func:`active_basis` less its zero stand-in (3 rows for
+    the intervals ending at α = 0, else 4): inside every knot interval, on the knots, just inside and
+    beyond ±2σ, and NaN; the rows after the last are 0 (row 0)."""
     from lzflow.stats._logmorph_kernels import pchip_rows
     from lzflow.stats.logmorph import active_basis
 
@@ -127,11 +128,19 @@ def test_pchip_rows_equal_the_numpy_basis():
     alpha = np.concatenate([rng.uniform(-5.0, 5.0, 300), special, rng.uniform(-2.0, 2.0, 3)]).reshape(-1, 3)
     n, K = alpha.shape
     cols, mask = active_basis(alpha, "log_pchip")
-    ref = [(np.take_along_axis(b, cols, axis=-1) * mask).reshape(n, -1) for b in basis_functions(alpha, "log_pchip")]
+    ref = [np.take_along_axis(b, cols, axis=-1) for b in basis_functions(alpha, "log_pchip")]  # (n, K, 4)
     out = [np.empty((n, 4 * K)) for _ in range(3)]
     Ri = np.empty((n, 4 * K), dtype=np.int64)
-    pchip_rows(alpha, 9, *out, Ri)
-    for o, r in zip(out, ref):
-        np.testing.assert_array_equal(o, r)
-    np.testing.assert_array_equal(Ri, (cols + 9 * np.arange(K)[:, None]).reshape(n, -1))
-    assert np.isnan(out[0][-2]).any() and not np.isnan(out[0][:-2]).any()
+    Rs = np.empty((n, K + 1), dtype=np.int64)
+    pchip_rows(alpha, 9, *out, Ri, Rs)
+    for t in range(n):
+        keep = mask[t] > 0  # (K, 4)
+        assert Rs[t].tolist() == np.r_[0, np.cumsum(keep.sum(axis=1))].tolist()
+        m = Rs[t, K]
+        for o, r in zip(out, ref):
+            np.testing.assert_array_equal(o[t, :m], r[t][keep])
+            assert np.all(o[t, m:] == 0.0)
+        np.testing.assert_array_equal(Ri[t, :m], (cols[t] + 9 * np.arange(K)[:, None])[keep])
+        assert np.all(Ri[t, m:] == 0)
+    assert (Rs[:, K] < 4 * K).any() and (Rs[:, K] == 4 * K).any()
+    assert np.isnan(out[0][-2, :Rs[-2, K]]).any() and not np.isnan(out[0][:-2]).any()

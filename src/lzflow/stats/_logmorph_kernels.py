@@ -97,14 +97,13 @@ def _combine(b, ri, j0, R, C, x0, x1, o, init):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def log_terms(Bv, Ri, C, E, runs):  # pragma: no cover - compiled
+def log_terms(Bv, Ri, C, E, runs, Rs):  # pragma: no cover - compiled
     """``E[t] = Σ_j Bv[t, j] C[Ri[t, j]]`` (``Bv``, ``Ri`` ``(n, J)``, ``C`` ``(rows, X)``): for each toy
     the same operations in the same order, chunk by chunk of entries. ``runs`` ``(R, 4)``: systematics
     k0 ≤ k < k1 whose coefficients vanish outside the entries lo ≤ x < hi (rows k Ĵ … (k+1) Ĵ − 1 of
-    a toy, Ĵ = J / K): each run is a :func:`_combine` over its rows and entries only, in run order;
-    entries the first run does not cover start from 0."""
-    J, X = Bv.shape[1], C.shape[1]
-    Jk = J // runs[-1, 1]
+    a toy: ``Rs[t, k] ≤ j < Rs[t, k+1]``, ``Rs`` ``(n, K+1)``): each run is a :func:`_combine` over
+    its rows and entries only, in run order; entries the first run does not cover start from 0."""
+    X = C.shape[1]
     for x0 in range(0, X, _CHUNK):
         x1 = min(x0 + _CHUNK, X)
         full = runs[0, 2] <= x0 and runs[0, 3] >= x1
@@ -115,8 +114,8 @@ def log_terms(Bv, Ri, C, E, runs):  # pragma: no cover - compiled
             for r in range(runs.shape[0]):
                 a, b = max(x0, runs[r, 2]), min(x1, runs[r, 3])
                 if a < b:
-                    _combine(Bv[t], Ri[t], runs[r, 0] * Jk, (runs[r, 1] - runs[r, 0]) * Jk, C, a, b, E[t, a:b],
-                             full and r == 0)
+                    j0 = Rs[t, runs[r, 0]]
+                    _combine(Bv[t], Ri[t], j0, Rs[t, runs[r, 1]] - j0, C, a, b, E[t, a:b], full and r == 0)
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
@@ -170,11 +169,11 @@ def _q_of(counts_t, nu_t, q):  # pragma: no cover - compiled
 
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
 def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, ri, col_of, nc, g_t, wc,
-              q, qg, w, runs):  # pragma: no cover - compiled
+              q, qg, w, runs, rs):  # pragma: no cover - compiled
     """One toy (templates ``u``): Poisson part of the gradient ``g_t`` ``(p,)`` (c columns ``col_of[s] ≥ 0``,
     α columns ``nc + k``) and ``wc[j] = Σ_x W_x C[ri[j], x]`` with W_x = q_l c_s U_x, q = 1 − n/ν;
-    ``q``, ``qg``, ``w``: work arrays; ``runs``: as :func:`log_terms` (W·C_j is summed over its run's entries)."""
-    J = bv1.size
+    ``q``, ``qg``, ``w``: work arrays; ``runs``, ``rs`` (the toy's row of ``Rs``): as :func:`log_terms`
+    (W·C_j is summed over its run's entries)."""
     K = g_t.size - nc
     G = g_eoff.size
     _q_of(ct, nu_t, q)
@@ -197,9 +196,8 @@ def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, 
             if col_of[s] >= 0:
                 g_t[col_of[s]] = acc
             x0 += Lg
-    Jk = J // K
     for r_ in range(runs.shape[0]):  # per run of systematics: its rows over its entries only
-        jj, jend, xa, xb = runs[r_, 0] * Jk, runs[r_, 1] * Jk, runs[r_, 2], runs[r_, 3]
+        jj, jend, xa, xb = rs[runs[r_, 0]], rs[runs[r_, 1]], runs[r_, 2], runs[r_, 3]
         nx = xb - xa  # loops from 0 over slices: indices provably ≥ 0, so the loops vectorise
         wr = w[xa:xb]
         while jj + 8 <= jend:  # eight, then four coefficient rows per pass over W
@@ -237,17 +235,16 @@ def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, 
                 acc += wr[x] * cj[x]
             wc[jj] = acc
             jj += 1
-    M = J // K
     for k in range(K):
         acc = 0.0
-        for m in range(M):
-            acc += bv1[k * M + m] * wc[k * M + m]
+        for j in range(rs[k], rs[k + 1]):
+            acc += bv1[j] * wc[j]
         g_t[nc + k] = acc
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out, C, Bv1, Ri, col_of, nc, g,
-               WC, runs):  # pragma: no cover - compiled
+               WC, runs, Rs):  # pragma: no cover - compiled
     """For each toy t: :func:`_point_one` (NLL ``out[t]``, ν ``nu[t]``, ``U[t]`` completed) then
     :func:`_grad_one` (``g[t]``, ``WC[t]``) on the same templates."""
     n, L = nu.shape
@@ -258,12 +255,12 @@ def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out
     for t in range(n):
         out[t] = _point_one(U[t], Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
         _grad_one(U[t], nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
-                  col_of, nc, g[t], WC[t], q, qg, w, runs)
+                  col_of, nc, g[t], WC[t], q, qg, w, runs, Rs[t])
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, Cw, Bv1, Bv2, Ri, WC, col_of, nc,
-            prec, H, D, J_, runs):  # pragma: no cover - compiled
+            prec, H, D, J_, runs, Rs):  # pragma: no cover - compiled
     """Hessians of the rows ``rows`` into ``H`` ``(p, p, len(rows))`` (toy-last, float64; row t's
     templates ``U[ui[t]]``).
 
@@ -274,7 +271,6 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
     L = nu.shape[1]
     JJ, X = Bv1.shape[1], Cw.shape[1]
     K, p = D.shape[0], H.shape[0]
-    M = JJ // K
     G = g_eoff.size
     zero = np.zeros(1, D.dtype)[0]  # sums of work-type products stay in the work type
     q = np.empty(L)
@@ -315,7 +311,7 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
             xa, xb = runs[r_, 2], runs[r_, 3]
             for k in range(runs[r_, 0], runs[r_, 1]):
                 if xa < xb:
-                    _combine(bw, Ri[t], k * M, M, Cw, xa, xb, D[k, xa:xb], True)
+                    _combine(bw, Ri[t], Rs[t, k], Rs[t, k + 1] - Rs[t, k], Cw, xa, xb, D[k, xa:xb], True)
         for a in range(p):
             ja = J_[a]
             for l in range(npos):
@@ -387,8 +383,8 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
                 if k2 != k:
                     H[nc + k2, nc + k, i] += acc
             acc2 = 0.0
-            for m in range(M):
-                acc2 += Bv2[t, k * M + m] * WC[t, k * M + m]
+            for j in range(Rs[t, k], Rs[t, k + 1]):
+                acc2 += Bv2[t, j] * WC[t, j]
             H[nc + k, nc + k, i] += acc2
         # Gauss–Newton part over the bins with counts
         for a in range(p):
@@ -409,16 +405,20 @@ def hessian(rows, U, ui, nu, counts, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, 
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
-def pchip_rows(alpha, M, B0, B1, B2, Ri):  # pragma: no cover - compiled
-    """log_pchip's basis functions at ``alpha`` ``(n, K)`` on the 4 columns of each α_k's knot interval
-    j (:func:`lzflow.stats.logmorph.active_basis`; value of knots j, j+1, slope of knots j, j+1; the
-    knot α = 0 has no value column: 0 there) into ``B0, B1, B2`` ``(n, 4 K)`` and their coefficient
-    rows k M + column into ``Ri``: the same numbers as :func:`lzflow.stats.logmorph.basis_functions`
-    taken on those columns (same operations, strict IEEE: no contraction), without the numpy
-    temporaries of the (n, K, 9) arrays."""
+def pchip_rows(alpha, M, B0, B1, B2, Ri, Rs):  # pragma: no cover - compiled
+    """log_pchip's basis functions at ``alpha`` ``(n, K)`` on the columns of each α_k's knot interval
+    j (:func:`lzflow.stats.logmorph.active_basis` without its stand-in: the value of knots j, j+1
+    — the knot α = 0 has no value column — and the slopes of knots j, j+1: 4 rows, or 3 where the
+    interval ends at α = 0) into ``B0, B1, B2`` ``(n, 4 K)``, their coefficient rows k M + column
+    into ``Ri``, and the first row of each α_k into ``Rs`` ``(n, K + 1)`` (rows past ``Rs[t, K]``:
+    0, row 0). The same numbers as :func:`lzflow.stats.logmorph.basis_functions` on those columns
+    (same operations, strict IEEE: no contraction), without the numpy temporaries of the (n, K, 9)
+    arrays."""
     n, K = alpha.shape
     for t_ in range(n):
+        o = 0
         for k in range(K):
+            Rs[t_, k] = o
             a = alpha[t_, k]
             x = min(max(a, -2.0), 2.0) if a == a else a
             j = int(min(max(math.floor((x if x == x else 0.0) + 2.0), 0.0), 3.0))
@@ -438,14 +438,18 @@ def pchip_rows(alpha, M, B0, B1, B2, Ri):  # pragma: no cover - compiled
                 d = (0.0, 0.0, eL, eR)
                 dd = (0.0, 0.0, 0.0, 0.0)
             # columns: values of knots -2, -1, +1, +2 are 0-3 (knot 0 has none), slopes of knots -2 … +2 are 4-8
-            cL = j if j < 2 else j - 1
-            cR = j + 1 if j + 1 < 2 else j
-            hasL, hasR = j != 2, j + 1 != 2
-            cols = (cL if hasL else 4, cR if hasR else 4, 4 + j, 5 + j)
-            keep = (1.0 if hasL else 0.0, 1.0 if hasR else 0.0, 1.0, 1.0)
+            cols = (j if j < 2 else j - 1, j + 1 if j + 1 < 2 else j, 4 + j, 5 + j)
             for i in range(4):
-                o = 4 * k + i
-                B0[t_, o] = (v[i] + nan0) * keep[i]
-                B1[t_, o] = (d[i] + nan0) * keep[i]
-                B2[t_, o] = (dd[i] + nan0) * keep[i]
+                if (i == 0 and j == 2) or (i == 1 and j == 1):  # the value of knot α = 0: no column
+                    continue
+                B0[t_, o] = v[i] + nan0
+                B1[t_, o] = d[i] + nan0
+                B2[t_, o] = dd[i] + nan0
                 Ri[t_, o] = k * M + cols[i]
+                o += 1
+        Rs[t_, K] = o
+        for i in range(o, Ri.shape[1]):
+            B0[t_, i] = 0.0
+            B1[t_, i] = 0.0
+            B2[t_, i] = 0.0
+            Ri[t_, i] = 0

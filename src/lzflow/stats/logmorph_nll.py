@@ -21,10 +21,11 @@ The loops are compiled (:mod:`lzflow.stats._logmorph_kernels`, numba): the entri
 support group (samples filling the same bins), each toy is evaluated on its own in a fixed order,
 so a toy's fit is bit-identical whatever the block size, sub-block split or thread count (tested).
 Subsets made by the line search evaluate only their rows still pending (:meth:`LogMorphRows.trial`).
-The kernels read coefficient rows through a per-toy row table ``Ri``: every row k M + m for
-log_quartic and log_code4p, only the 4 basis columns of α_k's knot interval for log_pchip (of its 9;
-:func:`lzflow.stats.logmorph.active_basis`, formed by :func:`lzflow.stats._logmorph_kernels.pchip_rows`),
-so a log_pchip point costs what a log_quartic one does.
+The kernels read coefficient rows through a per-toy row table ``Ri`` (α_k's rows from ``Rs[t, k]``):
+every row k M + m for log_quartic and log_code4p, only the basis columns of α_k's knot interval for
+log_pchip (4 of its 9, 3 for the intervals ending at α = 0; :func:`lzflow.stats.logmorph.active_basis`,
+formed by :func:`lzflow.stats._logmorph_kernels.pchip_rows`), so a log_pchip point costs less than a
+log_quartic one.
 The toys are fitted in sub-blocks (:func:`sub_block`) so that the morphed templates of a block
 (entries × toys, at the current and the trial points) stay small.
 
@@ -163,7 +164,7 @@ class _Point:
     of a set of rows at one point. Row i's templates are ``U[ui[i]]``: dropping rows
     (:meth:`take`) keeps ``U`` as it is instead of copying entries × rows numbers."""
 
-    __slots__ = ("c", "alpha", "Bv1", "Bv2", "Ri", "nu", "pois", "gp", "WC", "ui", "U")
+    __slots__ = ("c", "alpha", "Bv1", "Bv2", "Ri", "Rs", "nu", "pois", "gp", "WC", "ui", "U")
     ROWS = __slots__[:-1]  # one row per point row
 
     def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
@@ -178,21 +179,23 @@ class _Point:
         if lay.interpolation == "log_pchip":  # the 4 columns of α_k's interval, rows k M + column of lay.C2
             B, self.Bv1, self.Bv2 = (np.empty((n, 4 * lay.K)) for _ in range(3))
             self.Ri = np.empty((n, 4 * lay.K), dtype=np.int64)
-            pchip_rows(np.ascontiguousarray(self.alpha), lay.M, B, self.Bv1, self.Bv2, self.Ri)
+            self.Rs = np.empty((n, lay.K + 1), dtype=np.int64)
+            pchip_rows(np.ascontiguousarray(self.alpha), lay.M, B, self.Bv1, self.Bv2, self.Ri, self.Rs)
         else:  # every column: j = k M + m, as lay.C2's rows
             B, B1, B2 = basis_functions(self.alpha, lay.interpolation)  # (n, K, M)
             self.Ri = np.tile(np.arange(lay.K * lay.M), (n, 1))
+            self.Rs = np.tile(lay.M * np.arange(lay.K + 1), (n, 1))
             B = np.ascontiguousarray(B.reshape(n, -1))
             self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))
         self.U = np.empty((n, lay.Tx.size))
-        log_terms(B, self.Ri, lay.C2, self.U, lay.runs)
+        log_terms(B, self.Ri, lay.C2, self.U, lay.runs, self.Rs)
         np.exp(self.U, out=self.U)
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
         self.gp = np.zeros((n, lay.p))  # Poisson part of the gradient, and W·C: formed with ν (fused)
         self.WC = np.empty(self.Bv1.shape)
         point_grad(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois, lay.C2, self.Bv1, self.Ri,
-                   lay.col_of, lay.nc, self.gp, self.WC, lay.runs)
+                   lay.col_of, lay.nc, self.gp, self.WC, lay.runs, self.Rs)
         self.ui = np.arange(n)
 
     def take(self, keep: np.ndarray) -> _Point:
@@ -301,7 +304,7 @@ class LogMorphRows(PointRows):
         D = np.zeros((lay.K, lay.Tx.size), dtype=lay.wt)
         J = np.empty((lay.p, 2 * lay.L), dtype=lay.wt)
         hessian(idx, pt.U, pt.ui, pt.nu, self.counts, pt.c, *lay.groups(), lay.Cw, pt.Bv1, pt.Bv2, pt.Ri, ratios[0],
-                   lay.col_of, lay.nc, lay.prec, H, D, J, lay.runs)
+                   lay.col_of, lay.nc, lay.prec, H, D, J, lay.runs, pt.Rs)
         return H
 
 
