@@ -39,9 +39,9 @@ at host load ≈ 1.5 log_quartic measured 625 before these changes. A toy evalua
 (log_quartic: 4.5 + 2.2 Newton iterations for the unconditional + conditional fit; log_pchip
 5.5 + 2.45: its C¹ interpolant's curvature jumps at the knots). The kernels compile on first use
 (≈ 5 CPU-s) and are cached on disk. With each systematic's products over its own entries only
-(:func:`entry_runs`) and log_pchip's basis rows compiled (issue 12, one start per fit, 4,096 toys,
-host load ≈ 4, before → after): log_pchip 1,177 → 964, log_quartic 879 → 809 CPU-µs per toy; a toy
-of log_pchip evaluates 11.2 points and 6.0 Hessians (one start each fit).
+(:func:`entry_runs`) and log_pchip's basis rows compiled, without the zero stand-in (issue 12, one
+start per fit, 4,096 toys, host load ≈ 3.5–4, before → after): log_pchip 1,108 → 873, log_quartic
+835 → 764 CPU-µs per toy; a toy of log_pchip evaluates 11.2 points and 6.0 Hessians.
 """
 
 from __future__ import annotations
