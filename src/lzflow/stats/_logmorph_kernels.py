@@ -420,8 +420,8 @@ def pchip_rows(alpha, M, B0, B1, B2, Ri, Rs):  # pragma: no cover - compiled
         for k in range(K):
             Rs[t_, k] = o
             a = alpha[t_, k]
-            x = min(max(a, -2.0), 2.0) if a == a else a
-            j = int(min(max(math.floor((x if x == x else 0.0) + 2.0), 0.0), 3.0))
+            x = a if math.isnan(a) else min(max(a, -2.0), 2.0)
+            j = int(min(max(math.floor((0.0 if math.isnan(x) else x) + 2.0), 0.0), 3.0))
             t = x + 2.0 - j
             t2 = t * t
             t3 = t * t * t
