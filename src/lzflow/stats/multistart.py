@@ -31,7 +31,7 @@ silent). The starts, in the fitted parameters:
 Pruning (:mod:`lzflow.stats.restart_prune`, on by default): a start that lies at a minimum the toy
 already knows (its first result or a converged further start) is not run, and a run is stopped as
 soon as it enters such a minimum's well near its bottom; neither can end lower than the incumbent
-by more than :data:`MARGIN`, so the records are the same as without pruning (bit for bit on 800
+by more than :data:`MARGIN`, so the records are the same as without pruning (bit for bit on 1,600
 toys per interpolation) for 25–30 % fewer Newton iterations (docs/method.md).
 
 Rate-only fits (K = 0) are convex and never restarted (their numbers and speed are unchanged).

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["NEAR", "NEAR_NLL", "KnownMinima"]
+__all__ = ["NEAR", "NEAR_NLL", "PREDICT_SLACK", "KnownMinima"]
 
 #: half-width of the box around a known minimum (relative to max(1, |y_k|), each parameter)
 NEAR = 0.03
