@@ -49,7 +49,13 @@ def cap_status_poll_interval(ceiling: float) -> bool:
     async def check_active_jobs(self, active_jobs):
         async for job in original(self, active_jobs):
             yield job
-        self.next_seconds_between_status_checks = min(self.next_seconds_between_status_checks, ceiling)
+        wait = getattr(self, "next_seconds_between_status_checks", None)
+        if isinstance(wait, (int, float)):
+            self.next_seconds_between_status_checks = min(wait, ceiling)
+        elif not getattr(self, "_lzflow_poll_warned", False):  # another plugin version: its own waits
+            self._lzflow_poll_warned = True
+            self.logger.warning(f"lzflow: {ENV} has no effect with this snakemake-executor-plugin-slurm "
+                                "(no next_seconds_between_status_checks); polling at the plugin's own intervals")
 
     Executor.check_active_jobs = check_active_jobs
     return True

@@ -85,3 +85,27 @@ def test_bad_ceiling_is_one_line(raw):
 
 def test_good_ceiling():
     assert poll_ceiling("2") == 2.0 and poll_ceiling("7.5") == 7.5
+
+
+
+def test_plugin_without_the_wait_attribute_keeps_its_own_waits(restore_plugin, monkeypatch):
+    """A plugin version whose poll sets no ``next_seconds_between_status_checks`` is left alone, with
+    one warning (not one per poll) instead of a crash of the workflow."""
+
+    async def other_version(self, active_jobs):  # polls, but keeps its wait under another name
+        self.other_wait = 40
+        for job in active_jobs:
+            yield job
+
+    monkeypatch.setattr(Executor, "check_active_jobs", other_version)  # restored after the test
+    assert cap_status_poll_interval(2.0) is True
+    warnings: list[str] = []
+    fake = SimpleNamespace(logger=SimpleNamespace(warning=warnings.append))
+
+    async def poll():
+        return [job async for job in Executor.check_active_jobs(fake, ["job"])]
+
+    for _ in range(3):
+        assert asyncio.run(poll()) == ["job"]
+    assert fake.other_wait == 40 and not hasattr(fake, "next_seconds_between_status_checks")
+    assert len(warnings) == 1 and "LZFLOW_SLURM_MAX_POLL_S" in warnings[0]
