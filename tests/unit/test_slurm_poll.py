@@ -7,7 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from lzflow.slurm_poll import cap_from_environment, cap_status_poll_interval, poll_ceiling
+from lzflow.slurm_poll import (
+    cap_from_environment,
+    cap_status_poll_interval,
+    poll_ceiling,
+)
 
 Executor = pytest.importorskip("snakemake_executor_plugin_slurm").Executor
 
