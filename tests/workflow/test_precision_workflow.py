@@ -109,3 +109,23 @@ def test_target_precision_adds_toys_only_where_needed_and_matches_the_fixed_coun
         b = json.loads((fixed / "quick" / L.fill(L.LIMIT, mass=m)).read_text())
         a.pop("precision")
         assert a == b, m  # identical numbers and provenance (run numbers, seeds); only `precision` added
+
+
+@pytest.mark.slow
+def test_target_precision_mapping_covers_only_the_named_quantities(repo, tmp_path):
+    """The mapping form through Snakemake: ``{median: 0.2}`` is met by both masses' first batch
+    (median errors ≈ 0.09), so no toy is added, although the −1σ errors (≈ 0.6 and 1.1) are far above
+    0.2 — the plain number 0.2 would extend both. limit.json records the mapping as the target."""
+    overlay = tmp_path / "precision_map.yaml"
+    overlay.write_text("stats:\n  target_precision: {median: 0.2}\n  max_toys_per_poi: 1500\n")
+    results = tmp_path / "prec_map"
+    tree = results / "quick"
+    log = _snakemake(repo, _limits(tree), [overlay], results)
+    assert log.count("(Rule: precision)") == 2 and "(Rule: toys_extra_batch)" not in log
+    for m in ("10", "40"):
+        d = json.loads((tree / L.fill(L.PRECISION_DECISION, mass=m, round=1)).read_text())
+        assert d["relative_error"]["0"] <= 0.2 < d["relative_error"]["-1"]  # only the median is covered
+        assert d["last"] and d["multiplier"] == 1 and d["extra"] == []
+        p = json.loads((tree / L.fill(L.LIMIT, mass=m)).read_text())["precision"]
+        assert p["target"] == {"median": 0.2} and p["reached"] and not p["extended"]
+        assert (p["toys_per_poi"], p["toys_bonly"]) == (300, 600)
