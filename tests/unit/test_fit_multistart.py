@@ -11,12 +11,9 @@ Migrad's (Δq̃ = 0.109, α_g1 = −0.60 batched, +0.64 Migrad); log_pchip toy 1
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
+from systematics_workspace import median_limit_model
 
 from lzflow.stats import evaluate_test_statistic
 from lzflow.stats.fit import BatchedFitter, fit_minuit
@@ -28,19 +25,9 @@ from lzflow.stats.toys import generate_toys, generation_point
 BAD_TOYS = {"log_quartic": [110], "log_pchip": [12, 198]}
 
 
-def _workspace_model(interpolation: str):
-    from lzflow.workspace import workspace_model
-
-    path = Path(__file__).parents[1] / "data" / "workspace_m40_systematics.json.gz"
-    ws = json.loads(gzip.decompress(path.read_bytes()))
-    m = workspace_model(ws)
-    m = m.with_shape_systematics(m.shape_systematics, interpolation)
-    return m.with_signal(m.signal * ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"])
-
-
 @pytest.mark.parametrize("interpolation", sorted(BAD_TOYS))
 def test_known_bad_toys_reach_migrads_minimum(interpolation):
-    m = _workspace_model(interpolation)
+    m = median_limit_model(interpolation)
     gen, _ = generation_point(m, 1.0)
     idx = np.array(BAD_TOYS[interpolation])
     counts, aux = generate_toys(m, gen, idx, 99, 400000, 0, "sb")
@@ -67,7 +54,7 @@ def test_known_bad_toys_reach_migrads_minimum(interpolation):
 
 
 def test_start_points():
-    m = _workspace_model("log_pchip")
+    m = median_limit_model("log_pchip")
     f = BatchedFitter(m, FitConfig(n_threads=1))
     gen, _ = generation_point(m, 1.0, fitter=f)
     counts, aux = generate_toys(m, gen, np.arange(3), 5, 400000, 0, "sb")

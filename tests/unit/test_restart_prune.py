@@ -11,30 +11,23 @@ pruning on toys 0–399 (seed 99): a further start changed the unconditional / c
 from __future__ import annotations
 
 import functools
-import gzip
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from systematics_workspace import median_limit_model
 
-import lzflow.stats.newton as newton
+from lzflow.stats import newton
 from lzflow.stats.fit import BatchedFitter
-from lzflow.stats.fitresult import FitConfig, FitStatus, Strategy, lower_bounds, upper_bounds
+from lzflow.stats.fitresult import (
+    FitConfig,
+    FitStatus,
+    Strategy,
+    lower_bounds,
+    upper_bounds,
+)
 from lzflow.stats.multistart import restart
 from lzflow.stats.restart_prune import NEAR, NEAR_NLL, PREDICT_SLACK, KnownMinima
 from lzflow.stats.toys import generate_toys, generation_point
-
-
-def _workspace_model(interpolation: str):
-    """The 40 GeV workspace at its CLs+b median limit (as in test_fit_multistart.py)."""
-    from lzflow.workspace import workspace_model
-
-    path = Path(__file__).parents[1] / "data" / "workspace_m40_systematics.json.gz"
-    ws = json.loads(gzip.decompress(path.read_bytes()))
-    m = workspace_model(ws)
-    m = m.with_shape_systematics(m.shape_systematics, interpolation)
-    return m.with_signal(m.signal * ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"])
 
 RECORDS = ("params", "nll", "status", "strategy", "first_failure", "grad_norm", "edm", "at_bound")
 
@@ -46,7 +39,7 @@ def _fit_both(m, counts, aux, gen, block_size: int = 512):
 
 
 def _compare(interpolation: str, seed: int, n: int, monkeypatch) -> None:
-    m = _workspace_model(interpolation)
+    m = median_limit_model(interpolation)
     gen, _ = generation_point(m, 1.0)
     counts, aux = generate_toys(m, gen, np.arange(n), seed, 400000, 0, "sb")
     pruned = _fit_both(m, counts, aux, gen)
@@ -79,7 +72,7 @@ def test_pruned_further_starts_give_the_same_records_seed7(interpolation, monkey
 
 
 def test_pruned_fits_independent_of_block_split():
-    m = _workspace_model("log_pchip")
+    m = median_limit_model("log_pchip")
     gen, _ = generation_point(m, 1.0)
     counts, aux = generate_toys(m, gen, np.arange(120), 99, 400000, 0, "sb")
     a = _fit_both(m, counts, aux, gen, 512)
@@ -117,7 +110,7 @@ def test_known_minima_box():
 def test_minimise_prune_hook_stops_rows():
     """Rows cut by the hook end with status NOT_RUN and the others are bit-identical to a run
     without the hook (a row's iterations do not depend on the rows beside it)."""
-    m = _workspace_model("log_quartic")
+    m = median_limit_model("log_quartic")
     f = BatchedFitter(m, FitConfig(n_threads=1))
     gen, _ = generation_point(m, 1.0, fitter=f)
     counts, aux = generate_toys(m, gen, np.arange(16), 5, 400000, 0, "sb")
