@@ -31,8 +31,9 @@ silent). The starts, in the fitted parameters:
 Pruning (:mod:`lzflow.stats.restart_prune`, on by default): a start that lies at a minimum the toy
 already knows (its first result or a converged further start) is not run, and a run is stopped as
 soon as it enters such a minimum's well near its bottom; neither can end lower than the incumbent
-by more than :data:`MARGIN`, so the records are the same as without pruning (bit for bit on 1,600
-toys per interpolation) for 25–30 % fewer Newton iterations (docs/method.md).
+by more than :data:`MARGIN` (the argument in :mod:`lzflow.stats.restart_prune`), so the records
+are the same as without pruning — bit for bit on the 1,600 toys per interpolation tested, not
+proven for every toy — for 24–31 % fewer Newton iterations (docs/method.md).
 
 Rate-only fits (K = 0) are convex and never restarted (their numbers and speed are unchanged).
 Everything is deterministic: the same toys in the same blocks give bit-identical results.
@@ -84,7 +85,8 @@ def restart(res: FitResult, ids: np.ndarray, cols: np.ndarray, mu_fixed: float |
     ids)`` gives the start vectors (fitted columns), ``run(start, ids, prune)`` a
     :class:`~lzflow.stats.newton.NewtonRun` of those toys (``prune``: the hook of
     :func:`~lzflow.stats.newton.minimise`). With ``prune`` starts and runs in the well of a
-    minimum the toy already knows are stopped (:mod:`lzflow.stats.restart_prune`; same results).
+    minimum the toy already knows are stopped (:mod:`lzflow.stats.restart_prune`; the same results
+    on every toy tested).
     Iterations of every run are added to ``res.n_iter``. Returns the number of toys whose result
     a further start replaced."""
     replaced = np.zeros(ids.size, dtype=bool)

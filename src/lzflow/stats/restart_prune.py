@@ -20,7 +20,11 @@ k (log_pchip has distinct minima 4 % apart, measured), and the box is small (0.0
 stopped a run that went on to a lower minimum in 1 of 2,400 toys). The records are the same as
 without pruning — every minimum that the full runs find, bit for bit — measured on 1,600 toys per
 interpolation (``tests/unit/test_restart_prune.py``; docs/method.md, "Local minima and further
-starts"), for 25–30 % fewer Newton iterations.
+starts"), for 24–31 % fewer Newton iterations. The argument assumes Newton's quadratic convergence
+inside the box; it is a measurement, not a proof: the default analysis with the systematics overlay
+(432,000 toys) counted 79 fewer fits taking a further start's result than the unpruned code of the
+previous revision, whose log-morph kernels also differed in the last bits (the two causes were not
+separated; the toy medians agree to three digits, docs/results.md).
 
 Every test is per toy on that toy's own numbers: deterministic and independent of the block split.
 """
