@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._linalg_kernels import scaled_factor, scaled_solve
+
 __all__ = ["unpack_symmetric", "cholesky_toylast", "cho_solve_toylast", "newton_direction",
            "reuse_direction"]
 
@@ -23,7 +25,11 @@ def unpack_symmetric(packed: np.ndarray, iu: np.ndarray, ju: np.ndarray, p: int)
     return a
 
 
-def cholesky_toylast(a: np.ndarray, floor: float = 1e-13) -> np.ndarray:
+#: pivots of the scaled Hessian at or below this are replaced by 1 (modified Cholesky)
+_FLOOR = 1e-13
+
+
+def cholesky_toylast(a: np.ndarray, floor: float = _FLOOR) -> np.ndarray:
     """In-place lower Cholesky factor of each ``a[:, :, t]`` (symmetric, unit diagonal expected).
 
     Pivots ≤ ``floor`` are replaced by 1 (modified Cholesky): the factor then describes a
@@ -73,24 +79,18 @@ def newton_direction(
     Zero-curvature free directions (e.g. μ when no event falls where the signal is) get a
     curvature max(|g|, 1), i.e. a step of at most one unit; bounds and line search do the rest.
     """
-    p = h.shape[0]
-    idx = np.arange(p)
-    gt = g.T
-    diag = h[idx, idx]
-    tiny = ~(diag > 0)
-    if tiny.any():
-        diag = np.where(tiny, np.maximum(np.abs(gt), 1.0), diag)
-    scale = np.where(free.T, 1.0 / np.sqrt(diag), 0.0)
-    h *= scale[:, None, :]
-    h *= scale[None, :, :]
-    h[idx, idx] = 1.0  # unit diagonal; active rows/columns are decoupled (zero off-diagonal)
-    L = cholesky_toylast(h)
-    d = -(cho_solve_toylast(L, gt * scale) * scale).T
+    scale = np.empty((h.shape[0], h.shape[2]))
+    scaled_factor(h, np.ascontiguousarray(g), np.ascontiguousarray(free), _FLOOR, scale)
+    d = np.empty(g.shape[::-1])  # toy-last, returned transposed as before (the einsum below sums in its order)
+    scaled_solve(h, scale, np.ascontiguousarray(g), d)
+    d = d.T
     dec = -np.einsum("ti,ti->t", g, d)
-    return d, dec, L, scale
+    return d, dec, h, scale
 
 
 def reuse_direction(L: np.ndarray, scale: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Direction and decrement with a previously factorised (scaled) Hessian."""
-    d = -(cho_solve_toylast(L, g.T * scale) * scale).T
+    d = np.empty(g.shape[::-1])
+    scaled_solve(L, scale, np.ascontiguousarray(g), d)
+    d = d.T
     return d, -np.einsum("ti,ti->t", g, d)
