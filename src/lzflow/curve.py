@@ -136,10 +136,11 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """Write ``fig`` atomically, in the format of ``path``'s suffix."""
+def save_figure(fig, path: str | Path, tight: bool = True) -> None:
+    """Write ``fig`` atomically, in the format of ``path``'s suffix. ``tight``: crop to the drawn
+    artists (a second layout pass); a figure with a constrained layout fits itself already."""
     with atomic_path(path, suffix=Path(path).suffix) as tmp:
-        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, format=Path(path).suffix.lstrip("."), dpi=110, bbox_inches="tight" if tight else None)
 
 
 def read_curve_csv(path: str | Path) -> list[dict[str, Any]]:
@@ -403,6 +404,7 @@ def figure_teststat(doc: Mapping[str, Any], max_panels: int = 6):
     """The test-statistic figure of :func:`plot_teststat` (not saved)."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+    from matplotlib.ticker import LogLocator
 
     plt = pyplot()
     if doc.get("no_sensitivity"):
@@ -442,6 +444,8 @@ def figure_teststat(doc: Mapping[str, Any], max_panels: int = 6):
             handles.insert(0, ax.axvline(q_obs, color="k", lw=1.5, label=rf"${sym}$ observed = {q_obs:.3g}"))
         ax.legend(handles=handles, fontsize=10, loc="upper right")
         ax.set_yscale("log")
+        # minor ticks at 2 and 5 per decade: all eight cost ~0.3 CPU-s per figure in tick layout
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         bottom, top = ax.get_ylim()
         ax.set_ylim(bottom, top * (top / bottom) ** 0.35)  # headroom for the legend
         ax.set_xlim(0.0, hi + width)
@@ -472,5 +476,5 @@ def plot_teststat(doc: Mapping[str, Any], path: str | Path, max_panels: int = 6)
     (arXiv:1007.1727, Eq. 49) overlaid."""
     plt = pyplot()
     fig = figure_teststat(doc, max_panels)
-    save_figure(fig, path)
+    save_figure(fig, path, tight=False)  # constrained layout; no second pass (-0.25 CPU-s per mass)
     plt.close(fig)
