@@ -3,9 +3,8 @@
 Loading (:func:`load_config_stack`): each file is read defensively (:mod:`lzflow.safeyaml`: size,
 encoding, depth, alias expansion, duplicate keys); a file may start from another with a top-level
 ``base: <path>`` (relative to the file that names it; ``detector:`` paths are relative to the
-working directory); later files
-overlay earlier ones key by key (``lzflow validate --config A B`` and ``snakemake --configfile A B``
-stack them the same way). Nothing else is inherited: a config that lacks a required key is an
+working directory); later files overlay earlier ones key by key (``lzflow validate --config A B``
+and ``snakemake --configfile A B`` stack them the same way). Nothing else is inherited: a config that lacks a required key is an
 error, never silently completed from the default configuration.
 
 Validation happens in four layers, all before any job runs:
@@ -33,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from .detector import DetectorError, check_detector_keys, resolve_detector
 from .exceptions import ConfigError, one_line, unknown_key_message
+from .stats.bands import CONFIG_POWER_THRESHOLD
 from .physics_config import check_charge_scaled_yields, check_interaction, check_nest_yields, check_selection_efficiency, resolve_background, resolve_halo
 from .dataconfig import resolve_data
 from .construction_stage import check_stats
@@ -64,7 +64,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 STATS_DEFAULTS: dict[str, Any] = {
     "cl": 0.90,
     "method": "CLs+b",
-    "power_threshold": 0.1587,
+    "power_threshold": CONFIG_POWER_THRESHOLD,
     "test_statistic": "qtilde",
     "seed": 1,
     "poi_grid": {"n_points": 20, "min_factor": 0.02, "max_factor": 3.5},

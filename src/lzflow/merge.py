@@ -219,9 +219,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     and ``"observed"`` holds :func:`lzflow.observed.observed_section`; else it is the Asimov
     background-only dataset and nothing of any data is read.
     """
-    from .config import STATS_DEFAULTS
     from .construction_stage import add_limit_sections
-    from .stats.bands import BANDS, pcl_with_status
+    from .stats.bands import BANDS, CONFIG_POWER_THRESHOLD, pcl_with_status
     from .stats.inversion import (MAX_REFINE_ROUNDS, N_BOOT, ToyGrid, bootstrap_errors, invert_toys, refine_toy_grid,
                                   toy_grid)
     from .stats.pvalues import pvalue_table
@@ -317,7 +316,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
 
     # without a power constraint the PCL floor is still computed (grid edges, bootstrap) at the configured
     # default π_crit (0.1587, Φ(−1) to four digits), not at stats.bands.POWER_THRESHOLD (exact Φ(−1))
-    threshold_or_default = threshold if threshold else STATS_DEFAULTS["power_threshold"]
+    threshold_or_default = threshold if threshold else CONFIG_POWER_THRESHOLD
     methods = ("clsb", "cls")
     grid, rounds = refine_toy_grid(grid, add_points, alpha, methods, threshold_or_default,
                                    max_rounds=int(spec.get("max_refine_rounds", MAX_REFINE_ROUNDS)))

@@ -39,7 +39,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .observedfit import as_observed, toy_request
 from .stats.special import norm_isf, norm_sf
@@ -58,6 +57,8 @@ def best_fit(data: Any, counts: np.ndarray | None = None, aux: np.ndarray | None
     """μ̂ ≥ 0, the full best-fit parameter vector and the 68.27 % profile-likelihood interval
     (module docstring) of ``data``, an :class:`lzflow.observedfit.ObservedData` (binned or unbinned),
     or of a binned model with ``counts`` and ``aux``."""
+    from scipy.optimize import brentq  # here, not at import: merge imports this module for every mass
+
     data = as_observed(data, counts, aux)
     ru = data.fit(mu_fixed=None, mu_lower=0.0)
     mu_hat, nll_hat = float(ru.params[0, 0]), float(ru.nll[0])

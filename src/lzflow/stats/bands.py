@@ -43,6 +43,7 @@ __all__ = [
     "Band",
     "band_quantiles",
     "power_constrained",
+    "CONFIG_POWER_THRESHOLD",
     "pcl_with_status",
 ]
 
@@ -52,6 +53,10 @@ BANDS = (-2, -1, 0, 1, 2)
 BAND_QUANTILES = tuple(float(norm_cdf(n)) for n in BANDS)
 #: π_crit of the PCL, Φ(−1) ≈ 0.1587 (arXiv:1105.3166: the −1σ band)
 POWER_THRESHOLD = float(norm_cdf(-1.0))
+#: the configured π_crit default (``stats.power_threshold``, :data:`lzflow.config.STATS_DEFAULTS`):
+#: Φ(−1) to four digits (LZ's power constraint at −1σ; ../shared statistics conventions); here so
+#: that merge reads it without importing the config module (and through it the spectra)
+CONFIG_POWER_THRESHOLD = 0.1587
 #: probability content of ±1σ: the confidence level of the p-value intervals
 ONE_SIGMA_CL = float(norm_cdf(1.0) - norm_cdf(-1.0))
 
