@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lzflow.stats.bands import BAND_QUANTILES, POWER_THRESHOLD, band_quantiles, pcl_with_status
+from lzflow.stats.bands import BAND_QUANTILES, POWER_THRESHOLD, band_quantiles, pcl_with_status, quantile_with_error
 from lzflow.stats.crossing import crossing, limits_from_curves
 from lzflow.stats.inversion import ToyGrid, bootstrap_errors
 from lzflow.stats.pvalues import Ensemble, cls_ratio, pvalue_curves
@@ -89,3 +89,31 @@ def test_fast_bootstrap_equals_plain_resampling_bit_for_bit(seed, ties, monkeypa
     for got, want in zip(captured["calls"], expected):
         np.testing.assert_array_equal(got, want)
     assert np.isfinite(out["cls"]["expected"][0]) and out["cls"]["expected"][0] > 0
+
+
+def test_limits_from_curves_shortcut_for_fully_usable_curves_equals_general_path():
+    """All points usable (the bootstrap's case) takes a shortcut for the next point after the last
+    p ≥ α; it must give the general path's limits and codes bit for bit: the general path runs
+    when one extra row has a NaN point."""
+    rng = np.random.default_rng(3)
+    mu = np.geomspace(0.05, 5.0, 20)
+    curves = np.sort(rng.uniform(0.0, 1.0, (500, mu.size)), axis=1)[:, ::-1]  # decreasing in μ
+    curves[:25] = 0.5    # never crossing: above the grid
+    curves[25:50] = 0.01  # already below α at the first point
+    nan_row = np.full((1, mu.size), 0.5)
+    nan_row[0, 3] = np.nan
+    fast = limits_from_curves(mu, curves, 0.1, 1e-4)
+    general = limits_from_curves(mu, np.vstack([curves, nan_row]), 0.1, 1e-4)
+    np.testing.assert_array_equal(fast[0], general[0][:-1])
+    np.testing.assert_array_equal(fast[1], general[1][:-1])
+    assert {0, 1, 2} <= set(fast[1].tolist())
+
+
+def test_band_error_from_sorted_sample_equals_quantile_with_error():
+    """band_quantiles takes a band's order-statistics error from the sorted sample directly
+    (order_statistics_error) instead of quantile_with_error's second sort: the same number."""
+    x = np.random.default_rng(5).exponential(1.0, 4001)
+    bands = band_quantiles(x, np.zeros(x.size, dtype=np.int8), [*BAND_QUANTILES, POWER_THRESHOLD], 1e-9, 1e9)
+    for b in bands:
+        v, e = quantile_with_error(x, [b.level])
+        assert b.status == "ok" and b.value == v[0] and b.error == e[0]

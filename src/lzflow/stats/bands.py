@@ -44,6 +44,7 @@ __all__ = [
     "band_quantiles",
     "power_constrained",
     "CONFIG_POWER_THRESHOLD",
+    "order_statistics_error",
     "pcl_with_status",
 ]
 
@@ -65,17 +66,22 @@ def quantile_with_error(x: np.ndarray, qs: Sequence[float]) -> tuple[np.ndarray,
     """Quantiles of ``x`` and their order-statistics 1σ errors (half the distance between the
     values at ranks N q ± √(N q (1 − q)))."""
     x = np.sort(np.asarray(x, dtype=np.float64))
-    n = x.size
     qs = np.asarray(qs, dtype=np.float64)
-    if n == 0:
+    if x.size == 0:
         return np.full(qs.shape, np.nan), np.full(qs.shape, np.nan)
-    val = np.quantile(x, qs)
+    return np.quantile(x, qs), order_statistics_error(x, qs)
+
+
+def order_statistics_error(xs: np.ndarray, qs: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Order-statistics 1σ errors of the quantiles ``qs`` of the sorted, non-empty ``xs``: half
+    the distance between the values at ranks N q ± √(N q (1 − q)) (clipped to the sample)."""
+    n = xs.size
+    qs = np.asarray(qs, dtype=np.float64)
     half = np.sqrt(n * qs * (1 - qs))
     lo = np.clip(np.floor(n * qs - half).astype(int), 0, n - 1)
     hi = np.clip(np.ceil(n * qs + half).astype(int), 0, n - 1)
     with np.errstate(invalid="ignore"):
-        err = 0.5 * (x[hi] - x[lo])
-    return val, err
+        return 0.5 * (xs[hi] - xs[lo])
 
 
 def expected_bands(
@@ -136,8 +142,8 @@ def band_quantiles(limits: np.ndarray, codes: np.ndarray, levels: Sequence[float
         elif high:
             out.append(Band(float(p), np.nan, val, "lower_bound", np.nan))
         else:
-            _, err = quantile_with_error(xs, [p])
-            out.append(Band(float(p), val, val, "ok", float(err[0])))
+            # xs is sorted: its error directly (quantile_with_error would sort and interpolate again)
+            out.append(Band(float(p), val, val, "ok", float(order_statistics_error(xs, [p])[0])))
     return out
 
 

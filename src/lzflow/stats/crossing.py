@@ -120,11 +120,13 @@ def limits_from_curves(
     any_fin = fin.any(axis=1)
     any_in = inside.any(axis=1)
     last = nm - 1 - np.argmax(inside[:, ::-1], axis=1)  # last usable point with p ≥ α
-    # next usable point after each position (nm if none)
-    pos = np.where(fin, np.arange(nm), nm)
-    nxt = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, 1:],
-                          np.full((n, 1), nm)], axis=1)
-    k = nxt[np.arange(n), last]
+    if fin.all():  # every point usable (the bootstrap's curves): the next one is last + 1
+        k = last + 1
+    else:  # next usable point after each position (nm if none)
+        pos = np.where(fin, np.arange(nm), nm)
+        nxt = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, 1:],
+                              np.full((n, 1), nm)], axis=1)
+        k = nxt[np.arange(n), last]
     lim = np.full(n, np.nan)
     code = np.full(n, LIMIT_UNDEFINED, dtype=np.int8)
     below = any_fin & ~any_in

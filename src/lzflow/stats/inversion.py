@@ -235,9 +235,10 @@ class _ResampledTails:
         return row_weights[self.rows]
 
     def positions(self, q: np.ndarray) -> np.ndarray:
-        """Insertion points of the queries (``-1`` for NaN, whose tail fraction is NaN)."""
+        """Insertion points of the queries (``len(sorted) + 1`` for NaN: :meth:`tail_fractions`
+        keeps a NaN there, so one gather serves every query)."""
         q = np.asarray(q, dtype=np.float64)
-        return np.where(np.isnan(q), -1, np.searchsorted(self.sorted, q, side="left"))
+        return np.where(np.isnan(q), self.rows.size + 1, np.searchsorted(self.sorted, q, side="left"))
 
     @staticmethod
     def used(w: np.ndarray) -> int:
@@ -250,9 +251,10 @@ class _ResampledTails:
         n = int(w.sum())
         if n == 0:
             return [np.full(pos.shape, np.nan) for pos in positions]
-        suffix = np.zeros(w.size + 1)
-        suffix[:-1] = np.cumsum(w[::-1])[::-1]
-        return [np.where(pos < 0, np.nan, suffix[np.maximum(pos, 0)]) / n for pos in positions]
+        suffix = np.zeros(w.size + 2)  # [suffix sums..., 0 (past the end), NaN (a NaN query)]
+        suffix[:-2] = np.cumsum(w[::-1])[::-1]
+        suffix[-1] = np.nan
+        return [suffix[pos] / n for pos in positions]
 
 
 def bootstrap_errors(grid: ToyGrid, alpha: float, methods: Sequence[str], power_threshold: float = POWER_THRESHOLD,
