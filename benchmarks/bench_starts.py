@@ -13,15 +13,26 @@ functions (timing only, no change to what they compute); the records are those o
 
     python benchmarks/bench_starts.py                          # log_pchip, 1024 toys
     python benchmarks/bench_starts.py --interpolation log_quartic --n-toys 2048 --seed 99
+    python benchmarks/bench_starts.py --before 64899b6 --pairs 5 --n-toys 2048   # before → after
+
+``--before REV``: the same run with revision REV of lzflow (exported with ``git archive`` to
+``$LZFLOW_COMPARE_DIR/<sha>``, default ``/tmp/lzflow-compare``, first on ``PYTHONPATH``) and with this
+checkout, alternately ``--pairs`` times in fresh processes; prints both CPU figures of each pair, their
+medians and whether the toy records (every per-toy array) are bit-identical. Toys are fitted in whole
+blocks of 512 (:func:`lzflow.stats.run_toys`): ask for a multiple of 512.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
+import json
 import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -32,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interpolation", default="log_pchip", choices=["log_pchip", "log_quartic", "log_code4p"])
     ap.add_argument("--n-toys", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--before", default=None, help="revision to compare with, run by run (see above)")
+    ap.add_argument("--pairs", type=int, default=3, help="with --before: before/after runs, alternating")
+    ap.add_argument("--json", default=None, help="also write the total CPU and a digest of the records here")
     args = ap.parse_args(argv)
+    if args.before:
+        return compare(args)
 
     import lzflow.stats.logmorph_nll as lm
     import lzflow.stats.newton as nw
@@ -134,7 +150,41 @@ def main(argv: list[str] | None = None) -> int:
             f"{s[c] / n:.3f}" if ":" in k else "" for c in ("lower", "higher", "pruned", "failed")]
         print("".join(f"{v:>9}" for v in row))
     print("per toy; CPU-us of a phase includes its points and Hessians; lower/higher/pruned/failed: runs per toy")
+    if args.json:
+        digest = hashlib.sha256()
+        for name in r.per_toy:
+            digest.update(np.ascontiguousarray(getattr(r, name)).tobytes())
+        Path(args.json).write_text(json.dumps({"cpu_us_per_toy": 1e6 * cpu / n, "records_sha256": digest.hexdigest()}))
     return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Alternate runs of revision ``args.before`` and of this checkout (module docstring)."""
+    repo = Path(__file__).resolve().parent.parent
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", args.before], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = Path(os.environ.get("LZFLOW_COMPARE_DIR", "/tmp/lzflow-compare")) / sha
+    if not (tree / "src").is_dir():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(repo), "archive", sha], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    out = tree / "bench_starts.json"
+    for i in range(args.pairs):
+        for label, src in (("before", tree / "src"), ("after", repo / "src")):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--workspace", args.workspace, "--interpolation",
+                   args.interpolation, "--n-toys", str(args.n_toys), "--seed", str(args.seed), "--json", str(out)]
+            env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+            subprocess.run(cmd, check=True, cwd=repo, env=env, stdout=subprocess.DEVNULL)
+            runs[label].append(json.loads(out.read_text()))
+            print(f"pair {i + 1} {label:>6} ({args.before if label == 'before' else 'this checkout'}): "
+                  f"{runs[label][-1]['cpu_us_per_toy']:,.0f} CPU-us per toy", flush=True)
+    med = {k: float(np.median([r["cpu_us_per_toy"] for r in v])) for k, v in runs.items()}
+    same = len({r["records_sha256"] for v in runs.values() for r in v}) == 1
+    print(f"median CPU-us per toy: before {med['before']:,.0f}, after {med['after']:,.0f} "
+          f"({med['after'] / med['before'] - 1:+.1%}); toy records bit-identical: {'yes' if same else 'NO'}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":
