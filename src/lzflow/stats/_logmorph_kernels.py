@@ -97,8 +97,8 @@ def _combine(b, ri, j0, R, C, x0, x1, o, init):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def log_terms(Bv, Ri, C, E, runs, Rs):  # pragma: no cover - compiled
-    """``E[t] = Σ_j Bv[t, j] C[Ri[t, j]]`` (``Bv``, ``Ri`` ``(n, J)``, ``C`` ``(rows, X)``): for each toy
+def log_terms(Bv, Ri, C, E, runs, Rs, er):  # pragma: no cover - compiled
+    """``E[er[t]] = Σ_j Bv[t, j] C[Ri[t, j]]`` (``er`` ``(n,)``: the row of ``E`` of toy t) (``Bv``, ``Ri`` ``(n, J)``, ``C`` ``(rows, X)``): for each toy
     the same operations in the same order, chunk by chunk of entries. ``runs`` ``(R, 4)``: systematics
     k0 ≤ k < k1 whose coefficients vanish outside the entries lo ≤ x < hi (rows k Ĵ … (k+1) Ĵ − 1 of
     a toy: ``Rs[t, k] ≤ j < Rs[t, k+1]``, ``Rs`` ``(n, K+1)``): each run is a :func:`_combine` over
@@ -108,14 +108,15 @@ def log_terms(Bv, Ri, C, E, runs, Rs):  # pragma: no cover - compiled
         x1 = min(x0 + _CHUNK, X)
         full = runs[0, 2] <= x0 and runs[0, 3] >= x1
         for t in range(Bv.shape[0]):
+            e = er[t]
             if not full:
                 for x in range(x0, x1):
-                    E[t, x] = 0.0
+                    E[e, x] = 0.0
             for r in range(runs.shape[0]):
                 a, b = max(x0, runs[r, 2]), min(x1, runs[r, 3])
                 if a < b:
                     j0 = Rs[t, runs[r, 0]]
-                    _combine(Bv[t], Ri[t], j0, Rs[t, runs[r, 1]] - j0, C, a, b, E[t, a:b], full and r == 0)
+                    _combine(Bv[t], Ri[t], j0, Rs[t, runs[r, 1]] - j0, C, a, b, E[e, a:b], full and r == 0)
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=_MATH)
@@ -244,17 +245,18 @@ def _grad_one(u, nu_t, ct, c_t, g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, bv1, 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=_MATH)
 def point_grad(U, Tx, c, g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts, nu, out, C, Bv1, Ri, col_of, nc, g,
-               WC, runs, Rs):  # pragma: no cover - compiled
-    """For each toy t: :func:`_point_one` (NLL ``out[t]``, ν ``nu[t]``, ``U[t]`` completed) then
-    :func:`_grad_one` (``g[t]``, ``WC[t]``) on the same templates."""
+               WC, runs, Rs, ur):  # pragma: no cover - compiled
+    """For each toy t: :func:`_point_one` (NLL ``out[t]``, ν ``nu[t]``, its templates ``U[ur[t]]``
+    completed) then :func:`_grad_one` (``g[t]``, ``WC[t]``) on the same templates."""
     n, L = nu.shape
     tmp = np.empty(L)
     q = np.empty(L)
     qg = np.empty(L)
     w = np.empty(C.shape[1])
     for t in range(n):
-        out[t] = _point_one(U[t], Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
-        _grad_one(U[t], nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
+        u = U[ur[t]]
+        out[t] = _point_one(u, Tx, c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, counts[t], nu[t], tmp)
+        _grad_one(u, nu[t], counts[t], c[t], g_samp, g_sptr, g_bins, g_bptr, g_eoff, C, Bv1[t], Ri[t],
                   col_of, nc, g[t], WC[t], q, qg, w, runs, Rs[t])
 
 

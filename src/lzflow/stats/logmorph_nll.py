@@ -20,7 +20,8 @@ gradient are formed in double precision, the Hessian in single precision by defa
 The loops are compiled (:mod:`lzflow.stats._logmorph_kernels`, numba): the entries are stored by
 support group (samples filling the same bins), each toy is evaluated on its own in a fixed order,
 so a toy's fit is bit-identical whatever the block size, sub-block split or thread count (tested).
-Subsets made by the line search evaluate only their rows still pending (:meth:`LogMorphRows.trial`).
+Subsets made by the line search evaluate only their rows still pending, forming their templates in
+the rows of the parent's trial point, so taking a point copies none (:meth:`LogMorphRows.trial`).
 The kernels read coefficient rows through a per-toy row table ``Ri`` (α_k's rows from ``Rs[t, k]``):
 every row k M + m for log_quartic and log_code4p, only the basis columns of α_k's knot interval for
 log_pchip (4 of its 9, 3 for the intervals ending at α = 0; :func:`lzflow.stats.logmorph.active_basis`,
@@ -162,12 +163,15 @@ class LogMorphLayout(FreeParameters):
 class _Point:
     """The morphed templates (per entry), ν, the Poisson part of the NLL and the basis functions
     of a set of rows at one point. Row i's templates are ``U[ui[i]]``: dropping rows
-    (:meth:`take`) keeps ``U`` as it is instead of copying entries × rows numbers."""
+    (:meth:`take`) keeps ``U`` as it is instead of copying entries × rows numbers. Given ``U`` and
+    ``ui``, the templates are formed in those rows of that array (a line-search subset writes its trial
+    points into its parent's, :meth:`LogMorphRows.trial`); otherwise in a new array."""
 
     __slots__ = ("c", "alpha", "Bv1", "Bv2", "Ri", "Rs", "nu", "pois", "gp", "WC", "ui", "U")
     ROWS = __slots__[:-1]  # one row per point row
 
-    def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray):
+    def __init__(self, lay: LogMorphLayout, y: np.ndarray, counts: np.ndarray, U: np.ndarray | None = None,
+                 ui: np.ndarray | None = None):
         from ._logmorph_kernels import (  # numba: compiled on first use
             log_terms,
             pchip_rows,
@@ -187,16 +191,21 @@ class _Point:
             self.Rs = np.tile(lay.M * np.arange(lay.K + 1), (n, 1))
             B = np.ascontiguousarray(B.reshape(n, -1))
             self.Bv1, self.Bv2 = (np.ascontiguousarray(b.reshape(n, -1)) for b in (B1, B2))
-        self.U = np.empty((n, lay.Tx.size))
-        log_terms(B, self.Ri, lay.C2, self.U, lay.runs, self.Rs)
-        np.exp(self.U, out=self.U)
+        own = U is None
+        self.U = np.empty((n, lay.Tx.size)) if own else U
+        self.ui = np.arange(n) if own else ui
+        log_terms(B, self.Ri, lay.C2, self.U, lay.runs, self.Rs, self.ui)
+        if own:
+            np.exp(self.U, out=self.U)
+        else:  # row by row: the same values as one call (tested), without gathering the rows
+            for r in self.ui:
+                np.exp(self.U[r], out=self.U[r])
         self.nu = np.empty((n, lay.L))
         self.pois = np.empty(n)
         self.gp = np.zeros((n, lay.p))  # Poisson part of the gradient, and W·C: formed with ν (fused)
         self.WC = np.empty(self.Bv1.shape)
         point_grad(self.U, lay.Tx, self.c, *lay.groups(), counts, self.nu, self.pois, lay.C2, self.Bv1, self.Ri,
-                   lay.col_of, lay.nc, self.gp, self.WC, lay.runs, self.Rs)
-        self.ui = np.arange(n)
+                   lay.col_of, lay.nc, self.gp, self.WC, lay.runs, self.Rs, self.ui)
 
     def take(self, keep: np.ndarray) -> _Point:
         out = _Point.__new__(_Point)
@@ -216,8 +225,10 @@ class LogMorphRows(PointRows):
         self.cur: _Point | None = None
         self.trial_pt: _Point | None = None
         self.ratios: tuple | None = None  # (W·C,) of the last gradient
+        self.parent: LogMorphRows | None = None  # of a subset: the rows it was made from
         self.parent_rows = None
         self.taken: np.ndarray | None = None  # of a subset: rows whose trial point the parent took
+        self.trial_rows: np.ndarray | None = None  # of a subset: rows of its last trial point
 
     @classmethod
     def build(cls, lay: LogMorphLayout, data: PreparedData) -> LogMorphRows:
@@ -234,7 +245,7 @@ class LogMorphRows(PointRows):
 
     def subset(self, keep: np.ndarray) -> LogMorphRows:
         sub = LogMorphRows(self.lay, self.counts[keep], self.dead[keep], self.aux_c[keep])
-        sub.parent_rows = np.flatnonzero(keep)
+        sub.parent, sub.parent_rows = self, np.flatnonzero(keep)
         return sub
 
     def compact(self, keep: np.ndarray, ratios: bool) -> None:
@@ -253,29 +264,29 @@ class LogMorphRows(PointRows):
     def take_trial(self, sub: LogMorphRows, ok: np.ndarray) -> None:
         rows = sub.parent_rows[ok]
         dst, src = self.trial_pt, sub.trial_pt
-        dst.U[dst.ui[rows]] = src.U[src.ui[ok]]
-        for name in _Point.ROWS[:-1]:
-            getattr(dst, name)[rows] = getattr(src, name)[ok]
+        pos = np.searchsorted(sub.trial_rows, np.flatnonzero(ok))  # accepted rows were evaluated last
+        if src.U is not dst.U:  # the subset had its own templates (the parent had no trial point then)
+            dst.U[dst.ui[rows]] = src.U[src.ui[pos]]
+        for name in _Point.ROWS[:-1]:  # the templates of the rows are in place
+            getattr(dst, name)[rows] = getattr(src, name)[pos]
         sub.taken = ok.copy() if sub.taken is None else sub.taken | ok
 
     def trial(self, y: np.ndarray) -> np.ndarray:
-        """NLL at the trial points ``y``. In a subset made for the line search, rows whose point
-        the parent already took (:meth:`take_trial`) are not evaluated again (NLL +inf, never read):
-        one row that needs many halvings no longer makes every row of its subset evaluate them."""
-        if self.taken is None or not self.taken.any():
+        """NLL at the trial points ``y``. A subset made for the line search (its parent has a trial
+        point) evaluates only its rows still pending — not those whose point the parent already took
+        (:meth:`take_trial`; NLL +inf there, never read) — and forms their templates directly in the
+        parent's trial templates, in the rows of those toys (whose rejected trial they replace), so
+        that taking an accepted point copies no templates."""
+        parent = self.parent
+        if parent is None or parent.trial_pt is None:
+            self.trial_rows = np.arange(self.n)
             return super().trial(y)
-        todo = ~self.taken
-        pt = _Point(self.lay, y[todo], self.counts[todo])
-        full = _Point.__new__(_Point)
-        full.U = pt.U
-        for name in _Point.ROWS:
-            part = getattr(pt, name)
-            arr = np.zeros((self.n,) + part.shape[1:], dtype=part.dtype)
-            arr[todo] = part
-            setattr(full, name, arr)
-        self.trial_pt = full
+        rows = np.arange(self.n) if self.taken is None else np.flatnonzero(~self.taken)
+        dst = parent.trial_pt
+        pt = _Point(self.lay, y[rows], self.counts[rows], dst.U, dst.ui[self.parent_rows[rows]])
+        self.trial_pt, self.trial_rows = pt, rows
         out = np.full(self.n, np.inf)
-        out[todo] = self._nll(y[todo], pt, self.aux_c[todo])
+        out[rows] = self._nll(y[rows], pt, self.aux_c[rows])
         return out
 
     # ------------------------------------------------------------------ maths
