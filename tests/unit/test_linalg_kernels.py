@@ -7,6 +7,14 @@ import numpy as np
 import pytest
 
 from lzflow.stats import _linalg as la
+from lzflow.stats import _linalg_kernels  # noqa: F401  loads numba: newton_direction takes the compiled path
+
+
+def test_the_compiled_path_is_taken_once_numba_is_loaded() -> None:
+    """The comparisons below are compiled against numpy: with numba loaded (here by the import
+    above; in a run by the log-morph kernels) newton_direction uses the compiled loops. Without it
+    (the rate-only fits) it is the numpy formulation of :func:`_reference` itself."""
+    assert la._compiled_kernels() is _linalg_kernels
 
 
 def _reference(h: np.ndarray, g: np.ndarray, free: np.ndarray):

@@ -120,9 +120,27 @@ def test_a_toy_job_does_not_import_the_asymptotic_or_plotting_stack():
     code = ("import sys; from lzflow.cli import build_parser; from lzflow.toyjobs import run_toy_job, save_toy_job; "
             "from lzflow.workspace import read_workspace, workspace_model; from lzflow.stats.toys import run_toys; "
             "from lzflow.stats.request import ToyRequest; "
-            "print(' '.join(m for m in ('scipy.stats', 'scipy.optimize', 'matplotlib', 'uproot') if m in sys.modules))")
+            "print(' '.join(m for m in ('scipy.stats', 'scipy.optimize', 'matplotlib', 'uproot', 'numba') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_a_rate_only_toy_job_runs_without_numba():
+    """The rate-only fits (the default analysis) take numpy's Newton directions, bit for bit the
+    compiled ones (tests/unit/test_linalg_kernels.py), so a toy or merge job does not pay for
+    importing numba and loading its kernels (0.3–0.6 CPU-s each; issue 16)."""
+    import subprocess
+    import sys
+
+    ws = Path(__file__).resolve().parents[1] / "data" / "workspace_quick_m40.json.gz"
+    code = ("import gzip, json, sys; from lzflow.toyjobs import run_toy_job; "
+            f"ws = json.loads(gzip.open({str(ws)!r}).read()); "
+            "spec = {'hypothesis': 'sb', 'poi_index': 3, 'job_index': 0, 'n_jobs': 1, 'n_toys': 300, 'seed': 5, "
+            "'test_statistic': 'qtilde'}; r, h = run_toy_job(ws, spec); "
+            "print(int(r.q.size), int(sum(r.status_uncond == 0)), 'numba' in sys.modules)")
+    n, converged, numba_loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                check=True).stdout.split()
+    assert (n, numba_loaded) == ("300", "False") and int(converged) == 300
 
 
 def test_toy_files_of_a_model_with_shape_systematics_keep_alpha_cond(tmp_path):

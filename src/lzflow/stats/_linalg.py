@@ -3,18 +3,23 @@
 ``numpy.linalg.solve`` on a stack of 12×12 matrices costs a few µs per matrix (one LAPACK call
 each). Here the stack is stored *toy-last* — ``(p, p, n)``. The Newton directions
 (:func:`newton_direction`, :func:`reuse_direction`) run the Jacobi-scaled modified Cholesky and its
-solves in compiled loops (:mod:`lzflow.stats._linalg_kernels`, ≈ p³/3 multiply-adds per toy),
-bit-identical to the numpy formulation kept here (:func:`cholesky_toylast`,
-:func:`cho_solve_toylast`: one contiguous numpy operation over all toys per step, whose
-interpreter cost — ≈ 170 µs per direction for 1 to 4 toys, the common case in the further starts
-of the shape fits — dominated there).
+solves either in compiled loops (:mod:`lzflow.stats._linalg_kernels`, ≈ p³/3 multiply-adds per toy)
+or in the numpy formulation kept here (:func:`cholesky_toylast`, :func:`cho_solve_toylast`: one
+contiguous numpy operation over all toys per step), bit for bit the same directions. The compiled
+loops are used when numba is loaded already, i.e. by the log-morph (shape-systematics) fits, whose
+own kernels load it and whose further starts factor 1 to 4 toys at a time (≈ 170 µs of numpy
+interpreter cost per direction there). The rate-only fits of the default analysis factor blocks
+of ~512 toys, where numpy's per-step cost is small, and do not import numba: importing it and
+loading the cached kernels cost a toy or merge job 0.3–0.6 CPU-s (and their first compilation,
+once per install, seconds), more than the compiled directions save there (issue 16).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from types import ModuleType
 
-from ._linalg_kernels import scaled_factor, scaled_solve
+import numpy as np
 
 __all__ = ["unpack_symmetric", "cholesky_toylast", "cho_solve_toylast", "newton_direction",
            "reuse_direction"]
@@ -83,10 +88,26 @@ def newton_direction(
     Zero-curvature free directions (e.g. μ when no event falls where the signal is) get a
     curvature max(|g|, 1), i.e. a step of at most one unit; bounds and line search do the rest.
     """
+    kernels = _compiled_kernels()
+    if kernels is None:
+        p = h.shape[0]
+        idx = np.arange(p)
+        gt = g.T
+        diag = h[idx, idx]
+        tiny = ~(diag > 0)
+        if tiny.any():
+            diag = np.where(tiny, np.maximum(np.abs(gt), 1.0), diag)
+        scale = np.where(free.T, 1.0 / np.sqrt(diag), 0.0)
+        h *= scale[:, None, :]
+        h *= scale[None, :, :]
+        h[idx, idx] = 1.0  # unit diagonal; active rows/columns are decoupled (zero off-diagonal)
+        L = cholesky_toylast(h)
+        d = -(cho_solve_toylast(L, gt * scale) * scale).T
+        return d, -np.einsum("ti,ti->t", g, d), L, scale
     scale = np.empty((h.shape[0], h.shape[2]))
-    scaled_factor(h, np.ascontiguousarray(g), np.ascontiguousarray(free), _FLOOR, scale)
+    kernels.scaled_factor(h, np.ascontiguousarray(g), np.ascontiguousarray(free), _FLOOR, scale)
     d = np.empty(g.shape[::-1])  # toy-last, returned transposed as before (the einsum below sums in its order)
-    scaled_solve(h, scale, np.ascontiguousarray(g), d)
+    kernels.scaled_solve(h, scale, np.ascontiguousarray(g), d)
     d = d.T
     dec = -np.einsum("ti,ti->t", g, d)
     return d, dec, h, scale
@@ -94,7 +115,20 @@ def newton_direction(
 
 def reuse_direction(L: np.ndarray, scale: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Direction and decrement with a previously factorised (scaled) Hessian."""
+    kernels = _compiled_kernels()
+    if kernels is None:
+        d = -(cho_solve_toylast(L, g.T * scale) * scale).T
+        return d, -np.einsum("ti,ti->t", g, d)
     d = np.empty(g.shape[::-1])
-    scaled_solve(L, scale, np.ascontiguousarray(g), d)
+    kernels.scaled_solve(L, scale, np.ascontiguousarray(g), d)
     d = d.T
     return d, -np.einsum("ti,ti->t", g, d)
+
+
+def _compiled_kernels() -> ModuleType | None:
+    """:mod:`lzflow.stats._linalg_kernels` if numba is loaded (module docstring), else None."""
+    if "numba" not in sys.modules:
+        return None
+    from . import _linalg_kernels
+
+    return _linalg_kernels
