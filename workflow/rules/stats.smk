@@ -17,10 +17,16 @@ PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
 # jobs go as job arrays, which Slurm cannot group) nor with a target precision (its checkpoint sits
 # between toys and merge).
 MASS_GROUP = {"1": "mass", "single": PDF_GROUP}.get(JOB_GROUPS) if TOY_SPLIT == "mass" and not PRECISION else None
+# Scheduling priorities (higher first; an execution choice: no number depends on them): workspaces,
+# then every toy job, then the merges, then the plots. On a few cores the toy jobs of all masses run
+# back to back and the last one runs beside the merges and plots of the others, not alone at the
+# end with a core idle (default analysis, 2 cores: 9 toy batches of ~7 s; docs/benchmarks.md).
+PRIORITY = {"workspace": 3, "toys": 2, "merge": 1}
 
 
 rule workspace:
     """Likelihood workspace of one mass (templates, constraints, POI grid, asymptotic limits), its pyhf and HS3 exports and the nuisance-parameter impacts."""
+    priority: PRIORITY["workspace"]
     group: MASS_GROUP
     input:
         signal=out(L.SIGNAL_PDF),
@@ -66,6 +72,7 @@ use rule workspace as workspace_study with:
 
 rule toys:
     """One S+B toy file: a block of toys generated at one POI of one mass (the file split, LZFLOW_TOY_JOBS=file)."""
+    priority: PRIORITY["toys"]
     input:
         workspace=out(L.WORKSPACE),
         observed=OBSERVED_INPUT,
@@ -101,6 +108,7 @@ use rule toys as toys_study with:
 
 rule toys_bonly:
     """One B-only toy file: a block of background-only toys of one mass, tested on the whole POI grid (the file split)."""
+    priority: PRIORITY["toys"]
     input:
         workspace=out(L.WORKSPACE),
         observed=OBSERVED_INPUT,
@@ -136,6 +144,7 @@ use rule toys_bonly as toys_bonly_study with:
 
 rule merge:
     """One mass's toys -> limit.json (p-values, 90 % CL limit, ±1σ/±2σ bands, PCL, toy vs asymptotic; the two-sided construction and the toy discovery potential when configured) and its fit-error summary."""
+    priority: PRIORITY["merge"]
     group: MASS_GROUP
     input:
         workspace=out(L.WORKSPACE),
@@ -245,6 +254,8 @@ for _batch in TOY_BATCHES:
             _batch.rule
         group:
             MASS_GROUP
+        priority:
+            PRIORITY["toys"]
         input:
             workspace=_batch.workspace,
             observed=OBSERVED_INPUT,
