@@ -415,7 +415,12 @@ def figure_teststat(doc: Mapping[str, Any], max_panels: int = 6):
     panels = panel_pois(doc, max_panels)
     ncol = min(2, len(panels))
     nrow = -(-len(panels) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.6 * ncol, 4.6 * nrow + 1.0), squeeze=False, layout="constrained")
+    height = 4.6 * nrow + 1.0
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.6 * ncol, height), squeeze=False)
+    # fixed margins (inches: 1.0 for the title, 1.05 for the legend and axis label), not a constrained
+    # layout: its solver costs ~0.27 CPU-s per figure, and the panels' text has the same extent every time
+    fig.subplots_adjust(left=0.085 if ncol > 1 else 0.15, right=0.985, top=1 - 1.0 / height, bottom=1.05 / height,
+                        hspace=0.32, wspace=0.24)
     dist, toys = doc["q_distributions"], doc.get("toys") or {}
     for ax, (k, tags) in zip(axes.flat, panels):
         ens = {"sb": ("tab:red", "S+B"), "bonly": ("tab:blue", "B-only")}
@@ -461,10 +466,10 @@ def figure_teststat(doc: Mapping[str, Any], max_panels: int = 6):
     common = [Line2D([], [], color="tab:red", lw=1.5, label=r"S+B toys (generated at $\mu$)"),
               Line2D([], [], color="tab:blue", lw=1.5, label="B-only toys"),
               Line2D([], [], color="k", ls=":", label=r"asymptotic S+B: $\frac{1}{2}\chi^2_1$ (arXiv:1007.1727)")]
-    fig.legend(handles=common, loc="outside lower center", ncol=3, fontsize=12)
+    fig.legend(handles=common, loc="lower center", bbox_to_anchor=(0.5, 0.04 / height), ncol=3, fontsize=12)
     fig.suptitle(rf"${sym}$ distributions, {doc['mass_GeV']:g} GeV (observed: "
                  + ("the data)" if "observed" in doc else "Asimov background-only data)"),
-                 fontsize=15)
+                 fontsize=15, y=1 - 0.15 / height)
     return fig
 
 
@@ -476,5 +481,5 @@ def plot_teststat(doc: Mapping[str, Any], path: str | Path, max_panels: int = 6)
     (arXiv:1007.1727, Eq. 49) overlaid."""
     plt = pyplot()
     fig = figure_teststat(doc, max_panels)
-    save_figure(fig, path, tight=False)  # constrained layout; no second pass (-0.25 CPU-s per mass)
+    save_figure(fig, path, tight=False)  # fixed margins (figure_teststat); no second layout pass
     plt.close(fig)
