@@ -18,10 +18,11 @@ PRECISION = precision_trees_or_exit(BASELINE, STUDY_VARIANTS.values())
 # between toys and merge).
 MASS_GROUP = {"1": "mass", "single": PDF_GROUP}.get(JOB_GROUPS) if TOY_SPLIT == "mass" and not PRECISION else None
 # Scheduling priorities (higher first; an execution choice: no number depends on them): workspaces,
-# then every toy job, then the merges, then the plots. On a few cores the toy jobs of all masses run
-# back to back and the last one runs beside the merges and plots of the others, not alone at the
-# end with a core idle (default analysis, 2 cores: 9 toy batches of ~7 s; docs/benchmarks.md).
-PRIORITY = {"workspace": 3, "toys": 2, "merge": 1}
+# then toy jobs and merges, then the per-mass plots. On a few cores the last mass's toys then run
+# beside the plots of the others, not alone at the end with a core idle (default analysis, 2 cores:
+# 9 toy batches of ~7 s; docs/benchmarks.md). Merges are not held back: a waiting job costs the
+# Snakemake controller a stat of each of its inputs at every scheduling pass (a merge has ~45).
+PRIORITY = {"workspace": 3, "toys": 2, "merge": 2}
 
 
 rule workspace:
