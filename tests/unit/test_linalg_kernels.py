@@ -13,26 +13,8 @@ from lzflow.stats import _linalg_kernels  # noqa: F401  loads numba: newton_dire
 def test_the_compiled_path_is_taken_once_numba_is_loaded() -> None:
     """The comparisons below are compiled against numpy: with numba loaded (here by the import
     above; in a run by the log-morph kernels) newton_direction uses the compiled loops. Without it
-    (the rate-only fits) it is the numpy formulation of :func:`_reference` itself."""
+    (the rate-only fits) it is :func:`lzflow.stats._linalg.numpy_newton_direction`, the reference here."""
     assert la._compiled_kernels() is _linalg_kernels
-
-
-def _reference(h: np.ndarray, g: np.ndarray, free: np.ndarray):
-    """The numpy newton_direction of commit 64899b6 (Jacobi scaling, cholesky_toylast, cho_solve_toylast)."""
-    p = h.shape[0]
-    idx = np.arange(p)
-    gt = g.T
-    diag = h[idx, idx]
-    tiny = ~(diag > 0)
-    if tiny.any():
-        diag = np.where(tiny, np.maximum(np.abs(gt), 1.0), diag)
-    scale = np.where(free.T, 1.0 / np.sqrt(diag), 0.0)
-    h *= scale[:, None, :]
-    h *= scale[None, :, :]
-    h[idx, idx] = 1.0
-    L = la.cholesky_toylast(h)
-    d = -(la.cho_solve_toylast(L, gt * scale) * scale).T
-    return d, -np.einsum("ti,ti->t", g, d), L, scale
 
 
 def _stack(rng: np.random.Generator, p: int, n: int):
@@ -52,7 +34,7 @@ def test_newton_direction_bit_identical(p: int, n: int) -> None:
     h, g, free = _stack(np.random.default_rng(p * 1000 + n), p, n)
     lower = np.tril(np.ones((p, p), dtype=bool))
     with np.errstate(all="ignore"):
-        d0, dec0, L0, s0 = _reference(h.copy(), g, free)
+        d0, dec0, L0, s0 = la.numpy_newton_direction(h.copy(), g, free)
         d1, dec1, L1, s1 = la.newton_direction(h.copy(), g, free)
     assert np.isfinite(dec0).sum() > n // 2  # the comparison is not over NaNs only
     np.testing.assert_array_equal(d1, d0)

@@ -22,7 +22,7 @@ from types import ModuleType
 import numpy as np
 
 __all__ = ["unpack_symmetric", "cholesky_toylast", "cho_solve_toylast", "newton_direction",
-           "reuse_direction"]
+           "numpy_newton_direction", "reuse_direction"]
 
 
 def unpack_symmetric(packed: np.ndarray, iu: np.ndarray, ju: np.ndarray, p: int) -> np.ndarray:
@@ -90,20 +90,7 @@ def newton_direction(
     """
     kernels = _compiled_kernels()
     if kernels is None:
-        p = h.shape[0]
-        idx = np.arange(p)
-        gt = g.T
-        diag = h[idx, idx]
-        tiny = ~(diag > 0)
-        if tiny.any():
-            diag = np.where(tiny, np.maximum(np.abs(gt), 1.0), diag)
-        scale = np.where(free.T, 1.0 / np.sqrt(diag), 0.0)
-        h *= scale[:, None, :]
-        h *= scale[None, :, :]
-        h[idx, idx] = 1.0  # unit diagonal; active rows/columns are decoupled (zero off-diagonal)
-        L = cholesky_toylast(h)
-        d = -(cho_solve_toylast(L, gt * scale) * scale).T
-        return d, -np.einsum("ti,ti->t", g, d), L, scale
+        return numpy_newton_direction(h, g, free)
     scale = np.empty((h.shape[0], h.shape[2]))
     kernels.scaled_factor(h, np.ascontiguousarray(g), np.ascontiguousarray(free), _FLOOR, scale)
     d = np.empty(g.shape[::-1])  # toy-last, returned transposed as before (the einsum below sums in its order)
@@ -111,6 +98,27 @@ def newton_direction(
     d = d.T
     dec = -np.einsum("ti,ti->t", g, d)
     return d, dec, h, scale
+
+
+def numpy_newton_direction(
+    h: np.ndarray, g: np.ndarray, free: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`newton_direction` in numpy (one operation over all toys per step): what the
+    rate-only fits run, and the reference the compiled loops equal bit for bit."""
+    p = h.shape[0]
+    idx = np.arange(p)
+    gt = g.T
+    diag = h[idx, idx]
+    tiny = ~(diag > 0)
+    if tiny.any():
+        diag = np.where(tiny, np.maximum(np.abs(gt), 1.0), diag)
+    scale = np.where(free.T, 1.0 / np.sqrt(diag), 0.0)
+    h *= scale[:, None, :]
+    h *= scale[None, :, :]
+    h[idx, idx] = 1.0  # unit diagonal; active rows/columns are decoupled (zero off-diagonal)
+    L = cholesky_toylast(h)
+    d = -(cho_solve_toylast(L, gt * scale) * scale).T
+    return d, -np.einsum("ti,ti->t", g, d), L, scale
 
 
 def reuse_direction(L: np.ndarray, scale: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
