@@ -3,8 +3,9 @@ its solves for a toy-last stack ``(p, p, n)``, toy by toy in one compiled loop i
 call per column (each of which costs microseconds of interpreter and temporaries when a further
 start of the shape fits is left with a few toys).
 
-Bit-identical to the numpy formulation they replace (kept in :mod:`lzflow.stats._linalg` as the
-reference, :func:`~lzflow.stats._linalg.cholesky_toylast` and
+Used by :func:`lzflow.stats._linalg.newton_direction` only where numba is loaded already (the
+log-morph fits); bit-identical to the numpy formulation, which the rate-only fits run
+(:func:`~lzflow.stats._linalg.numpy_newton_direction`, with
 :func:`~lzflow.stats._linalg.cho_solve_toylast`): every element sees the same IEEE operations in the
 same order — ``(h_jk s_j) s_k``, ``l_ij = a_ij / l_jj``, ``a_ik − l_ij l_kj``, the forward and back
 substitutions row by row — with no fast-math (no reassociation, no fused multiply-add), so the
