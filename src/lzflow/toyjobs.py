@@ -193,7 +193,8 @@ def content_digest(arrays: Mapping[str, np.ndarray], header: Mapping[str, Any]) 
 def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
     """Write the per-toy records (with shape systematics also ``alpha_cond``, the conditional α̂̂:
     ``result.per_toy``) and the header, with the content checksum (:func:`content_digest`), to
-    ``path`` (.npz) atomically."""
+    ``path`` (.npz, stored uncompressed: the records are mostly random doubles, which zlib shrank by
+    ≈ 18 % for ≈ 9 CPU-ms per file, 0.37 CPU-s per toy job of the default analysis; issue 16) atomically."""
     arrays = {name: np.asarray(getattr(result, name)) for name in result.per_toy}
     arrays["mu_test"] = np.asarray(result.mu_test)
     arrays["gen_params"] = np.asarray(result.gen_params)
@@ -201,7 +202,7 @@ def save_toy_job(path: str | Path, result, header: Mapping[str, Any]) -> None:
     arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode(), dtype=np.uint8)
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            np.savez(handle, **arrays)
 
 
 def write_no_sensitivity_file(path: str | Path) -> None:

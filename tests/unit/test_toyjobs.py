@@ -87,6 +87,11 @@ def test_toy_file_round_trip_and_corruption(ws40, tmp_path):
     assert {k: v for k, v in back.items() if k != "content_sha256"} == header
     for name in result.PER_TOY:
         assert arrays[name].tobytes() == np.asarray(getattr(result, name)).tobytes()
+    # stored, not deflated (random doubles barely compress; zlib cost every toy job 0.37 CPU-s)
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_STORED}
     # edit one number: the checksum says so
     edited = dict(arrays)
     edited["q"] = arrays["q"] + 1.0
