@@ -170,15 +170,15 @@ def test_editing_the_writer_reruns_the_pdf_stage(tmp_path, monkeypatch):
     from pathlib import Path
 
     import lzflow
-    from lzflow import layout
+    from lzflow import stagecode
 
     package = tmp_path / "lzflow"
     shutil.copytree(Path(lzflow.__file__).parent, package)
-    monkeypatch.setattr(layout, "PACKAGE_DIR", package)
-    layout.stage_code_hash.cache_clear()
-    before = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
+    monkeypatch.setattr(stagecode, "PACKAGE_DIR", package)
+    stagecode.stage_code_hash.cache_clear()
+    before = {stage: stagecode.stage_code_hash(stage) for stage in stagecode.STAGE_MODULES}
     (package / "roothist.py").write_text((package / "roothist.py").read_text() + "\n# edited\n")
-    layout.stage_code_hash.cache_clear()
-    after = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
-    layout.stage_code_hash.cache_clear()
+    stagecode.stage_code_hash.cache_clear()
+    after = {stage: stagecode.stage_code_hash(stage) for stage in stagecode.STAGE_MODULES}
+    stagecode.stage_code_hash.cache_clear()
     assert {stage for stage in before if before[stage] != after[stage]} == {"pdf"}

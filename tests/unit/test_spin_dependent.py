@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import lzflow
-from lzflow import layout
+from lzflow import layout, stagecode
 from lzflow.config import ConfigError, load_config, load_config_stack, resolve_config
 from lzflow.spectra.constants import AMU_GEV
 from lzflow.spectra.nuclear import XE_NATURAL
@@ -244,28 +244,28 @@ def test_response_hash_covers_exactly_the_spectra_it_reads(tmp_path, monkeypatch
     package = Path(lzflow.__file__).resolve().parent
     reference = (package / "response" / "reference.py").read_text()
     assert "from ..spectra import BACKGROUND_NAMES, background_model" in reference
-    read = set(layout.RESPONSE_SPECTRA)
+    read = set(stagecode.RESPONSE_SPECTRA)
     assert {"spectra/backgrounds.py", "spectra/neutrino.py", "spectra/beta.py", "spectra/nuclear.py",
             "spectra/constants.py"} <= read
     assert not read & {"spectra/wimp.py", "spectra/spin_dependent.py", "spectra/__init__.py"}
     # editing the signal spectra (or adding one) reruns the PDFs, never the response matrices
     copy = tmp_path / "lzflow"
     shutil.copytree(package, copy)
-    monkeypatch.setattr(layout, "PACKAGE_DIR", copy)
-    layout.stage_code_hash.cache_clear()
+    monkeypatch.setattr(stagecode, "PACKAGE_DIR", copy)
+    stagecode.stage_code_hash.cache_clear()
     try:
-        before = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
+        before = {stage: stagecode.stage_code_hash(stage) for stage in stagecode.STAGE_MODULES}
         (copy / "spectra" / "wimp.py").write_text((copy / "spectra" / "wimp.py").read_text() + "\n# edited\n")
         (copy / "spectra" / "new_signal.py").write_text('"""another signal"""\n')
-        layout.stage_code_hash.cache_clear()
-        after = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
+        stagecode.stage_code_hash.cache_clear()
+        after = {stage: stagecode.stage_code_hash(stage) for stage in stagecode.STAGE_MODULES}
         assert {s for s in before if before[s] != after[s]} == {"pdf"}
         (copy / "spectra" / "neutrino.py").write_text((copy / "spectra" / "neutrino.py").read_text() + "\n# edited\n")
-        layout.stage_code_hash.cache_clear()
-        again = {stage: layout.stage_code_hash(stage) for stage in layout.STAGE_MODULES}
+        stagecode.stage_code_hash.cache_clear()
+        again = {stage: stagecode.stage_code_hash(stage) for stage in stagecode.STAGE_MODULES}
         assert {s for s in after if after[s] != again[s]} == {"response", "pdf"}
     finally:
-        layout.stage_code_hash.cache_clear()
+        stagecode.stage_code_hash.cache_clear()
 
 
 # ------------------------------------------------------------------------------------ curve labels
