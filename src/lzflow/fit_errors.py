@@ -36,7 +36,36 @@ import numpy as np
 
 from .toyjobs import ToyFileError, load_toy_job
 
-__all__ = ["summarise_errors", "summarise_loaded", "combine_summaries", "replay_toy", "errors_markdown"]
+__all__ = ["ensemble_failures", "summarise_errors", "summarise_loaded", "combine_summaries", "replay_toy",
+           "errors_markdown"]
+
+
+def ensemble_failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Fit failures of one ensemble (``limit.json``'s ``failures``) by final status and by the first
+    failure's cause (retried fits), and the fits whose result came from a further start
+    (``restart_lower``: a lower minimum). Conditional fits a one-sided limit does not need
+    (status ``NOT_NEEDED``, μ̂ > μ: :mod:`lzflow.stats.toyfits`) were not run: they are neither fits
+    nor failures, and are counted as ``not_needed`` where there are any."""
+    from .stats.fitresult import FitStatus, Strategy
+
+    skip = (FitStatus.CONVERGED, FitStatus.NOT_NEEDED)
+    out: dict[str, Any] = {"n_toys": int(records["toy_index"].size)}
+    for label in ("uncond", "cond"):
+        status, first = np.asarray(records[f"status_{label}"]), np.asarray(records[f"first_failure_{label}"])
+        not_needed = int(np.sum(status == FitStatus.NOT_NEEDED))
+        out[label] = {
+            "n_fits": int(status.size) - not_needed,
+            "failed": int(np.sum((status != FitStatus.CONVERGED) & (status != FitStatus.NOT_NEEDED))),
+            "retried": int(np.sum(first != FitStatus.CONVERGED)),
+            "restart_lower": int(np.sum(np.asarray(records[f"strategy_{label}"]) == Strategy.NEWTON_RESTART)),
+            "causes_final": {s.name: int(np.sum(status == s)) for s in FitStatus
+                             if s not in skip and np.any(status == s)},
+            "causes_first": {s.name: int(np.sum(first == s)) for s in FitStatus
+                             if s != FitStatus.CONVERGED and np.any(first == s)},
+            **({"not_needed": not_needed} if not_needed else {}),
+        }
+    out["nan_q"] = int(np.sum(np.isnan(records["q"])))
+    return out
 
 
 def summarise_errors(paths: Iterable[str | Path], max_listed: int = 50) -> dict[str, Any]:
@@ -76,7 +105,7 @@ def _count_file(arrays: Mapping[str, np.ndarray], row: dict[str, int],
         status = arrays[f"status_{fit}"].reshape(n, -1)
         first = arrays[f"first_failure_{fit}"].reshape(n, -1)
         for code in FitStatus:
-            if code == FitStatus.CONVERGED:
+            if code in (FitStatus.CONVERGED, FitStatus.NOT_NEEDED):  # not needed: no fit, no error
                 continue
             for label, values in (("final", status), ("retried", first)):
                 hit = np.any(values == code, axis=1)

@@ -28,7 +28,7 @@ import re
 from functools import lru_cache
 from typing import Any, Mapping
 
-from .construction_stage import merge_keys, poi_points, workspace_grid
+from .construction_stage import merge_keys, poi_points, two_sided, workspace_grid
 from .dataconfig import unblinded, window_edges
 from .precision import precision_merge_keys
 from .space import INTERACTIONS, SCALED_BETA_PATTERN
@@ -41,7 +41,7 @@ __all__ = [
     "REPORT", "STUDY_TABLE", "STUDY_TABLE_MD", "STUDY_OVERLAY", "STUDIES_DIR", "LOGS", "BENCHMARKS", "FOG_CSV", "FOG_PLOT", "FOG_JSON",
     "analysis_dirs", "within_mass_pattern", "pdf_path", "pdf_meta_path", "mass_of", "likelihood_spec", "as_spec", "spec_digest", "detector_spec", "response_spec",
     "background_interaction", "used_interactions", "background_spec", "interaction_spec", "signal_spec", "workspace_spec", "toys_sb_spec",
-    "toys_b_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS", "SCALED_BETA_PATTERN",
+    "toys_b_spec", "cond_fits_spec", "merge_spec", "toy_jobs", "toy_file_names", "STAGE_MODULES", "stage_code_hash", "INTERACTIONS", "SCALED_BETA_PATTERN",
     "PROCEDURE_KEYS", "LIKELIHOOD_KEYS", "RESPONSE_VARIATION", "VARIATION_PDF", "VARIATION_NOMINAL", "systematics_of",
     "response_variations", "source_systematics", "varied_sources", "variation_spec", "variation_pdf_spec",
     "GLOBAL_PVALUE", "GOF", "global_pvalue_spec",
@@ -362,13 +362,22 @@ def likelihood_spec(stats: Mapping[str, Any]) -> dict[str, Any]:
     return {k: stats[k] for k in LIKELIHOOD_KEYS}
 
 
+def cond_fits_spec(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """``cond_fits: needed`` in the toy jobs of a one-sided limit with q̃ or q (no conditional fit where
+    μ̂ > μ: q = 0 there whatever it gives, :mod:`lzflow.stats.toyfits`); nothing for the two-sided
+    construction, whose t_μ reads the fit at every μ, nor for q0."""
+    if two_sided(stats) or stats["test_statistic"] not in ("qtilde", "q"):
+        return {}
+    return {"cond_fits": "needed"}
+
+
 def toys_sb_spec(cfg: Mapping[str, Any], label: str, poi: int, job: int) -> dict[str, Any]:
     """One S+B toy job: POI index, job index and split, toy count, seed, test statistic."""
     stats = cfg["stats"]
     ms = stats["per_mass"][label]
     return {"hypothesis": "sb", "poi_index": int(poi), "job_index": int(job), "n_jobs": ms["jobs_per_poi"],
             "n_toys": ms["toys_per_poi"], "seed": stats["seed"], "test_statistic": stats["test_statistic"],
-            **likelihood_spec(stats), **observed_toys_spec(cfg)}
+            **likelihood_spec(stats), **observed_toys_spec(cfg), **cond_fits_spec(stats)}
 
 
 def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
@@ -377,7 +386,7 @@ def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
     ms = stats["per_mass"][label]
     return {"hypothesis": "b", "job_index": int(job), "n_jobs": ms["jobs_per_poi"], "n_toys": ms["toys_bonly"],
             "seed": stats["seed"], "test_statistic": stats["test_statistic"], **likelihood_spec(stats),
-            **observed_toys_spec(cfg)}
+            **observed_toys_spec(cfg), **cond_fits_spec(stats)}
 
 
 def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:

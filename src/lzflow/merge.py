@@ -93,25 +93,10 @@ def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple
 
 
 def _failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Fit failures of one ensemble by final status and by the first failure's cause (retried fits),
-    and the fits whose result came from a further start (``restart_lower``: a lower minimum)."""
-    from .stats.fitresult import FitStatus, Strategy
+    """Fit failures of one ensemble: :func:`lzflow.fit_errors.ensemble_failures`."""
+    from .fit_errors import ensemble_failures
 
-    out: dict[str, Any] = {"n_toys": int(records["toy_index"].size)}
-    for label in ("uncond", "cond"):
-        status, first = np.asarray(records[f"status_{label}"]), np.asarray(records[f"first_failure_{label}"])
-        out[label] = {
-            "n_fits": int(status.size),
-            "failed": int(np.sum(status != FitStatus.CONVERGED)),
-            "retried": int(np.sum(first != FitStatus.CONVERGED)),
-            "restart_lower": int(np.sum(np.asarray(records[f"strategy_{label}"]) == Strategy.NEWTON_RESTART)),
-            "causes_final": {s.name: int(np.sum(status == s)) for s in FitStatus
-                             if s != FitStatus.CONVERGED and np.any(status == s)},
-            "causes_first": {s.name: int(np.sum(first == s)) for s in FitStatus
-                             if s != FitStatus.CONVERGED and np.any(first == s)},
-        }
-    out["nan_q"] = int(np.sum(np.isnan(records["q"])))
-    return out
+    return ensemble_failures(records)
 
 
 def _finite_or_none(x: float | None) -> float | None:

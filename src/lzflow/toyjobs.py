@@ -111,7 +111,8 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tu
                            f"data given (or the reverse); expected --observed exactly when the spec has observed_data")
     seed = dict(observed=observed, base_seed=int(header["seed_entropy"][0]), mass_key=int(header["mass_key"]),
                 poi_index=int(header["poi_index"]), toy_indices=toy_indices,
-                test_stat=header["test_statistic"], block_size=int(header.get("toy_block", TOY_BLOCK)), n_threads=1)
+                test_stat=header["test_statistic"], block_size=int(header.get("toy_block", TOY_BLOCK)), n_threads=1,
+                cond_fits=header.get("cond_fits", "all"))
     if header["hypothesis"] == "sb":
         return toy_request(hypothesis="sb", mu=float(header["poi_value"]), **seed)
     grid = np.asarray(header["poi_grid"], dtype=np.float64)
@@ -129,7 +130,9 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | 
 
     spec: ``hypothesis`` ("sb" | "b"), ``poi_index`` (S+B only), ``job_index``, ``n_jobs``,
     ``n_toys``, ``seed``, ``test_statistic``; optionally ``likelihood`` ("binned" | "unbinned") with
-    ``interpolation_order`` (0–3) and ``template_rebin`` (:mod:`lzflow.stats.unbinned`).
+    ``interpolation_order`` (0–3) and ``template_rebin`` (:mod:`lzflow.stats.unbinned`), and
+    ``cond_fits: needed`` (no conditional fit where μ̂ > μ, for a one-sided limit; recorded in the
+    header: :mod:`lzflow.stats.toyfits`).
     """
     from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key, run_toys
 
@@ -162,6 +165,8 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | 
     }
     if likelihood["likelihood"] != "binned":  # binned headers stay as they were (bit-identical files)
         header["likelihood"] = likelihood
+    if spec.get("cond_fits", "all") != "all":
+        header["cond_fits"] = spec["cond_fits"]
     data, model = None, job_model(ws, likelihood)
     if spec.get("observed_data") or observed is not None:  # without data the header is as it was
         from .observeddata import load_observed

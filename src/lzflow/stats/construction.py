@@ -61,6 +61,7 @@ import numpy as np
 
 from .bands import BAND_QUANTILES, BANDS, POWER_THRESHOLD, Band, band_quantiles, pcl_with_status, quantile_with_error
 from .crossing import LIMIT_ABOVE, LIMIT_OK, LIMIT_UNDEFINED, Crossing
+from .fitresult import FitStatus
 from .pvalues import binomial_interval
 from .quality import GOOD, cause_counts, record_field, toy_quality
 from .toyresult import ToyResult
@@ -147,6 +148,9 @@ def records_t(records: Records, mus: Sequence[float] | np.ndarray, what: str = "
     cols = _columns(records, mus, what)
     nll_cond = np.atleast_2d(record_field(records, "nll_cond").astype(np.float64))
     n = nll_cond.shape[0]
+    if np.any(np.atleast_2d(record_field(records, "status_cond")).reshape(n, -1)[:, cols] == FitStatus.NOT_NEEDED):
+        raise ValueError(f"{what}: toys made for a one-sided limit (no fit at mu < mu_hat, cond_fits 'needed'); "
+                         "t_mu needs the fit at every mu: rerun the toys with cond_fits 'all'")
     mu_hat = record_field(records, "mu_hat").astype(np.float64).reshape(n)
     t = two_sided_t(nll_cond[:, cols], record_field(records, "nll_uncond").astype(np.float64).reshape(n), mu_hat)
     view = {"q": t, "mu_hat": mu_hat, "mu_test": np.full(mus.size, np.inf),  # μ̂ > μ never: cond fit used

@@ -36,6 +36,7 @@ class FitStatus(IntEnum):
     INFEASIBLE = 4  #: counts where the model predicts 0 for every allowed parameter: NLL = +inf
     MINUIT_FAILED = 5  #: iminuit fallback did not report a valid minimum
     NOT_RUN = 6  #: placeholder (never returned by a completed fit)
+    NOT_NEEDED = 7  #: a conditional fit a one-sided limit never reads (μ̂ > μ: q = 0), not run (:mod:`lzflow.stats.toyfits`)
 
 
 class Strategy(IntEnum):
@@ -44,7 +45,7 @@ class Strategy(IntEnum):
     NEWTON = 0
     NEWTON_RETRY = 1  #: Newton restarted from the nominal point with a step cap
     MINUIT = 2  #: iminuit Migrad with analytic gradient
-    NONE = 3  #: not fitted (invalid input)
+    NONE = 3  #: not fitted (invalid input, or not needed: :attr:`FitStatus.NOT_NEEDED`)
     NEWTON_RESTART = 4  #: a further start (``FitConfig.extra_starts``) reached a lower minimum
 
 
@@ -162,11 +163,12 @@ class FitResult:
         )
 
     def failure_summary(self) -> dict[str, int]:
-        """Counts of final statuses and of first-failure causes (non-zero entries only)."""
+        """Counts of final statuses and of first-failure causes (non-zero entries only); fits not
+        needed (:attr:`FitStatus.NOT_NEEDED`) are no failures and are not counted."""
         out: dict[str, int] = {}
         for s in FitStatus:
             k = int(np.sum(self.status == s))
-            if k and s != FitStatus.CONVERGED:
+            if k and s not in (FitStatus.CONVERGED, FitStatus.NOT_NEEDED):
                 out[f"final:{s.name}"] = k
             k = int(np.sum(self.first_failure == s))
             if k and s != FitStatus.CONVERGED:

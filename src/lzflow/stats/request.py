@@ -51,6 +51,8 @@ class ToyRequest:
     stream: ``"counter"`` (vectorised) or ``"seedsequence"`` (one numpy Generator per toy,
         binned toys only).
     n_procs: > 1 spreads the blocks over that many worker processes.
+    cond_fits: ``"all"`` (a conditional fit at every tested μ) or ``"needed"`` (not where μ̂ > μ, whose
+        q̃ and q are 0 whatever that fit gives; ``qtilde`` and ``q`` only: :mod:`lzflow.stats.toyfits`).
     """
 
     base_seed: int
@@ -68,6 +70,7 @@ class ToyRequest:
     n_threads: int | None = None
     stream: str = "counter"
     n_procs: int = 1
+    cond_fits: str = "all"
 
     def __post_init__(self) -> None:
         if self.hypothesis not in HYPOTHESES:
@@ -78,6 +81,11 @@ class ToyRequest:
             raise ValueError(f"stream must be one of {STREAMS}, got {self.stream!r}")
         if int(self.block_size) < 1:
             raise ValueError(f"block_size must be at least 1, got {self.block_size}")
+        if self.cond_fits not in ("all", "needed"):
+            raise ValueError(f"cond_fits must be 'all' or 'needed', got {self.cond_fits!r}")
+        if self.cond_fits == "needed" and self.test_stat not in ("qtilde", "q"):
+            raise ValueError(f"cond_fits 'needed' with test statistic {self.test_stat!r}: only qtilde and q vanish "
+                             "for mu_hat > mu")
         if int(self.n_procs) < 1:
             raise ValueError(f"n_procs must be at least 1, got {self.n_procs}")
         if self.n_threads is not None and int(self.n_threads) < 1:

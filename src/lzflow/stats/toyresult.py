@@ -116,7 +116,9 @@ class ToyResult:
         )
 
     def failure_summary(self) -> dict:
-        """Failure counts and fractions (final status and first-failure cause) per fit type."""
+        """Failure counts and fractions (final status and first-failure cause) per fit type; fits
+        not needed (:attr:`FitStatus.NOT_NEEDED`, q = 0 by definition) are counted apart, as
+        ``n_not_needed``, neither fits nor failures."""
         out: dict = {"hypothesis": self.hypothesis, "poi_index": self.poi_index, "n_toys": self.n}
         for label, st, ff, strat in (
             ("uncond", self.status_uncond, self.first_failure_uncond, self.strategy_uncond),
@@ -124,7 +126,7 @@ class ToyResult:
         ):
             d: dict = {}
             for s in FitStatus:
-                if s == FitStatus.CONVERGED:
+                if s in (FitStatus.CONVERGED, FitStatus.NOT_NEEDED):
                     continue
                 k = int(np.sum(st == s))
                 if k:
@@ -132,13 +134,17 @@ class ToyResult:
                 k = int(np.sum(ff == s))
                 if k:
                     d[f"first_{s.name}"] = k
-            n_fail = int(np.sum(st != FitStatus.CONVERGED))
+            n_not_needed = int(np.sum(st == FitStatus.NOT_NEEDED))
+            n_fits = int(st.size) - n_not_needed
+            n_fail = int(np.sum((st != FitStatus.CONVERGED) & (st != FitStatus.NOT_NEEDED)))
             n_retried = int(np.sum(ff != FitStatus.CONVERGED))
-            d["n_fits"] = int(st.size)
+            d["n_fits"] = n_fits
             d["n_failed"] = n_fail
             d["n_retried"] = n_retried
-            d["fraction_failed"] = n_fail / max(st.size, 1)
-            d["fraction_retried"] = n_retried / max(st.size, 1)
+            d["fraction_failed"] = n_fail / max(n_fits, 1)
+            d["fraction_retried"] = n_retried / max(n_fits, 1)
+            if n_not_needed:
+                d["n_not_needed"] = n_not_needed
             out[label] = d
         return out
 

@@ -27,7 +27,8 @@ Fits: the unconditional fit starts at the generation point with a first step usi
 information there (:meth:`BatchedFitter.fit`, ``fisher_at``); each conditional fit starts from a
 linear prediction ``θ(μ) ≈ θ̂ + (μ − μ̂) dθ/dμ`` (or from the previous tested μ). Toys are
 generated and fitted in canonical blocks of the toy index (bounded memory; bit-identical results
-for any split of the indices, see :func:`run_toys`) and blocks are spread over threads.
+for any split of the indices, see :func:`run_toys`) and blocks are spread over threads. The fits of a
+block, and which of them a one-sided limit needs: :mod:`lzflow.stats.toyfits`.
 
 One entry point, :func:`run_toys` ``(model, request)``: the ensemble is a
 :class:`~lzflow.stats.request.ToyRequest`; the model is binned (this module's sampler and
@@ -58,7 +59,8 @@ from .fitresult import FitConfig, FitResult
 from .mcstat import draw_gamma_aux, gamma_generation
 from .model import BinnedModel
 from .request import BONLY_POI_INDEX, HYPOTHESES, STREAMS, ToyRequest
-from .teststat import evaluate_test_statistic, mu_lower_bound
+from .teststat import evaluate_test_statistic
+from .toyfits import fit_drawn_block, fit_toy_block
 from .toyresult import ToyResult
 from .unbinned import UnbinnedFitter, sub_block_size
 from .unbinned_model import UnbinnedModel, UnbinnedToySampler
@@ -274,35 +276,6 @@ def generate_toys(
     return sampler.dense_counts(data), aux
 
 
-def fit_toy_block(
-    fitter: BatchedFitter, data: PreparedData, gen: np.ndarray, mu_test: np.ndarray,
-    test_stat: str, slope: np.ndarray,
-) -> tuple[FitResult, list[FitResult]]:
-    """Unconditional fit + conditional fits at each tested μ for one block of toys (any fitter with
-    the :meth:`BatchedFitter.fit` interface: binned, or :class:`lzflow.stats.unbinned.UnbinnedFitter`)."""
-    n = data.n
-    nb = fitter.model.n_bkg
-    init = np.broadcast_to(gen, (n, gen.size))
-    lower = mu_lower_bound(test_stat)
-    start = init.copy()
-    if lower is not None:
-        start[:, 0] = np.maximum(start[:, 0], lower)
-    ru = fitter.fit(data, mu_fixed=None, init=start, mu_lower=lower, fisher_at=gen)
-    conds: list[FitResult] = []
-    prev_params, prev_mu = ru.params, ru.params[:, 0]
-    bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
-    for mu in mu_test:
-        ci = prev_params + (mu - prev_mu)[:, None] * slope
-        ci[:, 1 : 1 + nb] = np.maximum(ci[:, 1 : 1 + nb], 0.0)  # θ ≥ 0 (α: clipped by the fit)
-        ci[bad_prev] = gen
-        ci[:, 0] = mu
-        rc = fitter.fit(data, mu_fixed=float(mu), init=ci)
-        conds.append(rc)
-        prev_params, prev_mu = rc.params, np.full(n, float(mu))
-        bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
-    return ru, conds
-
-
 # ----------------------------------------------------------------------------- likelihoods
 @dataclass
 class DrawnBlock:
@@ -427,25 +400,14 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResu
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
         block = draw(np.arange(blk * size, (blk + 1) * size, dtype=np.int64))
-        ru, conds = fit_drawn_block(likelihood.fitter, block, gen, request.mu_test, request.test_stat, slope)
+        ru, conds = fit_drawn_block(likelihood.fitter, block, gen, request.mu_test, request.test_stat, slope,
+                                    request.cond_fits)
         pos = indices[rows] - blk * size  # position of each requested toy in the block
         store_block(res, rows, pos, block.aux, block.n_events, ru, conds)
 
     run_blocks(work, canonical_blocks(indices, size), request.n_threads, indices.size,
                f"{likelihood.label} {request.hypothesis} poi{request.poi_index}")
     return res
-
-
-def fit_drawn_block(
-    fitter: Any, block: DrawnBlock, gen: np.ndarray, mu_test: np.ndarray, test_stat: str, slope: np.ndarray,
-) -> tuple[FitResult, list[FitResult]]:
-    """:func:`fit_toy_block` over the sub-blocks of a drawn block; the fits joined in toy order."""
-    fits = [fit_toy_block(fitter, data, gen, mu_test, test_stat, slope) for data in block.sub_blocks]
-    if len(fits) == 1:
-        return fits[0]
-    ru = FitResult.concat([uncond for uncond, _ in fits])
-    conds = [FitResult.concat([cond[j] for _, cond in fits]) for j in range(mu_test.size)]
-    return ru, conds
 
 
 def canonical_blocks(toy_indices: np.ndarray, block_size: int) -> list[tuple[int, np.ndarray]]:
