@@ -162,7 +162,7 @@ def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Map
 
 
 def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Seed, test statistic, toy block and likelihood shared by every toy file of the mass."""
+    """Seed, test statistic, toy block, likelihood and conditional fits shared by every toy file of the mass."""
     from .toyjobs import TOY_BLOCK, likelihood_settings
 
     def one(name: str, get: Callable[[Mapping[str, Any]], Any]) -> Any:
@@ -175,7 +175,8 @@ def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "test_statistic": one("the test statistic", lambda h: h["test_statistic"]),
             "toy_block": int(one("the toy block", lambda h: h.get("toy_block", TOY_BLOCK))),
             "likelihood": likelihood_settings(one("the likelihood", lambda h: h.get("likelihood", {}))),
-            "observed_digest": one("the observed data", lambda h: h.get("observed_digest"))}
+            "observed_digest": one("the observed data", lambda h: h.get("observed_digest")),
+            "cond_fits": one("the conditional fits", lambda h: h.get("cond_fits", "all"))}
 
 
 def _records(result: Any) -> dict[str, np.ndarray]:
@@ -273,7 +274,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
 
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
         toys = job_model(ws, settings["likelihood"])
-        ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat,
+        ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat, cond_fits=settings["cond_fits"],
                         block_size=settings["toy_block"], n_threads=1, observed=None if data is None else obs.toy_source)
         sb_new = [run_toys(toys, toy_request(poi_index=int(k), hypothesis="sb", mu=float(mu),
                                             toy_indices=np.arange(n_sb_new), **ensemble))

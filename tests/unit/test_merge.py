@@ -185,6 +185,30 @@ def test_merge_result_is_independent_of_the_job_split(coarse, ws40):
     assert json.dumps(one, sort_keys=True) == json.dumps(split, sort_keys=True)
 
 
+def test_merge_of_one_sided_toys_extends_the_grid_with_the_needed_fits_only(coarse):
+    """Toy files made with cond_fits 'needed' (no fit where mu_hat > mu: the workflow's one-sided toys):
+    merge's grid-extension toys do as their headers say; the limits equal those of the full records to
+    the fits' tolerance; toy files that disagree on it are refused."""
+    from lzflow.exceptions import MergeError
+
+    ws, files = coarse
+    needed = toy_files(ws, 256, 1024, cond_fits="needed")
+    assert all(h["cond_fits"] == "needed" for _, _, h in needed)
+    doc, extra = merge(ws, needed, n_boot=0)
+    full, _ = merge(ws, files, n_boot=0)
+    assert doc["poi_grid"] == full["poi_grid"]  # the same points added
+    for method in ("CLs+b", "CLs"):
+        for n in ("-1", "0", "1", "2"):
+            assert doc["limits"][method]["expected_mu"][n] == pytest.approx(full["limits"][method]["expected_mu"][n],
+                                                                         rel=1e-9)
+    added = [a for _, a, h in extra if h["hypothesis"] == "sb"]
+    assert added and all(np.any(a["status_cond"] == FitStatus.NOT_NEEDED) for a in added)
+    assert any(f.get("cond", {}).get("not_needed") for f in doc["failures"]["sb"].values())
+    mixed = needed[:-1] + files[-1:]
+    with pytest.raises(MergeError, match="toy files disagree on the conditional fits"):
+        merge(ws, mixed, n_boot=0)
+
+
 def test_merge_errors_are_bootstrap_by_default(coarse):
     from lzflow.stats.inversion import N_BOOT
 
