@@ -15,9 +15,11 @@ needed, and q. :func:`summarise_errors` counts, per (mass, hypothesis, POI, fit,
 * ``uncond:alpha_at_bound``, ``cond:alpha_at_bound`` — with shape systematics, toys whose
   unconditional fit (or a conditional one at any tested μ) ends with a shape parameter at its bound
   ±5 (:func:`lzflow.stats.fitresult.alpha_at_bound`): valid fits, as in pyhf, but a sign that the
-  morphing is being extrapolated far;
+  morphing is being extrapolated far.
 
-and lists the offending toys by (file, run number, toy index) so one can be replayed with
+Conditional fits a one-sided limit does not need (status ``NOT_NEEDED``: μ̂ > μ, q = 0 by definition,
+not run; :mod:`lzflow.stats.toyfits`) are neither failures nor listed. The summary
+lists the offending toys by (file, run number, toy index) so one can be replayed with
 :func:`replay_toy`, which regenerates the toy from its seed and refits it.
 
 In the workflow each merge job summarises its own mass from the toys it has already read and the
