@@ -370,8 +370,9 @@ def test_slurm_scratch_profile_stages_batch_jobs_through_node_scratch(workdir, p
         assert path.startswith(f"{node}/") and "$" not in path, path
 
     results = shared / "results"
-    assert _files(results / "quick") == {"detector.json", "response/NR.npz"}
+    # the two outputs, and the results lock (lzflow.locking) where the results really are
+    assert _files(results / "quick") == {"detector.json", "response/NR.npz", ".lzflow.lock"}
     reference = _snapshot(plain_run / "quick")  # the plain run of the larger target made these too
-    assert _snapshot(results / "quick") == {k: reference[k] for k in ("detector.json", "response/NR.npz")}
+    assert _snapshot(results / "quick") == {k: reference[k] for k in ("detector.json", "response/NR.npz", ".lzflow.lock")}
     assert not (workdir / "results").exists() and not _files(controller)
     _assert_nothing_half_written(workdir, shared, node)
