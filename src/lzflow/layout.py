@@ -366,7 +366,9 @@ def cond_fits_spec(stats: Mapping[str, Any]) -> dict[str, Any]:
     """``cond_fits: needed`` in the toy jobs of a one-sided limit with q̃ or q (no conditional fit where
     μ̂ > μ: q = 0 there whatever it gives, :mod:`lzflow.stats.toyfits`); nothing for the two-sided
     construction, whose t_μ reads the fit at every μ, nor for q0."""
-    if two_sided(stats) or stats["test_statistic"] not in ("qtilde", "q"):
+    from .stats.teststat import ONE_SIDED_TEST_STATISTICS
+
+    if two_sided(stats) or stats["test_statistic"] not in ONE_SIDED_TEST_STATISTICS:
         return {}
     return {"cond_fits": "needed"}
 

@@ -73,7 +73,7 @@ def test_needed_fits_only_for_the_one_sided_statistics():
     common = dict(base_seed=1, mass_key=400000, poi_index=0, toy_indices=[0], mu=1.0)
     with pytest.raises(ValueError, match="cond_fits 'needed' with test statistic 'q0'"):
         ToyRequest(hypothesis="b", test_stat="q0", cond_fits="needed", **common)
-    with pytest.raises(ValueError, match="cond_fits must be 'all' or 'needed', got 'some'"):
+    with pytest.raises(ValueError, match=r"cond_fits must be one of \('all', 'needed'\), got 'some'"):
         ToyRequest(hypothesis="sb", cond_fits="some", **common)
     assert ToyRequest(hypothesis="sb", test_stat="q", cond_fits="needed", **common).cond_fits == "needed"
 

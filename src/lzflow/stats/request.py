@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 
 from .fitresult import FitConfig
-from .teststat import TEST_STATISTICS
+from .teststat import ONE_SIDED_TEST_STATISTICS, TEST_STATISTICS
 
-__all__ = ["HYPOTHESES", "BONLY_POI_INDEX", "STREAMS", "ToyRequest"]
+__all__ = ["HYPOTHESES", "BONLY_POI_INDEX", "STREAMS", "COND_FITS", "ToyRequest", "check_cond_fits"]
 
 #: hypothesis name → index used in the seed
 HYPOTHESES = {"sb": 0, "b": 1}
@@ -81,11 +81,7 @@ class ToyRequest:
             raise ValueError(f"stream must be one of {STREAMS}, got {self.stream!r}")
         if int(self.block_size) < 1:
             raise ValueError(f"block_size must be at least 1, got {self.block_size}")
-        if self.cond_fits not in ("all", "needed"):
-            raise ValueError(f"cond_fits must be 'all' or 'needed', got {self.cond_fits!r}")
-        if self.cond_fits == "needed" and self.test_stat not in ("qtilde", "q"):
-            raise ValueError(f"cond_fits 'needed' with test statistic {self.test_stat!r}: only qtilde and q vanish "
-                             "for mu_hat > mu")
+        check_cond_fits(self.cond_fits, self.test_stat)
         if int(self.n_procs) < 1:
             raise ValueError(f"n_procs must be at least 1, got {self.n_procs}")
         if self.n_threads is not None and int(self.n_threads) < 1:
@@ -123,3 +119,16 @@ def tested_mus(mu: float, mu_test: float | Sequence[float] | np.ndarray | None, 
     if mu_test is None:
         return np.array([float(mu)])
     return np.atleast_1d(np.asarray(mu_test, dtype=np.float64))
+
+
+#: which conditional fits a toy gets: every tested μ, or only where q can be non-zero (:mod:`lzflow.stats.toyfits`)
+COND_FITS = ("all", "needed")
+
+
+def check_cond_fits(cond_fits: str, test_stat: str) -> None:
+    """Refuse an unknown ``cond_fits``, and ``"needed"`` with a statistic that does not vanish for μ̂ > μ."""
+    if cond_fits not in COND_FITS:
+        raise ValueError(f"cond_fits must be one of {COND_FITS}, got {cond_fits!r}")
+    if cond_fits == "needed" and test_stat not in ONE_SIDED_TEST_STATISTICS:
+        raise ValueError(f"cond_fits 'needed' with test statistic {test_stat!r}: only {ONE_SIDED_TEST_STATISTICS} "
+                         "vanish for mu_hat > mu")

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TEST_STATISTICS", "mu_lower_bound", "evaluate_test_statistic", "NEG_TOL"]
+__all__ = ["TEST_STATISTICS", "ONE_SIDED_TEST_STATISTICS", "mu_lower_bound", "evaluate_test_statistic", "NEG_TOL"]
 
 TEST_STATISTICS = ("qtilde", "q", "q0")
+#: the upper-limit statistics, 0 for μ̂ > μ whatever the fit at μ gives (arXiv:1007.1727 eqs. 14, 16)
+ONE_SIDED_TEST_STATISTICS = ("qtilde", "q")
 NEG_TOL = 1e-6
 
 

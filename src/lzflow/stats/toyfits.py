@@ -5,7 +5,7 @@ conditional MLE θ̂̂(μ) at each tested μ in increasing order, each starting 
 :math:`\theta(\mu) \approx \hat\theta + (\mu - \mu_\mathrm{prev})\,d\theta/d\mu` from the toy's
 previous fit (the profile slope at the generation point).
 
-**Only the needed fits** (``cond_fits="needed"``, :data:`COND_FITS`). The upper-limit test
+**Only the needed fits** (``cond_fits="needed"``, :data:`lzflow.stats.request.COND_FITS`). The upper-limit test
 statistics vanish above the best fit: :math:`\tilde q_\mu = q_\mu = 0` for :math:`\hat\mu > \mu`
 (Cowan, Cranmer, Gross, Vitells, arXiv:1007.1727, eqs. 14 and 16), whatever the conditional fit
 gives, so a one-sided limit never reads that fit. With ``"needed"`` it is not run: its record has
@@ -28,14 +28,10 @@ import numpy as np
 
 from .binned_nll import PreparedData
 from .fitresult import FitResult, FitStatus
+from .request import check_cond_fits
 from .teststat import mu_lower_bound
 
-__all__ = ["COND_FITS", "ONE_SIDED_TEST_STATISTICS", "needed_rows", "fit_toy_block", "fit_drawn_block"]
-
-#: which conditional fits a toy gets: every tested μ, or only those where q can be non-zero
-COND_FITS = ("all", "needed")
-#: the test statistics that vanish for μ̂ > μ (``"needed"`` is refused for the others)
-ONE_SIDED_TEST_STATISTICS = ("qtilde", "q")
+__all__ = ["needed_rows", "fit_toy_block", "fit_drawn_block"]
 
 
 def needed_rows(mu_hat: np.ndarray, mu: float) -> np.ndarray:
@@ -52,11 +48,7 @@ def fit_toy_block(
     the :meth:`~lzflow.stats.fit.BatchedFitter.fit` interface: binned, or
     :class:`lzflow.stats.unbinned.UnbinnedFitter`); ``cond_fits="needed"``: only where q can be
     non-zero (module docstring)."""
-    if cond_fits not in COND_FITS:
-        raise ValueError(f"cond_fits must be one of {COND_FITS}, got {cond_fits!r}")
-    if cond_fits == "needed" and test_stat not in ONE_SIDED_TEST_STATISTICS:
-        raise ValueError(f"cond_fits 'needed' with test statistic {test_stat!r}: only {ONE_SIDED_TEST_STATISTICS} "
-                         "vanish for mu_hat > mu")
+    check_cond_fits(cond_fits, test_stat)
     n = data.n
     nb = fitter.model.n_bkg
     init = np.broadcast_to(gen, (n, gen.size))
