@@ -57,7 +57,7 @@ def ensemble_failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
         not_needed = int(np.sum(status == FitStatus.NOT_NEEDED))
         out[label] = {
             "n_fits": int(status.size) - not_needed,
-            "failed": int(np.sum((status != FitStatus.CONVERGED) & (status != FitStatus.NOT_NEEDED))),
+            "failed": int(np.sum(~np.isin(status, skip))),
             "retried": int(np.sum(first != FitStatus.CONVERGED)),
             "restart_lower": int(np.sum(np.asarray(records[f"strategy_{label}"]) == Strategy.NEWTON_RESTART)),
             "causes_final": {s.name: int(np.sum(status == s)) for s in FitStatus

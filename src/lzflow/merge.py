@@ -24,6 +24,7 @@ import numpy as np
 
 from . import __version__
 from .exceptions import MergeError
+from .fit_errors import ensemble_failures
 from .progress import progress
 from .toyjobs import CorruptToyFile, job_model, load_toy_job, toy_file_identity, workspace_digest
 
@@ -90,13 +91,6 @@ def collect_toys(files: Iterable[LoadedToyFile], ws: Mapping[str, Any]) -> tuple
     b_items = [items for (hyp, _), items in parts.items() if hyp == "b"]
     b = combine(("b", 0), b_items[0]) if b_items else None
     return sb, b, headers
-
-
-def _failures(records: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Fit failures of one ensemble: :func:`lzflow.fit_errors.ensemble_failures`."""
-    from .fit_errors import ensemble_failures
-
-    return ensemble_failures(records)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -289,12 +283,12 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         label = f"merge m{ws['mass_GeV']:g} grid extension"
         for mu, k, r in zip(mu_new, idx_new, sb_new):
             recs = _records(r)
-            refined["sb"][str(int(k))] = {"mu": float(mu), "failures": _failures(recs)}
+            refined["sb"][str(int(k))] = {"mu": float(mu), "failures": ensemble_failures(recs)}
             extra.append((label, recs, {"mass_GeV": float(ws["mass_GeV"]), "hypothesis": "sb",
                                         "poi_index": int(k), "run_number": None, "source": "merge",
                                         "test_statistic": test_stat}))
         recs = _records(b_new)
-        refined["bonly"].append({"mu": mu_new.tolist(), "failures": _failures(recs)})
+        refined["bonly"].append({"mu": mu_new.tolist(), "failures": ensemble_failures(recs)})
         extra.append((label, recs, {"mass_GeV": float(ws["mass_GeV"]), "hypothesis": "b-grid-extension",
                                     "poi_index": int(idx_new[0]), "run_number": None, "source": "merge",
                                     "test_statistic": test_stat}))
@@ -385,7 +379,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     doc["upper_limit_mu"] = primary["pcl_mu"]
     doc["upper_limit_sigma_cm2"] = primary["pcl_sigma_cm2"]
     doc["median_expected_sigma_cm2"] = primary["expected_sigma_cm2"]["0"]
-    doc["failures"] = {"sb": {str(k): _failures(sb[k]) for k in range(mus.size)}, "bonly": _failures(b)}
+    doc["failures"] = {"sb": {str(k): ensemble_failures(sb[k]) for k in range(mus.size)}, "bonly": ensemble_failures(b)}
     excluded = {
         "policy": EXCLUSION_POLICY,
         "sb": {str(int(k)): {"n_toys": int(q.size), "n_used": int(e.n), "causes": cause_counts(c)}
