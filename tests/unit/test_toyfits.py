@@ -48,6 +48,7 @@ def test_needed_fits_give_the_same_q_and_say_which_were_not_run(ws40, hypothesis
     np.testing.assert_array_equal(skipped, above)
     assert np.isnan(needed.nll_cond[skipped]).all() and np.all(needed.q[skipped] == 0.0)
     assert np.all(full.status_cond[~skipped] == needed.status_cond[~skipped])
+    np.testing.assert_array_equal(needed.ok, full.ok)  # a skipped fit is no failed one
     # the unconditional fits are the same fits; the conditional ones agree to the fit tolerance
     np.testing.assert_array_equal(full.nll_uncond, needed.nll_uncond)
     np.testing.assert_allclose(needed.nll_cond[~skipped], full.nll_cond[~skipped], rtol=0, atol=1e-8)

@@ -110,9 +110,10 @@ class ToyResult:
 
     @property
     def ok(self) -> np.ndarray:
-        """``(n, n_mu)``: both fits converged."""
-        return (self.status_uncond[:, None] == FitStatus.CONVERGED) & (
-            self.status_cond == FitStatus.CONVERGED
+        """``(n, n_mu)``: the fits q rests on converged — the unconditional one, and the conditional
+        one unless it was not needed (μ̂ > μ with ``cond_fits: needed``: q = 0 without it)."""
+        return (self.status_uncond[:, None] == FitStatus.CONVERGED) & np.isin(
+            self.status_cond, (FitStatus.CONVERGED, FitStatus.NOT_NEEDED)
         )
 
     def failure_summary(self) -> dict:
