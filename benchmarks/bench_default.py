@@ -68,7 +68,7 @@ def stage_cpu(bench_dir: Path) -> dict[str, float]:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh, delimiter="\t"))
         stem = path.stem
-        stage = ("pdf" if stem.startswith("pdf_") else "response" if stem.startswith("response_") else stem)
+        stage = next((s for s in ("pdf", "response", "toys_batch") if stem.startswith(f"{s}_") or stem == s), stem)
         out[stage] += sum(float(r["cpu_time"] or 0.0) for r in rows)
     return dict(out)
 

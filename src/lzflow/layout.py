@@ -134,6 +134,7 @@ LOGS: dict[str, str] = {
     "toys": "m{mass}/toys_poi{poi}_job{job}.log",
     "toys_bonly": "m{mass}/toys_bonly_job{job}.log",
     "toys_batch": "m{mass}/toys_batch.log",  # all of a mass's toy files in one job (lzflow.toysplit)
+    "toys_batch_part": "m{mass}/toys_batch_job{job}.log",  # or those of one job index (shape systematics)
     "precision": "m{mass}/precision_r{round}.log", "toys_extra": "m{mass}/toys_extra_r{round}_poi{poi}_job{job}.log",
     "toys_extra_bonly": "m{mass}/toys_extra_r{round}_bonly_job{job}.log", "toys_extra_batch": "m{mass}/toys_extra_r{round}.log",
     "merge": "merge_m{mass}.log",
@@ -157,6 +158,7 @@ BENCHMARKS: dict[str, str] = {
     "toys": "m{mass}/toys_poi{poi}_job{job}.tsv",
     "toys_bonly": "m{mass}/toys_bonly_job{job}.tsv",
     "toys_batch": "m{mass}/toys_batch.tsv",
+    "toys_batch_part": "m{mass}/toys_batch_job{job}.tsv",
     "merge": "m{mass}/merge.tsv",
     "response_variation": "response_{interaction}_{systematic}.tsv",
     "variation_pdf": "pdf_variations_{source}.tsv",

@@ -9,6 +9,10 @@ environment variable :data:`TOY_JOBS_ENV` (``LZFLOW_TOY_JOBS``):
     One job per mass and analysis tree writes all the toy files that tree makes for that mass, in
     one process (:mod:`lzflow.toybatch`). The default analysis then runs 9 toy jobs instead of 378,
     and pays a toy job's ~1 s of start-up (interpreter, imports, workspace) 9 times instead of 378.
+    With shape systematics (a ``systematics`` block with parameters) a toy costs ~40× more and a
+    mass's toys ~200 CPU-s: one job per mass and **job index** (:func:`batch_parts`; the S+B files
+    of every POI and the B-only file of that index, ``stats.jobs_per_poi`` equal halves by
+    default), so that the last masses do not leave a core idle for minutes at the end of a run.
 ``file`` (profiles ``slurm``, ``slurm-scratch``, ``htcondor``)
     One job per toy file (rules ``toys``, ``toys_bonly`` and their ``*_study`` twins): many short
     jobs that a cluster runs side by side, as Slurm arrays or HTCondor job bundles.
@@ -31,7 +35,7 @@ from . import layout as L
 from .exceptions import ConfigError
 
 __all__ = ["TOY_JOBS_ENV", "TOY_JOB_SPLITS", "DEFAULT_TOY_JOB_SPLIT", "toy_job_split", "ToyBatch", "toy_batches",
-           "owned_toy_files"]
+           "owned_toy_files", "batch_parts"]
 
 #: the environment variable that chooses the split (profiles set it; see the module docstring)
 TOY_JOBS_ENV = "LZFLOW_TOY_JOBS"
@@ -55,7 +59,8 @@ def toy_job_split(environ: Mapping[str, str] | None = None) -> str:
 
 @dataclass(frozen=True)
 class ToyBatch:
-    """One workflow job of the ``mass`` split: the toy files one analysis tree makes for one mass.
+    """One workflow job of the ``mass`` split: the toy files one analysis tree makes for one mass
+    (or, with shape systematics, those of one job index: :func:`batch_parts`).
 
     Paths are as the workflow uses them (below the results, logs and benchmarks directories);
     ``specs`` are the per-file job specs (:func:`lzflow.layout.toys_sb_spec`,
@@ -79,36 +84,52 @@ def owned_toy_files(variant, label: str) -> list[tuple[str, dict[str, Any]]]:
             if variant.owner.get(name, variant.suffix) == variant.suffix]
 
 
-def _rule_name(variant, label: str) -> str:
-    """``toys_m40``, ``toys_m7p5``, ``toys_m40_g1_0p1``: letters, digits and '_' only."""
-    parts = ["toys", f"m{label}"] + ([variant.study, variant.label] if variant.study is not None else [])
+def batch_parts(config: Mapping[str, Any], owned: Sequence[tuple[str, dict[str, Any]]]
+                ) -> list[tuple[int | None, list[tuple[str, dict[str, Any]]]]]:
+    """The workflow jobs of one tree's toy files of one mass (``owned``: (file, job spec) in layout
+    order): ``[(None, owned)]`` (one job) without shape systematics; with them, one ``(job index,
+    files)`` per job index present, in increasing order (module docstring). The files keep their
+    layout order within a part; every file is in exactly one part."""
+    if not L.systematics_of(config):
+        return [(None, list(owned))]
+    indices = sorted({int(spec["job_index"]) for _, spec in owned})
+    return [(j, [(name, spec) for name, spec in owned if int(spec["job_index"]) == j]) for j in indices]
+
+
+def _rule_name(variant, label: str, job: int | None = None) -> str:
+    """``toys_m40``, ``toys_m7p5``, ``toys_m40_g1_0p1``, ``toys_m40_job1``: letters, digits and '_' only."""
+    parts = ["toys", f"m{label}"] + ([variant.study, variant.label] if variant.study is not None else []) + \
+        ([f"job{job}"] if job is not None else [])
     return "_".join(re.sub(r"[^A-Za-z0-9]", lambda m: "p" if m.group() == "." else "_", p) for p in parts)
 
 
 def toy_batches(trees: Sequence, results: str, logs: str, benchmarks: str) -> list[ToyBatch]:
     """The jobs of the ``mass`` split for analysis trees ``trees`` (the baseline first, then every
     study value; :func:`lzflow.variants.expand_studies`): per tree and mass, one job for the toy
-    files that tree owns (none when it owns none). ``results``, ``logs`` and ``benchmarks`` are the
-    baseline's directories (:func:`lzflow.layout.analysis_dirs`). Every toy file of every tree is
-    made by exactly one batch; rule names are unique."""
+    files that tree owns (none when it owns none), or one per job index with shape systematics
+    (:func:`batch_parts`). ``results``, ``logs`` and ``benchmarks`` are the baseline's directories
+    (:func:`lzflow.layout.analysis_dirs`). Every toy file of every tree is made by exactly one
+    batch; rule names are unique."""
     batches: list[ToyBatch] = []
     names: set[str] = set()
     for variant in trees:
         for label in variant.mass_labels:
-            owned = owned_toy_files(variant, label)
-            if not owned:
-                continue
-            rule = _rule_name(variant, label)
-            base, k = rule, 1
-            while rule in names:  # two values whose names differ only in punctuation
-                k += 1
-                rule = f"{base}_{k}"
-            names.add(rule)
-            batches.append(ToyBatch(
-                rule=rule, suffix=variant.suffix, mass=label,
-                workspace=variant.path(results, L.fill(L.WORKSPACE, mass=label)),
-                outputs=tuple(f"{results}{variant.suffix}/{name}" for name, _ in owned),
-                specs=tuple(spec for _, spec in owned),
-                log=f"{logs}{variant.suffix}/{L.fill(L.LOGS['toys_batch'], mass=label)}",
-                benchmark=f"{benchmarks}{variant.suffix}/{L.fill(L.BENCHMARKS['toys_batch'], mass=label)}"))
+            for job, files in batch_parts(variant.config, owned_toy_files(variant, label)):
+                if not files:
+                    continue
+                rule = _rule_name(variant, label, job)
+                base, k = rule, 1
+                while rule in names:  # two values whose names differ only in punctuation
+                    k += 1
+                    rule = f"{base}_{k}"
+                names.add(rule)
+                log, bench = (L.fill(L.LOGS["toys_batch"], mass=label), L.fill(L.BENCHMARKS["toys_batch"], mass=label)) \
+                    if job is None else (L.fill(L.LOGS["toys_batch_part"], mass=label, job=job),
+                                         L.fill(L.BENCHMARKS["toys_batch_part"], mass=label, job=job))
+                batches.append(ToyBatch(
+                    rule=rule, suffix=variant.suffix, mass=label,
+                    workspace=variant.path(results, L.fill(L.WORKSPACE, mass=label)),
+                    outputs=tuple(f"{results}{variant.suffix}/{name}" for name, _ in files),
+                    specs=tuple(spec for _, spec in files),
+                    log=f"{logs}{variant.suffix}/{log}", benchmark=f"{benchmarks}{variant.suffix}/{bench}"))
     return batches

@@ -84,6 +84,42 @@ def test_batches_make_every_toy_file_once(trees):
     assert owned_toy_files(same, "40") == []
 
 
+def test_shape_systematics_make_one_batch_per_job_index(repo):
+    """With shape systematics a mass's toy files are one job per job index (each ~half the CPU),
+    every file still in exactly one batch and in layout order; without them nothing changes."""
+    raw = load_config_file(repo / "config" / "quick.yaml")
+    raw["systematics"] = load_config_file(repo / "config" / "overlays" / "systematics.yaml")["systematics"]
+    raw["studies"] = {"toys": {"parameter": "stats.toys_per_poi", "values": [200]}}
+    baseline, studies = expand_studies(raw, repo)
+    trees = [baseline] + [v for s in studies for v in s.variants]
+    batches = toy_batches(trees, "R", "LG", "BM")
+    by_rule = {b.rule: b for b in batches}
+    n_jobs = baseline.config["stats"]["per_mass"]["40"]["jobs_per_poi"]
+    assert n_jobs == 2
+    assert {r for r in by_rule if r.startswith("toys_m40")} == {
+        "toys_m40_job0", "toys_m40_job1", "toys_m40_toys_200_job0", "toys_m40_toys_200_job1"}
+    made = [out for b in batches for out in b.outputs]
+    assert len(made) == len(set(made))
+    assert set(made) == {v.path("R", n) for v in trees for m in v.mass_labels for n in L.toy_file_names(v.config, m)}
+    names = L.toy_file_names(baseline.config, "40")
+    for j in range(n_jobs):
+        part = by_rule[f"toys_m40_job{j}"]
+        assert all(s["job_index"] == j for s in part.specs)
+        assert {s["hypothesis"] for s in part.specs} == {"sb", "b"}  # every POI's S+B file and the B-only one
+        rel = [Path(o).relative_to("R").as_posix() for o in part.outputs]
+        assert rel == [n for n in names if n in rel]  # layout order kept
+        assert part.log == "LG/" + L.fill(L.LOGS["toys_batch_part"], mass="40", job=j)
+        assert part.benchmark == "BM/" + L.fill(L.BENCHMARKS["toys_batch_part"], mass="40", job=j)
+    assert sum(s["n_toys"] for s in by_rule["toys_m40_job0"].specs) == sum(s["n_toys"] for s in by_rule["toys_m40_job1"].specs)
+    # the study reuses the baseline's B-only files: its parts hold its own S+B files only
+    assert all(s["hypothesis"] == "sb" for s in by_rule["toys_m40_toys_200_job1"].specs)
+    # the same trees without systematics: one batch per tree and mass, as before
+    del raw["systematics"]
+    plain = expand_studies(raw, repo)
+    plain_batches = toy_batches([plain[0]] + [v for s in plain[1] for v in s.variants], "R", "LG", "BM")
+    assert {b.rule for b in plain_batches if b.mass == "40"} == {"toys_m40", "toys_m40_toys_200"}
+
+
 def test_packed_specs_round_trip(trees):
     specs = [spec for _, _, spec in L.toy_jobs(trees[0].config, "40")]
     packed = pack_specs(specs)

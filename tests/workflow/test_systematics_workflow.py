@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -49,7 +50,13 @@ def test_dry_run_shows_the_variation_jobs_only_with_the_overlay(repo, tmp_path):
     # NR: CRN nominal + 5 systematics; beta: CRN nominal + g1, g2, drift_field (NR yields do not act on beta)
     assert with_syst["response_variation"] == 10
     assert with_syst["variation_pdf"] == 11 + 2  # every background and the two WIMP masses
-    assert {k: v for k, v in with_syst.items() if k not in ("response_variation", "variation_pdf")} == plain
+    # the toys of a mass: one job without shape systematics, one per job index with them (lzflow.toysplit)
+    toy_jobs = {k for k in plain if re.fullmatch(r"toys_m[0-9p]+", k)}
+    assert toy_jobs == {"toys_m10", "toys_m40"}
+    assert {f"{k}_job{j}" for k in toy_jobs for j in (0, 1)} <= set(with_syst)
+    split = {f"{k}_job{j}": 1 for k in toy_jobs for j in (0, 1)}
+    rest = {k: v for k, v in with_syst.items() if k not in ("response_variation", "variation_pdf", *split)}
+    assert rest == {k: v for k, v in plain.items() if k not in toy_jobs}
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,9 @@ VARIED_SOURCES = sorted({s for v in [BASELINE, *STUDY_VARIANTS.values()] for s i
 # stats.smk); =file (set by the cluster profiles) -> one job per toy file (rules toys, toys_bonly).
 TOY_SPLIT = toy_split_or_exit()
 TOY_BATCHES = toy_batches([BASELINE, *STUDY_VARIANTS.values()], RESULTS, LOGS, BENCHMARKS) if TOY_SPLIT == "mass" else []
-TOY_BATCH_OF = {(b.suffix, b.mass): b for b in TOY_BATCHES}
+TOY_BATCHES_OF = {}  # (tree suffix, mass) -> its batch jobs (one, or one per job index: lzflow.toysplit)
+for _b in TOY_BATCHES:
+    TOY_BATCHES_OF.setdefault((_b.suffix, _b.mass), []).append(_b)
 
 # LZFLOW_JOB_GROUPS (set by profiles/slurm-small): Snakemake job groups on a cluster, so that a batch job's
 # fixed cost (sbatch, two Snakemake start-ups, the status poll that sees it end) is paid per group, not
@@ -236,10 +238,12 @@ def _study_variants(wildcards):
 
 def _toy_benchmarks(variant, mass):
     """Snakemake benchmark files of one mass's toy jobs, where the jobs that made the toys wrote them:
-    one per toy file (file split), or the batch of each tree that made some of them (mass split)."""
+    one per toy file (file split), or every batch that made some of them (mass split)."""
     if TOY_SPLIT == "mass":
-        owners = dict.fromkeys(variant.owner[name] for name in L.toy_file_names(variant.config, mass))
-        return [TOY_BATCH_OF[owner, mass].benchmark for owner in owners]
+        names = L.toy_file_names(variant.config, mass)
+        files = {f"{RESULTS}{variant.owner[name]}/{name}" for name in names}
+        owners = dict.fromkeys(variant.owner[name] for name in names)
+        return [b.benchmark for owner in owners for b in TOY_BATCHES_OF[owner, mass] if files.intersection(b.outputs)]
     return [f"{BENCHMARKS}{variant.owner[name]}/{bench}" for name, bench, _ in L.toy_jobs(variant.config, mass)]
 
 
