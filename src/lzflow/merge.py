@@ -191,7 +191,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     reported quantile or the observed limit sits on a grid edge, POI points are added beyond it
     (:func:`lzflow.stats.inversion.refine_toy_grid`): S+B toys there with new POI indices after
     the configured ones, and the B-only toys regenerated from their seeds (checked against their
-    files) and evaluated there; deterministic, so the same config gives the same document. The
+    files) and evaluated there, from the unconditional fits in their files (not fitted again); deterministic, so the same config gives the same document. The
     MC errors are bootstrap errors over all toys (``n_boot`` replicates, default :data:`lzflow.stats.inversion.N_BOOT`;
     relative, per quantity, in ``precision`` with a ``target_precision``: :mod:`lzflow.precision`).
     Non-finite numbers become null and are listed in ``non_finite_to_null``. With ``data`` (the binned event list of an unblinded analysis) the
@@ -206,6 +206,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     from .stats.pvalues import pvalue_table
     from .stats.quality import EXCLUSION_POLICY, GOOD, cause_counts
     from .observedfit import toy_request
+    from .stats.toyfits import UNCOND_FIELDS, StoredUncond
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
     from .observed import observed_results
     from .observeddata import observed_counts, observed_fit
@@ -273,8 +274,9 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
         sb_new = [run_toys(toys, toy_request(poi_index=int(k), hypothesis="sb", mu=float(mu),
                                             toy_indices=np.arange(n_sb_new), **ensemble))
                   for mu, k in zip(mu_new, idx_new)]
+        stored = StoredUncond(b_index, *(np.asarray(b[f"{k}_uncond"]) for k in UNCOND_FIELDS))  # no refit
         b_new = run_toys(toys, toy_request(poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(mu_new[0]),
-                                          mu_test=mu_new, toy_indices=b_index, **ensemble))
+                                          mu_test=mu_new, toy_indices=b_index, **ensemble), stored)
         if not (np.array_equal(b_new.aux, b["aux"]) and np.array_equal(b_new.n_events, b["n_events"])
                 and np.allclose(b_new.nll_uncond, b["nll_uncond"], rtol=1e-9, atol=1e-9, equal_nan=True)):
             raise MergeError("the B-only toys could not be regenerated from their seeds (toy files made by other "

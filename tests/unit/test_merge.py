@@ -176,6 +176,21 @@ def test_merge_extends_the_grid_edge_deterministically(coarse):
     assert json.dumps(again, sort_keys=True) == json.dumps(doc, sort_keys=True)
 
 
+def test_grid_extension_refuses_b_only_toys_that_do_not_regenerate(coarse):
+    """The grid extension takes the B-only toys' unconditional fits from their files; it still checks
+    that the toys regenerate from their seeds (aux and event counts): a file whose toys differ is refused."""
+    from lzflow.exceptions import MergeError
+
+    ws, files = coarse
+    tampered = []
+    for path, arrays, header in files:
+        if header["hypothesis"] == "b":
+            arrays = {**arrays, "aux": arrays["aux"] + np.where(np.arange(arrays["aux"].shape[0]) == 7, 1e-3, 0.0)[:, None]}
+        tampered.append((path, arrays, header))
+    with pytest.raises(MergeError, match="could not be regenerated from their seeds"):
+        merge(ws, tampered, n_boot=0)
+
+
 def test_merge_result_is_independent_of_the_job_split(coarse, ws40):
     ws, files = coarse
     one, _ = merge(ws, files, n_boot=20)

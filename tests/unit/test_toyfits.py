@@ -101,3 +101,31 @@ def test_the_workflow_asks_for_needed_fits_only_for_a_one_sided_limit():
     assert "cond_fits" not in layout.toys_sb_spec(two, label, 0, 0)
     assert "cond_fits" not in layout.toys_b_spec(two, label, 0)
     assert layout.cond_fits_spec({**one["stats"], "test_statistic": "q0"}) == {}
+
+
+# ------------------------------------------------------------------------ stored unconditional fits
+def test_stored_unconditional_fits_give_the_same_records_bit_for_bit():
+    """Merge evaluates B-only toys at new POI points from the unconditional fits in their files
+    (StoredUncond): the records equal a full refit's bit for bit, with shape systematics (further
+    starts) too; a block the store does not cover whole (toys past the last stored one) is fitted."""
+    from lzflow.stats.toyfits import UNCOND_FIELDS, StoredUncond
+    from lzflow.stats.toys import BONLY_POI_INDEX, run_toys
+    from lzflow.toyjobs import job_model
+
+    ws = json.loads(gzip.decompress((DATA / "workspace_m40_systematics.json.gz").read_bytes()))
+    model = job_model(ws, {"likelihood": "binned"})
+    grid = np.asarray(ws["poi_grid"], dtype=np.float64)
+    first = dict(base_seed=3, mass_key=40, poi_index=BONLY_POI_INDEX, hypothesis="b", mu=float(grid[0]), test_stat="qtilde",
+                 block_size=32, n_threads=1, cond_fits="needed")
+    stored_run = run_toys(model, ToyRequest(toy_indices=np.arange(72), mu_test=grid[[2, 6]], **first))
+    assert stored_run.params_uncond.shape[1] > 1 + model.n_bkg  # α̂ present: shape systematics
+    stored = StoredUncond(stored_run.toy_index, *(getattr(stored_run, f"{k}_uncond") for k in UNCOND_FIELDS))
+    # new POI points, as merge's grid extension asks; toys 72..95 of the last block are not stored
+    request = ToyRequest(toy_indices=np.arange(72), mu_test=grid[[9, 14]], **first)
+    refit = run_toys(model, request)
+    reused = run_toys(model, request, stored)
+    for name in refit.per_toy:
+        np.testing.assert_array_equal(getattr(reused, name), getattr(refit, name), err_msg=name)
+    assert stored.block(np.arange(64, 96)) is None and stored.block(np.arange(32, 64)) is not None
+    with pytest.raises(ValueError, match="one process only"):
+        run_toys(model, ToyRequest(toy_indices=np.arange(72), mu_test=grid[[9]], **{**first, "n_procs": 2}), stored)

@@ -18,10 +18,17 @@ records then lack what the two-sided construction reads (t_μ needs the fit at e
 only for a one-sided construction (:func:`lzflow.layout.cond_fits_spec`). The q values agree with
 ``"all"`` (the remaining fits start where they did, up to the rows' order in the batched products;
 a B-only toy that skips a low μ starts its first needed fit from θ̂ instead of θ̂̂ at that μ).
+
+**Stored unconditional fits** (:class:`StoredUncond`). The unconditional fit of a toy depends only on
+its data, so a caller that already has it (merge, evaluating the B-only toys of their files at new POI
+points) passes it instead of fitting again: the conditional fits start from the same θ̂ and the records
+are the same bit for bit. A block with a toy the store lacks (the toys past the last requested one in
+a canonical block) is fitted as before.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +38,38 @@ from .fitresult import FitResult, FitStatus
 from .request import check_cond_fits
 from .teststat import mu_lower_bound
 
-__all__ = ["needed_rows", "fit_toy_block", "fit_drawn_block"]
+__all__ = ["needed_rows", "fit_toy_block", "fit_drawn_block", "StoredUncond", "UNCOND_FIELDS"]
+
+#: the record fields ``<name>_uncond`` of a toy file that :class:`StoredUncond` takes, in its order
+UNCOND_FIELDS = ("params", "nll", "status", "strategy", "first_failure")
+
+
+@dataclass(frozen=True)
+class StoredUncond:
+    """Unconditional fits already made, per toy index (the fields of the toy-file records:
+    ``params_uncond``, ``nll_uncond``, ``status_uncond``, ``strategy_uncond``,
+    ``first_failure_uncond``); :meth:`block` gives them as the unconditional fit of a block."""
+
+    toy_index: np.ndarray  # (n,)
+    params: np.ndarray  # (n, n_par)
+    nll: np.ndarray
+    status: np.ndarray
+    strategy: np.ndarray
+    first_failure: np.ndarray
+
+    def block(self, toys: np.ndarray) -> FitResult | None:
+        """The fits of toys ``toys`` (toy indices) in their order, or None if any is not stored."""
+        order = np.argsort(self.toy_index, kind="stable")
+        pos = np.searchsorted(self.toy_index, toys, sorter=order)
+        if np.any(pos >= self.toy_index.size):
+            return None
+        rows = order[pos]
+        if not np.array_equal(self.toy_index[rows], toys):
+            return None
+        res = FitResult.empty(toys.size, self.params.shape[1])
+        res.params[:], res.nll[:], res.status[:] = self.params[rows], self.nll[rows], self.status[rows]
+        res.strategy[:], res.first_failure[:] = self.strategy[rows], self.first_failure[rows]
+        return res
 
 
 def needed_rows(mu_hat: np.ndarray, mu: float) -> np.ndarray:
@@ -42,12 +80,12 @@ def needed_rows(mu_hat: np.ndarray, mu: float) -> np.ndarray:
 
 def fit_toy_block(
     fitter: Any, data: PreparedData | Any, gen: np.ndarray, mu_test: np.ndarray,
-    test_stat: str, slope: np.ndarray, cond_fits: str = "all",
+    test_stat: str, slope: np.ndarray, cond_fits: str = "all", uncond: FitResult | None = None,
 ) -> tuple[FitResult, list[FitResult]]:
     """Unconditional fit + conditional fits at each tested μ for one block of toys (any fitter with
     the :meth:`~lzflow.stats.fit.BatchedFitter.fit` interface: binned, or
     :class:`lzflow.stats.unbinned.UnbinnedFitter`); ``cond_fits="needed"``: only where q can be
-    non-zero (module docstring)."""
+    non-zero; ``uncond``: the block's unconditional fits, already made (module docstring)."""
     check_cond_fits(cond_fits, test_stat)
     n = data.n
     nb = fitter.model.n_bkg
@@ -56,7 +94,12 @@ def fit_toy_block(
     start = init.copy()
     if lower is not None:
         start[:, 0] = np.maximum(start[:, 0], lower)
-    ru = fitter.fit(data, mu_fixed=None, init=start, mu_lower=lower, fisher_at=gen)
+    if uncond is None:
+        ru = fitter.fit(data, mu_fixed=None, init=start, mu_lower=lower, fisher_at=gen)
+    elif uncond.n != n:
+        raise ValueError(f"stored unconditional fits: {uncond.n} for a block of {n} toys")
+    else:
+        ru = uncond
     conds: list[FitResult] = []
     prev_params, prev_mu = ru.params, ru.params[:, 0]
     bad_prev = ~np.all(np.isfinite(prev_params), axis=1)
@@ -84,11 +127,15 @@ def fit_toy_block(
 
 def fit_drawn_block(
     fitter: Any, block: Any, gen: np.ndarray, mu_test: np.ndarray, test_stat: str, slope: np.ndarray,
-    cond_fits: str = "all",
+    cond_fits: str = "all", uncond: FitResult | None = None,
 ) -> tuple[FitResult, list[FitResult]]:
     """:func:`fit_toy_block` over the sub-blocks of a drawn block (:class:`lzflow.stats.toys.DrawnBlock`);
-    the fits joined in toy order."""
-    fits = [fit_toy_block(fitter, data, gen, mu_test, test_stat, slope, cond_fits) for data in block.sub_blocks]
+    the fits joined in toy order. ``uncond``: the whole block's unconditional fits, already made."""
+    fits, start = [], 0
+    for data in block.sub_blocks:
+        part = None if uncond is None else uncond.take(np.arange(start, start + data.n))
+        fits.append(fit_toy_block(fitter, data, gen, mu_test, test_stat, slope, cond_fits, part))
+        start += data.n
     if len(fits) == 1:
         return fits[0]
     ru = FitResult.concat([uncond for uncond, _ in fits])

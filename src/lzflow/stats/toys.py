@@ -60,7 +60,7 @@ from .mcstat import draw_gamma_aux, gamma_generation
 from .model import BinnedModel
 from .request import BONLY_POI_INDEX, HYPOTHESES, STREAMS, ToyRequest
 from .teststat import evaluate_test_statistic
-from .toyfits import fit_drawn_block, fit_toy_block
+from .toyfits import StoredUncond, fit_drawn_block, fit_toy_block
 from .toyresult import ToyResult
 from .unbinned import UnbinnedFitter, sub_block_size
 from .unbinned_model import UnbinnedModel, UnbinnedToySampler
@@ -364,7 +364,8 @@ def toy_likelihood(model: BinnedModel | UnbinnedModel, config: FitConfig) -> Toy
 
 
 # ----------------------------------------------------------------------------- ensembles
-def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResult:
+def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest, stored_uncond: StoredUncond | None = None
+             ) -> ToyResult:
     """Generate and fit the toys of ``request`` (:class:`~lzflow.stats.request.ToyRequest`) with
     ``model`` — a :class:`BinnedModel`, or an :class:`~lzflow.stats.unbinned_model.UnbinnedModel` whose
     toys are drawn from its full-resolution templates (:mod:`lzflow.stats.unbinned`); return the
@@ -380,6 +381,8 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResu
     spread over ``request.n_threads`` threads (default: the available cores; numpy releases the
     GIL only inside its kernels, so threads scale imperfectly) or, with ``n_procs`` > 1, over that
     many single-threaded worker processes (:mod:`lzflow.stats._processes`; bit-identical too).
+    ``stored_uncond``: unconditional fits already made (:class:`~lzflow.stats.toyfits.StoredUncond`),
+    used for every block it covers whole (one process only).
     """
     likelihood = toy_likelihood(model, request.fit_config)
     if request.gen_params is None:
@@ -390,6 +393,8 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResu
         gen = np.asarray(request.gen_params, dtype=np.float64).copy()
     indices, size = request.toy_indices, request.block_size
     if request.n_procs > 1 and indices.size > size:
+        if stored_uncond is not None:
+            raise ValueError("run_toys: stored unconditional fits are used in one process only (n_procs 1)")
         return run_in_processes(run_toys, model, request, gen)
     slope = likelihood.truth_fitter.profile_slope(gen)
     draw = likelihood.drawer(gen, request)
@@ -399,9 +404,10 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest) -> ToyResu
 
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
-        block = draw(np.arange(blk * size, (blk + 1) * size, dtype=np.int64))
+        toys = np.arange(blk * size, (blk + 1) * size, dtype=np.int64)
+        block = draw(toys)
         ru, conds = fit_drawn_block(likelihood.fitter, block, gen, request.mu_test, request.test_stat, slope,
-                                    request.cond_fits)
+                                    request.cond_fits, None if stored_uncond is None else stored_uncond.block(toys))
         pos = indices[rows] - blk * size  # position of each requested toy in the block
         store_block(res, rows, pos, block.aux, block.n_events, ru, conds)
 
