@@ -191,9 +191,10 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     reported quantile or the observed limit sits on a grid edge, POI points are added beyond it
     (:func:`lzflow.stats.inversion.refine_toy_grid`): S+B toys there with new POI indices after
     the configured ones, and the B-only toys regenerated from their seeds (checked against their
-    files) and evaluated there, from the unconditional fits in their files (not fitted again); deterministic, so the same config gives the same document. The
-    MC errors are bootstrap errors over all toys (``n_boot`` replicates, default :data:`lzflow.stats.inversion.N_BOOT`;
-    relative, per quantity, in ``precision`` with a ``target_precision``: :mod:`lzflow.precision`).
+    files) and evaluated there, from the unconditional fits in their files (not fitted again);
+    deterministic, so the same config gives the same document. The MC errors are bootstrap errors
+    over all toys (``n_boot`` replicates, default :data:`lzflow.stats.inversion.N_BOOT`; relative,
+    per quantity, in ``precision`` with a ``target_precision``: :mod:`lzflow.precision`).
     Non-finite numbers become null and are listed in ``non_finite_to_null``. With ``data`` (the binned event list of an unblinded analysis) the
     observed dataset is the data (toys generated at its fits, checked by their ``observed_digest``)
     and ``"observed"`` holds :func:`lzflow.observed.observed_section`; else it is the Asimov

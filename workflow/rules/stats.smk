@@ -250,7 +250,7 @@ rule errors:
 for _batch in TOY_BATCHES:
 
     rule:
-        """Every toy file of one mass (S+B per POI x job, B-only per job) in one process: the local split, LZFLOW_TOY_JOBS=mass."""
+        """The toy files of one mass (S+B per POI x job, B-only per job; with shape systematics those of one job index) in one process: the local split, LZFLOW_TOY_JOBS=mass."""
         name:
             _batch.rule
         group:
