@@ -123,9 +123,8 @@ def toy_batches(trees: Sequence, results: str, logs: str, benchmarks: str) -> li
                     k += 1
                     rule = f"{base}_{k}"
                 names.add(rule)
-                log, bench = (L.fill(L.LOGS["toys_batch"], mass=label), L.fill(L.BENCHMARKS["toys_batch"], mass=label)) \
-                    if job is None else (L.fill(L.LOGS["toys_batch_part"], mass=label, job=job),
-                                         L.fill(L.BENCHMARKS["toys_batch_part"], mass=label, job=job))
+                key = "toys_batch" if job is None else "toys_batch_part"
+                log, bench = (L.fill(t[key], mass=label, job=job) for t in (L.LOGS, L.BENCHMARKS))
                 batches.append(ToyBatch(
                     rule=rule, suffix=variant.suffix, mass=label,
                     workspace=variant.path(results, L.fill(L.WORKSPACE, mass=label)),

@@ -29,6 +29,7 @@ a canonical block) is fitted as before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -57,13 +58,17 @@ class StoredUncond:
     strategy: np.ndarray
     first_failure: np.ndarray
 
+    @cached_property
+    def _order(self) -> np.ndarray:
+        """The rows sorted by toy index (computed once, used for every block)."""
+        return np.argsort(self.toy_index, kind="stable")
+
     def block(self, toys: np.ndarray) -> FitResult | None:
         """The fits of toys ``toys`` (toy indices) in their order, or None if any is not stored."""
-        order = np.argsort(self.toy_index, kind="stable")
-        pos = np.searchsorted(self.toy_index, toys, sorter=order)
+        pos = np.searchsorted(self.toy_index, toys, sorter=self._order)
         if np.any(pos >= self.toy_index.size):
             return None
-        rows = order[pos]
+        rows = self._order[pos]
         if not np.array_equal(self.toy_index[rows], toys):
             return None
         res = FitResult.empty(toys.size, self.params.shape[1])
