@@ -96,3 +96,44 @@ def test_rate_only_fits_are_not_restarted():
     for name in ("params", "nll", "n_iter", "strategy", "status"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert not np.any(a.strategy == Strategy.NEWTON_RESTART)
+
+
+def test_migrad_from_the_same_starts_agrees_with_the_batched_search():
+    """The iminuit reference path with the batched fits' further starts (``fit_minuit(...,
+    extra_starts=...)``) makes the same global search: on toys 13, 40 and 59 (log_pchip), where one
+    Migrad run from the generation point stops in a higher minimum (Δq̃ up to 0.39, measured), q̃
+    agrees with the batched fits within 1e-6. Measured on toys 40–239: 197 of 200 agree; in the
+    other 3 the two searches end in different minima (batched lower in 2, Migrad in 1; docs/method.md)."""
+    m = median_limit_model("log_pchip")
+    gen, _ = generation_point(m, 1.0)
+    idx = np.array([13, 40, 59])
+    counts, aux = generate_toys(m, gen, idx, 99, 400000, 0, "sb")
+    init = np.tile(gen, (idx.size, 1))
+    f = BatchedFitter(m, FitConfig(n_threads=1))
+    ru = f.fit(counts, aux, init=init, fisher_at=gen)
+    rc = f.fit(counts, aux, mu_fixed=1.0, init=ru.params)
+    qb = evaluate_test_statistic("qtilde", rc.nll, ru.nll, ru.mu, 1.0)
+    cfg = FitConfig()
+    one_u = fit_minuit(m, counts, aux, init=init)
+    one_c = fit_minuit(m, counts, aux, mu_fixed=1.0, init=one_u.params)
+    q1 = evaluate_test_statistic("qtilde", one_c.nll, one_u.nll, one_u.mu, 1.0)
+    assert np.all(np.abs(q1 - qb) > 1e-3), np.abs(q1 - qb)  # one local Migrad run: another minimum
+    mu_ = fit_minuit(m, counts, aux, init=init, extra_starts=cfg.extra_starts)
+    mc = fit_minuit(m, counts, aux, mu_fixed=1.0, init=mu_.params, extra_starts=cfg.extra_starts_fixed)
+    qm = evaluate_test_statistic("qtilde", mc.nll, mu_.nll, mu_.mu, 1.0)
+    np.testing.assert_allclose(qm, qb, atol=1e-6)
+    assert np.all(mu_.status == FitStatus.CONVERGED) and np.all(mu_.strategy == Strategy.MINUIT)
+    # the further starts were run (function calls of every Migrad run summed) and never raise the NLL
+    assert np.all(mu_.n_iter > one_u.n_iter) and np.all(mu_.nll <= one_u.nll)
+
+
+def test_migrad_further_starts_leave_rate_only_fits_alone():
+    """Rate-only (convex) fits: ``extra_starts`` changes nothing, as for the batched fits."""
+    m = lz_like_model()
+    gen, _ = generation_point(m, 1.0)
+    counts, aux = generate_toys(m, gen, np.arange(3), 3, 400000, 0, "sb")
+    init = np.tile(gen, (3, 1))
+    a = fit_minuit(m, counts, aux, init=init)
+    b = fit_minuit(m, counts, aux, init=init, extra_starts=("aux", "alpha0", "reflect"))
+    for name in ("params", "nll", "n_iter", "strategy", "status"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name

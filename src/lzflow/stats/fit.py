@@ -341,9 +341,14 @@ def fit_batch(
 
 def fit_minuit(model: BinnedModel, counts: np.ndarray, aux: np.ndarray | None = None,
                mu_fixed: float | None = None, init: np.ndarray | None = None,
-               mu_lower: float | None = 0.0, tol: float = 1e-6) -> FitResult:
+               mu_lower: float | None = 0.0, tol: float = 1e-6,
+               extra_starts: tuple[str, ...] = ()) -> FitResult:
     """iminuit reference path: fit each row of ``counts`` ``(n, n_bins)`` separately (Migrad,
-    strategy 1 then 2). Same conventions and outputs as :func:`fit_batch`."""
+    strategy 1 then 2). Same conventions and outputs as :func:`fit_batch`. ``extra_starts``: Migrad
+    also from these further starts (:func:`lzflow.stats.minuit.fit_toys_minuit`), e.g.
+    ``FitConfig().extra_starts`` for μ-free and ``FitConfig().extra_starts_fixed`` for fixed-μ fits:
+    the batched fits' own search, done with Migrad."""
     fitter = BatchedFitter(model, FitConfig(minuit_fallback=False))
     data = fitter.prepare(counts, aux)
-    return fit_toys_minuit(fitter, data, mu_fixed=mu_fixed, init=init, mu_lower=mu_lower, tol=tol)
+    return fit_toys_minuit(fitter, data, mu_fixed=mu_fixed, init=init, mu_lower=mu_lower, tol=tol,
+                           extra_starts=extra_starts)

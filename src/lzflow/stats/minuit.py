@@ -17,6 +17,7 @@ import numpy as np
 from iminuit import Minuit
 
 from .fitresult import FitResult, FitStatus, Strategy, fittable_toys, lower_bounds, upper_bounds
+from .multistart import MARGIN, start_points
 
 __all__ = ["MigradProblem", "MinuitFitter", "migrad_into", "fit_toys_minuit"]
 
@@ -122,13 +123,20 @@ def migrad_into(res: FitResult, t: int, nll: Callable[[np.ndarray], float],
 
 def fit_toys_minuit(
     fitter: MinuitFitter, data: Any, mu_fixed: float | None = None, init: np.ndarray | None = None,
-    mu_lower: float | None = 0.0, tol: float = 1e-6,
+    mu_lower: float | None = 0.0, tol: float = 1e-6, extra_starts: tuple[str, ...] = (),
 ) -> FitResult:
-    """Fit each toy of ``data`` (the fitter's prepared toys: ``n``, ``valid``) with Migrad
-    (strategy 1, then 2 if invalid). ``init``: full start vectors (default
+    """Fit each toy of ``data`` (the fitter's prepared toys: ``n``, ``valid``, ``subset``) with
+    Migrad (strategy 1, then 2 if invalid). ``init``: full start vectors (default
     ``fitter.default_init``); μ fixed at ``mu_fixed`` or bounded below by ``mu_lower``. Toys
     with invalid input are NON_FINITE; toys for which the fitter has no problem (data no
-    allowed parameter value can explain) are INFEASIBLE with NLL = +inf."""
+    allowed parameter value can explain) are INFEASIBLE with NLL = +inf.
+
+    ``extra_starts`` (with shape parameters): Migrad again from each further start of
+    :mod:`lzflow.stats.multistart` (``"aux"``, ``"alpha0"``, ``"reflect"``, ``"half"``: the same
+    start vectors as the batched fits, made from this toy's first Migrad result), keeping the lowest
+    NLL of a valid minimum (lower by more than 1e-9, or any valid one if the first was not): the
+    reference for the further-start Newton fits, which otherwise compare their global search with one
+    local Migrad run. ``n_iter`` sums the function calls of every run."""
     res = FitResult.empty(data.n, fitter.model.n_par)
     if init is None:
         init = fitter.default_init(data, mu_fixed)
@@ -143,4 +151,28 @@ def fit_toys_minuit(
             res.params[t] = init[t]
             continue
         migrad_into(res, t, problem.nll, problem.grad, fitter, init[t], lb, cols, mu_fixed, tol, ub)
+        if extra_starts and fitter.model.n_shape:
+            _further_starts(res, t, problem, fitter, data, init[t], lb, ub, cols, mu_fixed, tol, extra_starts)
     return res
+
+
+def _further_starts(res: FitResult, t: int, problem: MigradProblem, fitter: MinuitFitter, data: Any,
+                    init: np.ndarray, lb: np.ndarray, ub: np.ndarray, cols: np.ndarray,
+                    mu_fixed: float | None, tol: float, kinds: tuple[str, ...]) -> None:
+    """Migrad from each start of ``kinds`` for toy ``t`` (:func:`fit_toys_minuit`)."""
+    one = data.subset(np.array([t]))
+    trial = FitResult.empty(1, fitter.model.n_par)
+    for kind in kinds:
+        y = start_points(kind, fitter, one, mu_fixed, cols, init[None, :],
+                         res.params[t : t + 1, cols], fitter.model.n_shape)[0]
+        start = np.array(init, dtype=np.float64, copy=True)
+        start[cols] = y
+        with np.errstate(over="ignore", invalid="ignore"):  # a far start may overflow: NLL inf
+            migrad_into(trial, 0, problem.nll, problem.grad, fitter, start, lb, cols, mu_fixed, tol, ub)
+        calls = int(res.n_iter[t]) + int(trial.n_iter[0])
+        ok_old = res.status[t] == FitStatus.CONVERGED
+        if trial.status[0] == FitStatus.CONVERGED and (not ok_old or trial.nll[0] < res.nll[t] - MARGIN):
+            first = res.first_failure[t]
+            res.put(np.array([t]), trial)
+            res.first_failure[t] = first
+        res.n_iter[t] = calls
