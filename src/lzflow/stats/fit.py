@@ -89,6 +89,17 @@ class BatchedFitter:
                 for mu_free in (True, False)
             } if K else None
 
+    @property
+    def toys_independent(self) -> bool:
+        """True when a toy's fits do not depend on the toys fitted with it, bit for bit: the
+        multiplicatively morphed rows (:mod:`lzflow.stats.logmorph_nll`) without template-statistics γ,
+        whose compiled loops run toy by toy and whose line-search subsets evaluate only their pending
+        rows (tested across block sizes, sub-blocks and threads in ``tests/unit/test_logmorph.py``,
+        and for partial canonical blocks in ``tests/unit/test_stats_toys.py``). The rate-only and
+        additive-morphing rows form products over a block's toys with BLAS, whose last bits can depend
+        on the block: there :func:`lzflow.stats.toys.run_toys` fits whole canonical blocks."""
+        return self._log and self._gmorph is None
+
     # ------------------------------------------------------------------ data
     def prepare(self, counts: np.ndarray, aux: np.ndarray | None = None) -> PreparedData:
         """Convert dense counts ``(n, n_bins)`` and aux ``(n, n_aux)`` (default: nominal).

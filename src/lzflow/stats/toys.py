@@ -299,6 +299,7 @@ class ToyLikelihood(Protocol):
     label: str
     fitter: Any
     truth_fitter: BatchedFitter
+    toys_independent: bool  # fit only the requested toys of a canonical block (same bits)
 
     def drawer(self, gen: np.ndarray, request: ToyRequest) -> Callable[[np.ndarray], DrawnBlock]: ...
 
@@ -312,6 +313,7 @@ class BinnedToys:
     def __init__(self, model: BinnedModel, config: FitConfig):
         self.fitter = BatchedFitter(model, config)
         self.truth_fitter = self.fitter
+        self.toys_independent = self.fitter.toys_independent
 
     def drawer(self, gen: np.ndarray, request: ToyRequest) -> Callable[[np.ndarray], DrawnBlock]:
         m = self.fitter.model  # template MC statistics: the a_γ centred at γ̂̂ (mcstat.gamma_generation)
@@ -332,6 +334,7 @@ class UnbinnedToys:
     binned fitter of the truth model."""
 
     label = "unbinned toys"
+    toys_independent = False  # not measured for the unbinned rows: whole canonical blocks
 
     def __init__(self, model: UnbinnedModel, config: FitConfig):
         self.model = model
@@ -377,7 +380,11 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest, stored_unc
     ``[k·block_size, (k+1)·block_size)`` of the toy index — always whole blocks, requested or
     not — and BLAS runs single-threaded, so every floating-point operation on a toy is the same
     however the indices are split over calls: results are bit-identical for the same
-    ``block_size``, ``stream``, machine and BLAS (partial blocks cost the full block). Blocks are
+    ``block_size``, ``stream``, machine and BLAS (partial blocks cost the full block). Where a toy's
+    fits do not depend on the toys fitted with it (``likelihood.toys_independent``: the multiplicative
+    shape morphings, :attr:`lzflow.stats.fit.BatchedFitter.toys_independent`) only the requested toys
+    of a block are drawn and fitted, with the same bits (the draws are per toy: :mod:`lzflow.stats._rng`;
+    tested). Blocks are
     spread over ``request.n_threads`` threads (default: the available cores; numpy releases the
     GIL only inside its kernels, so threads scale imperfectly) or, with ``n_procs`` > 1, over that
     many single-threaded worker processes (:mod:`lzflow.stats._processes`; bit-identical too).
@@ -404,16 +411,25 @@ def run_toys(model: BinnedModel | UnbinnedModel, request: ToyRequest, stored_unc
 
     def work(item: tuple[int, np.ndarray]) -> None:
         blk, rows = item
-        toys = np.arange(blk * size, (blk + 1) * size, dtype=np.int64)
+        toys = block_toys(blk, size, indices[rows], likelihood.toys_independent)
         block = draw(toys)
         ru, conds = fit_drawn_block(likelihood.fitter, block, gen, request.mu_test, request.test_stat, slope,
                                     request.cond_fits, None if stored_uncond is None else stored_uncond.block(toys))
-        pos = indices[rows] - blk * size  # position of each requested toy in the block
+        pos = np.searchsorted(toys, indices[rows])  # position of each requested toy in the block
         store_block(res, rows, pos, block.aux, block.n_events, ru, conds)
 
     run_blocks(work, canonical_blocks(indices, size), request.n_threads, indices.size,
                f"{likelihood.label} {request.hypothesis} poi{request.poi_index}")
     return res
+
+
+def block_toys(block: int, block_size: int, requested: np.ndarray, independent: bool) -> np.ndarray:
+    """The toy indices drawn and fitted for canonical block ``block``: all of
+    ``[block·block_size, (block+1)·block_size)``, or, where toys are fitted independently of each
+    other, only the ``requested`` ones (ascending, each once)."""
+    if independent:
+        return np.unique(np.asarray(requested, dtype=np.int64))
+    return np.arange(block * block_size, (block + 1) * block_size, dtype=np.int64)
 
 
 def canonical_blocks(toy_indices: np.ndarray, block_size: int) -> list[tuple[int, np.ndarray]]:
