@@ -39,7 +39,9 @@ __all__ = ["run_number", "toy_block", "run_toy_job", "job_model", "job_request",
            "content_digest", "toy_file_identity", "quarantine", "workspace_digest"]
 
 #: Toys are generated and fitted in canonical blocks of this many toy indices; it must be the same
-#: for every job of a configuration for the merged result to be bit-identical under any job split.
+#: for every job of a configuration for the merged result to be bit-identical under any job split
+#: (a job fits the whole blocks its toys touch, except where toys are fitted independently of each
+#: other: :func:`lzflow.stats.toys.block_toys`).
 TOY_BLOCK = 256
 MAX_POI = 1000
 MAX_JOBS = 10000

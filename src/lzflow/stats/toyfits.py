@@ -23,7 +23,8 @@ a B-only toy that skips a low μ starts its first needed fit from θ̂ instead o
 its data, so a caller that already has it (merge, evaluating the B-only toys of their files at new POI
 points) passes it instead of fitting again: the conditional fits start from the same θ̂ and the records
 are the same bit for bit. A block with a toy the store lacks (the toys past the last requested one in
-a canonical block) is fitted as before.
+a canonical block, fitted whole where fits depend on the block: rate-only and additive morphing) is
+fitted as before.
 """
 
 from __future__ import annotations
