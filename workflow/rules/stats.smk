@@ -22,7 +22,11 @@ MASS_GROUP = {"1": "mass", "single": PDF_GROUP}.get(JOB_GROUPS) if TOY_SPLIT == 
 # beside the plots of the others, not alone at the end with a core idle (default analysis, 2 cores:
 # 9 toy batches of ~7 s; docs/benchmarks.md). Merges are not held back: a waiting job costs the
 # Snakemake controller a stat of each of its inputs at every scheduling pass (a merge has ~45).
-PRIORITY = {"workspace": 3, "toys": 2, "merge": 2}
+# Except where the local split makes one ~100 s toy job per mass and job index (shape systematics,
+# lzflow.toysplit): there a merge (~25 s) taken before a ready toy job left the last toy job and the
+# last merge alone at the end with a core idle (~120 core-s, default + systematics overlay on 2
+# cores); with merges after the toy jobs the merges pair up at the end instead (docs/benchmarks.md).
+PRIORITY = {"workspace": 3, "toys": 2, "merge": 1 if any(len(b) > 1 for b in TOY_BATCHES_OF.values()) else 2}
 
 
 rule workspace:
