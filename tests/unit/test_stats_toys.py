@@ -162,6 +162,7 @@ def test_partial_blocks_fit_only_the_requested_toys_with_the_same_bits(hypothesi
     from pathlib import Path
 
     from lzflow.stats.fit import BatchedFitter
+    from lzflow.stats.toys import BinnedToys
     from lzflow.toyjobs import job_model
 
     path = Path(__file__).resolve().parents[1] / "data" / "workspace_m40_systematics.json.gz"
@@ -179,13 +180,13 @@ def test_partial_blocks_fit_only_the_requested_toys_with_the_same_bits(hypothesi
         kw.update(hypothesis="sb", mu=float(grid[9]), poi_index=9)
     idx = np.array([70, 5, 17, 18, 40, 63, 64, 90])  # partial blocks of 32, not in order
     calls = []
-    draw_counts = run_toys.__globals__["BinnedToys"].drawer
+    drawer = BinnedToys.drawer
 
-    def counting(self, gen, request):
-        draw = draw_counts(self, gen, request)
+    def counting(self, gen, request):  # the drawer, counting the toys each block draws
+        draw = drawer(self, gen, request)
         return lambda toys: (calls.append(toys.size), draw(toys))[1]
 
-    monkeypatch.setattr(run_toys.__globals__["BinnedToys"], "drawer", counting)
+    monkeypatch.setattr(BinnedToys, "drawer", counting)
     only = run_toys(model, ToyRequest(toy_indices=idx, **kw))
     assert sum(calls) == idx.size  # only the requested toys were drawn and fitted
     monkeypatch.setattr(BatchedFitter, "toys_independent", property(lambda self: False))
