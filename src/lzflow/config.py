@@ -38,6 +38,7 @@ from .dataconfig import resolve_data
 from .construction_stage import check_stats
 from .precision import check_precision
 from .mcstatconfig import check_mc_stat
+from .searchconfig import check_fit_search
 from .safeyaml import parse_yaml, read_yaml
 from .units import UnitError, to_canonical
 
@@ -76,7 +77,7 @@ STATS_DEFAULTS: dict[str, Any] = {
     "likelihood": "binned", "target_precision": None, "max_toys_per_poi": None,  # lzflow.precision
     "interpolation_order": 0,
     "interpolation_floor": 1e-3,
-    "template_rebin": 1,
+    "template_rebin": 1, "shape_fit_search": "multistart",  # lzflow.searchconfig
 }
 
 #: Julian year, as pint and wimprates use it (t·yr exposure = t × days / 365.25).
@@ -108,7 +109,6 @@ MASS_LABEL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 RESERVED_TAGS = ("logs", "benchmarks")
 
 
-# --------------------------------------------------------------------------------------- loading
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping defensively (:func:`lzflow.safeyaml.read_yaml`); anything else is a ConfigError."""
     data = read_yaml(path)
@@ -168,7 +168,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-# ------------------------------------------------------------------------------------ validation
 def _key_path(path: Sequence[Any]) -> str:
     parts = []
     for item in path:
@@ -400,7 +399,7 @@ def _stats(config: Mapping[str, Any], labels: list[str], pdf: Mapping[str, Any])
             if pdf[axis]["bins"] % stats["template_rebin"]:
                 raise ConfigError(f"stats.template_rebin: {stats['template_rebin']} does not divide pdf.{axis}.bins "
                                   f"{pdf[axis]['bins']}; expected a divisor of both axes' bin counts")
-    return check_mc_stat(config, check_precision(check_stats(stats)))
+    return check_fit_search(config, check_mc_stat(config, check_precision(check_stats(stats))))
 
 
 def _get(node: Any, path: Sequence[str]) -> Any:

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 from .construction_stage import merge_keys, poi_points, two_sided, workspace_grid
 from .dataconfig import unblinded, window_edges
 from .precision import precision_merge_keys
+from .searchconfig import fit_search_spec
 from .space import INTERACTIONS, SCALED_BETA_PATTERN
 
 __all__ = [
@@ -381,7 +382,7 @@ def toys_sb_spec(cfg: Mapping[str, Any], label: str, poi: int, job: int) -> dict
     ms = stats["per_mass"][label]
     return {"hypothesis": "sb", "poi_index": int(poi), "job_index": int(job), "n_jobs": ms["jobs_per_poi"],
             "n_toys": ms["toys_per_poi"], "seed": stats["seed"], "test_statistic": stats["test_statistic"],
-            **likelihood_spec(stats), **observed_toys_spec(cfg), **cond_fits_spec(stats)}
+            **likelihood_spec(stats), **observed_toys_spec(cfg), **cond_fits_spec(stats), **fit_search_spec(stats)}
 
 
 def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
@@ -390,7 +391,7 @@ def toys_b_spec(cfg: Mapping[str, Any], label: str, job: int) -> dict[str, Any]:
     ms = stats["per_mass"][label]
     return {"hypothesis": "b", "job_index": int(job), "n_jobs": ms["jobs_per_poi"], "n_toys": ms["toys_bonly"],
             "seed": stats["seed"], "test_statistic": stats["test_statistic"], **likelihood_spec(stats),
-            **observed_toys_spec(cfg), **cond_fits_spec(stats)}
+            **observed_toys_spec(cfg), **cond_fits_spec(stats), **fit_search_spec(stats)}
 
 
 def merge_spec(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:

@@ -156,7 +156,8 @@ def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Map
 
 
 def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Seed, test statistic, toy block, likelihood and conditional fits shared by every toy file of the mass."""
+    """Seed, test statistic, toy block, likelihood, conditional fits and the shape fits' search shared by every toy
+    file of the mass."""
     from .toyjobs import TOY_BLOCK, likelihood_settings
 
     def one(name: str, get: Callable[[Mapping[str, Any]], Any]) -> Any:
@@ -170,7 +171,8 @@ def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "toy_block": int(one("the toy block", lambda h: h.get("toy_block", TOY_BLOCK))),
             "likelihood": likelihood_settings(one("the likelihood", lambda h: h.get("likelihood", {}))),
             "observed_digest": one("the observed data", lambda h: h.get("observed_digest")),
-            "cond_fits": one("the conditional fits", lambda h: h.get("cond_fits", "all"))}
+            "cond_fits": one("the conditional fits", lambda h: h.get("cond_fits", "all")),
+            "shape_fit_search": one("the shape fits' search", lambda h: h.get("shape_fit_search", "multistart"))}
 
 
 def _records(result: Any) -> dict[str, np.ndarray]:
@@ -207,6 +209,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     from .stats.pvalues import pvalue_table
     from .stats.quality import EXCLUSION_POLICY, GOOD, cause_counts
     from .observedfit import toy_request
+    from .stats.multistart import search_fit_config
     from .stats.toyfits import UNCOND_FIELDS, StoredUncond
     from .stats.toys import BONLY_POI_INDEX, mass_key, observed_asimov, run_toys
     from .observed import observed_results
@@ -243,6 +246,11 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     if test_stat != spec["test_statistic"]:
         raise MergeError(f"toys use test statistic {test_stat!r}, the merge spec {spec['test_statistic']!r}; "
                          f"rerun the toys")
+    if settings["shape_fit_search"] != "multistart":  # lzflow.searchconfig: recorded; observed data's fits search
+        if data is not None:
+            raise MergeError("toys fitted with shape_fit_search single_start and observed data, whose fits search every "
+                             "start; expected multistart toys (rerun them)")
+        doc["shape_fit_search"] = settings["shape_fit_search"]
     counts, aux = observed_asimov(model) if data is None else (observed_counts(data, ws), model.nominal_nuisance())
     obs = observed_fit(model, counts, aux, data, lambda: job_model(ws, settings["likelihood"]))  # binned or events
     if settings["observed_digest"] != (None if data is None else obs.digest):
@@ -271,6 +279,7 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     def add_points(mu_new: np.ndarray, idx_new: np.ndarray) -> ToyGrid:
         toys = job_model(ws, settings["likelihood"])
         ensemble = dict(base_seed=settings["seed"], mass_key=key, test_stat=test_stat, cond_fits=settings["cond_fits"],
+                        config=search_fit_config(settings["shape_fit_search"]),
                         block_size=settings["toy_block"], n_threads=1, observed=None if data is None else obs.toy_source)
         sb_new = [run_toys(toys, toy_request(poi_index=int(k), hypothesis="sb", mu=float(mu),
                                             toy_indices=np.arange(n_sb_new), **ensemble))

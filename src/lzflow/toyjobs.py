@@ -107,6 +107,7 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tu
     (counts, aux) of those data, or their events for an unbinned likelihood
     (:func:`lzflow.observeddata.load_observed`; :func:`lzflow.observedfit.toy_request`)."""
     from .observedfit import toy_request
+    from .stats.multistart import search_fit_config
 
     if ("observed_digest" in header) != (observed is not None):
         raise ToyFileError(f"toy job m{header['mass_GeV']:g}: generated at the observed data's fits but no observed "
@@ -114,7 +115,7 @@ def job_request(header: Mapping[str, Any], toy_indices: np.ndarray, observed: tu
     seed = dict(observed=observed, base_seed=int(header["seed_entropy"][0]), mass_key=int(header["mass_key"]),
                 poi_index=int(header["poi_index"]), toy_indices=toy_indices,
                 test_stat=header["test_statistic"], block_size=int(header.get("toy_block", TOY_BLOCK)), n_threads=1,
-                cond_fits=header.get("cond_fits", "all"))
+                cond_fits=header.get("cond_fits", "all"), config=search_fit_config(header.get("shape_fit_search", "multistart")))
     if header["hypothesis"] == "sb":
         return toy_request(hypothesis="sb", mu=float(header["poi_value"]), **seed)
     grid = np.asarray(header["poi_grid"], dtype=np.float64)
@@ -134,7 +135,8 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | 
     ``n_toys``, ``seed``, ``test_statistic``; optionally ``likelihood`` ("binned" | "unbinned") with
     ``interpolation_order`` (0–3) and ``template_rebin`` (:mod:`lzflow.stats.unbinned`), and
     ``cond_fits: needed`` (no conditional fit where μ̂ > μ, for a one-sided limit; recorded in the
-    header: :mod:`lzflow.stats.toyfits`).
+    header: :mod:`lzflow.stats.toyfits`) and ``shape_fit_search: single_start`` (no further starts of
+    the shape fits; recorded in the header: :mod:`lzflow.searchconfig`).
     """
     from .stats.toys import BONLY_POI_INDEX, HYPOTHESES, mass_key, run_toys
 
@@ -169,6 +171,8 @@ def run_toy_job(ws: Mapping[str, Any], spec: Mapping[str, Any], observed: str | 
         header["likelihood"] = likelihood
     if spec.get("cond_fits", "all") != "all":
         header["cond_fits"] = spec["cond_fits"]
+    if "shape_fit_search" in spec:  # single_start (lzflow.searchconfig); the default search adds nothing
+        header["shape_fit_search"] = spec["shape_fit_search"]
     data, model = None, job_model(ws, likelihood)
     if spec.get("observed_data") or observed is not None:  # without data the header is as it was
         from .observeddata import load_observed

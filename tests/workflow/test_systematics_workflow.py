@@ -59,6 +59,21 @@ def test_dry_run_shows_the_variation_jobs_only_with_the_overlay(repo, tmp_path):
     assert rest == {k: v for k, v in plain.items() if k not in toy_jobs}
 
 
+def test_single_start_overlay_reaches_every_toy_job_and_nothing_else(repo, tmp_path):
+    """config/overlays/single_start.yaml (stats.shape_fit_search): the same job graph, every toy batch's
+    spec says single_start; on the quick config without the systematics overlay it is refused in one line."""
+    single = repo / "config" / "overlays" / "single_start.yaml"
+    dry = _run(repo, "-n", "-p", overlay=single, results=tmp_path).stdout
+    assert job_counts(dry) == job_counts(_run(repo, "-n", results=tmp_path).stdout)
+    toy_commands = [line for line in dry.splitlines() if "lzflow.toybatch" in line]
+    assert len(toy_commands) == 4 and all('"shape_fit_search":"single_start"' in c for c in toy_commands)
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/quick.yaml", str(single),
+           "--config", f"results_dir={tmp_path}"]
+    refused = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=ENV)
+    assert refused.returncode != 0
+    assert "stats.shape_fit_search: 'single_start' with no systematics: block" in refused.stdout + refused.stderr
+
+
 @pytest.fixture(scope="module")
 def varied_tree(repo, small_overlay, tmp_path_factory):
     results = tmp_path_factory.mktemp("results")

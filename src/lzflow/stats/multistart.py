@@ -46,10 +46,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .fitresult import FitResult, FitStatus, Strategy
+from .fitresult import FitConfig, FitResult, FitStatus, Strategy
 from .restart_prune import KnownMinima
 
-__all__ = ["START_KINDS", "MARGIN", "start_points", "restart"]
+__all__ = ["START_KINDS", "MARGIN", "start_points", "restart", "search_fit_config"]
 
 #: the further starts known to :func:`start_points`
 START_KINDS = ("aux", "alpha0", "reflect", "half")
@@ -112,3 +112,14 @@ def restart(res: FitResult, ids: np.ndarray, cols: np.ndarray, mu_fixed: float |
             replaced[loc[better]] = True
         known.add(loc, r.y, r.nll, conv)
     return int(replaced.sum())
+
+
+def search_fit_config(search: str) -> FitConfig | None:
+    """The fit settings of a toy job's ``shape_fit_search`` (:mod:`lzflow.searchconfig`): None (the
+    :class:`FitConfig` defaults, every further start) for ``"multistart"``, no further start for
+    ``"single_start"`` (each fit runs once, from its given start)."""
+    if search == "multistart":
+        return None
+    if search == "single_start":
+        return FitConfig(extra_starts=(), extra_starts_fixed=())
+    raise ValueError(f"shape_fit_search: unknown search {search!r}; expected multistart or single_start")
