@@ -16,6 +16,7 @@ from lzflow.searchconfig import check_fit_search
 from lzflow.stats import FitConfig
 from lzflow.stats.fitresult import Strategy
 from lzflow.toyjobs import job_request, run_toy_job
+from test_merge import toy_files  # tests/unit is on sys.path under pytest
 
 SPEC = {"cl": 0.9, "method": "CLs+b", "power_threshold": float(norm.cdf(-1)), "test_statistic": "qtilde"}
 
@@ -95,24 +96,6 @@ def test_single_start_toy_jobs_fit_once_and_record_it(ws_sys):
     assert np.array_equal(single.aux, default.aux) and np.array_equal(single.n_events, default.n_events)
 
 
-def _files(ws, n_sb, n_b, **extra):
-    files = []
-    base = dict(n_jobs=1, job_index=0, seed=5, test_statistic="qtilde", cond_fits="needed", **extra)
-    for k in range(len(ws["poi_grid"])):
-        r, h = run_toy_job(ws, dict(base, hypothesis="sb", poi_index=k, n_toys=n_sb))
-        files.append((f"toys/poi{k}/job0.npz", _arrays(r), h))
-    r, h = run_toy_job(ws, dict(base, hypothesis="b", n_toys=n_b))
-    files.append(("toys/bonly/job0.npz", _arrays(r), h))
-    return files
-
-
-def _arrays(result):
-    arrays = {name: np.asarray(getattr(result, name)) for name in result.PER_TOY}
-    arrays["mu_test"] = np.asarray(result.mu_test)
-    arrays["gen_params"] = np.asarray(result.gen_params)
-    return arrays
-
-
 def test_merge_records_the_search_extends_with_it_and_refuses_a_mix(ws_sys):
     from lzflow.exceptions import MergeError
     from lzflow.merge import limit_document
@@ -120,13 +103,13 @@ def test_merge_records_the_search_extends_with_it_and_refuses_a_mix(ws_sys):
     ws = copy.deepcopy(ws_sys)
     median = ws["asymptotic"]["by_method"]["CLs+b"]["expected_mu"]["0"]
     ws["poi_grid"] = (np.linspace(0.3, 1.0, 4) * median).tolist()  # too short: merge extends it
-    single = _files(ws, 96, 128, shape_fit_search="single_start")
+    single = toy_files(ws, 96, 128, cond_fits="needed", shape_fit_search="single_start")
     doc, extra = limit_document(ws, lambda: single, {**SPEC, "n_boot": 0})
     assert doc["shape_fit_search"] == "single_start"
     assert len(doc["poi_grid"]) > 4 and extra  # merge ran toys of its own
     for _, arrays, _ in extra:
         assert not np.any(arrays["strategy_uncond"] == Strategy.NEWTON_RESTART)
-    default = _files(ws, 96, 128)
+    default = toy_files(ws, 96, 128, cond_fits="needed")
     doc_default, _ = limit_document(ws, lambda: default, {**SPEC, "n_boot": 0})
     assert "shape_fit_search" not in doc_default
     with pytest.raises(MergeError, match="toy files disagree on the shape fits' search"):
