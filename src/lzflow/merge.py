@@ -260,6 +260,9 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
     grid = grid.subset(mus > 0) if spec.get("construction") == "two_sided" else grid  # q̃ = 0 at μ = 0
     warnings, notes = [], []  # type: list[str], list[str]
+    if settings["shape_fit_search"] != "multistart":  # shown in the report with the mass (lzflow.searchconfig)
+        notes.append("toys fitted from one start each (stats.shape_fit_search: single_start): q̃ at the minimum "
+                     "Newton reaches from the generation point, alike for the S+B and B-only toys")
     usable = np.array([e.n > 0 for e in grid.sb]) & np.array([e.n > 0 for e in grid.b])
     if not usable.all():
         dropped = [int(k) for k in np.flatnonzero(~usable)]

@@ -106,11 +106,12 @@ def test_merge_records_the_search_extends_with_it_and_refuses_a_mix(ws_sys):
     single = toy_files(ws, 96, 128, cond_fits="needed", shape_fit_search="single_start")
     doc, extra = limit_document(ws, lambda: single, {**SPEC, "n_boot": 0})
     assert doc["shape_fit_search"] == "single_start"
+    assert any("single_start" in note for note in doc["notes"])  # the report shows a mass's notes
     assert len(doc["poi_grid"]) > 4 and extra  # merge ran toys of its own
     for _, arrays, _ in extra:
         assert not np.any(arrays["strategy_uncond"] == Strategy.NEWTON_RESTART)
     default = toy_files(ws, 96, 128, cond_fits="needed")
     doc_default, _ = limit_document(ws, lambda: default, {**SPEC, "n_boot": 0})
-    assert "shape_fit_search" not in doc_default
+    assert "shape_fit_search" not in doc_default and not any("single_start" in n for n in doc_default["notes"])
     with pytest.raises(MergeError, match="toy files disagree on the shape fits' search"):
         limit_document(ws, lambda: single[:-1] + default[-1:], {**SPEC, "n_boot": 0})
