@@ -155,6 +155,11 @@ def merge_mass(ws: Mapping[str, Any], toy_paths: Sequence[str | Path], spec: Map
     return doc, summarise_loaded([*files, *extra])
 
 
+#: the note of a mass whose toys were fitted with ``stats.shape_fit_search: single_start`` (lzflow.searchconfig)
+SINGLE_START_NOTE = ("toys fitted from one start each (stats.shape_fit_search: single_start): q̃ at the minimum Newton "
+                     "reaches from the generation point, alike for the S+B and B-only toys")
+
+
 def _toy_settings(headers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Seed, test statistic, toy block, likelihood, conditional fits and the shape fits' search shared by every toy
     file of the mass."""
@@ -259,10 +264,8 @@ def limit_document(ws: Mapping[str, Any], toy_files: Callable[[], list[LoadedToy
     q_obs = obs.q(mus, test_stat)
     grid = toy_grid(mus, q_obs, [sb[k] for k in range(mus.size)], b, test_stat)
     grid = grid.subset(mus > 0) if spec.get("construction") == "two_sided" else grid  # q̃ = 0 at μ = 0
-    warnings, notes = [], []  # type: list[str], list[str]
-    if settings["shape_fit_search"] != "multistart":  # shown in the report with the mass (lzflow.searchconfig)
-        notes.append("toys fitted from one start each (stats.shape_fit_search: single_start): q̃ at the minimum "
-                     "Newton reaches from the generation point, alike for the S+B and B-only toys")
+    warnings: list[str] = []  # notes are shown with the mass in the report
+    notes = [SINGLE_START_NOTE] if "shape_fit_search" in doc else []
     usable = np.array([e.n > 0 for e in grid.sb]) & np.array([e.n > 0 for e in grid.b])
     if not usable.all():
         dropped = [int(k) for k in np.flatnonzero(~usable)]

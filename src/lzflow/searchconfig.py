@@ -18,8 +18,8 @@ The observed dataset of a projection (the Asimov background-only dataset, whose 
 nominal α) keeps the full search; on the 40 GeV workspace both searches give its q̃ at every grid
 point bit for bit. Refused, in one line: without a ``systematics`` block (rate-only
 fits are convex and have one start anyway), with ``blind: false`` (the observed data's q̃ must be
-the toys' statistic, and the observed fits search), with ``stats.likelihood: unbinned`` (its
-fitter has no further starts to drop) and with ``stats.discovery_from_toys`` (its toys are fitted
+the toys' statistic, and the observed fits search), with ``stats.likelihood: unbinned`` (the
+unbinned likelihood has no shape parameters) and with ``stats.discovery_from_toys`` (its toys are fitted
 outside the toy jobs, with the full search).
 """
 
