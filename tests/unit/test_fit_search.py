@@ -111,7 +111,8 @@ def test_merge_records_the_search_extends_with_it_and_refuses_a_mix(ws_sys):
     for _, arrays, _ in extra:
         assert not np.any(arrays["strategy_uncond"] == Strategy.NEWTON_RESTART)
     default = toy_files(ws, 96, 128, cond_fits="needed")
-    doc_default, _ = limit_document(ws, lambda: default, {**SPEC, "n_boot": 0})
+    doc_default, extra_default = limit_document(ws, lambda: default, {**SPEC, "n_boot": 0})
+    assert any(np.any(a["strategy_uncond"] == Strategy.NEWTON_RESTART) for _, a, _ in extra_default)  # would show
     assert "shape_fit_search" not in doc_default and not any("single_start" in n for n in doc_default["notes"])
     with pytest.raises(MergeError, match="toy files disagree on the shape fits' search"):
         limit_document(ws, lambda: single[:-1] + default[-1:], {**SPEC, "n_boot": 0})
